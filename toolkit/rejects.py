@@ -1,0 +1,62 @@
+"""Rejected records: every bad input is named with its stage and reason, in JSON lines."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One rejected record: ``record`` names it (e.g. ``line 12`` or ``r001:3``)."""
+
+    record: str
+    stage: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.record} [{self.stage}]: {self.reason}"
+
+
+class RejectsWriter:
+    """Appends :class:`Reject` rows to a JSONL file (opened lazily, flushed per row)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path else None
+        self._fh: IO[str] | None = None
+        self.count = 0
+
+    def write(self, reject: Reject) -> None:
+        self.count += 1
+        if self.path is None:
+            return
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write(json.dumps(asdict(reject), ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def extend(self, rejects: Iterable[Reject]) -> None:
+        for r in rejects:
+            self.write(r)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "RejectsWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_rejects(path: str | Path) -> Iterator[Reject]:
+    """Read a rejects file back."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield Reject(**json.loads(line))
