@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class RejectsWriter:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> "RejectsWriter":
+    def __enter__(self) -> RejectsWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,7 +7,7 @@ import importlib
 import click
 
 #: Modules under toolkit.cli that define ``commands: list[click.Command]``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["es"]
 
 
 def all_commands() -> list[click.Command]:

@@ -1,0 +1,73 @@
+"""``jrs es up|down|status``: the local single-node Elasticsearch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+
+from toolkit.cli.common import emit, json_option, user_errors
+from toolkit.es import node
+from toolkit.versions import ES_VERSION
+
+name_option = click.option(
+    "--name", default="default", show_default=True, help="Node name (several can run)."
+)
+
+
+@click.group("es")
+def es_group() -> None:
+    """Run a local Elasticsearch node (integ-test distribution from Maven Central on the machine's JDK).
+
+    Not needed when ES_URL names an existing cluster.
+    """
+
+
+@es_group.command("up")
+@name_option
+@click.option("--version", "version", default=ES_VERSION, show_default=True, help="Elasticsearch version.")
+@click.option("--port", type=int, default=None, help="HTTP port (default: 9200 if free, else any free port).")
+@click.option("--security/--no-security", default=False, show_default=True, help="Enable x-pack security.")
+@click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for health.")
+@json_option
+@user_errors
+def up_cmd(name: str, version: str, port: int | None, security: bool, timeout: float, as_json: bool) -> None:
+    """Start the node (or reuse the running one) and print its URL."""
+    state = node.up(
+        name=name,
+        version=version,
+        port=port,
+        security=security,
+        timeout=timeout,
+        log=lambda m: click.echo(m, err=True),
+    )
+    info = asdict(state)
+    if state.security:
+        info["password_file"] = str(node.node_dir(name) / "elastic-password")
+    emit(info, as_json, state.url)
+
+
+@es_group.command("down")
+@name_option
+@json_option
+@user_errors
+def down_cmd(name: str, as_json: bool) -> None:
+    """Stop the node this toolkit started (by its PID)."""
+    stopped = node.down(name)
+    emit({"stopped": stopped}, as_json, "stopped" if stopped else "no running node")
+
+
+@es_group.command("status")
+@name_option
+@json_option
+@user_errors
+def status_cmd(name: str, as_json: bool) -> None:
+    """Show the local node's URL and health; exit status 1 when it is not running."""
+    state, health = node.status(name)
+    running = health is not None
+    data = {"running": running, "node": asdict(state) if state else None, "health": health}
+    emit(data, as_json, f"{state.url} {health['status']}" if running and state else "not running")
+    raise SystemExit(0 if running else 1)
+
+
+commands = [es_group]

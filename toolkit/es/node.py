@@ -1,0 +1,411 @@
+"""A local single-node Elasticsearch for the quickstart and the tests.
+
+The integration-test distribution (``org.elasticsearch.distribution.integ-test-zip``) is fetched from
+Maven Central with ``mvn dependency:copy`` into a cache directory outside the repository, unpacked,
+configured (loopback only, single-node discovery, free ports, a fixed heap) and started in the
+background on the machine's JDK. Elasticsearch refuses to run as root, so under root the node runs as
+a dedicated system user (``jrs-es``), created on first use.
+
+State lives in ``<home>/nodes/<name>/state.json``; ``up`` is idempotent and ``down`` stops exactly the
+process it started (by PID, after checking the PID still belongs to that node).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from toolkit.errors import ToolkitError
+from toolkit.versions import ES_MAVEN_ARTIFACT, ES_VERSION
+
+NODE_USER = "jrs-es"
+DEFAULT_HEAP = "1g"
+
+
+class NodeError(ToolkitError):
+    """The local node could not be fetched, started or stopped."""
+
+
+@dataclass
+class NodeState:
+    """What ``up`` started: enough to reach it and to stop exactly it."""
+
+    name: str
+    version: str
+    pid: int
+    url: str
+    http_port: int
+    transport_port: int
+    home: str
+    security: bool
+    username: str | None = None
+
+
+def toolkit_home() -> Path:
+    """Cache root outside the repository (``JRS_HOME``; root's default must be readable by the node user)."""
+    env = os.environ.get("JRS_HOME")
+    if env:
+        return Path(env).expanduser()
+    if os.geteuid() == 0:
+        return Path("/var/cache/jrecipe-search")
+    return Path.home() / ".cache" / "jrecipe-search"
+
+
+def node_dir(name: str = "default") -> Path:
+    return toolkit_home() / "nodes" / name
+
+
+def _which_or_fail(program: str, hint: str) -> str:
+    path = shutil.which(program)
+    if not path:
+        raise NodeError(f"`{program}` was not found on PATH: {hint}")
+    return path
+
+
+def java_home() -> Path:
+    """The JDK to run Elasticsearch on: ``ES_JAVA_HOME``, ``JAVA_HOME`` or the ``java`` on PATH."""
+    for var in ("ES_JAVA_HOME", "JAVA_HOME"):
+        if os.environ.get(var):
+            home = Path(os.environ[var])
+            if (home / "bin" / "java").exists():
+                return home
+            raise NodeError(f"{var}={home} has no bin/java")
+    java = _which_or_fail(
+        "java",
+        "install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless) or set ES_JAVA_HOME",
+    )
+    return Path(os.path.realpath(java)).parent.parent
+
+
+def fetch_distribution(version: str = ES_VERSION, quiet: bool = True) -> Path:
+    """Download the integ-test zip with Maven (once) and return its path."""
+    downloads = toolkit_home() / "downloads"
+    zip_path = downloads / f"elasticsearch-{version}.zip"
+    if zip_path.is_file() and zipfile.is_zipfile(zip_path):
+        return zip_path
+    mvn = _which_or_fail(
+        "mvn", "install Maven (Debian: apt-get install maven) or set ES_URL to an existing cluster"
+    )
+    downloads.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        mvn,
+        "-B",
+        *(["-q"] if quiet else []),
+        "dependency:copy",
+        f"-Dartifact={ES_MAVEN_ARTIFACT.format(version=version)}",
+        f"-DoutputDirectory={downloads}",
+        "-Dmdep.overWriteIfNewer=true",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=downloads)
+    if proc.returncode != 0 or not zip_path.is_file():
+        tail = (proc.stdout + proc.stderr)[-2000:]
+        raise NodeError(f"fetching Elasticsearch {version} failed: {' '.join(cmd)}\n{tail}")
+    return zip_path
+
+
+def install_distribution(version: str = ES_VERSION) -> Path:
+    """Unpack the distribution (once) and return its home directory."""
+    dist_root = toolkit_home() / "dist"
+    home = dist_root / f"elasticsearch-{version}"
+    if (home / "bin" / "elasticsearch").is_file():
+        return home
+    zip_path = fetch_distribution(version)
+    tmp = dist_root / f".unpack-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            target = zf.extract(info, tmp)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode and not info.is_dir():
+                os.chmod(target, mode)
+    os.replace(tmp / f"elasticsearch-{version}", home)
+    shutil.rmtree(tmp, ignore_errors=True)
+    _make_world_readable(toolkit_home())
+    return home
+
+
+def _make_world_readable(path: Path) -> None:
+    """Let the unprivileged node user traverse and read the cache (root case)."""
+    if os.geteuid() != 0:
+        return
+    for dirpath, _dirnames, filenames in os.walk(path):
+        os.chmod(dirpath, os.stat(dirpath).st_mode | 0o755)
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                os.chmod(p, os.stat(p).st_mode | stat.S_IRGRP | stat.S_IROTH)
+
+
+def free_port(preferred: int | None = None) -> int:
+    """A free loopback TCP port (the preferred one when it is free)."""
+    candidates = [preferred] if preferred else []
+    for port in [*candidates, 0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise NodeError("no free port on 127.0.0.1")
+
+
+def _ensure_node_user() -> tuple[int, int]:
+    try:
+        pw = pwd.getpwnam(NODE_USER)
+    except KeyError:
+        useradd = _which_or_fail("useradd", "Elasticsearch cannot run as root; create an unprivileged user")
+        subprocess.run(
+            [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", NODE_USER],
+            check=True,
+            capture_output=True,
+        )
+        pw = pwd.getpwnam(NODE_USER)
+    return pw.pw_uid, pw.pw_gid
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    for dirpath, _dirs, files in os.walk(path):
+        os.chown(dirpath, uid, gid)
+        for f in files:
+            os.chown(os.path.join(dirpath, f), uid, gid)
+
+
+def _write_config(
+    ndir: Path, dist: Path, name: str, http_port: int, transport_port: int, security: bool, extra: dict | None
+) -> Path:
+    conf = ndir / "config"
+    if conf.exists():
+        shutil.rmtree(conf)
+    shutil.copytree(dist / "config", conf)
+    settings = {
+        "cluster.name": f"jrs-{name}",
+        "node.name": name,
+        "network.host": "127.0.0.1",
+        "http.port": http_port,
+        "transport.port": transport_port,
+        "discovery.type": "single-node",
+        "path.data": str(ndir / "data"),
+        "path.logs": str(ndir / "logs"),
+        "xpack.security.enabled": security,
+        "cluster.routing.allocation.disk.threshold_enabled": False,
+        "action.destructive_requires_name": True,
+    }
+    settings.update(extra or {})
+    lines = [f"{k}: {json.dumps(v)}" for k, v in settings.items()]
+    (conf / "elasticsearch.yml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (conf / "jvm.options.d").mkdir(exist_ok=True)
+    heap = os.environ.get("JRS_ES_HEAP", DEFAULT_HEAP)
+    (conf / "jvm.options.d" / "heap.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n", encoding="utf-8")
+    return conf
+
+
+def _http_get(url: str, auth: tuple[str, str] | None = None, timeout: float = 5.0) -> dict:
+    req = urllib.request.Request(url)
+    if auth:
+        import base64
+
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pid_is_node(pid: int, ndir: Path) -> bool:
+    """True when ``pid`` is an Elasticsearch JVM using this node's config directory."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\x00", b" ").decode(errors="replace")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return "org.elasticsearch" in cmdline and str(ndir / "config") in environ + cmdline
+
+
+def read_state(name: str = "default") -> NodeState | None:
+    path = node_dir(name) / "state.json"
+    if not path.is_file():
+        return None
+    return NodeState(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def node_password(name: str = "default") -> str | None:
+    """The password of the ``elastic`` user of a secured local node (kept in a 0600 file)."""
+    path = node_dir(name) / "elastic-password"
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+
+
+def health(state: NodeState, timeout: float = 5.0) -> dict | None:
+    auth = ("elastic", node_password(state.name) or "") if state.security else None
+    try:
+        return _http_get(f"{state.url}/_cluster/health", auth=auth, timeout=timeout)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def status(name: str = "default") -> tuple[NodeState | None, dict | None]:
+    """The recorded node and its cluster health (None when it is not answering)."""
+    state = read_state(name)
+    if state is None or not _pid_alive(state.pid):
+        return state, None
+    return state, health(state)
+
+
+def up(
+    name: str = "default",
+    version: str = ES_VERSION,
+    port: int | None = None,
+    security: bool = False,
+    timeout: float = 180.0,
+    extra_settings: dict | None = None,
+    log=print,
+) -> NodeState:
+    """Start (or reuse) the local node and wait until it answers with yellow or green health."""
+    ndir = node_dir(name)
+    state = read_state(name)
+    if state and _pid_alive(state.pid) and _pid_is_node(state.pid, ndir) and health(state):
+        if state.version != version or state.security != security:
+            raise NodeError(
+                f"node '{name}' is already running {state.version} (security={state.security}); "
+                f"run `jrs es down --name {name}` first"
+            )
+        return state
+    dist = install_distribution(version)
+    jhome = java_home()
+    http_port = free_port(port or (9200 if name == "default" else None))
+    transport_port = free_port(None)
+    for sub in ("data", "logs"):
+        (ndir / sub).mkdir(parents=True, exist_ok=True)
+    conf = _write_config(ndir, dist, name, http_port, transport_port, security, extra_settings)
+    password = None
+    if security:
+        password = node_password(name) or secrets.token_urlsafe(18)
+        pw_file = ndir / "elastic-password"
+        pw_file.write_text(password, encoding="utf-8")
+        os.chmod(pw_file, 0o600)
+        env_ks = {**os.environ, "ES_PATH_CONF": str(conf), "ES_JAVA_HOME": str(jhome)}
+        subprocess.run(
+            [str(dist / "bin" / "elasticsearch-keystore"), "create"],
+            env=env_ks,
+            capture_output=True,
+            check=False,
+        )
+        subprocess.run(
+            [str(dist / "bin" / "elasticsearch-keystore"), "add", "-x", "-f", "bootstrap.password"],
+            input=password,
+            text=True,
+            env=env_ks,
+            capture_output=True,
+            check=True,
+        )
+    pid_file = ndir / "es.pid"
+    pid_file.unlink(missing_ok=True)
+    cmd = [str(dist / "bin" / "elasticsearch"), "-d", "-p", str(pid_file)]
+    if os.geteuid() == 0:
+        uid, gid = _ensure_node_user()
+        _chown_tree(ndir, uid, gid)
+        os.chmod(ndir.parent, 0o755)
+        (ndir / "elastic-password").exists() and os.chown(ndir / "elastic-password", 0, 0)
+        cmd = [
+            _which_or_fail("runuser", "needed to start Elasticsearch as a non-root user"),
+            "-u",
+            NODE_USER,
+            "--",
+            *cmd,
+        ]
+    env = {
+        **os.environ,
+        "ES_PATH_CONF": str(conf),
+        "ES_JAVA_HOME": str(jhome),
+        "ES_TMPDIR": str(ndir / "tmp"),
+    }
+    env.pop("ES_JAVA_OPTS", None)
+    (ndir / "tmp").mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(ndir / "tmp", *_ensure_node_user())
+    log(f"starting Elasticsearch {version} on http://127.0.0.1:{http_port} (java: {jhome})")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ndir)
+    if proc.returncode != 0 or not pid_file.is_file():
+        raise NodeError(f"Elasticsearch failed to start (exit {proc.returncode}):\n{_log_tail(ndir, proc)}")
+    pid = int(pid_file.read_text().strip())
+    state = NodeState(
+        name=name,
+        version=version,
+        pid=pid,
+        url=f"http://127.0.0.1:{http_port}",
+        http_port=http_port,
+        transport_port=transport_port,
+        home=str(ndir),
+        security=security,
+        username="elastic" if security else None,
+    )
+    (ndir / "state.json").write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            raise NodeError(f"Elasticsearch exited during start-up:\n{_log_tail(ndir, proc)}")
+        h = health(state)
+        if h and h.get("status") in ("yellow", "green"):
+            return state
+        time.sleep(0.5)
+    raise NodeError(f"Elasticsearch did not become healthy within {timeout:.0f}s:\n{_log_tail(ndir, proc)}")
+
+
+def _log_tail(ndir: Path, proc: subprocess.CompletedProcess | None = None, lines: int = 40) -> str:
+    out = []
+    if proc is not None:
+        out.append((proc.stdout or "") + (proc.stderr or ""))
+    logs = [p for p in (ndir / "logs").glob("*.log") if not p.name.startswith("gc")]
+    logs.sort(key=lambda p: p.stat().st_mtime)
+    if logs:
+        out.append("\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:]))
+    return "\n".join(s for s in out if s.strip())[-6000:]
+
+
+def down(name: str = "default", timeout: float = 60.0, kill: bool = False) -> bool:
+    """Stop the node started by ``up`` (SIGTERM, then SIGKILL); True when a process was stopped."""
+    ndir = node_dir(name)
+    state = read_state(name)
+    if state is None:
+        return False
+    stopped = False
+    if _pid_alive(state.pid) and _pid_is_node(state.pid, ndir):
+        os.kill(state.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(state.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _pid_alive(state.pid):
+            os.kill(state.pid, signal.SIGKILL)
+            time.sleep(0.5)
+        stopped = True
+    if not kill:
+        (ndir / "state.json").unlink(missing_ok=True)
+    return stopped
+
+
+def destroy(name: str) -> None:
+    """Stop a node and delete its data (used by tests for throw-away nodes)."""
+    down(name)
+    shutil.rmtree(node_dir(name), ignore_errors=True)
