@@ -1,0 +1,235 @@
+"""Bulk loading with elasticsearch-py's ``streaming_bulk``: bounded chunks, retries with backoff,
+per-document errors to the rejects file, and a checkpoint after every batch so a load resumes.
+
+Input is a stream of :class:`Batch` objects (documents of whole recipes, plus how many input records
+they stand for), so the collection is never held in memory. Counting: ``read`` records (steps, or
+unparsable input lines) = ``indexed`` + ``rejected`` + ``skipped`` (skipped: before the resume point),
+counted for this run; the checkpoint holds the position, so a resumed run reads past the loaded part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+from elasticsearch import exceptions as es_exc
+
+from toolkit.errors import ToolkitError
+from toolkit.rejects import Reject, RejectsWriter
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = (429, 502, 503, 504)
+
+
+@dataclass
+class Batch:
+    """Documents for one or more whole recipes. ``position`` = input recipes consumed after this batch."""
+
+    docs: list[dict[str, Any]]
+    read: int
+    rejected: int = 0
+    skipped: int = 0
+    position: int = 0
+
+
+@dataclass
+class LoadCounts:
+    read: int = 0
+    indexed: int = 0
+    rejected: int = 0
+    skipped: int = 0
+
+    def add(self, other: LoadCounts) -> None:
+        self.read += other.read
+        self.indexed += other.indexed
+        self.rejected += other.rejected
+        self.skipped += other.skipped
+
+
+@dataclass
+class LoadSummary:
+    index: str
+    counts: LoadCounts = field(default_factory=LoadCounts)
+    seconds: float = 0.0
+    retries: int = 0
+    resumed_from: int = 0
+    stopped_early: bool = False
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.counts.indexed / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            **asdict(self.counts),
+            "seconds": round(self.seconds, 3),
+            "docs_per_s": round(self.docs_per_s, 1),
+            "retries": self.retries,
+            "resumed_from": self.resumed_from,
+            "stopped_early": self.stopped_early,
+        }
+
+
+class TooManyErrors(ToolkitError):
+    """More records were rejected than ``--max-errors`` allows."""
+
+
+@dataclass
+class Checkpoint:
+    """Where a load into ``index`` stands: recipes consumed and counts so far, for one input and model."""
+
+    path: Path
+    index: str = ""
+    input_fingerprint: str = ""
+    model_fingerprint: str = ""
+    position: int = 0
+    counts: LoadCounts = field(default_factory=LoadCounts)
+    done: bool = False
+
+    @classmethod
+    def load(cls, path: str | Path) -> Checkpoint | None:
+        p = Path(path)
+        if not p.is_file():
+            return None
+        data = json.loads(p.read_text(encoding="utf-8"))
+        data["counts"] = LoadCounts(**data.get("counts", {}))
+        return cls(path=p, **{k: v for k, v in data.items() if k != "path"})
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in asdict(self).items() if k != "path"}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        tmp.replace(self.path)
+
+
+@dataclass
+class BulkOptions:
+    chunk_size: int = 500
+    max_chunk_bytes: int = 8 * 1024 * 1024
+    max_retries: int = 8
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    #: give up on an unreachable cluster after this many seconds of failed attempts for one batch
+    unavailable_timeout: float = 180.0
+    max_errors: int | None = None
+
+
+def _actions(index: str, docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for d in docs:
+        src = {k: v for k, v in d.items() if k != "_id"}
+        yield {"_op_type": "index", "_index": index, "_id": d["_id"], "_source": src}
+
+
+def _reason(info: dict[str, Any]) -> str:
+    err = info.get("error", {})
+    if isinstance(err, dict):
+        caused = err.get("caused_by", {}) or {}
+        parts = [err.get("type", "error"), err.get("reason", "")]
+        if caused.get("reason"):
+            parts.append(f"caused by: {caused['reason']}")
+        return f"HTTP {info.get('status')}: " + " - ".join(p for p in parts if p)
+    return f"HTTP {info.get('status')}: {err}"
+
+
+def _send_batch(
+    es: Elasticsearch,
+    index: str,
+    docs: list[dict[str, Any]],
+    opts: BulkOptions,
+    rejects: RejectsWriter,
+    on_retry: Callable[[str], None],
+) -> tuple[int, int]:
+    """Index one batch; (indexed, rejected). Whole-batch failures are retried with backoff until
+    ``unavailable_timeout``; every attempt re-sends the same ids, so a retry never duplicates."""
+    deadline = time.monotonic() + opts.unavailable_timeout
+    attempt = 0
+    while True:
+        indexed, failed = 0, []
+        try:
+            for ok, info in helpers.streaming_bulk(
+                es,
+                _actions(index, docs),
+                chunk_size=opts.chunk_size,
+                max_chunk_bytes=opts.max_chunk_bytes,
+                max_retries=opts.max_retries,
+                initial_backoff=opts.initial_backoff,
+                max_backoff=opts.max_backoff,
+                retry_on_status=RETRY_STATUS,
+                raise_on_error=False,
+                raise_on_exception=True,
+            ):
+                if ok:
+                    indexed += 1
+                else:
+                    _, item = info.popitem()
+                    failed.append(item)
+        except (es_exc.ConnectionError, es_exc.ConnectionTimeout, es_exc.ApiError) as e:
+            status = getattr(e, "status_code", None) or getattr(getattr(e, "meta", None), "status", None)
+            retryable = not isinstance(e, es_exc.ApiError) or status in RETRY_STATUS
+            attempt += 1
+            if not retryable or time.monotonic() > deadline:
+                raise ToolkitError(
+                    f"bulk request to {index} failed after {attempt} attempt(s): {type(e).__name__}: {e}"
+                ) from e
+            wait = min(opts.max_backoff, opts.initial_backoff * 2 ** (attempt - 1))
+            on_retry(
+                f"bulk batch failed ({type(e).__name__}, status {status}); retry {attempt} in {wait:.1f}s"
+            )
+            time.sleep(wait)
+            continue
+        for item in failed:
+            rejects.write(Reject(record=str(item.get("_id")), stage="index", reason=_reason(item)))
+        return indexed, len(failed)
+
+
+def bulk_load(
+    es: Elasticsearch,
+    index: str,
+    batches: Iterable[Batch],
+    rejects: RejectsWriter,
+    checkpoint: Checkpoint | None = None,
+    options: BulkOptions | None = None,
+    progress: Callable[[LoadCounts], None] | None = None,
+) -> LoadSummary:
+    """Load ``batches`` into ``index``; after each batch the checkpoint (if any) records the position."""
+    opts = options or BulkOptions()
+    summary = LoadSummary(index=index)
+    if checkpoint is not None:
+        summary.resumed_from = checkpoint.position
+    start = time.monotonic()
+
+    def on_retry(message: str) -> None:
+        summary.retries += 1
+        log.warning(message)
+
+    for batch in batches:
+        indexed, failed = (
+            _send_batch(es, index, batch.docs, opts, rejects, on_retry) if batch.docs else (0, 0)
+        )
+        step = LoadCounts(
+            read=batch.read, indexed=indexed, rejected=batch.rejected + failed, skipped=batch.skipped
+        )
+        summary.counts.add(step)
+        if checkpoint is not None:
+            checkpoint.position = batch.position
+            checkpoint.counts = summary.counts
+            checkpoint.save()
+        if progress:
+            progress(step)
+        if opts.max_errors is not None and summary.counts.rejected > opts.max_errors:
+            summary.stopped_early = True
+            break
+    summary.seconds = time.monotonic() - start
+    if checkpoint is not None and not summary.stopped_early:
+        checkpoint.done = True
+        checkpoint.save()
+    return summary

@@ -1,0 +1,146 @@
+"""Versioned indices behind an alias (``recipes`` -> ``recipes-000003``), bulk-load settings, atomic swaps."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsearch import Elasticsearch, NotFoundError
+
+from toolkit.errors import ToolkitError
+from toolkit.fingerprint import FingerprintMismatch
+from toolkit.index.template import IndexModelInfo, VectorIndexOptions, render_template
+
+LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
+
+
+class IndexError_(ToolkitError):
+    """An index or alias is missing or not usable."""
+
+
+def template_name(alias: str) -> str:
+    return f"{alias}-template"
+
+
+def versioned_name(alias: str, version: int) -> str:
+    return f"{alias}-{version:06d}"
+
+
+def _version_of(alias: str, index: str) -> int | None:
+    m = re.fullmatch(re.escape(alias) + r"-(\d{6})", index)
+    return int(m.group(1)) if m else None
+
+
+def list_versions(es: Elasticsearch, alias: str) -> list[str]:
+    """Existing ``<alias>-NNNNNN`` indices, oldest first."""
+    found = es.indices.get(index=f"{alias}-*", ignore_unavailable=True, allow_no_indices=True).body
+    names = [n for n in found if _version_of(alias, n) is not None]
+    return sorted(names, key=lambda n: _version_of(alias, n) or 0)
+
+
+def alias_targets(es: Elasticsearch, alias: str) -> list[str]:
+    try:
+        return sorted(es.indices.get_alias(name=alias).body)
+    except NotFoundError:
+        return []
+
+
+def put_template(
+    es: Elasticsearch,
+    alias: str,
+    model: IndexModelInfo,
+    options: VectorIndexOptions | None = None,
+    replicas: int = 0,
+) -> dict[str, Any]:
+    """Create or update the index template that new versions of ``alias`` are created from."""
+    body = render_template(alias, model, options, replicas=replicas)
+    es.indices.put_index_template(name=template_name(alias), **body)
+    return body
+
+
+def create_version(es: Elasticsearch, alias: str) -> str:
+    """Create the next ``<alias>-NNNNNN`` index from the template, with bulk-load settings applied."""
+    versions = list_versions(es, alias)
+    if es.indices.exists(index=alias) and not es.indices.exists_alias(name=alias):
+        raise IndexError_(f"{alias!r} is a concrete index, not an alias; choose another --alias")
+    nxt = (_version_of(alias, versions[-1]) or 0) + 1 if versions else 1
+    name = versioned_name(alias, nxt)
+    es.indices.create(index=name, settings=LOAD_SETTINGS)
+    return name
+
+
+def begin_load(es: Elasticsearch, index: str) -> dict[str, Any]:
+    """Switch an index to bulk-friendly settings (refresh off, no replicas); return what to restore."""
+    current = es.indices.get_settings(index=index, flat_settings=True).body[index]["settings"]
+    previous = {
+        "index.refresh_interval": current.get("index.refresh_interval", "1s"),
+        "index.number_of_replicas": int(current.get("index.number_of_replicas", 1)),
+    }
+    es.indices.put_settings(index=index, settings=LOAD_SETTINGS)
+    return previous
+
+
+def finish_load(es: Elasticsearch, index: str, restore: dict[str, Any]) -> None:
+    """Restore the settings a load changed, then refresh so the documents are searchable."""
+    settings = dict(restore)
+    if settings.get("index.refresh_interval") in (None, "-1"):
+        settings["index.refresh_interval"] = "1s"
+    es.indices.put_settings(index=index, settings=settings)
+    es.indices.refresh(index=index)
+
+
+def swap_alias(es: Elasticsearch, alias: str, index: str) -> list[str]:
+    """Point ``alias`` at ``index`` in one atomic request; return the indices it pointed at before."""
+    before = alias_targets(es, alias)
+    actions: list[dict[str, Any]] = [{"remove": {"index": i, "alias": alias}} for i in before if i != index]
+    actions.append({"add": {"index": index, "alias": alias, "is_write_index": True}})
+    es.indices.update_aliases(actions=actions)
+    return before
+
+
+def remove_old_versions(es: Elasticsearch, alias: str, keep: int = 1) -> list[str]:
+    """Delete versions not behind the alias, keeping the newest ``keep`` of them. Only on request."""
+    live = set(alias_targets(es, alias))
+    old = [v for v in list_versions(es, alias) if v not in live]
+    doomed = old[: max(0, len(old) - keep)]
+    for name in doomed:
+        es.indices.delete(index=name)
+    return doomed
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What an index (or the index behind an alias) says about itself."""
+
+    name: str
+    meta: dict[str, Any]
+    count: int
+
+
+def index_info(es: Elasticsearch, target: str) -> IndexInfo:
+    """``_meta`` and document count of ``target`` (an alias or an index); a clear error when missing."""
+    try:
+        mappings = es.indices.get_mapping(index=target).body
+    except NotFoundError as e:
+        raise IndexError_(
+            f"index or alias {target!r} does not exist on this cluster; build it with `jrs index`"
+        ) from e
+    name = sorted(mappings)[-1]
+    meta = mappings[name]["mappings"].get("_meta", {})
+    count = int(es.count(index=target)["count"])
+    return IndexInfo(name=name, meta=meta, count=count)
+
+
+def check_index_model(es: Elasticsearch, target: str, fingerprint: str) -> IndexInfo:
+    """Refuse to query an index built by another model (``_meta.model_fingerprint``)."""
+    info = index_info(es, target)
+    found = info.meta.get("model_fingerprint")
+    if found != fingerprint:
+        raise FingerprintMismatch(
+            f"index {info.name}",
+            fingerprint,
+            str(found),
+            "the index was built with another model; query it with that model directory or re-index",
+        )
+    return info

@@ -1,0 +1,101 @@
+"""The index template in ``es_mappings/``, filled in from a model: dims, similarity, HNSW options, ``_meta``."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit import __version__
+
+TEMPLATE_FILE = "recipe-steps.template.json"
+VECTOR_FIELDS = ("image_vector", "text_vector")
+
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "es_mappings" / TEMPLATE_FILE
+
+
+def load_template() -> dict[str, Any]:
+    """The template as written in ``es_mappings/`` (without its ``_comment``)."""
+    data = json.loads(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    data.pop("_comment", None)
+    return data
+
+
+@dataclass(frozen=True)
+class VectorIndexOptions:
+    """How the vector fields are indexed: ``hnsw`` or ``int8_hnsw`` (or ``flat`` for exact search)."""
+
+    type: str = "hnsw"
+    m: int = 16
+    ef_construction: int = 100
+    similarity: str = "cosine"
+
+    def __post_init__(self) -> None:
+        if self.type not in ("hnsw", "int8_hnsw", "flat", "int8_flat"):
+            raise ValueError(
+                f"index_options type must be hnsw, int8_hnsw, flat or int8_flat, not {self.type!r}"
+            )
+        if self.similarity not in ("cosine", "dot_product"):
+            raise ValueError("similarity must be cosine or dot_product (vectors are L2-normalised)")
+
+    def as_mapping(self) -> dict[str, Any]:
+        if self.type.endswith("flat"):
+            return {"type": self.type}
+        return {"type": self.type, "m": self.m, "ef_construction": self.ef_construction}
+
+
+@dataclass(frozen=True)
+class IndexModelInfo:
+    """What the index records about the model that produced its vectors (goes to ``_meta``)."""
+
+    fingerprint: str
+    dims: int
+    backbone: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    raw_feature_dims: int | None = None
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "model_fingerprint": self.fingerprint,
+            "dims": self.dims,
+            "backbone": self.backbone,
+            "toolkit_version": __version__,
+            **({"raw_feature_dims": self.raw_feature_dims} if self.raw_feature_dims else {}),
+            **self.extra,
+        }
+
+
+def render_template(
+    alias: str,
+    model: IndexModelInfo,
+    options: VectorIndexOptions | None = None,
+    replicas: int = 0,
+    shards: int = 1,
+) -> dict[str, Any]:
+    """The index template body for indices ``<alias>-*`` (put with ``indices.put_index_template``)."""
+    opts = options or VectorIndexOptions()
+    body = copy.deepcopy(load_template())
+    body["index_patterns"] = [f"{alias}-*"]
+    settings = body["template"]["settings"]
+    settings["number_of_replicas"] = replicas
+    settings["number_of_shards"] = shards
+    mappings = body["template"]["mappings"]
+    mappings["_meta"] = model.meta()
+    props = mappings["properties"]
+    for name in VECTOR_FIELDS:
+        props[name]["dims"] = model.dims
+        props[name]["similarity"] = opts.similarity
+        props[name]["index_options"] = opts.as_mapping()
+    if model.raw_feature_dims:
+        props["image_feature"] = {
+            "type": "dense_vector",
+            "dims": model.raw_feature_dims,
+            "index": True,
+            "similarity": "cosine",
+            "index_options": opts.as_mapping(),
+        }
+    body["_meta"] = {"managed_by": "jrecipe-search", **model.meta()}
+    return body
