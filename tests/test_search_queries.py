@@ -1,0 +1,80 @@
+"""Query bodies, vector arithmetic and client-side fusion; hostile query text is searched as text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from elasticsearch import Elasticsearch, helpers
+
+from toolkit.index import lifecycle
+from toolkit.index.template import IndexModelInfo
+from toolkit.search.fusion import rrf_fuse
+from toolkit.search.queries import (
+    Filters,
+    HybridParams,
+    KnnParams,
+    compose,
+    hybrid_request,
+    keyword_request,
+    knn_request,
+    normalize,
+)
+
+
+def test_rrf_fuse_orders_by_reciprocal_rank_sum() -> None:
+    a = [{"_id": "x"}, {"_id": "y"}, {"_id": "z"}]
+    b = [{"_id": "y"}, {"_id": "w"}, {"_id": "x"}]
+    fused = rrf_fuse([a, b], k=4, rank_constant=1)
+    # x: 1/2 + 1/4 = .75 ; y: 1/3 + 1/2 = .833 ; z: 1/4 ; w: 1/3
+    assert [h["_id"] for h in fused] == ["y", "x", "w", "z"]
+    assert fused[0]["_score"] == pytest.approx(1 / 3 + 1 / 2)
+
+
+def test_compose_is_normalised_arithmetic() -> None:
+    base, plus, minus = np.eye(3, dtype=np.float32)
+    out = compose(base, [plus], [minus])
+    assert np.allclose(out, np.array([1, 1, -1]) / np.sqrt(3))
+    assert np.linalg.norm(compose(base * 5, [plus * 0.1])) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        normalize(np.zeros(3))
+
+
+def test_filters_and_knn_params() -> None:
+    f = Filters(recipe_ids=("r1",), ingredients=("玉ねぎ",))
+    body = knn_request(np.ones(4), KnnParams(k=5, num_candidates=50), f)
+    assert body["knn"]["filter"] == [
+        {"terms": {"recipe_id": ["r1"]}},
+        {"term": {"ingredients": "玉ねぎ"}},
+        {"term": {"has_image": True}},
+    ]
+    assert body["size"] == 5 and len(body["knn"]["query_vector"]) == 4
+    with pytest.raises(ValueError):
+        KnnParams(k=20, num_candidates=10)
+
+
+HOSTILE = ['title:* OR 1=1 "', '{"match_all":{}}', "*:*", "AND OR NOT ( [ ] ) ~ ^ \\", "</script>"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_query_text_is_searched_as_text(es: Elasticsearch, index_name: str, text: str) -> None:
+    lifecycle.put_template(es, index_name, IndexModelInfo(fingerprint="x", dims=2, backbone="b"))
+    idx = lifecycle.create_version(es, index_name)
+    docs = [
+        {
+            "_id": "plain",
+            "tokens": "玉ねぎ を 炒める",
+            "has_image": True,
+            "image_vector": [1, 0],
+            "text_vector": [1, 0],
+        },
+        {"_id": "literal", "tokens": text, "has_image": True, "image_vector": [0, 1], "text_vector": [0, 1]},
+    ]
+    helpers.bulk(es, [{"_index": idx, **d} for d in docs], refresh=True)
+    tokens = text.split()
+    hits = es.search(index=idx, **keyword_request(tokens, 10, Filters()))["hits"]["hits"]
+    # only the document that literally contains the text matches: nothing was parsed as syntax or DSL
+    assert [h["_id"] for h in hits] == ["literal"]
+    hybrid = hybrid_request(
+        tokens, np.array([1.0, 0.0]), KnnParams(k=2, num_candidates=10), Filters(), HybridParams()
+    )
+    assert es.search(index=idx, **hybrid)["hits"]["total"]["value"] >= 1

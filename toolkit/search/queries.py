@@ -1,0 +1,180 @@
+"""Request bodies for each search mode, as plain dicts: what the CLI sends is what ``--show-query`` prints.
+
+Query text only ever reaches Elasticsearch as the string of a ``match`` query on the ``tokens`` field
+(whitespace analyzer), never as Lucene syntax (``query_string``) or as query DSL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SOURCE_FIELDS = [
+    "step_id",
+    "recipe_id",
+    "title",
+    "position",
+    "text",
+    "image_path",
+    "image_url",
+    "ingredients",
+]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict hits to recipes, ingredients or tags; photos only unless ``include_text_only``."""
+
+    recipe_ids: tuple[str, ...] = ()
+    ingredients: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    include_text_only: bool = False
+
+    def clauses(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if self.recipe_ids:
+            out.append({"terms": {"recipe_id": list(self.recipe_ids)}})
+        for ing in self.ingredients:
+            out.append({"term": {"ingredients": ing}})
+        for tag in self.tags:
+            out.append({"term": {"tags": tag}})
+        if not self.include_text_only:
+            out.append({"term": {"has_image": True}})
+        return out
+
+
+@dataclass(frozen=True)
+class KnnParams:
+    k: int = 10
+    num_candidates: int = 100
+    field: str = "image_vector"
+    boost: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.num_candidates < self.k:
+            raise ValueError(
+                f"need 1 <= k <= num_candidates, got k={self.k}, num_candidates={self.num_candidates}"
+            )
+
+
+@dataclass(frozen=True)
+class HybridParams:
+    keyword_boost: float = 1.0
+    knn_boost: float = 1.0
+    rank_constant: int = 60
+    window: int = 50
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _vector(v: np.ndarray | Sequence[float]) -> list[float]:
+    arr = np.asarray(v, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("query vector has non-finite values")
+    return [round(float(x), 6) for x in arr]
+
+
+def knn_clause(vector: np.ndarray, params: KnnParams, filters: Filters) -> dict[str, Any]:
+    clause: dict[str, Any] = {
+        "field": params.field,
+        "query_vector": _vector(vector),
+        "k": params.k,
+        "num_candidates": params.num_candidates,
+    }
+    fl = filters.clauses()
+    if fl:
+        clause["filter"] = fl
+    if params.boost != 1.0:
+        clause["boost"] = params.boost
+    return clause
+
+
+def match_clause(tokens: Sequence[str], boost: float = 1.0) -> dict[str, Any]:
+    """A ``match`` on the whitespace-analysed ``tokens`` field: the text is data, never syntax."""
+    body: dict[str, Any] = {"query": " ".join(tokens), "operator": "or"}
+    if boost != 1.0:
+        body["boost"] = boost
+    return {"match": {"tokens": body}}
+
+
+def knn_request(vector: np.ndarray, params: KnnParams, filters: Filters) -> dict[str, Any]:
+    return {"knn": knn_clause(vector, params, filters), "size": params.k, "_source": SOURCE_FIELDS}
+
+
+def keyword_request(tokens: Sequence[str], size: int, filters: Filters) -> dict[str, Any]:
+    return {
+        "query": {"bool": {"must": [match_clause(tokens)], "filter": filters.clauses()}},
+        "size": size,
+        "_source": SOURCE_FIELDS,
+    }
+
+
+def hybrid_request(
+    tokens: Sequence[str], vector: np.ndarray, params: KnnParams, filters: Filters, hybrid: HybridParams
+) -> dict[str, Any]:
+    """One request with ``query`` + ``knn``: Elasticsearch adds the boosted scores."""
+    knn = knn_clause(
+        vector, KnnParams(params.k, params.num_candidates, params.field, hybrid.knn_boost), filters
+    )
+    return {
+        "query": {
+            "bool": {"should": [match_clause(tokens, hybrid.keyword_boost)], "filter": filters.clauses()}
+        },
+        "knn": knn,
+        "size": params.k,
+        "_source": SOURCE_FIELDS,
+    }
+
+
+def rrf_retriever_request(
+    tokens: Sequence[str], vector: np.ndarray, params: KnnParams, filters: Filters, hybrid: HybridParams
+) -> dict[str, Any]:
+    """Server-side reciprocal rank fusion (``retriever.rrf``), for clusters that offer it."""
+    return {
+        "retriever": {
+            "rrf": {
+                "retrievers": [
+                    {
+                        "standard": {
+                            "query": {"bool": {"must": [match_clause(tokens)], "filter": filters.clauses()}}
+                        }
+                    },
+                    {"knn": knn_clause(vector, params, filters)},
+                ],
+                "rank_constant": hybrid.rank_constant,
+                "rank_window_size": max(hybrid.window, params.k),
+            }
+        },
+        "size": params.k,
+        "_source": SOURCE_FIELDS,
+    }
+
+
+def rrf_msearch_bodies(
+    tokens: Sequence[str], vector: np.ndarray, params: KnnParams, filters: Filters, hybrid: HybridParams
+) -> list[dict[str, Any]]:
+    """The two ranked lists that client-side RRF fuses, sent together in one ``_msearch``."""
+    window = max(hybrid.window, params.k)
+    knn = KnnParams(window, max(params.num_candidates, window), params.field)
+    return [keyword_request(tokens, window, filters), knn_request(vector, knn, filters)]
+
+
+def normalize(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    if n == 0 or not np.isfinite(n):
+        raise ValueError("cannot normalise a zero vector")
+    return (v / n).astype(np.float32)
+
+
+def compose(
+    base: np.ndarray, plus: Sequence[np.ndarray] = (), minus: Sequence[np.ndarray] = ()
+) -> np.ndarray:
+    """Vector arithmetic in the shared space: normalise(base + sum(plus) - sum(minus)), inputs normalised."""
+    out = normalize(np.asarray(base, dtype=np.float32)).astype(np.float64)
+    for p in plus:
+        out += normalize(np.asarray(p, dtype=np.float32))
+    for m in minus:
+        out -= normalize(np.asarray(m, dtype=np.float32))
+    return normalize(out)
