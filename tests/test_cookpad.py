@@ -1,0 +1,174 @@
+"""The Cookpad adapter: delimiter and header sniffing, pairing text and photo by step position."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli.data import import_cookpad
+from toolkit.data.cookpad import CookpadError, convert_cookpad, sniff_table
+from toolkit.data.jsonl import iter_recipes, validate_dataset
+from toolkit.rejects import RejectsWriter, read_rejects
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+TSV, CSV = FIXTURES / "cookpad_tsv", FIXTURES / "cookpad_csv"
+
+
+def _convert(src: Path, out: Path, **kwargs):
+    rejects_file = out.parent / f"{out.name}-rejects.jsonl"
+    with RejectsWriter(rejects_file) as writer:
+        summary = convert_cookpad(src, out, rejects=writer, **kwargs)
+    rejects = list(read_rejects(rejects_file)) if rejects_file.exists() else []
+    return summary, rejects
+
+
+def _source_photo(src: Path, rid: str, pos: int) -> Path:
+    return src / "images" / "steps" / rid[0] / f"{rid}_{pos}.jpg"
+
+
+def _assert_paired_by_position(src: Path, out: Path) -> dict[str, list[tuple[int, str | None]]]:
+    """Each step's text names its position, and its photo is the source photo of that position."""
+    found: dict[str, list[tuple[int, str | None]]] = {}
+    for recipe in iter_recipes(out, RejectsWriter(None), check_images=True):
+        for step in recipe.steps:
+            assert step.text.startswith(f"手順{step.position}:"), step
+            if step.image is not None:
+                assert (out / step.image).read_bytes() == _source_photo(
+                    src, recipe.recipe_id, step.position
+                ).read_bytes()
+            else:
+                assert not _source_photo(src, recipe.recipe_id, step.position).exists()
+            found.setdefault(recipe.recipe_id, []).append((step.position, step.image))
+    return found
+
+
+def test_sniffs_delimiter_and_header():
+    assert (
+        sniff_table(TSV / "recipes.tsv", "recipes").delimiter,
+        sniff_table(TSV / "recipes.tsv", "recipes").header,
+    ) == (
+        "\t",
+        True,
+    )
+    steps = sniff_table(CSV / "steps.txt", "steps")  # comma-separated despite the .txt name
+    assert (steps.delimiter, steps.header) == (",", False)
+    assert steps.columns == {"recipe_id": 0, "position": 1, "memo": 2}
+    recipes = sniff_table(TSV / "recipes.tsv", "recipes")
+    assert recipes.columns["title"] == 1 and recipes.columns["description"] == 3  # header order, not default
+
+
+def test_tsv_with_header_steps_out_of_order_and_a_missing_photo(tmp_path):
+    out = tmp_path / "out"
+    summary, rejects = _convert(TSV, out)
+    assert rejects == []
+    assert (summary.recipes, summary.steps, summary.paired, summary.text_only, summary.rejects) == (
+        2,
+        5,
+        4,
+        1,
+        0,
+    )
+    steps = _assert_paired_by_position(TSV, out)
+    assert steps == {
+        "a1b2": [
+            (1, "images/steps/a/a1b2_1.jpg"),
+            (2, "images/steps/a/a1b2_2.jpg"),
+            (3, "images/steps/a/a1b2_3.jpg"),
+        ],
+        "c3d4": [(1, None), (2, "images/steps/c/c3d4_2.jpg")],
+    }
+    recipe = next(iter_recipes(out, RejectsWriter(None)))
+    assert recipe.title == "豚肉とキャベツの炒め物" and recipe.description == "シャキシャキの炒め物です。"
+    assert [(i.name, i.quantity) for i in recipe.ingredients] == [("豚肉", "200g"), ("キャベツ", "1/4個")]
+    # Hard links by default: same file, and the output validates on its own (paths stay under OUT).
+    assert os.path.samefile(out / "images/steps/a/a1b2_1.jpg", _source_photo(TSV, "a1b2", 1))
+    assert validate_dataset(out).ok
+
+
+def test_csv_without_header_quoted_fields_and_bad_rows(tmp_path):
+    out = tmp_path / "out"
+    summary, rejects = _convert(CSV, out, link_images=False)
+    steps = _assert_paired_by_position(CSV, out)
+    assert steps == {
+        "e5f6": [
+            (1, "images/steps/e/e5f6_1.jpg"),
+            (2, "images/steps/e/e5f6_2.jpg"),
+            (3, None),
+            (4, "images/steps/e/e5f6_4.jpg"),
+        ],
+        "i9j0": [(2, "images/steps/i/i9j0_2.jpg")],
+    }
+    assert (summary.recipes, summary.steps, summary.paired, summary.text_only) == (2, 5, 4, 1)
+    recipe = next(iter_recipes(out, RejectsWriter(None)))
+    assert recipe.title == "トマトと卵の炒め物, 中華風"
+    assert recipe.description == "ふわふわ卵の一品です。\n簡単です。"
+    assert recipe.steps[0].text == "手順1: トマトを\nくし形切りにします。"
+    assert not os.path.samefile(out / "images/steps/e/e5f6_1.jpg", _source_photo(CSV, "e5f6", 1))  # copied
+
+    expected = {
+        ("steps.txt:line 12", "read"): "not valid UTF-8 (undecodable byte 0xff)",
+        ("ingredients.csv:line 3", "validate"): "ingredient name is empty",
+        ("recipes.csv:line 3", "validate"): "recipe g7h8: field title: must not be empty",
+        ("recipes.csv:line 5", "validate"): "duplicate recipe id 'e5f6' (first on line 2)",
+        ("i9j0:x", "validate"): "steps.txt line 7: position must be a positive integer, got 'x'",
+        ("i9j0:1", "validate"): "steps.txt line 8: memo must not be empty",
+        (
+            "steps.txt:line 11",
+            "validate",
+        ): "1 step row(s) for recipe id 'zz99', which is not in the recipes table",
+    }
+    dup = [r for r in rejects if r.record == "i9j0:3"]
+    assert len(dup) == 2 and all("duplicate position 3 (lines 9, 10)" in r.reason for r in dup)
+    rest = {(r.record, r.stage): r.reason for r in rejects if r.record != "i9j0:3"}
+    assert rest.keys() == expected.keys()
+    for key, fragment in expected.items():
+        assert fragment in rest[key]
+    assert summary.rejects == len(rejects) == 9
+    assert not (out / "images/steps/i/i9j0_3.jpg").exists()  # the photo of a dropped step is not carried
+
+
+def test_in_place_conversion_links_nothing(tmp_path):
+    src = tmp_path / "cookpad"
+    shutil.copytree(TSV, src)
+    summary, _ = _convert(src, src)
+    assert summary.paired == 4
+    assert validate_dataset(src).ok
+    assert sorted(p.name for p in src.iterdir() if p.name.startswith(".")) == []  # temp files removed
+
+
+def test_missing_or_ambiguous_tables_are_clear_errors(tmp_path):
+    with pytest.raises(CookpadError, match="no steps table"):
+        (tmp_path / "a").mkdir()
+        shutil.copy(TSV / "recipes.tsv", tmp_path / "a" / "recipes.tsv")
+        convert_cookpad(tmp_path / "a", tmp_path / "out")
+    with pytest.raises(CookpadError, match="more than one recipes table"):
+        shutil.copy(TSV / "recipes.tsv", tmp_path / "a" / "recipes.csv")
+        convert_cookpad(tmp_path / "a", tmp_path / "out")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "recipes.txt").write_text("just one column\nand another\n", encoding="utf-8")
+    (tmp_path / "b" / "steps.txt").write_text("r1,1,x\n", encoding="utf-8")
+    with pytest.raises(CookpadError, match="cannot tell the delimiter"):
+        convert_cookpad(tmp_path / "b", tmp_path / "out")
+
+
+def test_ingredients_table_is_optional(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(TSV, src)
+    (src / "ingredients.tsv").unlink()
+    summary, rejects = _convert(src, tmp_path / "out")
+    assert summary.recipes == 2 and rejects == []
+    assert all(r.ingredients == () for r in iter_recipes(tmp_path / "out", RejectsWriter(None)))
+
+
+def test_cli_import_cookpad(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(import_cookpad, [str(CSV), str(out), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["recipes"], data["paired"], data["rejects"]) == (2, 4, 9)
+    assert len(list(read_rejects(data["rejects_file"]))) == 9

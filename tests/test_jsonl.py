@@ -1,0 +1,185 @@
+"""Reading the JSONL layout: every bad record named with its reason, every valid one kept."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli.data import validate
+from toolkit.data.jsonl import (
+    RECIPES_FILE,
+    DatasetError,
+    iter_recipes,
+    validate_dataset,
+    write_recipes_jsonl,
+)
+from toolkit.data.schema import Recipe, Step
+from toolkit.errors import ToolkitError
+from toolkit.rejects import RejectsWriter, read_rejects
+
+FIXTURE = Path(__file__).parent / "fixtures" / "data" / "jsonl_corpus"
+EXPECTED = json.loads((FIXTURE / "expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """The fixture corpus plus a symlink inside the root that points at a real file outside it."""
+    root = tmp_path / "corpus"
+    shutil.copytree(FIXTURE, root)
+    outside = tmp_path / "secret.jpg"
+    outside.write_bytes((FIXTURE / "images" / "r001" / "1.jpg").read_bytes())
+    (root / "images" / "link_out.jpg").symlink_to(outside)
+    return root
+
+
+def _assert_rejects(found, expected):
+    assert Counter((r.record, r.stage) for r in found) == Counter((rec, stage) for rec, stage, _ in expected)
+    for record, stage, fragment in expected:
+        reasons = [r.reason for r in found if (r.record, r.stage) == (record, stage)]
+        assert any(fragment in reason for reason in reasons), (record, fragment, reasons)
+
+
+def test_every_bad_record_is_named_and_every_valid_one_survives(corpus, tmp_path):
+    rejects_file = tmp_path / "rejects.jsonl"
+    with RejectsWriter(rejects_file) as writer:
+        recipes = list(iter_recipes(corpus, writer))
+    found = list(read_rejects(rejects_file))
+    _assert_rejects(found, EXPECTED["rejects"])
+
+    assert [r.recipe_id for r in recipes] == EXPECTED["recipes"]
+    assert [r.step_id(s) for r in recipes for s in r.steps] == EXPECTED["steps"]
+
+    # Accounting: each non-blank line is either a recipe or a line-level reject.
+    lines = [ln for ln in (corpus / RECIPES_FILE).read_bytes().split(b"\n") if ln.strip()]
+    line_rejects = [r for r in found if r.record.startswith(f"{RECIPES_FILE}:line ")]
+    assert len(lines) == len(recipes) + len(line_rejects)
+
+    first = recipes[0]
+    assert first.steps[0] == Step(1, "じゃがいもを乱切りにします。", "images/r001/1.jpg")
+    emoji_ascii = next(r for r in recipes if r.recipe_id == "r009")
+    assert [s.text for s in emoji_ascii.steps] == ["🍳🔥", "Fry the onions until golden."]
+
+
+def test_without_image_checks_paths_are_passed_through(corpus):
+    recipes = {r.recipe_id: r for r in iter_recipes(corpus, RejectsWriter(None))}
+    assert recipes["r008"].steps[0].image == "../../etc/passwd"
+
+
+def test_image_checks_make_unsafe_and_missing_photos_text_only(corpus, tmp_path):
+    writer = RejectsWriter(tmp_path / "rejects.jsonl")
+    recipes = list(iter_recipes(corpus, writer, check_images=True))
+    writer.close()
+    _assert_rejects(
+        list(read_rejects(tmp_path / "rejects.jsonl")), EXPECTED["rejects"] + EXPECTED["image_rejects"]
+    )
+    with_photo = [r.step_id(s) for r in recipes for s in r.steps if s.image]
+    assert with_photo == EXPECTED["photos"]
+    assert [r.step_id(s) for r in recipes for s in r.steps] == EXPECTED["steps"]
+
+
+def test_validate_dataset_reports_counts_and_rejects(corpus):
+    report = validate_dataset(corpus)
+    assert report.recipes == len(EXPECTED["recipes"])
+    assert report.steps == len(EXPECTED["steps"])
+    assert report.steps_with_image == len(EXPECTED["photos"])
+    assert (report.missing_images, report.unsafe_paths) == (1, 3)
+    assert not report.ok
+    _assert_rejects(report.rejects, EXPECTED["rejects"] + EXPECTED["image_rejects"])
+    assert json.loads(json.dumps(report.to_dict()))["ok"] is False
+
+    unchecked = validate_dataset(corpus, check_images=False)
+    assert unchecked.steps_with_image == len(EXPECTED["photos"]) + 4
+    assert unchecked.missing_images == unchecked.unsafe_paths == 0
+
+
+def test_rejects_are_logged_when_no_writer_is_given(corpus, caplog):
+    with caplog.at_level(logging.WARNING, logger="toolkit.data.jsonl"):
+        recipes = list(iter_recipes(corpus))
+    assert len(recipes) == len(EXPECTED["recipes"])
+    assert len(caplog.records) == len(EXPECTED["rejects"])
+    assert any("recipes.jsonl:line 2 [read]: malformed JSON" in r.getMessage() for r in caplog.records)
+
+
+def test_bom_crlf_and_blank_lines_are_accepted(tmp_path):
+    body = '{"recipe_id":"a","title":"t","steps":[{"position":1,"text":"x"}]}\r\n\r\n{"recipe_id":"b","title":"u"}\r\n'
+    (tmp_path / RECIPES_FILE).write_bytes(b"\xef\xbb\xbf" + body.encode())
+    writer = RejectsWriter(None)
+    assert [r.recipe_id for r in iter_recipes(tmp_path, writer)] == ["a", "b"]
+    assert writer.count == 0
+
+
+def test_iter_recipes_is_lazy(tmp_path):
+    good = json.dumps({"recipe_id": "a", "title": "t"})
+    (tmp_path / RECIPES_FILE).write_text(good + "\n" + "{broken\n", encoding="utf-8")
+    writer = RejectsWriter(None)
+    it = iter_recipes(tmp_path, writer)
+    assert next(it).recipe_id == "a"
+    assert writer.count == 0  # the bad second line has not been read yet
+    assert list(it) == [] and writer.count == 1
+
+
+def test_missing_root_or_file_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        list(iter_recipes(tmp_path / "nope"))
+    with pytest.raises(DatasetError, match="no recipes.jsonl"):
+        validate_dataset(tmp_path)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DatasetError, match="is a file"):
+        list(iter_recipes(tmp_path / "f"))
+
+
+def test_write_recipes_jsonl_round_trips(corpus, tmp_path):
+    recipes = list(iter_recipes(corpus, RejectsWriter(None)))
+    out = tmp_path / "copy" / RECIPES_FILE
+    assert write_recipes_jsonl(out, iter(recipes)) == len(recipes)
+    writer = RejectsWriter(None)
+    assert list(iter_recipes(out.parent, writer)) == recipes
+    assert writer.count == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        (Recipe("a:1", "t"), "must not contain ':'"),
+        (Recipe("b", "t", steps=(Step(2, "x"), Step(1, "y"))), "sorted by position"),
+        (Recipe("c", "t", steps=(Step(1, " x "),)), "surrounding whitespace"),
+        (Recipe("d", "t", steps=(Step(0, "x"),)), "positive integer"),
+        (Recipe("ok", "t"), "duplicate recipe_id"),
+    ],
+)
+def test_write_refuses_what_the_reader_would_reject_and_leaves_target_alone(tmp_path, bad, fragment):
+    out = tmp_path / RECIPES_FILE
+    out.write_text("previous\n", encoding="utf-8")
+    with pytest.raises(ToolkitError, match=fragment):
+        write_recipes_jsonl(out, [Recipe("ok", "t"), bad])
+    assert out.read_text(encoding="utf-8") == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == [RECIPES_FILE]
+
+
+def test_cli_validate(corpus, tmp_path):
+    runner = CliRunner()
+    rejects_file = tmp_path / "r.jsonl"
+    result = runner.invoke(validate, [str(corpus), "--rejects", str(rejects_file)])
+    assert result.exit_code == 1
+    assert "5 recipes, 12 steps (2 with a usable photo)" in result.output
+    assert "recipes.jsonl:line 2 [read]: malformed JSON" in result.output
+    assert len(list(read_rejects(rejects_file))) == len(EXPECTED["rejects"]) + len(EXPECTED["image_rejects"])
+
+    result = runner.invoke(validate, [str(corpus), "--json", "--no-images"])
+    data = json.loads(result.output)
+    assert result.exit_code == 1 and data["recipes"] == 5 and len(data["rejects"]) == len(EXPECTED["rejects"])
+
+    clean = tmp_path / "clean"
+    write_recipes_jsonl(clean / RECIPES_FILE, [Recipe("a", "t", steps=(Step(1, "x"),))])
+    result = runner.invoke(validate, [str(clean)])
+    assert result.exit_code == 0, result.output
+    assert "no rejects" in result.output
+
+    result = runner.invoke(validate, [str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -1,0 +1,157 @@
+"""``jrs sample-data``, ``jrs validate`` and ``jrs import-cookpad``: make, check and convert datasets."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+
+if TYPE_CHECKING:
+    from toolkit.data.jsonl import ValidationReport
+
+#: How many rejects ``validate`` lists before pointing at the rejects file.
+SHOWN_REJECTS = 20
+
+
+@click.command("sample-data")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--recipes", "n_recipes", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--image-size", type=click.IntRange(16, 1024), default=96, show_default=True, help="Photo side (px)."
+)
+@click.option(
+    "--photo-ratio",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.9,
+    show_default=True,
+    help="Share of steps that get a photo.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Drawing processes."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace recipes.jsonl and images/ if OUT_DIR already has them."
+)
+@json_option
+@quiet_option
+@user_errors
+def sample_data(
+    out_dir: Path,
+    n_recipes: int,
+    seed: int,
+    image_size: int,
+    photo_ratio: float,
+    workers: int,
+    overwrite: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Write a deterministic synthetic Japanese recipe dataset (recipes.jsonl + drawn step photos)."""
+    from toolkit.data.sample import generate_sample
+
+    summary = generate_sample(
+        out_dir,
+        n_recipes,
+        seed=seed,
+        image_size=image_size,
+        photo_ratio=photo_ratio,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress_enabled(quiet),
+    )
+    emit(
+        summary.to_dict(),
+        as_json,
+        f"wrote {summary.recipes} recipes, {summary.steps} steps ({summary.photos} with photos, "
+        f"{summary.text_only} text-only) to {summary.root} in {summary.seconds:.1f} s "
+        f"({summary.steps_per_s:.0f} steps/s)",
+    )
+
+
+def _validation_text(report: ValidationReport, rejects_file: Path | None) -> str:
+    lines = [
+        f"{report.recipes} recipes, {report.steps} steps ({report.steps_with_image} with a usable photo)",
+        f"missing photos: {report.missing_images}, unsafe photo paths: {report.unsafe_paths}",
+    ]
+    if report.ok:
+        lines.append("no rejects: the dataset is valid")
+        return "\n".join(lines)
+    by_stage = Counter(r.stage for r in report.rejects)
+    stages = ", ".join(f"{stage} {n}" for stage, n in sorted(by_stage.items()))
+    lines.append(f"{len(report.rejects)} rejected ({stages}):")
+    lines += [f"  {r}" for r in report.rejects[:SHOWN_REJECTS]]
+    more = len(report.rejects) - SHOWN_REJECTS
+    if more > 0:
+        where = f"see {rejects_file}" if rejects_file else "use --rejects FILE to list them all"
+        lines.append(f"  ... and {more} more ({where})")
+    return "\n".join(lines)
+
+
+@click.command("validate")
+@click.argument("root", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--rejects",
+    "rejects_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write rejects (JSONL).",
+)
+@click.option("--no-images", is_flag=True, help="Do not check photo paths and files.")
+@json_option
+@user_errors
+def validate(root: Path, rejects_file: Path | None, no_images: bool, as_json: bool) -> None:
+    """Check a dataset root (recipes.jsonl + photos); exit status 1 if anything is rejected."""
+    from toolkit.data.jsonl import validate_dataset
+    from toolkit.rejects import RejectsWriter
+
+    if rejects_file is not None:
+        rejects_file.unlink(missing_ok=True)
+    with RejectsWriter(rejects_file) as writer:
+        report = validate_dataset(root, check_images=not no_images, rejects=writer)
+    emit(report.to_dict(), as_json, lambda: _validation_text(report, rejects_file))
+    if not report.ok:
+        sys.exit(1)
+
+
+@click.command("import-cookpad")
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--copy", "copy_images", is_flag=True, help="Copy photos instead of hard-linking them.")
+@click.option(
+    "--rejects",
+    "rejects_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write rejects (JSONL)  [default: OUT/import_rejects.jsonl]",
+)
+@json_option
+@quiet_option
+@user_errors
+def import_cookpad(
+    src: Path, out: Path, copy_images: bool, rejects_file: Path | None, as_json: bool, quiet: bool
+) -> None:
+    """Convert a Cookpad (NII IDR) export in SRC to the JSONL layout in OUT."""
+    from toolkit.data.cookpad import convert_cookpad
+    from toolkit.rejects import RejectsWriter
+
+    rejects_file = rejects_file or out / "import_rejects.jsonl"
+    rejects_file.unlink(missing_ok=True)
+    with RejectsWriter(rejects_file) as writer:
+        summary = convert_cookpad(
+            src, out, link_images=not copy_images, rejects=writer, progress=progress_enabled(quiet)
+        )
+    data = {**summary.to_dict(), "rejects_file": str(rejects_file) if summary.rejects else None}
+    text = (
+        f"wrote {summary.recipes} recipes, {summary.steps} steps ({summary.paired} with photos, "
+        f"{summary.text_only} text-only) to {summary.out_file}"
+    )
+    if summary.rejects:
+        text += f"\n{summary.rejects} rejected: see {rejects_file}"
+    emit(data, as_json, text)
+
+
+commands = [sample_data, validate, import_cookpad]

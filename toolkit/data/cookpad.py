@@ -1,0 +1,452 @@
+"""Convert the Cookpad recipe data (NII IDR distribution) to the JSONL layout.
+
+Input (``src_dir``): ``recipes``, ``ingredients`` (optional) and ``steps`` tables, each one file
+named ``<table>.txt``, ``.tsv`` or ``.csv``, tab- or comma-separated (sniffed), with or without a
+header row; step photos at ``images/steps/<first char of id>/<recipe_id>_<position>.jpg``.
+
+Text and photo are paired by step *position*, never by row order. Steps and ingredients are
+grouped by recipe in a temporary SQLite file, so memory stays flat whatever the corpus size and
+whatever the row order. See ``docs/data-format.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, overload
+
+from tqdm import tqdm
+
+from toolkit.data.jsonl import RECIPES_FILE, write_recipes_jsonl
+from toolkit.data.paths import UnsafePathError, resolve_under_root
+from toolkit.data.schema import (
+    DEFAULT_MAX_TEXT_LEN,
+    Recipe,
+    RecordError,
+    Step,
+    check_recipe_id,
+    check_text,
+    parse_recipe,
+)
+from toolkit.errors import ToolkitError
+from toolkit.rejects import Reject, RejectsWriter
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".txt", ".tsv", ".csv")
+#: Column order of header-less files (as in the NII IDR distribution).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "recipes": ("id", "user_id", "title", "description", "serving_for", "advice", "history", "published_at"),
+    "ingredients": ("recipe_id", "name", "quantity"),
+    "steps": ("recipe_id", "position", "memo"),
+}
+#: Columns each table must have; a first row naming all of them is a header.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "recipes": ("id", "title"),
+    "ingredients": ("recipe_id", "name"),
+    "steps": ("recipe_id", "position", "memo"),
+}
+_ALIASES = {"recipe_id": "id"}  # a recipes header may say recipe_id instead of id
+_BAD_UTF8 = re.compile("[\udc80-\udcff]")
+_BATCH = 5000
+
+
+class CookpadError(ToolkitError):
+    """The Cookpad source directory cannot be converted (missing or ambiguous table files)."""
+
+
+@dataclass
+class CookpadSummary:
+    """Counts of a conversion: ``paired`` steps have a photo, ``text_only`` ones do not."""
+
+    out_file: str
+    recipes: int = 0
+    steps: int = 0
+    paired: int = 0
+    text_only: int = 0
+    rejects: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Table:
+    kind: str  # recipes, ingredients or steps
+    path: Path
+    delimiter: str
+    quoting: int
+    header: bool
+    columns: dict[str, int]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@overload
+def find_table(src: Path, table: str, required: Literal[True] = ...) -> Path: ...
+@overload
+def find_table(src: Path, table: str, required: bool) -> Path | None: ...
+def find_table(src: Path, table: str, required: bool = True) -> Path | None:
+    """The one file holding ``table`` in ``src`` (``<table>.txt|.tsv|.csv``)."""
+    found = [src / f"{table}{ext}" for ext in EXTENSIONS if (src / f"{table}{ext}").is_file()]
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise CookpadError(f"more than one {table} table in {str(src)!r} ({names}); keep one")
+    if not found:
+        if required:
+            raise CookpadError(f"no {table} table in {str(src)!r} (expected {table}.txt, .tsv or .csv)")
+        return None
+    return found[0]
+
+
+def _sample_rows(text: str, delimiter: str, quoting: int) -> list[list[str]]:
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting))
+    return [r for r in rows if r][:50]
+
+
+def sniff_table(path: Path, table: str) -> _Table:
+    """Work out the delimiter (tab or comma), quoting and header of a table file."""
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
+        text = fh.read(256 * 1024)
+        truncated = bool(fh.read(1))
+    if truncated:  # the last line may be cut short
+        text = text[: text.rfind("\n") + 1] or text
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    need = len(REQUIRED[table]) if table != "recipes" else 3
+    candidates: list[tuple[str, int, list[list[str]]]] = []
+    for delimiter in ("\t", ","):
+        quoting = csv.QUOTE_MINIMAL
+        if delimiter == "\t" and not text.startswith('"'):
+            quoting = csv.QUOTE_NONE
+        rows = _sample_rows(text, delimiter, quoting)
+        widths = Counter(len(r) for r in rows)
+        if rows:
+            width, freq = widths.most_common(1)[0]
+            if width >= need and freq >= 0.8 * len(rows):
+                candidates.append((delimiter, quoting, rows))
+    if not candidates:
+        raise CookpadError(
+            f"{path.name}: cannot tell the delimiter (tab or comma): rows do not have a consistent "
+            f"number of columns (at least {need} expected)"
+        )
+    preferred = "," if path.suffix == ".csv" else "\t"
+    delimiter, quoting, rows = next((c for c in candidates if c[0] == preferred), candidates[0])
+    first = [cell.strip().lstrip("\ufeff").lower() for cell in rows[0]]
+    named = [_ALIASES.get(c, c) if table == "recipes" else c for c in first]
+    header = all(col in named for col in REQUIRED[table])
+    if header:
+        columns = {name: i for i, name in reversed(list(enumerate(named)))}
+    else:
+        columns = {name: i for i, name in enumerate(COLUMNS[table])}
+    return _Table(table, path, delimiter, quoting, header, columns)
+
+
+def _read_rows(tbl: _Table) -> Iterator[tuple[int, dict[str, str] | None, str]]:
+    """Yield (line number, row as {column: stripped text} or None, reason when None)."""
+    width = max(tbl.columns[c] for c in tbl.columns) + 1
+    need = max(tbl.columns[c] for c in REQUIRED[tbl.kind]) + 1
+    with tbl.path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh, delimiter=tbl.delimiter, quoting=tbl.quoting, strict=False)
+        first = True
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield reader.line_num, None, f"unreadable row: {e}"
+                continue
+            line = reader.line_num
+            if first:
+                first = False
+                if row and row[0].startswith("\ufeff"):
+                    row[0] = row[0][1:]
+                if tbl.header:
+                    continue
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            bad = next((c for c in row if _BAD_UTF8.search(c)), None)
+            if bad is not None:
+                byte = ord(_BAD_UTF8.search(bad).group(0)) - 0xDC00  # type: ignore[union-attr]
+                yield line, None, f"not valid UTF-8 (undecodable byte 0x{byte:02x})"
+                continue
+            if len(row) < need:
+                yield line, None, f"has {len(row)} columns, expected at least {need}"
+                continue
+            row = row + [""] * (width - len(row))
+            yield line, {c: row[i].strip() for c, i in tbl.columns.items()}, ""
+
+
+def _load(db: sqlite3.Connection, tbl: _Table, sink: _Rejects, progress: bool) -> None:
+    kind = tbl.kind
+    batch: list[tuple[Any, ...]] = []
+    sql = (
+        "INSERT INTO steps VALUES (?, ?, ?, ?)"
+        if kind == "steps"
+        else "INSERT INTO ingredients VALUES (?, ?, ?, ?)"
+    )
+    for line, row, why in tqdm(_read_rows(tbl), desc=f"load {tbl.name}", unit=" rows", disable=not progress):
+        if row is None:
+            sink.add(Reject(f"{tbl.name}:line {line}", "read", why))
+            continue
+        if kind == "steps":
+            batch.append((row["recipe_id"], line, row["position"], row["memo"]))
+        else:
+            batch.append((row["recipe_id"], line, row["name"], row.get("quantity", "")))
+        if len(batch) >= _BATCH:
+            db.executemany(sql, batch)
+            batch.clear()
+    db.executemany(sql, batch)
+    db.execute(f"CREATE INDEX {kind}_by_recipe ON {kind} (recipe_id, line)")
+
+
+class _Rejects:
+    def __init__(self, writer: RejectsWriter | None) -> None:
+        self.writer = writer
+        self.count = 0
+
+    def add(self, reject: Reject) -> None:
+        self.count += 1
+        if self.writer is not None:
+            self.writer.write(reject)
+        else:
+            log.warning("rejected %s", reject)
+
+
+def _position(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and int(text) >= 1 else None
+
+
+def _steps_for(
+    db: sqlite3.Connection, rid: str, steps_name: str, max_len: int, sink: _Rejects
+) -> list[dict[str, Any]]:
+    rows = db.execute(
+        "SELECT line, position, memo FROM steps WHERE recipe_id = ? ORDER BY line", (rid,)
+    ).fetchall()
+    good: dict[int, list[tuple[int, str]]] = {}
+    for line, pos_text, memo in rows:
+        where = f"{steps_name} line {line}"
+        pos = _position(pos_text)
+        if pos is None:
+            sink.add(
+                Reject(
+                    f"{rid}:{pos_text}",
+                    "validate",
+                    f"{where}: position must be a positive integer, got {pos_text!r}",
+                )
+            )
+            continue
+        text, why = check_text(memo, max_len, allow_empty=False)
+        if text is None:
+            sink.add(Reject(f"{rid}:{pos}", "validate", f"{where}: memo {why}"))
+            continue
+        good.setdefault(pos, []).append((line, text))
+    steps = []
+    for pos in sorted(good):
+        if len(good[pos]) > 1:
+            lines = ", ".join(str(line) for line, _ in good[pos])
+            for line, _ in good[pos]:
+                reason = f"{steps_name} line {line}: duplicate position {pos} (lines {lines}); all dropped"
+                sink.add(Reject(f"{rid}:{pos}", "validate", reason))
+            continue
+        steps.append({"position": pos, "text": good[pos][0][1]})
+    return steps
+
+
+def _ingredients_for(db: sqlite3.Connection, rid: str, name: str, sink: _Rejects) -> list[dict[str, str]]:
+    out = []
+    for line, ing, qty in db.execute(
+        "SELECT line, name, quantity FROM ingredients WHERE recipe_id = ? ORDER BY line", (rid,)
+    ):
+        if not ing:
+            sink.add(Reject(f"{name}:line {line}", "validate", f"recipe {rid}: ingredient name is empty"))
+            continue
+        out.append({"name": ing, "quantity": qty})
+    return out
+
+
+class _Photos:
+    """Finds a step's photo in ``src`` and places it under ``out`` (hard link, else copy)."""
+
+    def __init__(self, src: Path, out: Path, link: bool) -> None:
+        self.src, self.out, self.link = src, out, link
+        same = os.path.realpath(src / "images") == os.path.realpath(out / "images")
+        self.in_place = same and (src / "images").is_dir()
+
+    @staticmethod
+    def rel(rid: str, position: int) -> str:
+        return f"images/steps/{rid[0]}/{rid}_{position}.jpg"
+
+    def place(self, rid: str, position: int) -> tuple[str | None, str]:
+        """Return (relative path, "") when the photo exists, (None, reason) when unusable, (None, "") if absent."""
+        if "/" in rid or "\\" in rid or "\x00" in rid or rid.startswith("."):
+            return None, f"recipe id {rid!r} cannot name a photo file; step kept as text-only"
+        rel = self.rel(rid, position)
+        try:
+            source = resolve_under_root(self.src, rel)
+        except UnsafePathError as e:
+            return None, f"unsafe photo path: {e}; step kept as text-only"
+        if not source.is_file():
+            return None, ""
+        if self.in_place:
+            return rel, ""
+        dest = self.out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists() or dest.is_symlink():
+            if dest.exists() and os.path.samefile(dest, source):
+                return rel, ""
+            dest.unlink()
+        if self.link:
+            try:
+                os.link(source, dest)
+                return rel, ""
+            except OSError:
+                pass  # another file system, or links not allowed: copy instead
+        shutil.copyfile(source, dest)
+        return rel, ""
+
+
+def convert_cookpad(
+    src_dir: str | Path,
+    out_root: str | Path,
+    link_images: bool = True,
+    *,
+    rejects: RejectsWriter | None = None,
+    progress: bool = False,
+    max_text_len: int = DEFAULT_MAX_TEXT_LEN,
+) -> CookpadSummary:
+    """Write ``<out_root>/recipes.jsonl`` (and ``<out_root>/images/steps/...``) from a Cookpad export.
+
+    Photos are hard-linked into ``out_root`` when ``link_images`` (copied when linking fails or
+    when ``link_images`` is False); converting in place (``out_root == src_dir``) touches no photo.
+    Every dropped row or step goes to ``rejects`` (logged when it is ``None``).
+    """
+    src, out = Path(src_dir), Path(out_root)
+    if not src.is_dir():
+        raise CookpadError(f"Cookpad source {str(src)!r} is not a directory")
+    recipes_tbl = sniff_table(find_table(src, "recipes"), "recipes")
+    steps_tbl = sniff_table(find_table(src, "steps"), "steps")
+    ing_path = find_table(src, "ingredients", required=False)
+    ing_tbl = sniff_table(ing_path, "ingredients") if ing_path else None
+    if ing_tbl is None:
+        log.warning("no ingredients table in %s: recipes will have no ingredients", src)
+
+    out.mkdir(parents=True, exist_ok=True)
+    sink = _Rejects(rejects)
+    summary = CookpadSummary(out_file=str(out / RECIPES_FILE))
+    photos = _Photos(src, out, link_images)
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        with tempfile.TemporaryDirectory(prefix=".cookpad-", dir=out) as tmp:
+            db = sqlite3.connect(Path(tmp) / "group.sqlite")
+            try:
+                db.execute("PRAGMA journal_mode = OFF")
+                db.execute("PRAGMA synchronous = OFF")
+                db.execute("CREATE TABLE steps (recipe_id TEXT, line INTEGER, position TEXT, memo TEXT)")
+                db.execute(
+                    "CREATE TABLE ingredients (recipe_id TEXT, line INTEGER, name TEXT, quantity TEXT)"
+                )
+                db.execute("CREATE TABLE seen (recipe_id TEXT PRIMARY KEY, line INTEGER)")
+                _load(db, steps_tbl, sink, progress)
+                if ing_tbl is not None:
+                    _load(db, ing_tbl, sink, progress)
+                else:
+                    db.execute("CREATE INDEX ingredients_by_recipe ON ingredients (recipe_id, line)")
+                recipes = _recipes(
+                    db, recipes_tbl, steps_tbl, ing_tbl, photos, sink, summary, max_text_len, progress
+                )
+                summary.recipes = write_recipes_jsonl(out / RECIPES_FILE, recipes)
+                _orphans(db, steps_tbl, sink)
+                if ing_tbl is not None:
+                    _orphans(db, ing_tbl, sink)
+            finally:
+                db.close()
+    finally:
+        csv.field_size_limit(old_limit)
+    summary.rejects = sink.count
+    return summary
+
+
+def _recipes(
+    db: sqlite3.Connection,
+    recipes_tbl: _Table,
+    steps_tbl: _Table,
+    ing_tbl: _Table | None,
+    photos: _Photos,
+    sink: _Rejects,
+    summary: CookpadSummary,
+    max_len: int,
+    progress: bool,
+) -> Iterator[Recipe]:
+    rows = tqdm(_read_rows(recipes_tbl), desc="convert", unit=" recipes", disable=not progress)
+    for line, row, why in rows:
+        where = f"{recipes_tbl.name}:line {line}"
+        if row is None:
+            sink.add(Reject(where, "read", why))
+            continue
+        rid = row["id"]
+        first = db.execute("SELECT line FROM seen WHERE recipe_id = ?", (rid,)).fetchone()
+        if first is not None:
+            sink.add(
+                Reject(where, "validate", f"duplicate recipe id {rid!r} (first on line {first[0]}); dropped")
+            )
+            continue
+        db.execute("INSERT INTO seen VALUES (?, ?)", (rid, line))
+        obj = {
+            "recipe_id": rid,
+            "title": row["title"],
+            "description": row.get("description", ""),
+            "ingredients": _ingredients_for(db, rid, ing_tbl.name, sink) if ing_tbl else [],
+            "steps": _steps_for(db, rid, steps_tbl.name, max_len, sink) if not check_recipe_id(rid) else [],
+        }
+        try:
+            recipe, found = parse_recipe(obj, where, max_len)
+        except RecordError as e:
+            sink.add(Reject(where, "validate", e.detail))
+            continue
+        for r in found:
+            sink.add(r)
+        steps = []
+        for step in recipe.steps:
+            image, problem = photos.place(rid, step.position)
+            if problem:
+                sink.add(Reject(recipe.step_id(step), "image", problem))
+            steps.append(Step(step.position, step.text, image))
+            summary.paired += image is not None
+        summary.steps += len(steps)
+        summary.text_only = summary.steps - summary.paired
+        yield Recipe(
+            recipe.recipe_id, recipe.title, recipe.description, recipe.ingredients, tuple(steps), recipe.tags
+        )
+
+
+def _orphans(db: sqlite3.Connection, tbl: _Table, sink: _Rejects) -> None:
+    """Report rows whose recipe_id is not in the recipes table (nothing is dropped silently)."""
+    kind = tbl.kind
+    query = (
+        f"SELECT recipe_id, COUNT(*), MIN(line) FROM {kind} "
+        "WHERE recipe_id NOT IN (SELECT recipe_id FROM seen) GROUP BY recipe_id ORDER BY MIN(line)"
+    )
+    for rid, count, line in db.execute(query):
+        sink.add(
+            Reject(
+                f"{tbl.name}:line {line}",
+                "validate",
+                f"{count} {kind.rstrip('s')} row(s) for recipe id {rid!r}, which is not in the recipes table",
+            )
+        )

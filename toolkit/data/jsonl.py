@@ -1,0 +1,257 @@
+"""The JSONL dataset layout: ``<root>/recipes.jsonl`` (one recipe per line) plus photos under the root.
+
+Reading streams the file line by line and never stops at a bad line: every problem becomes a
+:class:`~toolkit.rejects.Reject` and every valid record (and every valid step of a partly bad
+record) comes through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from toolkit.data.paths import UnsafePathError, resolve_under_root
+from toolkit.data.schema import DEFAULT_MAX_TEXT_LEN, Recipe, RecordError, parse_recipe, recipe_to_json
+from toolkit.errors import ToolkitError
+from toolkit.rejects import Reject, RejectsWriter
+
+RECIPES_FILE = "recipes.jsonl"
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ToolkitError):
+    """A dataset root that cannot be read at all (missing directory or ``recipes.jsonl``)."""
+
+
+def recipes_path(root: str | Path) -> Path:
+    """``<root>/recipes.jsonl``, with a clear error when the root or the file is missing."""
+    root = Path(root)
+    if not root.is_dir():
+        what = "is a file, not a directory" if root.exists() else "does not exist"
+        raise DatasetError(f"dataset root {str(root)!r} {what} (expected a directory holding {RECIPES_FILE})")
+    path = root / RECIPES_FILE
+    if not path.is_file():
+        raise DatasetError(f"no {RECIPES_FILE} in dataset root {str(root)!r}")
+    return path
+
+
+def _emit(reject: Reject, sink: RejectsWriter | None) -> None:
+    if sink is not None:
+        sink.write(reject)
+    else:
+        log.warning("rejected %s", reject)
+
+
+def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, list[Reject]]]:
+    """Yield (recipe or None, rejects) per non-blank line, streaming the file."""
+    first_line: dict[str, int] = {}
+    offset = 0
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            start, offset = offset, offset + len(raw)
+            name = f"{RECIPES_FILE}:line {lineno}"
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw, start = raw[3:], start + 3
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                reason = (
+                    f"not valid UTF-8: {e.reason} at byte offset {e.start} of the line "
+                    f"(byte {start + e.start} of the file)"
+                )
+                yield None, [Reject(name, "read", reason)]
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line.rstrip())
+            except json.JSONDecodeError as e:
+                yield None, [Reject(name, "read", f"malformed JSON: {e.msg} at column {e.pos + 1}")]
+                continue
+            except RecursionError:
+                yield None, [Reject(name, "read", "malformed JSON: nested too deeply")]
+                continue
+            try:
+                recipe, rejects = parse_recipe(obj, name, max_text_len)
+            except RecordError as e:
+                yield None, [Reject(name, "validate", e.detail)]
+                continue
+            seen = first_line.get(recipe.recipe_id)
+            if seen is not None:
+                reason = (
+                    f"duplicate recipe_id {recipe.recipe_id!r} (first seen on line {seen}); record dropped"
+                )
+                yield None, [Reject(name, "validate", reason)]
+                continue
+            first_line[recipe.recipe_id] = lineno
+            yield recipe, rejects
+
+
+@dataclass
+class _ImageCheck:
+    missing: int = 0
+    unsafe: int = 0
+
+
+def _check_images(root: Path, recipe: Recipe, tally: _ImageCheck) -> tuple[Recipe, list[Reject]]:
+    """Make steps whose photo is unsafe or missing text-only, with a reject (stage ``image``) each."""
+    rejects: list[Reject] = []
+    steps = []
+    changed = False
+    for step in recipe.steps:
+        if step.image is not None:
+            why = ""
+            try:
+                real = resolve_under_root(root, step.image)
+            except UnsafePathError as e:
+                tally.unsafe += 1
+                why = f"unsafe image path: {e}"
+            else:
+                if not real.is_file():
+                    tally.missing += 1
+                    why = f"image file not found: {step.image!r}"
+            if why:
+                rejects.append(Reject(recipe.step_id(step), "image", f"{why}; step kept as text-only"))
+                step = replace(step, image=None)
+                changed = True
+        steps.append(step)
+    return (replace(recipe, steps=tuple(steps)) if changed else recipe), rejects
+
+
+def iter_recipes(
+    root: str | Path,
+    rejects: RejectsWriter | None = None,
+    *,
+    check_images: bool = False,
+    max_text_len: int = DEFAULT_MAX_TEXT_LEN,
+) -> Iterator[Recipe]:
+    """Stream the valid recipes of the dataset at ``root``.
+
+    Bad lines, records, steps, ingredients and tags go to ``rejects`` (or are logged as warnings
+    when it is ``None``). With ``check_images``, a step whose photo is unsafe or missing becomes
+    text-only (and is reported with stage ``image``). Consumers that open photos must still go
+    through :func:`toolkit.data.paths.resolve_under_root`.
+    """
+    path = recipes_path(root)
+    tally = _ImageCheck()
+    for recipe, found in _records(path, max_text_len):
+        for r in found:
+            _emit(r, rejects)
+        if recipe is None:
+            continue
+        if check_images:
+            recipe, found = _check_images(Path(root), recipe, tally)
+            for r in found:
+                _emit(r, rejects)
+        yield recipe
+
+
+@dataclass
+class ValidationReport:
+    """What :func:`validate_dataset` found; ``ok`` when nothing was rejected."""
+
+    recipes: int = 0
+    steps: int = 0
+    steps_with_image: int = 0
+    missing_images: int = 0
+    unsafe_paths: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejects
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+
+def validate_dataset(
+    root: str | Path,
+    check_images: bool = True,
+    *,
+    rejects: RejectsWriter | None = None,
+    max_text_len: int = DEFAULT_MAX_TEXT_LEN,
+) -> ValidationReport:
+    """Read the whole dataset once and report counts and every reject (also written to ``rejects``).
+
+    ``steps_with_image`` counts steps whose photo is usable (safe and present when
+    ``check_images``; merely declared otherwise).
+    """
+    path = recipes_path(root)
+    report = ValidationReport()
+    tally = _ImageCheck()
+
+    def keep(found: list[Reject]) -> None:
+        report.rejects.extend(found)
+        if rejects is not None:
+            rejects.extend(found)
+
+    for recipe, found in _records(path, max_text_len):
+        keep(found)
+        if recipe is None:
+            continue
+        if check_images:
+            recipe, found = _check_images(Path(root), recipe, tally)
+            keep(found)
+        report.recipes += 1
+        report.steps += len(recipe.steps)
+        report.steps_with_image += sum(1 for s in recipe.steps if s.image is not None)
+    report.missing_images = tally.missing
+    report.unsafe_paths = tally.unsafe
+    return report
+
+
+def recipe_line(recipe: Recipe) -> str:
+    """One JSONL line (without the newline) for ``recipe``; refuses a recipe the reader would not accept."""
+    obj = recipe_to_json(recipe)
+    try:
+        back, rejects = parse_recipe(obj, f"recipe {recipe.recipe_id!r}")
+    except RecordError as e:
+        raise ToolkitError(f"cannot write invalid recipe: {e}") from None
+    if rejects or back != recipe:
+        if rejects:
+            detail = "; ".join(str(r) for r in rejects)
+        elif back.steps != recipe.steps and sorted(recipe.steps, key=lambda s: s.position) == list(
+            back.steps
+        ):
+            detail = "steps must be sorted by position"
+        else:
+            detail = "text fields must not have surrounding whitespace"
+        raise ToolkitError(f"cannot write invalid recipe {recipe.recipe_id!r}: {detail}")
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_recipes_jsonl(path: str | Path, recipes: Iterable[Recipe]) -> int:
+    """Write ``recipes`` (any iterable, consumed lazily) to ``path`` atomically; return the count.
+
+    Raises :class:`~toolkit.errors.ToolkitError` on a recipe the reader would reject or a
+    duplicate ``recipe_id``; the target is then left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    count = 0
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            for recipe in recipes:
+                if recipe.recipe_id in seen:
+                    raise ToolkitError(f"cannot write duplicate recipe_id {recipe.recipe_id!r}")
+                seen.add(recipe.recipe_id)
+                fh.write(recipe_line(recipe) + "\n")
+                count += 1
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,164 @@
+"""A deterministic synthetic Japanese recipe collection in the JSONL layout, with drawn step photos.
+
+``generate_sample(root, n)`` writes ``recipes.jsonl`` and ``images/<recipe_id>/<position>.jpg``.
+Recipe ``i`` depends only on ``(seed, i)`` and the size options, so the output is byte-identical
+for the same arguments whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from toolkit.data import sample_grammar as grammar
+from toolkit.data.jsonl import RECIPES_FILE, write_recipes_jsonl
+from toolkit.data.sample_draw import step_photo_jpeg
+from toolkit.data.sample_grammar import step_labels
+from toolkit.data.schema import Ingredient, Recipe, Step
+from toolkit.errors import ConfigError
+
+__all__ = ["SampleSummary", "generate_sample", "make_recipe", "grammar", "step_labels"]
+
+IMAGES_DIR = "images"
+
+
+@dataclass
+class SampleSummary:
+    """What :func:`generate_sample` wrote."""
+
+    root: str
+    recipes: int
+    steps: int
+    photos: int
+    text_only: int
+    seed: int
+    image_size: int
+    seconds: float
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "steps_per_s": round(self.steps_per_s, 1)}
+
+
+def recipe_id_for(index: int, n_recipes: int) -> str:
+    """``r000042``-style ids, zero-padded to at least six digits."""
+    width = max(6, len(str(max(n_recipes - 1, 0))))
+    return f"r{index:0{width}d}"
+
+
+def make_recipe(
+    seed: int, index: int, n_recipes: int, photo_ratio: float = 0.9
+) -> tuple[Recipe, list[grammar.StepPlan]]:
+    """Recipe ``index`` of the collection (photo paths set, photos not drawn) and its step plans."""
+    rng = np.random.default_rng([seed, index, 0])
+    parts = grammar.make_recipe_parts(rng)
+    rid = recipe_id_for(index, n_recipes)
+    steps = []
+    for pos, plan in enumerate(parts["plans"], start=1):
+        image = f"{IMAGES_DIR}/{rid}/{pos}.jpg" if rng.random() < photo_ratio else None
+        steps.append(Step(position=pos, text=plan.text, image=image))
+    recipe = Recipe(
+        recipe_id=rid,
+        title=parts["title"],
+        description=parts["description"],
+        ingredients=tuple(Ingredient(n, q) for n, q in parts["ingredients"]),
+        steps=tuple(steps),
+        tags=parts["tags"],
+    )
+    return recipe, parts["plans"]
+
+
+def _build(job: tuple[str, int, int, int, int, float]) -> Recipe:
+    """Make recipe ``index`` and draw its photos under ``root`` (runs in worker processes)."""
+    root, seed, index, n_recipes, image_size, photo_ratio = job
+    recipe, _ = make_recipe(seed, index, n_recipes, photo_ratio)
+    made_dir = False
+    for step in recipe.steps:
+        if step.image is None:
+            continue
+        path = Path(root) / step.image
+        if not made_dir:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made_dir = True
+        rng = np.random.default_rng([seed, index, step.position])
+        path.write_bytes(step_photo_jpeg(step.text, rng, image_size))
+    return recipe
+
+
+def _check_args(n_recipes: int, seed: int, image_size: int, photo_ratio: float, workers: int) -> None:
+    if n_recipes < 1:
+        raise ConfigError(f"number of recipes must be at least 1, got {n_recipes}")
+    if seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    if not 16 <= image_size <= 1024:
+        raise ConfigError(f"image size must be between 16 and 1024 pixels, got {image_size}")
+    if not 0.0 <= photo_ratio <= 1.0:
+        raise ConfigError(f"photo ratio must be between 0 and 1, got {photo_ratio}")
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+
+
+def generate_sample(
+    root: str | Path,
+    n_recipes: int,
+    seed: int = 0,
+    image_size: int = 96,
+    photo_ratio: float = 0.9,
+    workers: int = 1,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> SampleSummary:
+    """Write ``n_recipes`` synthetic recipes under ``root`` (``recipes.jsonl`` + ``images/``).
+
+    Refuses a root that already holds ``recipes.jsonl`` or ``images/`` unless ``overwrite``
+    (which removes just those two first). ``workers`` > 1 draws photos in a process pool.
+    """
+    _check_args(n_recipes, seed, image_size, photo_ratio, workers)
+    root = Path(root)
+    out_file, images = root / RECIPES_FILE, root / IMAGES_DIR
+    if out_file.exists() or images.exists():
+        if not overwrite:
+            raise ConfigError(f"{str(root)!r} already holds a dataset; pass overwrite to replace it")
+        out_file.unlink(missing_ok=True)
+        shutil.rmtree(images, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    images.mkdir()
+
+    jobs = ((str(root), seed, i, n_recipes, image_size, photo_ratio) for i in range(n_recipes))
+    counts = {"steps": 0, "photos": 0}
+    start = time.perf_counter()
+
+    def counted(recipes: Iterator[Recipe]) -> Iterator[Recipe]:
+        for recipe in tqdm(recipes, total=n_recipes, unit="recipe", disable=not progress, desc="sample"):
+            counts["steps"] += len(recipe.steps)
+            counts["photos"] += sum(1 for s in recipe.steps if s.image is not None)
+            yield recipe
+
+    if workers == 1:
+        written = write_recipes_jsonl(out_file, counted(map(_build, jobs)))
+    else:
+        with multiprocessing.get_context().Pool(workers) as pool:
+            chunk = max(1, min(32, n_recipes // (workers * 8)))
+            written = write_recipes_jsonl(out_file, counted(pool.imap(_build, jobs, chunksize=chunk)))
+    return SampleSummary(
+        root=str(root),
+        recipes=written,
+        steps=counts["steps"],
+        photos=counts["photos"],
+        text_only=counts["steps"] - counts["photos"],
+        seed=seed,
+        image_size=image_size,
+        seconds=round(time.perf_counter() - start, 3),
+    )

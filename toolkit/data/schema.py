@@ -1,0 +1,273 @@
+"""The recipe record: dataclasses, strict parsing of one JSON object, and its inverse.
+
+One JSON object per recipe (see ``docs/data-format.md``). Whole-record problems raise
+:class:`RecordError`; a bad step, ingredient or tag is dropped alone and reported as a
+:class:`~toolkit.rejects.Reject`, so nothing valid in the record is lost.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from toolkit.errors import ToolkitError
+from toolkit.rejects import Reject
+
+#: Longest accepted text (title, description, step text), in characters.
+DEFAULT_MAX_TEXT_LEN = 20_000
+
+
+@dataclass(frozen=True)
+class Ingredient:
+    name: str
+    quantity: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step; ``image`` is a path relative to the dataset root, or ``None`` for a text-only step."""
+
+    position: int
+    text: str
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    recipe_id: str
+    title: str
+    description: str = ""
+    ingredients: tuple[Ingredient, ...] = ()
+    steps: tuple[Step, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def step_id(self, step: Step) -> str:
+        """The corpus-wide id of ``step``: ``"<recipe_id>:<position>"``."""
+        return f"{self.recipe_id}:{step.position}"
+
+
+class RecordError(ToolkitError):
+    """A record that cannot be used at all; ``record`` names it, ``field`` the offending field."""
+
+    def __init__(self, record: str, field: str | None, reason: str, recipe_id: str | None = None) -> None:
+        self.record = record
+        self.field = field
+        self.reason = reason
+        self.recipe_id = recipe_id
+        super().__init__(f"{record}: {self.detail}")
+
+    @property
+    def detail(self) -> str:
+        """The message without the record name (used as a reject reason)."""
+        parts = [f"recipe {self.recipe_id}"] if self.recipe_id else []
+        if self.field:
+            parts.append(f"field {self.field}")
+        parts.append(self.reason)
+        return ": ".join(parts)
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """A short, unambiguous rendering of a bad value for messages."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{text} ({type(value).__name__})" if not isinstance(value, str) else text
+
+
+def check_text(value: Any, max_len: int, *, allow_empty: bool) -> tuple[str | None, str]:
+    """Return ``(stripped text, "")``, or ``(None, reason)`` when ``value`` is not acceptable text."""
+    if not isinstance(value, str):
+        return None, f"must be a string, got {_show(value)}"
+    text = value.strip()
+    if not text and not allow_empty:
+        return None, "must not be empty" if not value else "must not be blank (only whitespace)"
+    if len(text) > max_len:
+        return None, f"text is {len(text)} characters, over the limit of {max_len}"
+    return text, ""
+
+
+def check_recipe_id(value: Any) -> str:
+    """Return the reason ``value`` is not a usable recipe id, or ``""`` when it is."""
+    if not isinstance(value, str):
+        return f"must be a string, got {_show(value)}"
+    if not value:
+        return "must not be empty"
+    if value != value.strip():
+        return f"must not have surrounding whitespace, got {value!r}"
+    if ":" in value:
+        return f"must not contain ':' (step ids are '<recipe_id>:<position>'), got {value!r}"
+    if "\n" in value or "\r" in value:
+        return "must not contain a line break"
+    return ""
+
+
+def _check_position(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        hint = " (a string; write it as a JSON number)" if isinstance(value, str) else ""
+        return f"must be a positive integer, got {_show(value)}{hint}"
+    if value < 1:
+        return f"must be a positive integer, got {value}"
+    return ""
+
+
+def _parse_steps(raw: list[Any], recipe_id: str, max_len: int, rejects: list[Reject]) -> tuple[Step, ...]:
+    parsed: list[tuple[int, Step]] = []
+    for i, item in enumerate(raw):
+        field = f"steps[{i}]"
+        if not isinstance(item, dict):
+            rejects.append(
+                Reject(
+                    f"{recipe_id}:{field}", "validate", f"field {field}: must be an object, got {_show(item)}"
+                )
+            )
+            continue
+        position = item.get("position")
+        why = "missing" if "position" not in item else _check_position(position)
+        if why:
+            rejects.append(Reject(f"{recipe_id}:{field}", "validate", f"field {field}.position: {why}"))
+            continue
+        name = f"{recipe_id}:{position}"
+        if "text" not in item:
+            rejects.append(Reject(name, "validate", f"field {field}.text: missing"))
+            continue
+        text, why = check_text(item["text"], max_len, allow_empty=False)
+        if text is None:
+            rejects.append(Reject(name, "validate", f"field {field}.text: {why}"))
+            continue
+        image = item.get("image")
+        if image is not None and not isinstance(image, str):
+            rejects.append(
+                Reject(name, "validate", f"field {field}.image: must be a string or null, got {_show(image)}")
+            )
+            continue
+        if image is not None and not image.strip():
+            rejects.append(
+                Reject(
+                    name,
+                    "image",
+                    f"field {field}.image: empty path (use null for a text-only step); kept as text-only",
+                )
+            )
+            image = None
+        parsed.append((i, Step(position=position, text=text, image=image)))
+
+    where: dict[int, list[int]] = defaultdict(list)
+    for i, step in parsed:
+        where[step.position].append(i)
+    kept: list[Step] = []
+    for i, step in parsed:
+        indices = where[step.position]
+        if len(indices) > 1:
+            listed = ", ".join(f"steps[{j}]" for j in indices)
+            rejects.append(
+                Reject(
+                    f"{recipe_id}:{step.position}",
+                    "validate",
+                    f"field steps[{i}].position: duplicate position {step.position} ({listed}); "
+                    "every step sharing it is dropped",
+                )
+            )
+            continue
+        kept.append(step)
+    kept.sort(key=lambda s: s.position)
+    return tuple(kept)
+
+
+def _parse_ingredients(raw: list[Any], recipe_id: str, rejects: list[Reject]) -> tuple[Ingredient, ...]:
+    out: list[Ingredient] = []
+    for i, item in enumerate(raw):
+        field = f"ingredients[{i}]"
+        record = f"{recipe_id}:{field}"
+        if not isinstance(item, dict):
+            rejects.append(Reject(record, "validate", f"field {field}: must be an object, got {_show(item)}"))
+            continue
+        if "name" not in item:
+            rejects.append(Reject(record, "validate", f"field {field}.name: missing"))
+            continue
+        name, why = check_text(item["name"], 1000, allow_empty=False)
+        if name is None:
+            rejects.append(Reject(record, "validate", f"field {field}.name: {why}"))
+            continue
+        quantity, why = check_text(item.get("quantity", ""), 1000, allow_empty=True)
+        if quantity is None:
+            rejects.append(Reject(record, "validate", f"field {field}.quantity: {why}"))
+            continue
+        out.append(Ingredient(name=name, quantity=quantity))
+    return tuple(out)
+
+
+def _parse_tags(raw: list[Any], recipe_id: str, rejects: list[Reject]) -> tuple[str, ...]:
+    out: list[str] = []
+    for i, item in enumerate(raw):
+        tag, why = check_text(item, 1000, allow_empty=False)
+        if tag is None:
+            rejects.append(Reject(f"{recipe_id}:tags[{i}]", "validate", f"field tags[{i}]: {why}"))
+            continue
+        out.append(tag)
+    return tuple(out)
+
+
+def parse_recipe(
+    obj: Any, where: str, max_text_len: int = DEFAULT_MAX_TEXT_LEN
+) -> tuple[Recipe, list[Reject]]:
+    """Validate one decoded JSON value into a :class:`Recipe`.
+
+    ``where`` names the record in errors (e.g. ``"recipes.jsonl:line 12"``). Raises
+    :class:`RecordError` when the record is unusable; otherwise returns the recipe (steps sorted
+    by position) and the rejects for the steps, ingredients or tags that were dropped.
+    Unknown keys are ignored.
+    """
+    if not isinstance(obj, dict):
+        raise RecordError(where, None, f"must be a JSON object, got {_show(obj)}")
+    if "recipe_id" not in obj:
+        raise RecordError(where, "recipe_id", "missing")
+    why = check_recipe_id(obj["recipe_id"])
+    if why:
+        raise RecordError(where, "recipe_id", why)
+    recipe_id: str = obj["recipe_id"]
+    if "title" not in obj:
+        raise RecordError(where, "title", "missing", recipe_id)
+    title, why = check_text(obj["title"], max_text_len, allow_empty=False)
+    if title is None:
+        raise RecordError(where, "title", why, recipe_id)
+    description, why = check_text(obj.get("description", ""), max_text_len, allow_empty=True)
+    if description is None:
+        raise RecordError(where, "description", why, recipe_id)
+    lists: dict[str, list[Any]] = {}
+    for key in ("steps", "ingredients", "tags"):
+        value = obj.get(key, [])
+        if value is None:
+            value = []
+        if not isinstance(value, list):
+            raise RecordError(where, key, f"must be a list, got {_show(value)}", recipe_id)
+        lists[key] = value
+
+    rejects: list[Reject] = []
+    recipe = Recipe(
+        recipe_id=recipe_id,
+        title=title,
+        description=description,
+        ingredients=_parse_ingredients(lists["ingredients"], recipe_id, rejects),
+        steps=_parse_steps(lists["steps"], recipe_id, max_text_len, rejects),
+        tags=_parse_tags(lists["tags"], recipe_id, rejects),
+    )
+    return recipe, rejects
+
+
+def recipe_to_json(recipe: Recipe) -> dict[str, Any]:
+    """The JSON object for ``recipe``; ``parse_recipe`` reads it back to an equal recipe."""
+    steps: list[dict[str, Any]] = []
+    for step in recipe.steps:
+        item: dict[str, Any] = {"position": step.position, "text": step.text}
+        if step.image is not None:
+            item["image"] = step.image
+        steps.append(item)
+    return {
+        "recipe_id": recipe.recipe_id,
+        "title": recipe.title,
+        "description": recipe.description,
+        "ingredients": [{"name": i.name, "quantity": i.quantity} for i in recipe.ingredients],
+        "steps": steps,
+        "tags": list(recipe.tags),
+    }
