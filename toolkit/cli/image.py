@@ -1,0 +1,204 @@
+"""``jrs embed-images`` and ``jrs encoders``: image features for a dataset, and the encoder list."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toolkit.errors import ToolkitError
+from toolkit.rejects import Reject, RejectsWriter
+
+
+class _Rejects(RejectsWriter):
+    """A rejects file, or (without one) warnings on stderr; counts either way."""
+
+    def write(self, reject: Reject) -> None:
+        super().write(reject)
+        if self.path is None:
+            click.echo(f"rejected {reject}", err=True)
+
+
+def collect_image_items(root: Path, rejects: RejectsWriter) -> list[tuple[str, Path]]:
+    """``(step_id, real path)`` for every step with a photo; unsafe paths become rejects."""
+    from toolkit.data.jsonl import iter_recipes
+    from toolkit.data.paths import UnsafePathError, resolve_under_root
+
+    items: list[tuple[str, Path]] = []
+    for recipe in iter_recipes(root, rejects):
+        for step in recipe.steps:
+            if step.image is None:
+                continue
+            step_id = f"{recipe.recipe_id}:{step.position}"
+            try:
+                items.append((step_id, resolve_under_root(root, step.image)))
+            except UnsafePathError as e:
+                rejects.write(Reject(step_id, "image", f"unsafe image path: {e}"))
+    return items
+
+
+@click.command("embed-images")
+@click.argument("dataset_root", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--encoder", "encoder_name", default="resnet50", show_default=True, help="Encoder (see `jrs encoders`)."
+)
+@click.option(
+    "--weights",
+    default="auto",
+    show_default=True,
+    help="auto (cached ResNet ImageNet weights, else EfficientNet-Lite0's shipped ones; no network), "
+    "imagenet, random, or a state_dict file.",
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help="DataLoader processes decoding photos; 0 = in the main process "
+    "[0 on up to 2 cores, 1 up to 4, then cores/4 (max 4)].",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="torch threads for the forward pass [torch default]."
+)
+@click.option(
+    "--malloc-tuning/--no-malloc-tuning",
+    default=True,
+    show_default=True,
+    help="Keep big tensors on the heap (glibc): avoids page-faulting every forward pass.",
+)
+@click.option(
+    "--image-size", type=click.IntRange(min=1), help="CNN crop size (224) or pixels grid side (16)."
+)
+@click.option("--seed", type=int, help="Seed for --weights random [0].")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option(
+    "--max-pixels",
+    default=40_000_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Refuse photos with more pixels than this (decompression bombs).",
+)
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append rejects (JSONL).",
+)
+@click.option("--overwrite", is_flag=True, help="Discard earlier or unfinished output in OUT_DIR.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def embed_images_cmd(
+    dataset_root: Path,
+    out_dir: Path,
+    encoder_name: str,
+    weights: str,
+    batch_size: int,
+    workers: int | None,
+    threads: int | None,
+    malloc_tuning: bool,
+    image_size: int | None,
+    seed: int | None,
+    device: str,
+    max_pixels: int,
+    rejects_path: Path | None,
+    overwrite: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Encode every step photo of DATASET_ROOT into an image vector set in OUT_DIR.
+
+    Resumes an interrupted run with the same photos and encoder; rejected photos are reported
+    with their step id (stage "image").
+    """
+    import torch
+
+    from toolkit.image.encoders import create_encoder
+    from toolkit.image.features import default_num_workers, extract_features, tune_malloc_for_inference
+
+    if malloc_tuning:
+        tune_malloc_for_inference()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if workers is None:
+        workers = default_num_workers()
+    kw: dict[str, Any] = {}
+    if image_size is not None:
+        kw["image_size"] = image_size
+    if seed is not None:
+        kw["seed"] = seed
+    with _Rejects(rejects_path) as rejects:
+        try:
+            items = collect_image_items(dataset_root, rejects)
+            encoder = create_encoder(encoder_name, weights=weights, device=device, **kw)
+            message = getattr(encoder, "message", "")
+            if message:
+                click.echo(message, err=True)
+            result = extract_features(
+                items,
+                encoder,
+                out_dir,
+                batch_size=batch_size,
+                num_workers=workers,
+                rejects=rejects,
+                progress=not quiet and sys.stderr.isatty(),
+                overwrite=overwrite,
+                max_pixels=max_pixels,
+            )
+        except (ToolkitError, ValueError) as e:
+            raise click.ClickException(str(e)) from e
+        total_rejects = rejects.count
+    out = {
+        **result.to_dict(),
+        "workers": workers,
+        "encoder_weights": getattr(encoder, "weights_source", ""),
+        "encoder_message": message,
+        "rejects_total": total_rejects,
+        "rejects_file": str(rejects_path) if rejects_path else None,
+    }
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    state = "already up to date" if result.already_done else f"{result.seconds:.1f}s"
+    click.echo(
+        f"{result.encoded}/{result.total} photos encoded with {result.encoder} "
+        f"({out['encoder_weights']}, dim {result.dim}) into {out_dir} [{state}]"
+    )
+    if total_rejects:
+        where = f" (see {rejects_path})" if rejects_path else ""
+        click.echo(f"{total_rejects} rejects{where}")
+
+
+@click.command("encoders")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def encoders_cmd(as_json: bool) -> None:
+    """List the image encoders: built-in and plug-ins (entry-point group jrecipe_search.encoders)."""
+    from toolkit.image.backbones import cached_imagenet_weights, torch_checkpoint_dir
+    from toolkit.image.encoders import DEFAULT_ENCODER, ENTRY_POINT_GROUP, describe_encoders
+
+    infos = describe_encoders()
+    cached = {arch: cached_imagenet_weights(arch) for arch in ("resnet50", "resnet18")}
+    auto = (
+        "resnet50 (cached ImageNet weights)" if cached["resnet50"] else "efficientnet-lite0 (shipped weights)"
+    )
+    if as_json:
+        payload = {
+            "default": DEFAULT_ENCODER,
+            "entry_point_group": ENTRY_POINT_GROUP,
+            "weights_cache": str(torch_checkpoint_dir()),
+            "cached_imagenet": {k: str(v) if v else None for k, v in cached.items()},
+            "default_auto_resolves_to": auto,
+            "encoders": [{"name": i.name, "origin": i.origin, "description": i.description} for i in infos],
+        }
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    width = max(len(i.name) for i in infos)
+    for i in infos:
+        mark = "*" if i.name == DEFAULT_ENCODER else " "
+        click.echo(f"{mark} {i.name:<{width}}  {i.origin:<10}  {i.description}")
+    click.echo(f"(* default; --weights auto resolves to {auto}; weights cache {torch_checkpoint_dir()})")
+
+
+commands = [embed_images_cmd, encoders_cmd]

