@@ -1,0 +1,233 @@
+"""Training the mapping on synthetic paired data with a real learnable link, and the CLI around it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from toolkit.cli.mapping import evaluate_vectors_cmd, split_by_recipe, train_mapping_cmd
+from toolkit.evaluation.baselines import chance_metrics, random_tower_metrics
+from toolkit.evaluation.metrics import pooled_metrics
+from toolkit.mapping.checkpoint import load_mapping
+from toolkit.mapping.train import MappingConfig, train_mapping, warmup_cosine
+from toolkit.vectorset import save_vector_set
+
+TEXT_DIM, IMAGE_DIM = 300, 512
+
+
+def synthetic_pairs(n: int, seed: int, noise: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Latent z ~ N(0, I_16); text = tanh(A z) + noise (300-d); image = 3 relu(B z) + noise (512-d).
+
+    A and B are fixed, so every call shares the same text/image link; the noise keeps it non-trivial.
+    """
+    link = np.random.default_rng(123)
+    a = link.normal(size=(16, TEXT_DIM)) / 4
+    b = link.normal(size=(16, IMAGE_DIM)) / 4
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 16))
+    text = np.tanh(z @ a) + noise * rng.normal(size=(n, TEXT_DIM))
+    image = 3 * np.maximum(z @ b, 0) + noise * rng.normal(size=(n, IMAGE_DIM))
+    return text.astype(np.float32), image.astype(np.float32)
+
+
+def small_config(**kw) -> MappingConfig:
+    base = dict(
+        dim=32, hidden=64, epochs=4, batch_size=64, lr=3e-3, warmup_epochs=0.5, val_pool=500, val_draws=1
+    )
+    return MappingConfig(**(base | kw))
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, np.ndarray]:
+    tt, ti = synthetic_pairs(2000, seed=1)
+    vt, vi = synthetic_pairs(500, seed=2)
+    return {"tt": tt, "ti": ti, "vt": vt, "vi": vi}
+
+
+@pytest.mark.parametrize("loss", ["infonce", "triplet"])
+def test_both_losses_learn_the_link(data: dict[str, np.ndarray], loss: str) -> None:
+    result = train_mapping(
+        data["tt"], data["ti"], data["vt"], data["vi"], small_config(loss=loss), progress=False
+    )
+    model = result.model
+    held_out = pooled_metrics(model.embed_text(data["vt"]), model.embed_image(data["vi"]), pool=500, draws=1)
+    random = random_tower_metrics(
+        data["vt"], data["vi"], model.arch(), seed=0, stats=model.get_input_stats(), pool=500, draws=1
+    )
+    r10 = held_out["text_to_image"]["R@10"]
+    chance = chance_metrics(500)["R@10"]
+    assert r10 >= 3 * max(random["text_to_image"]["R@10"], chance)
+    assert r10 >= 10 * chance
+    assert held_out["image_to_text"]["R@10"] >= 10 * chance
+    losses = [h.loss for h in result.history]
+    assert losses[-1] < 0.7 * losses[0]
+    assert [h.epoch for h in result.history] == [1, 2, 3, 4]
+    assert all(h.val_r10 is not None and h.seconds > 0 for h in result.history)
+
+
+def test_best_epoch_weights_are_restored(data: dict[str, np.ndarray]) -> None:
+    config = small_config(epochs=3, lr=0.05, warmup_epochs=0)  # a high LR makes epochs uneven
+    result = train_mapping(data["tt"], data["ti"], data["vt"], data["vi"], config, progress=False)
+    best = max(result.history, key=lambda h: (h.val_r10, h.val_mrr))
+    assert result.best_epoch == best.epoch
+    model = result.model
+    again = pooled_metrics(model.embed_text(data["vt"]), model.embed_image(data["vi"]), pool=500, draws=1)
+    assert again["text_to_image"]["R@10"] == best.val_r10
+    assert again["text_to_image"]["MRR"] == pytest.approx(best.val_mrr)
+
+
+def test_early_stopping_when_validation_cannot_improve(data: dict[str, np.ndarray]) -> None:
+    # Identical validation rows: every score ties, so validation metrics never change.
+    vt = np.repeat(data["vt"][:1], 20, axis=0)
+    vi = np.repeat(data["vi"][:1], 20, axis=0)
+    log: list[str] = []
+    config = small_config(epochs=10, patience=2)
+    result = train_mapping(data["tt"][:300], data["ti"][:300], vt, vi, config, progress=False, log=log.append)
+    assert len(result.history) == 3 and result.best_epoch == 1 and result.stopped_early
+    assert any("early stop" in line for line in log)
+
+
+def test_training_is_deterministic(data: dict[str, np.ndarray]) -> None:
+    tt, ti = data["tt"][:400], data["ti"][:400]
+    groups = [f"r{i // 3}" for i in range(400)]
+
+    def run(seed: int) -> dict[str, torch.Tensor]:
+        config = small_config(epochs=2, seed=seed, loss="triplet")
+        return train_mapping(tt, ti, None, None, config, groups, progress=False).model.state_dict()
+
+    a, b, c = run(0), run(0), run(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["text.net.0.weight"], c["text.net.0.weight"])
+
+
+def test_without_validation_last_epoch_is_kept(data: dict[str, np.ndarray]) -> None:
+    config = small_config(epochs=2, norm="batch", activation="relu")
+    result = train_mapping(data["tt"][:129], data["ti"][:129], None, None, config, progress=False)
+    assert result.best_epoch == 2 and result.history[-1].val_r10 is None  # 129 = 2 x 64 + a lone pair
+
+
+def test_bad_training_inputs_are_refused(data: dict[str, np.ndarray]) -> None:
+    tt, ti = data["tt"][:50], data["ti"][:50]
+    with pytest.raises(ValueError, match="50 rows but image has 49"):
+        train_mapping(tt, ti[:49], None, None, small_config(), progress=False)
+    bad = tt.copy()
+    bad[17, 3] = np.nan
+    with pytest.raises(ValueError, match="row 17"):
+        train_mapping(bad, ti, None, None, small_config(), progress=False)
+    with pytest.raises(ValueError, match="both"):
+        train_mapping(tt, ti, tt, None, small_config(), progress=False)
+    with pytest.raises(ValueError, match="3 labels for 50"):
+        train_mapping(tt, ti, None, None, small_config(), ["a", "b", "c"], progress=False)
+    with pytest.raises(ValueError, match="loss"):
+        MappingConfig(loss="contrastive")
+
+
+def test_warmup_cosine_schedule() -> None:
+    f = warmup_cosine(total_steps=110, warmup_steps=10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
+    assert warmup_cosine(10, 0)(0) == pytest.approx(1.0)
+
+
+def test_split_by_recipe_keeps_recipes_whole() -> None:
+    ids = [f"r{r}:{p}" for r in range(30) for p in range(4)]
+    train, val = split_by_recipe(ids, 0.1, seed=3)
+    recipes = lambda rows: {ids[r].split(":")[0] for r in rows}  # noqa: E731
+    assert len(recipes(val)) == 3 and not recipes(train) & recipes(val)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(ids)))
+    assert (split_by_recipe(ids, 0.1, seed=3)[1] == val).all()
+    with pytest.raises(Exception, match="one recipe"):
+        split_by_recipe(["r1:0", "r1:1"])
+
+
+def _write_sets(
+    root: Path, n: int, seed: int, w2v: str = "w2v-aaaa", enc: str = "enc-bbbb"
+) -> tuple[str, str]:
+    text, image = synthetic_pairs(n, seed)
+    ids = [f"{seed}-{i // 2}:{i % 2}" for i in range(n)]  # two steps per recipe
+    text_dir, image_dir = root / f"text{seed}", root / f"image{seed}"
+    save_vector_set(text_dir, ids, text, {"word2vec_fingerprint": w2v})
+    # the image set lacks one id and has an extra one: only shared ids are paired
+    save_vector_set(
+        image_dir, ids[1:] + ["x:0"], np.vstack([image[1:], image[:1]]), {"encoder_fingerprint": enc}
+    )
+    return str(text_dir), str(image_dir)
+
+
+def test_cli_train_and_evaluate(tmp_path: Path) -> None:
+    text_dir, image_dir = _write_sets(tmp_path, 1200, seed=1)
+    out = tmp_path / "mapping"
+    args = [text_dir, image_dir, str(out), "--dim", "32", "--epochs", "3", "--batch-size", "64", "--json"]
+    res = CliRunner().invoke(train_mapping_cmd, [*args, "--loss", "triplet", "--quiet"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["train_pairs"] + report["val_pairs"] == 1199
+    assert report["fingerprints"] == {"word2vec": "w2v-aaaa", "encoder": "enc-bbbb"}
+    assert len(report["history"]) == 3
+    loaded = load_mapping(out, expected={"word2vec": "w2v-aaaa", "encoder": "enc-bbbb"})
+    assert loaded.config.loss == "triplet" and loaded.fingerprint == report["fingerprint"]
+
+    again = CliRunner().invoke(train_mapping_cmd, args)
+    assert again.exit_code != 0 and "--overwrite" in again.output
+
+    eval_text, eval_image = _write_sets(tmp_path, 400, seed=2)
+    res = CliRunner().invoke(
+        evaluate_vectors_cmd, [str(out), eval_text, eval_image, "--pool", "200", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    results = json.loads(res.output)["results"]
+    mapped = results["mapping"]["text_to_image"]["R@10"]
+    assert mapped >= 3 * results["random towers"]["text_to_image"]["R@10"]
+    assert results["chance"]["text_to_image"]["R@10"] == pytest.approx(10 / 200)
+    assert mapped > 5 * results["chance"]["text_to_image"]["R@10"]
+
+    res = CliRunner().invoke(evaluate_vectors_cmd, [str(out), eval_text, eval_image, "--full"])
+    assert res.exit_code == 0, res.output
+    assert "full set of 399 pairs" in res.output and "random towers" in res.output and "chance" in res.output
+
+
+def test_cli_refuses_vectors_from_other_models(tmp_path: Path) -> None:
+    text_dir, image_dir = _write_sets(tmp_path, 300, seed=1)
+    out = tmp_path / "mapping"
+    res = CliRunner().invoke(train_mapping_cmd, [text_dir, image_dir, str(out), "--epochs", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    other_text, other_image = _write_sets(tmp_path, 100, seed=2, w2v="w2v-cccc")
+    res = CliRunner().invoke(evaluate_vectors_cmd, [str(out), other_text, other_image])
+    assert res.exit_code == 1
+    assert (
+        "word2vec fingerprint mismatch" in res.output
+        and "w2v-aaaa" in res.output
+        and "w2v-cccc" in res.output
+    )
+
+    res = CliRunner().invoke(
+        train_mapping_cmd,
+        [text_dir, image_dir, str(tmp_path / "m2"), "--val-text", other_text, "--val-image", other_image],
+    )
+    assert res.exit_code == 1 and "word2vec fingerprint mismatch" in res.output
+    res = CliRunner().invoke(
+        train_mapping_cmd, [text_dir, image_dir, str(tmp_path / "m3"), "--val-text", text_dir]
+    )
+    assert res.exit_code != 0 and "both --val-text and --val-image" in res.output
+
+
+def test_cli_names_bad_vectors(tmp_path: Path) -> None:
+    text, image = synthetic_pairs(10, seed=3)
+    text[4, 0] = np.inf
+    ids = [f"r{i}:0" for i in range(10)]
+    save_vector_set(tmp_path / "t", ids, text, {"word2vec_fingerprint": "w"})
+    save_vector_set(tmp_path / "i", ids, image, {})
+    res = CliRunner().invoke(
+        train_mapping_cmd, [str(tmp_path / "t"), str(tmp_path / "i"), str(tmp_path / "m")]
+    )
+    assert res.exit_code == 1 and "encoder_fingerprint" in res.output
+    save_vector_set(tmp_path / "i", ids, image, {"encoder_fingerprint": "e"})
+    res = CliRunner().invoke(
+        train_mapping_cmd, [str(tmp_path / "t"), str(tmp_path / "i"), str(tmp_path / "m")]
+    )
+    assert res.exit_code == 1 and "r4:0" in res.output and "NaN or infinite" in res.output

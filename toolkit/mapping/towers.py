@@ -1,0 +1,187 @@
+"""Two small MLP towers that map text and image features into one L2-normalised space.
+
+Cosine similarity on the unit-length outputs is the one metric used everywhere (training, evaluation,
+Elasticsearch ``dense_vector`` with ``similarity: cosine``/``dot_product``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("layer", "batch")
+ACTIVATIONS = ("gelu", "relu")
+#: Standard deviations below this are treated as constant features (no scaling).
+STD_FLOOR = 1e-6
+
+
+def input_stats(x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation (float64 accumulation, chunked so memmaps stay cheap).
+
+    Features with (near) zero spread get std 1 so standardising leaves them centred but unscaled.
+    """
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"input statistics need a non-empty [N, D] array, got shape {x.shape}")
+    total = np.zeros(x.shape[1], dtype=np.float64)
+    total_sq = np.zeros(x.shape[1], dtype=np.float64)
+    for start in range(0, x.shape[0], chunk):
+        block = np.asarray(x[start : start + chunk], dtype=np.float64)
+        total += block.sum(axis=0)
+        total_sq += np.square(block).sum(axis=0)
+    n = x.shape[0]
+    mean = total / n
+    var = np.maximum(total_sq / n - np.square(mean), 0.0)
+    std = np.sqrt(var)
+    std[std < STD_FLOOR] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+class Standardize(nn.Module):
+    """Fixed ``(x - mean) / std`` with statistics from the training set, kept as buffers (saved with weights)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def set_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
+        dim = self.mean.shape[0]
+        if mean.shape != (dim,) or std.shape != (dim,):
+            raise ValueError(f"input statistics must have shape ({dim},), got {mean.shape} and {std.shape}")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError("input statistics must be finite with positive standard deviations")
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Tower(nn.Module):
+    """Standardize -> Linear -> Norm -> Activation -> Dropout -> Linear -> L2 normalise."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int = 256,
+        hidden: int = 512,
+        dropout: float = 0.1,
+        norm: str = "layer",
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if min(in_dim, dim, hidden) < 1:
+            raise ValueError(f"dimensions must be positive: in_dim={in_dim}, dim={dim}, hidden={hidden}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.in_dim = in_dim
+        self.standardize = Standardize(in_dim)
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.LayerNorm(hidden) if norm == "layer" else nn.BatchNorm1d(hidden),
+            nn.GELU() if activation == "gelu" else nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(self.standardize(x)), dim=-1)
+
+
+class TwoTower(nn.Module):
+    """A text tower and an image tower into the same ``dim``-dimensional unit sphere."""
+
+    def __init__(
+        self,
+        text_dim: int,
+        image_dim: int,
+        dim: int = 256,
+        hidden: int = 512,
+        dropout: float = 0.1,
+        norm: str = "layer",
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        self.text_dim = text_dim
+        self.image_dim = image_dim
+        self.dim = dim
+        self._arch = {
+            "text_dim": text_dim,
+            "image_dim": image_dim,
+            "dim": dim,
+            "hidden": hidden,
+            "dropout": dropout,
+            "norm": norm,
+            "activation": activation,
+        }
+        self.text = Tower(text_dim, dim, hidden, dropout, norm, activation)
+        self.image = Tower(image_dim, dim, hidden, dropout, norm, activation)
+
+    def arch(self) -> dict[str, Any]:
+        """Constructor arguments: ``TwoTower(**model.arch())`` rebuilds the same architecture."""
+        return dict(self._arch)
+
+    def set_input_stats(
+        self, text_mean: np.ndarray, text_std: np.ndarray, image_mean: np.ndarray, image_std: np.ndarray
+    ) -> None:
+        self.text.standardize.set_stats(text_mean, text_std)
+        self.image.standardize.set_stats(image_mean, image_std)
+
+    def get_input_stats(self) -> dict[str, np.ndarray]:
+        return {
+            "text_mean": self.text.standardize.mean.detach().cpu().numpy().copy(),
+            "text_std": self.text.standardize.std.detach().cpu().numpy().copy(),
+            "image_mean": self.image.standardize.mean.detach().cpu().numpy().copy(),
+            "image_std": self.image.standardize.std.detach().cpu().numpy().copy(),
+        }
+
+    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
+        return self.text(x)
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return self.image(x)
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_text(text), self.encode_image(image)
+
+    def embed_text(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Numpy ``[N, text_dim]`` -> unit-length float32 ``[N, dim]`` (eval mode, batched, no grad)."""
+        return self._embed(self.text, x, "text", batch_size)
+
+    def embed_image(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Numpy ``[N, image_dim]`` -> unit-length float32 ``[N, dim]`` (eval mode, batched, no grad)."""
+        return self._embed(self.image, x, "image", batch_size)
+
+    def _embed(self, tower: Tower, x: np.ndarray, what: str, batch_size: int) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != tower.in_dim:
+            raise ValueError(f"{what} features must have shape [N, {tower.in_dim}], got {x.shape}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        device = next(self.parameters()).device
+        out = np.empty((x.shape[0], self.dim), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, x.shape[0], batch_size):
+                    block = np.asarray(x[start : start + batch_size], dtype=np.float32)
+                    bad = ~np.isfinite(block).all(axis=1)
+                    if bad.any():
+                        row = start + int(np.flatnonzero(bad)[0])
+                        raise ValueError(f"{what} features row {row} contains NaN or infinite values")
+                    t = torch.from_numpy(block).to(device)
+                    out[start : start + block.shape[0]] = tower(t).cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out

@@ -1,0 +1,337 @@
+"""Training the two-tower mapping: AdamW, warmup + cosine schedule, early stopping on validation R@10.
+
+Deterministic on CPU: the same inputs, config and seed give the same weights (seeded torch, numpy and
+``random``; a private generator for shuffling).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from toolkit.evaluation.metrics import pooled_metrics
+from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
+from toolkit.mapping.towers import ACTIVATIONS, NORMS, TwoTower, input_stats
+
+LOSSES = ("infonce", "triplet")
+
+
+@dataclass
+class MappingConfig:
+    """Everything that decides a trained mapping (saved in the checkpoint)."""
+
+    dim: int = 256
+    hidden: int = 512
+    dropout: float = 0.1
+    norm: str = "layer"
+    activation: str = "gelu"
+    loss: str = "infonce"
+    margin: float = 0.2
+    mining: str = "semihard"
+    temperature: float = 0.07
+    learnable_temperature: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    epochs: int = 30
+    warmup_epochs: float = 1.0
+    patience: int = 5
+    val_pool: int = 1000
+    val_draws: int = 5
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
+            (self.mining in MINING, f"mining must be one of {MINING}, got {self.mining!r}"),
+            (self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}"),
+            (
+                self.activation in ACTIVATIONS,
+                f"activation must be one of {ACTIVATIONS}, got {self.activation!r}",
+            ),
+            (
+                self.dim >= 1 and self.hidden >= 1,
+                f"dim and hidden must be positive, got {self.dim}, {self.hidden}",
+            ),
+            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.margin > 0, f"margin must be positive, got {self.margin}"),
+            (0 < self.temperature <= 1, f"temperature must be in (0, 1], got {self.temperature}"),
+            (
+                self.lr > 0 and self.weight_decay >= 0,
+                f"lr must be > 0 and weight_decay >= 0: {self.lr}, {self.weight_decay}",
+            ),
+            (self.batch_size >= 2, f"batch_size must be at least 2, got {self.batch_size}"),
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (self.patience >= 1, f"patience must be at least 1, got {self.patience}"),
+            (
+                self.val_pool >= 2 and self.val_draws >= 1,
+                f"bad val_pool/val_draws: {self.val_pool}, {self.val_draws}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MappingConfig:
+        """Rebuild from saved JSON, ignoring keys this version does not know."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class EpochStats:
+    """One epoch of training: mean batch loss, validation text->image recalls, wall time."""
+
+    epoch: int
+    loss: float
+    lr: float
+    seconds: float
+    val_r1: float | None = None
+    val_r5: float | None = None
+    val_r10: float | None = None
+    val_mrr: float | None = None
+    temperature: float | None = None
+
+
+@dataclass
+class TrainResult:
+    """The trained model (best validation weights restored) and how it got there."""
+
+    model: TwoTower
+    config: MappingConfig
+    history: list[EpochStats] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+    def history_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(h) for h in self.history]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(text_dim: int, image_dim: int, config: MappingConfig) -> TwoTower:
+    """The towers a config describes (random init from the current torch RNG state)."""
+    return TwoTower(
+        text_dim,
+        image_dim,
+        dim=config.dim,
+        hidden=config.hidden,
+        dropout=config.dropout,
+        norm=config.norm,
+        activation=config.activation,
+    )
+
+
+def build_loss(config: MappingConfig) -> nn.Module:
+    if config.loss == "triplet":
+        return BidirectionalTripletLoss(margin=config.margin, mining=config.mining)
+    return SymmetricInfoNCE(init_temperature=config.temperature, learnable=config.learnable_temperature)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """LR multiplier: linear warmup to 1, then cosine decay to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def group_codes(groups: Sequence[Any] | np.ndarray, n: int) -> np.ndarray:
+    """Integer codes for arbitrary hashable group labels (e.g. recipe ids)."""
+    labels = list(groups)
+    if len(labels) != n:
+        raise ValueError(f"train_groups has {len(labels)} labels for {n} pairs")
+    index: dict[Any, int] = {}
+    return np.array([index.setdefault(g, len(index)) for g in labels], dtype=np.int64)
+
+
+def _as_float32(x: np.ndarray) -> np.ndarray:
+    """An in-memory, writable, C-contiguous float32 array (memory-mapped vector sets get copied once)."""
+    arr = np.asarray(x, dtype=np.float32)
+    if isinstance(arr, np.memmap) or not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr, dtype=np.float32, order="C")
+    return arr
+
+
+def _check_pairs(name: str, text: np.ndarray, image: np.ndarray) -> None:
+    if text.ndim != 2 or image.ndim != 2:
+        raise ValueError(f"{name} text {text.shape} and image {image.shape} features must be 2-D [N, D]")
+    if text.shape[0] != image.shape[0]:
+        raise ValueError(
+            f"{name} text has {text.shape[0]} rows but image has {image.shape[0]}: pairs must align"
+        )
+    if text.shape[0] < 2:
+        raise ValueError(f"{name} set needs at least 2 pairs, got {text.shape[0]}")
+    for what, x in (("text", text), ("image", image)):
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            raise ValueError(
+                f"{name} {what} features row {int(np.flatnonzero(~finite)[0])} has NaN/inf values"
+            )
+
+
+def _val_recalls(
+    model: TwoTower, text: np.ndarray, image: np.ndarray, config: MappingConfig
+) -> dict[str, float]:
+    m = pooled_metrics(
+        model.embed_text(text), model.embed_image(image), pool=config.val_pool, draws=config.val_draws, seed=0
+    )
+    return m["text_to_image"]
+
+
+def train_mapping(
+    train_text: np.ndarray,
+    train_img: np.ndarray,
+    val_text: np.ndarray | None,
+    val_img: np.ndarray | None,
+    config: MappingConfig | None = None,
+    train_groups: Sequence[Any] | np.ndarray | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train the towers on paired rows (``train_text[i]`` goes with ``train_img[i]``).
+
+    ``train_groups`` labels pairs that must not serve as each other's negatives (same recipe, same text).
+    With a validation set, the epoch with the best pooled text->image R@10 (ties: best MRR) is kept and
+    training stops after ``patience`` epochs without improvement; without one, the last epoch is kept.
+    """
+    config = config or MappingConfig()
+    train_text, train_img = _as_float32(train_text), _as_float32(train_img)
+    _check_pairs("training", train_text, train_img)
+    has_val = val_text is not None or val_img is not None
+    if has_val:
+        if val_text is None or val_img is None:
+            raise ValueError("give both val_text and val_img, or neither")
+        val_text, val_img = _as_float32(val_text), _as_float32(val_img)
+        _check_pairs("validation", val_text, val_img)
+        if val_text.shape[1] != train_text.shape[1] or val_img.shape[1] != train_img.shape[1]:
+            raise ValueError(
+                f"validation dims ({val_text.shape[1]}, {val_img.shape[1]}) differ from training "
+                f"({train_text.shape[1]}, {train_img.shape[1]})"
+            )
+    n = train_text.shape[0]
+    codes = None if train_groups is None else torch.from_numpy(group_codes(train_groups, n))
+    emit = log or (lambda _msg: None)
+    device = torch.device(config.device)
+
+    seed_everything(config.seed)
+    model = build_model(train_text.shape[1], train_img.shape[1], config)
+    model.set_input_stats(*input_stats(train_text), *input_stats(train_img))
+    model.to(device)
+    loss_fn = build_loss(config).to(device)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": list(model.parameters()), "weight_decay": config.weight_decay},
+            {"params": list(loss_fn.parameters()), "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(total, round(config.warmup_epochs * steps_per_epoch))
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    # the whole training set moves to the device once (a no-op on CPU); batches are index gathers
+    text_t, img_t = torch.from_numpy(train_text).to(device), torch.from_numpy(train_img).to(device)
+    if codes is not None:
+        codes = codes.to(device)
+
+    result = TrainResult(model=model, config=config)
+    best_score: tuple[float, float] = (-1.0, -1.0)
+    best_state, stale = None, 0
+    epochs = tqdm(
+        range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=None if progress else True
+    )
+    for epoch in epochs:
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        total_loss, batches = 0.0, 0
+        bar = tqdm(
+            range(0, n, config.batch_size),
+            desc=f"epoch {epoch}",
+            unit="batch",
+            leave=False,
+            disable=None if progress else True,
+        )
+        for offset in bar:
+            idx = order[offset : offset + config.batch_size]
+            if idx.numel() < 2:
+                continue  # a lone leftover pair has no negatives (and breaks BatchNorm)
+            t, i = model(text_t[idx], img_t[idx])
+            loss = loss_fn(t, i, None if codes is None else codes[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if hasattr(loss_fn, "clamp_parameters"):
+                loss_fn.clamp_parameters()
+            total_loss += float(loss.detach())
+            batches += 1
+        stats = EpochStats(
+            epoch=epoch,
+            loss=total_loss / max(1, batches),
+            lr=float(optimizer.param_groups[0]["lr"]),
+            seconds=0.0,
+            temperature=getattr(loss_fn, "temperature", None),
+        )
+        if has_val:
+            recalls = _val_recalls(model, val_text, val_img, config)
+            stats.val_r1, stats.val_r5, stats.val_r10 = recalls["R@1"], recalls["R@5"], recalls["R@10"]
+            stats.val_mrr = recalls["MRR"]
+        stats.seconds = time.perf_counter() - start
+        result.history.append(stats)
+        # Best = highest val R@10; ties (common once R@10 saturates) go to the higher MRR.
+        score = (stats.val_r10, stats.val_mrr) if has_val else (float(epoch), 0.0)
+        if score > best_score:
+            best_score, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
+            result.best_epoch = epoch
+        else:
+            stale += 1
+        emit(_describe(stats))
+        epochs.set_postfix(
+            loss=f"{stats.loss:.4f}", r10="-" if stats.val_r10 is None else f"{stats.val_r10:.3f}"
+        )
+        if has_val and stale >= config.patience:
+            result.stopped_early = epoch < config.epochs
+            emit(f"early stop: no R@10 gain for {config.patience} epochs; best epoch {result.best_epoch}")
+            break
+    epochs.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return result
+
+
+def _describe(s: EpochStats) -> str:
+    text = f"epoch {s.epoch}: loss {s.loss:.4f}  lr {s.lr:.2e}  {s.seconds:.1f}s"
+    if s.val_r10 is not None:
+        text += f"  val t2i R@1 {s.val_r1:.3f} R@5 {s.val_r5:.3f} R@10 {s.val_r10:.3f}"
+    if s.temperature is not None:
+        text += f"  T {s.temperature:.4f}"
+    return text
