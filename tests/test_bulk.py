@@ -78,7 +78,9 @@ def test_per_document_errors_go_to_rejects_and_valid_docs_survive(es, target, tm
     assert s.counts.read == 30 and s.counts.indexed == 28 and s.counts.rejected == 2
     rows = list(read_rejects(path))
     assert {r.record for r in rows} == bad
-    assert all(r.stage == "index" and "HTTP 400" in r.reason and "number of dimensions" in r.reason for r in rows)
+    assert all(
+        r.stage == "index" and "HTTP 400" in r.reason and "number of dimensions" in r.reason for r in rows
+    )
     assert _count(es, target) == 28
 
 
