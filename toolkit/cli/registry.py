@@ -7,7 +7,17 @@ import importlib
 import click
 
 #: Modules under toolkit.cli that define ``commands: list[click.Command]``.
-COMMAND_MODULES: list[str] = ["es"]
+COMMAND_MODULES: list[str] = [
+    "es",
+    "data",
+    "text",
+    "image",
+    "mapping",
+    "build",
+    "indexing",
+    "search",
+    "kibana",
+]
 
 
 def all_commands() -> list[click.Command]:

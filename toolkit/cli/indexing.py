@@ -1,0 +1,144 @@
+"""``jrs index`` and ``jrs indices``: bulk loads into versioned indices behind an alias."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+
+
+@click.command("index")
+@click.argument("dataset_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--alias", default="recipes", show_default=True, help="Alias over versioned indices.")
+@click.option("--index", "index_name", default=None, help="Load into this concrete index instead.")
+@click.option("--no-swap", is_flag=True, help="Do not point the alias at the new version.")
+@click.option(
+    "--index-type",
+    type=click.Choice(["hnsw", "int8_hnsw", "flat", "int8_flat"]),
+    default="hnsw",
+    show_default=True,
+)
+@click.option("--m", "hnsw_m", type=int, default=16, show_default=True, help="HNSW m.")
+@click.option("--ef-construction", type=int, default=100, show_default=True)
+@click.option("--replicas", type=int, default=0, show_default=True, help="Replicas after the load.")
+@click.option("--chunk-size", type=int, default=500, show_default=True, help="Documents per bulk request.")
+@click.option("--max-chunk-bytes", type=int, default=8 * 1024 * 1024, show_default=True)
+@click.option("--max-retries", type=int, default=8, show_default=True)
+@click.option("--max-errors", type=int, default=None, help="Stop after more than this many rejects.")
+@click.option("--rejects", "rejects_path", type=click.Path(path_type=Path), default=None)
+@click.option("--image-base-url", default=None, help="Prefix for image_url (Kibana thumbnails, web page).")
+@click.option("--raw-features", is_flag=True, help="Also index the raw backbone feature (image_feature).")
+@click.option("--restart", is_flag=True, help="Ignore an unfinished load's checkpoint.")
+@json_option
+@quiet_option
+@user_errors
+def index_cmd(
+    dataset_root: Path,
+    model_dir: Path,
+    alias: str,
+    index_name: str | None,
+    no_swap: bool,
+    index_type: str,
+    hnsw_m: int,
+    ef_construction: int,
+    replicas: int,
+    chunk_size: int,
+    max_chunk_bytes: int,
+    max_retries: int,
+    max_errors: int | None,
+    rejects_path: Path | None,
+    image_base_url: str | None,
+    raw_features: bool,
+    restart: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Index every step of DATASET_ROOT with the vectors of MODEL_DIR (resumable, idempotent).
+
+    Exit status: 0 when everything was indexed, 1 when records were rejected (see --rejects).
+    """
+    from tqdm import tqdm
+
+    from toolkit.es.client import make_client
+    from toolkit.index.bulk import BulkOptions
+    from toolkit.index.indexer import IndexOptions, index_dataset
+    from toolkit.index.template import VectorIndexOptions
+
+    es = make_client()
+    opts = IndexOptions(
+        alias=alias,
+        index=index_name,
+        vector_options=VectorIndexOptions(type=index_type, m=hnsw_m, ef_construction=ef_construction),
+        replicas=replicas,
+        bulk=BulkOptions(
+            chunk_size=chunk_size,
+            max_chunk_bytes=max_chunk_bytes,
+            max_retries=max_retries,
+            max_errors=max_errors,
+        ),
+        image_base_url=image_base_url,
+        raw_features=raw_features,
+        swap=not no_swap,
+        restart=restart,
+    )
+    rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.rejects.jsonl")
+    bar = tqdm(unit="doc", desc="indexing", disable=not progress_enabled(quiet), file=sys.stderr)
+    result = index_dataset(
+        es,
+        dataset_root,
+        model_dir,
+        opts,
+        rejects_path=rejects_path,
+        progress=lambda step: bar.update(step.read),
+        log=lambda m: click.echo(m, err=True),
+    )
+    bar.close()
+    result["rejects_file"] = str(rejects_path)
+    emit(
+        result,
+        as_json,
+        lambda: (
+            f"{result['index']}: read {result['read']}, indexed {result['indexed']}, rejected {result['rejected']}, "
+            f"skipped {result['skipped']} ({result['docs_per_s']:.0f} docs/s); "
+            f"{result['text_only']} text-only steps; alias {result['alias']} -> {result['index']}"
+            + (f"; rejects in {rejects_path}" if result["rejected"] else "")
+        ),
+    )
+    if result["rejected"] or result["stopped_early"]:
+        raise SystemExit(1)
+
+
+@click.command("indices")
+@click.option("--alias", default="recipes", show_default=True)
+@click.option("--remove-old", is_flag=True, help="Delete versions the alias does not point at.")
+@click.option("--keep", type=int, default=1, show_default=True, help="Old versions kept with --remove-old.")
+@json_option
+@user_errors
+def indices_cmd(alias: str, remove_old: bool, keep: int, as_json: bool) -> None:
+    """List the versions behind an alias (and remove old ones on request)."""
+    from toolkit.es.client import make_client
+    from toolkit.index import lifecycle
+
+    es = make_client()
+    removed = lifecycle.remove_old_versions(es, alias, keep) if remove_old else []
+    live = lifecycle.alias_targets(es, alias)
+    versions = [
+        {"index": v, "live": v in live, "count": int(es.count(index=v)["count"])}
+        for v in lifecycle.list_versions(es, alias)
+    ]
+    data = {"alias": alias, "versions": versions, "removed": removed}
+    emit(
+        data,
+        as_json,
+        lambda: (
+            "\n".join(f"{'*' if v['live'] else ' '} {v['index']}  {v['count']} docs" for v in versions)
+            or f"no versions of {alias}"
+        ),
+    )
+
+
+commands = [index_cmd, indices_cmd]

@@ -1,0 +1,139 @@
+"""Recipe steps -> Elasticsearch documents with shared-space vectors, a batch of recipes at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.data.paths import UnsafePathError, resolve_under_root
+from toolkit.data.schema import Recipe
+from toolkit.image.loading import ImageRejected
+from toolkit.model import SearchModel
+from toolkit.rejects import Reject, RejectsWriter
+from toolkit.vectorset import VectorSet
+
+
+@dataclass
+class DocStats:
+    """Per-batch notes that are not rejections: the step is indexed, with less than it could have."""
+
+    text_only: int = 0
+    no_text_vector: int = 0
+    encoded_now: int = 0
+
+
+class DocumentBuilder:
+    """Builds documents for whole recipes. Photo features come from the model's feature set when
+    present, else the photo is encoded now with the model's encoder."""
+
+    def __init__(
+        self,
+        model: SearchModel,
+        dataset_root: str | Path,
+        features: VectorSet | None = None,
+        image_base_url: str | None = None,
+        raw_features: bool = False,
+    ) -> None:
+        self.model = model
+        self.root = Path(dataset_root)
+        self.features = features
+        self._feature_row = features.index() if features is not None else {}
+        self.image_base_url = image_base_url.rstrip("/") + "/" if image_base_url else None
+        self.raw_features = raw_features
+
+    def _photo_features(
+        self, wanted: list[tuple[int, str, str]], rejects: RejectsWriter, stats: DocStats
+    ) -> dict[int, np.ndarray]:
+        """Features for (doc index, step id, relative path) triples; failures become text-only steps."""
+        found: dict[int, np.ndarray] = {}
+        to_encode: list[tuple[int, str, Path]] = []
+        for i, step_id, rel in wanted:
+            row = self._feature_row.get(step_id)
+            if row is not None:
+                found[i] = np.asarray(self.features.vectors[row])  # type: ignore[union-attr]
+                continue
+            try:
+                to_encode.append((i, step_id, resolve_under_root(self.root, rel)))
+            except UnsafePathError as e:
+                rejects.write(Reject(step_id, "image", f"photo not used: {e}"))
+        for i, step_id, path in to_encode:
+            try:
+                found[i] = self.model.image_features([path])[0]
+                stats.encoded_now += 1
+            except ImageRejected as e:
+                rejects.write(Reject(step_id, "image", f"photo not used: {e}"))
+        return found
+
+    def build(self, recipes: list[Recipe], rejects: RejectsWriter) -> tuple[list[dict[str, Any]], DocStats]:
+        stats = DocStats()
+        docs: list[dict[str, Any]] = []
+        texts: list[str] = []
+        wanted: list[tuple[int, str, str]] = []
+        tok = self.model.tokenizer
+        for recipe in recipes:
+            ingredients = sorted({i.name for i in recipe.ingredients if i.name})
+            title_tokens = " ".join(tok.tokenize_all(recipe.title))
+            for step in recipe.steps:
+                step_id = recipe.step_id(step)
+                doc: dict[str, Any] = {
+                    "_id": step_id,
+                    "step_id": step_id,
+                    "recipe_id": recipe.recipe_id,
+                    "title": recipe.title,
+                    "title_tokens": title_tokens,
+                    "description": recipe.description,
+                    "position": step.position,
+                    "text": step.text,
+                    "tokens": " ".join(tok.tokenize_all(step.text)),
+                    "ingredients": ingredients,
+                    "tags": list(recipe.tags),
+                    "has_image": False,
+                }
+                if step.image:
+                    wanted.append((len(docs), step_id, step.image))
+                docs.append(doc)
+                texts.append(step.text)
+        if not docs:
+            return docs, stats
+        text_vecs, ok = self.model.embed_texts(texts)
+        for i, doc in enumerate(docs):
+            if ok[i]:
+                doc["text_vector"] = text_vecs[i].tolist()
+            else:
+                stats.no_text_vector += 1
+        feats = self._photo_features(wanted, rejects, stats)
+        if feats:
+            order = sorted(feats)
+            raw = np.stack([feats[i] for i in order])
+            image_vecs = self.model.embed_image_features(raw)
+            image_rel = {i: rel for i, _, rel in wanted}
+            for j, i in enumerate(order):
+                doc = docs[i]
+                rel = image_rel[i]
+                doc["has_image"] = True
+                doc["image_path"] = rel
+                if self.image_base_url:
+                    doc["image_url"] = self.image_base_url + rel
+                doc["image_vector"] = image_vecs[j].tolist()
+                if self.raw_features:
+                    doc["image_feature"] = raw[j].tolist()
+        stats.text_only = sum(1 for d in docs if not d["has_image"])
+        return docs, stats
+
+
+def recipe_batches(recipes: Iterable[Recipe], max_steps: int) -> Iterator[list[Recipe]]:
+    """Group whole recipes into batches of about ``max_steps`` steps (a recipe is never split)."""
+    batch: list[Recipe] = []
+    n = 0
+    for r in recipes:
+        batch.append(r)
+        n += len(r.steps)
+        if n >= max_steps:
+            yield batch
+            batch, n = [], 0
+    if batch:
+        yield batch

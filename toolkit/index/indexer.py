@@ -1,0 +1,203 @@
+"""``jrs index``: a dataset + a model directory -> a versioned index behind an alias, resumable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from toolkit.data.jsonl import iter_recipes, recipes_path
+from toolkit.errors import ToolkitError
+from toolkit.fingerprint import fingerprint
+from toolkit.index import lifecycle
+from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadSummary, bulk_load
+from toolkit.index.documents import DocStats, DocumentBuilder, recipe_batches
+from toolkit.index.template import IndexModelInfo, VectorIndexOptions
+from toolkit.model import SearchModel
+from toolkit.rejects import Reject, RejectsWriter
+from toolkit.vectorset import load_vector_set
+
+
+class CountingRejects(RejectsWriter):
+    """A rejects file that tells records lost (``lost``) from photos dropped (stage ``image``).
+    While ``muted`` (re-reading the part a resumed load already did) it counts without writing."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        super().__init__(path)
+        self.lost = 0
+        self.photos_dropped = 0
+        self.muted = False
+
+    def write(self, reject: Reject) -> None:
+        if reject.stage == "image":
+            self.photos_dropped += 1
+        else:
+            self.lost += 1
+        if not self.muted:
+            super().write(reject)
+
+
+@dataclass
+class IndexOptions:
+    alias: str = "recipes"
+    index: str | None = None  # load into this concrete index instead of a new version
+    vector_options: VectorIndexOptions = field(default_factory=VectorIndexOptions)
+    replicas: int = 0
+    batch_steps: int = 256
+    bulk: BulkOptions = field(default_factory=BulkOptions)
+    image_base_url: str | None = None
+    raw_features: bool = False
+    swap: bool = True
+    restart: bool = False
+    checkpoint_dir: Path | None = None
+
+
+def input_fingerprint(dataset_root: Path) -> str:
+    st = os.stat(recipes_path(dataset_root))
+    return fingerprint(str(dataset_root.resolve()), st.st_size, int(st.st_mtime))
+
+
+def _batches(
+    dataset_root: Path,
+    builder: DocumentBuilder,
+    rejects: CountingRejects,
+    start: int,
+    batch_steps: int,
+    notes: DocStats,
+) -> Iterator[Batch]:
+    """Stream recipes -> batches. Recipes before ``start`` (a resume point) are read and counted as
+    skipped; records rejected while reading count as read + rejected (as skipped before ``start``)."""
+    position = 0
+    seen_lost = 0
+    groups = recipe_batches(iter_recipes(dataset_root, rejects, check_images=True), batch_steps)
+    while True:
+        rejects.muted = position < start
+        group = next(groups, None)
+        rejects.muted = False
+        lost_reading = rejects.lost - seen_lost
+        seen_lost = rejects.lost
+        if group is None:
+            if lost_reading:
+                yield Batch(docs=[], read=lost_reading, rejected=lost_reading, position=position)
+            return
+        todo = group[max(0, start - position) :]
+        skipped = sum(len(r.steps) for r in group[: len(group) - len(todo)])
+        before_start = position < start
+        position += len(group)
+        docs: list[dict[str, Any]] = []
+        if todo:
+            docs, stats = builder.build(todo, rejects)
+            notes.text_only += stats.text_only
+            notes.no_text_vector += stats.no_text_vector
+            notes.encoded_now += stats.encoded_now
+        lost_building = rejects.lost - seen_lost
+        seen_lost = rejects.lost
+        if before_start and not todo:
+            skipped += lost_reading
+            lost_reading = 0
+        lost = lost_reading + lost_building
+        yield Batch(
+            docs=docs, read=len(docs) + skipped + lost, rejected=lost, skipped=skipped, position=position
+        )
+
+
+def index_dataset(
+    es: Elasticsearch,
+    dataset_root: str | Path,
+    model_dir: str | Path,
+    options: IndexOptions | None = None,
+    rejects_path: str | Path | None = None,
+    progress: Callable[[Any], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Index every step of the dataset; resume an interrupted load of the same input and model."""
+    opts = options or IndexOptions()
+    root = Path(dataset_root)
+    model = SearchModel.load(model_dir)
+    info = IndexModelInfo(
+        fingerprint=model.fingerprint,
+        dims=model.dims,
+        backbone=model.encoder_name,
+        raw_feature_dims=model.manifest["encoder"]["dim"] if opts.raw_features else None,
+    )
+    in_fp = input_fingerprint(root)
+    ckpt_dir = opts.checkpoint_dir or Path(model_dir) / "loads"
+    ckpt_path = ckpt_dir / f"{opts.index or opts.alias}.checkpoint.json"
+    ckpt = None if opts.restart else Checkpoint.load(ckpt_path)
+    resumable = (
+        ckpt is not None
+        and not ckpt.done
+        and ckpt.input_fingerprint == in_fp
+        and ckpt.model_fingerprint == model.fingerprint
+        and es.indices.exists(index=ckpt.index)
+    )
+    if resumable:
+        assert ckpt is not None
+        target = ckpt.index
+        log(f"resuming the load into {target} after {ckpt.position} recipes")
+        restore = {"index.refresh_interval": "1s", "index.number_of_replicas": opts.replicas}
+        lifecycle.begin_load(es, target)
+    else:
+        if opts.index:
+            target = opts.index
+            if not es.indices.exists(index=target):
+                lifecycle.put_template(es, target, info, opts.vector_options, opts.replicas)
+                es.indices.create(index=target, **_template_body(es, target))
+            else:
+                lifecycle.check_index_model(es, target, model.fingerprint)
+        else:
+            lifecycle.put_template(es, opts.alias, info, opts.vector_options, opts.replicas)
+            target = lifecycle.create_version(es, opts.alias)
+        restore = lifecycle.begin_load(es, target)
+        restore["index.number_of_replicas"] = opts.replicas
+        ckpt = Checkpoint(
+            path=ckpt_path, index=target, input_fingerprint=in_fp, model_fingerprint=model.fingerprint
+        )
+        ckpt.save()
+    features = None
+    if (Path(model_dir) / "image_features" / "vectors.npy").is_file():
+        features = load_vector_set(Path(model_dir) / "image_features")
+    builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features)
+    notes = DocStats()
+    with CountingRejects(rejects_path) as rejects:
+        summary: LoadSummary = bulk_load(
+            es,
+            target,
+            _batches(root, builder, rejects, ckpt.position, opts.batch_steps, notes),
+            rejects,
+            checkpoint=ckpt,
+            options=opts.bulk,
+            progress=progress,
+        )
+        photos_dropped = rejects.photos_dropped
+    lifecycle.finish_load(es, target, restore)
+    previous: list[str] = []
+    if opts.index is None and opts.swap and not summary.stopped_early:
+        previous = lifecycle.swap_alias(es, opts.alias, target)
+    result = summary.as_dict()
+    result.update(
+        {
+            "alias": None if opts.index else opts.alias,
+            "previous": previous,
+            "text_only": notes.text_only,
+            "no_text_vector": notes.no_text_vector,
+            "photos_encoded_now": notes.encoded_now,
+            "photos_dropped": photos_dropped,
+            "model_fingerprint": model.fingerprint,
+            "count": int(es.count(index=target)["count"]),
+        }
+    )
+    if summary.counts.read != summary.counts.indexed + summary.counts.rejected + summary.counts.skipped:
+        raise ToolkitError(f"internal accounting error: {result}")
+    return result
+
+
+def _template_body(es: Elasticsearch, name: str) -> dict[str, Any]:
+    """Settings + mappings of the template ``<name>-template`` for a concrete index called ``name``."""
+    tpl = es.indices.get_index_template(name=lifecycle.template_name(name))["index_templates"][0]
+    body = tpl["index_template"]["template"]
+    return {"settings": body.get("settings", {}), "mappings": body.get("mappings", {})}

@@ -1,0 +1,165 @@
+"""A trained model directory, loaded for indexing and queries: tokenizer, word vectors, image encoder
+and the two-tower mapping, checked against each other by fingerprint.
+
+Layout written by :func:`toolkit.pipeline.build`::
+
+    MODEL_DIR/manifest.json      fingerprints, encoder spec, dims, toolkit version
+    MODEL_DIR/word2vec/          Word2Vec vectors (+ tokenizer config)
+    MODEL_DIR/mapping/           two-tower weights + config
+    MODEL_DIR/image_features/    backbone features of the dataset's photos (a vector set)
+    MODEL_DIR/step_vectors/      Word2Vec means of the dataset's steps (a vector set)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import ModelDirError, ToolkitError
+from toolkit.fingerprint import check_fingerprint, fingerprint
+
+MANIFEST = "manifest.json"
+REQUIRED = ("manifest.json", "word2vec", "mapping")
+
+
+def model_fingerprint(word2vec_fp: str, encoder_fp: str, mapping_fp: str) -> str:
+    """The model's identity: what an index records in ``_meta.model_fingerprint``."""
+    return fingerprint("jrs-model", word2vec_fp, encoder_fp, mapping_fp)
+
+
+def read_manifest(model_dir: str | Path) -> dict[str, Any]:
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise ModelDirError(f"model directory {d} does not exist; build one with `jrs build`")
+    missing = [name for name in REQUIRED if not (d / name).exists()]
+    if missing:
+        raise ModelDirError(f"model directory {d} is incomplete: missing {', '.join(missing)}")
+    return json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+
+
+@dataclass
+class SearchModel:
+    """Everything needed to turn text or photos into shared-space vectors."""
+
+    directory: Path
+    manifest: dict[str, Any]
+    _encoder: Any = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> SearchModel:
+        d = Path(model_dir)
+        manifest = read_manifest(d)
+        model = cls(directory=d, manifest=manifest)
+        # verify the parts against the manifest now, so a mixed-up directory fails at load time
+        check_fingerprint("word2vec", manifest["word2vec_fingerprint"], model.word_vectors.fingerprint)
+        model.mapping  # noqa: B018 - load_mapping checks its input fingerprints
+        expected = model_fingerprint(
+            manifest["word2vec_fingerprint"], manifest["encoder"]["fingerprint"], model.mapping.fingerprint
+        )
+        check_fingerprint(
+            "model", manifest["fingerprint"], expected, f"manifest of {d} does not match its parts"
+        )
+        return model
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def dims(self) -> int:
+        return int(self.manifest["dims"])
+
+    @property
+    def encoder_name(self) -> str:
+        return self.manifest["encoder"]["name"]
+
+    @cached_property
+    def word_vectors(self):
+        from toolkit.text.word2vec import WordVectors
+
+        return WordVectors.load(self.directory / "word2vec")
+
+    @cached_property
+    def tokenizer(self):
+        from toolkit.text.tokenizer import Tokenizer
+
+        return Tokenizer(self.word_vectors.tokenizer_config)
+
+    @cached_property
+    def mapping(self):
+        from toolkit.mapping.checkpoint import load_mapping
+
+        return load_mapping(
+            self.directory / "mapping",
+            expected={
+                "word2vec": self.manifest["word2vec_fingerprint"],
+                "encoder": self.manifest["encoder"]["fingerprint"],
+            },
+        )
+
+    def encoder(self):
+        """The image encoder the model was trained with (built on first use, fingerprint checked)."""
+        if self._encoder is None:
+            from toolkit.image.encoders import create_encoder
+
+            spec = self.manifest["encoder"]
+            enc = create_encoder(spec["name"], weights=spec["weights"], **spec.get("options", {}))
+            check_fingerprint(
+                "image encoder",
+                spec["fingerprint"],
+                enc.fingerprint,
+                "the encoder's weights differ from those the model was trained with",
+            )
+            self._encoder = enc
+        return self._encoder
+
+    # --- text -----------------------------------------------------------------------------------
+    def text_features(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Word2Vec means of ``texts`` -> (``[n, 300]`` array, bool mask of texts that had a known token)."""
+        from toolkit.text.step_vectors import encode_token_ids, mean_vectors
+
+        wv = self.word_vectors
+        token_lists = [self.tokenizer.tokenize(t) for t in texts]
+        flat, offsets = encode_token_ids(token_lists, wv.index)
+        vectors, empty = mean_vectors(flat, offsets, wv.matrix)
+        return vectors, ~empty
+
+    def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Shared-space vectors of ``texts``; rows where the mask is False have no known token (zeros)."""
+        feats, ok = self.text_features(texts)
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        if ok.any():
+            out[ok] = self.mapping.model.embed_text(feats[ok])
+        return out, ok
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query sentence -> shared-space vector; a clear error when no word is known."""
+        vec, ok = self.embed_texts([text])
+        if not ok[0]:
+            tokens = self.tokenizer.tokenize(text)
+            raise ToolkitError(
+                f"no word of the query is in the model's vocabulary (tokens after filtering: {tokens or 'none'})"
+            )
+        return vec[0]
+
+    # --- images ---------------------------------------------------------------------------------
+    def embed_image_features(self, features: np.ndarray) -> np.ndarray:
+        return self.mapping.model.embed_image(np.asarray(features, dtype=np.float32))
+
+    def image_features(self, paths: list[Path]) -> np.ndarray:
+        """Backbone features of photo files (raises ImageRejected for a bad file)."""
+        import torch
+
+        from toolkit.image.loading import load_image
+
+        enc = self.encoder()
+        batch = torch.stack([enc.preprocess(load_image(p)) for p in paths])
+        return enc.encode_batch(batch)
+
+    def embed_image_files(self, paths: list[Path]) -> np.ndarray:
+        return self.embed_image_features(self.image_features(paths))
