@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -46,3 +47,51 @@ def index_name(es: Elasticsearch) -> Iterator[str]:
     for idx in existing:
         es.indices.delete(index=idx, ignore_unavailable=True)
     es.options(ignore_status=404).indices.delete_index_template(name=f"{name}-template")
+
+
+# --- a small real dataset, model and index, shared by the end-to-end tests -------------------------
+#: Sample size and model settings for the end-to-end fixtures: small enough to build in ~15 s on 2 cores,
+#: a real CNN (ResNet-18, random weights: no download) on real drawn photos.
+E2E_RECIPES = 120
+E2E_IMAGE_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic dataset root (recipes.jsonl + drawn JPEGs), generated once per session."""
+    from toolkit.data.sample import generate_sample
+
+    root = tmp_path_factory.mktemp("sample")
+    generate_sample(root, E2E_RECIPES, seed=0, image_size=E2E_IMAGE_SIZE)
+    return root
+
+
+@pytest.fixture(scope="session")
+def built_model(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory built by ``toolkit.pipeline.build`` on ``sample_root``."""
+    from toolkit.pipeline import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("model")
+    options = BuildOptions(
+        encoder="resnet18",
+        weights="random",
+        image_size=E2E_IMAGE_SIZE,
+        mapping={"epochs": 15},
+        eval_draws=3,
+        progress=False,
+    )
+    build(sample_root, out, options, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def search_alias(es: Elasticsearch, sample_root: Path, built_model: Path) -> Iterator[str]:
+    """``sample_root`` indexed with ``built_model`` behind a unique alias (deleted afterwards)."""
+    from toolkit.index.indexer import IndexOptions, index_dataset
+
+    alias = f"jrs-test-e2e-{uuid.uuid4().hex[:8]}"
+    index_dataset(es, sample_root, built_model, IndexOptions(alias=alias), log=lambda m: None)
+    yield alias
+    for idx in es.indices.get(index=f"{alias}*", ignore_unavailable=True, allow_no_indices=True):
+        es.indices.delete(index=idx, ignore_unavailable=True)
+    es.options(ignore_status=404).indices.delete_index_template(name=f"{alias}-template")

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.errors import ToolkitError
+
 
 def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
@@ -34,7 +36,7 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-class FingerprintMismatch(ValueError):
+class FingerprintMismatch(ToolkitError, ValueError):
     """Raised when a model or index was produced by something other than what is in hand."""
 
     def __init__(self, what: str, expected: str, actual: str, hint: str = "") -> None:

@@ -1,0 +1,175 @@
+"""End to end on a real node: sample data -> build -> index -> every search mode, through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from elasticsearch import Elasticsearch
+
+from toolkit.cli.main import cli
+from toolkit.data.jsonl import iter_recipes
+from toolkit.errors import ToolkitError
+from toolkit.model import SearchModel
+from toolkit.rejects import RejectsWriter
+from toolkit.search.engine import Searcher
+from toolkit.search.queries import Filters, HybridParams, KnnParams
+
+
+@pytest.fixture(scope="module")
+def searcher(es: Elasticsearch, built_model: Path, search_alias: str) -> Searcher:
+    return Searcher(es, SearchModel.load(built_model), search_alias)
+
+
+@pytest.fixture(scope="module")
+def steps(sample_root: Path) -> list[dict]:
+    """Every step of the sample data with its recipe's title and ingredients."""
+    out = []
+    with RejectsWriter(None) as rejects:
+        for r in iter_recipes(sample_root, rejects):
+            for s in r.steps:
+                out.append(
+                    {
+                        "step_id": r.step_id(s),
+                        "text": s.text,
+                        "image": s.image,
+                        "recipe_id": r.recipe_id,
+                        "ingredients": [i.name for i in r.ingredients],
+                    }
+                )
+    return out
+
+
+def test_every_step_is_indexed_and_text_only_steps_have_no_photo(es, search_alias, steps) -> None:
+    es.indices.refresh(index=search_alias)
+    assert es.count(index=search_alias)["count"] == len(steps)
+    with_photo = sum(1 for s in steps if s["image"])
+    assert es.count(index=search_alias, query={"term": {"has_image": True}})["count"] == with_photo
+    assert es.count(index=search_alias, query={"exists": {"field": "image_vector"}})["count"] == with_photo
+
+
+def test_keyword_finds_the_step_with_that_text(searcher: Searcher, steps) -> None:
+    step = next(s for s in steps if s["image"])
+    hits = searcher.keyword(step["text"], 10, Filters()).hits
+    assert hits[0].text == step["text"]
+    assert step["step_id"] in [h.step_id for h in hits]
+
+
+def test_image_query_finds_the_same_photo_first(searcher: Searcher, sample_root: Path, steps) -> None:
+    step = [s for s in steps if s["image"]][7]
+    vec = searcher.image_vector(sample_root / step["image"])
+    hits = searcher.knn(vec, KnnParams(5, 50), Filters(), mode="image").hits
+    assert hits[0].step_id == step["step_id"] and hits[0].score > 0.99
+
+
+def test_knn_ranks_a_steps_own_photo_far_above_chance(searcher: Searcher, steps) -> None:
+    queries = [s for s in steps if s["image"]][:60]
+    gallery = sum(1 for s in steps if s["image"])
+    found = 0
+    for s in queries:
+        hits = searcher.knn(searcher.text_vector(s["text"]), KnnParams(10, 100), Filters()).hits
+        assert all(h.image_path for h in hits)  # kNN on image_vector returns photos only
+        found += s["step_id"] in [h.step_id for h in hits]
+    assert found / len(queries) >= 3 * 10 / gallery
+
+
+def test_hybrid_recall_is_at_least_keyword_and_knn(searcher: Searcher, steps) -> None:
+    """R@10 over sample queries (a step's text; relevant: that step's photo), measured per mode."""
+    queries = [s for s in steps if s["image"]][::3][:60]
+    recall = {"knn": 0, "keyword": 0, "hybrid": 0}
+    p, f, h = KnnParams(10, 100), Filters(), HybridParams()
+    for s in queries:
+        results = {
+            "knn": searcher.knn(searcher.text_vector(s["text"]), p, f),
+            "keyword": searcher.keyword(s["text"], 10, f),
+            "hybrid": searcher.hybrid(s["text"], p, f, h),
+        }
+        for mode, r in results.items():
+            recall[mode] += s["step_id"] in [x.step_id for x in r.hits]
+    assert recall["hybrid"] >= recall["keyword"] and recall["hybrid"] >= recall["knn"], recall
+    assert recall["hybrid"] > 0
+
+
+def test_client_side_rrf_fuses_both_lists(searcher: Searcher, steps) -> None:
+    step = next(s for s in steps if s["image"])
+    result = searcher.rrf(step["text"], KnnParams(10, 100), Filters(), HybridParams())
+    assert result.fusion in ("server", "client")
+    if result.fusion == "client":  # the integ-test distribution has no rank-rrf module
+        assert len(result.requests) == 2 and "keyword" not in result.notes[0]
+    assert step["step_id"] in [h.step_id for h in result.hits]
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+
+
+def test_filters_restrict_hits(searcher: Searcher, steps) -> None:
+    step = next(s for s in steps if s["image"])
+    vec = searcher.text_vector(step["text"])
+    hits = searcher.knn(vec, KnnParams(5, 50), Filters(recipe_ids=(step["recipe_id"],))).hits
+    assert hits and {h.recipe_id for h in hits} == {step["recipe_id"]}
+    ing = step["ingredients"][0]
+    hits = searcher.keyword(step["text"], 10, Filters(ingredients=(ing,))).hits
+    owners = {s["recipe_id"] for s in steps if ing in s["ingredients"]}
+    assert hits and all(h.recipe_id in owners for h in hits)
+
+
+def test_composed_query_moves_towards_plus_and_away_from_minus(searcher: Searcher) -> None:
+    base = searcher.text_vector("玉ねぎを薄切りにします。")
+    plus = searcher.text_vector("フライパンで炒めます。")
+    composed = searcher.composed_vector(text="玉ねぎを薄切りにします。", plus=["フライパンで炒めます。"])
+    assert float(composed @ plus) > float(base @ plus)
+    away = searcher.composed_vector(text="玉ねぎを薄切りにします。", minus=["フライパンで炒めます。"])
+    assert float(away @ plus) < float(base @ plus)
+    assert np.isclose(np.linalg.norm(composed), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("text", ['title:* OR 1=1 "', '{"match_all":{}}', "玉ねぎ AND NOT (*)"])
+def test_hostile_text_is_searched_as_text(es, searcher: Searcher, search_alias: str, text: str) -> None:
+    result = searcher.keyword(text, 10, Filters(include_text_only=True))
+    body = result.requests[0]
+    assert body["query"]["bool"]["must"][0]["match"]["tokens"]["query"]  # the text went into a match query
+    matched = es.count(index=search_alias, query=body["query"])["count"]
+    assert matched < es.count(index=search_alias)["count"]  # not match_all, not a wildcard
+    tokens = set(searcher.tokens(text))
+    for hit in es.search(index=search_alias, query=body["query"], size=50)["hits"]["hits"]:
+        assert tokens & set(hit["_source"]["tokens"].split())  # every hit shares a token with the text
+
+
+def test_query_with_no_known_word_is_a_clear_error(searcher: Searcher) -> None:
+    with pytest.raises(ToolkitError, match="vocabulary"):
+        searcher.text_vector("ｘｙｚｚｙ")
+
+
+def test_index_of_another_model_is_refused(es, built_model: Path, index_name: str) -> None:
+    from toolkit.index import lifecycle
+    from toolkit.index.template import IndexModelInfo
+
+    lifecycle.put_template(es, index_name, IndexModelInfo("0" * 16, 256, "resnet18"))
+    lifecycle.create_version(es, index_name)
+    with pytest.raises(ToolkitError, match="fingerprint"):
+        Searcher(es, SearchModel.load(built_model), f"{index_name}-000001")
+
+
+def test_second_identical_load_leaves_the_count_unchanged(es, sample_root, built_model, index_name) -> None:
+    from toolkit.index.indexer import IndexOptions, index_dataset
+
+    opts = IndexOptions(alias=index_name, index=f"{index_name}-fixed")
+    first = index_dataset(es, sample_root, built_model, opts, log=lambda m: None)
+    second = index_dataset(es, sample_root, built_model, opts, log=lambda m: None)
+    es.indices.refresh(index=f"{index_name}-fixed")
+    assert first["indexed"] == second["indexed"] == first["read"]
+    assert es.count(index=f"{index_name}-fixed")["count"] == first["indexed"]
+
+
+def test_cli_search_json_and_show_query(built_model: Path, search_alias: str, es_settings) -> None:
+    env = {"ES_URL": es_settings.url}
+    args = ["search", "玉ねぎを薄切りにします。", "--model", str(built_model), "--index", search_alias]
+    res = CliRunner().invoke(cli, [*args, "--mode", "hybrid", "--json", "-k", "3"], env=env)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["mode"] == "hybrid" and len(data["hits"]) == 3
+    res = CliRunner().invoke(cli, [*args, "--show-query"], env=env)
+    assert res.exit_code == 0 and f"POST {search_alias}/_search" in res.output and '"knn"' in res.output
+    res = CliRunner().invoke(cli, [*args[:-2], "--index", "jrs-no-such-index"], env=env)
+    assert res.exit_code == 2 and "does not exist" in res.output
