@@ -68,6 +68,20 @@ def read_steps(root: Path, rejects: RejectsWriter, split_seed: int) -> list[Step
     return out
 
 
+def _keyword_baseline(
+    steps: list[StepRecord], test_ids: np.ndarray, tokenizer: Any, opts: BuildOptions
+) -> dict[str, Any]:
+    """BM25 overlap between a held-out step's text and the text beside each photo (an oracle-ish
+    text-only reference: a photo search has no such text); skipped when a step has no token."""
+    from toolkit.evaluation.baselines import keyword_metrics
+
+    text_of = {r.step_id: r.text for r in steps}
+    tokens = [tokenizer.tokenize_all(text_of[i]) for i in test_ids]
+    if len(tokens) < 2 or not all(tokens):
+        return {"note": "skipped: a held-out step has no token"}
+    return keyword_metrics(tokens, tokens, pool=opts.eval_pool, draws=opts.eval_draws)
+
+
 def _encoder_options(opts: BuildOptions) -> dict[str, Any]:
     return {"image_size": opts.image_size} if opts.image_size else {}
 
@@ -79,7 +93,7 @@ def build(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run every stage; return the manifest (also written to ``model_dir/manifest.json``)."""
-    from toolkit.evaluation.baselines import random_tower_metrics
+    from toolkit.evaluation.baselines import chance_result, random_tower_metrics
     from toolkit.evaluation.metrics import full_metrics, pooled_metrics
     from toolkit.image.encoders import create_encoder, encoder_metadata
     from toolkit.image.features import extract_features
@@ -179,6 +193,8 @@ def build(
     evaluation["random_towers"] = random_tower_metrics(
         text_x[test], image_x[test], config, pool=opts.eval_pool, draws=opts.eval_draws
     )
+    evaluation["keyword_overlap"] = _keyword_baseline(steps, np.asarray(ids)[test], tokenizer, opts)
+    evaluation["chance"] = chance_result(int(test.sum()), opts.eval_pool)
     timings["evaluate"] = time.perf_counter() - t
 
     manifest = {

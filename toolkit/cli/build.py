@@ -11,16 +11,11 @@ from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option
 
 
 def _table(result: dict) -> str:
-    from toolkit.evaluation.metrics import metrics_table
+    from toolkit.cli.evaluate import in_memory_table
 
-    ev = result["evaluation"]
-    rows = {
-        "model (pooled)": ev["model_pooled"]["text_to_image"],
-        "random towers": ev["random_towers"]["text_to_image"],
-    }
     return (
         f"model {result['fingerprint']} -> dims {result['dims']}, encoder {result['encoder']['name']}\n"
-        f"text->image on the {ev['split']} split ({ev['pairs']}):\n{metrics_table(rows)}"
+        + in_memory_table(result["evaluation"])
     )
 
 

@@ -16,6 +16,7 @@ COMMAND_MODULES: list[str] = [
     "build",
     "indexing",
     "search",
+    "evaluate",
     "kibana",
 ]
 

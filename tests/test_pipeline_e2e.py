@@ -1,0 +1,106 @@
+"""`jrs build` on sample data: the model learns the text/photo link, its parts are consistent, evaluation works."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli.main import cli
+from toolkit.data.splits import split_of
+from toolkit.errors import ModelDirError
+from toolkit.fingerprint import FingerprintMismatch
+from toolkit.model import SearchModel
+
+
+def test_trained_mapping_beats_random_towers_threefold(built_model: Path) -> None:
+    ev = json.loads((built_model / "evaluation.json").read_text())
+    model = ev["model_pooled"]["text_to_image"]["R@10"]
+    random = ev["random_towers"]["text_to_image"]["R@10"]
+    assert ev["split"] == "test" and ev["pairs"]["test"] >= 20
+    assert model >= 3 * random, (model, random)
+    assert model > ev["chance"]["text_to_image"]["R@10"]
+
+
+def _recipe_in(split: str, prefix: str) -> str:
+    return next(f"{prefix}{i}" for i in range(1000) if split_of(f"{prefix}{i}", 0) == split)
+
+
+def test_word2vec_never_sees_the_test_split(sample_root: Path, tmp_path: Path) -> None:
+    """A word that only test-split recipes use must not be in the vocabulary; one of the training split must."""
+    from toolkit.pipeline import BuildOptions, build
+    from toolkit.text.word2vec import WordVectors
+
+    root = tmp_path / "data"
+    shutil.copytree(sample_root, root)
+    lines = []
+    for split, word in (("test", "ズッキーニ"), ("train", "パプリカ")):
+        for n in range(3):
+            rid = _recipe_in(split, f"{split}{n}x")
+            steps = [{"position": p, "text": f"{word}を薄切りにして、中火で炒めます。"} for p in (1, 2)]
+            lines.append(
+                json.dumps({"recipe_id": rid, "title": f"{word}炒め", "steps": steps}, ensure_ascii=False)
+            )
+    with (root / "recipes.jsonl").open("a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    options = BuildOptions(encoder="pixels", mapping={"epochs": 2}, eval_draws=1, progress=False)
+    build(root, tmp_path / "model", options, log=lambda m: None)
+    vocab = WordVectors.load(tmp_path / "model" / "word2vec").index
+    assert "パプリカ" in vocab
+    assert "ズッキーニ" not in vocab
+
+
+def test_model_loads_and_embeds_queries(built_model: Path) -> None:
+    model = SearchModel.load(built_model)
+    vec = model.embed_query("玉ねぎを薄切りにします。")
+    assert vec.shape == (model.dims,) and abs(float(vec @ vec) - 1.0) < 1e-4
+
+
+def test_mixed_up_model_directory_is_refused(built_model: Path, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"
+    shutil.copytree(built_model, mixed)
+    manifest = json.loads((mixed / "manifest.json").read_text())
+    manifest["word2vec_fingerprint"] = "0" * 16
+    (mixed / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FingerprintMismatch):
+        SearchModel.load(mixed)
+    shutil.rmtree(mixed / "mapping")
+    with pytest.raises(ModelDirError, match="missing mapping"):
+        SearchModel.load(mixed)
+
+
+def test_evaluate_prints_model_next_to_baselines(built_model: Path) -> None:
+    res = CliRunner().invoke(cli, ["evaluate", str(built_model), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert {"model_pooled", "model_full", "random_towers", "keyword_overlap", "chance"} <= set(
+        data["in_memory"]
+    )
+    res = CliRunner().invoke(cli, ["evaluate", str(built_model)])
+    assert "random towers" in res.stdout and "keyword overlap" in res.stdout
+
+
+def test_evaluate_through_the_index(built_model: Path, search_alias: str, es_settings) -> None:
+    env = {"ES_URL": es_settings.url}
+    args = ["evaluate", str(built_model), "--index", search_alias, "--json", "--quiet", "--limit", "30"]
+    res = CliRunner().invoke(cli, args, env=env)
+    assert res.exit_code == 0, res.output
+    through = json.loads(res.stdout)["through_index"]
+    modes = through["modes"]
+    assert set(modes) == {"knn", "keyword", "hybrid", "rrf", "exact_knn"}
+    assert through["queries"] + len(through["skipped_no_known_word"]) == 30
+    assert 0.0 <= through["hnsw_recall@10"] <= 1.0
+    # on a small index HNSW with num_candidates=100 is (nearly) exact
+    assert through["hnsw_recall@10"] >= 0.9
+    assert modes["hybrid"]["R@10"] >= modes["knn"]["R@10"]
+    assert modes["keyword"]["R@10"] > 0.5  # a step's own text finds it
+
+
+def test_build_refuses_an_empty_dataset(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "recipes.jsonl").write_text('{"recipe_id": "r1"}\n', encoding="utf-8")
+    res = CliRunner().invoke(cli, ["build", str(tmp_path / "data"), str(tmp_path / "m"), "--quiet"])
+    assert res.exit_code == 2 and "no valid steps" in res.output

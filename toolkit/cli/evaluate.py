@@ -1,0 +1,149 @@
+"""``jrs evaluate``: a model's held-out metrics next to its baselines, and the same queries through the index."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+
+#: Rows of the in-memory table: (label, key in evaluation.json).
+IN_MEMORY_ROWS = (
+    ("model (1k pools)", "model_pooled"),
+    ("model (whole split)", "model_full"),
+    ("random towers", "random_towers"),
+    ("keyword overlap", "keyword_overlap"),
+    ("chance", "chance"),
+)
+
+
+def in_memory_table(evaluation: dict[str, Any]) -> str:
+    """The build's evaluation (``evaluation.json``) as a table: the model next to its baselines."""
+    from toolkit.evaluation.metrics import metrics_table
+
+    rows = {
+        label: evaluation[key]
+        for label, key in IN_MEMORY_ROWS
+        if isinstance(evaluation.get(key), dict) and "text_to_image" in evaluation[key]
+    }
+    pairs = evaluation.get("pairs", {})
+    return f"held-out {evaluation.get('split', 'test')} split, pairs {pairs}; R@K in %\n{metrics_table(rows)}"
+
+
+def index_table(result: dict[str, Any]) -> str:
+    """Per-mode figures of :func:`toolkit.evaluation.through_index.evaluate_through_index`."""
+    k = result["k"]
+    keys = [key for key in next(iter(result["modes"].values())) if key != "n"]
+    lines = [
+        f"through index {result['index']}: {result['queries']} queries, gallery {result['gallery']} photos, "
+        f"k={k}, num_candidates={result['num_candidates']}",
+        "mode        " + "  ".join(f"{key:>7}" for key in keys),
+    ]
+    for mode, m in result["modes"].items():
+        cells = [f"{100 * m[key]:6.1f}%" if key.startswith("R@") else f"{m[key]:7.3f}" for key in keys]
+        lines.append(f"{mode:<11} " + "  ".join(cells))
+    if f"hnsw_recall@{k}" in result:
+        lines.append(f"HNSW recall@{k} (kNN top-{k} vs exact top-{k}): {result[f'hnsw_recall@{k}']:.3f}")
+    if result.get("rrf_fusion"):
+        lines.append(f"rrf fusion: {result['rrf_fusion']}")
+    return "\n".join(lines)
+
+
+@click.command("evaluate")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--index", default=None, help="Also run the held-out queries through this alias or index.")
+@click.option(
+    "--dataset",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Dataset root of the held-out queries (default: the one the model was built from).",
+)
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--num-candidates", type=int, default=100, show_default=True)
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(["knn", "keyword", "hybrid", "rrf"]),
+    help="Modes to run through the index (default: all).",
+)
+@click.option("--limit", type=int, default=None, help="Use at most this many held-out queries.")
+@json_option
+@quiet_option
+@user_errors
+def evaluate_cmd(
+    model_dir: Path,
+    index: str | None,
+    dataset: Path | None,
+    k: int,
+    num_candidates: int,
+    modes: tuple[str, ...],
+    limit: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Held-out text->image metrics of MODEL_DIR next to baselines; with --index, also through Elasticsearch."""
+    from toolkit.errors import ModelDirError
+    from toolkit.model import read_manifest
+
+    manifest = read_manifest(model_dir)
+    ev_path = model_dir / "evaluation.json"
+    if not ev_path.is_file():
+        raise ModelDirError(f"{ev_path} is missing: the model directory was not built by `jrs build`")
+    data: dict[str, Any] = {
+        "model_dir": str(model_dir),
+        "fingerprint": manifest["fingerprint"],
+        "in_memory": json.loads(ev_path.read_text(encoding="utf-8")),
+    }
+    if index:
+        data["through_index"] = _through_index(
+            model_dir, manifest, index, dataset, k, num_candidates, modes, limit, quiet
+        )
+    emit(data, as_json, lambda: _render(data))
+
+
+def _through_index(
+    model_dir: Path,
+    manifest: dict[str, Any],
+    index: str,
+    dataset: Path | None,
+    k: int,
+    num_candidates: int,
+    modes: tuple[str, ...],
+    limit: int | None,
+    quiet: bool,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from toolkit.errors import ToolkitError
+    from toolkit.es.client import make_client
+    from toolkit.evaluation.through_index import INDEX_MODES, evaluate_through_index, held_out_queries
+    from toolkit.model import SearchModel
+    from toolkit.search.engine import Searcher
+
+    root = dataset or Path(manifest["dataset"])
+    if not (root / "recipes.jsonl").is_file():
+        raise ToolkitError(f"dataset {root} has no recipes.jsonl; pass --dataset")
+    queries = held_out_queries(root, int(manifest.get("split_seed", 0)))[:limit]
+    searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
+    bar = tqdm(total=len(queries), unit="query", disable=not progress_enabled(quiet), file=sys.stderr)
+    try:
+        return evaluate_through_index(
+            searcher, queries, k, num_candidates, modes or INDEX_MODES, progress=lambda i: bar.update(1)
+        )
+    finally:
+        bar.close()
+
+
+def _render(data: dict[str, Any]) -> str:
+    parts = [f"model {data['fingerprint']}", in_memory_table(data["in_memory"])]
+    if "through_index" in data:
+        parts.append(index_table(data["through_index"]))
+    return "\n\n".join(parts)
+
+
+commands = [evaluate_cmd]

@@ -1,0 +1,133 @@
+"""Evaluation through Elasticsearch: the held-out queries run through the index, next to the exact result.
+
+Protocol: every test-split step with a photo is a query (its text); its one relevant hit is its own photo.
+The gallery is every photo in the index, so these figures are harder than the 1k-pool ones. For kNN the
+exact top-k (brute force over the indexed ``image_vector`` values, same cosine) is computed too, so
+``hnsw_recall@k`` (overlap of the approximate and exact top-k) shows what HNSW costs in recall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from elasticsearch import Elasticsearch, helpers
+
+from toolkit.data.jsonl import iter_recipes
+from toolkit.data.splits import split_of
+from toolkit.errors import ToolkitError
+from toolkit.rejects import RejectsWriter
+from toolkit.search.engine import Searcher
+from toolkit.search.queries import Filters, HybridParams, KnnParams
+
+INDEX_MODES = ("knn", "keyword", "hybrid", "rrf")
+
+
+@dataclass(frozen=True)
+class Query:
+    step_id: str
+    text: str
+
+
+def held_out_queries(dataset_root: str | Path, split_seed: int, split: str = "test") -> list[Query]:
+    """Steps with a photo in ``split`` (the split the model never saw), in file order."""
+    out: list[Query] = []
+    with RejectsWriter(None) as rejects:
+        for recipe in iter_recipes(Path(dataset_root), rejects):
+            if split_of(recipe.recipe_id, seed=split_seed) != split:
+                continue
+            out.extend(Query(recipe.step_id(s), s.text) for s in recipe.steps if s.image)
+    return out
+
+
+def indexed_photo_vectors(es: Elasticsearch, index: str) -> tuple[list[str], np.ndarray]:
+    """Every ``image_vector`` in the index (scan), for the exact brute-force ranking."""
+    ids: list[str] = []
+    rows: list[list[float]] = []
+    for hit in helpers.scan(
+        es, index=index, query={"query": {"exists": {"field": "image_vector"}}}, _source=["image_vector"]
+    ):
+        ids.append(hit["_id"])
+        rows.append(hit["_source"]["image_vector"])
+    if not rows:
+        raise ToolkitError(f"index {index} has no photo vectors to evaluate against")
+    x = np.asarray(rows, dtype=np.float32)
+    return ids, x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _rank_metrics(ranks: Sequence[int | None], k: int) -> dict[str, float]:
+    """R@1/5/10 and MRR@k from 1-based ranks within the top ``k`` (None: not in the top ``k``)."""
+    n = len(ranks)
+    out = {f"R@{c}": sum(1 for r in ranks if r is not None and r <= c) / n for c in (1, 5, 10) if c <= k}
+    out[f"MRR@{k}"] = sum(1.0 / r for r in ranks if r is not None) / n
+    out["n"] = n
+    return out
+
+
+def _rank_of(step_id: str, hit_ids: Sequence[str]) -> int | None:
+    return hit_ids.index(step_id) + 1 if step_id in hit_ids else None
+
+
+def evaluate_through_index(
+    searcher: Searcher,
+    queries: Sequence[Query],
+    k: int = 10,
+    num_candidates: int = 100,
+    modes: Sequence[str] = INDEX_MODES,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Per-mode R@K/MRR through the index, the exact kNN result and the HNSW recall of the kNN mode."""
+    unknown = [m for m in modes if m not in INDEX_MODES]
+    if unknown:
+        raise ToolkitError(f"unknown evaluation mode(s) {unknown}; choose from {INDEX_MODES}")
+    if not queries:
+        raise ToolkitError("no held-out queries: the test split has no step with a photo")
+    params, filters, hybrid = KnnParams(k, max(num_candidates, k)), Filters(), HybridParams()
+    gallery_ids, gallery = indexed_photo_vectors(searcher.es, searcher.index)
+    ranks: dict[str, list[int | None]] = {m: [] for m in [*modes, "exact_knn"]}
+    overlap: list[float] = []
+    fusion = None
+    skipped: list[str] = []
+    for i, q in enumerate(queries):
+        try:
+            vec = searcher.text_vector(q.text)
+        except ToolkitError:
+            skipped.append(q.step_id)  # no known word: neither kNN nor hybrid can run
+            continue
+        exact = [gallery_ids[j] for j in np.argsort(-(gallery @ vec), kind="stable")[:k]]
+        ranks["exact_knn"].append(_rank_of(q.step_id, exact))
+        for mode in modes:
+            if mode == "knn":
+                result = searcher.knn(vec, params, filters)
+                hit_ids = [h.step_id for h in result.hits]
+                overlap.append(len(set(hit_ids) & set(exact)) / len(exact))
+            elif mode == "keyword":
+                result = searcher.keyword(q.text, k, filters)
+            elif mode == "hybrid":
+                result = searcher.hybrid(q.text, params, filters, hybrid)
+            else:
+                result = searcher.rrf(q.text, params, filters, hybrid)
+                fusion = result.fusion
+            ranks[mode].append(_rank_of(q.step_id, [h.step_id for h in result.hits]))
+        if progress:
+            progress(i + 1)
+    if not ranks["exact_knn"]:
+        raise ToolkitError("no held-out query has a word in the model's vocabulary")
+    out: dict[str, Any] = {
+        "protocol": "held-out step texts -> their own photo, gallery = every photo in the index",
+        "index": searcher.index,
+        "gallery": len(gallery_ids),
+        "queries": len(ranks["exact_knn"]),
+        "skipped_no_known_word": skipped,
+        "k": k,
+        "num_candidates": params.num_candidates,
+        "modes": {m: _rank_metrics(ranks[m], k) for m in [*modes, "exact_knn"]},
+    }
+    if overlap:
+        out[f"hnsw_recall@{k}"] = float(np.mean(overlap))
+    if fusion:
+        out["rrf_fusion"] = fusion
+    return out
