@@ -127,7 +127,9 @@ def measure(encoder, batch: torch.Tensor, items, out_dir: Path, workers: int, ro
     }
 
 
-def run(quick: bool = False, n_images: int | None = None, sweep: bool | None = None) -> dict:
+def run(
+    quick: bool = False, n_images: int | None = None, sweep: bool | None = None, untuned: bool | None = None
+) -> dict:
     """Measure and return the figures (``image_pipeline_ratio`` is the judged one).
 
     The judged figures use the configuration of ``jrs embed-images``: malloc tuned for
@@ -140,6 +142,7 @@ def run(quick: bool = False, n_images: int | None = None, sweep: bool | None = N
     """
     n_images = n_images or (256 if quick else 1024)
     sweep = (not quick) if sweep is None else sweep
+    untuned = (not quick) if untuned is None else untuned
     batch_size, workers, threads = 32, default_num_workers(), os.cpu_count() or 2
     torch.set_num_threads(threads)
     encoder = create_encoder("resnet50", weights="random")
@@ -159,7 +162,7 @@ def run(quick: bool = False, n_images: int | None = None, sweep: bool | None = N
 
         batch = torch.stack([encoder.preprocess(load_image(p)) for p in paths[:batch_size]])
         encoder.encode_batch(batch)  # warm-up
-        if not quick:
+        if untuned:
             out["untuned_malloc"] = measure(encoder, batch, items, root / "out", workers, rounds=1)
 
         out["malloc_tuned"] = tune_malloc_for_inference()
@@ -187,9 +190,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer images, no sweep (about a minute)")
     parser.add_argument("--images", type=int, default=None, help="photos per pipeline run (256 / 1024)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the workers/threads sweep")
+    parser.add_argument("--no-untuned", action="store_true", help="skip the glibc-default malloc run")
     parser.add_argument("--json", action="store_true", help="print the result dict as one JSON line")
     args = parser.parse_args()
-    result = run(quick=args.quick, n_images=args.images, sweep=False if args.no_sweep else None)
+    result = run(
+        quick=args.quick,
+        n_images=args.images,
+        sweep=False if args.no_sweep else None,
+        untuned=False if args.no_untuned else None,
+    )
     if args.json:
         print(json.dumps(result))
         return

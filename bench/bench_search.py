@@ -20,16 +20,19 @@ reported at larger ``num_candidates``.
 from __future__ import annotations
 
 import argparse
+import http.client
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import orjson  # noqa: E402
 
 from bench import bulkdata  # noqa: E402
 from bench.common import client, elasticsearch, emit, machine  # noqa: E402
@@ -38,7 +41,7 @@ from toolkit.index.bulk import bulk_load  # noqa: E402
 from toolkit.rejects import RejectsWriter  # noqa: E402
 
 ALIAS = "bench-search"
-CANDIDATES = (100, 200, 400)
+CANDIDATES = (100, 200, 400, 800)
 
 
 def build_model(root: Path) -> tuple[Any, list[str]]:
@@ -97,14 +100,33 @@ def recall(es: Any, index: str, n: int, n_queries: int) -> dict[str, Any]:
     ids = [bulkdata.doc_id(i) for i in range(n)]
     out: dict[str, Any] = {}
     for nc in CANDIDATES:
-        hits = 0
+        hits, took = 0, []
         for q, t in zip(queries, truth, strict=True):
             body = knn_request(q, KnnParams(k=10, num_candidates=nc), Filters())
             body["_source"] = False
-            got = {h["_id"] for h in es.search(index=index, **body)["hits"]["hits"]}
-            hits += len(got & {ids[i] for i in t})
+            resp = es.search(index=index, **body)
+            took.append(resp["took"])
+            hits += len({h["_id"] for h in resp["hits"]["hits"]} & {ids[i] for i in t})
         out[f"recall_at_10_nc{nc}"] = round(hits / (10 * n_queries), 4)
+        out[f"took_p50_ms_nc{nc}"] = round(pct(took, 50), 2)
     return out
+
+
+def raw_floor(url: str, index: str, body: dict[str, Any], n: int) -> float:
+    """p50 of (round trip - took) for one pre-serialised kNN request over a kept-alive plain HTTP
+    connection: what the server's HTTP layer and the network cost, with no client library at all."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    data = orjson.dumps(body)
+    over = []
+    for i in range(n + 20):
+        t0 = time.perf_counter()
+        conn.request("POST", f"/{index}/_search", data, {"Content-Type": "application/json"})
+        resp = orjson.loads(conn.getresponse().read())
+        if i >= 20:
+            over.append((time.perf_counter() - t0) * 1000 - resp["took"])
+    conn.close()
+    return round(pct(over, 50), 2)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -155,6 +177,7 @@ def segments(es: Any, index: str) -> int:
 
 def run(url: str, indices: dict[int, str] | None = None, quick: bool = False) -> dict[str, Any]:
     from toolkit.search.engine import Searcher
+    from toolkit.search.queries import Filters, KnnParams, knn_request
 
     small, large = (2_000, 10_000) if quick else (10_000, 100_000)
     n_queries = 50 if quick else 200
@@ -180,6 +203,8 @@ def run(url: str, indices: dict[int, str] | None = None, quick: bool = False) ->
                 row: dict[str, Any] = {"docs": n, "segments": segments(es, indices[n])}
                 row.update(recall(es, indices[n], n, n_queries))
                 row.update(latency(searcher, texts, n_queries))
+                body = knn_request(model.embed_query(texts[0]), KnnParams(), Filters())
+                row["search_overhead_floor_p50_ms"] = raw_floor(url, indices[n], body, n_queries)
                 out[label] = row
                 print(f"{n:>9,} docs: {row}", file=sys.stderr)
         finally:
@@ -189,6 +214,7 @@ def run(url: str, indices: dict[int, str] | None = None, quick: bool = False) ->
     out["hnsw_recall_at_10"] = big["recall_at_10_nc100"]
     for key in ("knn_p50_ms", "knn_p95_ms", "hybrid_p50_ms", "search_overhead_p50_ms"):
         out[key] = big[key]
+    out["search_overhead_floor_p50_ms"] = big["search_overhead_floor_p50_ms"]
     out["knn_p50_scaling"] = round(big["knn_p50_ms"] / out["small"]["knn_p50_ms"], 2)
     out["sizes"] = {"small": small, "large": large}
     return out
@@ -203,7 +229,9 @@ def _lines(r: dict[str, Any]) -> list[str]:
             f"{row['docs']:>9,} docs ({row['segments']} segments): recall@10 {recalls}; knn p50 "
             f"{row['knn_p50_ms']:.1f} ms p95 {row['knn_p95_ms']:.1f} ms (took {row['knn_took_p50_ms']:.1f}); "
             f"hybrid p50 {row['hybrid_p50_ms']:.1f} ms; overhead p50 {row['search_overhead_p50_ms']:.1f} ms "
-            f"(query embedding {row['query_embed_p50_ms']:.1f} ms)"
+            f"(query embedding {row['query_embed_p50_ms']:.1f} ms, plain-HTTP floor "
+            f"{row['search_overhead_floor_p50_ms']:.1f} ms); took p50 by num_candidates "
+            + ", ".join(f"{nc}: {row[f'took_p50_ms_nc{nc}']:.0f} ms" for nc in CANDIDATES)
         )
     lines += [
         f"hnsw_recall_at_10       {r['hnsw_recall_at_10']:>8.3f}  (goal >= 0.97)",

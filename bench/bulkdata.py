@@ -76,13 +76,15 @@ def documents(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
     """``n`` documents, one at a time."""
     pool = _text_pool()
     rng = random.Random(seed)
+    picks = [(sorted(rng.sample(_INGREDIENTS, 3)), rng.sample(_TAGS, 2)) for _ in range(251)]
     image = text = np.empty((0, DIMS), np.float32)
     for i in range(n):
         if i % BLOCK == 0:
             image, text = vectors_block(i // BLOCK, seed)
         recipe, pos = divmod(i, STEPS_PER_RECIPE)
         title, title_tokens = pool[recipe % len(pool)]
-        step_text, tokens = pool[rng.randrange(len(pool))]
+        step_text, tokens = pool[(i * 7919) % len(pool)]
+        ingredients, tags = picks[recipe % len(picks)]
         sid = doc_id(i)
         yield {
             "_id": sid,
@@ -94,8 +96,8 @@ def documents(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
             "position": pos + 1,
             "text": step_text,
             "tokens": tokens,
-            "ingredients": sorted(rng.sample(_INGREDIENTS, 3)),
-            "tags": rng.sample(_TAGS, 2),
+            "ingredients": ingredients,
+            "tags": tags,
             "has_image": True,
             "image_path": f"images/r{recipe:07d}/{pos + 1}.jpg",
             "image_vector": image[i % BLOCK],

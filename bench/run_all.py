@@ -27,6 +27,8 @@ from bench.report import render_markdown, update_readme  # noqa: E402
 
 CPU_BENCHES = ("text", "image", "train", "sample")
 ES_BENCHES = ("bulk", "search")
+#: run unless --only says otherwise (bench_sample.py measures the sample generator, not a stage in the table)
+DEFAULT = ("text", "image", "train", "bulk", "search")
 
 
 def _args(name: str, quick: bool, extra: dict[str, Any]) -> list[str]:
@@ -34,7 +36,8 @@ def _args(name: str, quick: bool, extra: dict[str, Any]) -> list[str]:
     if name == "text":
         return ["bench/bench_text.py", "--json", *q]
     if name == "image":
-        return ["bench/bench_image.py", "--json", *q, *([] if quick else ["--images", "512", "--no-sweep"])]
+        full = ["--images", "384", "--no-sweep", "--no-untuned"]
+        return ["bench/bench_image.py", "--json", *q, *([] if quick else full)]
     if name == "train":
         return ["bench/bench_train.py", "--json", *q]
     if name == "sample":
@@ -53,10 +56,10 @@ def _node_facts(url: str) -> dict[str, Any]:
     from bench.common import client
 
     es = client(url)
-    info = es.info()
-    jvm = next(iter(es.nodes.info(metric="jvm")["nodes"].values()))["jvm"]
+    node = next(iter(es.nodes.info(metric="jvm")["nodes"].values()))
+    jvm = node["jvm"]
     return {
-        "es_version": info["version"]["number"],
+        "es_version": node["version"],
         "jvm": f"{jvm.get('vm_vendor', '')} {jvm.get('version', '')}".strip(),
         "heap_gb": round(jvm["mem"]["heap_max_in_bytes"] / 1024**3, 1),
     }
@@ -70,7 +73,12 @@ def _cleanup(url: str, kept: dict[str, str]) -> None:
         es.options(ignore_status=404).indices.delete(index=name)
 
 
-def run(names: list[str], quick: bool) -> dict[str, Any]:
+def save(results: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def run(names: list[str], quick: bool, out_json: Path) -> dict[str, Any]:
+    """Run ``names``; the results so far are saved to ``out_json`` after every benchmark."""
     started = time.perf_counter()
     results: dict[str, Any] = {"machine_start": machine(), "quick": quick, "benchmarks": {}, "seconds": {}}
 
@@ -85,6 +93,8 @@ def run(names: list[str], quick: bool) -> dict[str, Any]:
             results["benchmarks"][name] = {"error": str(e)[-2000:]}
         results["seconds"][name] = round(time.perf_counter() - t0, 1)
         print(f"== {name}: {results['seconds'][name]:.0f} s", file=sys.stderr, flush=True)
+        results.update(headline(results["benchmarks"]))
+        save(results, out_json)
 
     for name in (n for n in CPU_BENCHES if n in names):
         one(name)
@@ -144,14 +154,14 @@ def main() -> None:
     parser.add_argument("--only", default="", help=f"comma-separated subset of {CPU_BENCHES + ES_BENCHES}")
     parser.add_argument("--update-readme", action="store_true", help="copy the table into README.md")
     args = parser.parse_args()
-    names = [n for n in (args.only.split(",") if args.only else CPU_BENCHES + ES_BENCHES) if n]
+    names = [n for n in (args.only.split(",") if args.only else DEFAULT) if n]
     unknown = set(names) - set(CPU_BENCHES + ES_BENCHES)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    results = run(names, args.quick)
     stem = "results.quick" if args.quick else "results"
     out_json, out_md = REPO / "bench" / f"{stem}.json", REPO / "bench" / f"{stem}.md"
-    out_json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    results = run(names, args.quick, out_json)
+    save(results, out_json)
     table = render_markdown(results, KEYS)
     out_md.write_text(table, encoding="utf-8")
     print(table)
