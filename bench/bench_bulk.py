@@ -211,11 +211,12 @@ class Loads:
         opts = options or VectorIndexOptions()
         return self.measure(f"toolkit x{concurrency} ({opts.type})", n, opts, load)
 
-    def naive(self, n: int) -> dict[str, Any]:
+    def naive(self, n: int, options: VectorIndexOptions | None = None) -> dict[str, Any]:
+        opts = options or VectorIndexOptions()
         return self.measure(
-            "naive index() per doc",
+            f"naive index() per doc ({opts.type})",
             n,
-            VectorIndexOptions(),
+            opts,
             lambda name: {"seconds": naive_load(self.es, name, n)},
         )
 
@@ -236,6 +237,8 @@ def run(
         offsets = write_ndjson(path, large)
         out["ndjson_bytes_per_doc"] = round(offsets[-1] / large, 1)
         out["ndjson_write_s"] = round(time.perf_counter() - t0, 2)
+        loads.raw(2_000, large, path, offsets, 2)  # warm-up (JIT, caches); not reported
+        loads.log.pop()
         # small: which concurrency is the ceiling, the toolkit at 1 and 2 in flight, the naive loop
         raw1 = loads.raw(small, large, path, offsets, 1)
         raw2 = loads.raw(small, large, path, offsets, 2)
@@ -267,7 +270,9 @@ def run(
         flat = VectorIndexOptions(type="flat")
         tk_flat = loads.toolkit(large, 2, flat)
         tk_huge = loads.toolkit(huge, 2, flat)
-        out["flat"] = {"large": tk_flat, "huge": tk_huge}
+        naive_flat = loads.naive(naive_n, flat)
+        out["flat"] = {"large": tk_flat, "huge": tk_huge, "naive": naive_flat}
+        out["bulk_vs_naive_ratio_flat"] = round(tk_flat["docs_per_s"] / naive_flat["docs_per_s"], 1)
         out["bulk_peak_rss_mb_1m"] = tk_huge["peak_rss_mb"]
         out["bulk_scaling_100k_to_1m_flat"] = round(tk_huge["seconds"] / tk_flat["seconds"], 2)
     out["sizes"] = {"small": small, "large": large, "naive": naive_n, "huge": huge}

@@ -2,8 +2,8 @@
 
     python bench/run_all.py [--quick] [--only text,bulk,...] [--update-readme]
 
-Every benchmark runs as its own process with ``--json`` (its human-readable lines go to stderr); the
-Elasticsearch benchmarks share one node (``ES_URL``, or a dedicated local node ``bench`` started here with
+Every benchmark runs as its own process with ``--json`` (its human-readable lines go to stderr). The
+Elasticsearch benchmarks run first and share one node (``ES_URL``, or a dedicated local node ``bench`` started here with
 ``JRS_ES_HEAP``, default 3g, and stopped at the end). ``--quick`` is a smoke run on small sizes (its results
 go to ``bench/results.quick.json`` / ``.md`` so the committed full results stay). ``--update-readme``
 copies the table into README.md between the ``bench:start`` / ``bench:end`` markers.
@@ -96,8 +96,6 @@ def run(names: list[str], quick: bool, out_json: Path) -> dict[str, Any]:
         results.update(headline(results["benchmarks"]))
         save(results, out_json)
 
-    for name in (n for n in CPU_BENCHES if n in names):
-        one(name)
     if any(n in names for n in ES_BENCHES):
         previous_url = os.environ.get("ES_URL")
         with elasticsearch() as target:
@@ -114,6 +112,8 @@ def run(names: list[str], quick: bool, out_json: Path) -> dict[str, Any]:
                 _cleanup(target.url, bulk.get("kept", {}))
                 if previous_url is None:
                     os.environ.pop("ES_URL", None)
+    for name in (n for n in CPU_BENCHES if n in names):  # after the node is stopped: all cores to them
+        one(name)
     results["machine_end"] = machine()
     results["total_s"] = round(time.perf_counter() - started, 1)
     results.update(headline(results["benchmarks"]))
