@@ -2,7 +2,8 @@
 
 Documents have every field ``DocumentBuilder`` writes (ids ``r0000042:3``, title, text, whitespace
 tokens, ingredients, tags, photo path) and two random unit float32 vectors of the real dims (256), as
-numpy rows, exactly as the indexer hands them to the bulk loader. Nothing is held beyond one batch, and
+numpy rows, exactly as the indexer hands them to the bulk loader: ``image_vector`` uniform on the sphere,
+``text_vector`` clustered near a low-dimensional subspace like a learned embedding. Nothing is held beyond one batch, and
 the vectors of document ``i`` depend only on the seed and ``i``, so a search benchmark can regenerate
 them for exact kNN.
 """
@@ -56,15 +57,37 @@ def unit_vectors(n: int, seed: int, dims: int = DIMS) -> np.ndarray:
     return v
 
 
+#: ``text_vector`` is drawn like a learned embedding: unit vectors near a 24-d subspace, around 500 "dishes"
+LATENT_DIMS, CLUSTERS = 24, 500
+
+
+def _latent_model(seed: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, 77])
+    basis = np.linalg.qr(rng.standard_normal((dims, LATENT_DIMS)))[0].astype(np.float32)
+    centers = rng.standard_normal((CLUSTERS, LATENT_DIMS)).astype(np.float32)
+    return basis, centers
+
+
+def structured_vectors(n: int, seed: int, dims: int = DIMS) -> np.ndarray:
+    """``n`` unit vectors with the low intrinsic dimension of learned embeddings (clustered, 24-d + noise)."""
+    basis, centers = _latent_model(0, dims)
+    rng = np.random.default_rng(seed)
+    z = centers[rng.integers(0, CLUSTERS, n)] + 0.6 * rng.standard_normal((n, LATENT_DIMS), dtype=np.float32)
+    v = z @ basis.T + 0.08 * rng.standard_normal((n, dims), dtype=np.float32)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
 def vectors_block(block: int, seed: int, dims: int = DIMS) -> tuple[np.ndarray, np.ndarray]:
-    """(image, text) vectors of documents ``block * BLOCK`` .. ``(block + 1) * BLOCK - 1``."""
-    both = unit_vectors(2 * BLOCK, seed * 1_000_003 + block, dims)
-    return both[:BLOCK], both[BLOCK:]
+    """(image, text) vectors of documents ``block * BLOCK`` .. ``(block + 1) * BLOCK - 1``: image vectors
+    uniform on the sphere (the hardest case for HNSW), text vectors embedding-like (``structured_vectors``)."""
+    key = seed * 1_000_003 + block
+    return unit_vectors(BLOCK, key, dims), structured_vectors(BLOCK, key + 500_000_000, dims)
 
 
-def image_vectors(n: int, seed: int = 0) -> np.ndarray:
-    """The ``image_vector`` of documents ``0 .. n-1`` (for exact search against the index)."""
-    blocks = [vectors_block(b, seed)[0] for b in range((n + BLOCK - 1) // BLOCK)]
+def field_vectors(n: int, field: str = "image_vector", seed: int = 0) -> np.ndarray:
+    """The vectors of ``field`` of documents ``0 .. n-1`` (for exact search against the index)."""
+    which = 0 if field == "image_vector" else 1
+    blocks = [vectors_block(b, seed)[which] for b in range((n + BLOCK - 1) // BLOCK)]
     return np.concatenate(blocks)[:n]
 
 
