@@ -36,8 +36,8 @@ def _args(name: str, quick: bool, extra: dict[str, Any]) -> list[str]:
     if name == "text":
         return ["bench/bench_text.py", "--json", *q]
     if name == "image":
-        full = ["--images", "384", "--no-sweep", "--no-untuned"]
-        return ["bench/bench_image.py", "--json", *q, *([] if quick else full)]
+        sizes = ["--images", "128"] if quick else ["--images", "384", "--no-sweep", "--no-untuned"]
+        return ["bench/bench_image.py", "--json", *q, *sizes]
     if name == "train":
         return ["bench/bench_train.py", "--json", *q]
     if name == "sample":
