@@ -208,8 +208,9 @@ def run(url: str, indices: dict[int, str] | None = None, quick: bool = False) ->
             for label, n in (("small", small), ("large", large)):
                 searcher = Searcher(es, model, indices[n], check=False)
                 row: dict[str, Any] = {"docs": n, "segments": segments(es, indices[n])}
-                row.update(recall(es, indices[n], n, n_queries))
-                row.update(recall(es, indices[n], n, n_queries, "text_vector", (100,)))
+                recall_queries = min(n_queries, 100)
+                row.update(recall(es, indices[n], n, recall_queries))
+                row.update(recall(es, indices[n], n, recall_queries, "text_vector", (100,)))
                 row.update(latency(searcher, texts, n_queries))
                 body = knn_request(model.embed_query(texts[0]), KnnParams(), Filters())
                 row["search_overhead_floor_p50_ms"] = raw_floor(url, indices[n], body, n_queries)
