@@ -118,24 +118,51 @@ def naive_load(es: Any, index: str, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def legacy_load(url: str, index: str, n: int) -> tuple[float, int]:
+    """The loader before this benchmark (for comparison): one batch at a time through ``streaming_bulk``,
+    vectors as float lists (``tolist()``) serialised by the client's stdlib JSON serializer."""
+    from elasticsearch import Elasticsearch, helpers
+
+    es = Elasticsearch(url, request_timeout=300)
+    t0, indexed = time.monotonic(), 0
+    for batch in bulkdata.batches(n):
+        actions = (
+            {
+                "_op_type": "index",
+                "_index": index,
+                "_id": d["_id"],
+                "_source": {
+                    k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in d.items() if k != "_id"
+                },
+            }
+            for d in batch.docs
+        )
+        for ok, _ in helpers.streaming_bulk(es, actions, chunk_size=500, raise_on_error=False):
+            indexed += ok
+    return time.monotonic() - t0, indexed
+
+
 def child_main(args: argparse.Namespace) -> None:
     """The toolkit load of ``--n`` documents into ``--index`` (run as a child process)."""
-    es = client(args.url)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
-    with RejectsWriter(None) as rejects:
-        summary = bulk_load(
-            es,
-            args.index,
-            bulkdata.batches(args.n),
-            rejects,
-            options=BulkOptions(concurrency=args.concurrency),
-        )
+    if args.legacy:
+        seconds, indexed = legacy_load(args.url, args.index, args.n)
+        read = indexed
+    else:
+        with RejectsWriter(None) as rejects:
+            summary = bulk_load(
+                client(args.url),
+                args.index,
+                bulkdata.batches(args.n),
+                rejects,
+                options=BulkOptions(concurrency=args.concurrency),
+            )
+        seconds, indexed, read = summary.seconds, summary.counts.indexed, summary.counts.read
     r1 = resource.getrusage(resource.RUSAGE_SELF)
-    counts = summary.counts
-    if counts.indexed != args.n or counts.read != args.n:
-        raise SystemExit(f"expected {args.n} documents indexed, got {counts}")
+    if indexed != args.n or read != args.n:
+        raise SystemExit(f"expected {args.n} documents indexed, got {indexed} of {read}")
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-    print(orjson.dumps({"seconds": summary.seconds, "indexed": counts.indexed, "cpu_s": cpu}).decode())
+    print(orjson.dumps({"seconds": seconds, "indexed": indexed, "cpu_s": cpu}).decode())
 
 
 class Loads:
@@ -194,11 +221,14 @@ class Loads:
 
         return self.measure(f"raw _bulk x{concurrency}", n, VectorIndexOptions(), load)
 
-    def toolkit(self, n: int, concurrency: int = 2, options: VectorIndexOptions | None = None) -> dict:
+    def toolkit(
+        self, n: int, concurrency: int = 2, options: VectorIndexOptions | None = None, legacy: bool = False
+    ) -> dict:
         def load(name: str) -> dict[str, Any]:
             res = run_child(
                 ["bench/bench_bulk.py", "child", "--url", self.url, "--index", name, "--n", str(n)]
                 + ["--concurrency", str(concurrency)]
+                + (["--legacy"] if legacy else [])
             )
             return {
                 "seconds": res.data["seconds"],
@@ -209,7 +239,8 @@ class Loads:
             }
 
         opts = options or VectorIndexOptions()
-        return self.measure(f"toolkit x{concurrency} ({opts.type})", n, opts, load)
+        what = "before: sequential, stdlib" if legacy else f"toolkit x{concurrency}"
+        return self.measure(f"{what} ({opts.type})", n, opts, load)
 
     def naive(self, n: int, options: VectorIndexOptions | None = None) -> dict[str, Any]:
         opts = options or VectorIndexOptions()
@@ -245,6 +276,7 @@ def run(
         loads.keep = "small" if keep else None
         tk2 = loads.toolkit(small, 2)
         tk1 = loads.toolkit(small, 1)
+        legacy = loads.toolkit(small, 1, legacy=True)
         naive = loads.naive(naive_n)
         tk_naive = loads.toolkit(naive_n, 2)  # the same documents into the same empty index: like for like
         best_c = 2 if raw2["docs_per_s"] >= raw1["docs_per_s"] else 1
@@ -252,10 +284,11 @@ def run(
         raw_large = loads.raw(large, large, path, offsets, best_c)
         loads.keep = "large" if keep else None
         tk_large = loads.toolkit(large, 2)
-    out["small"] = {"raw_x1": raw1, "raw_x2": raw2, "toolkit_x2": tk2, "toolkit_x1": tk1}
+    out["small"] = {"raw_x1": raw1, "raw_x2": raw2, "toolkit_x2": tk2, "toolkit_x1": tk1, "before": legacy}
     out["naive"] = {"naive": naive, "toolkit": tk_naive}
     out["large"] = {"raw": raw_large, "toolkit": tk_large}
     ceiling_small = max(raw1["docs_per_s"], raw2["docs_per_s"])
+    out["bulk_vs_raw_ratio_before_10k"] = round(legacy["docs_per_s"] / ceiling_small, 3)
     out["bulk_docs_per_s_10k" if not quick else "bulk_docs_per_s_small"] = tk2["docs_per_s"]
     out["bulk_docs_per_s_100k" if not quick else "bulk_docs_per_s_large"] = tk_large["docs_per_s"]
     out["bulk_vs_raw_ratio_10k"] = round(tk2["docs_per_s"] / ceiling_small, 3)
@@ -306,6 +339,7 @@ def main() -> None:
     child.add_argument("--index", required=True)
     child.add_argument("--n", type=int, required=True)
     child.add_argument("--concurrency", type=int, default=2)
+    child.add_argument("--legacy", action="store_true", help="the loader before this benchmark")
     parser.add_argument("--quick", action="store_true", help="2k/10k/20k documents instead of 10k/100k/1M")
     parser.add_argument("--no-1m", action="store_true", help="skip the 1M-document memory run")
     parser.add_argument("--keep", action="store_true", help="keep the toolkit-loaded HNSW indices (see kept)")
