@@ -1,0 +1,47 @@
+"""The Japanese font every picture uses: IPAexGothic, shipped by the ``matplotlib-fontja`` package.
+
+Pictures never depend on system fonts (a machine without CJK fonts would draw empty boxes).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from PIL import ImageFont
+
+from toolkit.errors import ToolkitError
+
+FONT_PACKAGE = "matplotlib_fontja"
+FONT_FILE = "fonts/ipaexg.ttf"
+
+
+@lru_cache(maxsize=1)
+def japanese_font_path() -> Path:
+    """Path of IPAexGothic inside the installed ``matplotlib-fontja`` package."""
+    try:
+        path = Path(str(resources.files(FONT_PACKAGE).joinpath(FONT_FILE)))
+    except ModuleNotFoundError as e:
+        raise ToolkitError("the Japanese font package is missing: pip install matplotlib-fontja") from e
+    if not path.is_file():
+        raise ToolkitError(f"the Japanese font {path} is missing; reinstall matplotlib-fontja")
+    return path
+
+
+@lru_cache(maxsize=32)
+def pil_font(size: int) -> ImageFont.FreeTypeFont:
+    """IPAexGothic at ``size`` pixels, for drawing with PIL."""
+    return ImageFont.truetype(str(japanese_font_path()), size)
+
+
+def use_japanese_font_in_matplotlib() -> str:
+    """Register IPAexGothic with matplotlib and make it the default family; return the family name."""
+    from matplotlib import font_manager, rcParams
+
+    path = str(japanese_font_path())
+    font_manager.fontManager.addfont(path)
+    name = font_manager.FontProperties(fname=path).get_name()
+    rcParams["font.family"] = name
+    rcParams["axes.unicode_minus"] = False
+    return name
