@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -271,7 +272,11 @@ def render_html(
             f'<img class="grid" alt="results for query {i}" src="{_png_data_uri(s["png"])}"></section>'
         )
     parts.append("</body></html>")
-    return "\n".join(p for p in parts if p)
+    page = "\n".join(p for p in parts if p)
+    from toolkit.viz.fonts import subset_font_face
+
+    text = re.sub(r"<[^>]*>|data:[^\"]*", "", page)
+    return page.replace("<style>", f"<style>{subset_font_face(html.unescape(text))}\n", 1)
 
 
 def write_report(
