@@ -1,0 +1,128 @@
+"""The search page in headless Chromium (Debian's ``chromium`` driven by Playwright) on loopback."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+from PIL import Image
+
+from toolkit.model import SearchModel
+from toolkit.search.engine import Searcher
+from toolkit.web.app import SearchApp
+from toolkit.web.server import SearchServer, start_in_thread
+
+QUERY = "玉ねぎを薄切りにします。"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def server(
+    es: Elasticsearch, built_model: Path, search_alias: str, sample_root: Path
+) -> Iterator[SearchServer]:
+    app = SearchApp(Searcher(es, SearchModel.load(built_model), search_alias), sample_root)
+    srv, thread = start_in_thread(app)
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install chromium (scripts/bootstrap.sh does it as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _hits(page) -> list[dict]:
+    return page.eval_on_selector_all(
+        "#results article.hit",
+        """cards => cards.map(c => ({
+            step_id: c.dataset.stepId,
+            score: parseFloat(c.dataset.score),
+            text: c.querySelector('.step').textContent,
+            img: c.querySelector('img') ? c.querySelector('img').naturalWidth : 0,
+        }))""",
+    )
+
+
+def _wait_results(page, mode: str, count: int) -> list[dict]:
+    page.wait_for_selector(f'#results[data-mode="{mode}"][data-count="{count}"]:not([aria-busy])')
+    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete)")
+    return _hits(page)
+
+
+def _screenshot(page, path: Path) -> None:
+    page.screenshot(path=str(path), full_page=True)
+    with Image.open(path) as img:
+        img.verify()
+    img = Image.open(io.BytesIO(path.read_bytes()))
+    assert img.format == "PNG" and img.width >= 1000 and img.height >= 600
+
+
+def test_search_page_in_chromium(
+    browser, server: SearchServer, es: Elasticsearch, search_alias: str, sample_root: Path, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 900}, locale="ja-JP")
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.eval_on_selector_all("#ingredient option", "os => os.length") > 5
+
+    # a Japanese query, kNN: photo results with scores, best first
+    page.fill("#k", "6")
+    page.fill("#q", QUERY)
+    page.click("#go")
+    hits = _wait_results(page, "knn", 6)
+    assert all(h["img"] > 0 for h in hits)  # every photo actually loaded from /photo/
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert "mode knn" in page.inner_text("#status")
+    page.evaluate("document.fonts.ready")
+    assert page.evaluate("document.fonts.check('16px IPAexGothic', '玉ねぎ')")
+    _screenshot(page, tmp_path / "knn.png")
+
+    # switching the mode searches again
+    page.check("input[name=mode][value=keyword]")
+    hits = _wait_results(page, "keyword", 6)
+    assert hits[0]["text"] == QUERY
+    page.check("input[name=mode][value=hybrid]")
+    hits = _wait_results(page, "hybrid", 6)
+    assert QUERY in [h["text"] for h in hits]
+
+    # the ingredient filter
+    page.select_option("#ingredient", "玉ねぎ")
+    page.check("input[name=mode][value=knn]")
+    hits = _wait_results(page, "knn", 6)
+    docs = es.mget(index=search_alias, ids=[h["step_id"] for h in hits])["docs"]
+    assert all("玉ねぎ" in d["_source"]["ingredients"] for d in docs)
+    page.select_option("#ingredient", "")
+
+    # query by photo: the uploaded step photo comes back first
+    doc = es.get(index=search_alias, id=hits[3]["step_id"])["_source"]
+    page.set_input_files("#photo", str(sample_root / doc["image_path"]))
+    hits = _wait_results(page, "image", 6)
+    assert hits[0]["step_id"] == doc["step_id"] and hits[0]["score"] > 0.99
+    _screenshot(page, tmp_path / "photo.png")
+
+    # a query with no known word is reported on the page
+    page.fill("#q", "ｘｙｚｚｙ")
+    page.click("#go")
+    page.wait_for_selector("#status.error")
+    assert (
+        "vocabulary" in page.inner_text("#status")
+        and page.eval_on_selector_all("#results article", "a => a.length") == 0
+    )
+    assert errors == []
+    page.close()
