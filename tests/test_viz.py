@@ -268,12 +268,15 @@ def test_write_report_takes_plain_metrics_without_a_searcher(tmp_path: Path, bui
             "pool": 50,
             "text_to_image": {"R@1": 0.25, "R@5": 0.5, "R@10": 0.75, "MedR": 5.0, "MRR": 0.4},
         },
+        "baselines": {"bm25": {"R@1": 0.125, "R@10": 0.5}, "note": "grouped results are found too"},
     }
     summary = write_report(built_model, tmp_path / "r.html", None, evaluation=metrics)
     _, page = _parse(tmp_path / "r.html")
-    assert summary["methods"] == ["keyword", "chance"] and summary["samples"] == []
+    assert summary["methods"] == ["keyword", "baselines.bm25", "chance"] and summary["samples"] == []
     row = next(r for r in page.rows if r[0] == "keyword")
     assert row[1:6] == ["text → image", "50", "25.0", "50.0", "75.0"]
+    bm25 = next(r for r in page.rows if r[0] == "baselines.bm25")
+    assert bm25[3:6] == ["12.5", "–", "50.0"]  # a flat result; R@5 unknown
     chance = next(r for r in page.rows if r[0] == "chance")
     assert chance[3] == f"{100 / 50:.1f}"  # R@1 of a random ranking over the same pool
     assert "grid" not in _images(page)

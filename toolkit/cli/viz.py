@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.common import emit, json_option, user_errors
+from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 
 model_option = click.option(
     "--model",
@@ -102,6 +102,7 @@ def grid_cmd(
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None, help="Only this split.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
+@quiet_option
 @user_errors
 def embedding_map_cmd(
     model_dir: Path,
@@ -115,6 +116,7 @@ def embedding_map_cmd(
     split: str | None,
     seed: int,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Draw text and photo points of the shared space in 2-D, by modality and by category, queries marked."""
     from toolkit.errors import ToolkitError
@@ -126,7 +128,8 @@ def embedding_map_cmd(
         raise ToolkitError(f"need --max-pairs >= 2 and --categories >= 1, got {max_pairs}, {categories}")
     root = dataset_root_for(model_dir, dataset_root)
     opts = MapOptions(color_by, projection, max_pairs, categories, seed, split)
-    summary = write_embedding_map(SearchModel.load(model_dir), out, root, queries, opts)
+    log = (lambda m: click.echo(m, err=True)) if not quiet else (lambda m: None)
+    summary = write_embedding_map(SearchModel.load(model_dir), out, root, queries, opts, log)
     cats = ", ".join(f"{c} {n}" for c, n in summary["categories"].items())
     emit(summary, as_json, f"wrote {out}: {summary['points']} points ({projection}); {color_by}: {cats}")
 
@@ -146,6 +149,7 @@ def embedding_map_cmd(
 @click.option("--samples", type=int, default=4, show_default=True, help="Sample queries when none are given.")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Photos per sample grid.")
 @json_option
+@quiet_option
 @user_errors
 def report_cmd(
     model_dir: Path,
@@ -156,6 +160,7 @@ def report_cmd(
     samples: int,
     k: int,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Write a self-contained HTML report of MODEL_DIR: metrics, recall@K curve, baselines, sample grids."""
     from toolkit.viz.report import write_report
@@ -168,7 +173,14 @@ def report_cmd(
 
         searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
     summary = write_report(
-        model_dir, out, searcher, dataset_root=dataset_root, queries=queries, sample_count=samples, k=k
+        model_dir,
+        out,
+        searcher,
+        dataset_root=dataset_root,
+        queries=queries,
+        sample_count=samples,
+        k=k,
+        progress=progress_enabled(quiet),
     )
     emit(
         summary, as_json, f"wrote {out} ({summary['bytes']} bytes, {len(summary['samples'])} sample queries)"

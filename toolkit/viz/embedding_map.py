@@ -5,7 +5,7 @@ with query texts marked as stars."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ def write_embedding_map(
     dataset_root: str | Path,
     queries: Sequence[str] = (),
     options: MapOptions | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
     """Project the model's text/photo pairs (and ``queries``) to 2-D and save the two-panel PNG ``out``."""
     import matplotlib
@@ -86,12 +87,14 @@ def write_embedding_map(
         raise ToolkitError(
             f"at most {len(CATEGORY_COLOURS)} categories can be coloured, got {opts.categories}"
         )
+    log("embedding the model's text/photo pairs ...")
     space = subsample(paired_space(model, opts.split), opts.max_pairs, opts.seed)
     steps = step_texts(dataset_root)
     labels = top_categories([category_of(steps.get(i), opts.color_by) for i in space.ids], opts.categories)
     query_vecs = [model.embed_query(q) for q in queries]
     n = len(space)
     stacked = np.concatenate([space.text, space.image, *(v[None, :] for v in query_vecs)])
+    log(f"projecting {len(stacked)} points with {opts.projection} ...")
     xy = project(stacked, opts.projection, opts.seed)
     text_xy, image_xy, query_xy = xy[:n], xy[n : 2 * n], xy[2 * n :]
     names = [c for c, _ in Counter(label for label in labels if label != OTHER).most_common()]

@@ -46,14 +46,23 @@ def load_evaluation(model_dir: str | Path) -> dict[str, Any]:
 
 
 def result_sets(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The named results of ``evaluation`` (entries with per-direction metrics or flat ``R@K`` keys)."""
+    """The named results of ``evaluation``: entries with per-direction metrics or flat ``R@K`` keys, also
+    inside one level of grouping."""
     out: dict[str, dict[str, Any]] = {}
     for name, value in evaluation.items():
         if not isinstance(value, dict):
             continue
-        if any(isinstance(value.get(d), dict) for d in DIRECTIONS) or any(k.startswith("R@") for k in value):
+        if _is_result(value):
             out[name] = value
+        else:  # one level of grouping, e.g. {"baselines": {"bm25": {...}}} -> "baselines.bm25"
+            out.update({f"{name}.{k}": v for k, v in value.items() if isinstance(v, dict) and _is_result(v)})
     return out
+
+
+def _is_result(value: dict[str, Any]) -> bool:
+    return any(isinstance(value.get(d), dict) for d in DIRECTIONS) or any(
+        str(k).startswith("R@") for k in value
+    )
 
 
 def with_chance(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -190,14 +199,21 @@ def default_queries(
 
 
 def sample_sections(
-    searcher: Searcher, dataset_root: Path, queries: Sequence[tuple[str, str | None]], k: int, mode: str
+    searcher: Searcher,
+    dataset_root: Path,
+    queries: Sequence[tuple[str, str | None]],
+    k: int,
+    mode: str,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Search each query and render its grid; ``found_at`` is the rank of the query's own step, if any."""
+    from tqdm import tqdm
+
     from toolkit.search.dispatch import search_text
     from toolkit.viz.grid import GridLayout, png_bytes, render_grid
 
     out = []
-    for text, own in queries:
+    for text, own in tqdm(queries, desc="sample queries", unit="query", disable=not progress):
         try:
             result = search_text(searcher, text, mode, k)
         except ToolkitError as e:
@@ -291,6 +307,7 @@ def write_report(
     k: int = 10,
     mode: str = "knn",
     title: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Write the HTML report of ``model_dir`` to ``path``; return what went into it.
 
@@ -331,7 +348,7 @@ def write_report(
         chosen: list[tuple[str, str | None]] = [(q, None) for q in queries]
         if not chosen:
             chosen = default_queries(root, model_dir, _eval_split(evaluation), sample_count)
-        samples = sample_sections(searcher, root, chosen, k, mode)
+        samples = sample_sections(searcher, root, chosen, k, mode, progress)
     page = render_html(
         title or f"Evaluation report: {model_dir.name}", results, evaluation, curve, samples, notes
     )
