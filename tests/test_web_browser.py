@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,25 +16,47 @@ import pytest
 from elasticsearch import Elasticsearch
 from PIL import Image
 
-from toolkit.model import SearchModel
-from toolkit.search.engine import Searcher
-from toolkit.web.app import SearchApp
-from toolkit.web.server import SearchServer, start_in_thread
-
 QUERY = "玉ねぎを薄切りにします。"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def server(
-    es: Elasticsearch, built_model: Path, search_alias: str, sample_root: Path
-) -> Iterator[SearchServer]:
-    app = SearchApp(Searcher(es, SearchModel.load(built_model), search_alias), sample_root)
-    srv, thread = start_in_thread(app)
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+def server(es_settings, built_model: Path, search_alias: str, sample_root: Path) -> Iterator[str]:
+    """``jrs web`` itself, in a subprocess on a free loopback port; yields its URL."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "ES_URL": es_settings.url,
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-c",
+        "from toolkit.cli.main import cli; cli()",
+        "web",
+        "--model",
+        str(built_model),
+    ]
+    cmd += ["--index", search_alias, "--dataset", str(sample_root), "--host", "127.0.0.1", "--port", "0"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while True:
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+            lines.append(line)
+            if not line:
+                pytest.fail(f"jrs web exited ({proc.wait()}): {''.join(lines)}")
+            match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+            if match:
+                break
+        yield match.group(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +98,12 @@ def _screenshot(page, path: Path) -> None:
 
 
 def test_search_page_in_chromium(
-    browser, server: SearchServer, es: Elasticsearch, search_alias: str, sample_root: Path, tmp_path: Path
+    browser, server: str, es: Elasticsearch, search_alias: str, sample_root: Path, tmp_path: Path
 ) -> None:
     page = browser.new_page(viewport={"width": 1200, "height": 900}, locale="ja-JP")
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url)
+    page.goto(server)
     page.wait_for_selector("body[data-ready='1']")
     assert page.eval_on_selector_all("#ingredient option", "os => os.length") > 5
 
