@@ -90,6 +90,23 @@ def test_grid_command_draws_the_searched_photos_in_rank_order(
         w, h = src.size
         centre = np.asarray(src.crop((int(w * 0.375), int(h * 0.333), int(w * 0.625), int(h * 0.667))), float)
         assert np.abs(tile.mean(axis=(0, 1)) - centre.mean(axis=(0, 1))).max() < 25, cell
+    # query by photo: that photo's own step comes first
+    photo = summary["cells"][2]["image_path"]
+    by_photo = [
+        "grid",
+        "--image",
+        str(sample_root / photo),
+        *args[2:],
+        "-k",
+        "3",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    res = CliRunner().invoke(cli, by_photo, env=env)
+    assert res.exit_code == 0, res.output
+    cells = json.loads(res.stdout)["cells"]
+    assert len(cells) == 3 and cells[0]["image_path"] == photo and cells[0]["score"] > 0.99
 
 
 def test_grid_shows_unsafe_or_missing_photos_as_placeholders(tmp_path: Path, sample_root: Path) -> None:
@@ -112,22 +129,12 @@ def test_embedding_map_colours_points_by_category_and_marks_queries(
 ) -> None:
     out = tmp_path / "map.png"
     args = ["embedding-map", "--model", str(built_model), "--dataset", str(sample_root), "--out", str(out)]
-    args += [
-        "--max-pairs",
-        "80",
-        "--categories",
-        "4",
-        "--query",
-        QUERY,
-        "--query",
-        "鶏肉を揚げます。",
-        "--json",
-    ]
-    res = CliRunner().invoke(cli, args)
+    args += ["--max-pairs", "60", "--categories", "4", "--query", QUERY, "--query", "鶏肉を揚げます。"]
+    res = CliRunner().invoke(cli, [*args, "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
-    assert summary["pairs"] == 80 and summary["points"] == 162 and summary["font"] == "IPAexGothic"
-    assert sum(summary["categories"].values()) == 80 and 2 <= len(summary["categories"]) <= 5
+    assert summary["pairs"] == 60 and summary["points"] == 122 and summary["font"] == "IPAexGothic"
+    assert sum(summary["categories"].values()) == 60 and 2 <= len(summary["categories"]) <= 5
     img = np.asarray(_png(out.read_bytes()))
     assert img.shape[:2] == (700, 1400)
     from toolkit.viz.embedding_map import IMAGE_COLOUR, QUERY_COLOUR, TEXT_COLOUR

@@ -66,7 +66,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
         yield b
         b.close()
 
@@ -85,7 +87,8 @@ def _hits(page) -> list[dict]:
 
 def _wait_results(page, mode: str, count: int) -> list[dict]:
     page.wait_for_selector(f'#results[data-mode="{mode}"][data-count="{count}"]:not([aria-busy])')
-    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete)")
+    # a function, not an expression string: the page's CSP forbids eval
+    page.wait_for_function("() => [...document.querySelectorAll('#results img')].every(i => i.complete)")
     return _hits(page)
 
 
@@ -116,8 +119,8 @@ def test_search_page_in_chromium(
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
     assert "mode knn" in page.inner_text("#status")
-    page.evaluate("document.fonts.ready")
-    assert page.evaluate("document.fonts.check('16px IPAexGothic', '玉ねぎ')")
+    page.evaluate("() => document.fonts.ready.then(() => true)")
+    assert page.evaluate("() => document.fonts.check('16px IPAexGothic', '玉ねぎ')")
     _screenshot(page, tmp_path / "knn.png")
 
     # switching the mode searches again
