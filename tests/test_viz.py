@@ -275,18 +275,35 @@ def test_write_report_takes_plain_metrics_without_a_searcher(tmp_path: Path, bui
             "pool": 50,
             "text_to_image": {"R@1": 0.25, "R@5": 0.5, "R@10": 0.75, "MedR": 5.0, "MRR": 0.4},
         },
-        "baselines": {"bm25": {"R@1": 0.125, "R@10": 0.5}, "note": "grouped results are found too"},
+        "baselines": {
+            "bm25": {"R@1": 0.125, "R@10": 0.5, "pool": 50},
+            "note": "grouped results are found too",
+        },
     }
-    summary = write_report(built_model, tmp_path / "r.html", None, evaluation=metrics)
-    _, page = _parse(tmp_path / "r.html")
+    through = {
+        "index": "recipes",
+        "k": 10,
+        "hnsw_recall@10": 0.95,
+        "modes": {"knn": {"R@1": 0.5, "MRR@10": 0.6, "n": 4}},
+    }
+    # the shape `jrs evaluate --json` prints
+    summary = write_report(
+        built_model, tmp_path / "r.html", None, evaluation={"in_memory": metrics, "through_index": through}
+    )
+    text, page = _parse(tmp_path / "r.html")
     assert summary["methods"] == ["keyword", "baselines.bm25", "chance"] and summary["samples"] == []
+    assert summary["through_index_modes"] == ["knn"]
+    header = page.rows[0]
+    assert header == ["method", "direction", "pool", "R@1 %", "R@5 %", "R@10 %", "MedR", "MRR"]
     row = next(r for r in page.rows if r[0] == "keyword")
-    assert row[1:6] == ["text → image", "50", "25.0", "50.0", "75.0"]
+    assert row[1:8] == ["text → image", "50", "25.0", "50.0", "75.0", "5.0", "0.400"]
     bm25 = next(r for r in page.rows if r[0] == "baselines.bm25")
-    assert bm25[3:6] == ["12.5", "–", "50.0"]  # a flat result; R@5 unknown
+    assert bm25[2:6] == ["50", "12.5", "–", "50.0"]  # a flat result; R@5 unknown
     chance = next(r for r in page.rows if r[0] == "chance")
     assert chance[3] == f"{100 / 50:.1f}"  # R@1 of a random ranking over the same pool
-    assert "grid" not in _images(page)
+    knn = next(r for r in page.rows if r[0] == "knn")
+    assert knn[3:] == ["50.0", "0.600"] and "hnsw_recall@10: 0.950" in text
+    assert "grid" not in _images(page) and "recall-curve" in _images(page)
     with pytest.raises(ModelDirError, match="evaluation.json"):
         write_report(tmp_path, tmp_path / "x.html")
 

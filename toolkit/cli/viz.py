@@ -101,6 +101,9 @@ def grid_cmd(
 @click.option("--categories", type=int, default=8, show_default=True, help="Most frequent categories kept.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None, help="Only this split.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--threads", type=int, default=1, show_default=True, help="Threads for the projection (0: all)."
+)
 @json_option
 @quiet_option
 @user_errors
@@ -115,6 +118,7 @@ def embedding_map_cmd(
     categories: int,
     split: str | None,
     seed: int,
+    threads: int,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -124,10 +128,12 @@ def embedding_map_cmd(
     from toolkit.viz.embedding_map import MapOptions, write_embedding_map
     from toolkit.viz.space import dataset_root_for
 
-    if max_pairs < 2 or categories < 1:
-        raise ToolkitError(f"need --max-pairs >= 2 and --categories >= 1, got {max_pairs}, {categories}")
+    if max_pairs < 2 or categories < 1 or threads < 0:
+        raise ToolkitError(
+            f"need --max-pairs >= 2, --categories >= 1 and --threads >= 0, got {max_pairs}, {categories}, {threads}"
+        )
     root = dataset_root_for(model_dir, dataset_root)
-    opts = MapOptions(color_by, projection, max_pairs, categories, seed, split)
+    opts = MapOptions(color_by, projection, max_pairs, categories, seed, split, threads or None)
     log = (lambda m: click.echo(m, err=True)) if not quiet else (lambda m: None)
     summary = write_embedding_map(SearchModel.load(model_dir), out, root, queries, opts, log)
     cats = ", ".join(f"{c} {n}" for c, n in summary["categories"].items())

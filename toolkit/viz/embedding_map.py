@@ -43,10 +43,20 @@ class MapOptions:
     categories: int = 8
     seed: int = 0
     split: str | None = None
+    threads: int = 1
 
 
-def project(x: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
-    """``[n, d]`` -> ``[n, 2]`` with t-SNE (cosine, PCA init) or PCA."""
+def project(x: np.ndarray, method: str, seed: int = 0, threads: int | None = 1) -> np.ndarray:
+    """``[n, d]`` -> ``[n, 2]`` with t-SNE (cosine, PCA init) or PCA, on at most ``threads`` threads
+    (None: all). One thread is the default: a map's few hundred points take a second that way, while
+    OpenMP threads on a busy machine can take twenty times longer."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return _project(x, method, seed)
+
+
+def _project(x: np.ndarray, method: str, seed: int) -> np.ndarray:
     if method not in PROJECTIONS:
         raise ToolkitError(f"unknown projection {method!r}; choose one of {', '.join(PROJECTIONS)}")
     if x.shape[0] < 4:
@@ -95,7 +105,7 @@ def write_embedding_map(
     n = len(space)
     stacked = np.concatenate([space.text, space.image, *(v[None, :] for v in query_vecs)])
     log(f"projecting {len(stacked)} points with {opts.projection} ...")
-    xy = project(stacked, opts.projection, opts.seed)
+    xy = project(stacked, opts.projection, opts.seed, opts.threads)
     text_xy, image_xy, query_xy = xy[:n], xy[n : 2 * n], xy[2 * n :]
     names = [c for c, _ in Counter(label for label in labels if label != OTHER).most_common()]
     if OTHER in labels:

@@ -25,6 +25,8 @@ from toolkit.evaluation.metrics import DIRECTIONS, positive_ranks
 from toolkit.search.engine import Searcher
 
 EVALUATION_FILE = "evaluation.json"
+#: Numbers of a result that describe the protocol rather than measure it (not table columns).
+META_KEYS = {"n", "pool", "draws", "seed"}
 #: What each known result name means (shown under the table).
 DESCRIPTIONS = {
     "model_pooled": "trained model, Recipe1M-style pools (mean over draws)",
@@ -32,6 +34,7 @@ DESCRIPTIONS = {
     "random_towers": "baseline: the same towers with random weights (must be clearly beaten)",
     "chance": "baseline: a random ranking (R@K = K/N)",
     "keyword": "baseline: token overlap with the step text (sees the text next to each photo)",
+    "keyword_overlap": "baseline: BM25 overlap with the step text beside each photo (text-only, oracle-ish)",
 }
 
 
@@ -102,8 +105,9 @@ def metrics_table_html(results: dict[str, dict[str, Any]]) -> str:
         return "<p>(no metrics)</p>"
     keys: list[str] = []
     for _, _, m, _ in rows:
-        keys += [k for k in m if k.startswith("R@") and k not in keys]
-    keys = sorted(keys, key=lambda k: int(k[2:])) + ["MedR", "MRR"]
+        keys += [k for k in m if k not in keys and k not in META_KEYS and isinstance(m[k], (int, float))]
+    recall = sorted((k for k in keys if k.startswith("R@")), key=lambda k: int(k[2:]))
+    keys = recall + [k for k in keys if not k.startswith("R@")]
     head = "".join(f"<th>{html.escape(k)}{' %' if k.startswith('R@') else ''}</th>" for k in keys)
     body = []
     for name, direction, m, result in rows:
@@ -244,6 +248,25 @@ img{max-width:100%;border:1px solid #ddd}.note{color:#666}section.query{margin:2
 """
 
 
+def through_index_section(result: dict[str, Any] | None) -> list[str]:
+    """The per-mode table of ``jrs evaluate --index`` (toolkit.evaluation.through_index), if given."""
+    if not result or not isinstance(result.get("modes"), dict):
+        return []
+    esc = html.escape
+    facts = [
+        f"{key}: {result[key]}"
+        for key in ("index", "queries", "gallery", "k", "num_candidates")
+        if key in result
+    ]
+    facts += [f"{key}: {value:.3f}" for key, value in result.items() if key.startswith("hnsw_recall")]
+    table = metrics_table_html(result["modes"]).replace('id="metrics"', 'id="through-index"', 1)
+    return [
+        "<h2>Through the index</h2>",
+        f'<p class="note">{esc(str(result.get("protocol", "")))}; {esc(", ".join(facts))}</p>',
+        table,
+    ]
+
+
 def render_html(
     title: str,
     results: dict[str, dict[str, Any]],
@@ -251,6 +274,7 @@ def render_html(
     curve: bytes | None,
     samples: list[dict[str, Any]],
     notes: list[str],
+    through_index: dict[str, Any] | None = None,
 ) -> str:
     esc = html.escape
     desc = "".join(
@@ -268,6 +292,7 @@ def render_html(
         '<h2 id="metrics-title">Metrics</h2>',
         metrics_table_html(results),
         f'<h2>Baselines</h2><ul id="baselines">{desc}</ul>',
+        *through_index_section(through_index),
         "<h2>Recall@K</h2>",
         f'<img id="recall-curve" alt="recall@K curve" src="{_png_data_uri(curve)}">' if curve else "",
         *(f'<p class="note">{esc(n)}</p>' for n in notes),
@@ -301,6 +326,7 @@ def write_report(
     searcher: Searcher | None = None,
     *,
     evaluation: dict[str, Any] | None = None,
+    through_index: dict[str, Any] | None = None,
     dataset_root: str | Path | None = None,
     queries: Sequence[str] = (),
     sample_count: int = 4,
@@ -311,13 +337,18 @@ def write_report(
 ) -> dict[str, Any]:
     """Write the HTML report of ``model_dir`` to ``path``; return what went into it.
 
-    ``evaluation`` defaults to ``MODEL_DIR/evaluation.json``. With a ``searcher``, ``queries`` (or
-    ``sample_count`` step texts of the evaluation split) are searched and shown as photo grids.
+    ``evaluation`` defaults to ``MODEL_DIR/evaluation.json``; the output of ``jrs evaluate --json``
+    (``in_memory`` + ``through_index``) is accepted as is. ``through_index`` (the per-mode figures of
+    :func:`toolkit.evaluation.through_index.evaluate_through_index`) adds a table. With a ``searcher``,
+    ``queries`` (or ``sample_count`` step texts of the evaluation split) are searched and shown as grids.
     """
     from toolkit.model import SearchModel
 
     model_dir = Path(model_dir)
     evaluation = evaluation if evaluation is not None else load_evaluation(model_dir)
+    if isinstance(evaluation.get("in_memory"), dict):  # the shape `jrs evaluate --json` prints
+        through_index = through_index or evaluation.get("through_index")
+        evaluation = evaluation["in_memory"]
     results = with_chance(result_sets(evaluation))
     if not results:
         raise ToolkitError(f"no metrics found in the evaluation of {model_dir} (expected per-direction R@K)")
@@ -350,7 +381,13 @@ def write_report(
             chosen = default_queries(root, model_dir, _eval_split(evaluation), sample_count)
         samples = sample_sections(searcher, root, chosen, k, mode, progress)
     page = render_html(
-        title or f"Evaluation report: {model_dir.name}", results, evaluation, curve, samples, notes
+        title or f"Evaluation report: {model_dir.name}",
+        results,
+        evaluation,
+        curve,
+        samples,
+        notes,
+        through_index,
     )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -359,6 +396,7 @@ def write_report(
         "path": str(out),
         "bytes": out.stat().st_size,
         "methods": list(results),
+        "through_index_modes": list((through_index or {}).get("modes", {})),
         "curve_points": n,
         "samples": [{k_: v for k_, v in s.items() if k_ != "png"} for s in samples],
         "notes": notes,
