@@ -146,9 +146,7 @@ def embedding_map_cmd(
     "--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="HTML to write."
 )
 @dataset_option
-@click.option(
-    "--index", default=None, envvar="JRS_INDEX", help="Alias or index: adds sample queries with grids."
-)
+@click.option("--index", default=None, help="Alias or index: adds sample queries with their photo grids.")
 @click.option(
     "--query", "queries", multiple=True, help="Sample query (repeatable) [default: evaluation steps]."
 )
