@@ -18,6 +18,8 @@ COMMAND_MODULES: list[str] = [
     "search",
     "evaluate",
     "kibana",
+    "viz",
+    "web",
 ]
 
 
