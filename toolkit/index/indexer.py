@@ -21,10 +21,14 @@ from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.vectorset import load_vector_set
 
+#: Reject stages that are notes on a record still indexed (a photo dropped, no text vector), not losses.
+NOTE_STAGES = ("image", "text")
+
 
 class CountingRejects(RejectsWriter):
-    """A rejects file that tells records lost (``lost``) from photos dropped (stage ``image``).
-    While ``muted`` (re-reading the part a resumed load already did) it counts without writing."""
+    """A rejects file that tells records lost (``lost``) from notes on records still indexed (stages in
+    :data:`NOTE_STAGES`; ``photos_dropped`` counts stage ``image``). While ``muted`` (re-reading the part a
+    resumed load already did) it counts without writing."""
 
     def __init__(self, path: str | Path | None) -> None:
         super().__init__(path)
@@ -35,7 +39,7 @@ class CountingRejects(RejectsWriter):
     def write(self, reject: Reject) -> None:
         if reject.stage == "image":
             self.photos_dropped += 1
-        else:
+        elif reject.stage not in NOTE_STAGES:
             self.lost += 1
         if not self.muted:
             super().write(reject)
