@@ -25,19 +25,35 @@ def es_group() -> None:
 
 @es_group.command("up")
 @name_option
-@click.option("--version", "version", default=ES_VERSION, show_default=True, help="Elasticsearch version.")
+@click.option(
+    "--version",
+    "version",
+    envvar="JRS_ES_VERSION",
+    default=ES_VERSION,
+    show_default=True,
+    help="Elasticsearch version (env JRS_ES_VERSION); 9.x runs on a JDK 21+.",
+)
 @click.option("--port", type=int, default=None, help="HTTP port (default: 9200 if free, else any free port).")
-@click.option("--security/--no-security", default=False, show_default=True, help="Enable x-pack security.")
+@click.option(
+    "--security/--no-security",
+    default=False,
+    show_default=True,
+    help="Enable x-pack security: a password for `elastic` and HTTPS with a CA made for the node.",
+)
+@click.option("--tls/--no-tls", default=None, help="HTTPS on/off (default: on with --security).")
 @click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for health.")
 @json_option
 @user_errors
-def up_cmd(name: str, version: str, port: int | None, security: bool, timeout: float, as_json: bool) -> None:
+def up_cmd(
+    name: str, version: str, port: int | None, security: bool, tls: bool | None, timeout: float, as_json: bool
+) -> None:
     """Start the node (or reuse the running one) and print its URL."""
     state = node.up(
         name=name,
         version=version,
         port=port,
         security=security,
+        tls=tls,
         timeout=timeout,
         log=lambda m: click.echo(m, err=True),
     )
