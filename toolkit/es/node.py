@@ -199,11 +199,18 @@ def _make_world_readable(path: Path) -> None:
                 os.chmod(p, os.stat(p).st_mode | stat.S_IRGRP | stat.S_IROTH)
 
 
-def free_port(preferred: int | None = None) -> int:
-    """A free loopback TCP port (the preferred one when it is free)."""
+def free_port(preferred: int | None = None, strict: bool = False) -> int:
+    """A free loopback TCP port: the preferred one when it is free (``strict``: or an error), else any.
+
+    The probe uses ``SO_REUSEADDR`` as Elasticsearch does, so a port whose old connections linger in
+    TIME_WAIT (a node just killed) still counts as free.
+    """
     candidates = [preferred] if preferred else []
     for port in [*candidates, 0]:
+        if port == 0 and strict and preferred:
+            raise NodeError(f"port {preferred} on 127.0.0.1 is in use")
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
@@ -457,8 +464,8 @@ def up(
         return state
     dist = install_distribution(version)
     jhome = java_home(version)
-    http_port = free_port(port or (9200 if name == "default" else None))
-    transport_port = free_port(transport_port)
+    http_port = free_port(port or (9200 if name == "default" else None), strict=port is not None)
+    transport_port = free_port(transport_port, strict=transport_port is not None)
     for sub in ("data", "logs"):
         (ndir / sub).mkdir(parents=True, exist_ok=True)
     ca_certs = str(make_certificates(ndir)) if tls else None

@@ -51,6 +51,8 @@ class IndexOptions:
     index: str | None = None  # load into this concrete index instead of a new version
     vector_options: VectorIndexOptions = field(default_factory=VectorIndexOptions)
     replicas: int = 0
+    #: keep the replicas during the load (slower; the load survives losing a node of the cluster)
+    keep_replicas: bool = False
     batch_steps: int = 256
     bulk: BulkOptions = field(default_factory=BulkOptions)
     image_base_url: str | None = None
@@ -162,6 +164,8 @@ def index_dataset(
             path=ckpt_path, index=target, input_fingerprint=in_fp, model_fingerprint=model.fingerprint
         )
         ckpt.save()
+    if opts.keep_replicas and opts.replicas:
+        _keep_replicas(es, target, opts.replicas, log)
     features = None
     if (Path(model_dir) / "image_features" / "vectors.npy").is_file():
         features = load_vector_set(Path(model_dir) / "image_features")
@@ -198,6 +202,14 @@ def index_dataset(
     if summary.counts.read != summary.counts.indexed + summary.counts.rejected + summary.counts.skipped:
         raise ToolkitError(f"internal accounting error: {result}")
     return result
+
+
+def _keep_replicas(es: Elasticsearch, index: str, replicas: int, log: Callable[[str], None]) -> None:
+    """Give the index its replicas before loading and wait (up to a minute) until they are assigned."""
+    es.indices.put_settings(index=index, settings={"index.number_of_replicas": replicas})
+    health = es.options(ignore_status=408).cluster.health(index=index, wait_for_status="green", timeout="60s")
+    if health.get("status") != "green":
+        log(f"warning: {index} is {health.get('status')}: not every replica could be assigned")
 
 
 def _template_body(es: Elasticsearch, name: str) -> dict[str, Any]:
