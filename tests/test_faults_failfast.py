@@ -14,6 +14,7 @@ from toolkit.es.config import EsSettings
 from toolkit.es.node import free_port
 
 COMMANDS = {
+    "es-ping": ["es", "ping"],
     "index": ["index", "{root}", "{model}", "--alias", "nope-failfast"],
     "indices": ["indices", "--alias", "nope-failfast"],
     "search": ["search", "玉ねぎを炒める", "--model", "{model}", "--index", "nope-failfast"],
@@ -75,3 +76,16 @@ def test_no_cluster_configured_at_all(tmp_path: Path) -> None:
     env = {"ES_URL": "", "JRS_HOME": str(tmp_path / "empty-home")}
     code, out, _ = _run(COMMANDS["indices"], env)
     assert code == 2 and "set ES_URL" in out and "jrs es up" in out
+
+
+def test_es_ping_answers_for_a_reachable_cluster(es_settings: EsSettings) -> None:
+    code, out, _ = _run(["es", "ping"], {"ES_URL": es_settings.url})
+    assert (
+        code == 0
+        and out.startswith(f"{es_settings.url} (auth: none): ")
+        and out.split()[-1]
+        in (
+            "green",
+            "yellow",
+        )
+    )

@@ -86,4 +86,20 @@ def status_cmd(name: str, as_json: bool) -> None:
     raise SystemExit(0 if running else 1)
 
 
+@es_group.command("ping")
+@json_option
+@user_errors
+def ping_cmd(as_json: bool) -> None:
+    """Check that the configured cluster (ES_URL, else the local node) answers with these credentials.
+
+    Exit status 2 with one line naming the URL (never a secret) when it does not.
+    """
+    from toolkit.es.client import make_client, ping, resolve_settings
+
+    settings = resolve_settings()
+    health = ping(make_client(settings, check=False), settings)
+    data = {"url": settings.url, "auth": settings.describe(), "status": health.get("status")}
+    emit(data, as_json, f"{settings.describe()}: {health.get('status')}")
+
+
 commands = [es_group]
