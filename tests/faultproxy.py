@@ -1,6 +1,7 @@
 """A small fault-injecting HTTP proxy for tests: forwards to a real Elasticsearch node on loopback and
 answers a share of ``_bulk`` requests with 429 or 503, or drops the connection (before or after the
-request reached the node).
+request reached the node). ``item429`` (only when named) forwards the request and then reports its
+first item as throttled, as a busy node does for single documents.
 
 Faults are chosen from a script (the first bulk requests) and then at random with a fixed seed, so a
 test run is reproducible. Every bulk request is recorded with its arrival time and the fault applied.
@@ -137,6 +138,14 @@ class FaultProxy:
                 if fault == "drop_after":  # the node did the work; the client never hears of it
                     self._drop()
                     return
+                if fault == "item429" and resp.status == 200:
+                    doc = json.loads(data)
+                    ((op, item),) = doc["items"][0].items()
+                    error = {"type": "es_rejected_execution_exception", "reason": "fault proxy: item 429"}
+                    doc["items"][0] = {op: {"_index": item.get("_index"), "_id": item.get("_id"),
+                                            "status": 429, "error": error}}  # fmt: skip
+                    doc["errors"] = True
+                    data = json.dumps(doc).encode()
                 self._send(resp.status, resp.getheaders(), data)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle

@@ -85,3 +85,38 @@ def test_load_through_faulty_proxy_is_exact_logged_and_backs_off(
     times = [r.at for r in proxy.bulk[:5]]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert all(g >= w * 0.9 for g, w in zip(gaps, waits[:4], strict=True)), (gaps, waits[:4])
+
+
+def test_throttled_documents_are_resent_not_rejected(
+    es: Elasticsearch,
+    es_settings: EsSettings,
+    sample_root: Path,
+    built_model: Path,
+    index_name: str,
+    tmp_path,
+) -> None:
+    """Item-level 429s (the node throttles single documents inside a 200 response) are retried, logged."""
+    policy = FaultPolicy(script=["item429", None, "item429"])
+    opts = IndexOptions(
+        alias=index_name,
+        batch_steps=10_000,  # one batch: the two throttled items are in two chunks of one attempt
+        bulk=BulkOptions(chunk_size=100, initial_backoff=0.01, max_backoff=0.1),
+        checkpoint_dir=tmp_path,
+    )
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("toolkit.index.bulk").addHandler(handler)
+    try:
+        with FaultProxy(es_settings.url, policy) as proxy:
+            client = make_client(EsSettings(url=proxy.url, request_timeout=20))
+            result = index_dataset(client, sample_root, built_model, opts, log=lambda m: None)
+    finally:
+        logging.getLogger("toolkit.index.bulk").removeHandler(handler)
+    steps = validate_dataset(sample_root).steps
+    assert proxy.faults(["item429"]) == 2
+    assert (result["indexed"], result["rejected"], result["count"]) == (steps, 0, steps)
+    assert [r.getMessage().split("; ")[0] for r in records] == [
+        f"bulk request to {result['index']} failed (2 document(s) throttled (HTTP 429))"
+    ]
+    assert result["retries"] == 1
