@@ -195,6 +195,7 @@ def simclr_cmd(
 )
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads [torch default].")
 @click.option(
     "--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep features here for reuse."
 )
@@ -211,6 +212,7 @@ def evaluate_images_cmd(
     image_size: int | None,
     batch_size: int,
     device: str,
+    threads: int | None,
     cache_dir: Path | None,
     as_json: bool,
     quiet: bool,
@@ -227,6 +229,10 @@ def evaluate_images_cmd(
         results_table,
     )
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     specs = [EncoderSpec.parse(e) for e in encoders]
     log = (lambda m: click.echo(m, err=True)) if not quiet else None
     report: dict[str, Any] = evaluate_image_encoders(

@@ -298,8 +298,12 @@ def epoch_means(losses: Sequence[float], steps_per_epoch: int) -> list[float]:
     return [float(np.mean(losses[i : i + steps_per_epoch])) for i in range(0, len(losses), steps_per_epoch)]
 
 
-def plot_loss(losses: Sequence[float], steps_per_epoch: int, path: Path, title: str = "") -> Path | None:
-    """Per-step NT-Xent and per-epoch means as a PNG; None (and a log line) without matplotlib."""
+def plot_loss(
+    losses: Sequence[float], steps_per_epoch: int, path: Path, title: str = "", batch_size: int | None = None
+) -> Path | None:
+    """Per-step NT-Xent, per-epoch means and the no-skill level ``ln(2B - 1)`` as a PNG.
+
+    Returns None (and logs why) without matplotlib."""
     try:
         import matplotlib
 
@@ -318,6 +322,8 @@ def plot_loss(losses: Sequence[float], steps_per_epoch: int, path: Path, title: 
         "o-",
         label="epoch mean",
     )
+    if batch_size:
+        ax.axhline(math.log(2 * batch_size - 1), ls="--", c="grey", lw=0.8, label="no skill, ln(2B-1)")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("NT-Xent loss")
     ax.set_title(title or "SimCLR fine-tuning")
@@ -514,6 +520,7 @@ def _finish(
         spe,
         out / LOSS_PNG,
         f"SimCLR {config.arch}, batch {config.batch_size}, {config.image_size} px",
+        batch_size=min(config.batch_size, len(items)),
     )
     result = SimCLRResult(
         out_dir=out,
