@@ -20,7 +20,7 @@ second pass. Chunks hold one view each, so a positive pair never shares a chunk'
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -111,7 +111,7 @@ def gradcache_backward(
     device = view_a.device
     states: list[_RngState] = []
     cached: list[torch.Tensor] = []
-    bn = frozen_bn_stats(model) if model is not None else _nothing()
+    bn = frozen_bn_stats(model) if model is not None else nullcontext()
     with torch.no_grad(), bn:
         for v, s, e in slices:
             states.append(_RngState(device))
@@ -127,8 +127,3 @@ def gradcache_backward(
         out.float().backward(g)
     after.restore()
     return loss.detach()
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield

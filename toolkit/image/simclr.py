@@ -24,6 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,7 +434,7 @@ def train_simclr(
         std=tuple(getattr(pre, "std", SimCLRAugment.std)),
     )
     dataset = PhotoViews([str(p) for _, p in items], augment)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _no_autocast()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
     def embed(x: torch.Tensor) -> torch.Tensor:
         with autocast:
@@ -584,14 +585,6 @@ def _reject(rejects: RejectsWriter | None, item: tuple[str, Path], reason: str) 
 
 def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
-
-
-class _no_autocast:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
