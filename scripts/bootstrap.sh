@@ -7,12 +7,16 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need java || ! need mvn; then
+apt_pkgs=()
+if ! need java || ! need mvn; then apt_pkgs+=(openjdk-17-jdk-headless maven); fi  # the local Elasticsearch node
+if ! need chromium; then apt_pkgs+=(chromium); fi                                   # the search page's browser test
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && need apt-get; then
-    echo "installing a JDK and Maven (needed for the local Elasticsearch node)" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
+    echo "installing ${apt_pkgs[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
   else
-    echo "warning: java and mvn are needed for the local Elasticsearch node (or set ES_URL)" >&2
+    echo "warning: missing ${apt_pkgs[*]}: java and mvn run the local Elasticsearch node (or set ES_URL);" \
+      "chromium runs the search page's browser test" >&2
   fi
 fi
 

@@ -13,7 +13,7 @@ bash scripts/bootstrap.sh >/dev/null
 if [ -z "${ES_URL:-}" ]; then
   jrs es up
 fi
-jrs es status >/dev/null
+jrs es ping   # fails fast, with one clear line, when the cluster is unreachable or refuses the credentials
 
 step() { printf '\n== %s\n' "$*" >&2; }
 if [ ! -f "$WORK/data/recipes.jsonl" ]; then

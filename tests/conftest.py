@@ -14,7 +14,8 @@ from toolkit.es import node
 from toolkit.es.client import make_client
 from toolkit.es.config import EsSettings, settings_from_env
 
-TEST_NODE = "pytest"
+#: The local node the tests start when ES_URL is unset (JRS_TEST_NODE: another name, e.g. for a 9.x run).
+TEST_NODE = os.environ.get("JRS_TEST_NODE", "pytest")
 
 
 @pytest.fixture(scope="session")

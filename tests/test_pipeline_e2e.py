@@ -99,6 +99,17 @@ def test_evaluate_through_the_index(built_model: Path, search_alias: str, es_set
     assert modes["keyword"]["R@10"] > 0.5  # a step's own text finds it
 
 
+def test_evaluate_writes_the_html_report(built_model: Path, search_alias: str, es_settings, tmp_path) -> None:
+    report = tmp_path / "report.html"
+    args = ["evaluate", str(built_model), "--index", search_alias, "--limit", "10", "--quiet"]
+    res = CliRunner().invoke(cli, [*args, "--report", str(report)], env={"ES_URL": es_settings.url})
+    assert res.exit_code == 0, res.output
+    html = report.read_text(encoding="utf-8")
+    assert f"report written to {report}" in res.stdout
+    assert "<html" in html.lower() and "random_towers" in html and "data:image/png;base64," in html
+    assert "hybrid" in html  # the through-index table is in the report too
+
+
 def test_build_refuses_an_empty_dataset(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "recipes.jsonl").write_text('{"recipe_id": "r1"}\n', encoding="utf-8")

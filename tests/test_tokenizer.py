@@ -40,15 +40,15 @@ def reference(text: str, config: TokenizerConfig) -> tuple[list[str], list[str]]
         surface = _clean(word.surface, config, False)
         if not surface:
             continue
-        all_tokens.append(surface)
-        if word.feature.pos1 in config.drop_pos:
-            continue
         lemma = word.feature.lemma
         out = surface
         if config.form == "lemma" and lemma not in (None, "", "*"):
             if "-" in lemma and "-" not in word.surface:
                 lemma = lemma.split("-")[0]
             out = _clean(lemma, config, True) or surface
+        all_tokens.append(out)  # the keyword stream: every token, in the configured form
+        if word.feature.pos1 in config.drop_pos:
+            continue
         if out in stop or surface in stop:
             continue
         kept.append(out)
@@ -231,7 +231,9 @@ def test_drops_particles_and_symbols_keeps_lemmas() -> None:
     tok = Tokenizer()
     all_tokens, kept = tok.tokenize_both("玉ねぎを飴色になるまで炒める。")
     assert kept == ["玉葱", "飴色", "成る", "炒める"]
-    assert all_tokens == ["玉ねぎ", "を", "飴色", "に", "なる", "まで", "炒める", "。"]
+    assert all_tokens == ["玉葱", "を", "飴色", "に", "成る", "まで", "炒める", "。"]
+    # the keyword stream is in lemma form too, so conjugations and spellings meet in BM25
+    assert tok.tokenize_all("焼きます") == ["焼く", "ます"] and tok.tokenize_all("タマネギ")[0] == "玉葱"
 
 
 def test_lemma_merges_inflections_surface_does_not() -> None:

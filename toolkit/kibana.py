@@ -13,7 +13,7 @@ import urllib3
 
 from toolkit.errors import ConfigError, ToolkitError
 
-SAVED_OBJECTS = Path(__file__).resolve().parents[1] / "es_mappings" / "kibana" / "saved_objects.ndjson"
+SAVED_OBJECTS = Path(__file__).resolve().parent / "es_mappings" / "kibana" / "saved_objects.ndjson"
 DATA_VIEW_ID = "jrs-recipes-data-view"
 
 

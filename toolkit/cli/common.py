@@ -45,9 +45,9 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (ToolkitError, FingerprintMismatch) as e:
-            from toolkit.es.config import settings_from_env
+            from toolkit.es.config import known_secrets
 
-            msg = scrub(str(e), settings_from_env().secrets)
+            msg = scrub(str(e), known_secrets())
             click.echo(f"Error: {msg}", err=True)
             sys.exit(2)
 

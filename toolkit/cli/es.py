@@ -25,19 +25,35 @@ def es_group() -> None:
 
 @es_group.command("up")
 @name_option
-@click.option("--version", "version", default=ES_VERSION, show_default=True, help="Elasticsearch version.")
+@click.option(
+    "--version",
+    "version",
+    envvar="JRS_ES_VERSION",
+    default=ES_VERSION,
+    show_default=True,
+    help="Elasticsearch version (env JRS_ES_VERSION); 9.x runs on a JDK 21+.",
+)
 @click.option("--port", type=int, default=None, help="HTTP port (default: 9200 if free, else any free port).")
-@click.option("--security/--no-security", default=False, show_default=True, help="Enable x-pack security.")
+@click.option(
+    "--security/--no-security",
+    default=False,
+    show_default=True,
+    help="Enable x-pack security: a password for `elastic` and HTTPS with a CA made for the node.",
+)
+@click.option("--tls/--no-tls", default=None, help="HTTPS on/off (default: on with --security).")
 @click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for health.")
 @json_option
 @user_errors
-def up_cmd(name: str, version: str, port: int | None, security: bool, timeout: float, as_json: bool) -> None:
+def up_cmd(
+    name: str, version: str, port: int | None, security: bool, tls: bool | None, timeout: float, as_json: bool
+) -> None:
     """Start the node (or reuse the running one) and print its URL."""
     state = node.up(
         name=name,
         version=version,
         port=port,
         security=security,
+        tls=tls,
         timeout=timeout,
         log=lambda m: click.echo(m, err=True),
     )
@@ -68,6 +84,22 @@ def status_cmd(name: str, as_json: bool) -> None:
     data = {"running": running, "node": asdict(state) if state else None, "health": health}
     emit(data, as_json, f"{state.url} {health['status']}" if running and state else "not running")
     raise SystemExit(0 if running else 1)
+
+
+@es_group.command("ping")
+@json_option
+@user_errors
+def ping_cmd(as_json: bool) -> None:
+    """Check that the configured cluster (ES_URL, else the local node) answers with these credentials.
+
+    Exit status 2 with one line naming the URL (never a secret) when it does not.
+    """
+    from toolkit.es.client import make_client, ping, resolve_settings
+
+    settings = resolve_settings()
+    health = ping(make_client(settings, check=False), settings)
+    data = {"url": settings.url, "auth": settings.describe(), "status": health.get("status")}
+    emit(data, as_json, f"{settings.describe()}: {health.get('status')}")
 
 
 commands = [es_group]

@@ -72,6 +72,13 @@ def index_table(result: dict[str, Any]) -> str:
     help="Modes to run through the index (default: all).",
 )
 @click.option("--limit", type=int, default=None, help="Use at most this many held-out queries.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a self-contained HTML report (metrics, recall@K curve, baselines, sample photo grids).",
+)
 @json_option
 @quiet_option
 @user_errors
@@ -83,6 +90,7 @@ def evaluate_cmd(
     num_candidates: int,
     modes: tuple[str, ...],
     limit: int | None,
+    report_path: Path | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -99,10 +107,25 @@ def evaluate_cmd(
         "fingerprint": manifest["fingerprint"],
         "in_memory": json.loads(ev_path.read_text(encoding="utf-8")),
     }
+    searcher = None
     if index:
-        data["through_index"] = _through_index(
+        searcher, data["through_index"] = _through_index(
             model_dir, manifest, index, dataset, k, num_candidates, modes, limit, quiet
         )
+    if report_path is not None:
+        from toolkit.viz.report import write_report
+
+        write_report(
+            model_dir,
+            report_path,
+            searcher,
+            evaluation=data["in_memory"],
+            through_index=data.get("through_index"),
+            dataset_root=dataset,
+            k=k,
+            progress=progress_enabled(quiet),
+        )
+        data["report"] = str(report_path)
     emit(data, as_json, lambda: _render(data))
 
 
@@ -116,7 +139,8 @@ def _through_index(
     modes: tuple[str, ...],
     limit: int | None,
     quiet: bool,
-) -> dict[str, Any]:
+) -> tuple[Any, dict[str, Any]]:
+    """The searcher over ``index`` and the held-out queries' figures through it."""
     from tqdm import tqdm
 
     from toolkit.errors import ToolkitError
@@ -132,17 +156,20 @@ def _through_index(
     searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
     bar = tqdm(total=len(queries), unit="query", disable=not progress_enabled(quiet), file=sys.stderr)
     try:
-        return evaluate_through_index(
+        result = evaluate_through_index(
             searcher, queries, k, num_candidates, modes or INDEX_MODES, progress=lambda i: bar.update(1)
         )
     finally:
         bar.close()
+    return searcher, result
 
 
 def _render(data: dict[str, Any]) -> str:
     parts = [f"model {data['fingerprint']}", in_memory_table(data["in_memory"])]
     if "through_index" in data:
         parts.append(index_table(data["through_index"]))
+    if "report" in data:
+        parts.append(f"report written to {data['report']}")
     return "\n\n".join(parts)
 
 

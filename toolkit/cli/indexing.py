@@ -25,6 +25,11 @@ from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option
 @click.option("--m", "hnsw_m", type=int, default=16, show_default=True, help="HNSW m.")
 @click.option("--ef-construction", type=int, default=100, show_default=True)
 @click.option("--replicas", type=int, default=0, show_default=True, help="Replicas after the load.")
+@click.option(
+    "--keep-replicas",
+    is_flag=True,
+    help="Keep the replicas during the load (slower; survives losing a node).",
+)
 @click.option("--chunk-size", type=int, default=500, show_default=True, help="Documents per bulk request.")
 @click.option("--max-chunk-bytes", type=int, default=8 * 1024 * 1024, show_default=True)
 @click.option("--max-retries", type=int, default=8, show_default=True)
@@ -46,6 +51,7 @@ def index_cmd(
     hnsw_m: int,
     ef_construction: int,
     replicas: int,
+    keep_replicas: bool,
     chunk_size: int,
     max_chunk_bytes: int,
     max_retries: int,
@@ -74,6 +80,7 @@ def index_cmd(
         index=index_name,
         vector_options=VectorIndexOptions(type=index_type, m=hnsw_m, ef_construction=ef_construction),
         replicas=replicas,
+        keep_replicas=keep_replicas,
         bulk=BulkOptions(
             chunk_size=chunk_size,
             max_chunk_bytes=max_chunk_bytes,

@@ -18,6 +18,9 @@ COMMAND_MODULES: list[str] = [
     "search",
     "evaluate",
     "kibana",
+    "viz",
+    "web",
+    "simclr",
 ]
 
 

@@ -29,6 +29,8 @@ def resolve_settings(settings: EsSettings | None = None, node_name: str = "defau
             "or start the local node with `jrs es up`"
         )
     s = replace(s, url=state.url)
+    if state.ca_certs and not s.ca_certs:
+        s = replace(s, ca_certs=state.ca_certs)
     if state.security and not (s.api_key or s.password):
         s = replace(s, username="elastic", password=node.node_password(node_name))
     return s
@@ -70,4 +72,9 @@ def ping(client: Elasticsearch, settings: EsSettings) -> dict:
     except es_exc.AuthorizationException as e:
         raise EsUnavailable(f"Elasticsearch at {settings.url}: the user lacks permission (HTTP 403)") from e
     except (es_exc.ConnectionError, es_exc.ConnectionTimeout) as e:
+        if "CERTIFICATE_VERIFY_FAILED" in str(e) or isinstance(e, es_exc.SSLError):
+            raise EsUnavailable(
+                f"the TLS certificate of Elasticsearch at {settings.url} could not be verified: "
+                "set ES_CA_CERTS to the CA certificate that signed it"
+            ) from e
         raise EsUnavailable(f"Elasticsearch at {settings.url} is unreachable: {type(e).__name__}") from e

@@ -97,3 +97,23 @@ def settings_from_env(
     if s.password and not s.username:
         s = replace(s, username="elastic")
     return s
+
+
+def known_secrets(env: dict[str, str] | None = None) -> tuple[str, ...]:
+    """Every secret the environment could hold (for scrubbing messages); never raises.
+
+    Unlike :func:`settings_from_env` it also reads a credentials file whose mode is refused, so a
+    message about that file cannot leak what is in it.
+    """
+    env = dict(os.environ if env is None else env)
+    found = [env.get("ES_API_KEY", ""), env.get("ES_PASSWORD", "")]
+    path = env.get("ES_CREDENTIALS_FILE")
+    if path:
+        try:
+            for line in Path(path).expanduser().read_text(encoding="utf-8").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() in ("ES_API_KEY", "ES_PASSWORD"):
+                    found.append(value.strip().strip('"').strip("'"))
+        except (OSError, UnicodeDecodeError):
+            pass
+    return tuple(sorted({s for s in found if s}, key=len, reverse=True))

@@ -8,6 +8,11 @@ a dedicated system user (``jrs-es``), created on first use.
 
 State lives in ``<home>/nodes/<name>/state.json``; ``up`` is idempotent and ``down`` stops exactly the
 process it started (by PID, after checking the PID still belongs to that node).
+
+The version is :func:`toolkit.versions.es_version` (``JRS_ES_VERSION`` overrides the default) unless
+named; 9.x needs a JDK 21+, found beside the default JDK when the one on PATH is older. With
+``security`` the ``elastic`` user gets a random password (a 0600 file) and HTTP runs over TLS with a
+certificate from a CA made for the node (``<node dir>/certs/ca.crt``; the CA key is deleted after use).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import time
@@ -29,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
-from toolkit.versions import ES_MAVEN_ARTIFACT, ES_VERSION
+from toolkit.versions import ES_MAVEN_ARTIFACT, es_version, required_java
 
 NODE_USER = "jrs-es"
 DEFAULT_HEAP = "1g"
@@ -52,6 +59,7 @@ class NodeState:
     home: str
     security: bool
     username: str | None = None
+    ca_certs: str | None = None
 
 
 def toolkit_home() -> Path:
@@ -75,23 +83,63 @@ def _which_or_fail(program: str, hint: str) -> str:
     return path
 
 
-def java_home() -> Path:
-    """The JDK to run Elasticsearch on: ``ES_JAVA_HOME``, ``JAVA_HOME`` or the ``java`` on PATH."""
+#: Where JDKs are installed side by side (Debian/Ubuntu packages, Temurin).
+JVM_DIRS = (Path("/usr/lib/jvm"),)
+
+
+def java_feature_version(home: Path) -> int | None:
+    """The JDK's feature release (17, 21, 25...) from ``<home>/release``, else from ``java -version``."""
+    text = ""
+    release = home / "release"
+    if release.is_file():
+        m = re.search(r'^JAVA_VERSION="([^"]+)"', release.read_text(errors="replace"), re.MULTILINE)
+        text = m.group(1) if m else ""
+    if not text:
+        try:
+            proc = subprocess.run([str(home / "bin" / "java"), "-version"], capture_output=True, text=True)
+        except OSError:
+            return None
+        m = re.search(r'version "([^"]+)"', proc.stderr + proc.stdout)
+        text = m.group(1) if m else ""
+    m = re.match(r"(?:1\.)?(\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+def java_home(version: str | None = None) -> Path:
+    """The JDK to run Elasticsearch ``version`` on: ``ES_JAVA_HOME`` (must be new enough), ``JAVA_HOME`` or
+    the ``java`` on PATH when new enough, else the newest suitable JDK under :data:`JVM_DIRS`."""
+    need = required_java(version or es_version())
+    candidates: list[Path] = []
     for var in ("ES_JAVA_HOME", "JAVA_HOME"):
         if os.environ.get(var):
             home = Path(os.environ[var])
-            if (home / "bin" / "java").exists():
+            if not (home / "bin" / "java").exists():
+                raise NodeError(f"{var}={home} has no bin/java")
+            found = java_feature_version(home)
+            if found is None or found >= need:
                 return home
-            raise NodeError(f"{var}={home} has no bin/java")
-    java = _which_or_fail(
-        "java",
-        "install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless) or set ES_JAVA_HOME",
+            if var == "ES_JAVA_HOME":  # named for Elasticsearch: no silent substitute
+                raise NodeError(f"{var}={home} is Java {found}; Elasticsearch {version} needs Java {need}+")
+    java = shutil.which("java")
+    if java:
+        candidates.append(Path(os.path.realpath(java)).parent.parent)
+    for root in JVM_DIRS:
+        if root.is_dir():
+            homes = [p for p in root.iterdir() if (p / "bin" / "java").exists() and not p.is_symlink()]
+            candidates += sorted(homes, key=lambda p: java_feature_version(p) or 0, reverse=True)
+    for home in candidates:
+        if (java_feature_version(home) or 0) >= need:
+            return home
+    raise NodeError(
+        f"no JDK {need} or newer found for Elasticsearch {version or es_version()} (looked at the java on PATH "
+        f"and {', '.join(map(str, JVM_DIRS))}); install one (Debian: apt-get install openjdk-{need}-jdk-headless "
+        "or temurin-21-jdk) or set ES_JAVA_HOME"
     )
-    return Path(os.path.realpath(java)).parent.parent
 
 
-def fetch_distribution(version: str = ES_VERSION, quiet: bool = True) -> Path:
+def fetch_distribution(version: str | None = None, quiet: bool = True) -> Path:
     """Download the integ-test zip with Maven (once) and return its path."""
+    version = version or es_version()
     downloads = toolkit_home() / "downloads"
     zip_path = downloads / f"elasticsearch-{version}.zip"
     if zip_path.is_file() and zipfile.is_zipfile(zip_path):
@@ -116,8 +164,9 @@ def fetch_distribution(version: str = ES_VERSION, quiet: bool = True) -> Path:
     return zip_path
 
 
-def install_distribution(version: str = ES_VERSION) -> Path:
+def install_distribution(version: str | None = None) -> Path:
     """Unpack the distribution (once) and return its home directory."""
+    version = version or es_version()
     dist_root = toolkit_home() / "dist"
     home = dist_root / f"elasticsearch-{version}"
     if (home / "bin" / "elasticsearch").is_file():
@@ -150,11 +199,18 @@ def _make_world_readable(path: Path) -> None:
                 os.chmod(p, os.stat(p).st_mode | stat.S_IRGRP | stat.S_IROTH)
 
 
-def free_port(preferred: int | None = None) -> int:
-    """A free loopback TCP port (the preferred one when it is free)."""
+def free_port(preferred: int | None = None, strict: bool = False) -> int:
+    """A free loopback TCP port: the preferred one when it is free (``strict``: or an error), else any.
+
+    The probe uses ``SO_REUSEADDR`` as Elasticsearch does, so a port whose old connections linger in
+    TIME_WAIT (a node just killed) still counts as free.
+    """
     candidates = [preferred] if preferred else []
     for port in [*candidates, 0]:
+        if port == 0 and strict and preferred:
+            raise NodeError(f"port {preferred} on 127.0.0.1 is in use")
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
@@ -184,8 +240,99 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
             os.chown(os.path.join(dirpath, f), uid, gid)
 
 
+def _openssl(*args: str, cwd: Path) -> None:
+    openssl = _which_or_fail("openssl", "needed to make the TLS certificates of a secured local node")
+    proc = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NodeError(f"openssl {args[0]} failed: {proc.stderr.strip()[-500:]}")
+
+
+def make_certificates(ndir: Path) -> Path:
+    """A CA and a certificate for 127.0.0.1/localhost signed by it, under ``<ndir>/certs`` (once).
+
+    Returns the CA certificate clients pass as ``ES_CA_CERTS``. The CA key is deleted after signing.
+    """
+    certs = ndir / "certs"
+    if all((certs / f).is_file() for f in ("ca.crt", "node.crt", "node.key")):
+        return certs / "ca.crt"
+    shutil.rmtree(certs, ignore_errors=True)
+    certs.mkdir(parents=True)
+    days = "825"
+    ca_ext = [
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        days,
+        "-subj",
+        f"/CN=jrecipe-search local CA ({ndir.name})",
+        *ca_ext,
+        cwd=certs,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "node.key",
+        "-out",
+        "node.csr",
+        "-subj",
+        "/CN=localhost",
+        cwd=certs,
+    )
+    (certs / "node.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        encoding="utf-8",
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.crt",
+        "-days",
+        days,
+        "-extfile",
+        "node.ext",
+        cwd=certs,
+    )
+    for leftover in ("ca.key", "ca.srl", "node.csr", "node.ext"):
+        (certs / leftover).unlink(missing_ok=True)
+    os.chmod(certs / "node.key", 0o600)
+    os.chmod(certs / "ca.crt", 0o644)
+    return certs / "ca.crt"
+
+
 def _write_config(
-    ndir: Path, dist: Path, name: str, http_port: int, transport_port: int, security: bool, extra: dict | None
+    ndir: Path,
+    dist: Path,
+    name: str,
+    http_port: int,
+    transport_port: int,
+    security: bool,
+    extra: dict | None,
+    tls: bool = False,
 ) -> Path:
     conf = ndir / "config"
     if conf.exists():
@@ -204,6 +351,18 @@ def _write_config(
         "cluster.routing.allocation.disk.threshold_enabled": False,
         "action.destructive_requires_name": True,
     }
+    if tls:
+        (conf / "certs").mkdir()
+        for f in ("ca.crt", "node.crt", "node.key"):
+            shutil.copy2(ndir / "certs" / f, conf / "certs" / f)
+        settings.update(
+            {
+                "xpack.security.http.ssl.enabled": True,
+                "xpack.security.http.ssl.key": "certs/node.key",
+                "xpack.security.http.ssl.certificate": "certs/node.crt",
+                "xpack.security.http.ssl.certificate_authorities": ["certs/ca.crt"],
+            }
+        )
     settings.update(extra or {})
     lines = [f"{k}: {json.dumps(v)}" for k, v in settings.items()]
     (conf / "elasticsearch.yml").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -213,14 +372,17 @@ def _write_config(
     return conf
 
 
-def _http_get(url: str, auth: tuple[str, str] | None = None, timeout: float = 5.0) -> dict:
+def _http_get(
+    url: str, auth: tuple[str, str] | None = None, timeout: float = 5.0, ca_certs: str | None = None
+) -> dict:
     req = urllib.request.Request(url)
     if auth:
         import base64
 
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    context = ssl.create_default_context(cafile=ca_certs) if url.startswith("https:") else None
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         return json.loads(resp.read())
 
 
@@ -260,7 +422,7 @@ def node_password(name: str = "default") -> str | None:
 def health(state: NodeState, timeout: float = 5.0) -> dict | None:
     auth = ("elastic", node_password(state.name) or "") if state.security else None
     try:
-        return _http_get(f"{state.url}/_cluster/health", auth=auth, timeout=timeout)
+        return _http_get(f"{state.url}/_cluster/health", auth=auth, timeout=timeout, ca_certs=state.ca_certs)
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
@@ -275,14 +437,22 @@ def status(name: str = "default") -> tuple[NodeState | None, dict | None]:
 
 def up(
     name: str = "default",
-    version: str = ES_VERSION,
+    version: str | None = None,
     port: int | None = None,
     security: bool = False,
     timeout: float = 180.0,
     extra_settings: dict | None = None,
     log=print,
+    tls: bool | None = None,
+    transport_port: int | None = None,
 ) -> NodeState:
-    """Start (or reuse) the local node and wait until it answers with yellow or green health."""
+    """Start (or reuse) the local node and wait until it answers with yellow or green health.
+
+    ``tls`` (default: as ``security``) serves HTTPS with a certificate from a CA made for the node;
+    ``transport_port`` fixes the transport port (for a cluster of local nodes, with ``extra_settings``).
+    """
+    version = version or es_version()
+    tls = security if tls is None else tls
     ndir = node_dir(name)
     state = read_state(name)
     if state and _pid_alive(state.pid) and _pid_is_node(state.pid, ndir) and health(state):
@@ -293,12 +463,13 @@ def up(
             )
         return state
     dist = install_distribution(version)
-    jhome = java_home()
-    http_port = free_port(port or (9200 if name == "default" else None))
-    transport_port = free_port(None)
+    jhome = java_home(version)
+    http_port = free_port(port or (9200 if name == "default" else None), strict=port is not None)
+    transport_port = free_port(transport_port, strict=transport_port is not None)
     for sub in ("data", "logs"):
         (ndir / sub).mkdir(parents=True, exist_ok=True)
-    conf = _write_config(ndir, dist, name, http_port, transport_port, security, extra_settings)
+    ca_certs = str(make_certificates(ndir)) if tls else None
+    conf = _write_config(ndir, dist, name, http_port, transport_port, security, extra_settings, tls)
     password = None
     if security:
         password = node_password(name) or secrets.token_urlsafe(18)
@@ -354,12 +525,13 @@ def up(
         name=name,
         version=version,
         pid=pid,
-        url=f"http://127.0.0.1:{http_port}",
+        url=f"{'https' if tls else 'http'}://127.0.0.1:{http_port}",
         http_port=http_port,
         transport_port=transport_port,
         home=str(ndir),
         security=security,
         username="elastic" if security else None,
+        ca_certs=ca_certs,
     )
     (ndir / "state.json").write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
     deadline = time.monotonic() + timeout

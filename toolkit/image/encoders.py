@@ -18,9 +18,9 @@ Optional attributes the pipeline uses when present: ``load_size: int`` (the shor
 ``config: dict`` (recorded in the vector set's metadata) and ``message: str`` (what was chosen
 and why, e.g. the ``weights="auto"`` fallback).
 
-Built-in encoders live in :mod:`toolkit.image.backbones`. Third-party packages add encoders
-through the entry-point group ``jrecipe_search.encoders``; each entry point names a factory
-with the signature of :func:`create_encoder` minus ``name``. Plug-ins are imported only when
+Built-in encoders live in :mod:`toolkit.image.backbones` and :mod:`toolkit.image.finetuned`.
+Third-party packages add encoders through the entry-point group ``jrecipe_search.encoders``;
+each entry point names a factory with the signature of :func:`create_encoder` minus ``name``. Plug-ins are imported only when
 used, and one that fails to import or to build is reported by name.
 
 Minimal plug-in::
@@ -115,8 +115,13 @@ def unregister_encoder(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
+#: Modules that register the built-in encoders when imported.
+BUILTIN_MODULES = ("toolkit.image.backbones", "toolkit.image.finetuned")
+
+
 def _load_builtins() -> None:
-    importlib.import_module("toolkit.image.backbones")
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def _plugin_entry_points() -> dict[str, EntryPoint]:

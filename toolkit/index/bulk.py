@@ -127,7 +127,7 @@ class BulkOptions:
     max_retries: int = 8
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
-    #: give up on an unreachable cluster after this many seconds of failed attempts for one batch
+    #: give up when a batch has had nothing acknowledged for this many seconds of failed attempts
     unavailable_timeout: float = 180.0
     max_errors: int | None = None
     #: batches sent at once (worker threads); 2 lets a one-shard index use two write threads. With
@@ -167,6 +167,10 @@ def _reason(info: dict[str, Any]) -> str:
     return f"HTTP {info.get('status')}: {err}"
 
 
+def _status(e: Exception) -> int | None:
+    return getattr(e, "status_code", None) or getattr(getattr(e, "meta", None), "status", None)
+
+
 def _send_batch(
     es: Elasticsearch,
     index: str,
@@ -175,47 +179,71 @@ def _send_batch(
     rejects: RejectsWriter,
     on_retry: Callable[[str], None],
 ) -> tuple[int, int]:
-    """Index one batch; (indexed, rejected). Whole-batch failures are retried with backoff until
-    ``unavailable_timeout``; every attempt re-sends the same ids, so a retry never duplicates."""
-    deadline = time.monotonic() + opts.unavailable_timeout
-    attempt = 0
-    while True:
-        indexed, failed = 0, []
+    """Index one batch; (indexed, rejected).
+
+    One retry loop, every retry logged through ``on_retry``: a failed request (connection lost,
+    timeout, HTTP 429/502/503/504) re-sends the documents not yet acknowledged, and a document
+    throttled on its own (per-item 429) is re-sent up to ``max_retries`` times. The wait doubles
+    with each consecutive failure (``initial_backoff`` .. ``max_backoff``) and resets after
+    progress; the load gives up when nothing was acknowledged for ``unavailable_timeout`` seconds.
+    The client's own silent retries are turned off so none is hidden. Every attempt re-sends the
+    same ids, so a retry never duplicates a document.
+    """
+    client = es.options(max_retries=0, retry_on_timeout=False)
+    pending = {d["_id"]: d for d in docs}
+    throttles: dict[str, int] = {}
+    indexed = rejected = failures = 0
+    last_progress = time.monotonic()
+    while pending:
+        progressed, throttled, error = False, 0, ""
         try:
             for ok, info in helpers.streaming_bulk(
-                es,
-                _actions(index, docs),
+                client,
+                _actions(index, list(pending.values())),
                 chunk_size=opts.chunk_size,
                 max_chunk_bytes=opts.max_chunk_bytes,
-                max_retries=opts.max_retries,
-                initial_backoff=opts.initial_backoff,
-                max_backoff=opts.max_backoff,
-                retry_on_status=RETRY_STATUS,
+                max_retries=0,
                 raise_on_error=False,
                 raise_on_exception=True,
             ):
+                _, item = info.popitem()
+                doc_id = str(item.get("_id"))
                 if ok:
+                    pending.pop(doc_id, None)
                     indexed += 1
+                    progressed = True
+                elif item.get("status") in RETRY_STATUS and throttles.get(doc_id, 0) < opts.max_retries:
+                    throttles[doc_id] = throttles.get(doc_id, 0) + 1
+                    throttled += 1
                 else:
-                    _, item = info.popitem()
-                    failed.append(item)
+                    pending.pop(doc_id, None)
+                    rejected += 1
+                    rejects.write(Reject(record=doc_id, stage="index", reason=_reason(item)))
         except (es_exc.ConnectionError, es_exc.ConnectionTimeout, es_exc.ApiError) as e:
-            status = getattr(e, "status_code", None) or getattr(getattr(e, "meta", None), "status", None)
-            retryable = not isinstance(e, es_exc.ApiError) or status in RETRY_STATUS
-            attempt += 1
-            if not retryable or time.monotonic() > deadline:
-                raise ToolkitError(
-                    f"bulk request to {index} failed after {attempt} attempt(s): {type(e).__name__}: {e}"
-                ) from e
-            wait = min(opts.max_backoff, opts.initial_backoff * 2 ** (attempt - 1))
-            on_retry(
-                f"bulk batch failed ({type(e).__name__}, status {status}); retry {attempt} in {wait:.1f}s"
+            status = _status(e)
+            if isinstance(e, es_exc.ApiError) and status not in RETRY_STATUS:
+                raise ToolkitError(f"bulk request to {index} failed: {type(e).__name__}: {e}") from e
+            error = f"{type(e).__name__}" + (f", HTTP {status}" if status else "")
+        if not pending:
+            break
+        now = time.monotonic()
+        if progressed:
+            failures, last_progress = 0, now
+        failures += 1
+        if error and now - last_progress > opts.unavailable_timeout:
+            raise ToolkitError(
+                f"bulk request to {index} failed: {error}; nothing acknowledged for "
+                f"{opts.unavailable_timeout:.0f}s ({len(pending)} documents of the batch not loaded; "
+                "run the same command again to resume)"
             )
-            time.sleep(wait)
-            continue
-        for item in failed:
-            rejects.write(Reject(record=str(item.get("_id")), stage="index", reason=_reason(item)))
-        return indexed, len(failed)
+        wait = min(opts.max_backoff, opts.initial_backoff * 2 ** (failures - 1))
+        what = error or f"{throttled} document(s) throttled (HTTP 429)"
+        on_retry(
+            f"bulk request to {index} failed ({what}); {len(pending)} document(s) pending; "
+            f"retry {failures} in {wait:.2f}s"
+        )
+        time.sleep(wait)
+    return indexed, rejected
 
 
 class _Deferred(RejectsWriter):

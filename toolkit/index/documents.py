@@ -108,6 +108,8 @@ class DocumentBuilder:
                 doc["text_vector"] = text_vecs[i]
             else:
                 stats.no_text_vector += 1
+                reason = "no word of the text is in the model's vocabulary; indexed without text_vector"
+                rejects.write(Reject(doc["step_id"], "text", reason))
         feats = self._photo_features(wanted, rejects, stats)
         if feats:
             order = sorted(feats)

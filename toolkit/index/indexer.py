@@ -21,10 +21,14 @@ from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.vectorset import load_vector_set
 
+#: Reject stages that are notes on a record still indexed (a photo dropped, no text vector), not losses.
+NOTE_STAGES = ("image", "text")
+
 
 class CountingRejects(RejectsWriter):
-    """A rejects file that tells records lost (``lost``) from photos dropped (stage ``image``).
-    While ``muted`` (re-reading the part a resumed load already did) it counts without writing."""
+    """A rejects file that tells records lost (``lost``) from notes on records still indexed (stages in
+    :data:`NOTE_STAGES`; ``photos_dropped`` counts stage ``image``). While ``muted`` (re-reading the part a
+    resumed load already did) it counts without writing."""
 
     def __init__(self, path: str | Path | None) -> None:
         super().__init__(path)
@@ -35,7 +39,7 @@ class CountingRejects(RejectsWriter):
     def write(self, reject: Reject) -> None:
         if reject.stage == "image":
             self.photos_dropped += 1
-        else:
+        elif reject.stage not in NOTE_STAGES:
             self.lost += 1
         if not self.muted:
             super().write(reject)
@@ -47,6 +51,8 @@ class IndexOptions:
     index: str | None = None  # load into this concrete index instead of a new version
     vector_options: VectorIndexOptions = field(default_factory=VectorIndexOptions)
     replicas: int = 0
+    #: keep the replicas during the load (slower; the load survives losing a node of the cluster)
+    keep_replicas: bool = False
     batch_steps: int = 256
     bulk: BulkOptions = field(default_factory=BulkOptions)
     image_base_url: str | None = None
@@ -158,6 +164,8 @@ def index_dataset(
             path=ckpt_path, index=target, input_fingerprint=in_fp, model_fingerprint=model.fingerprint
         )
         ckpt.save()
+    if opts.keep_replicas and opts.replicas:
+        _keep_replicas(es, target, opts.replicas, log)
     features = None
     if (Path(model_dir) / "image_features" / "vectors.npy").is_file():
         features = load_vector_set(Path(model_dir) / "image_features")
@@ -194,6 +202,14 @@ def index_dataset(
     if summary.counts.read != summary.counts.indexed + summary.counts.rejected + summary.counts.skipped:
         raise ToolkitError(f"internal accounting error: {result}")
     return result
+
+
+def _keep_replicas(es: Elasticsearch, index: str, replicas: int, log: Callable[[str], None]) -> None:
+    """Give the index its replicas before loading and wait (up to a minute) until they are assigned."""
+    es.indices.put_settings(index=index, settings={"index.number_of_replicas": replicas})
+    health = es.options(ignore_status=408).cluster.health(index=index, wait_for_status="green", timeout="60s")
+    if health.get("status") != "green":
+        log(f"warning: {index} is {health.get('status')}: not every replica could be assigned")
 
 
 def _template_body(es: Elasticsearch, name: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ TEMPLATE_FILE = "recipe-steps.template.json"
 VECTOR_FIELDS = ("image_vector", "text_vector")
 
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "es_mappings" / TEMPLATE_FILE
+#: ``toolkit/es_mappings`` links to the repository's ``es_mappings/`` and ships inside the wheel.
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "es_mappings" / TEMPLATE_FILE
 
 
 def load_template() -> dict[str, Any]:

@@ -5,8 +5,9 @@ Two streams come out of one MeCab analysis:
 * ``tokenize`` (filtered): content words only; particles, auxiliary verbs, symbols (``drop_pos``) and
   stopwords are dropped; each token is the UniDic lemma (``form="lemma"``) or the surface. This is
   the stream Word2Vec is trained on and step vectors are built from.
-* ``tokenize_all`` (unfiltered): every surface token. Elasticsearch indexes it joined by spaces and
-  splits it back with the ``whitespace`` analyzer, so no token ever contains whitespace.
+* ``tokenize_all`` (unfiltered): every token, in the same form (lemma by default, so conjugations
+  match). Elasticsearch indexes it joined by spaces and splits it back with the ``whitespace``
+  analyzer, so no token ever contains whitespace.
 
 Normalisation: the text is NFKC-normalised before tagging (``nfkc``), NUL characters become spaces,
 whitespace characters MeCab does not skip itself (e.g. ``\\r``, NBSP) are removed from tokens, ASCII
@@ -252,21 +253,23 @@ class Tokenizer:
         return s.translate(_ASCII_LOWER) if self.config.lowercase_ascii else s
 
     def _decide(self, surface: str, pos1: str, lemma: str | None) -> tuple[str, str]:
-        """The (unfiltered, filtered) token for one analysed word; ``""`` means "no token"."""
+        """The (unfiltered, filtered) token for one analysed word; ``""`` means "no token".
+
+        Both streams use the configured form (the lemma by default), so a keyword query 「焼く」 matches a
+        step that says 「焼きます」; the unfiltered stream only keeps what the filter drops."""
         token = _strip_ws(surface)
         if self.config.lowercase_ascii:
             token = token.translate(_ASCII_LOWER)
-        if not token or pos1 in self._drop:
-            return token, ""
+        if not token:
+            return "", ""
+        out = token
         if self.config.form == "lemma" and lemma and lemma != "*":
             if "-" in lemma and "-" not in surface:
                 lemma = lemma.split("-", 1)[0]
             out = self._norm(lemma) or token
-        else:
-            out = token
-        if out in self._stop or token in self._stop:
-            return token, ""
-        return token, out
+        if pos1 in self._drop or out in self._stop or token in self._stop:
+            return out, ""
+        return out, out
 
     # -- analysis ------------------------------------------------------------------------------------
 
@@ -312,7 +315,7 @@ class Tokenizer:
         return self._full(text)[1]
 
     def tokenize_all(self, text: str) -> list[str]:
-        """Every surface token, whitespace-free: the BM25 keyword stream."""
+        """Every token (the configured form), whitespace-free: the BM25 keyword stream."""
         text = self._prepare(text)
         if self._fast:
             with _lock:

@@ -1,0 +1,122 @@
+"""Faults against real Elasticsearch: a throttling, failing, connection-dropping proxy in front of the node."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from elasticsearch import Elasticsearch, helpers
+
+from tests.faultproxy import FaultPolicy, FaultProxy
+from toolkit.data.jsonl import validate_dataset
+from toolkit.es.client import make_client
+from toolkit.es.config import EsSettings
+from toolkit.index.bulk import BulkOptions
+from toolkit.index.indexer import IndexOptions, index_dataset
+
+
+def indexed_ids(es: Elasticsearch, index: str) -> list[str]:
+    es.indices.refresh(index=index)
+    return [
+        h["_id"] for h in helpers.scan(es, index=index, query={"query": {"match_all": {}}}, _source=False)
+    ]
+
+
+def expected_step_ids(root: Path) -> set[str]:
+    from toolkit.data.jsonl import iter_recipes
+
+    return {r.step_id(s) for r in iter_recipes(root) for s in r.steps}
+
+
+def test_load_through_faulty_proxy_is_exact_logged_and_backs_off(
+    es: Elasticsearch,
+    es_settings: EsSettings,
+    sample_root: Path,
+    built_model: Path,
+    index_name: str,
+    tmp_path,
+) -> None:
+    script = ["429", "503", "drop", "drop_after"]  # four failures in a row: the wait must double each time
+    policy = FaultPolicy(script=script, share=0.3, seed=7, max_faults=14)
+    opts = IndexOptions(
+        alias=index_name,
+        batch_steps=64,
+        bulk=BulkOptions(chunk_size=40, initial_backoff=0.02, max_backoff=0.3),
+        checkpoint_dir=tmp_path,
+    )
+    caplog_records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = caplog_records.append  # type: ignore[method-assign]
+    bulk_log = logging.getLogger("toolkit.index.bulk")
+    bulk_log.addHandler(handler)
+    try:
+        with FaultProxy(es_settings.url, policy) as proxy:
+            client = make_client(EsSettings(url=proxy.url, request_timeout=20))
+            result = index_dataset(
+                client,
+                sample_root,
+                built_model,
+                opts,
+                rejects_path=tmp_path / "rej.jsonl",
+                log=lambda m: None,
+            )
+    finally:
+        bulk_log.removeHandler(handler)
+
+    report = validate_dataset(sample_root)
+    assert report.ok
+    assert result["indexed"] == report.steps == result["count"] and result["rejected"] == 0
+    assert result["read"] == result["indexed"] + result["rejected"] + result["skipped"]
+    ids = indexed_ids(es, result["index"])
+    assert len(ids) == len(set(ids)) == report.steps and set(ids) == expected_step_ids(sample_root)
+
+    injected = proxy.faults()
+    kinds = {k: proxy.faults([k]) for k in ("429", "503", "drop", "drop_after")}
+    assert injected >= len(script) + 3 and all(kinds.values()), kinds
+    messages = [r.getMessage() for r in caplog_records]
+    assert result["retries"] == injected == len(messages)
+    assert any("HTTP 429" in m for m in messages) and any("HTTP 503" in m for m in messages)
+    assert any("ConnectionError" in m for m in messages)
+    waits = [float(re.search(r"in ([0-9.]+)s$", m).group(1)) for m in messages]
+    assert waits[:4] == [0.02, 0.04, 0.08, 0.16]
+    assert max(waits) <= 0.3
+    # the proxy saw the growing gaps too: request n+1 came at least wait(n) after request n
+    times = [r.at for r in proxy.bulk[:5]]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(g >= w * 0.9 for g, w in zip(gaps, waits[:4], strict=True)), (gaps, waits[:4])
+
+
+def test_throttled_documents_are_resent_not_rejected(
+    es: Elasticsearch,
+    es_settings: EsSettings,
+    sample_root: Path,
+    built_model: Path,
+    index_name: str,
+    tmp_path,
+) -> None:
+    """Item-level 429s (the node throttles single documents inside a 200 response) are retried, logged."""
+    policy = FaultPolicy(script=["item429", None, "item429"])
+    opts = IndexOptions(
+        alias=index_name,
+        batch_steps=10_000,  # one batch: the two throttled items are in two chunks of one attempt
+        bulk=BulkOptions(chunk_size=100, initial_backoff=0.01, max_backoff=0.1),
+        checkpoint_dir=tmp_path,
+    )
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("toolkit.index.bulk").addHandler(handler)
+    try:
+        with FaultProxy(es_settings.url, policy) as proxy:
+            client = make_client(EsSettings(url=proxy.url, request_timeout=20))
+            result = index_dataset(client, sample_root, built_model, opts, log=lambda m: None)
+    finally:
+        logging.getLogger("toolkit.index.bulk").removeHandler(handler)
+    steps = validate_dataset(sample_root).steps
+    assert proxy.faults(["item429"]) == 2
+    assert (result["indexed"], result["rejected"], result["count"]) == (steps, 0, steps)
+    assert [r.getMessage().split("; ")[0] for r in records] == [
+        f"bulk request to {result['index']} failed (2 document(s) throttled (HTTP 429))"
+    ]
+    assert result["retries"] == 1

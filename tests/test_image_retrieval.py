@@ -1,0 +1,104 @@
+"""precision@k of image->image neighbours: exact values on hand-made vectors, groups, criteria, the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli.main import cli
+from toolkit.errors import ConfigError
+from toolkit.evaluation.image_retrieval import (
+    EncoderSpec,
+    criterion_labels,
+    evaluate_image_encoders,
+    precision_at_k,
+    results_table,
+)
+
+
+def test_precision_counts_relevant_neighbours_exactly() -> None:
+    # two clusters of directions (angles in radians); labels follow them except item 3
+    angles = [0.0, 0.01, 0.03, 0.06, np.pi / 2, np.pi / 2 - 0.01, np.pi / 2 - 0.03]
+    x = np.array([[np.cos(a), np.sin(a)] for a in angles], np.float32)
+    labels = ["a", "a", "a", "b", "b", "b", "b"]
+    p1 = precision_at_k(x, labels, k=1)
+    # nearest: 0->1, 1->0, 2->1, 3->2 (an "a": the one miss), 4->5, 5->4, 6->5
+    assert p1["queries"] == 7 and p1["k"] == 1
+    assert p1["precision"] == pytest.approx(6 / 7)
+    p3 = precision_at_k(x, labels, k=3)
+    # items 0-2: two "a" and item 3 among their 3 nearest; item 3: three "a"; items 4-6: two "b" + item 3
+    assert p3["precision"] == pytest.approx((3 * 2 / 3 + 0 + 3 * 1) / 7)
+    assert p3["chance"] == pytest.approx(np.mean([2 / 6] * 3 + [3 / 6] * 4))
+    assert p3["lift"] == pytest.approx(p3["precision"] / p3["chance"])
+
+
+def test_groups_hide_same_recipe_neighbours_and_multi_labels_intersect() -> None:
+    x = np.array([[1, 0], [1, 0.01], [0.9, 0.2], [0, 1]], np.float32)
+    labels = [{"dish:a", "main:x"}, {"dish:a", "main:x"}, {"dish:b", "main:x"}, {"dish:b", "main:y"}]
+    groups = ["r1", "r1", "r2", "r3"]
+    # without groups item 0's nearest is its twin; with groups it is item 2 (shares main:x only)
+    assert precision_at_k(x, [{"dish:a"}, {"dish:a"}, {"dish:b"}, {"dish:b"}], k=1)["precision"] == 0.75
+    p = precision_at_k(x, [{"dish:a"}, {"dish:a"}, {"dish:b"}, {"dish:b"}], k=1, groups=groups)
+    assert p["precision"] == pytest.approx(0.25)  # only item 3 -> item 2 (dish:b) is relevant
+    # dish or main: 0->2 and 1->2 share main:x, 2->1 main:x, 3->2 dish:b
+    assert precision_at_k(x, labels, k=1, groups=groups)["precision"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no query"):
+        precision_at_k(x, labels, k=1, groups=["r"] * 4)
+    with pytest.raises(ValueError, match="all zeros"):
+        precision_at_k(np.zeros((3, 2)), ["a", "a", "b"])
+
+
+def test_criteria_pick_tags_by_prefix() -> None:
+    tags = [("main:鶏肉", "method:焼く", "dish:照り焼き"), ("main:豚肉",)]
+    assert criterion_labels(tags, "dish") == [{"dish:照り焼き"}, set()]
+    assert criterion_labels(tags, "dish|main") == [{"dish:照り焼き", "main:鶏肉"}, {"main:豚肉"}]
+    with pytest.raises(ConfigError):
+        criterion_labels(tags, "|")
+
+
+def test_encoder_specs_parse() -> None:
+    assert EncoderSpec.parse("pixels") == EncoderSpec("pixels", "auto", "pixels")
+    assert EncoderSpec.parse("tuned=simclr:runs/a=b") == EncoderSpec("simclr", "runs/a=b", "tuned")
+    assert EncoderSpec.parse("efficientnet-lite0:imagenet").weights == "imagenet"
+
+
+def test_evaluation_compares_encoders_on_held_out_photos(sample_root: Path, tmp_path: Path) -> None:
+    specs = [EncoderSpec("pixels", label="pixels"), EncoderSpec("resnet18", "random", "r18")]
+    report = evaluate_image_encoders(sample_root, specs, image_size=16, cache_dir=tmp_path)
+    assert report["split"] == "heldout" and report["photos"] > 20 and report["skipped_photos"] == 0
+    assert [r["label"] for r in report["results"]] == ["pixels", "r18"]
+    for r in report["results"]:
+        assert set(r["criteria"]) == {"dish", "main", "dish|main"}
+        for c in r["criteria"].values():
+            assert 0 <= c["precision"] <= 1 and 0 < c["chance"] < 1 and c["k"] == 10
+        assert r["criteria"]["dish|main"]["chance"] >= r["criteria"]["dish"]["chance"]
+    table = results_table(report)
+    assert "P@10 dish %" in table and "(chance)" in table and "r18" in table
+    # features are cached per encoder fingerprint and reused
+    assert len([p for p in tmp_path.iterdir() if (p / "vectors.npy").is_file()]) == 2
+
+
+def test_evaluate_images_command(sample_root: Path) -> None:
+    args = [
+        "evaluate-images",
+        str(sample_root),
+        "-e",
+        "pixels",
+        "--image-size",
+        "8",
+        "--k",
+        "5",
+        "--split",
+        "test",
+    ]
+    res = CliRunner().invoke(cli, [*args, "-q"])
+    assert res.exit_code == 0, res.output
+    assert "image->image precision@5" in res.output and "pixels" in res.output
+    res = CliRunner().invoke(cli, [*args, "--json", "-q", "--criterion", "method"])
+    assert json.loads(res.output)["results"][0]["criteria"]["method"]["k"] == 5
+    bad = CliRunner().invoke(cli, ["evaluate-images", str(sample_root), "-e", "nope", "-q"])
+    assert bad.exit_code == 2 and "unknown image encoder 'nope'" in bad.output

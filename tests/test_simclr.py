@@ -1,0 +1,205 @@
+"""SimCLR fine-tuning on sample photos: the loss falls, outputs and fingerprints, resume and refusal,
+and the fine-tuned backbone used end to end (features -> mapping -> index -> search by photo)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from elasticsearch import Elasticsearch
+from PIL import Image
+
+from toolkit.cli.main import cli
+from toolkit.errors import ConfigError
+from toolkit.image.augment import SimCLRAugment
+from toolkit.image.encoders import create_encoder
+from toolkit.image.simclr import (
+    SimCLRConfig,
+    SimCLRStateError,
+    learning_rate,
+    load_result,
+    train_simclr,
+)
+from toolkit.pipeline import read_steps
+from toolkit.rejects import RejectsWriter
+
+#: Tiny but real: ResNet-18 from random weights on 8 sample photos at 16 px, 10 steps of batch 8 (one chunk
+#: per view), mild augmentation so that a few steps show the loss falling.
+CONFIG = dict(
+    arch="resnet18",
+    init="random",
+    image_size=16,
+    epochs=10,
+    batch_size=8,
+    chunk_size=8,
+    lr=1e-3,
+    warmup_fraction=0.0,
+    crop_scale=(0.5, 1.0),
+    jitter=0.3,
+    blur_p=0.0,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and on a shared 2-core machine spinning threads cost a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _photos(root: Path, n: int, split: str = "train") -> list[tuple[str, Path]]:
+    with RejectsWriter(None) as rejects:
+        steps = read_steps(root, rejects, 0)
+    return [(r.step_id, r.image) for r in steps if r.image is not None and r.split == split][:n]
+
+
+@pytest.fixture(scope="module")
+def run_dir(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("simclr")
+    train_simclr(_photos(sample_root, 8), SimCLRConfig(**CONFIG), out, log_fn=lambda m: None)
+    return out
+
+
+def test_augment_gives_two_different_views_of_the_requested_size() -> None:
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    a, b = SimCLRAugment(24)(img)
+    assert a.shape == b.shape == (3, 24, 24) and a.dtype == torch.float32
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match="crop_scale"):
+        SimCLRAugment(24, crop_scale=(0.5, 0.2))
+
+
+def test_learning_rate_warms_up_then_decays() -> None:
+    lrs = [learning_rate(s, 100, 1.0, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False)) and lrs[-1] < 0.01
+
+
+def test_fine_tuning_lowers_the_loss_and_writes_its_outputs(run_dir: Path) -> None:
+    result = load_result(run_dir)
+    summary = json.loads((run_dir / "simclr.json").read_text(encoding="utf-8"))
+    losses = summary["losses"]
+    assert result.steps == len(losses) == 10 and all(math.isfinite(x) for x in losses)
+    # NT-Xent of 8 pairs starts near ln(15) (chance among 15 candidates) and falls as views get matched
+    assert 2.0 < losses[0] < 3.2
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.2
+    assert result.epoch_losses[-1] < result.epoch_losses[0]
+    assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run_dir / "checkpoint.pt").is_file() and result.backbone == run_dir / "backbone.pt"
+    assert result.encoder_fingerprint != result.base_encoder_fingerprint
+
+
+def test_the_fine_tuned_backbone_is_an_encoder_with_its_own_fingerprint(
+    run_dir: Path, sample_root: Path
+) -> None:
+    result = load_result(run_dir)
+    tuned = create_encoder("simclr", weights=str(run_dir))  # the run directory: its backbone.pt, 16 px
+    same = create_encoder("resnet18", weights=str(run_dir / "backbone.pt"), image_size=16)
+    base = create_encoder("resnet18", weights="random", image_size=16)  # the starting point (seed 0)
+    assert tuned.name == "simclr" and tuned.dim == 512
+    assert tuned.fingerprint == same.fingerprint == result.encoder_fingerprint
+    assert base.fingerprint == result.base_encoder_fingerprint != tuned.fingerprint
+    imgs = [Image.open(p).convert("RGB") for _, p in _photos(sample_root, 4)]
+    x = torch.stack([tuned.preprocess(i) for i in imgs])
+    assert np.array_equal(tuned.encode_batch(x), same.encode_batch(x))
+    assert not np.allclose(tuned.encode_batch(x), base.encode_batch(x))
+    with pytest.raises(ConfigError, match="needs --weights"):
+        create_encoder("simclr")
+    with pytest.raises(ConfigError, match="not a backbone written by"):
+        create_encoder("simclr", weights=str(run_dir / "checkpoint.pt"))
+
+
+def test_finished_run_is_reused_resumed_or_refused(run_dir: Path, sample_root: Path, tmp_path: Path) -> None:
+    items = _photos(sample_root, 8)
+    again = train_simclr(items, SimCLRConfig(**CONFIG), run_dir, log_fn=lambda m: None)
+    assert again.already_done and again.steps == 10
+    with pytest.raises(SimCLRStateError, match="other photos, configuration"):
+        train_simclr(items, SimCLRConfig(**{**CONFIG, "temperature": 0.2}), run_dir, log_fn=lambda m: None)
+    with pytest.raises(SimCLRStateError):
+        train_simclr(_photos(sample_root, 9), SimCLRConfig(**CONFIG), run_dir, log_fn=lambda m: None)
+    # Lose the final files: the checkpoint alone brings the same backbone back without training again.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes())
+    notes: list[str] = []
+    resumed = train_simclr(items, SimCLRConfig(**CONFIG), copy, log_fn=notes.append)
+    assert resumed.resumed_from == 10 and any("resuming" in n for n in notes)
+    assert resumed.encoder_fingerprint == load_result(run_dir).encoder_fingerprint
+
+
+def test_bad_settings_are_named(sample_root: Path, tmp_path: Path) -> None:
+    items = _photos(sample_root, 4)
+    with pytest.raises(ConfigError, match="cannot fine-tune 'pixels'"):
+        train_simclr(items, SimCLRConfig(**{**CONFIG, "arch": "pixels"}), tmp_path)
+    with pytest.raises(ConfigError, match="at least 2 photos"):
+        train_simclr(items[:1], SimCLRConfig(**CONFIG), tmp_path)
+    broken = [*items[:3], ("r9:1", tmp_path / "missing.jpg")]
+    with RejectsWriter(tmp_path / "rejects.jsonl") as rejects:
+        result = train_simclr(
+            broken,
+            SimCLRConfig(**{**CONFIG, "epochs": 1, "batch_size": 4}),
+            tmp_path / "run",
+            rejects=rejects,
+        )
+    assert result.rejected == 1 and result.images == 3
+    assert "r9:1" in (tmp_path / "rejects.jsonl").read_text(encoding="utf-8")
+
+
+def test_simclr_command_json(sample_root: Path, tmp_path: Path) -> None:
+    args = ["simclr", str(sample_root), str(tmp_path / "cli"), "--arch", "resnet18", "--init", "random"]
+    args += [
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--chunk-size",
+        "2",
+        "--max-photos",
+        "8",
+    ]
+    res = CliRunner().invoke(cli, [*args, "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["steps"] == 2 and out["images"] == 8 and Path(out["backbone"]).is_file()
+    bad = CliRunner().invoke(cli, [*args[:-6], "--arch", "vgg", "-q"])
+    assert bad.exit_code == 2 and "cannot fine-tune 'vgg'" in bad.output
+
+
+def test_fine_tuned_encoder_end_to_end(
+    es: Elasticsearch, index_name: str, sample_root: Path, run_dir: Path, tmp_path: Path
+) -> None:
+    """simclr encoder -> image features -> two-tower mapping -> index -> search by photo and by text."""
+    from toolkit.index.indexer import IndexOptions, index_dataset
+    from toolkit.model import SearchModel
+    from toolkit.pipeline import BuildOptions, build
+    from toolkit.search.engine import Searcher
+    from toolkit.search.queries import Filters, KnnParams
+
+    model_dir = tmp_path / "model"
+    opts = BuildOptions(
+        encoder="simclr", weights=str(run_dir), workers=0, mapping={"epochs": 3}, eval_draws=1, progress=False
+    )
+    manifest = build(sample_root, model_dir, opts, log=lambda m: None)
+    assert manifest["encoder"]["name"] == "simclr"
+    assert manifest["encoder"]["fingerprint"] == load_result(run_dir).encoder_fingerprint
+    assert manifest["encoder"]["weights"] == str((run_dir / "backbone.pt").resolve())
+
+    result = index_dataset(es, sample_root, model_dir, IndexOptions(alias=index_name), log=lambda m: None)
+    assert result["count"] > 0 and result["photos_dropped"] == 0
+    es.indices.refresh(index=index_name)
+    searcher = Searcher(es, SearchModel.load(model_dir), index_name)
+    step_id, photo = _photos(sample_root, 1, split="test")[0]
+    hits = searcher.knn(searcher.image_vector(photo), KnnParams(k=5), Filters(), mode="image").hits
+    assert hits[0].step_id == step_id  # its own photo, encoded again by the reloaded simclr encoder
+    assert searcher.knn(searcher.text_vector("玉ねぎを炒めます。"), KnnParams(k=5), Filters()).hits

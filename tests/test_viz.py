@@ -1,0 +1,313 @@
+"""Pictures on the sample data: result grid, embedding map and HTML report, through the CLI on a real node."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from toolkit.cli.main import cli
+from toolkit.errors import ModelDirError
+from toolkit.model import SearchModel
+from toolkit.search.engine import Hit, Searcher
+from toolkit.search.queries import Filters, KnnParams
+from toolkit.viz import grid as grid_mod
+from toolkit.viz.fonts import japanese_font_path, pil_font
+from toolkit.viz.report import recall_curve, write_report
+
+QUERY = "玉ねぎを薄切りにします。"
+
+
+@pytest.fixture(scope="module")
+def env(es_settings) -> dict[str, str]:
+    return {"ES_URL": es_settings.url}
+
+
+def _png(data: bytes) -> Image.Image:
+    Image.open(io.BytesIO(data)).verify()  # raises on a broken file
+    img = Image.open(io.BytesIO(data))
+    assert img.format == "PNG"
+    return img.convert("RGB")
+
+
+def test_japanese_font_comes_from_the_package_and_has_kanji() -> None:
+    path = japanese_font_path()
+    assert "matplotlib_fontja" in path.parts and path.stat().st_size > 1_000_000
+    font = pil_font(32)
+    masks = {ch: bytes(font.getmask(ch)) for ch in "玉炒切あ"}
+    assert all(any(m) for m in masks.values())  # every glyph draws ink
+    assert len(set(masks.values())) == 4  # and they differ: no shared "missing glyph" box
+
+
+def test_wrap_text_fits_the_width_and_marks_cut_text() -> None:
+    font = pil_font(15)
+    text = "玉ねぎを飴色になるまで中火でじっくり炒めます。" * 3
+    lines = grid_mod.wrap_text(text, font, 120, 2)
+    assert len(lines) == 2 and lines[-1].endswith("…")
+    assert all(font.getlength(line) <= 120 for line in lines)
+    short = grid_mod.wrap_text("塩をふる", font, 120, 2)
+    assert short == ["塩をふる"]
+
+
+def test_grid_command_draws_the_searched_photos_in_rank_order(
+    tmp_path: Path, es, built_model: Path, search_alias: str, sample_root: Path, env
+) -> None:
+    out = tmp_path / "grid.png"
+    args = [
+        "grid",
+        QUERY,
+        "--model",
+        str(built_model),
+        "--index",
+        search_alias,
+        "--dataset",
+        str(sample_root),
+    ]
+    res = CliRunner().invoke(cli, [*args, "-k", "6", "--columns", "3", "--out", str(out), "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    searcher = Searcher(es, SearchModel.load(built_model), search_alias)
+    expected = searcher.knn(searcher.text_vector(QUERY), KnnParams(6, 100), Filters()).hits
+    assert [c["step_id"] for c in summary["cells"]] == [h.step_id for h in expected]
+    img = _png(out.read_bytes())
+    lay = grid_mod.GridLayout(columns=3)
+    assert img.size == (summary["width"], summary["height"]) and img.width == 3 * lay.photo_w + 4 * lay.pad
+    assert summary["height"] >= 2 * lay.cell_h  # two rows of three
+    header = np.asarray(img.crop((0, 0, img.width, lay.pad + lay.title_size)))
+    assert (header.min(axis=2) < 80).sum() > 200  # the query text is drawn
+    for cell in summary["cells"]:
+        assert cell["photo"] == "ok"
+        x0, y0, x1, y1 = cell["box"]
+        tile = np.asarray(img.crop((x0 + 90, y0 + 60, x1 - 90, y1 - 60)), dtype=float)  # centre of the photo
+        src = Image.open(sample_root / cell["image_path"]).convert("RGB")
+        w, h = src.size
+        centre = np.asarray(src.crop((int(w * 0.375), int(h * 0.333), int(w * 0.625), int(h * 0.667))), float)
+        assert np.abs(tile.mean(axis=(0, 1)) - centre.mean(axis=(0, 1))).max() < 25, cell
+    # query by photo: that photo's own step comes first
+    photo = summary["cells"][2]["image_path"]
+    by_photo = [
+        "grid",
+        "--image",
+        str(sample_root / photo),
+        *args[2:],
+        "-k",
+        "3",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    res = CliRunner().invoke(cli, by_photo, env=env)
+    assert res.exit_code == 0, res.output
+    cells = json.loads(res.stdout)["cells"]
+    assert len(cells) == 3 and cells[0]["image_path"] == photo and cells[0]["score"] > 0.99
+
+
+def test_grid_shows_unsafe_or_missing_photos_as_placeholders(tmp_path: Path, sample_root: Path) -> None:
+    outside = tmp_path / "outside.jpg"
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(outside)
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "link.jpg").symlink_to(outside)
+    paths = ["../outside.jpg", str(outside), "link.jpg", "missing.jpg", None]
+    hits = [Hit(1.0 - i / 10, f"r{i}:1", f"r{i}", "タイトル", 1, "手順の文", p) for i, p in enumerate(paths)]
+    image, summary = grid_mod.render_grid("テスト", hits, tmp_path / "root")
+    assert [c["photo"] != "ok" for c in summary["cells"]] == [True] * 5
+    for cell in summary["cells"]:
+        x0, y0, x1, y1 = cell["box"]
+        tile = np.asarray(image.crop((x0 + 100, y0 + 60, x1 - 20, y1 - 20)))
+        assert (tile == grid_mod.NO_PHOTO).all()  # grey, never the red photo outside the root
+
+
+def test_embedding_map_colours_points_by_category_and_marks_queries(
+    tmp_path: Path, built_model: Path, sample_root: Path
+) -> None:
+    out = tmp_path / "map.png"
+    args = ["embedding-map", "--model", str(built_model), "--dataset", str(sample_root), "--out", str(out)]
+    args += ["--max-pairs", "60", "--categories", "4", "--query", QUERY, "--query", "鶏肉を揚げます。"]
+    res = CliRunner().invoke(cli, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["pairs"] == 60 and summary["points"] == 122 and summary["font"] == "IPAexGothic"
+    assert sum(summary["categories"].values()) == 60 and 2 <= len(summary["categories"]) <= 5
+    img = np.asarray(_png(out.read_bytes()))
+    assert img.shape[:2] == (700, 1400)
+    from toolkit.viz.embedding_map import IMAGE_COLOUR, QUERY_COLOUR, TEXT_COLOUR
+
+    def pixels(rgb) -> int:
+        return int((img == np.array(rgb, dtype=np.uint8)).all(axis=2).sum())
+
+    for rgb in [TEXT_COLOUR, IMAGE_COLOUR, QUERY_COLOUR, *summary["colours"].values()]:
+        assert pixels(rgb) > 5, rgb  # every modality, category and the query stars are drawn
+    assert [q["text"] for q in summary["queries"]] == [QUERY, "鶏肉を揚げます。"]
+
+
+def test_embedding_map_by_recipe_tag_and_bad_category(
+    tmp_path: Path, built_model: Path, sample_root: Path
+) -> None:
+    base = [
+        "embedding-map",
+        "--model",
+        str(built_model),
+        "--dataset",
+        str(sample_root),
+        "--projection",
+        "pca",
+    ]
+    res = CliRunner().invoke(
+        cli, [*base, "--color-by", "tag:main", "--out", str(tmp_path / "m.png"), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    from toolkit.viz.space import step_texts
+
+    mains = {
+        t.split(":", 1)[1]
+        for s in step_texts(sample_root).values()
+        for t in s["tags"]
+        if t.startswith("main:")
+    }
+    assert set(json.loads(res.stdout)["categories"]) - {"その他"} <= mains
+    res = CliRunner().invoke(cli, [*base, "--color-by", "colour", "--out", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "unknown category 'colour'" in res.output
+    assert not (tmp_path / "x.png").exists()
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.rows: list[list[str]] = []
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "tr":
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(path: Path) -> tuple[str, _Page]:
+    text = path.read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(text)
+    return text, page
+
+
+def _images(page: _Page) -> dict[str, list[bytes]]:
+    out: dict[str, list[bytes]] = {}
+    for tag, attrs in page.tags:
+        if tag == "img":
+            src = attrs["src"]
+            assert src.startswith("data:image/png;base64,"), src[:40]
+            out.setdefault(attrs.get("id") or attrs.get("class", ""), []).append(base64.b64decode(src[22:]))
+    return out
+
+
+def test_report_command_writes_a_self_contained_page(
+    tmp_path: Path, built_model: Path, search_alias: str, sample_root: Path, env
+) -> None:
+    out = tmp_path / "report.html"
+    args = [
+        "report",
+        str(built_model),
+        "--out",
+        str(out),
+        "--index",
+        search_alias,
+        "--dataset",
+        str(sample_root),
+    ]
+    res = CliRunner().invoke(cli, [*args, "--samples", "2", "-k", "4", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    text, page = _parse(out)
+    assert 50_000 < out.stat().st_size < 20_000_000
+    # self-contained: nothing is fetched from elsewhere
+    assert not [
+        t
+        for t, a in page.tags
+        if t in ("script", "link", "iframe") or (t == "img" and "http" in a["src"][:8])
+    ]
+    assert "url(http" not in text and "@font-face" in text
+    evaluation = json.loads((built_model / "evaluation.json").read_text())
+    rows = {(r[0], r[1]): r for r in page.rows[1:]}
+    header = page.rows[0]
+    for name in ("model_pooled", "model_full", "random_towers"):
+        for direction in ("text_to_image", "image_to_text"):
+            row = rows[(name, direction.replace("_to_", " → "))]
+            r10 = row[header.index("R@10 %")].split("±")[0].strip()
+            assert r10 == f"{100 * evaluation[name][direction]['R@10']:.1f}"
+            assert row[header.index("MedR")] == f"{evaluation[name][direction]['MedR']:.1f}"
+    assert ("chance", "text → image") in rows
+    images = _images(page)
+    curve = _png(images["recall-curve"][0])
+    assert curve.width >= 600 and curve.height >= 400
+    assert len(images["grid"]) == 2 == len(summary["samples"])
+    for data, sample in zip(images["grid"], summary["samples"], strict=True):
+        assert _png(data).width > 400 and len(sample["hits"]) == 4
+        assert f"「{sample['query']}」" in text
+    assert summary["curve_points"] == evaluation["pairs"]["test"]
+
+
+def test_write_report_takes_plain_metrics_without_a_searcher(tmp_path: Path, built_model: Path) -> None:
+    metrics = {
+        "split": "test",
+        "keyword": {
+            "pool": 50,
+            "text_to_image": {"R@1": 0.25, "R@5": 0.5, "R@10": 0.75, "MedR": 5.0, "MRR": 0.4},
+        },
+        "baselines": {
+            "bm25": {"R@1": 0.125, "R@10": 0.5, "pool": 50},
+            "note": "grouped results are found too",
+        },
+    }
+    through = {
+        "index": "recipes",
+        "k": 10,
+        "hnsw_recall@10": 0.95,
+        "modes": {"knn": {"R@1": 0.5, "MRR@10": 0.6, "n": 4}},
+    }
+    # the shape `jrs evaluate --json` prints
+    summary = write_report(
+        built_model, tmp_path / "r.html", None, evaluation={"in_memory": metrics, "through_index": through}
+    )
+    text, page = _parse(tmp_path / "r.html")
+    assert summary["methods"] == ["keyword", "baselines.bm25", "chance"] and summary["samples"] == []
+    assert summary["through_index_modes"] == ["knn"]
+    header = page.rows[0]
+    assert header == ["method", "direction", "pool", "R@1 %", "R@5 %", "R@10 %", "MedR", "MRR"]
+    row = next(r for r in page.rows if r[0] == "keyword")
+    assert row[1:8] == ["text → image", "50", "25.0", "50.0", "75.0", "5.0", "0.400"]
+    bm25 = next(r for r in page.rows if r[0] == "baselines.bm25")
+    assert bm25[2:6] == ["50", "12.5", "–", "50.0"]  # a flat result; R@5 unknown
+    chance = next(r for r in page.rows if r[0] == "chance")
+    assert chance[3] == f"{100 / 50:.1f}"  # R@1 of a random ranking over the same pool
+    knn = next(r for r in page.rows if r[0] == "knn")
+    assert knn[3:] == ["50.0", "0.600"] and "hnsw_recall@10: 0.950" in text
+    assert "grid" not in _images(page) and "recall-curve" in _images(page)
+    with pytest.raises(ModelDirError, match="evaluation.json"):
+        write_report(tmp_path, tmp_path / "x.html")
+
+
+def test_recall_curve_from_ranks() -> None:
+    curve = recall_curve({"t": np.array([1, 3, 3, 4])}, 4)
+    assert curve["t"] == [0.25, 0.25, 0.75, 1.0]

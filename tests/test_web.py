@@ -1,0 +1,199 @@
+"""The search page's HTTP API on loopback against a real node: searches, photo upload, photo containment."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import pytest
+from click.testing import CliRunner
+from elasticsearch import Elasticsearch
+from PIL import Image
+
+from toolkit.cli.main import cli
+from toolkit.model import SearchModel
+from toolkit.search.engine import Searcher
+from toolkit.web.app import SearchApp
+from toolkit.web.server import SearchServer, start_in_thread
+
+QUERY = "玉ねぎを薄切りにします。"
+SECRET = b"TOP-SECRET-OUTSIDE-THE-ROOT"
+
+
+@pytest.fixture(scope="module")
+def searcher(es: Elasticsearch, built_model: Path, search_alias: str) -> Searcher:
+    return Searcher(es, SearchModel.load(built_model), search_alias)
+
+
+def _serve(app: SearchApp) -> Iterator[SearchServer]:
+    server, thread = start_in_thread(app)
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def server(searcher: Searcher, sample_root: Path) -> Iterator[SearchServer]:
+    yield from _serve(SearchApp(searcher, sample_root))
+
+
+@pytest.fixture(scope="module")
+def trap_server(searcher: Searcher, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchServer]:
+    """A dataset root with one real photo and symlinks (file and folder) pointing outside it."""
+    base = tmp_path_factory.mktemp("trap")
+    outside = base / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(SECRET)
+    (outside / "secret.txt").write_bytes(SECRET)
+    root = base / "root"
+    (root / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (0, 128, 0)).save(root / "images" / "ok.jpg")
+    (root / "recipes.jsonl").write_text("{}\n")
+    (root / "images" / "evil.jpg").symlink_to(outside / "secret.jpg")
+    (root / "images" / "dir").symlink_to(outside, target_is_directory=True)
+    (root / "images" / "inside.jpg").symlink_to(root / "images" / "ok.jpg")
+    yield from _serve(SearchApp(searcher, root))
+
+
+def request(server: SearchServer, method: str, path: str, body: bytes | None = None, headers=None):
+    """A raw request: the path goes on the wire as is (no client-side ``..`` normalisation)."""
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def get_json(server: SearchServer, path: str) -> tuple[int, dict]:
+    status, _, body = request(server, "GET", path)
+    return status, json.loads(body)
+
+
+def search(server: SearchServer, **params) -> tuple[int, dict]:
+    return get_json(server, "/api/search?" + urlencode(params, doseq=True))
+
+
+def test_page_and_info(server: SearchServer, es: Elasticsearch, search_alias: str) -> None:
+    status, headers, body = request(server, "GET", "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'id="search-form"' in body and b'name="mode" value="hybrid"' in body and b'type="file"' in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    status, info = get_json(server, "/api/info")
+    assert status == 200 and info["documents"] == es.count(index=search_alias)["count"]
+    assert info["modes"] == ["knn", "keyword", "hybrid"] and "玉ねぎ" in info["ingredients"]
+    status, headers, font = request(server, "GET", "/assets/font.ttf")
+    assert status == 200 and font[:4] in (b"\x00\x01\x00\x00", b"OTTO") and len(font) > 1_000_000
+
+
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid"])
+def test_search_modes_return_photos_that_are_served(
+    server: SearchServer, sample_root: Path, mode: str
+) -> None:
+    status, data = search(server, q=QUERY, mode=mode, k=5)
+    assert status == 200, data
+    assert data["mode"] == mode and len(data["hits"]) == 5
+    assert [h["rank"] for h in data["hits"]] == [1, 2, 3, 4, 5]
+    if mode == "keyword":
+        assert data["hits"][0]["text"] == QUERY
+    hit = data["hits"][0]
+    assert hit["photo_url"] == "/photo/" + quote(hit["image_path"])
+    status, headers, body = request(server, "GET", hit["photo_url"])
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert body == (sample_root / hit["image_path"]).read_bytes()
+
+
+def test_filters_restrict_hits(server: SearchServer, searcher: Searcher) -> None:
+    status, data = search(server, q=QUERY, mode="knn", k=10, ingredient="玉ねぎ")
+    assert status == 200 and data["hits"]
+    ids = [h["recipe_id"] for h in data["hits"]]
+    docs = searcher.es.mget(index=searcher.index, ids=[h["step_id"] for h in data["hits"]])["docs"]
+    assert all("玉ねぎ" in d["_source"]["ingredients"] for d in docs)
+    status, data = search(server, q=QUERY, mode="hybrid", k=10, recipe=ids[0])
+    assert status == 200 and {h["recipe_id"] for h in data["hits"]} == {ids[0]}
+
+
+def test_upload_a_photo_finds_its_own_step(server: SearchServer, sample_root: Path) -> None:
+    _, data = search(server, q=QUERY, mode="knn", k=3)
+    hit = data["hits"][2]
+    photo = (sample_root / hit["image_path"]).read_bytes()
+    status, _, body = request(
+        server, "POST", "/api/search/photo?k=4&name=x.jpg", photo, {"Content-Type": "image/jpeg"}
+    )
+    result = json.loads(body)
+    assert status == 200, result
+    assert result["mode"] == "image" and result["hits"][0]["step_id"] == hit["step_id"]
+    assert result["hits"][0]["score"] > 0.99
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"q": QUERY, "mode": "sql"}, "unknown mode 'sql'"),
+        ({"q": QUERY, "k": "0"}, "k must be between 1 and 100"),
+        ({"q": QUERY, "k": "ten"}, "k must be a whole number"),
+        ({"q": "   "}, "type a query"),
+        ({"q": "ｘｙｚｚｙ"}, "vocabulary"),
+    ],
+)
+def test_bad_searches_are_clear_400s(server: SearchServer, params: dict, message: str) -> None:
+    status, data = search(server, **params)
+    assert status == 400 and message in data["error"]
+
+
+def test_bad_uploads_are_refused(server: SearchServer) -> None:
+    status, _, body = request(
+        server, "POST", "/api/search/photo", b"not a photo at all", {"Content-Type": "image/jpeg"}
+    )
+    assert status == 400 and "not an image" in json.loads(body)["error"]
+    status, _, body = request(server, "POST", "/api/search/photo", b"", {"Content-Length": "0"})
+    assert status == 400 and "empty" in json.loads(body)["error"]
+    status, _, body = request(
+        server, "POST", "/api/search/photo", b"x", {"Content-Length": str(64 * 1024 * 1024)}
+    )
+    assert status == 413
+    status, _, _ = request(server, "POST", "/api/other", b"x")
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/photo/../outside/secret.jpg",
+        "/photo/images/../../outside/secret.jpg",
+        "/photo/%2e%2e/outside/secret.jpg",
+        "/photo/images%2f..%2f..%2foutside%2fsecret.jpg",
+        "/photo/..%5coutside%5csecret.jpg",
+        "/photo//etc/passwd",
+        "/photo/%2Fetc%2Fpasswd",
+        "/photo/C:%5cWindows%5cwin.ini",
+        "/photo/images/evil.jpg",
+        "/photo/images/dir/secret.jpg",
+        "/photo/images/dir/secret.txt",
+        "/photo/images/ok.jpg%00.txt",
+    ],
+)
+def test_photos_never_come_from_outside_the_root(trap_server: SearchServer, path: str) -> None:
+    status, _, body = request(trap_server, "GET", path)
+    assert status == 403, (path, status, body)
+    assert SECRET not in body and b":0:0:" not in body
+
+
+def test_only_photo_files_inside_the_root_are_served(trap_server: SearchServer) -> None:
+    ok = request(trap_server, "GET", "/photo/images/ok.jpg")
+    assert ok[0] == 200 and ok[1]["Content-Type"] == "image/jpeg" and ok[2][:2] == b"\xff\xd8"
+    assert request(trap_server, "GET", "/photo/images/inside.jpg")[2] == ok[2]  # a link that stays inside
+    assert request(trap_server, "GET", "/photo/recipes.jsonl")[0] == 404  # inside, but not a photo
+    assert request(trap_server, "GET", "/photo/images/missing.jpg")[0] == 404
+    assert request(trap_server, "GET", "/nowhere")[0] == 404
+
+
+def test_web_command_refuses_a_root_without_recipes(tmp_path: Path, built_model: Path) -> None:
+    res = CliRunner().invoke(cli, ["web", "--model", str(built_model), "--dataset", str(tmp_path)])
+    assert res.exit_code == 2 and f"dataset root {tmp_path} has no recipes.jsonl" in res.output

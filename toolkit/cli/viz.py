@@ -1,0 +1,194 @@
+"""``jrs grid``, ``jrs embedding-map`` and ``jrs report``: pictures of the search to look at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+
+model_option = click.option(
+    "--model",
+    "model_dir",
+    envvar="JRS_MODEL",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model directory (from `jrs build`).",
+)
+dataset_option = click.option(
+    "--dataset",
+    "dataset_root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Dataset root holding the photos [default: the dataset the model was built on].",
+)
+
+
+@click.command("grid")
+@click.argument("text", required=False)
+@model_option
+@click.option("--index", default="recipes", show_default=True, envvar="JRS_INDEX", help="Alias or index.")
+@dataset_option
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by photo.")
+@click.option(
+    "--mode", type=click.Choice(["knn", "keyword", "hybrid", "rrf"]), default="knn", show_default=True
+)
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Photos in the grid.")
+@click.option("--columns", type=int, default=5, show_default=True)
+@click.option("--ingredient", "ingredients", multiple=True, help="Only recipes with this ingredient.")
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write."
+)
+@json_option
+@user_errors
+def grid_cmd(
+    text: str | None,
+    model_dir: Path,
+    index: str,
+    dataset_root: Path | None,
+    image: Path | None,
+    mode: str,
+    k: int,
+    columns: int,
+    ingredients: tuple[str, ...],
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Render the top-k photos for TEXT (or --image) as one PNG with rank, score, title and step text."""
+    from toolkit.errors import ToolkitError
+    from toolkit.es.client import make_client
+    from toolkit.model import SearchModel
+    from toolkit.search.dispatch import search_photo, search_text
+    from toolkit.search.engine import Searcher
+    from toolkit.search.queries import Filters
+    from toolkit.viz.grid import GridLayout, write_grid
+    from toolkit.viz.space import dataset_root_for
+
+    if (text is None) == (image is None):
+        raise click.UsageError("give a query TEXT or --image PATH (one of them)")
+    if columns < 1:
+        raise ToolkitError(f"--columns must be at least 1, got {columns}")
+    root = dataset_root_for(model_dir, dataset_root)
+    searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
+    filters = Filters(ingredients=ingredients)
+    if image is not None:
+        result = search_photo(searcher, image, k, filters)
+        query = f"写真: {image.name}"
+    else:
+        result = search_text(searcher, text, mode, k, filters)  # type: ignore[arg-type]
+        query = text  # type: ignore[assignment]
+    subtitle = f"mode {result.mode}, top {k}, index {index}"
+    summary = write_grid(query, result.hits, root, out, subtitle, GridLayout(columns=columns))
+    emit(summary, as_json, f"wrote {out} ({summary['width']}x{summary['height']}, {len(result.hits)} photos)")
+
+
+@click.command("embedding-map")
+@model_option
+@dataset_option
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write."
+)
+@click.option(
+    "--color-by",
+    default="method",
+    show_default=True,
+    help="Category: method (cooking method), main (main ingredient), ingredient, or tag:PREFIX.",
+)
+@click.option("--projection", type=click.Choice(["tsne", "pca"]), default="tsne", show_default=True)
+@click.option("--query", "queries", multiple=True, help="Query text to mark on the map (repeatable).")
+@click.option("--max-pairs", type=int, default=400, show_default=True, help="Text/photo pairs to draw.")
+@click.option("--categories", type=int, default=8, show_default=True, help="Most frequent categories kept.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None, help="Only this split.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--threads", type=int, default=1, show_default=True, help="Threads for the projection (0: all)."
+)
+@json_option
+@quiet_option
+@user_errors
+def embedding_map_cmd(
+    model_dir: Path,
+    dataset_root: Path | None,
+    out: Path,
+    color_by: str,
+    projection: str,
+    queries: tuple[str, ...],
+    max_pairs: int,
+    categories: int,
+    split: str | None,
+    seed: int,
+    threads: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Draw text and photo points of the shared space in 2-D, by modality and by category, queries marked."""
+    from toolkit.errors import ToolkitError
+    from toolkit.model import SearchModel
+    from toolkit.viz.embedding_map import MapOptions, write_embedding_map
+    from toolkit.viz.space import dataset_root_for
+
+    if max_pairs < 2 or categories < 1 or threads < 0:
+        raise ToolkitError(
+            f"need --max-pairs >= 2, --categories >= 1 and --threads >= 0, got {max_pairs}, {categories}, {threads}"
+        )
+    root = dataset_root_for(model_dir, dataset_root)
+    opts = MapOptions(color_by, projection, max_pairs, categories, seed, split, threads or None)
+    log = (lambda m: click.echo(m, err=True)) if not quiet else (lambda m: None)
+    summary = write_embedding_map(SearchModel.load(model_dir), out, root, queries, opts, log)
+    cats = ", ".join(f"{c} {n}" for c, n in summary["categories"].items())
+    emit(summary, as_json, f"wrote {out}: {summary['points']} points ({projection}); {color_by}: {cats}")
+
+
+@click.command("report")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="HTML to write."
+)
+@dataset_option
+@click.option("--index", default=None, help="Alias or index: adds sample queries with their photo grids.")
+@click.option(
+    "--query", "queries", multiple=True, help="Sample query (repeatable) [default: evaluation steps]."
+)
+@click.option("--samples", type=int, default=4, show_default=True, help="Sample queries when none are given.")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Photos per sample grid.")
+@json_option
+@quiet_option
+@user_errors
+def report_cmd(
+    model_dir: Path,
+    out: Path,
+    dataset_root: Path | None,
+    index: str | None,
+    queries: tuple[str, ...],
+    samples: int,
+    k: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Write a self-contained HTML report of MODEL_DIR: metrics, recall@K curve, baselines, sample grids."""
+    from toolkit.viz.report import write_report
+
+    searcher = None
+    if index:
+        from toolkit.es.client import make_client
+        from toolkit.model import SearchModel
+        from toolkit.search.engine import Searcher
+
+        searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
+    summary = write_report(
+        model_dir,
+        out,
+        searcher,
+        dataset_root=dataset_root,
+        queries=queries,
+        sample_count=samples,
+        k=k,
+        progress=progress_enabled(quiet),
+    )
+    emit(
+        summary, as_json, f"wrote {out} ({summary['bytes']} bytes, {len(summary['samples'])} sample queries)"
+    )
+
+
+commands = [grid_cmd, embedding_map_cmd, report_cmd]

@@ -1,0 +1,67 @@
+"""``jrs web``: serve the search page (search box, modes, filters, photo grid, query by photo)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import click
+
+from toolkit.cli.common import user_errors
+
+
+@click.command("web")
+@click.option(
+    "--model",
+    "model_dir",
+    envvar="JRS_MODEL",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option("--index", default="recipes", show_default=True, envvar="JRS_INDEX", help="Alias or index.")
+@click.option(
+    "--dataset",
+    "dataset_root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Dataset root: the only place photos are served from [default: the model's dataset].",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@user_errors
+def web_cmd(model_dir: Path, index: str, dataset_root: Path | None, host: str, port: int) -> None:
+    """Serve the search page until interrupted (Ctrl-C)."""
+    from toolkit.es.client import make_client
+    from toolkit.model import SearchModel
+    from toolkit.search.engine import Searcher
+    from toolkit.viz.space import dataset_root_for
+    from toolkit.web.app import SearchApp
+    from toolkit.web.server import SearchServer
+
+    root = dataset_root_for(model_dir, dataset_root)
+    app = SearchApp(Searcher(make_client(), SearchModel.load(model_dir), index), root)
+    try:
+        server = SearchServer(app, host, port)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+    if not _is_loopback(host):
+        click.echo(
+            f"warning: listening on {host}: anyone who can reach it can search and see the photos", err=True
+        )
+    click.echo(f"serving {index} with photos from {root} at {server.url} (Ctrl-C to stop)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+commands = [web_cmd]

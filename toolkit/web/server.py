@@ -1,0 +1,147 @@
+"""The search page over HTTP (standard library server, one thread per request).
+
+Routes: ``GET /`` the page, ``GET /assets/font.ttf`` the shipped Japanese font, ``GET /api/info``,
+``GET /api/search?q=&mode=&k=&ingredient=&recipe=``, ``POST /api/search/photo`` (body: the photo's
+bytes), ``GET /photo/<path under the dataset root>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from toolkit.data.paths import UnsafePathError
+from toolkit.errors import ToolkitError
+from toolkit.web.app import MAX_UPLOAD_BYTES, BadRequest, NotFound, SearchApp
+
+log = logging.getLogger(__name__)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self' 'unsafe-inline'; font-src 'self'; connect-src 'self'"
+    ),
+}
+
+
+def page_html() -> bytes:
+    return resources.files("toolkit.web").joinpath("static/index.html").read_bytes()
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes requests to the :class:`SearchApp` set on the server."""
+
+    server: SearchServer
+    server_version = "jrs-web"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler API
+        log.info("%s %s", self.address_string(), format % args)
+
+    # --- responses -------------------------------------------------------------------------------
+    def _send(self, status: int, body: bytes, content_type: str, cache: str = "no-store") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", cache)
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, data: Any) -> None:
+        body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        self._send(status, body, "application/json; charset=utf-8")
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"error": message})
+
+    def _guard(self, fn) -> None:
+        """Map errors to status codes: bad input 400, unsafe path 403, missing 404, else 500."""
+        try:
+            fn()
+        except UnsafePathError as e:
+            self._error(HTTPStatus.FORBIDDEN, str(e))
+        except NotFound as e:
+            self._error(HTTPStatus.NOT_FOUND, str(e))
+        except (BadRequest, ToolkitError, ValueError) as e:
+            self._error(HTTPStatus.BAD_REQUEST, str(e))
+        except Exception:  # report without leaking internals to the page
+            log.exception("request %s failed", self.path)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the server log)")
+
+    # --- routes ----------------------------------------------------------------------------------
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        app = self.server.app
+        if url.path in ("/", "/index.html"):
+            self._send(HTTPStatus.OK, page_html(), "text/html; charset=utf-8")
+        elif url.path == "/assets/font.ttf":
+            from toolkit.viz.fonts import japanese_font_path
+
+            self._send(HTTPStatus.OK, japanese_font_path().read_bytes(), "font/ttf", "max-age=86400")
+        elif url.path == "/api/info":
+            self._guard(lambda: self._json(HTTPStatus.OK, app.info()))
+        elif url.path == "/api/search":
+            self._guard(lambda: self._json(HTTPStatus.OK, app.search(parse_qs(url.query))))
+        elif url.path.startswith("/photo/"):
+            self._guard(lambda: self._photo(unquote(url.path[len("/photo/") :])))
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no such page: {url.path}")
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        if url.path != "/api/search/photo":
+            self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}")
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._error(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+            return
+        if length > MAX_UPLOAD_BYTES or length < 0:
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"photos up to {MAX_UPLOAD_BYTES} bytes")
+            self.close_connection = True
+            return
+        data = self.rfile.read(length)
+        params = parse_qs(url.query)
+        self._guard(lambda: self._json(HTTPStatus.OK, self.server.app.search_by_photo(data, params)))
+
+    def _photo(self, rel: str) -> None:
+        path, content_type = self.server.app.photo(rel)
+        self._send(HTTPStatus.OK, path.read_bytes(), content_type, "max-age=3600")
+
+
+class SearchServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, app: SearchApp, host: str = "127.0.0.1", port: int = 8000) -> None:
+        self.app = app
+        super().__init__((host, port), Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+
+def start_in_thread(
+    app: SearchApp, host: str = "127.0.0.1", port: int = 0
+) -> tuple[SearchServer, threading.Thread]:
+    """Serve in a background thread (port 0: any free port); stop with ``server.shutdown()``."""
+    server = SearchServer(app, host, port)
+    thread = threading.Thread(target=server.serve_forever, name="jrs-web", daemon=True)
+    thread.start()
+    return server, thread
