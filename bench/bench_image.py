@@ -127,7 +127,9 @@ def measure(encoder, batch: torch.Tensor, items, out_dir: Path, workers: int, ro
     }
 
 
-def run(quick: bool = False) -> dict:
+def run(
+    quick: bool = False, n_images: int | None = None, sweep: bool | None = None, untuned: bool | None = None
+) -> dict:
     """Measure and return the figures (``image_pipeline_ratio`` is the judged one).
 
     The judged figures use the configuration of ``jrs embed-images``: malloc tuned for
@@ -138,7 +140,9 @@ def run(quick: bool = False) -> dict:
     ``image_pipeline_steady_ratio`` leaves them out. The full run (1024 photos) also measures
     the untuned process (glibc defaults) first, and sweeps workers/threads on 256 photos.
     """
-    n_images = 256 if quick else 1024
+    n_images = n_images or (256 if quick else 1024)
+    sweep = (not quick) if sweep is None else sweep
+    untuned = (not quick) if untuned is None else untuned
     batch_size, workers, threads = 32, default_num_workers(), os.cpu_count() or 2
     torch.set_num_threads(threads)
     encoder = create_encoder("resnet50", weights="random")
@@ -158,34 +162,46 @@ def run(quick: bool = False) -> dict:
 
         batch = torch.stack([encoder.preprocess(load_image(p)) for p in paths[:batch_size]])
         encoder.encode_batch(batch)  # warm-up
-        if not quick:
+        if untuned:
             out["untuned_malloc"] = measure(encoder, batch, items, root / "out", workers, rounds=1)
 
         out["malloc_tuned"] = tune_malloc_for_inference()
         encoder.encode_batch(batch)  # warm the heap
         out.update(measure(encoder, batch, items, root / "out", workers, rounds=3))
 
-        if not quick:
-            sweep, few = {}, items[:256]
+        if sweep:
+            sweeps, few = {}, items[:256]
             for w, th in [(0, threads), (1, threads), (2, threads), (1, 1)]:
                 torch.set_num_threads(th)
                 f, _ = forward_rate(encoder, batch, len(few) // batch_size)
                 p, p_cpu, _ = pipeline_rate(encoder, few, root / "out", batch_size, w)
-                sweep[f"workers={w},threads={th}"] = {
+                sweeps[f"workers={w},threads={th}"] = {
                     "forward_per_s": round(f, 2),
                     "pipeline_per_s": round(p, 2),
                     "pipeline_cpu_ms_per_image": round(p_cpu, 1),
                 }
             torch.set_num_threads(threads)
-            out["sweep"] = sweep
+            out["sweep"] = sweeps
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images, no sweep (about a minute)")
+    parser.add_argument("--images", type=int, default=None, help="photos per pipeline run (256 / 1024)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the workers/threads sweep")
+    parser.add_argument("--no-untuned", action="store_true", help="skip the glibc-default malloc run")
+    parser.add_argument("--json", action="store_true", help="print the result dict as one JSON line")
     args = parser.parse_args()
-    result = run(quick=args.quick)
+    result = run(
+        quick=args.quick,
+        n_images=args.images,
+        sweep=False if args.no_sweep else None,
+        untuned=False if args.no_untuned else None,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return
     print(json.dumps(result, indent=2))
     ratio = result["image_pipeline_ratio"]
     print(f"image_pipeline_ratio = {ratio} (target >= 0.9): {'PASS' if ratio >= 0.9 else 'FAIL'}")

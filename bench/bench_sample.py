@@ -84,8 +84,12 @@ def run(quick: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Small run (200 recipes, one worker).")
+    parser.add_argument("--json", action="store_true", help="print the result dict as one JSON line")
     args = parser.parse_args()
     result = run(quick=args.quick)
+    if args.json:
+        print(json.dumps(result))
+        return
     print(json.dumps(result, indent=2))
     ratio = result["sample_speed_ratio"]
     print(f"sample_speed_ratio = {ratio} (target >= 1.0): {'PASS' if ratio >= 1.0 else 'FAIL'}")

@@ -239,7 +239,7 @@ def main() -> None:
     args = parser.parse_args()
     res = run(quick=args.quick)
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps(res))
         return
     print(f"tokenize raw fugashi     {res['tokenize_raw_chars_per_s']:>14,.0f} chars/s")
     print(f"tokenize (filtered)      {res['tokenize_chars_per_s']:>14,.0f} chars/s")

@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--loss", choices=["infonce", "triplet"], default="infonce")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", action="store_true", help="(the result is always the last line, as JSON)")
     args = parser.parse_args()
     start = time.perf_counter()
     result = run(args.quick, args.loss, args.device, args.threads)

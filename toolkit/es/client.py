@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from elasticsearch import Elasticsearch
 from elasticsearch import exceptions as es_exc
+from elasticsearch.serializer import OrjsonSerializer
 
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es import node
@@ -36,9 +37,12 @@ def resolve_settings(settings: EsSettings | None = None, node_name: str = "defau
 
 
 def make_client(settings: EsSettings | None = None, check: bool = True, **kwargs) -> Elasticsearch:
-    """Create a client; with ``check`` fail fast (and clearly) when the cluster does not answer."""
+    """Create a client; with ``check`` fail fast (and clearly) when the cluster does not answer.
+
+    JSON goes through orjson (several times faster than the stdlib on vectors and large responses)."""
     s = resolve_settings(settings)
     opts: dict = {
+        "serializer": OrjsonSerializer(),
         "request_timeout": s.request_timeout,
         "retry_on_timeout": True,
         "max_retries": 3,

@@ -2,7 +2,11 @@
 per-document errors to the rejects file, and a checkpoint after every batch so a load resumes.
 
 Input is a stream of :class:`Batch` objects (documents of whole recipes, plus how many input records
-they stand for), so the collection is never held in memory. Counting: ``read`` records (steps, or
+they stand for), so the collection is never held in memory. Sending overlaps with building: up to
+``BulkOptions.concurrency`` batches are in flight on worker threads (each through ``streaming_bulk`` with
+its retries) while the caller's generator builds the next one; batches are accounted, their rejects
+written and the checkpoint advanced strictly in input order, each only once it is fully acknowledged.
+Document sources are serialised with orjson (numpy vectors natively, float32 written in its shortest form). Counting: ``read`` records (steps, or
 unparsable input lines) = ``indexed`` + ``rejected`` + ``skipped`` (skipped: before the resume point),
 counted for this run; the checkpoint holds the position, so a resumed run reads past the loaded part.
 """
@@ -11,12 +15,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_exc
 
@@ -121,12 +130,30 @@ class BulkOptions:
     #: give up when a batch has had nothing acknowledged for this many seconds of failed attempts
     unavailable_timeout: float = 180.0
     max_errors: int | None = None
+    #: batches sent at once (worker threads); 2 lets a one-shard index use two write threads. With
+    #: ``max_errors`` set, loading is sequential so it stops exactly after the batch that exceeds it.
+    concurrency: int = 2
+
+
+def _json_default(value: Any) -> Any:
+    """What orjson cannot write itself: non-contiguous arrays, other numpy scalars."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def dumps_source(src: dict[str, Any]) -> bytes:
+    """A document source as JSON bytes (numpy arrays included), as sent in the ``_bulk`` body."""
+    return orjson.dumps(src, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _actions(index: str, docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Bulk actions with the source already serialised (``streaming_bulk`` passes bytes through)."""
     for d in docs:
         src = {k: v for k, v in d.items() if k != "_id"}
-        yield {"_op_type": "index", "_index": index, "_id": d["_id"], "_source": src}
+        yield {"_op_type": "index", "_index": index, "_id": d["_id"], "_source": dumps_source(src)}
 
 
 def _reason(info: dict[str, Any]) -> str:
@@ -219,6 +246,24 @@ def _send_batch(
     return indexed, rejected
 
 
+class _Deferred(RejectsWriter):
+    """Collects the rejects of a batch sent on a worker thread; the loading thread writes them in order."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.rows: list[Reject] = []
+
+    def write(self, reject: Reject) -> None:
+        self.rows.append(reject)
+
+
+@dataclass
+class _InFlight:
+    batch: Batch
+    future: Future[tuple[int, int]] | None
+    rejects: _Deferred
+
+
 def bulk_load(
     es: Elasticsearch,
     index: str,
@@ -228,21 +273,30 @@ def bulk_load(
     options: BulkOptions | None = None,
     progress: Callable[[LoadCounts], None] | None = None,
 ) -> LoadSummary:
-    """Load ``batches`` into ``index``; after each batch the checkpoint (if any) records the position."""
+    """Load ``batches`` into ``index``; after each batch the checkpoint (if any) records the position.
+
+    Batches are sent on worker threads while the next one is built; each is accounted (counts,
+    rejects, checkpoint, ``progress``) in input order once it and every batch before it are fully
+    acknowledged. When the input raises (e.g. Ctrl-C), batches already sent are still accounted before
+    the error propagates; when a batch fails for good, nothing after it is checkpointed.
+    """
     opts = options or BulkOptions()
     summary = LoadSummary(index=index)
     if checkpoint is not None:
         summary.resumed_from = checkpoint.position
     start = time.monotonic()
+    lock = threading.Lock()
 
     def on_retry(message: str) -> None:
-        summary.retries += 1
+        with lock:
+            summary.retries += 1
         log.warning(message)
 
-    for batch in batches:
-        indexed, failed = (
-            _send_batch(es, index, batch.docs, opts, rejects, on_retry) if batch.docs else (0, 0)
-        )
+    def account(item: _InFlight) -> None:
+        indexed, failed = item.future.result() if item.future is not None else (0, 0)
+        for reject in item.rejects.rows:
+            rejects.write(reject)
+        batch = item.batch
         step = LoadCounts(
             read=batch.read, indexed=indexed, rejected=batch.rejected + failed, skipped=batch.skipped
         )
@@ -255,9 +309,45 @@ def bulk_load(
             progress(step)
         if opts.max_errors is not None and summary.counts.rejected > opts.max_errors:
             summary.stopped_early = True
-            break
+
+    workers = max(1, opts.concurrency)
+    ahead = workers if opts.max_errors is None else 0  # batches left in flight while the next is built
+    pending: deque[_InFlight] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bulk")
+    try:
+        for batch in batches:
+            deferred = _Deferred()
+            future = (
+                pool.submit(_send_batch, es, index, batch.docs, opts, deferred, on_retry)
+                if batch.docs
+                else None
+            )
+            pending.append(_InFlight(batch, future, deferred))
+            while len(pending) > ahead and not summary.stopped_early:
+                account(pending[0])
+                pending.popleft()
+            if summary.stopped_early:
+                break
+        while pending:
+            account(pending[0])
+            pending.popleft()
+    except BaseException:
+        _account_sent(pending, account)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     summary.seconds = time.monotonic() - start
     if checkpoint is not None and not summary.stopped_early:
         checkpoint.done = True
         checkpoint.save()
     return summary
+
+
+def _account_sent(pending: deque[_InFlight], account: Callable[[_InFlight], None]) -> None:
+    """After an error: account the batches still in flight, in order, up to the first that failed."""
+    while pending:
+        item = pending[0]
+        if item.future is not None and item.future.exception() is not None:
+            break
+        account(item)
+        pending.popleft()

@@ -73,7 +73,7 @@ def _vector(v: np.ndarray | Sequence[float]) -> list[float]:
     arr = np.asarray(v, dtype=np.float64).ravel()
     if not np.all(np.isfinite(arr)):
         raise ValueError("query vector has non-finite values")
-    return [round(float(x), 6) for x in arr]
+    return np.round(arr, 6).tolist()  # vectorised: a Python round() per element cost ~0.2 ms a query
 
 
 def knn_clause(vector: np.ndarray, params: KnnParams, filters: Filters) -> dict[str, Any]:

@@ -14,8 +14,7 @@ it as a :class:`~toolkit.rejects.Reject` (stage ``text``).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
@@ -28,6 +27,7 @@ from toolkit.fingerprint import check_fingerprint
 from toolkit.rejects import Reject
 from toolkit.text.tokenizer import Tokenizer
 from toolkit.text.word2vec import WordVectors
+from toolkit.torch_threads import torch_threads as _torch_threads
 from toolkit.vectorset import save_vector_set
 
 STAGE = "text"
@@ -64,22 +64,6 @@ def _check_csr(flat_ids: np.ndarray, offsets: np.ndarray, rows: int) -> None:
         raise ValueError("offsets must start at 0, be non-decreasing and end at len(flat_ids)")
     if len(flat_ids) and (flat_ids.min() < 0 or flat_ids.max() >= rows):
         raise ValueError(f"token ids must lie in [0, {rows})")
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run torch with ``n`` intra-op threads inside the block, restoring the previous setting after."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if previous == n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def mean_vectors(

@@ -1,0 +1,175 @@
+"""Run the whole benchmark suite; write ``bench/results.json`` and ``bench/results.md``.
+
+    python bench/run_all.py [--quick] [--only text,bulk,...] [--update-readme]
+
+Every benchmark runs as its own process with ``--json`` (its human-readable lines go to stderr). The
+Elasticsearch benchmarks run first and share one node (``ES_URL``, or a dedicated local node ``bench`` started here with
+``JRS_ES_HEAP``, default 3g, and stopped at the end). ``--quick`` is a smoke run on small sizes (its results
+go to ``bench/results.quick.json`` / ``.md`` so the committed full results stay). ``--update-readme``
+copies the table into README.md between the ``bench:start`` / ``bench:end`` markers.
+Benchmarks are never timed assertions: a missed goal is reported, not failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import REPO, elasticsearch, machine, run_child  # noqa: E402
+from bench.report import render_markdown, update_readme  # noqa: E402
+
+CPU_BENCHES = ("text", "image", "train", "sample")
+ES_BENCHES = ("bulk", "search")
+#: run unless --only says otherwise (bench_sample.py measures the sample generator, not a stage in the table)
+DEFAULT = ("text", "image", "train", "bulk", "search")
+
+
+def _args(name: str, quick: bool, extra: dict[str, Any]) -> list[str]:
+    q = ["--quick"] if quick else []
+    if name == "text":
+        return ["bench/bench_text.py", "--json", *q]
+    if name == "image":
+        sizes = ["--images", "128"] if quick else ["--images", "384", "--no-sweep", "--no-untuned"]
+        return ["bench/bench_image.py", "--json", *q, *sizes]
+    if name == "train":
+        return ["bench/bench_train.py", "--json", *q]
+    if name == "sample":
+        return ["bench/bench_sample.py", "--json", *q]
+    if name == "bulk":
+        return ["bench/bench_bulk.py", "--json", "--keep", *q]
+    if name == "search":
+        kept = extra.get("kept", {})
+        sizes = extra.get("sizes", {})
+        given = [f"{kept[k]}:{sizes[k]}" for k in ("small", "large") if k in kept and k in sizes]
+        return ["bench/bench_search.py", "--json", *q, *(a for g in given for a in ("--index", g))]
+    raise ValueError(name)
+
+
+def _node_facts(url: str) -> dict[str, Any]:
+    from bench.common import client
+
+    es = client(url)
+    node = next(iter(es.nodes.info(metric="jvm")["nodes"].values()))
+    jvm = node["jvm"]
+    return {
+        "es_version": node["version"],
+        "jvm": f"{jvm.get('vm_vendor', '')} {jvm.get('version', '')}".strip(),
+        "heap_gb": round(jvm["mem"]["heap_max_in_bytes"] / 1024**3, 1),
+    }
+
+
+def _cleanup(url: str, kept: dict[str, str]) -> None:
+    from bench.common import client
+
+    es = client(url)
+    for name in kept.values():
+        es.options(ignore_status=404).indices.delete(index=name)
+
+
+def save(results: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def run(names: list[str], quick: bool, out_json: Path) -> dict[str, Any]:
+    """Run ``names``; the results so far are saved to ``out_json`` after every benchmark."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {"machine_start": machine(), "quick": quick, "benchmarks": {}, "seconds": {}}
+
+    def one(name: str, extra: dict[str, Any] | None = None) -> None:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            res = run_child(_args(name, quick, extra or {}))
+            results["benchmarks"][name] = res.data
+        except RuntimeError as e:
+            print(f"!! {name} failed: {e}", file=sys.stderr)
+            results["benchmarks"][name] = {"error": str(e)[-2000:]}
+        results["seconds"][name] = round(time.perf_counter() - t0, 1)
+        print(f"== {name}: {results['seconds'][name]:.0f} s", file=sys.stderr, flush=True)
+        results.update(headline(results["benchmarks"]))
+        save(results, out_json)
+
+    if any(n in names for n in ES_BENCHES):
+        previous_url = os.environ.get("ES_URL")
+        with elasticsearch() as target:
+            os.environ["ES_URL"] = target.url  # the children use this node
+            bulk: dict[str, Any] = {}
+            try:
+                results["elasticsearch"] = _node_facts(target.url)
+                if "bulk" in names:
+                    one("bulk")
+                    bulk = results["benchmarks"]["bulk"]
+                if "search" in names:
+                    one("search", bulk)
+            finally:
+                _cleanup(target.url, bulk.get("kept", {}))
+                if previous_url is None:
+                    os.environ.pop("ES_URL", None)
+    for name in (n for n in CPU_BENCHES if n in names):  # after the node is stopped: all cores to them
+        one(name)
+    results["machine_end"] = machine()
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    results.update(headline(results["benchmarks"]))
+    return results
+
+
+#: the judged keys, where they come from and their goals (None: reported)
+KEYS: list[tuple[str, str, str, str | None]] = [
+    ("tokenize_ratio", "text", "toolkit tokenise+filter chars/s / raw fugashi", ">= 0.85"),
+    ("step_vectors_per_s", "text", "step vectors averaged per second, 100k steps", ">= 1000000"),
+    (
+        "image_pipeline_ratio",
+        "image",
+        "files -> features on disk / forward-only, same model+batch",
+        ">= 0.90",
+    ),
+    ("bulk_vs_raw_ratio", "bulk", "toolkit bulk docs/s / raw _bulk of the same NDJSON, 100k", ">= 0.90"),
+    ("bulk_vs_naive_ratio", "bulk", "toolkit bulk / one index() per document", ">= 20"),
+    ("hnsw_recall_at_10", "search", "kNN top-10 via the index vs exact, 100k, defaults", ">= 0.97"),
+    ("knn_p50_ms", "search", "kNN search, 100k docs, warm (text -> hits)", "<= 20"),
+    ("knn_p95_ms", "search", "kNN search p95", None),
+    ("hybrid_p50_ms", "search", "hybrid (BM25 + kNN) search p50", None),
+    ("search_overhead_p50_ms", "search", "API search time minus ES took, warm", "<= 10"),
+    ("bulk_peak_rss_mb_100k", "bulk", "peak RSS of a 100k-document bulk load", "<= 600"),
+    ("bulk_peak_rss_mb_1m", "bulk", "peak RSS of a 1M-document bulk load", "<= 600"),
+    ("train_epoch_s", "train", "mapping training seconds per epoch, 100k pairs", None),
+]
+
+
+def headline(benchmarks: dict[str, Any]) -> dict[str, Any]:
+    """The judged keys at the top level of results.json (None where a benchmark did not run)."""
+    return {key: benchmarks.get(source, {}).get(key) for key, source, _, _ in KEYS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {CPU_BENCHES + ES_BENCHES}")
+    parser.add_argument("--update-readme", action="store_true", help="copy the table into README.md")
+    args = parser.parse_args()
+    names = [n for n in (args.only.split(",") if args.only else DEFAULT) if n]
+    unknown = set(names) - set(CPU_BENCHES + ES_BENCHES)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    stem = "results.quick" if args.quick else "results"
+    out_json, out_md = REPO / "bench" / f"{stem}.json", REPO / "bench" / f"{stem}.md"
+    results = run(names, args.quick, out_json)
+    save(results, out_json)
+    table = render_markdown(results, KEYS)
+    out_md.write_text(table, encoding="utf-8")
+    print(table)
+    print(f"wrote {out_json.relative_to(REPO)} and {out_md.relative_to(REPO)} in {results['total_s']:.0f} s")
+    if args.update_readme:
+        update_readme(REPO / "README.md", table)
+        print("updated README.md")
+
+
+if __name__ == "__main__":
+    main()
