@@ -23,6 +23,8 @@ from toolkit.vectorset import load_vector_set
 
 #: Reject stages that are notes on a record still indexed (a photo dropped, no text vector), not losses.
 NOTE_STAGES = ("image", "text")
+#: Stage of the rejects that ``bulk_load`` writes and counts itself.
+LOADER_STAGE = "index"
 
 
 class CountingRejects(RejectsWriter):
@@ -39,8 +41,8 @@ class CountingRejects(RejectsWriter):
     def write(self, reject: Reject) -> None:
         if reject.stage == "image":
             self.photos_dropped += 1
-        elif reject.stage not in NOTE_STAGES:
-            self.lost += 1
+        elif reject.stage not in NOTE_STAGES and reject.stage != LOADER_STAGE:
+            self.lost += 1  # per-document Elasticsearch errors (LOADER_STAGE) are counted by bulk_load
         if not self.muted:
             super().write(reject)
 

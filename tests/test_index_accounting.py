@@ -1,0 +1,52 @@
+"""Per-document Elasticsearch errors during ``jrs index``: counted once, named in the rejects file, the rest kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from elasticsearch import Elasticsearch
+
+from toolkit.index.indexer import IndexOptions, index_dataset
+from toolkit.index.template import IndexModelInfo, render_template
+from toolkit.model import SearchModel
+from toolkit.rejects import read_rejects
+
+
+def _recipe(rid: str, steps: int, tags: list[str]) -> str:
+    doc = {
+        "recipe_id": rid,
+        "title": "玉ねぎの炒め物",
+        "steps": [
+            {"position": p, "text": "玉ねぎを薄切りにして、中火で炒めます。"} for p in range(1, steps + 1)
+        ],
+        "tags": tags,
+    }
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def test_documents_refused_by_elasticsearch_are_counted_once(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    # An index whose `tags` field takes numbers only: Elasticsearch refuses the documents of tagged recipes
+    # one by one (mapper_parsing_exception) and accepts the rest of the same bulk requests.
+    model = SearchModel.load(built_model)
+    body = render_template(index_name, IndexModelInfo(model.fingerprint, model.dims, model.encoder_name))
+    body["template"]["mappings"]["properties"]["tags"] = {"type": "integer"}
+    target = f"{index_name}-fixed"
+    es.indices.create(index=target, **body["template"])
+    root = tmp_path / "data"
+    root.mkdir()
+    lines = [_recipe(f"ok{i}", 3, []) for i in range(40)]
+    lines.insert(7, _recipe("tagged", 2, ["main:玉ねぎ"]))
+    lines.insert(30, _recipe("tagged2", 1, ["dish:炒め物"]))
+    (root / "recipes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rejects = tmp_path / "rejects.jsonl"
+    opts = IndexOptions(alias=index_name, index=target, batch_steps=16)
+    result = index_dataset(es, root, built_model, opts, rejects_path=rejects, log=lambda m: None)
+    es.indices.refresh(index=target)
+    assert (result["read"], result["indexed"], result["rejected"], result["skipped"]) == (123, 120, 3, 0)
+    assert es.count(index=target)["count"] == 120
+    rows = read_rejects(rejects)
+    assert sorted(r.record for r in rows) == ["tagged2:1", "tagged:1", "tagged:2"]
+    assert all(r.stage == "index" and "HTTP 400" in r.reason for r in rows)
