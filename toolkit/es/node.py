@@ -121,7 +121,9 @@ def java_home(version: str | None = None) -> Path:
             raise NodeError(f"ES_JAVA_HOME={home} has no bin/java")
         found = java_feature_version(home)
         if found is not None and found < need:
-            raise NodeError(f"ES_JAVA_HOME={home} is Java {found}; Elasticsearch {version} needs Java {need}+")
+            raise NodeError(
+                f"ES_JAVA_HOME={home} is Java {found}; Elasticsearch {version} needs Java {need}+"
+            )
         return home
     candidates: list[Path] = []
     if os.environ.get("JAVA_HOME"):
