@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from toolkit.atomic import write_json_atomic
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.encoders import ImageEncoder, encoder_metadata
@@ -230,12 +231,6 @@ def _check_items(items: Sequence[tuple[str, Path]]) -> None:
         seen.add(sid)
 
 
-def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -286,7 +281,7 @@ def _open_state(
     work.mkdir(parents=True, exist_ok=True)
     feats = np.lib.format.open_memmap(fpath, mode="w+", dtype=np.float32, shape=(total, dim))
     status = np.lib.format.open_memmap(spath, mode="w+", dtype=np.uint8, shape=(total,))
-    _write_json_atomic(work / _PROGRESS, {**header, "done": 0})
+    write_json_atomic(work / _PROGRESS, {**header, "done": 0}, indent=1)
     return feats, status, 0
 
 
@@ -415,7 +410,7 @@ def extract_features(
             feats.flush()
             status.flush()
             done = batch.end
-            _write_json_atomic(work / _PROGRESS, {**header, "done": done})
+            write_json_atomic(work / _PROGRESS, {**header, "done": done}, indent=1)
             bar.update(batch.end - batch.start)
             batches += 1
             if on_batch is not None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -35,6 +34,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from toolkit.atomic import atomic_path, write_json_atomic
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.augment import SimCLRAugment
@@ -284,15 +284,8 @@ def learning_rate(step: int, total: int, base: float, warmup_fraction: float) ->
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def epoch_means(losses: Sequence[float], steps_per_epoch: int) -> list[float]:
@@ -551,7 +544,7 @@ def _finish(
         "rejected": {items[i][0]: r for i, r in sorted(bad.items())},
         "result": result.to_dict(),
     }
-    _write_json(out / SUMMARY, summary)
+    write_json_atomic(out / SUMMARY, summary, indent=1)
     log_fn(f"fine-tuned backbone {backbone_path} (encoder fingerprint {tuned.fingerprint}, base {base_fp})")
     return result
 
