@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from toolkit.data import sample_grammar as grammar
 from toolkit.data.jsonl import RECIPES_FILE, write_recipes_jsonl
@@ -24,6 +23,7 @@ from toolkit.data.sample_draw import step_photo_jpeg
 from toolkit.data.sample_grammar import step_labels
 from toolkit.data.schema import Ingredient, Recipe, Step
 from toolkit.errors import ConfigError
+from toolkit.progress import track
 
 __all__ = ["SampleSummary", "generate_sample", "make_recipe", "grammar", "step_labels"]
 
@@ -141,7 +141,7 @@ def generate_sample(
     start = time.perf_counter()
 
     def counted(recipes: Iterator[Recipe]) -> Iterator[Recipe]:
-        for recipe in tqdm(recipes, total=n_recipes, unit="recipe", disable=not progress, desc="sample"):
+        for recipe in track(recipes, progress, "sample", "recipe", total=n_recipes):
             counts["steps"] += len(recipe.steps)
             counts["photos"] += sum(1 for s in recipe.steps if s.image is not None)
             yield recipe

@@ -37,6 +37,7 @@ from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.encoders import ImageEncoder, encoder_metadata
 from toolkit.image.loading import DEFAULT_MAX_PIXELS, ImageRejected, load_image
+from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.vectorset import IDS, META, VECTORS, save_vector_set
 
@@ -402,7 +403,7 @@ def extract_features(
         collate_fn=_collate,
         multiprocessing_context=start_method if workers else None,
     )
-    bar = _progress_bar(total, done, progress)
+    bar = progress_bar(progress, "image features", "img", total=total, initial=done)
     batches = 0
     try:
         for batch in loader if len(dataset) else ():
@@ -460,9 +461,3 @@ def _encode_into(
             rejects.write(reject)
         else:
             log.warning("rejected %s", reject)
-
-
-def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="img", desc="image features", disable=not enabled)

@@ -44,7 +44,9 @@ from toolkit.image.encoders import create_encoder
 from toolkit.image.features import items_fingerprint
 from toolkit.image.finetuned import BACKBONE_FILE, BACKBONE_FORMAT
 from toolkit.image.loading import ImageRejected, load_image
+from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
+from toolkit.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +355,7 @@ def train_simclr(
         raise ConfigError(f"SimCLR needs at least 2 photos, got {len(items)}")
     out = Path(out_dir)
     device = torch.device(default_device() if config.device == "auto" else config.device)
-    seed_all(config.seed)
+    seed_everything(config.seed)
     enc = base_encoder(config, "cpu")
     items_fp = items_fingerprint(items)
     run_fp = fingerprint("simclr-run/1", config.identity(), items_fp, enc.fingerprint)
@@ -436,7 +438,7 @@ def train_simclr(
     def loss_fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return nt_xent(a, b, config.temperature)
 
-    bar = _progress(total, step, config.progress)
+    bar = progress_bar(config.progress, "simclr", "step", total=total, initial=step)
     try:
         while step < total:
             epoch, start = divmod(step, spe)
@@ -574,16 +576,6 @@ def _reject(rejects: RejectsWriter | None, item: tuple[str, Path], reason: str) 
         rejects.write(reject)
     else:
         log.warning("rejected %s", reject)
-
-
-def seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-
-
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", desc="simclr", disable=not enabled)
 
 
 def clear_run(out_dir: str | Path) -> None:
