@@ -39,6 +39,7 @@ from toolkit.image.encoders import ImageEncoder, encoder_metadata
 from toolkit.image.loading import DEFAULT_MAX_PIXELS, ImageRejected, load_image
 from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
+from toolkit.resume import decide_resume
 from toolkit.vectorset import IDS, META, VECTORS, save_vector_set
 
 log = logging.getLogger(__name__)
@@ -240,19 +241,16 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _refuse(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, out_dir: Path) -> None:
-    diffs = []
-    if found.get("encoder_fingerprint") != enc_fp:
-        diffs.append(
-            f"encoder {found.get('encoder', '?')} fingerprint {found.get('encoder_fingerprint')} "
-            f"!= {enc_fp} of the encoder in hand"
-        )
-    if found.get("items_fingerprint") != items_fp:
-        diffs.append(f"item list fingerprint {found.get('items_fingerprint')} != {items_fp}")
-    raise FeatureStateError(
-        f"{out_dir} holds {what} made with different inputs ({'; '.join(diffs)}); "
-        "use another output directory or overwrite=True (--overwrite) to replace it"
-    )
+_LABELS = {"encoder_fingerprint": "encoder fingerprint", "items_fingerprint": "item list fingerprint"}
+
+
+def _check_state(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, out_dir: Path) -> None:
+    """Refuse ``found`` (an unfinished run or a vector set) unless it was made by this encoder from these items."""
+    expected = {"encoder_fingerprint": enc_fp, "items_fingerprint": items_fp}
+    decision = decide_resume(found, expected, labels=_LABELS)
+    if decision.action == "mismatch":
+        hint = "use another output directory or overwrite=True (--overwrite) to replace it"
+        raise FeatureStateError(decision.refusal(out_dir, what, hint))
 
 
 def _clear_final(out_dir: Path) -> None:
@@ -371,12 +369,10 @@ def extract_features(
         _clear_final(out_dir)
     state = _read_json(work / _PROGRESS)
     if state is not None:
-        if state.get("encoder_fingerprint") != enc_fp or state.get("items_fingerprint") != items_fp:
-            _refuse("an unfinished run", state, enc_fp, items_fp, out_dir)
+        _check_state("an unfinished run", state, enc_fp, items_fp, out_dir)
     elif (out_dir / META).is_file():
         final = _read_json(out_dir / META) or {}
-        if final.get("encoder_fingerprint") != enc_fp or final.get("items_fingerprint") != items_fp:
-            _refuse("a vector set", final, enc_fp, items_fp, out_dir)
+        _check_state("a vector set", final, enc_fp, items_fp, out_dir)
         return result(int(final.get("count", 0)), int(final.get("rejected", 0)), True, total, True)
     elif work.exists():
         shutil.rmtree(work)  # a crash before the first commit file: nothing to keep

@@ -46,6 +46,7 @@ from toolkit.image.finetuned import BACKBONE_FILE, BACKBONE_FORMAT
 from toolkit.image.loading import ImageRejected, load_image
 from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
+from toolkit.resume import decide_resume
 from toolkit.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -368,8 +369,7 @@ def train_simclr(
     summary_path = out / SUMMARY
     if summary_path.is_file():
         done = json.loads(summary_path.read_text(encoding="utf-8"))
-        if done.get("run_fingerprint") != run_fp:
-            _refuse(out, done.get("run_fingerprint"), run_fp)
+        _check_run(out, done, run_fp)
         result = _result_from_dict(done["result"])
         result.already_done, result.seconds, result.resumed_from = (
             True,
@@ -387,8 +387,7 @@ def train_simclr(
     ckpt_path = out / CHECKPOINT
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("run_fingerprint") != run_fp:
-            _refuse(out, ckpt.get("run_fingerprint"), run_fp)
+        _check_run(out, ckpt, run_fp, format=CHECKPOINT_FORMAT)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         losses = [float(x) for x in ckpt["losses"]]
@@ -563,11 +562,12 @@ def load_result(out_dir: str | Path) -> SimCLRResult:
     return _result_from_dict(json.loads((Path(out_dir) / SUMMARY).read_text(encoding="utf-8"))["result"])
 
 
-def _refuse(out: Path, found: str | None, wanted: str) -> None:
-    raise SimCLRStateError(
-        f"{out} holds SimCLR run {found}, not {wanted} (other photos, configuration or starting weights); "
-        "use another output directory or --overwrite"
-    )
+def _check_run(out: Path, found: dict[str, Any], run_fp: str, **expected: Any) -> None:
+    """Refuse a finished run or checkpoint in ``out`` that is not run ``run_fp``."""
+    labels = {"run_fingerprint": "run fingerprint (other photos, configuration or starting weights)"}
+    decision = decide_resume(found, {**expected, "run_fingerprint": run_fp}, labels=labels)
+    if decision.action == "mismatch":
+        raise SimCLRStateError(decision.refusal(out, "a SimCLR run"))
 
 
 def _reject(rejects: RejectsWriter | None, item: tuple[str, Path], reason: str) -> None:
