@@ -47,7 +47,7 @@ def test_word2vec_never_sees_the_test_split(sample_root: Path, tmp_path: Path) -
     with (root / "recipes.jsonl").open("a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     options = BuildOptions(encoder="pixels", mapping={"epochs": 2}, eval_draws=1, progress=False)
-    build(root, tmp_path / "model", options, log=lambda m: None)
+    build(root, tmp_path / "model", options)
     vocab = WordVectors.load(tmp_path / "model" / "word2vec").index
     assert "パプリカ" in vocab
     assert "ズッキーニ" not in vocab

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from toolkit.errors import ConfigError
 from toolkit.evaluation.metrics import pooled_metrics
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
 from toolkit.mapping.towers import ACTIVATIONS, NORMS, TwoTower, input_stats
@@ -82,7 +83,7 @@ class MappingConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
