@@ -287,7 +287,7 @@ def evaluate_config(
     opts = BuildOptions(**{**BENCH_BUILD, "progress": False, **options})
     model_dir = work / f"model-{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
-    manifest = build(train_root, model_dir, opts, log=lambda m: None)
+    manifest = build(train_root, model_dir, opts)
     build_s = time.perf_counter() - t0
     model = SearchModel.load(model_dir)
     gallery = gallery_steps(gallery_root, dataset)
