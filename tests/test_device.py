@@ -45,3 +45,25 @@ def test_cpu_keeps_fp32_and_unpinned_memory() -> None:
     with inference_autocast("cpu"):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == torch.float32
+
+
+@pytest.mark.skipif(cuda_device_count() > 0, reason="this machine has a CUDA device")
+@pytest.mark.parametrize("command", ["build", "embed-images", "train-mapping"])
+def test_cli_refuses_cuda_without_a_gpu_before_any_work(command: str, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from toolkit.cli.main import cli
+
+    for d in ("data", "sv", "img"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "data" / "recipes.jsonl").write_text("", encoding="utf-8")
+    args = {
+        "build": ["build", str(tmp_path / "data"), str(tmp_path / "model")],
+        "embed-images": ["embed-images", str(tmp_path / "data"), str(tmp_path / "feats")],
+        "train-mapping": ["train-mapping", str(tmp_path / "sv"), str(tmp_path / "img"), str(tmp_path / "m")],
+    }[command]
+    for spec, message in (("cuda", "torch sees no CUDA device"), ("gpu0", "expected auto")):
+        result = CliRunner().invoke(cli, [*args, "--device", spec])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "model" / "manifest.json").exists()

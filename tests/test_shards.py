@@ -144,3 +144,24 @@ def test_cli_merge_vectors(photos, tmp_path: Path) -> None:
     assert report["shards"] == 2 and report["rows"] == len(load_vector_set(out).ids) == len(photos) - 1
     bad = CliRunner().invoke(merge_vectors_cmd, [str(tmp_path / "m2"), str(dirs[0])])
     assert bad.exit_code == 2 and "missing shard(s) 2/2" in bad.output
+
+
+def test_cli_embed_images_shards_merge_to_the_unsharded_set(tmp_path: Path) -> None:
+    from toolkit.cli.main import cli
+
+    root = tmp_path / "data"
+    generate_sample(root, 6, seed=1, image_size=SIZE)
+    base = ["embed-images", str(root), "--encoder", "pixels", "--workers", "0", "--no-malloc-tuning"]
+    runner = CliRunner()
+    assert runner.invoke(cli, [*base[:2], str(tmp_path / "whole"), *base[2:]]).exit_code == 0
+    for i in (1, 2):
+        r = runner.invoke(cli, [*base[:2], str(tmp_path / f"s{i}"), *base[2:], "--shard", f"{i}/2"])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["merge-vectors", str(tmp_path / "m"), str(tmp_path / "s1"), str(tmp_path / "s2")])
+    assert r.exit_code == 0, r.output
+    a, b = load_vector_set(tmp_path / "whole"), load_vector_set(tmp_path / "m")
+    assert (
+        a.ids == b.ids and np.array_equal(np.asarray(a.vectors), np.asarray(b.vectors)) and a.meta == b.meta
+    )
+    bad = runner.invoke(cli, [*base[:2], str(tmp_path / "x"), *base[2:], "--shard", "3/2"])
+    assert bad.exit_code == 2 and "1 <= I <= N" in bad.output

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit.device import resolve_device
 from toolkit.errors import ConfigError
 from toolkit.evaluation.metrics import pooled_metrics
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
@@ -51,7 +52,7 @@ class MappingConfig:
     val_pool: int = 1000
     val_draws: int = 5
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (toolkit.device.resolve_device)
 
     def __post_init__(self) -> None:
         checks = [
@@ -250,7 +251,7 @@ def train_mapping(
     n = train_text.shape[0]
     codes = None if train_groups is None else torch.from_numpy(group_codes(train_groups, n))
     emit = log or (lambda _msg: None)
-    device = torch.device(config.device)
+    device = torch.device(resolve_device(config.device))
 
     seed_everything(config.seed)
     model = build_model(train_text.shape[1], train_img.shape[1], config)

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.device import DEFAULT_DEVICE, resolve_device
 from toolkit.errors import ConfigError
 from toolkit.image.loading import DEFAULT_MAX_PIXELS
 from toolkit.rejects import RejectsWriter
+from toolkit.shards import extract_shard_features, parse_shard
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +25,13 @@ class ImageOptions:
     weights: str = "auto"
     image_size: int | None = None
     seed: int | None = None
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE
     batch_size: int = 32
     workers: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    #: ``"I/N"``: only the photos of shard I of N (by a stable hash of the step id), for merge-vectors
+    shard: str | None = None
 
     def __post_init__(self) -> None:
         from toolkit.image.encoders import available_encoders
@@ -43,6 +47,9 @@ class ImageOptions:
         positive("image_size", self.image_size, allow_none=True)
         positive("seed", self.seed, allow_none=True, minimum=0)
         positive("max_pixels", self.max_pixels)
+        resolve_device(self.device)
+        if self.shard is not None:
+            parse_shard(self.shard)
         names = available_encoders()
         if self.encoder not in names:
             raise ConfigError(f"unknown image encoder {self.encoder!r}; available: {', '.join(names)}")
@@ -59,7 +66,8 @@ class ImageOptions:
     def create_encoder(self) -> Any:
         from toolkit.image.encoders import create_encoder
 
-        return create_encoder(self.encoder, weights=self.weights, device=self.device, **self.encoder_kwargs())
+        device = resolve_device(self.device)
+        return create_encoder(self.encoder, weights=self.weights, device=device, **self.encoder_kwargs())
 
 
 @dataclass
@@ -87,10 +95,7 @@ def write_image_features(
     encoder = encoder or opts.create_encoder()
     message = getattr(encoder, "message", "")
     log.info("image encoder: %s (%d-d) %s", encoder.name, encoder.dim, message)
-    result = extract_features(
-        items,
-        encoder,
-        out_dir,
+    kwargs: dict[str, Any] = dict(
         batch_size=opts.batch_size,
         num_workers=opts.workers,
         rejects=rejects,
@@ -98,5 +103,11 @@ def write_image_features(
         overwrite=opts.overwrite,
         max_pixels=opts.max_pixels,
     )
+    if opts.shard is not None:
+        shard = parse_shard(opts.shard)
+        log.info("shard %s of the %d photos", shard, len(items))
+        result = extract_shard_features(items, shard, encoder, out_dir, **kwargs)
+    else:
+        result = extract_features(items, encoder, out_dir, **kwargs)
     log.info("image features: %d photos encoded, %d rejected", result.encoded, result.rejected)
     return ImageStage(result, encoder)
