@@ -42,6 +42,7 @@ class BuildOptions:
     image_size: int | None = None
     batch_size: int = 32
     workers: int = 1
+    backend: str | None = None  # image backend (None: $JRS_IMAGE_BACKEND or auto)
     w2v_min_count: int = 2
     w2v_epochs: int = 20
     w2v_seed: int = 0
@@ -137,7 +138,9 @@ def build(
         timings["step_vectors"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        encoder = create_encoder(opts.encoder, weights=opts.weights, **_encoder_options(opts))
+        encoder = create_encoder(
+            opts.encoder, weights=opts.weights, backend=opts.backend, **_encoder_options(opts)
+        )
         message = getattr(encoder, "message", "")
         log(f"image encoder: {encoder.name} ({encoder.dim}-d) {message}".rstrip())
         items = [(r.step_id, r.image) for r in steps if r.image is not None]

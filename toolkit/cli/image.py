@@ -75,6 +75,13 @@ def collect_image_items(root: Path, rejects: RejectsWriter) -> list[tuple[str, P
 @click.option("--seed", type=int, help="Seed for --weights random [0].")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
 @click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
+    default=None,
+    help="What the CNN runs on [$JRS_IMAGE_BACKEND or auto: the fastest installed backend verified "
+    "within cosine 0.999 of torch fp32; CUDA and plug-ins: torch].",
+)
+@click.option(
     "--max-pixels",
     default=40_000_000,
     show_default=True,
@@ -102,6 +109,7 @@ def embed_images_cmd(
     image_size: int | None,
     seed: int | None,
     device: str,
+    backend: str | None,
     max_pixels: int,
     rejects_path: Path | None,
     overwrite: bool,
@@ -132,7 +140,7 @@ def embed_images_cmd(
     with _Rejects(rejects_path) as rejects:
         try:
             items = collect_image_items(dataset_root, rejects)
-            encoder = create_encoder(encoder_name, weights=weights, device=device, **kw)
+            encoder = create_encoder(encoder_name, weights=weights, device=device, backend=backend, **kw)
             message = getattr(encoder, "message", "")
             if message:
                 click.echo(message, err=True)
@@ -155,6 +163,8 @@ def embed_images_cmd(
         "workers": workers,
         "encoder_weights": getattr(encoder, "weights_source", ""),
         "encoder_message": message,
+        "encoder_backend": getattr(encoder, "backend", "own"),
+        "encoder_precision": getattr(encoder, "precision", None),
         "rejects_total": total_rejects,
         "rejects_file": str(rejects_path) if rejects_path else None,
     }
@@ -164,7 +174,8 @@ def embed_images_cmd(
     state = "already up to date" if result.already_done else f"{result.seconds:.1f}s"
     click.echo(
         f"{result.encoded}/{result.total} photos encoded with {result.encoder} "
-        f"({out['encoder_weights']}, dim {result.dim}) into {out_dir} [{state}]"
+        f"({out['encoder_weights']}, dim {result.dim}, {out['encoder_backend']} {out['encoder_precision']}) "
+        f"into {out_dir} [{state}]"
     )
     if total_rejects:
         where = f" (see {rejects_path})" if rejects_path else ""
