@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def server(es_settings, built_model: Path, search_alias: str, sample_root: Path)
             match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
             if match:
                 break
+        # Keep reading the server's log: a pipe nobody reads fills up and then blocks the server.
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
         yield match.group(1)
     finally:
         proc.send_signal(signal.SIGINT)

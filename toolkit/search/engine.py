@@ -13,7 +13,7 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch
 
 from toolkit.errors import ToolkitError
 from toolkit.index.lifecycle import check_index_model
-from toolkit.model import SearchModel
+from toolkit.model import SearchModel, check_query_text
 from toolkit.search.fusion import rrf_fuse
 from toolkit.search.queries import (
     Filters,
@@ -106,7 +106,7 @@ class Searcher:
         return compose(base, [self.text_vector(p) for p in plus], [self.text_vector(m) for m in minus])
 
     def tokens(self, text: str) -> list[str]:
-        tokens = self.model.tokenizer.tokenize_all(text)
+        tokens = self.model.tokenizer.tokenize_all(check_query_text(text))
         if not tokens:
             raise ToolkitError(f"the query {text!r} has no searchable token")
         return tokens
