@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+QUALITY_MARKERS = ("<!-- quality:start -->", "<!-- quality:end -->")
 
 
 def _fmt(value: Any) -> str:
@@ -186,12 +187,13 @@ def render_markdown(results: dict[str, Any], keys: list[tuple[str, str, str, str
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the text between the bench markers in ``readme`` with ``table``."""
+def update_readme(readme: Path, table: str, markers: tuple[str, str] = (START, END)) -> None:
+    """Replace the text between the ``markers`` (default: the bench markers) in ``readme`` with ``table``."""
+    start, end = markers
     text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} ... {END} markers")
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} markers")
     new = re.sub(
-        re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{table}{END}", text, flags=re.S
+        re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{table}{end}", text, flags=re.S
     )
     readme.write_text(new, encoding="utf-8")

@@ -149,6 +149,38 @@ def test_search_page_in_chromium(
     assert hits[0]["step_id"] == doc["step_id"] and hits[0]["score"] > 0.99
     _screenshot(page, tmp_path / "photo.png")
 
+    # recipe-level results: one section per recipe, its best steps inside
+    page.check("#group")
+    page.wait_for_selector('#results[data-mode="knn"][data-grouped="1"][data-count="6"]:not([aria-busy])')
+    sections = page.eval_on_selector_all(
+        "#results section.recipe",
+        "ss => ss.map(s => ({id: s.dataset.recipeId, steps: [...s.querySelectorAll('article.hit')].map(a => a.dataset.stepId)}))",
+    )
+    assert len(sections) == 6 and len({s["id"] for s in sections}) == 6
+    for s in sections:
+        docs = es.mget(index=search_alias, ids=s["steps"])["docs"]
+        assert 1 <= len(docs) <= 3 and {d["_source"]["recipe_id"] for d in docs} == {s["id"]}
+    page.uncheck("#group")
+    hits = _wait_results(page, "knn", 6)
+    assert page.eval_on_selector_all("#results section.recipe", "s => s.length") == 0
+
+    # the explanation: tokens, and each word's effect on the top hits
+    page.check("#explain")
+    page.wait_for_selector("#explanation table.contributions tr[data-word]")
+    words = page.eval_on_selector_all("#explanation tr[data-word]", "rs => rs.map(r => r.dataset.word)")
+    assert words and "玉葱" in page.inner_text("#explanation .tokens")
+    page.uncheck("#explain")
+    _wait_results(page, "knn", 6)
+
+    # more like these: pick two photos, search with their mean vector
+    chosen = [hits[0]["step_id"], hits[1]["step_id"]]
+    for step_id in chosen:
+        page.check(f'#results article.hit[data-step-id="{step_id}"] .pick')
+    page.click("#like")
+    liked = _wait_results(page, "like", 6)
+    assert not set(chosen) & {h["step_id"] for h in liked}
+    assert all(h["img"] > 0 for h in liked)
+
     # a query with no known word is reported on the page
     page.fill("#q", "ｘｙｚｚｙ")
     page.click("#go")
