@@ -12,6 +12,15 @@ from toolkit.device import DEVICE_HELP
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.stages.images import ImageOptions
 
+#: ``--backend`` of ``embed-images`` and ``build``.
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
+    default=ImageOptions.backend,
+    help="What the CNN runs on [$JRS_IMAGE_BACKEND or auto: the fastest installed backend verified "
+    "within cosine 0.999 of torch fp32; CUDA and plug-in encoders: torch].",
+)
+
 
 class _Rejects(RejectsWriter):
     """A rejects file, or (without one) warnings on stderr; counts either way."""
@@ -65,6 +74,7 @@ class _Rejects(RejectsWriter):
     default=None,
     help="I/N: encode only shard I of N (a stable hash of the step id); join the shards with merge-vectors.",
 )
+@backend_option
 @click.option(
     "--max-pixels",
     default=ImageOptions.max_pixels,
@@ -95,6 +105,7 @@ def embed_images_cmd(
     seed: int | None,
     device: str,
     shard: str | None,
+    backend: str | None,
     max_pixels: int,
     rejects_path: Path | None,
     overwrite: bool,
@@ -118,6 +129,7 @@ def embed_images_cmd(
         image_size=image_size,
         seed=seed,
         device=device,
+        backend=backend,
         batch_size=batch_size,
         workers=default_num_workers() if workers is None else workers,
         max_pixels=max_pixels,
@@ -143,6 +155,8 @@ def embed_images_cmd(
         "workers": workers,
         "encoder_weights": getattr(encoder, "weights_source", ""),
         "encoder_message": message,
+        "encoder_backend": getattr(encoder, "backend", "own"),
+        "encoder_precision": getattr(encoder, "precision", None),
         "rejects_total": total_rejects,
         "rejects_file": str(rejects_path) if rejects_path else None,
     }

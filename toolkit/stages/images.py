@@ -26,6 +26,7 @@ class ImageOptions:
     image_size: int | None = None
     seed: int | None = None
     device: str = DEFAULT_DEVICE
+    backend: str | None = None  # what the CNN runs on (None: $JRS_IMAGE_BACKEND or auto)
     batch_size: int = 32
     workers: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -50,6 +51,10 @@ class ImageOptions:
         resolve_device(self.device)
         if self.shard is not None:
             parse_shard(self.shard)
+        if self.backend is not None:
+            from toolkit.image.backends import check_backend
+
+            check_backend(self.backend)
         names = available_encoders()
         if self.encoder not in names:
             raise ConfigError(f"unknown image encoder {self.encoder!r}; available: {', '.join(names)}")
@@ -66,8 +71,13 @@ class ImageOptions:
     def create_encoder(self) -> Any:
         from toolkit.image.encoders import create_encoder
 
-        device = resolve_device(self.device)
-        return create_encoder(self.encoder, weights=self.weights, device=device, **self.encoder_kwargs())
+        return create_encoder(
+            self.encoder,
+            weights=self.weights,
+            device=resolve_device(self.device),
+            backend=self.backend,
+            **self.encoder_kwargs(),
+        )
 
 
 @dataclass
