@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import machine  # noqa: E402
 from toolkit.data.sample_variant import SampleVariant  # noqa: E402
 
 #: What every benchmark build uses unless a configuration overrides it: small, offline, CPU-cheap.
@@ -508,8 +509,16 @@ def table_rows(per_set: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapp
 
 def render_markdown(data: Mapping[str, Any]) -> str:
     """The quality table (``bench/results.md`` and the README): one row per dataset, configuration, method."""
+    m = data.get("machine", {})
+    where = (
+        f"Measured {m.get('measured', '?')} on {m.get('cpus')} cores ({m.get('cpu_model')}), load average "
+        f"{'/'.join(map(str, m.get('load_avg', [])))} at the end, in {data.get('seconds', 0) / 60:.1f} min. "
+        if m
+        else ""
+    )
     lines = [
-        "R@K and graded P@10 (share of the top 10 showing the query's main ingredient / method / both) in %, "
+        where
+        + "R@K and graded P@10 (share of the top 10 showing the query's main ingredient / method / both) in %, "
         "text -> photo over a photo-only gallery; `model` through Elasticsearch kNN (k=10, num_candidates 100), "
         "the other rows exact over the same gallery and queries.",
         "",
@@ -622,6 +631,7 @@ def main() -> None:
     print(table.markdown(), file=sys.stderr)
     result = table.to_dict()
     result["quick"] = args.quick
+    result["machine"] = {**machine(), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(json.dumps(result, ensure_ascii=False))
 
 
