@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import __version__
+from toolkit.atomic import write_json_atomic
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.model import MANIFEST, model_fingerprint
 from toolkit.rejects import RejectsWriter
@@ -223,8 +224,6 @@ def build(
         "best_epoch": mapping.result.best_epoch,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
-    (out / "evaluation.json").write_text(
-        json.dumps(evaluation, indent=2, ensure_ascii=False), encoding="utf-8"
-    )
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json_atomic(out / "evaluation.json", evaluation)
+    write_json_atomic(out / MANIFEST, manifest)
     return {**manifest, "evaluation": evaluation}

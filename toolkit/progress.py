@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def progress_bar(
@@ -14,4 +17,21 @@ def progress_bar(
 
     return tqdm(
         total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=leave
+    )
+
+
+def track(
+    iterable: Iterable[T],
+    enabled: bool,
+    desc: str,
+    unit: str,
+    *,
+    total: int | None = None,
+    leave: bool = True,
+) -> Any:
+    """``iterable`` with a progress bar (a tqdm) (see :func:`progress_bar`)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=leave
     )

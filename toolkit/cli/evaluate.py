@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -191,13 +190,12 @@ def _through_index(
     quiet: bool,
 ) -> tuple[Any, dict[str, Any]]:
     """The searcher over ``index`` and the held-out queries' figures through it."""
-    from tqdm import tqdm
-
     from toolkit.errors import ToolkitError
     from toolkit.es.client import make_client
     from toolkit.evaluation.held_out import recipe_labels
     from toolkit.evaluation.through_index import INDEX_MODES, evaluate_through_index, held_out_queries
     from toolkit.model import SearchModel
+    from toolkit.progress import progress_bar
     from toolkit.search.engine import Searcher
 
     root = dataset or Path(manifest["dataset"])
@@ -205,7 +203,7 @@ def _through_index(
         raise ToolkitError(f"dataset {root} has no recipes.jsonl; pass --dataset")
     queries = held_out_queries(root, int(manifest.get("split_seed", 0)))[:limit]
     searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
-    bar = tqdm(total=len(queries), unit="query", disable=not progress_enabled(quiet), file=sys.stderr)
+    bar = progress_bar(progress_enabled(quiet), "queries", "query", total=len(queries))
     try:
         result = evaluate_through_index(
             searcher,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -67,12 +66,11 @@ def index_cmd(
 
     Exit status: 0 when everything was indexed, 1 when records were rejected (see --rejects).
     """
-    from tqdm import tqdm
-
     from toolkit.es.client import make_client
     from toolkit.index.bulk import BulkOptions
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.index.template import VectorIndexOptions
+    from toolkit.progress import progress_bar
 
     es = make_client()
     opts = IndexOptions(
@@ -93,7 +91,7 @@ def index_cmd(
         restart=restart,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.rejects.jsonl")
-    bar = tqdm(unit="doc", desc="indexing", disable=not progress_enabled(quiet), file=sys.stderr)
+    bar = progress_bar(progress_enabled(quiet), "indexing", "doc")
     result = index_dataset(
         es,
         dataset_root,

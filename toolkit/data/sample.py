@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from toolkit.data import sample_grammar as grammar
 from toolkit.data.jsonl import RECIPES_FILE, write_recipes_jsonl
@@ -26,6 +25,7 @@ from toolkit.data.sample_grammar import paraphrase_step, step_labels
 from toolkit.data.sample_variant import SampleVariant
 from toolkit.data.schema import Ingredient, Recipe, Step
 from toolkit.errors import ConfigError
+from toolkit.progress import track
 
 __all__ = ["SampleSummary", "SampleVariant", "generate_sample", "make_recipe", "grammar", "step_labels"]
 
@@ -185,7 +185,7 @@ def generate_sample(
     start = time.perf_counter()
 
     def counted(recipes: Iterator[Recipe]) -> Iterator[Recipe]:
-        for recipe in tqdm(recipes, total=n_recipes, unit="recipe", disable=not progress, desc="sample"):
+        for recipe in track(recipes, progress, "sample", "recipe", total=n_recipes):
             counts["steps"] += len(recipe.steps)
             counts["photos"] += sum(1 for s in recipe.steps if s.image is not None)
             yield recipe

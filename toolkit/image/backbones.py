@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from toolkit.atomic import atomic_path
 from toolkit.errors import ConfigError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.encoders import register_encoder
@@ -225,23 +226,21 @@ def download_file(url: str, dest: Path, timeout: float | None = None) -> Path:
     """Download ``url`` to ``dest`` (atomically, checking torchvision's hash prefix in the name)."""
     if timeout is None:
         timeout = float(os.environ.get("JRS_DOWNLOAD_TIMEOUT", "20"))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    h = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, part.open("wb") as fh:
-            while chunk := resp.read(1 << 20):
-                h.update(chunk)
-                fh.write(chunk)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        part.unlink(missing_ok=True)
-        reason = getattr(e, "reason", e)
-        raise WeightsUnavailable(f"could not download {url}: {reason}") from e
     match = re.search(r"-([a-f0-9]{6,})\.", dest.name)
-    if match and not h.hexdigest().startswith(match.group(1)):
-        part.unlink(missing_ok=True)
-        raise WeightsUnavailable(f"downloaded {url} is corrupt (sha256 does not start with {match.group(1)})")
-    os.replace(part, dest)
+    h = hashlib.sha256()
+    with atomic_path(dest) as part:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, part.open("wb") as fh:
+                while chunk := resp.read(1 << 20):
+                    h.update(chunk)
+                    fh.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise WeightsUnavailable(f"could not download {url}: {reason}") from e
+        if match and not h.hexdigest().startswith(match.group(1)):
+            raise WeightsUnavailable(
+                f"downloaded {url} is corrupt (sha256 does not start with {match.group(1)})"
+            )
     return dest
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from toolkit.atomic import atomic_path, write_text_atomic
 from toolkit.errors import ModelDirError
 from toolkit.fingerprint import FingerprintMismatch, fingerprint
 from toolkit.mapping.towers import TwoTower
@@ -83,12 +84,9 @@ def save_mapping(
         "extra": extra_meta or {},
     }
     text = json.dumps(meta, ensure_ascii=False, indent=2, default=_json_default)  # fail before writing
-    tmp = d / (WEIGHTS + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(d / WEIGHTS)
-    tmp = d / (META + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(d / META)
+    with atomic_path(d / WEIGHTS) as tmp:
+        torch.save(state, tmp)
+    write_text_atomic(d / META, text)
     return d
 
 

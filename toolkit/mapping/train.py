@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -17,12 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from toolkit.errors import ConfigError
 from toolkit.evaluation.metrics import pooled_metrics
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
 from toolkit.mapping.towers import ACTIVATIONS, NORMS, TwoTower, input_stats
+from toolkit.progress import track
+from toolkit.seeding import seed_everything
 
 LOSSES = ("infonce", "triplet")
 
@@ -122,12 +122,6 @@ class TrainResult:
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def build_model(text_dim: int, image_dim: int, config: MappingConfig) -> TwoTower:
@@ -265,21 +259,13 @@ def train_mapping(
     result = TrainResult(model=model, config=config)
     best_score: tuple[float, float] = (-1.0, -1.0)
     best_state, stale = None, 0
-    epochs = tqdm(
-        range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=None if progress else True
-    )
+    epochs = track(range(1, config.epochs + 1), progress, "epochs", "epoch")
     for epoch in epochs:
         start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         total_loss, batches = 0.0, 0
-        bar = tqdm(
-            range(0, n, config.batch_size),
-            desc=f"epoch {epoch}",
-            unit="batch",
-            leave=False,
-            disable=None if progress else True,
-        )
+        bar = track(range(0, n, config.batch_size), progress, f"epoch {epoch}", "batch", leave=False)
         for offset in bar:
             idx = order[offset : offset + config.batch_size]
             if idx.numel() < 2:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ConfigError, ToolkitError
-from toolkit.progress import progress_bar
+from toolkit.progress import track
 from toolkit.stages.read import StepRecord, check_split, steps_of_split
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,9 @@ def train_word2vec_model(
     train = steps_of_split(steps, "train")
     if not train:
         raise ToolkitError("no training-split steps to train Word2Vec on")
-    with progress_bar(progress, "tokenizing training steps", "step", total=len(train)) as bar:
-        sentences = []
-        for s in train:
-            sentences.append(tokenizer.tokenize(s.text))
-            bar.update(1)
+    sentences = [
+        tokenizer.tokenize(s.text) for s in track(train, progress, "tokenizing training steps", "step")
+    ]
     wv = train_word2vec(sentences, config, tokenizer_config=tokenizer.config)
     wv.save(out_dir)
     recipes = len({s.recipe_id for s in train})
@@ -103,10 +101,9 @@ def write_step_vectors(
     if not chosen:
         raise ConfigError(f"no steps to encode (split {split})")
     tokenizer = Tokenizer(wv.tokenizer_config)
-    with progress_bar(progress, "tokenizing steps", "step", total=len(chosen)) as bar:
-        result = step_vectors(
-            [s.step_id for s in chosen], [s.text for s in chosen], tokenizer, wv, progress=bar.update
-        )
+    result = step_vectors(
+        [s.step_id for s in chosen], [s.text for s in chosen], tokenizer, wv, progress=progress
+    )
     save_step_vectors(out_dir, result, wv, {"split": split, "split_seed": split_seed})
     log.info("step vectors: %d of %d steps -> %s", len(result.ids), len(chosen), out_dir)
     return result

@@ -216,13 +216,12 @@ def sample_sections(
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Search each query and render its grid; ``found_at`` is the rank of the query's own step, if any."""
-    from tqdm import tqdm
-
+    from toolkit.progress import track
     from toolkit.search.dispatch import search_text
     from toolkit.viz.grid import GridLayout, png_bytes, render_grid
 
     out = []
-    for text, own in tqdm(queries, desc="sample queries", unit="query", disable=not progress):
+    for text, own in track(queries, progress, "sample queries", "query"):
         try:
             result = search_text(searcher, text, mode, k)
         except ToolkitError as e:
