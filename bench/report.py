@@ -116,6 +116,7 @@ def _also_measured(r: dict[str, Any]) -> list[str]:
             f"* one index() per document (HNSW): {_fmt(nv.get('naive', {}).get('docs_per_s'))} docs/s, the "
             f"toolkit on the same documents {_fmt(nv.get('toolkit', {}).get('docs_per_s'))} docs/s"
         )
+    out += _image_lines(r.get("benchmarks", {}).get("image", {}))
     sr = r.get("benchmarks", {}).get("search", {})
     big = sr.get("large", {})
     if big:
@@ -133,6 +134,27 @@ def _also_measured(r: dict[str, Any]) -> list[str]:
             f"* search overhead p50 {_fmt(big.get('search_overhead_p50_ms'))} ms, of which query embedding "
             f"{_fmt(big.get('query_embed_p50_ms'))} ms; a plain HTTP client's overhead on the same request "
             f"(the floor) {_fmt(big.get('search_overhead_floor_p50_ms'))} ms"
+        )
+    return out
+
+
+def _image_lines(im: dict[str, Any]) -> list[str]:
+    """Photos/s per encoder and backend (files -> features on disk), with the load they were measured under."""
+    out = []
+    load = "/".join(map(str, im.get("machine", {}).get("load_avg", [])))
+    for key, label in (("lite0", "EfficientNet-Lite0"), ("resnet50", "ResNet-50 (random weights)")):
+        e = im.get(key)
+        if not e:
+            continue
+        per = ", ".join(
+            f"{b} {v['precision']} {_fmt(v['pipeline_per_s'])} (x{_fmt(v['speedup_vs_torch'])}, "
+            f"cos {v['min_cosine_to_torch_on_these_photos']:.5f})"
+            for b, v in e["backends"].items()
+        )
+        out.append(
+            f"* image, {label}, files → features photos/s ({im.get('n_images')} JPEGs 512x384, batch "
+            f"{im.get('batch_size')}, {im.get('threads')} threads, load average {load} at the start): {per}; "
+            f"default backend {e['default_backend']}"
         )
     return out
 

@@ -37,7 +37,7 @@ def _args(name: str, quick: bool, extra: dict[str, Any]) -> list[str]:
     if name == "text":
         return ["bench/bench_text.py", "--json", *q]
     if name == "image":
-        sizes = ["--images", "128"] if quick else ["--images", "384", "--no-sweep", "--no-untuned"]
+        sizes = ["--images", "128"] if quick else ["--images", "384"]
         return ["bench/bench_image.py", "--json", *q, *sizes]
     if name == "train":
         return ["bench/bench_train.py", "--json", *q]
@@ -135,6 +135,8 @@ def run(names: list[str], quick: bool, out_json: Path, keep: dict[str, Any] | No
 KEYS: list[tuple[str, str, str, str | None]] = [
     ("tokenize_ratio", "text", "toolkit tokenise+filter chars/s / raw fugashi", ">= 0.85"),
     ("step_vectors_per_s", "text", "step vectors averaged per second, 100k steps", ">= 1000000"),
+    ("image_speedup_lite0", "image", "EfficientNet-Lite0 files -> features, default backend / torch", ">= 4"),
+    ("image_speedup_resnet50", "image", "ResNet-50 files -> features, default backend / torch", ">= 2"),
     (
         "image_pipeline_ratio",
         "image",

@@ -43,6 +43,7 @@ class BuildOptions:
     image_size: int | None = ImageOptions.image_size
     image_seed: int | None = ImageOptions.seed
     device: str = ImageOptions.device
+    backend: str | None = ImageOptions.backend
     batch_size: int = ImageOptions.batch_size
     workers: int | None = ImageOptions.workers
     form: str = TokenizeOptions.form
@@ -88,6 +89,7 @@ class BuildOptions:
             image_size=self.image_size,
             seed=self.image_seed,
             device=self.device,
+            backend=self.backend,
             batch_size=self.batch_size,
             workers=self.workers,
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.cli.image import backend_option
 from toolkit.cli.options import default_from
 from toolkit.pipeline import BuildOptions
 from toolkit.stages.text import FORMS
@@ -40,6 +41,7 @@ def _table(result: dict) -> str:
 @click.option("--image-seed", type=int, default=None, help="Seed for --weights random [the encoder's].")
 @click.option("--batch-size", type=int, default=BuildOptions.batch_size, show_default=True)
 @click.option("--workers", type=int, default=None, help="DataLoader workers for photos [by core count].")
+@backend_option
 @click.option("--form", type=click.Choice(FORMS), default=BuildOptions.form, show_default=True)
 @click.option(
     "--stopwords",
@@ -70,6 +72,7 @@ def build_cmd(
     image_seed: int | None,
     batch_size: int,
     workers: int | None,
+    backend: str | None,
     form: str,
     stopwords_file: Path | None,
     min_count: int,
@@ -98,6 +101,7 @@ def build_cmd(
         image_seed=image_seed,
         batch_size=batch_size,
         workers=workers,
+        backend=backend,
         form=form,
         stopwords_file=stopwords_file,
         w2v_min_count=min_count,

@@ -200,7 +200,12 @@ def base_encoder(config: SimCLRConfig, device: str = "cpu") -> Any:
     """The encoder fine-tuning starts from (its fingerprint names the starting point)."""
     weights, _ = resolve_init(config.arch, config.init)
     enc = create_encoder(
-        config.arch, weights=weights, device=device, image_size=config.image_size, seed=config.seed
+        config.arch,
+        weights=weights,
+        device=device,
+        image_size=config.image_size,
+        seed=config.seed,
+        backend="torch",  # trained with autograd
     )
     if enc.name != config.arch or not isinstance(getattr(enc, "model", None), nn.Module):
         raise ConfigError(

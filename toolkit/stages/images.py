@@ -24,6 +24,7 @@ class ImageOptions:
     image_size: int | None = None
     seed: int | None = None
     device: str = "cpu"
+    backend: str | None = None  # what the CNN runs on (None: $JRS_IMAGE_BACKEND or auto)
     batch_size: int = 32
     workers: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -43,6 +44,10 @@ class ImageOptions:
         positive("image_size", self.image_size, allow_none=True)
         positive("seed", self.seed, allow_none=True, minimum=0)
         positive("max_pixels", self.max_pixels)
+        if self.backend is not None:
+            from toolkit.image.backends import check_backend
+
+            check_backend(self.backend)
         names = available_encoders()
         if self.encoder not in names:
             raise ConfigError(f"unknown image encoder {self.encoder!r}; available: {', '.join(names)}")
@@ -59,7 +64,13 @@ class ImageOptions:
     def create_encoder(self) -> Any:
         from toolkit.image.encoders import create_encoder
 
-        return create_encoder(self.encoder, weights=self.weights, device=self.device, **self.encoder_kwargs())
+        return create_encoder(
+            self.encoder,
+            weights=self.weights,
+            device=self.device,
+            backend=self.backend,
+            **self.encoder_kwargs(),
+        )
 
 
 @dataclass
