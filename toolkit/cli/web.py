@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import user_errors
+from toolkit.errors import ToolkitError
 
 
 @click.command("web")
@@ -43,7 +44,7 @@ def web_cmd(model_dir: Path, index: str, dataset_root: Path | None, host: str, p
     try:
         server = SearchServer(app, host, port)
     except OSError as e:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+        raise ToolkitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     if not _is_loopback(host):
         click.echo(
             f"warning: listening on {host}: anyone who can reach it can search and see the photos", err=True
