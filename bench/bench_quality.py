@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import machine  # noqa: E402
 from toolkit.data.sample_variant import SampleVariant  # noqa: E402
 
 #: What every benchmark build uses unless a configuration overrides it: small, offline, CPU-cheap.
@@ -58,7 +59,13 @@ METRIC_KEYS = ("R@1", "R@5", "R@10", "MedR", "P@10 main", "P@10 method", "P@10 b
 
 @dataclass(frozen=True)
 class QualitySet:
-    """One benchmark dataset: a training collection and a shifted gallery collection."""
+    """One benchmark dataset: a training collection and a shifted gallery collection.
+
+    ``gallery_seed_offset`` 0 makes the gallery share the training collection's world (the concepts
+    set: the same objects look the same in both); ``heldout_from`` marks gallery records from that index
+    on, and every one whose training twin was not in the training split, as never trained on: they get
+    rows of their own.
+    """
 
     name: str
     what: str
@@ -68,12 +75,39 @@ class QualitySet:
     train_recipes: int = 320
     gallery_recipes: int = 120
     shifted: bool = True
+    gallery_seed_offset: int = 1
+    heldout_from: int | None = None
+
+    @property
+    def gallery_seed(self) -> int:
+        return self.seed + self.gallery_seed_offset
 
     def with_seed(self, offset: int) -> QualitySet:
         return replace(self, seed=self.seed + 1000 * offset)
 
-    def scaled(self, train_recipes: int, gallery_recipes: int) -> QualitySet:
-        return replace(self, train_recipes=train_recipes, gallery_recipes=gallery_recipes)
+    def scaled(self, factor: float) -> QualitySet:
+        """Smaller (``--quick``): every count times ``factor``."""
+
+        def f(n: int) -> int:
+            return max(20, round(n * factor))
+
+        held = None if self.heldout_from is None else f(self.heldout_from)
+        return replace(
+            self,
+            train_recipes=f(self.train_recipes),
+            gallery_recipes=f(self.gallery_recipes),
+            heldout_from=held,
+        )
+
+    def key(self) -> str:
+        """A directory name that changes with anything that changes the generated data."""
+        import hashlib
+
+        spec = json.dumps(
+            [self.train.to_dict(), self.gallery.to_dict(), self.gallery_seed_offset], sort_keys=True
+        )
+        digest = hashlib.sha256(spec.encode()).hexdigest()[:8]
+        return f"{self.name}-s{self.seed}-{self.train_recipes}x{self.gallery_recipes}-{digest}"
 
 
 def _g(**kw: Any) -> SampleVariant:
@@ -82,8 +116,9 @@ def _g(**kw: Any) -> SampleVariant:
 
 DATASETS: tuple[QualitySet, ...] = (
     QualitySet("plain", "same generator, other recipes (no shift: the reference)", seed=101, shifted=False),
-    QualitySet("style", "gallery drawn in ink on cloth, warm palette", gallery=_g(style="ink", palette="warm",
-               background="cloth"), seed=102),
+    QualitySet("style", "trained on flat + mosaic drawings; gallery inked on cloth, warm palette",
+               train=SampleVariant(style="flat+mosaic"),
+               gallery=_g(style="ink", palette="warm", background="cloth"), seed=102),
     QualitySet("combos", "gallery only ingredient x method pairs never trained on",
                train=SampleVariant(combos="seen"), gallery=_g(combos="unseen"), seed=103),
     QualitySet("paraphrase", "gallery steps phrased otherwise (templates, endings, synonyms)",
@@ -94,10 +129,21 @@ DATASETS: tuple[QualitySet, ...] = (
                train=SampleVariant(combos="seen"),
                gallery=_g(style="soft", palette="cool", phrasing="paraphrase", combos="unseen", extra=0.3),
                seed=106),
+    QualitySet("concepts", "150 objects, one-line descriptions; styles flat + ink trained, soft gallery; "
+               "P@10 main = same colour, method = same shape",
+               train=SampleVariant(content="concepts", style="flat+ink"),
+               gallery=_g(content="concepts", style="soft"), seed=107, train_recipes=110,
+               gallery_recipes=150, gallery_seed_offset=0, heldout_from=110),
 )  # fmt: skip
-QUICK_DATASETS: tuple[QualitySet, ...] = tuple(
-    d.scaled(140, 60) for d in DATASETS if d.name in ("plain", "style", "mixed")
-)
+QUICK_NAMES = ("plain", "style", "mixed", "concepts")
+QUICK_FACTOR = 0.45
+
+
+def quick_datasets(sets: Iterable[QualitySet] = DATASETS) -> tuple[QualitySet, ...]:
+    return tuple(d.scaled(QUICK_FACTOR) for d in sets)
+
+
+QUICK_DATASETS: tuple[QualitySet, ...] = quick_datasets(d for d in DATASETS if d.name in QUICK_NAMES)
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -113,41 +159,67 @@ def _generate(root: Path, n: int, seed: int, variant: SampleVariant) -> Path:
 
 def prepare(dataset: QualitySet, work: Path) -> tuple[Path, Path]:
     """Generate (or reuse) the training and gallery collections of ``dataset`` under ``work``."""
-    key = f"{dataset.name}-s{dataset.seed}-{dataset.train_recipes}x{dataset.gallery_recipes}"
+    key = dataset.key()
     train = _generate(work / key / "train", dataset.train_recipes, dataset.seed, dataset.train)
-    gallery = _generate(work / key / "gallery", dataset.gallery_recipes, dataset.seed + 1, dataset.gallery)
+    gallery = _generate(
+        work / key / "gallery", dataset.gallery_recipes, dataset.gallery_seed, dataset.gallery
+    )
     return train, gallery
 
 
 @dataclass
 class Gallery:
-    """The gallery's photo steps: ids, their step text (the query), labels and photo paths."""
+    """The gallery's photo steps: ids, their text (the query), labels, photo paths, never-trained flags."""
 
     ids: list[str]
     texts: list[str]
     labels: list[dict[str, Any]]
     photos: list[Path]
+    heldout: list[bool]
 
 
-def gallery_steps(root: Path, dataset: QualitySet) -> Gallery:
-    """Every step with a photo; labels (main ingredient, method) from the sentence its photo was drawn from."""
+def _never_trained(dataset: QualitySet, index: int, split_seed: int) -> bool:
+    from toolkit.data.sample import recipe_id_for
+    from toolkit.data.splits import split_of
+
+    if dataset.heldout_from is None:
+        return False
+    if index >= min(dataset.heldout_from, dataset.train_recipes):
+        return True
+    twin = recipe_id_for(index, dataset.train_recipes, dataset.train.id_prefix)
+    return split_of(twin, seed=split_seed) != "train"
+
+
+def gallery_steps(root: Path, dataset: QualitySet, split_seed: int = 0) -> Gallery:
+    """Every step with a photo. Recipe labels (main ingredient, method) come from the sentence its photo was
+    drawn from; concept labels from the record's tags (colour, shape)."""
     from toolkit.data.jsonl import iter_recipes
     from toolkit.data.sample import make_recipe, step_labels
+    from toolkit.evaluation.graded import tag_labels
     from toolkit.rejects import RejectsWriter
 
     n = dataset.gallery_recipes
-    out = Gallery([], [], [], [])
+    out = Gallery([], [], [], [], [])
     with RejectsWriter(None) as rejects:
         for index, recipe in enumerate(iter_recipes(root, rejects)):
-            _, plans = make_recipe(dataset.seed + 1, index, n, variant=dataset.gallery)
-            for step, plan in zip(recipe.steps, plans, strict=True):
+            if dataset.gallery.content == "concepts":
+                tags = tag_labels(recipe.tags)
+                labels = [{"main": tags.get("main"), "method": tags.get("method")}] * len(recipe.steps)
+            else:
+                _, plans = make_recipe(dataset.gallery_seed, index, n, variant=dataset.gallery)
+                labels = [
+                    {"main": lab["main"], "method": lab["method"]}
+                    for lab in (step_labels(p.text) for p in plans)
+                ]
+            held = _never_trained(dataset, index, split_seed)
+            for step, lab in zip(recipe.steps, labels, strict=True):
                 if not step.image:
                     continue
-                lab = step_labels(plan.text)
                 out.ids.append(recipe.step_id(step))
                 out.texts.append(step.text)
-                out.labels.append({"main": lab["main"], "method": lab["method"]})
+                out.labels.append(lab)
                 out.photos.append(root / step.image)
+                out.heldout.append(held)
     return out
 
 
@@ -156,14 +228,10 @@ def gallery_steps(root: Path, dataset: QualitySet) -> Gallery:
 
 def training_pairs(model_dir: Path, split_seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The model's own training and validation pairs (step vectors, backbone features) by split."""
-    from toolkit.data.splits import split_of
-    from toolkit.vectorset import align, load_vector_set
+    from toolkit.evaluation.held_out import model_pairs
 
-    ids, text, image = align(
-        load_vector_set(model_dir / "step_vectors"), load_vector_set(model_dir / "image_features")
-    )
-    splits = np.array([split_of(i.split(":", 1)[0], seed=split_seed) for i in ids])
-    return {s: (np.asarray(text[splits == s]), np.asarray(image[splits == s])) for s in ("train", "val")}
+    pairs = model_pairs(model_dir, split_seed)
+    return {s: (pairs[s].text, pairs[s].image) for s in ("train", "val")}
 
 
 def photo_features(model: Any, photos: Sequence[Path], batch: int = 64) -> np.ndarray:
@@ -180,39 +248,45 @@ def photo_features(model: Any, photos: Sequence[Path], batch: int = 64) -> np.nd
     return np.concatenate(rows).astype(np.float32)
 
 
-def ranks_of_diagonal(scores: np.ndarray) -> np.ndarray:
-    """1-based rank of item ``q`` in row ``q`` of ``scores`` (ties count against it)."""
-    own = scores[np.arange(scores.shape[0]), np.arange(scores.shape[0])]
-    return (scores > own[:, None]).sum(axis=1) + 1
+@dataclass
+class Ranking:
+    """Per query (in query order): the 1-based rank of its own photo (top-k only: ``K + 1`` beyond), its
+    exact full rank, and the labels of its top ``K`` hits."""
+
+    top_ranks: np.ndarray
+    full_ranks: np.ndarray
+    hit_labels: list[list[dict[str, Any]]]
+
+    def row(
+        self, select: np.ndarray, q_labels: list[dict[str, Any]], g_labels: list[dict[str, Any]]
+    ) -> dict[str, float]:
+        from toolkit.evaluation.graded import graded_precision
+
+        idx = np.flatnonzero(select)
+        graded = graded_precision([q_labels[i] for i in idx], [self.hit_labels[i] for i in idx], g_labels, K)
+        out = {f"R@{k}": float(np.mean(self.top_ranks[idx] <= k)) for k in (1, 5, 10)}
+        out["MedR"] = float(np.median(self.full_ranks[idx]))
+        return out | {f"P@10 {c}": graded[c] for c in ("main", "method", "both")}
 
 
-def metrics_from(ranks: np.ndarray, graded: Mapping[str, Any]) -> dict[str, float]:
-    out = {f"R@{k}": float(np.mean(ranks <= k)) for k in (1, 5, 10)}
-    out["MedR"] = float(np.median(ranks))
-    for c in ("main", "method", "both"):
-        out[f"P@10 {c}"] = graded[c]
-    return out
-
-
-def in_memory_row(
-    text_emb: np.ndarray,
-    image_emb: np.ndarray,
-    q_labels: list[dict[str, Any]],
-    g_labels: list[dict[str, Any]],
-) -> dict[str, float]:
-    """Exact ranking of the gallery by cosine (embeddings L2-normalised)."""
-    from toolkit.evaluation.graded import graded_from_scores
+def exact_ranking(text_emb: np.ndarray, image_emb: np.ndarray, g_labels: list[dict[str, Any]]) -> Ranking:
+    """Exact cosine ranking; query ``q``'s own photo is gallery row ``q`` (embeddings L2-normalised)."""
+    from toolkit.evaluation.graded import top_k_indices
 
     scores = text_emb @ image_emb.T
-    return metrics_from(ranks_of_diagonal(scores), graded_from_scores(scores, q_labels, g_labels, K))
+    n = scores.shape[0]
+    full = (scores > scores[np.arange(n), np.arange(n)][:, None]).sum(axis=1) + 1
+    top = top_k_indices(scores, K)
+    return Ranking(full, full, [[g_labels[j] for j in row] for row in top])
 
 
-def chance_row(n: int, graded: Mapping[str, Any]) -> dict[str, float]:
+def chance_row(n: int, q_labels: list[dict[str, Any]], g_labels: list[dict[str, Any]]) -> dict[str, float]:
+    from toolkit.evaluation.graded import graded_precision
+
+    graded = graded_precision(q_labels, [[] for _ in q_labels], g_labels, K)
     out = {f"R@{k}": min(1.0, k / n) for k in (1, 5, 10)}
     out["MedR"] = (n + 1) / 2
-    for c in ("main", "method", "both"):
-        out[f"P@10 {c}"] = graded[f"{c}_chance"]
-    return out
+    return out | {f"P@10 {c}": graded[f"{c}_chance"] for c in ("main", "method", "both")}
 
 
 # --- through Elasticsearch ------------------------------------------------------------------------
@@ -220,9 +294,9 @@ def chance_row(n: int, graded: Mapping[str, Any]) -> dict[str, float]:
 
 def through_index(
     es: Any, model_dir: Path, gallery_root: Path, gallery: Gallery, keep: np.ndarray
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Index the gallery (photo-only queries hit ``image_vector``), query each kept step's text by kNN."""
-    from toolkit.evaluation.graded import graded_precision
+) -> tuple[Ranking, list[str], dict[str, Any]]:
+    """Index the gallery with ``index_dataset`` and query each kept step's text by kNN (``Searcher.knn``:
+    photos only). Full ranks (for MedR) come from the exact ranking over the indexed vectors."""
     from toolkit.evaluation.through_index import indexed_photo_vectors
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.model import SearchModel
@@ -230,6 +304,7 @@ def through_index(
     from toolkit.search.queries import Filters, KnnParams
 
     name = f"bench-quality-{uuid.uuid4().hex[:10]}"
+    label_of = dict(zip(gallery.ids, gallery.labels, strict=True))
     with tempfile.TemporaryDirectory() as ckpt:
         opts = IndexOptions(index=name, checkpoint_dir=Path(ckpt))
         try:
@@ -239,36 +314,27 @@ def through_index(
             searcher = Searcher(es, SearchModel.load(model_dir), name)
             ids, vectors = indexed_photo_vectors(es, name)
             row_of = {i: r for r, i in enumerate(ids)}
-            label_of = dict(zip(gallery.ids, gallery.labels, strict=True))
             params, filters = KnnParams(K, 100), Filters()
-            es_ranks, exact_ranks, hit_labels = [], [], []
+            top_ranks, full_ranks, hit_labels = [], [], []
             t0 = time.perf_counter()
             for q in np.flatnonzero(keep):
                 vec = searcher.text_vector(gallery.texts[q])
                 hits = [h.step_id for h in searcher.knn(vec, params, filters).hits]
                 own = gallery.ids[q]
-                es_ranks.append(hits.index(own) + 1 if own in hits else K + 1)
+                top_ranks.append(hits.index(own) + 1 if own in hits else K + 1)
                 s = vectors @ vec
-                exact_ranks.append(int((s > s[row_of[own]]).sum()) + 1)
+                full_ranks.append(int((s > s[row_of[own]]).sum()) + 1)
                 hit_labels.append([label_of[h] for h in hits])
             query_s = time.perf_counter() - t0
         finally:
             es.options(ignore_status=404).indices.delete(index=name)
-    q_labels = [gallery.labels[q] for q in np.flatnonzero(keep)]
-    g_labels = [label_of[i] for i in ids]
-    graded = graded_precision(q_labels, hit_labels, g_labels, K)
-    es_r = np.asarray(es_ranks)
-    row = {f"R@{k}": float(np.mean(es_r <= k)) for k in (1, 5, 10)}
-    row["MedR"] = float(np.median(exact_ranks))  # beyond the top 10: exact ranks over the indexed vectors
-    row |= {f"P@10 {c}": graded[c] for c in ("main", "method", "both")}
     facts = {
         "indexed_photos": len(ids),
         "index_s": round(index_s, 1),
-        "query_ms": round(1000 * query_s / max(1, len(es_ranks)), 1),
+        "query_ms": round(1000 * query_s / max(1, len(top_ranks)), 1),
         "docs": loaded.get("count"),
-        "exact_R@10": float(np.mean(np.asarray(exact_ranks) <= K)),
     }
-    return row, facts
+    return Ranking(np.asarray(top_ranks), np.asarray(full_ranks), hit_labels), ids, facts
 
 
 # --- one dataset, one configuration ---------------------------------------------------------------
@@ -279,7 +345,6 @@ def evaluate_config(
 ) -> dict[str, Any]:
     """Build on the training collection with ``options`` and measure every row on the gallery."""
     from toolkit.evaluation.baselines import random_towers
-    from toolkit.evaluation.graded import graded_precision
     from toolkit.evaluation.linear import linear_baselines
     from toolkit.model import SearchModel
     from toolkit.pipeline import BuildOptions, build
@@ -290,36 +355,45 @@ def evaluate_config(
     manifest = build(train_root, model_dir, opts)
     build_s = time.perf_counter() - t0
     model = SearchModel.load(model_dir)
-    gallery = gallery_steps(gallery_root, dataset)
+    gallery = gallery_steps(gallery_root, dataset, opts.split_seed)
     text_x, ok = model.text_features(gallery.texts)
     image_x = photo_features(model, gallery.photos)
-    rows: dict[str, dict[str, float]] = {}
-    rows["model"], facts = through_index(es, model_dir, gallery_root, gallery, ok)
+    rankings: dict[str, Ranking] = {}
+    rankings["model"], indexed_ids, facts = through_index(es, model_dir, gallery_root, gallery, ok)
 
-    # every in-memory row ranks the same gallery (every photo) for the same queries (a known word)
-    q_labels = [gallery.labels[q] for q in np.flatnonzero(ok)]
-    mapping = model.mapping.model
-    diag_text = text_x[ok]
-    # the query's own photo must sit on the diagonal: reorder the gallery so that kept queries come first
+    # every in-memory ranking: the same gallery (every photo) for the same queries (those with a known word);
+    # the gallery is reordered so that query q's own photo is row q
     order = np.concatenate([np.flatnonzero(ok), np.flatnonzero(~ok)])
     gal_x = image_x[order]
     g_labels = [gallery.labels[i] for i in order]
-
-    def row(t: np.ndarray, g: np.ndarray) -> dict[str, float]:
-        return in_memory_row(t, g, q_labels, g_labels)
-
-    rows["model (exact)"] = row(mapping.embed_text(diag_text), mapping.embed_image(gal_x))
+    q_text = text_x[ok]
+    mapping = model.mapping.model
+    rankings["model (exact)"] = exact_ranking(
+        mapping.embed_text(q_text), mapping.embed_image(gal_x), g_labels
+    )
     pairs = training_pairs(model_dir, opts.split_seed)
     fitted = linear_baselines(*pairs["train"], *pairs["val"])
     for name, lin in fitted.items():
-        rows[name] = row(lin.embed_text(diag_text), lin.embed_image(gal_x))
-    stats = mapping.get_input_stats()
-    untrained = random_towers(mapping.arch(), seed=0, stats=stats)
-    rows["untrained towers"] = row(untrained.embed_text(diag_text), untrained.embed_image(gal_x))
-    graded_chance = graded_precision(q_labels, [[] for _ in q_labels], g_labels, K)
-    rows["chance"] = chance_row(len(g_labels), graded_chance)
+        rankings[name] = exact_ranking(lin.embed_text(q_text), lin.embed_image(gal_x), g_labels)
+    untrained = random_towers(mapping.arch(), seed=0, stats=mapping.get_input_stats())
+    rankings["untrained towers"] = exact_ranking(
+        untrained.embed_text(q_text), untrained.embed_image(gal_x), g_labels
+    )
+
+    q_labels = [gallery.labels[i] for i in np.flatnonzero(ok)]
+    held = np.asarray(gallery.heldout, dtype=bool)[ok]
+    subsets = {"all": np.ones(len(q_labels), dtype=bool)}
+    if held.any():
+        subsets["never trained"] = held
+    tables: dict[str, dict[str, dict[str, float]]] = {}
+    for subset, select in subsets.items():
+        chosen = [q_labels[i] for i in np.flatnonzero(select)]
+        tables[subset] = {name: r.row(select, q_labels, g_labels) for name, r in rankings.items()}
+        tables[subset]["chance"] = chance_row(len(g_labels), chosen, g_labels)
     return {
-        "rows": rows,
+        "rows": tables["all"],
+        "subsets": {k: v for k, v in tables.items() if k != "all"},
+        "subset_queries": {k: int(v.sum()) for k, v in subsets.items()},
         "queries": int(ok.sum()),
         "queries_no_known_word": int((~ok).sum()),
         "gallery_photos": len(g_labels),
@@ -328,6 +402,7 @@ def evaluate_config(
         "linear": {name: lin.describe() for name, lin in fitted.items()},
         "build_s": round(build_s, 1),
         "best_epoch": manifest.get("best_epoch"),
+        "exact_R@10": float(np.mean(rankings["model"].full_ranks <= K)),
         **facts,
     }
 
@@ -344,12 +419,12 @@ class QualityTable:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Per configuration and dataset: model R@10, best linear R@10, their difference and P@10."""
+        """Per configuration and dataset (and subset, e.g. ``concepts/never trained``): model R@10, best
+        linear R@10, their difference and P@10."""
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for config, per_set in self.results.items():
             out[config] = {}
-            for name, res in per_set.items():
-                rows = res["rows"]
+            for name, rows in table_rows(per_set):
                 linear = max(("cca", "ridge"), key=lambda m: rows[m]["R@10"])
                 out[config][name] = {
                     "model_R@10": rows["model"]["R@10"],
@@ -372,6 +447,9 @@ class QualityTable:
                     f"word left out), gallery {res['gallery_photos']} photos, {res['train_pairs']} train pairs"
                 )
                 lines.append(_text_table(res["rows"]))
+                for subset, rows in res.get("subsets", {}).items():
+                    lines.append(f"-- {name}, {res['subset_queries'][subset]} queries of {subset} records")
+                    lines.append(_text_table(rows))
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -385,7 +463,7 @@ class QualityTable:
         per_set = summary[config or next(iter(summary))]
         shifted = {d["name"] for d in self.datasets if d.get("shifted")}
         r10 = [s["model_R@10"] for n, s in per_set.items() if n in shifted]
-        main = [s["model_P@10_main"] for n, s in per_set.items() if n in shifted]
+        main = [s["model_P@10_main"] for n, s in per_set.items() if n in shifted and "concepts" not in n]
         points = [s["points_over_linear"] for s in per_set.values()]
         return {
             "quality_points_over_linear_min": round(min(points), 2) if points else None,
@@ -420,10 +498,27 @@ def _text_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(fmt)
 
 
+def table_rows(per_set: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """``(name, rows)`` of every dataset and then its subsets (``concepts/never trained``)."""
+    out: list[tuple[str, Mapping[str, Any]]] = []
+    for name, res in per_set.items():
+        out.append((name, res["rows"]))
+        out += [(f"{name}/{subset}", rows) for subset, rows in res.get("subsets", {}).items()]
+    return out
+
+
 def render_markdown(data: Mapping[str, Any]) -> str:
     """The quality table (``bench/results.md`` and the README): one row per dataset, configuration, method."""
+    m = data.get("machine", {})
+    where = (
+        f"Measured {m.get('measured', '?')} on {m.get('cpus')} cores ({m.get('cpu_model')}), load average "
+        f"{'/'.join(map(str, m.get('load_avg', [])))} at the end, in {data.get('seconds', 0) / 60:.1f} min. "
+        if m
+        else ""
+    )
     lines = [
-        "R@K and graded P@10 (share of the top 10 showing the query's main ingredient / method / both) in %, "
+        where
+        + "R@K and graded P@10 (share of the top 10 showing the query's main ingredient / method / both) in %, "
         "text -> photo over a photo-only gallery; `model` through Elasticsearch kNN (k=10, num_candidates 100), "
         "the other rows exact over the same gallery and queries.",
         "",
@@ -431,9 +526,9 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for config, per_set in data.get("results", {}).items():
-        for name, res in per_set.items():
+        for name, rows in table_rows(per_set):
             for method in ("model", "cca", "ridge", "untrained towers", "chance"):
-                r = res["rows"].get(method)
+                r = rows.get(method)
                 if r is None:
                     continue
                 cells = " | ".join(_cell(k, r.get(k)) for k in METRIC_KEYS)
@@ -506,7 +601,7 @@ def _client() -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 small datasets (~2 min): for iterating")
+    parser.add_argument("--quick", action="store_true", help="4 small datasets (~2 min): for iterating")
     parser.add_argument(
         "--seeds", default="0", help="comma-separated seed offsets (each a new draw of every set)"
     )
@@ -525,7 +620,7 @@ def main() -> None:
         wanted = set(args.only.split(","))
         base = tuple(d for d in (*DATASETS,) if d.name in wanted)
         if args.quick:
-            base = tuple(d.scaled(140, 60) for d in base)
+            base = quick_datasets(base)
     sets = [d.with_seed(int(s)) if int(s) else d for s in args.seeds.split(",") for d in base]
     if len({(d.name, d.seed) for d in sets}) != len(sets):
         parser.error("duplicate seeds")
@@ -536,6 +631,7 @@ def main() -> None:
     print(table.markdown(), file=sys.stderr)
     result = table.to_dict()
     result["quick"] = args.quick
+    result["machine"] = {**machine(), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(json.dumps(result, ensure_ascii=False))
 
 

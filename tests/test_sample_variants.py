@@ -157,3 +157,49 @@ def test_cli_sample_data_variant_flags(tmp_path: Path):
     )
     bad = runner.invoke(sample_data, [str(tmp_path / "b"), *args, "--style", "oil"])
     assert bad.exit_code == 2 and "oil" in bad.output
+
+
+def test_concepts_collection(tmp_path: Path):
+    from toolkit.data.sample_concepts import COLOURS, NOUNS, SHAPES, concept
+
+    train = SampleVariant(content="concepts", style="flat+ink")
+    gallery = SampleVariant(content="concepts", style="soft", id_prefix="g")
+    generate_sample(tmp_path / "t", 12, seed=4, image_size=32, variant=train)
+    generate_sample(tmp_path / "g", 12, seed=4, image_size=32, variant=gallery)
+    assert validate_dataset(tmp_path / "t").ok and validate_dataset(tmp_path / "g").ok
+    records = list(iter_recipes(tmp_path / "t", RejectsWriter(None)))
+    twins = list(iter_recipes(tmp_path / "g", RejectsWriter(None)))
+    assert [r.title for r in records] == list(NOUNS[:12]) == [r.title for r in twins]
+    for r, g in zip(records, twins, strict=True):
+        c = concept(4, NOUNS.index(r.title))
+        assert r.tags == g.tags == (f"main:{c.colour}", f"method:{c.shape}", f"concept:{c.noun}")
+        for step in r.steps:
+            assert c.noun in step.text  # every description names the object
+        said = " ".join(s.text for s in r.steps)
+        assert COLOURS[c.colour][0] in said or SHAPES[c.shape] in said or c.pattern != "none"
+    assert len({concept(4, i) for i in range(len(NOUNS))}) == len(NOUNS)
+    with pytest.raises(ConfigError, match="at most"):
+        generate_sample(tmp_path / "x", len(NOUNS) + 1, variant=train)
+
+
+def test_concept_look_follows_its_colour():
+    from toolkit.data.sample_concepts import Concept, draw_concept
+
+    def mean_rgb(colour: str) -> np.ndarray:
+        c = Concept(0, "傘", "square", colour, "white", "none", 1, "big")
+        arrs = [
+            np.asarray(draw_concept(c, np.random.default_rng(s), 48, SampleVariant()), dtype=np.float64)
+            for s in range(12)
+        ]
+        return np.mean([a.reshape(-1, 3).mean(axis=0) for a in arrs], axis=0)
+
+    red, blue = mean_rgb("red"), mean_rgb("blue")
+    assert (red[0] - red[2]) - (blue[0] - blue[2]) > 20.0
+
+
+def test_mixed_styles_alternate_by_photo():
+    v = SampleVariant(style="flat+ink")
+    assert {v.photo_style(0, p).style for p in range(1, 5)} == {"flat", "ink"}
+    assert SampleVariant(style="soft").photo_style(3, 2).style == "soft"
+    with pytest.raises(ConfigError):
+        SampleVariant(style="flat+oil")

@@ -96,6 +96,8 @@ def make_recipe(
 def _build(job: tuple[str, int, int, int, int, float, SampleVariant]) -> Recipe:
     """Make recipe ``index`` and draw its photos under ``root`` (runs in worker processes)."""
     root, seed, index, n_recipes, image_size, photo_ratio, variant = job
+    if variant.content == "concepts":
+        return _build_concept(job)
     recipe, plans = make_recipe(seed, index, n_recipes, photo_ratio, variant)
     made_dir = False
     for step, plan in zip(recipe.steps, plans, strict=True):
@@ -106,8 +108,26 @@ def _build(job: tuple[str, int, int, int, int, float, SampleVariant]) -> Recipe:
             path.parent.mkdir(parents=True, exist_ok=True)
             made_dir = True
         rng = np.random.default_rng([seed, index, step.position])
-        path.write_bytes(step_photo_jpeg(plan.text, rng, image_size, variant))
+        path.write_bytes(
+            step_photo_jpeg(plan.text, rng, image_size, variant.photo_style(index, step.position))
+        )
     return recipe
+
+
+def _build_concept(job: tuple[str, int, int, int, int, float, SampleVariant]) -> Recipe:
+    """Concept ``index`` of a concepts collection, its drawings written under ``root``."""
+    from toolkit.data.sample_concepts import concept_photo_jpeg, make_concept_record
+
+    root, seed, index, n_recipes, image_size, photo_ratio, variant = job
+    record, c = make_concept_record(seed, index, n_recipes, photo_ratio, variant)
+    for step in record.steps:
+        if step.image is None:
+            continue
+        path = Path(root) / step.image
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng([seed, index, step.position, *variant.id_prefix.encode()])
+        path.write_bytes(concept_photo_jpeg(c, rng, image_size, variant.photo_style(index, step.position)))
+    return record
 
 
 def _check_args(n_recipes: int, seed: int, image_size: int, photo_ratio: float, workers: int) -> None:
@@ -142,6 +162,13 @@ def generate_sample(
     ``variant`` (default: none) draws or phrases the collection another way.
     """
     variant = variant or SampleVariant()
+    if variant.content == "concepts":
+        from toolkit.data.sample_concepts import NOUNS
+
+        if n_recipes > len(NOUNS):
+            raise ConfigError(
+                f"the concepts collection has at most {len(NOUNS)} concepts, asked for {n_recipes}"
+            )
     _check_args(n_recipes, seed, image_size, photo_ratio, workers)
     root = Path(root)
     out_file, images = root / RECIPES_FILE, root / IMAGES_DIR

@@ -5,13 +5,15 @@ thing away from it, so a model trained on one variant can be evaluated on a gall
 another way: the drawing ``style``, the colour ``palette``, the ``background`` set, the ``phrasing``
 of the step texts, an ``extra`` unnamed ingredient in some photos, and which ingredient x method
 ``combos`` appear (half of them are held out: ``seen`` generates only the other half, ``unseen`` only
-the held-out half).
+the held-out half). ``style`` may name several styles joined by ``+`` (``"flat+ink"``): the photos of a
+collection then alternate between them. ``content="concepts"`` writes another collection altogether: many
+distinct objects with one-line descriptions (:mod:`toolkit.data.sample_concepts`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from toolkit.errors import ConfigError
@@ -21,7 +23,7 @@ PALETTES = ("natural", "warm", "cool", "muted")
 BACKGROUNDS = ("kitchen", "cloth")
 PHRASINGS = ("plain", "paraphrase")
 COMBOS = ("all", "seen", "unseen")
-CONTENTS = ("recipes",)
+CONTENTS = ("recipes", "concepts")
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,12 @@ class SampleVariant:
     id_prefix: str = "r"
 
     def __post_init__(self) -> None:
+        for part in self.style.split("+"):
+            if part not in STYLES:
+                raise ConfigError(
+                    f"sample style must be one of {STYLES} (or several joined by +), got {self.style!r}"
+                )
         for name, value, allowed in (
-            ("style", self.style, STYLES),
             ("palette", self.palette, PALETTES),
             ("background", self.background, BACKGROUNDS),
             ("phrasing", self.phrasing, PHRASINGS),
@@ -61,6 +67,11 @@ class SampleVariant:
     def plain_photos(self) -> bool:
         """True when photos are drawn exactly as by the default generator."""
         return (self.style, self.palette, self.background, self.extra) == ("flat", "natural", "kitchen", 0.0)
+
+    def photo_style(self, index: int, position: int) -> SampleVariant:
+        """The variant a photo is drawn with: one of the ``+``-joined styles, alternating by photo."""
+        parts = self.style.split("+")
+        return self if len(parts) == 1 else replace(self, style=parts[(index + position) % len(parts)])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

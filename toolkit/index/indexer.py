@@ -149,6 +149,7 @@ def index_dataset(
         target = ckpt.index
         log(f"resuming the load into {target} after {ckpt.position} recipes")
         restore = {"index.refresh_interval": "1s", "index.number_of_replicas": opts.replicas}
+        lifecycle.ensure_content_hash(es, target)
         lifecycle.begin_load(es, target)
     else:
         if opts.index:
@@ -158,6 +159,7 @@ def index_dataset(
                 es.indices.create(index=target, **_template_body(es, target))
             else:
                 lifecycle.check_index_model(es, target, model.fingerprint)
+                lifecycle.ensure_content_hash(es, target)
         else:
             lifecycle.put_template(es, opts.alias, info, opts.vector_options, opts.replicas)
             target = lifecycle.create_version(es, opts.alias)
