@@ -16,6 +16,7 @@ Not measured here yet: ``jrs index`` at these sizes and the recall of hnsw/int8_
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,7 @@ def _stage_peaks(marks: list[list]) -> dict[str, float]:
 def measure(work: Path, steps: int, photo_size: int, pixels: int, threads: int, epochs: int) -> dict:
     root, gen_s = _dataset(work, steps, photo_size)
     out = work / f"model-{steps}"
+    shutil.rmtree(out, ignore_errors=True)  # a finished image stage would otherwise be reused, not measured
     # the child's own kernel peak (ru_maxrss) is not used: the meter resets the peak at every stage
     run = run_child(["-c", CHILD, str(root), str(out), str(pixels), str(threads), str(epochs)])
     child, wall = run.data, run.wall_s
