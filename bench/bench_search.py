@@ -60,7 +60,7 @@ def build_model(root: Path) -> tuple[Any, list[str]]:
         eval_draws=1,
         progress=False,
     )
-    build(root / "data", root / "model", options, log=lambda m: None)
+    build(root / "data", root / "model", options)
     with RejectsWriter(None) as rejects:
         texts = [s.text for r in iter_recipes(root / "data", rejects) for s in r.steps]
     return SearchModel.load(root / "model"), texts

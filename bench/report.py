@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+QUALITY_MARKERS = ("<!-- quality:start -->", "<!-- quality:end -->")
 
 
 def _fmt(value: Any) -> str:
@@ -115,6 +116,7 @@ def _also_measured(r: dict[str, Any]) -> list[str]:
             f"* one index() per document (HNSW): {_fmt(nv.get('naive', {}).get('docs_per_s'))} docs/s, the "
             f"toolkit on the same documents {_fmt(nv.get('toolkit', {}).get('docs_per_s'))} docs/s"
         )
+    out += _image_lines(r.get("benchmarks", {}).get("image", {}))
     sr = r.get("benchmarks", {}).get("search", {})
     big = sr.get("large", {})
     if big:
@@ -132,6 +134,27 @@ def _also_measured(r: dict[str, Any]) -> list[str]:
             f"* search overhead p50 {_fmt(big.get('search_overhead_p50_ms'))} ms, of which query embedding "
             f"{_fmt(big.get('query_embed_p50_ms'))} ms; a plain HTTP client's overhead on the same request "
             f"(the floor) {_fmt(big.get('search_overhead_floor_p50_ms'))} ms"
+        )
+    return out
+
+
+def _image_lines(im: dict[str, Any]) -> list[str]:
+    """Photos/s per encoder and backend (files -> features on disk), with the load they were measured under."""
+    out = []
+    load = "/".join(map(str, im.get("machine", {}).get("load_avg", [])))
+    for key, label in (("lite0", "EfficientNet-Lite0"), ("resnet50", "ResNet-50 (random weights)")):
+        e = im.get(key)
+        if not e:
+            continue
+        per = ", ".join(
+            f"{b} {v['precision']} {_fmt(v['pipeline_per_s'])} (x{_fmt(v['speedup_vs_torch'])}, "
+            f"cos {v['min_cosine_to_torch_on_these_photos']:.5f})"
+            for b, v in e["backends"].items()
+        )
+        out.append(
+            f"* image, {label}, files → features photos/s ({im.get('n_images')} JPEGs 512x384, batch "
+            f"{im.get('batch_size')}, {im.get('threads')} threads, load average {load} at the start): {per}; "
+            f"default backend {e['default_backend']}"
         )
     return out
 
@@ -164,12 +187,13 @@ def render_markdown(results: dict[str, Any], keys: list[tuple[str, str, str, str
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the text between the bench markers in ``readme`` with ``table``."""
+def update_readme(readme: Path, table: str, markers: tuple[str, str] = (START, END)) -> None:
+    """Replace the text between the ``markers`` (default: the bench markers) in ``readme`` with ``table``."""
+    start, end = markers
     text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} ... {END} markers")
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} markers")
     new = re.sub(
-        re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{table}{END}", text, flags=re.S
+        re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{table}{end}", text, flags=re.S
     )
     readme.write_text(new, encoding="utf-8")

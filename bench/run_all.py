@@ -5,8 +5,9 @@
 Every benchmark runs as its own process with ``--json`` (its human-readable lines go to stderr). The
 Elasticsearch benchmarks run first and share one node (``ES_URL``, or a dedicated local node ``bench`` started here with
 ``JRS_ES_HEAP``, default 3g, and stopped at the end). ``--quick`` is a smoke run on small sizes (its results
-go to ``bench/results.quick.json`` / ``.md`` so the committed full results stay). ``--update-readme``
-copies the table into README.md between the ``bench:start`` / ``bench:end`` markers.
+go to ``bench/results.quick.json`` / ``.md`` so the committed full results stay). ``--only`` keeps the other
+benchmarks' results already in the file and replaces just those it runs. ``--update-readme`` copies the tables
+into README.md between the ``bench:start`` / ``bench:end`` (and ``quality:start`` / ``quality:end``) markers.
 Benchmarks are never timed assertions: a missed goal is reported, not failed.
 """
 
@@ -23,12 +24,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, elasticsearch, machine, run_child  # noqa: E402
-from bench.report import render_markdown, update_readme  # noqa: E402
+from bench.report import QUALITY_MARKERS, render_markdown, update_readme  # noqa: E402
 
 CPU_BENCHES = ("text", "image", "train", "sample")
-ES_BENCHES = ("bulk", "search")
+ES_BENCHES = ("bulk", "search", "quality")
 #: run unless --only says otherwise (bench_sample.py measures the sample generator, not a stage in the table)
-DEFAULT = ("text", "image", "train", "bulk", "search")
+DEFAULT = ("text", "image", "train", "bulk", "search", "quality")
 
 
 def _args(name: str, quick: bool, extra: dict[str, Any]) -> list[str]:
@@ -36,7 +37,7 @@ def _args(name: str, quick: bool, extra: dict[str, Any]) -> list[str]:
     if name == "text":
         return ["bench/bench_text.py", "--json", *q]
     if name == "image":
-        sizes = ["--images", "128"] if quick else ["--images", "384", "--no-sweep", "--no-untuned"]
+        sizes = ["--images", "128"] if quick else ["--images", "384"]
         return ["bench/bench_image.py", "--json", *q, *sizes]
     if name == "train":
         return ["bench/bench_train.py", "--json", *q]
@@ -44,6 +45,8 @@ def _args(name: str, quick: bool, extra: dict[str, Any]) -> list[str]:
         return ["bench/bench_sample.py", "--json", *q]
     if name == "bulk":
         return ["bench/bench_bulk.py", "--json", "--keep", *q]
+    if name == "quality":
+        return ["bench/bench_quality.py", "--json", *q]
     if name == "search":
         kept = extra.get("kept", {})
         sizes = extra.get("sizes", {})
@@ -77,10 +80,16 @@ def save(results: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def run(names: list[str], quick: bool, out_json: Path) -> dict[str, Any]:
-    """Run ``names``; the results so far are saved to ``out_json`` after every benchmark."""
+def run(names: list[str], quick: bool, out_json: Path, keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run ``names``; the results so far are saved to ``out_json`` after every benchmark. ``keep`` (an
+    earlier results file) supplies the benchmarks not run now."""
     started = time.perf_counter()
     results: dict[str, Any] = {"machine_start": machine(), "quick": quick, "benchmarks": {}, "seconds": {}}
+    if keep and keep.get("quick") == quick:
+        results["benchmarks"] = {k: v for k, v in keep.get("benchmarks", {}).items() if k not in names}
+        results["seconds"] = {k: v for k, v in keep.get("seconds", {}).items() if k not in names}
+        if "elasticsearch" in keep:
+            results["elasticsearch"] = keep["elasticsearch"]
 
     def one(name: str, extra: dict[str, Any] | None = None) -> None:
         print(f"== {name}", file=sys.stderr, flush=True)
@@ -108,6 +117,8 @@ def run(names: list[str], quick: bool, out_json: Path) -> dict[str, Any]:
                     bulk = results["benchmarks"]["bulk"]
                 if "search" in names:
                     one("search", bulk)
+                if "quality" in names:
+                    one("quality")
             finally:
                 _cleanup(target.url, bulk.get("kept", {}))
                 if previous_url is None:
@@ -116,6 +127,11 @@ def run(names: list[str], quick: bool, out_json: Path) -> dict[str, Any]:
         one(name)
     results["machine_end"] = machine()
     results["total_s"] = round(time.perf_counter() - started, 1)
+    if keep:  # the header describes the run of the benchmarks kept; each new one records its own machine
+        results["total_s"] = round(sum(results["seconds"].values()), 1)
+        for key in ("machine_start", "machine_end", "elasticsearch"):
+            if key in keep:
+                results[key] = keep[key]
     results.update(headline(results["benchmarks"]))
     return results
 
@@ -124,6 +140,8 @@ def run(names: list[str], quick: bool, out_json: Path) -> dict[str, Any]:
 KEYS: list[tuple[str, str, str, str | None]] = [
     ("tokenize_ratio", "text", "toolkit tokenise+filter chars/s / raw fugashi", ">= 0.85"),
     ("step_vectors_per_s", "text", "step vectors averaged per second, 100k steps", ">= 1000000"),
+    ("image_speedup_lite0", "image", "EfficientNet-Lite0 files -> features, default backend / torch", ">= 4"),
+    ("image_speedup_resnet50", "image", "ResNet-50 files -> features, default backend / torch", ">= 2"),
     (
         "image_pipeline_ratio",
         "image",
@@ -140,12 +158,40 @@ KEYS: list[tuple[str, str, str, str | None]] = [
     ("bulk_peak_rss_mb_100k", "bulk", "peak RSS of a 100k-document bulk load", "<= 600"),
     ("bulk_peak_rss_mb_1m", "bulk", "peak RSS of a 1M-document bulk load", "<= 600"),
     ("train_epoch_s", "train", "mapping training seconds per epoch, 100k pairs", None),
+    (
+        "quality_points_over_linear_min",
+        "quality",
+        "text->photo R@10 of the model minus the best linear baseline (CCA/ridge), worst dataset, points",
+        ">= 5",
+    ),
+    (
+        "quality_r10_shifted_mean",
+        "quality",
+        "model R@10 through Elasticsearch, mean over the shifted sets",
+        None,
+    ),
+    (
+        "quality_p10_main_shifted_mean",
+        "quality",
+        "model P@10 same main ingredient, mean over the shifted sets",
+        None,
+    ),
 ]
 
 
 def headline(benchmarks: dict[str, Any]) -> dict[str, Any]:
     """The judged keys at the top level of results.json (None where a benchmark did not run)."""
     return {key: benchmarks.get(source, {}).get(key) for key, source, _, _ in KEYS}
+
+
+def quality_section(results: dict[str, Any]) -> str:
+    """The quality benchmark's table (empty when it did not run)."""
+    quality = results["benchmarks"].get("quality")
+    if not isinstance(quality, dict) or "results" not in quality:
+        return ""
+    from bench.bench_quality import render_markdown as quality_markdown
+
+    return quality_markdown(quality)
 
 
 def main() -> None:
@@ -160,14 +206,21 @@ def main() -> None:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     stem = "results.quick" if args.quick else "results"
     out_json, out_md = REPO / "bench" / f"{stem}.json", REPO / "bench" / f"{stem}.md"
-    results = run(names, args.quick, out_json)
+    keep = json.loads(out_json.read_text(encoding="utf-8")) if args.only and out_json.is_file() else None
+    results = run(names, args.quick, out_json, keep)
     save(results, out_json)
     table = render_markdown(results, KEYS)
-    out_md.write_text(table, encoding="utf-8")
+    quality = quality_section(results)
+    extra = f"\nRetrieval quality (`bench_quality.py`):\n\n{quality}" if quality else ""
+    out_md.write_text(table + extra, encoding="utf-8")
     print(table)
+    if quality:
+        print(quality)
     print(f"wrote {out_json.relative_to(REPO)} and {out_md.relative_to(REPO)} in {results['total_s']:.0f} s")
     if args.update_readme:
         update_readme(REPO / "README.md", table)
+        if quality:
+            update_readme(REPO / "README.md", quality, QUALITY_MARKERS)
         print("updated README.md")
 
 

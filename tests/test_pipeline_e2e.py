@@ -47,7 +47,7 @@ def test_word2vec_never_sees_the_test_split(sample_root: Path, tmp_path: Path) -
     with (root / "recipes.jsonl").open("a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     options = BuildOptions(encoder="pixels", mapping={"epochs": 2}, eval_draws=1, progress=False)
-    build(root, tmp_path / "model", options, log=lambda m: None)
+    build(root, tmp_path / "model", options)
     vocab = WordVectors.load(tmp_path / "model" / "word2vec").index
     assert "パプリカ" in vocab
     assert "ズッキーニ" not in vocab
@@ -76,11 +76,22 @@ def test_evaluate_prints_model_next_to_baselines(built_model: Path) -> None:
     res = CliRunner().invoke(cli, ["evaluate", str(built_model), "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert {"model_pooled", "model_full", "random_towers", "keyword_overlap", "chance"} <= set(
-        data["in_memory"]
-    )
+    ev = data["in_memory"]
+    assert {"model_pooled", "model_full", "random_towers", "keyword_overlap", "chance"} <= set(ev)
+    # linear baselines on the model's own training pairs, evaluated like the model
+    for name in ("cca", "ridge"):
+        pooled = ev[f"{name}_pooled"]["text_to_image"]
+        assert ev[f"{name}_full"]["n"] == ev["model_full"]["n"]
+        assert pooled["R@10"] > 2 * ev["chance"]["text_to_image"]["R@10"]  # a linear map learns the link too
+    # graded relevance from the sample data's main:/method: tags, above chance for the model
+    graded = ev["graded"]
+    assert {"model", "cca", "ridge", "chance"} <= set(graded)
+    assert graded["model"]["method"] > graded["chance"]["method"]
+    assert graded["model"]["main"] > graded["chance"]["main"]
     res = CliRunner().invoke(cli, ["evaluate", str(built_model)])
     assert "random towers" in res.stdout and "keyword overlap" in res.stdout
+    assert "linear CCA (1k pools)" in res.stdout and "linear ridge (whole split)" in res.stdout
+    assert "graded precision@10" in res.stdout
 
 
 def test_evaluate_through_the_index(built_model: Path, search_alias: str, es_settings) -> None:
@@ -90,7 +101,11 @@ def test_evaluate_through_the_index(built_model: Path, search_alias: str, es_set
     assert res.exit_code == 0, res.output
     through = json.loads(res.stdout)["through_index"]
     modes = through["modes"]
-    assert set(modes) == {"knn", "keyword", "hybrid", "rrf", "exact_knn"}
+    assert set(modes) == {"knn", "keyword", "hybrid", "rrf", "exact_knn", "cca_exact", "ridge_exact"}
+    assert set(through["graded"]) == set(modes)
+    for mode in ("knn", "cca_exact"):
+        g = through["graded"][mode]
+        assert g["method"] > g["method_chance"], (mode, g)
     assert through["queries"] + len(through["skipped_no_known_word"]) == 30
     assert 0.0 <= through["hnsw_recall@10"] <= 1.0
     # on a small index HNSW with num_candidates=100 is (nearly) exact

@@ -97,7 +97,7 @@ def test_plugin_encoder_indexes_and_searches_end_to_end(
     model_dir = tmp_path / "model"
     opts = BuildOptions(encoder="thumbnail", weights="none", workers=0, mapping={"epochs": 3}, eval_draws=1)
     opts.progress = False
-    manifest = build(sample_root, model_dir, opts, log=lambda m: None)
+    manifest = build(sample_root, model_dir, opts)
     enc = create_encoder("thumbnail")
     assert (
         manifest["encoder"]["name"] == "thumbnail" and manifest["encoder"]["fingerprint"] == enc.fingerprint

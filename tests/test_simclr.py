@@ -26,8 +26,8 @@ from toolkit.image.simclr import (
     load_result,
     train_simclr,
 )
-from toolkit.pipeline import read_steps
 from toolkit.rejects import RejectsWriter
+from toolkit.stages.read import photo_items, read_steps
 
 #: Tiny but real: ResNet-18 from random weights on 8 sample photos at 16 px, 10 steps of batch 8 (one chunk
 #: per view), mild augmentation so that a few steps show the loss falling.
@@ -58,8 +58,8 @@ def one_thread() -> Iterator[None]:
 
 def _photos(root: Path, n: int, split: str = "train") -> list[tuple[str, Path]]:
     with RejectsWriter(None) as rejects:
-        steps = read_steps(root, rejects, 0)
-    return [(r.step_id, r.image) for r in steps if r.image is not None and r.split == split][:n]
+        steps = read_steps(root, rejects)
+    return photo_items(steps, split)[:n]
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_fine_tuned_encoder_end_to_end(
     opts = BuildOptions(
         encoder="simclr", weights=str(run_dir), workers=0, mapping={"epochs": 3}, eval_draws=1, progress=False
     )
-    manifest = build(sample_root, model_dir, opts, log=lambda m: None)
+    manifest = build(sample_root, model_dir, opts)
     assert manifest["encoder"]["name"] == "simclr"
     assert manifest["encoder"]["fingerprint"] == load_result(run_dir).encoder_fingerprint
     assert manifest["encoder"]["weights"] == str((run_dir / "backbone.pt").resolve())

@@ -10,11 +10,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from toolkit.cli.mapping import evaluate_vectors_cmd, split_by_recipe, train_mapping_cmd
+from toolkit.cli.mapping import evaluate_vectors_cmd, train_mapping_cmd
+from toolkit.data.splits import split_of
 from toolkit.evaluation.baselines import chance_metrics, random_tower_metrics
 from toolkit.evaluation.metrics import pooled_metrics
 from toolkit.mapping.checkpoint import load_mapping
 from toolkit.mapping.train import MappingConfig, train_mapping, warmup_cosine
+from toolkit.stages.pairs import Pairs, split_pairs
 from toolkit.vectorset import save_vector_set
 
 TEXT_DIM, IMAGE_DIM = 300, 512
@@ -51,9 +53,8 @@ def data() -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("loss", ["infonce", "triplet"])
 def test_both_losses_learn_the_link(data: dict[str, np.ndarray], loss: str) -> None:
-    result = train_mapping(
-        data["tt"], data["ti"], data["vt"], data["vi"], small_config(loss=loss), progress=False
-    )
+    config = small_config(loss=loss, arch="mlp", init="random")  # learning from scratch
+    result = train_mapping(data["tt"], data["ti"], data["vt"], data["vi"], config, progress=False)
     model = result.model
     held_out = pooled_metrics(model.embed_text(data["vt"]), model.embed_image(data["vi"]), pool=500, draws=1)
     random = random_tower_metrics(
@@ -86,7 +87,7 @@ def test_early_stopping_when_validation_cannot_improve(data: dict[str, np.ndarra
     vt = np.repeat(data["vt"][:1], 20, axis=0)
     vi = np.repeat(data["vi"][:1], 20, axis=0)
     log: list[str] = []
-    config = small_config(epochs=10, patience=2)
+    config = small_config(epochs=10, patience=2, arch="mlp", init="random")
     result = train_mapping(data["tt"][:300], data["ti"][:300], vt, vi, config, progress=False, log=log.append)
     assert len(result.history) == 3 and result.best_epoch == 1 and result.stopped_early
     assert any("early stop" in line for line in log)
@@ -134,15 +135,17 @@ def test_warmup_cosine_schedule() -> None:
     assert warmup_cosine(10, 0)(0) == pytest.approx(1.0)
 
 
-def test_split_by_recipe_keeps_recipes_whole() -> None:
-    ids = [f"r{r}:{p}" for r in range(30) for p in range(4)]
-    train, val = split_by_recipe(ids, 0.1, seed=3)
-    recipes = lambda rows: {ids[r].split(":")[0] for r in rows}  # noqa: E731
-    assert len(recipes(val)) == 3 and not recipes(train) & recipes(val)
-    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(ids)))
-    assert (split_by_recipe(ids, 0.1, seed=3)[1] == val).all()
-    with pytest.raises(Exception, match="one recipe"):
-        split_by_recipe(["r1:0", "r1:1"])
+def test_split_pairs_is_the_seeded_hash_split_by_recipe() -> None:
+    ids = [f"r{r}:{p}" for r in range(60) for p in range(4)]
+    pairs = Pairs(ids, np.zeros((len(ids), 2)), np.zeros((len(ids), 3)), "w", "e")
+    parts = split_pairs(pairs, split_seed=3)
+    recipes = {name: {i.split(":")[0] for i in part.ids} for name, part in parts.items()}
+    assert all(split_of(r, seed=3) == name for name, rs in recipes.items() for r in rs)
+    assert not recipes["train"] & recipes["val"] and not recipes["val"] & recipes["test"]
+    assert sorted(i for part in parts.values() for i in part.ids) == sorted(ids)
+    assert all(len(part.ids) == 4 * len(recipes[name]) for name, part in parts.items())
+    assert split_pairs(pairs, split_seed=3)["val"].ids == parts["val"].ids
+    assert split_pairs(pairs, split_seed=4)["val"].ids != parts["val"].ids
 
 
 def _write_sets(
@@ -166,7 +169,8 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     res = CliRunner().invoke(train_mapping_cmd, [*args, "--loss", "triplet", "--quiet"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
-    assert report["train_pairs"] + report["val_pairs"] == 1199
+    assert report["train_pairs"] + report["val_pairs"] + report["test_pairs_left_out"] == 1199
+    assert 0 < report["test_pairs_left_out"] < report["val_pairs"] * 2 < report["train_pairs"]
     assert report["fingerprints"] == {"word2vec": "w2v-aaaa", "encoder": "enc-bbbb"}
     assert len(report["history"]) == 3
     loaded = load_mapping(out, expected={"word2vec": "w2v-aaaa", "encoder": "enc-bbbb"})
@@ -198,7 +202,7 @@ def test_cli_refuses_vectors_from_other_models(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     other_text, other_image = _write_sets(tmp_path, 100, seed=2, w2v="w2v-cccc")
     res = CliRunner().invoke(evaluate_vectors_cmd, [str(out), other_text, other_image])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert (
         "word2vec fingerprint mismatch" in res.output
         and "w2v-aaaa" in res.output
@@ -209,7 +213,7 @@ def test_cli_refuses_vectors_from_other_models(tmp_path: Path) -> None:
         train_mapping_cmd,
         [text_dir, image_dir, str(tmp_path / "m2"), "--val-text", other_text, "--val-image", other_image],
     )
-    assert res.exit_code == 1 and "word2vec fingerprint mismatch" in res.output
+    assert res.exit_code == 2 and "word2vec fingerprint mismatch" in res.output
     res = CliRunner().invoke(
         train_mapping_cmd, [text_dir, image_dir, str(tmp_path / "m3"), "--val-text", text_dir]
     )
@@ -225,9 +229,31 @@ def test_cli_names_bad_vectors(tmp_path: Path) -> None:
     res = CliRunner().invoke(
         train_mapping_cmd, [str(tmp_path / "t"), str(tmp_path / "i"), str(tmp_path / "m")]
     )
-    assert res.exit_code == 1 and "encoder_fingerprint" in res.output
+    assert res.exit_code == 2 and "encoder_fingerprint" in res.output
     save_vector_set(tmp_path / "i", ids, image, {"encoder_fingerprint": "e"})
     res = CliRunner().invoke(
         train_mapping_cmd, [str(tmp_path / "t"), str(tmp_path / "i"), str(tmp_path / "m")]
     )
-    assert res.exit_code == 1 and "r4:0" in res.output and "NaN or infinite" in res.output
+    assert res.exit_code == 2 and "r4:0" in res.output and "NaN or infinite" in res.output
+
+
+def test_default_cca_start_beats_chance_and_is_not_below_the_linear_baseline(
+    data: dict[str, np.ndarray],
+) -> None:
+    """The default towers start from the regularised CCA and keep it unless validation improves on it."""
+    from toolkit.mapping.cca import fit_cca
+
+    result = train_mapping(data["tt"], data["ti"], data["vt"], data["vi"], small_config(), progress=False)
+    model = result.model
+    r10 = pooled_metrics(model.embed_text(data["vt"]), model.embed_image(data["vi"]), pool=500, draws=1)
+    stats = model.get_input_stats()
+    t = (data["tt"] - stats["text_mean"]) / stats["text_std"]
+    i = (data["ti"] - stats["image_mean"]) / stats["image_std"]
+    plain = fit_cca(t, i, 32, shrinkage=1e-3, power=0.0)  # a plain linear CCA on the same pairs
+    vt = (data["vt"] - stats["text_mean"]) / stats["text_std"] @ plain.text_weight.T
+    vi = (data["vi"] - stats["image_mean"]) / stats["image_std"] @ plain.image_weight.T
+    linear = pooled_metrics(vt, vi, pool=500, draws=1)["text_to_image"]["R@10"]
+    model_r10 = r10["text_to_image"]["R@10"]
+    assert model_r10 >= 10 * chance_metrics(500)["R@10"]
+    assert model_r10 >= linear
+    assert result.best_epoch >= 0 and model.arch()["arch"] == "residual"

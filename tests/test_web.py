@@ -132,9 +132,32 @@ def test_upload_a_photo_finds_its_own_step(server: SearchServer, sample_root: Pa
     assert result["hits"][0]["score"] > 0.99
 
 
+def test_recipe_groups_explanations_and_more_like_these(server: SearchServer) -> None:
+    status, data = search(server, q=QUERY, mode="hybrid", k=4, group="recipe", per_group=2)
+    assert status == 200, data
+    groups = data["groups"]
+    assert len(groups) == 4 and len({g["recipe_id"] for g in groups}) == 4
+    assert all(1 <= len(g["steps"]) <= 2 and g["steps"][0]["score"] == g["score"] for g in groups)
+    assert [h["step_id"] for h in data["hits"]] == [g["steps"][0]["step_id"] for g in groups]
+    status, data = search(server, q=QUERY + " xyzzyq", mode="knn", k=3, explain=1)
+    assert status == 200, data
+    ex = data["explanation"]
+    assert ex["unknown"][0]["word"] == "xyzzyq" and ex["known"] and ex["contributions"]["method"] == "cosine"
+    assert any("xyzzyq" in n for n in data["notes"])
+    liked = [h["step_id"] for h in data["hits"][:2]]
+    status, data = search(server, like=liked, k=5)
+    assert status == 200 and data["mode"] == "like" and len(data["hits"]) == 5
+    assert not set(liked) & {h["step_id"] for h in data["hits"]}
+    status, data = search(server, like="nope:1")
+    assert status == 400 and "nope:1" in data["error"]
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
+        ({"q": QUERY, "group": "tag"}, "unknown group 'tag'"),
+        ({"q": QUERY, "group": "recipe", "per_group": "0"}, "per_group must be between 1 and 10"),
+        ({"q": QUERY, "explain": "maybe"}, "explain must be 1 or 0"),
         ({"q": QUERY, "mode": "sql"}, "unknown mode 'sql'"),
         ({"q": QUERY, "k": "0"}, "k must be between 1 and 100"),
         ({"q": QUERY, "k": "ten"}, "k must be a whole number"),

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def server(es_settings, built_model: Path, search_alias: str, sample_root: Path)
             match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
             if match:
                 break
+        # Keep reading the server's log: a pipe nobody reads fills up and then blocks the server.
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
         yield match.group(1)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -145,6 +148,38 @@ def test_search_page_in_chromium(
     hits = _wait_results(page, "image", 6)
     assert hits[0]["step_id"] == doc["step_id"] and hits[0]["score"] > 0.99
     _screenshot(page, tmp_path / "photo.png")
+
+    # recipe-level results: one section per recipe, its best steps inside
+    page.check("#group")
+    page.wait_for_selector('#results[data-mode="knn"][data-grouped="1"][data-count="6"]:not([aria-busy])')
+    sections = page.eval_on_selector_all(
+        "#results section.recipe",
+        "ss => ss.map(s => ({id: s.dataset.recipeId, steps: [...s.querySelectorAll('article.hit')].map(a => a.dataset.stepId)}))",
+    )
+    assert len(sections) == 6 and len({s["id"] for s in sections}) == 6
+    for s in sections:
+        docs = es.mget(index=search_alias, ids=s["steps"])["docs"]
+        assert 1 <= len(docs) <= 3 and {d["_source"]["recipe_id"] for d in docs} == {s["id"]}
+    page.uncheck("#group")
+    hits = _wait_results(page, "knn", 6)
+    assert page.eval_on_selector_all("#results section.recipe", "s => s.length") == 0
+
+    # the explanation: tokens, and each word's effect on the top hits
+    page.check("#explain")
+    page.wait_for_selector("#explanation table.contributions tr[data-word]")
+    words = page.eval_on_selector_all("#explanation tr[data-word]", "rs => rs.map(r => r.dataset.word)")
+    assert words and "玉葱" in page.inner_text("#explanation .tokens")
+    page.uncheck("#explain")
+    _wait_results(page, "knn", 6)
+
+    # more like these: pick two photos, search with their mean vector
+    chosen = [hits[0]["step_id"], hits[1]["step_id"]]
+    for step_id in chosen:
+        page.check(f'#results article.hit[data-step-id="{step_id}"] .pick')
+    page.click("#like")
+    liked = _wait_results(page, "like", 6)
+    assert not set(chosen) & {h["step_id"] for h in liked}
+    assert all(h["img"] > 0 for h in liked)
 
     # a query with no known word is reported on the page
     page.fill("#q", "ｘｙｚｚｙ")

@@ -1,4 +1,8 @@
-"""Errors the toolkit raises for users: each carries a message meant to be printed as is."""
+"""The toolkit's error family: each error carries a message meant to be printed as is.
+
+Every error a user can cause or fix is a :class:`ToolkitError`; the CLI prints its message (no traceback)
+and exits with the status of the table in the README ("Exit codes"; see :mod:`toolkit.cli.common`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ class ToolkitError(Exception):
     """Base class: a clear, user-facing failure (bad input, missing model, unreachable cluster)."""
 
 
-class ConfigError(ToolkitError):
-    """Invalid or missing configuration (flags, environment variables, files)."""
+class ConfigError(ToolkitError, ValueError):
+    """Invalid or missing configuration (flags, option dataclasses, environment variables, files)."""
 
 
 class ModelDirError(ToolkitError):

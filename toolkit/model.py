@@ -42,6 +42,13 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
     return json.loads((d / MANIFEST).read_text(encoding="utf-8"))
 
 
+def check_query_text(text: str | None) -> str:
+    """``text`` unchanged, or a clear error when it is empty or only white space."""
+    if text is None or not text.strip():
+        raise ToolkitError("the query is empty")
+    return text
+
+
 @dataclass
 class SearchModel:
     """Everything needed to turn text or photos into shared-space vectors."""
@@ -143,7 +150,8 @@ class SearchModel:
         return out, ok
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One query sentence -> shared-space vector; a clear error when no word is known."""
+        """One query sentence -> shared-space vector; a clear error when it is empty or no word is known."""
+        check_query_text(text)
         vec, ok = self.embed_texts([text])
         if not ok[0]:
             tokens = self.tokenizer.tokenize(text)

@@ -1,75 +1,118 @@
 """``jrs build``: every learning stage from a dataset root into a model directory.
 
-Stages (each also runs alone through its own command): read + split by recipe -> tokenise ->
-Word2Vec on the training split -> step vectors -> image features -> two-tower mapping on
-train/val pairs -> evaluation on the test split -> manifest with fingerprints.
+The stages are the functions of :mod:`toolkit.stages`, the same ones each stage's own command calls:
+read + split by recipe -> tokenise -> Word2Vec on the training split -> step vectors -> image features
+-> two-tower mapping on train/val pairs -> evaluation on the test split -> manifest with fingerprints.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from toolkit import __version__
-from toolkit.data.jsonl import iter_recipes
-from toolkit.data.paths import UnsafePathError, resolve_under_root
-from toolkit.data.splits import split_of
-from toolkit.errors import ToolkitError
+from toolkit.atomic import write_json_atomic
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.model import MANIFEST, model_fingerprint
 from toolkit.rejects import RejectsWriter
-from toolkit.vectorset import align, load_vector_set, save_vector_set
+from toolkit.stages.evaluate import EvaluateOptions
+from toolkit.stages.images import ImageOptions
+from toolkit.stages.read import ReadOptions, StepRecord, check_dataset_root, read_steps, split_counts
+from toolkit.stages.text import TokenizeOptions
+from toolkit.text.word2vec import Word2VecConfig
 
+__all__ = ["BuildOptions", "StepRecord", "build", "read_steps"]
 
-@dataclass
-class StepRecord:
-    step_id: str
-    recipe_id: str
-    split: str
-    text: str
-    image: Path | None
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class BuildOptions:
-    encoder: str = "resnet50"
-    weights: str = "auto"
-    image_size: int | None = None
-    batch_size: int = 32
-    workers: int = 1
-    w2v_min_count: int = 2
-    w2v_epochs: int = 20
-    w2v_seed: int = 0
-    split_seed: int = 0
+    """The options of every stage of :func:`build`; each default is the stage's own (one declaration).
+
+    ``mapping`` holds :class:`~toolkit.mapping.train.MappingConfig` fields (e.g. ``{"dim": 128}``).
+    Everything is validated on construction (:class:`ConfigError`), before any work starts.
+    """
+
+    encoder: str = ImageOptions.encoder
+    weights: str = ImageOptions.weights
+    image_size: int | None = ImageOptions.image_size
+    image_seed: int | None = ImageOptions.seed
+    device: str = ImageOptions.device
+    backend: str | None = ImageOptions.backend
+    batch_size: int = ImageOptions.batch_size
+    workers: int | None = ImageOptions.workers
+    form: str = TokenizeOptions.form
+    stopwords_file: Path | None = TokenizeOptions.stopwords_file
+    w2v_vector_size: int = Word2VecConfig.vector_size
+    w2v_window: int = Word2VecConfig.window
+    w2v_min_count: int = Word2VecConfig.min_count
+    w2v_epochs: int = Word2VecConfig.epochs
+    w2v_seed: int = Word2VecConfig.seed
+    split_seed: int = ReadOptions.split_seed
     mapping: dict[str, Any] = field(default_factory=dict)
-    eval_pool: int = 1000
-    eval_draws: int = 10
+    eval_pool: int = EvaluateOptions.pool
+    eval_draws: int = EvaluateOptions.draws
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.read_options()
+        self.tokenize_options()
+        self.word2vec_config()
+        self.image_options()
+        self.mapping_config()
+        self.evaluate_options()
 
-def read_steps(root: Path, rejects: RejectsWriter, split_seed: int) -> list[StepRecord]:
-    """All valid steps with their split and the real path of their photo (None when absent or unsafe)."""
-    out: list[StepRecord] = []
-    for recipe in iter_recipes(root, rejects, check_images=True):
-        split = split_of(recipe.recipe_id, seed=split_seed)
-        for step in recipe.steps:
-            image = None
-            if step.image:
-                try:
-                    image = resolve_under_root(root, step.image)
-                except UnsafePathError:
-                    image = None  # already reported by check_images
-            out.append(StepRecord(recipe.step_id(step), recipe.recipe_id, split, step.text, image))
-    return out
+    def read_options(self) -> ReadOptions:
+        return ReadOptions(split_seed=self.split_seed)
+
+    def tokenize_options(self) -> TokenizeOptions:
+        return TokenizeOptions(form=self.form, stopwords_file=self.stopwords_file)
+
+    def word2vec_config(self) -> Word2VecConfig:
+        return Word2VecConfig(
+            vector_size=self.w2v_vector_size,
+            window=self.w2v_window,
+            min_count=self.w2v_min_count,
+            epochs=self.w2v_epochs,
+            seed=self.w2v_seed,
+        )
+
+    def image_options(self) -> ImageOptions:
+        return ImageOptions(
+            encoder=self.encoder,
+            weights=self.weights,
+            image_size=self.image_size,
+            seed=self.image_seed,
+            device=self.device,
+            backend=self.backend,
+            batch_size=self.batch_size,
+            workers=self.workers,
+        )
+
+    def mapping_config(self) -> Any:
+        from toolkit.mapping.train import MappingConfig
+
+        try:
+            return MappingConfig(**self.mapping)
+        except TypeError as e:
+            raise ConfigError(f"bad mapping option: {e}") from e
+        except ValueError as e:
+            raise ConfigError(f"mapping: {e}") from e
+
+    def evaluate_options(self) -> EvaluateOptions:
+        return EvaluateOptions(pool=self.eval_pool, draws=self.eval_draws)
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
 
 
 def _keyword_baseline(
-    steps: list[StepRecord], test_ids: np.ndarray, tokenizer: Any, opts: BuildOptions
+    steps: list[StepRecord], test_ids: list[str], tokenizer: Any, opts: EvaluateOptions
 ) -> dict[str, Any]:
     """BM25 overlap between a held-out step's text and the text beside each photo (an oracle-ish
     text-only reference: a photo search has no such text); skipped when a step has no token."""
@@ -79,149 +122,110 @@ def _keyword_baseline(
     tokens = [tokenizer.tokenize_all(text_of[i]) for i in test_ids]
     if len(tokens) < 2 or not all(tokens):
         return {"note": "skipped: a held-out step has no token"}
-    return keyword_metrics(tokens, tokens, pool=opts.eval_pool, draws=opts.eval_draws)
-
-
-def _encoder_options(opts: BuildOptions) -> dict[str, Any]:
-    return {"image_size": opts.image_size} if opts.image_size else {}
+    return keyword_metrics(tokens, tokens, pool=opts.pool, draws=opts.draws)
 
 
 def build(
-    dataset_root: str | Path,
-    model_dir: str | Path,
-    options: BuildOptions | None = None,
-    log: Callable[[str], None] = print,
+    dataset_root: str | Path, model_dir: str | Path, options: BuildOptions | None = None
 ) -> dict[str, Any]:
-    """Run every stage; return the manifest (also written to ``model_dir/manifest.json``)."""
-    from toolkit.evaluation.baselines import chance_result, random_tower_metrics
-    from toolkit.evaluation.metrics import full_metrics, pooled_metrics
-    from toolkit.image.encoders import create_encoder, encoder_metadata
-    from toolkit.image.features import extract_features
-    from toolkit.mapping.checkpoint import save_mapping
-    from toolkit.mapping.train import MappingConfig, train_mapping
-    from toolkit.text.step_vectors import step_vectors
-    from toolkit.text.tokenizer import Tokenizer
-    from toolkit.text.word2vec import Word2VecConfig, train_word2vec
+    """Run every stage; return the manifest (also written to ``model_dir/manifest.json``) and the evaluation."""
+    from toolkit.evaluation.metrics import full_metrics
+    from toolkit.image.encoders import encoder_metadata
+    from toolkit.stages.evaluate import evaluate_mapping
+    from toolkit.stages.images import write_image_features
+    from toolkit.stages.mapping import train_mapping_model
+    from toolkit.stages.pairs import load_pairs, split_pairs
+    from toolkit.stages.read import photo_items
+    from toolkit.stages.text import train_word2vec_model, write_step_vectors
 
     opts = options or BuildOptions()
-    root, out = Path(dataset_root), Path(model_dir)
+    read_opts, tokenize_opts, w2v_config = (
+        opts.read_options(),
+        opts.tokenize_options(),
+        opts.word2vec_config(),
+    )
+    image_opts, mapping_config, eval_opts = (
+        opts.image_options(),
+        opts.mapping_config(),
+        opts.evaluate_options(),
+    )
+    root, out = check_dataset_root(dataset_root), Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+
     t = time.perf_counter()
     with RejectsWriter(out / "rejects.jsonl") as rejects:
-        steps = read_steps(root, rejects, opts.split_seed)
+        steps = read_steps(root, rejects, read_opts)
         if not steps:
             raise ToolkitError(f"no valid steps in {root}; see {out / 'rejects.jsonl'}")
-        counts = {s: sum(1 for r in steps if r.split == s) for s in ("train", "val", "test")}
-        log(f"read {len(steps)} steps ({counts}); {rejects.count} rejects so far")
+        log.info("read %d steps (%s); %d rejects so far", len(steps), split_counts(steps), rejects.count)
         timings["read"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        tokenizer = Tokenizer()
-        train_tokens = [tokenizer.tokenize(r.text) for r in steps if r.split == "train"]
-        w2v_config = Word2VecConfig(min_count=opts.w2v_min_count, epochs=opts.w2v_epochs, seed=opts.w2v_seed)
-        wv = train_word2vec(train_tokens, w2v_config, tokenizer_config=tokenizer.config)
-        wv.save(out / "word2vec")
-        log(f"word2vec: {len(wv)} words from {len(train_tokens)} training steps ({wv.fingerprint})")
+        w2v = train_word2vec_model(steps, out / "word2vec", w2v_config, tokenize_opts, progress=opts.progress)
+        wv = w2v.wv
         timings["word2vec"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        sv = step_vectors([r.step_id for r in steps], [r.text for r in steps], tokenizer, wv)
-        rejects.extend(sv.rejects)
-        save_vector_set(
-            out / "step_vectors",
-            list(sv.ids),
-            sv.vectors,
-            {"kind": "text", "word2vec_fingerprint": wv.fingerprint},
+        sv = write_step_vectors(
+            steps, wv, out / "step_vectors", split_seed=opts.split_seed, progress=opts.progress
         )
+        rejects.extend(sv.rejects)
         timings["step_vectors"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        encoder = create_encoder(opts.encoder, weights=opts.weights, **_encoder_options(opts))
-        message = getattr(encoder, "message", "")
-        log(f"image encoder: {encoder.name} ({encoder.dim}-d) {message}".rstrip())
-        items = [(r.step_id, r.image) for r in steps if r.image is not None]
-        feats = extract_features(
-            items,
-            encoder,
-            out / "image_features",
-            batch_size=opts.batch_size,
-            num_workers=opts.workers,
-            rejects=rejects,
-            progress=opts.progress,
+        images = write_image_features(
+            photo_items(steps), out / "image_features", image_opts, rejects=rejects, progress=opts.progress
         )
-        log(f"image features: {feats.encoded} photos encoded, {feats.rejected} rejected")
+        encoder = images.encoder
         timings["image_features"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    text_set = load_vector_set(out / "step_vectors")
-    image_set = load_vector_set(out / "image_features")
-    ids, text_x, image_x = align(text_set, image_set)
-    split_of_id = {r.step_id: r.split for r in steps}
-    recipe_of = np.array([i.split(":", 1)[0] for i in ids])
-    masks = {s: np.array([split_of_id[i] == s for i in ids], dtype=bool) for s in ("train", "val", "test")}
-    if masks["train"].sum() < 8 or masks["val"].sum() < 2:
-        raise ToolkitError(
-            f"too few text/photo pairs to train: {int(masks['train'].sum())} train, {int(masks['val'].sum())} val"
-        )
-    config = MappingConfig(**opts.mapping)
-    result = train_mapping(
-        text_x[masks["train"]],
-        image_x[masks["train"]],
-        text_x[masks["val"]],
-        image_x[masks["val"]],
-        config,
-        train_groups=recipe_of[masks["train"]],
-        progress=opts.progress,
-        log=log,
+    pairs = load_pairs(out / "step_vectors", out / "image_features")
+    parts = split_pairs(pairs, opts.split_seed)
+    mapping = train_mapping_model(
+        parts["train"], parts["val"], out / "mapping", mapping_config, overwrite=True, progress=opts.progress
     )
-    fps = {"word2vec": wv.fingerprint, "encoder": encoder.fingerprint}
-    save_mapping(out / "mapping", result.model, config, fps)
-    from toolkit.mapping.checkpoint import load_mapping
-
-    mapping_fp = load_mapping(out / "mapping", expected=fps).fingerprint
     timings["mapping"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    evaluation: dict[str, Any] = {"pairs": {s: int(m.sum()) for s, m in masks.items()}}
-    test = masks["test"] if masks["test"].sum() >= 2 else masks["val"]
-    evaluation["split"] = "test" if test is masks["test"] else "val (test split too small)"
-    tt = result.model.embed_text(text_x[test])
-    ti = result.model.embed_image(image_x[test])
-    evaluation["model_pooled"] = pooled_metrics(tt, ti, pool=opts.eval_pool, draws=opts.eval_draws, seed=0)
-    evaluation["model_full"] = full_metrics(tt, ti)
-    evaluation["random_towers"] = random_tower_metrics(
-        text_x[test], image_x[test], config, pool=opts.eval_pool, draws=opts.eval_draws
-    )
-    evaluation["keyword_overlap"] = _keyword_baseline(steps, np.asarray(ids)[test], tokenizer, opts)
-    evaluation["chance"] = chance_result(int(test.sum()), opts.eval_pool)
+    test = parts["test"] if len(parts["test"]) >= 2 else parts["val"]
+    ev = evaluate_mapping(mapping.model, test, eval_opts)
+    model = mapping.model
+    evaluation: dict[str, Any] = {
+        "pairs": {s: len(p) for s, p in parts.items()},
+        "split": "test" if test is parts["test"] else "val (test split too small)",
+        "model_pooled": ev["mapping"],
+        "model_full": full_metrics(model.embed_text(test.text), model.embed_image(test.image)),
+        "random_towers": ev["random_towers"],
+        "keyword_overlap": _keyword_baseline(steps, test.ids, tokenize_opts.tokenizer(), eval_opts),
+        "chance": ev["chance"],
+    }
     timings["evaluate"] = time.perf_counter() - t
 
     manifest = {
         "format": "jrs-model",
         "toolkit_version": __version__,
-        "fingerprint": model_fingerprint(wv.fingerprint, encoder.fingerprint, mapping_fp),
+        "fingerprint": model_fingerprint(wv.fingerprint, encoder.fingerprint, mapping.fingerprint),
         "word2vec_fingerprint": wv.fingerprint,
-        "mapping_fingerprint": mapping_fp,
-        "dims": int(config.dim),
+        "mapping_fingerprint": mapping.fingerprint,
+        "dims": int(mapping_config.dim),
         "text_dim": int(wv.dim),
         "encoder": {
             "name": encoder.name,
             "weights": getattr(encoder, "weights_spec", opts.weights),
-            "options": _encoder_options(opts),
+            "options": image_opts.encoder_kwargs(),
             "dim": int(encoder.dim),
             "fingerprint": encoder.fingerprint,
             **{k: v for k, v in encoder_metadata(encoder).items() if k == "encoder_weights"},
         },
         "dataset": str(root.resolve()),
         "split_seed": opts.split_seed,
-        "build_options": asdict(opts),
-        "history": result.history_dicts(),
-        "best_epoch": result.best_epoch,
+        "build_options": opts.to_json(),
+        "history": mapping.result.history_dicts(),
+        "best_epoch": mapping.result.best_epoch,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
-    (out / "evaluation.json").write_text(
-        json.dumps(evaluation, indent=2, ensure_ascii=False), encoding="utf-8"
-    )
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json_atomic(out / "evaluation.json", evaluation)
+    write_json_atomic(out / MANIFEST, manifest)
     return {**manifest, "evaluation": evaluation}

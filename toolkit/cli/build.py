@@ -8,6 +8,12 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.cli.image import backend_option
+from toolkit.cli.options import default_from
+from toolkit.pipeline import BuildOptions
+from toolkit.stages.text import FORMS
+
+CONFIG = "toolkit.mapping.train:MappingConfig"
 
 
 def _table(result: dict) -> str:
@@ -24,21 +30,36 @@ def _table(result: dict) -> str:
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--encoder",
-    default="resnet50",
+    default=BuildOptions.encoder,
     show_default=True,
     help="Image encoder (see `jrs encoders`); resnet50 with --weights auto falls back to efficientnet-lite0 offline.",
 )
-@click.option("--weights", default="auto", show_default=True, help="auto | imagenet | random | PATH.")
+@click.option(
+    "--weights", default=BuildOptions.weights, show_default=True, help="auto | imagenet | random | PATH."
+)
 @click.option("--image-size", type=int, default=None, help="Input size for the CNN (default: the encoder's).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="DataLoader workers for photos.")
-@click.option("--min-count", type=int, default=2, show_default=True, help="Word2Vec min_count.")
-@click.option("--w2v-epochs", type=int, default=20, show_default=True)
-@click.option("--loss", type=click.Choice(["infonce", "triplet"]), default="infonce", show_default=True)
-@click.option("--dim", type=int, default=256, show_default=True, help="Shared-space dimensions.")
-@click.option("--epochs", type=int, default=30, show_default=True, help="Mapping epochs (early stopping).")
-@click.option("--split-seed", type=int, default=0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--image-seed", type=int, default=None, help="Seed for --weights random [the encoder's].")
+@click.option("--batch-size", type=int, default=BuildOptions.batch_size, show_default=True)
+@click.option("--workers", type=int, default=None, help="DataLoader workers for photos [by core count].")
+@backend_option
+@click.option("--form", type=click.Choice(FORMS), default=BuildOptions.form, show_default=True)
+@click.option(
+    "--stopwords",
+    "stopwords_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Stopword file: one word per line, '#' comments.",
+)
+@click.option(
+    "--min-count", type=int, default=BuildOptions.w2v_min_count, show_default=True, help="Word2Vec min_count."
+)
+@click.option("--w2v-epochs", type=int, default=BuildOptions.w2v_epochs, show_default=True)
+@click.option("--vector-size", type=int, default=BuildOptions.w2v_vector_size, show_default=True)
+@default_from(f"{CONFIG}.loss", "--loss", type=click.Choice(["infonce", "triplet"]))
+@default_from(f"{CONFIG}.dim", "--dim", type=int, help="Shared-space dimensions.")
+@default_from(f"{CONFIG}.epochs", "--epochs", type=int, help="Mapping epochs (early stopping).")
+@default_from(f"{CONFIG}.seed", "--seed", type=int, help="Mapping seed.")
+@click.option("--split-seed", type=int, default=BuildOptions.split_seed, show_default=True)
 @json_option
 @quiet_option
 @user_errors
@@ -48,35 +69,49 @@ def build_cmd(
     encoder: str,
     weights: str,
     image_size: int | None,
+    image_seed: int | None,
     batch_size: int,
-    workers: int,
+    workers: int | None,
+    backend: str | None,
+    form: str,
+    stopwords_file: Path | None,
     min_count: int,
     w2v_epochs: int,
+    vector_size: int,
     loss: str,
     dim: int,
     epochs: int,
-    split_seed: int,
     seed: int,
+    split_seed: int,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Tokenise, train Word2Vec, embed photos, train the shared-space mapping and evaluate."""
-    from toolkit.pipeline import BuildOptions, build
+    """Tokenise, train Word2Vec, embed photos, train the shared-space mapping and evaluate.
+
+    Each stage is also a command of its own (tokenize, train-w2v, step-vectors, embed-images,
+    train-mapping, evaluate-vectors) with the same defaults: run in sequence with the same options,
+    they produce the same model. Every option is checked before any work starts.
+    """
+    from toolkit.pipeline import build
 
     opts = BuildOptions(
         encoder=encoder,
         weights=weights,
         image_size=image_size,
+        image_seed=image_seed,
         batch_size=batch_size,
         workers=workers,
+        backend=backend,
+        form=form,
+        stopwords_file=stopwords_file,
         w2v_min_count=min_count,
         w2v_epochs=w2v_epochs,
+        w2v_vector_size=vector_size,
         split_seed=split_seed,
         mapping={"loss": loss, "dim": dim, "epochs": epochs, "seed": seed},
         progress=progress_enabled(quiet),
     )
-    log = (lambda m: click.echo(m, err=True)) if not quiet else (lambda m: None)
-    result = build(dataset_root, model_dir, opts, log=log)
+    result = build(dataset_root, model_dir, opts)
     emit(json.loads(json.dumps(result, default=str)), as_json, lambda: _table(result))
 
 

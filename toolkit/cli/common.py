@@ -1,9 +1,21 @@
-"""Shared CLI plumbing: JSON output, user-facing errors, connection options, secret scrubbing."""
+"""Shared CLI plumbing: JSON output, logging levels, the one error adapter, exit codes, secret scrubbing.
+
+Exit codes (documented in the README, "Exit codes"):
+
+====  ==========================================================================
+0     success
+1     finished, but some records were rejected (``jrs validate``, ``jrs index``)
+2     usage or configuration error, bad input, model/data mismatch (any ToolkitError)
+3     Elasticsearch unreachable or failing
+130   interrupted (Ctrl-C)
+====  ==========================================================================
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,12 +23,54 @@ from typing import Any
 import click
 
 from toolkit.errors import ToolkitError
-from toolkit.fingerprint import FingerprintMismatch
+
+EXIT_OK, EXIT_REJECTS, EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text."
 )
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+
+class _ClickEchoHandler(logging.Handler):
+    """Log records as plain lines on the current stderr (so Click's test runner captures them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record)
+            if record.levelno >= logging.WARNING:
+                msg = f"{record.levelname.lower()}: {msg}"
+            click.echo(msg, err=True)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+_handler = _ClickEchoHandler()
+_handler.setFormatter(logging.Formatter("%(message)s"))
+
+
+def set_log_level(level: int) -> None:
+    """Send the ``toolkit`` loggers' records at ``level`` and above to stderr."""
+    logger = logging.getLogger("toolkit")
+    if _handler not in logger.handlers:
+        logger.addHandler(_handler)
+        logger.propagate = False
+    logger.setLevel(level)
+
+
+def _quiet_callback(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        set_log_level(logging.WARNING)
+    return value
+
+
+quiet_option = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    expose_value=True,
+    callback=_quiet_callback,
+    help="No progress bars; only warnings and errors on stderr.",
+)
 
 
 def emit(data: Any, as_json: bool, text: str | Callable[[], str] | None = None) -> None:
@@ -37,19 +91,33 @@ def scrub(message: str, secrets: tuple[str, ...]) -> str:
     return message
 
 
+def exit_code_of(error: ToolkitError) -> int:
+    """The documented exit status of a toolkit error."""
+    from toolkit.es.client import EsUnavailable
+
+    return EXIT_UNAVAILABLE if isinstance(error, EsUnavailable) else EXIT_ERROR
+
+
+def report_error(error: ToolkitError) -> int:
+    """Print ``Error: <message>`` (secrets scrubbed) on stderr; return the error's exit status."""
+    from toolkit.es.config import known_secrets
+
+    click.echo(f"Error: {scrub(str(error), known_secrets())}", err=True)
+    return exit_code_of(error)
+
+
 def user_errors(fn: Callable) -> Callable:
-    """Turn toolkit errors into a one-line ``Error: ...`` and exit status 2 (no traceback)."""
+    """The CLI error adapter: a toolkit error becomes ``Error: ...`` and its exit code; Ctrl-C exits 130."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ToolkitError, FingerprintMismatch) as e:
-            from toolkit.es.config import known_secrets
-
-            msg = scrub(str(e), known_secrets())
-            click.echo(f"Error: {msg}", err=True)
-            sys.exit(2)
+        except ToolkitError as e:
+            sys.exit(report_error(e))
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
 

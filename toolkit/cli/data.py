@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.data.sample_variant import BACKGROUNDS, COMBOS, PALETTES, PHRASINGS, STYLES
 
 if TYPE_CHECKING:
     from toolkit.data.jsonl import ValidationReport
@@ -38,6 +39,42 @@ SHOWN_REJECTS = 20
 @click.option(
     "--overwrite", is_flag=True, help="Replace recipes.jsonl and images/ if OUT_DIR already has them."
 )
+@click.option("--style", type=click.Choice(STYLES), default="flat", show_default=True, help="Drawing style.")
+@click.option(
+    "--palette", type=click.Choice(PALETTES), default="natural", show_default=True, help="Colour grading."
+)
+@click.option(
+    "--background",
+    type=click.Choice(BACKGROUNDS),
+    default="kitchen",
+    show_default=True,
+    help="Background set.",
+)
+@click.option(
+    "--phrasing",
+    type=click.Choice(PHRASINGS),
+    default="plain",
+    show_default=True,
+    help="Step sentences: the plain grammar, or paraphrased (other templates, endings, synonyms).",
+)
+@click.option(
+    "--extra-ingredient",
+    "extra",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Share of photos that also show an ingredient the step does not name.",
+)
+@click.option(
+    "--combos",
+    type=click.Choice(COMBOS),
+    default="all",
+    show_default=True,
+    help="Ingredient x cooking-method pairs: all, or only the seen / the held-out half.",
+)
+@click.option(
+    "--id-prefix", default="r", show_default=True, help="Recipe id prefix (keep collections apart)."
+)
 @json_option
 @quiet_option
 @user_errors
@@ -49,12 +86,25 @@ def sample_data(
     photo_ratio: float,
     workers: int,
     overwrite: bool,
+    style: str,
+    palette: str,
+    background: str,
+    phrasing: str,
+    extra: float,
+    combos: str,
+    id_prefix: str,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Write a deterministic synthetic Japanese recipe dataset (recipes.jsonl + drawn step photos)."""
-    from toolkit.data.sample import generate_sample
+    """Write a deterministic synthetic Japanese recipe dataset (recipes.jsonl + drawn step photos).
 
+    The variant options draw or phrase it another way, for measuring retrieval under distribution shift
+    (the defaults give the plain collection).
+    """
+    from toolkit.data.sample import generate_sample
+    from toolkit.data.sample_variant import SampleVariant
+
+    variant = SampleVariant(style, palette, background, phrasing, extra, combos, id_prefix=id_prefix)
     summary = generate_sample(
         out_dir,
         n_recipes,
@@ -62,6 +112,7 @@ def sample_data(
         image_size=image_size,
         photo_ratio=photo_ratio,
         workers=workers,
+        variant=variant,
         overwrite=overwrite,
         progress=progress_enabled(quiet),
     )

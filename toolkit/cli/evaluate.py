@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,10 @@ from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option
 IN_MEMORY_ROWS = (
     ("model (1k pools)", "model_pooled"),
     ("model (whole split)", "model_full"),
+    ("linear CCA (1k pools)", "cca_pooled"),
+    ("linear CCA (whole split)", "cca_full"),
+    ("linear ridge (1k pools)", "ridge_pooled"),
+    ("linear ridge (whole split)", "ridge_full"),
     ("random towers", "random_towers"),
     ("keyword overlap", "keyword_overlap"),
     ("chance", "chance"),
@@ -31,7 +34,28 @@ def in_memory_table(evaluation: dict[str, Any]) -> str:
         if isinstance(evaluation.get(key), dict) and "text_to_image" in evaluation[key]
     }
     pairs = evaluation.get("pairs", {})
-    return f"held-out {evaluation.get('split', 'test')} split, pairs {pairs}; R@K in %\n{metrics_table(rows)}"
+    text = f"held-out {evaluation.get('split', 'test')} split, pairs {pairs}; R@K in %\n{metrics_table(rows)}"
+    if evaluation.get("graded"):
+        text += "\n\n" + graded_table(evaluation["graded"], "held-out split, whole-split ranking")
+    return text
+
+
+def graded_table(graded: dict[str, dict[str, Any]], where: str) -> str:
+    """Graded precision@k rows (main ingredient / method / both, from recipe tags) per method, in %."""
+    k = next((g.get("k") for g in graded.values() if g.get("k")), 10)
+    lines = [f"graded precision@{k} ({where}; relevant: the hit's recipe shares the query's tag), %"]
+    lines.append(f"{'method':<16} {'main':>6} {'method':>7} {'both':>6}")
+    chance = next((g for name, g in graded.items() if name in ("chance", "exact_knn")), None)
+    for name, g in graded.items():
+        cells = [
+            f"{100 * g[c]:6.1f}" if isinstance(g.get(c), float) else "     -"
+            for c in ("main", "method", "both")
+        ]
+        lines.append(f"{name:<16} {cells[0]} {cells[1]:>7} {cells[2]}")
+    if chance is not None and "main_chance" in chance:
+        cells = [f"{100 * chance[f'{c}_chance']:6.1f}" for c in ("main", "method", "both")]
+        lines.append(f"{'chance':<16} {cells[0]} {cells[1]:>7} {cells[2]}")
+    return "\n".join(lines)
 
 
 def index_table(result: dict[str, Any]) -> str:
@@ -50,6 +74,12 @@ def index_table(result: dict[str, Any]) -> str:
         lines.append(f"HNSW recall@{k} (kNN top-{k} vs exact top-{k}): {result[f'hnsw_recall@{k}']:.3f}")
     if result.get("rrf_fusion"):
         lines.append(f"rrf fusion: {result['rrf_fusion']}")
+    if any(m.endswith("_exact") and m != "exact_knn" for m in result["modes"]):
+        lines.append(
+            "cca_exact / ridge_exact: linear baselines on the model's training pairs, same gallery, exact"
+        )
+    if result.get("graded"):
+        lines += ["", graded_table(result["graded"], "through the index")]
     return "\n".join(lines)
 
 
@@ -107,6 +137,7 @@ def evaluate_cmd(
         "fingerprint": manifest["fingerprint"],
         "in_memory": json.loads(ev_path.read_text(encoding="utf-8")),
     }
+    data["in_memory"].update(_linear_baselines(model_dir, manifest, dataset))
     searcher = None
     if index:
         searcher, data["through_index"] = _through_index(
@@ -129,6 +160,24 @@ def evaluate_cmd(
     emit(data, as_json, lambda: _render(data))
 
 
+def _linear_baselines(model_dir: Path, manifest: dict[str, Any], dataset: Path | None) -> dict[str, Any]:
+    """CCA / ridge on the model's training pairs, evaluated like the model; graded relevance from tags."""
+    from toolkit.evaluation.held_out import held_out_baselines
+    from toolkit.model import SearchModel
+
+    root = dataset or Path(manifest["dataset"])
+    labelled = root if (root / "recipes.jsonl").is_file() else None
+    ev = manifest.get("build_options", {})
+    return held_out_baselines(
+        model_dir,
+        int(manifest.get("split_seed", 0)),
+        SearchModel.load(model_dir).mapping.model,
+        labelled,
+        pool=int(ev.get("eval_pool", 1000)),
+        draws=int(ev.get("eval_draws", 10)),
+    )
+
+
 def _through_index(
     model_dir: Path,
     manifest: dict[str, Any],
@@ -141,12 +190,12 @@ def _through_index(
     quiet: bool,
 ) -> tuple[Any, dict[str, Any]]:
     """The searcher over ``index`` and the held-out queries' figures through it."""
-    from tqdm import tqdm
-
     from toolkit.errors import ToolkitError
     from toolkit.es.client import make_client
+    from toolkit.evaluation.held_out import recipe_labels
     from toolkit.evaluation.through_index import INDEX_MODES, evaluate_through_index, held_out_queries
     from toolkit.model import SearchModel
+    from toolkit.progress import progress_bar
     from toolkit.search.engine import Searcher
 
     root = dataset or Path(manifest["dataset"])
@@ -154,10 +203,18 @@ def _through_index(
         raise ToolkitError(f"dataset {root} has no recipes.jsonl; pass --dataset")
     queries = held_out_queries(root, int(manifest.get("split_seed", 0)))[:limit]
     searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
-    bar = tqdm(total=len(queries), unit="query", disable=not progress_enabled(quiet), file=sys.stderr)
+    bar = progress_bar(progress_enabled(quiet), "queries", "query", total=len(queries))
     try:
         result = evaluate_through_index(
-            searcher, queries, k, num_candidates, modes or INDEX_MODES, progress=lambda i: bar.update(1)
+            searcher,
+            queries,
+            k,
+            num_candidates,
+            modes or INDEX_MODES,
+            progress=lambda i: bar.update(1),
+            labels=recipe_labels(root),
+            model_dir=model_dir,
+            split_seed=int(manifest.get("split_seed", 0)),
         )
     finally:
         bar.close()

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from toolkit.errors import ToolkitError
+from toolkit.cli.common import progress_enabled, quiet_option, user_errors
 from toolkit.rejects import Reject, RejectsWriter
+from toolkit.stages.images import ImageOptions
+
+#: ``--backend`` of ``embed-images`` and ``build``.
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
+    default=ImageOptions.backend,
+    help="What the CNN runs on [$JRS_IMAGE_BACKEND or auto: the fastest installed backend verified "
+    "within cosine 0.999 of torch fp32; CUDA and plug-in encoders: torch].",
+)
 
 
 class _Rejects(RejectsWriter):
@@ -22,38 +30,24 @@ class _Rejects(RejectsWriter):
             click.echo(f"rejected {reject}", err=True)
 
 
-def collect_image_items(root: Path, rejects: RejectsWriter) -> list[tuple[str, Path]]:
-    """``(step_id, real path)`` for every step with a photo; unsafe paths become rejects."""
-    from toolkit.data.jsonl import iter_recipes
-    from toolkit.data.paths import UnsafePathError, resolve_under_root
-
-    items: list[tuple[str, Path]] = []
-    for recipe in iter_recipes(root, rejects):
-        for step in recipe.steps:
-            if step.image is None:
-                continue
-            step_id = f"{recipe.recipe_id}:{step.position}"
-            try:
-                items.append((step_id, resolve_under_root(root, step.image)))
-            except UnsafePathError as e:
-                rejects.write(Reject(step_id, "image", f"unsafe image path: {e}"))
-    return items
-
-
 @click.command("embed-images")
 @click.argument("dataset_root", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
-    "--encoder", "encoder_name", default="resnet50", show_default=True, help="Encoder (see `jrs encoders`)."
+    "--encoder",
+    "encoder_name",
+    default=ImageOptions.encoder,
+    show_default=True,
+    help="Encoder (see `jrs encoders`).",
 )
 @click.option(
     "--weights",
-    default="auto",
+    default=ImageOptions.weights,
     show_default=True,
     help="auto (cached ResNet ImageNet weights, else EfficientNet-Lite0's shipped ones; no network), "
     "imagenet, random, or a state_dict file.",
 )
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=ImageOptions.batch_size, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
@@ -73,10 +67,13 @@ def collect_image_items(root: Path, rejects: RejectsWriter) -> list[tuple[str, P
     "--image-size", type=click.IntRange(min=1), help="CNN crop size (224) or pixels grid side (16)."
 )
 @click.option("--seed", type=int, help="Seed for --weights random [0].")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option(
+    "--device", default=ImageOptions.device, show_default=True, help="torch device, e.g. cpu or cuda."
+)
+@backend_option
 @click.option(
     "--max-pixels",
-    default=40_000_000,
+    default=ImageOptions.max_pixels,
     show_default=True,
     type=click.IntRange(min=1),
     help="Refuse photos with more pixels than this (decompression bombs).",
@@ -89,7 +86,8 @@ def collect_image_items(root: Path, rejects: RejectsWriter) -> list[tuple[str, P
 )
 @click.option("--overwrite", is_flag=True, help="Discard earlier or unfinished output in OUT_DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
+@user_errors
 def embed_images_cmd(
     dataset_root: Path,
     out_dir: Path,
@@ -102,6 +100,7 @@ def embed_images_cmd(
     image_size: int | None,
     seed: int | None,
     device: str,
+    backend: str | None,
     max_pixels: int,
     rejects_path: Path | None,
     overwrite: bool,
@@ -115,46 +114,43 @@ def embed_images_cmd(
     """
     import torch
 
-    from toolkit.image.encoders import create_encoder
-    from toolkit.image.features import default_num_workers, extract_features, tune_malloc_for_inference
+    from toolkit.image.features import default_num_workers, tune_malloc_for_inference
+    from toolkit.stages.images import write_image_features
+    from toolkit.stages.read import check_dataset_root, photo_items, read_steps
 
+    options = ImageOptions(
+        encoder=encoder_name,
+        weights=weights,
+        image_size=image_size,
+        seed=seed,
+        device=device,
+        backend=backend,
+        batch_size=batch_size,
+        workers=default_num_workers() if workers is None else workers,
+        max_pixels=max_pixels,
+        overwrite=overwrite,
+    )
+    check_dataset_root(dataset_root)
     if malloc_tuning:
         tune_malloc_for_inference()
     if threads is not None:
         torch.set_num_threads(threads)
-    if workers is None:
-        workers = default_num_workers()
-    kw: dict[str, Any] = {}
-    if image_size is not None:
-        kw["image_size"] = image_size
-    if seed is not None:
-        kw["seed"] = seed
     with _Rejects(rejects_path) as rejects:
-        try:
-            items = collect_image_items(dataset_root, rejects)
-            encoder = create_encoder(encoder_name, weights=weights, device=device, **kw)
-            message = getattr(encoder, "message", "")
-            if message:
-                click.echo(message, err=True)
-            result = extract_features(
-                items,
-                encoder,
-                out_dir,
-                batch_size=batch_size,
-                num_workers=workers,
-                rejects=rejects,
-                progress=not quiet and sys.stderr.isatty(),
-                overwrite=overwrite,
-                max_pixels=max_pixels,
-            )
-        except (ToolkitError, ValueError) as e:
-            raise click.ClickException(str(e)) from e
+        items = photo_items(read_steps(dataset_root, rejects))
+        stage = write_image_features(
+            items, out_dir, options, rejects=rejects, progress=progress_enabled(quiet)
+        )
+        result, encoder = stage.features, stage.encoder
+        message = getattr(encoder, "message", "")
         total_rejects = rejects.count
+    workers = options.workers
     out = {
         **result.to_dict(),
         "workers": workers,
         "encoder_weights": getattr(encoder, "weights_source", ""),
         "encoder_message": message,
+        "encoder_backend": getattr(encoder, "backend", "own"),
+        "encoder_precision": getattr(encoder, "precision", None),
         "rejects_total": total_rejects,
         "rejects_file": str(rejects_path) if rejects_path else None,
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -38,6 +37,12 @@ from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option
 @click.option("--image-base-url", default=None, help="Prefix for image_url (Kibana thumbnails, web page).")
 @click.option("--raw-features", is_flag=True, help="Also index the raw backbone feature (image_feature).")
 @click.option("--restart", is_flag=True, help="Ignore an unfinished load's checkpoint.")
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Update the index the alias points to in place: send new and changed steps only (content hash), "
+    "delete steps a recipe no longer has. Recipes missing from DATASET_ROOT are kept (see `jrs delete`).",
+)
 @json_option
 @quiet_option
 @user_errors
@@ -60,6 +65,7 @@ def index_cmd(
     image_base_url: str | None,
     raw_features: bool,
     restart: bool,
+    update: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -67,33 +73,44 @@ def index_cmd(
 
     Exit status: 0 when everything was indexed, 1 when records were rejected (see --rejects).
     """
-    from tqdm import tqdm
-
     from toolkit.es.client import make_client
     from toolkit.index.bulk import BulkOptions
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.index.template import VectorIndexOptions
+    from toolkit.progress import progress_bar
 
     es = make_client()
+    bulk = BulkOptions(
+        chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, max_retries=max_retries, max_errors=max_errors
+    )
+    if update:
+        _update(
+            es,
+            dataset_root,
+            model_dir,
+            alias,
+            index_name,
+            bulk,
+            image_base_url,
+            raw_features,
+            rejects_path,
+            as_json,
+        )
+        return
     opts = IndexOptions(
         alias=alias,
         index=index_name,
         vector_options=VectorIndexOptions(type=index_type, m=hnsw_m, ef_construction=ef_construction),
         replicas=replicas,
         keep_replicas=keep_replicas,
-        bulk=BulkOptions(
-            chunk_size=chunk_size,
-            max_chunk_bytes=max_chunk_bytes,
-            max_retries=max_retries,
-            max_errors=max_errors,
-        ),
+        bulk=bulk,
         image_base_url=image_base_url,
         raw_features=raw_features,
         swap=not no_swap,
         restart=restart,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.rejects.jsonl")
-    bar = tqdm(unit="doc", desc="indexing", disable=not progress_enabled(quiet), file=sys.stderr)
+    bar = progress_bar(progress_enabled(quiet), "indexing", "doc")
     result = index_dataset(
         es,
         dataset_root,
@@ -116,6 +133,68 @@ def index_cmd(
         ),
     )
     if result["rejected"] or result["stopped_early"]:
+        raise SystemExit(1)
+
+
+def _update(
+    es,
+    dataset_root: Path,
+    model_dir: Path,
+    alias: str,
+    index_name: str | None,
+    bulk,
+    image_base_url: str | None,
+    raw_features: bool,
+    rejects_path: Path | None,
+    as_json: bool,
+) -> None:
+    """``jrs index --update``: the live index updated in place, counts reconciled."""
+    from toolkit.index.update import UpdateOptions, update_index
+
+    opts = UpdateOptions(
+        alias=alias, index=index_name, bulk=bulk, image_base_url=image_base_url, raw_features=raw_features
+    )
+    rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.update-rejects.jsonl")
+    result = update_index(es, dataset_root, model_dir, opts, rejects_path=rejects_path)
+    result["rejects_file"] = str(rejects_path)
+    emit(
+        result,
+        as_json,
+        lambda: (
+            f"{result['index']}: read {result['read']} = indexed {result['indexed']} + unchanged "
+            f"{result['unchanged']} + rejected {result['rejected']} + deleted {result['deleted']}; "
+            f"{result['count']} documents" + (f"; rejects in {rejects_path}" if result["rejected"] else "")
+        ),
+    )
+    if result["rejected"]:
+        raise SystemExit(1)
+
+
+@click.command("delete")
+@click.option("--recipe", "recipes", multiple=True, required=True, help="Recipe id to remove (repeatable).")
+@click.option("--alias", default="recipes", show_default=True, help="Alias whose index is changed.")
+@click.option("--index", "index_name", default=None, help="Change this concrete index instead.")
+@json_option
+@user_errors
+def delete_cmd(recipes: tuple[str, ...], alias: str, index_name: str | None, as_json: bool) -> None:
+    """Remove recipes (every step) from the index the alias points to, in place.
+
+    Exit status: 0 when every step found was deleted, 1 when some could not be.
+    """
+    from toolkit.es.client import make_client
+    from toolkit.index.update import delete_recipes
+
+    result = delete_recipes(make_client(), recipes, alias, index_name)
+    emit(
+        result,
+        as_json,
+        lambda: (
+            f"{result['index']}: {result['deleted']} steps of {len(result['recipes']) - len(result['missing'])} "
+            f"recipes deleted; {result['count']} documents"
+            + (f"; not found: {', '.join(result['missing'])}" if result["missing"] else "")
+        ),
+    )
+    if result["rejected"]:
         raise SystemExit(1)
 
 
@@ -148,4 +227,4 @@ def indices_cmd(alias: str, remove_old: bool, keep: int, as_json: bool) -> None:
     )
 
 
-commands = [index_cmd, indices_cmd]
+commands = [index_cmd, delete_cmd, indices_cmd]

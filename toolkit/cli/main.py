@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from toolkit import __version__
+from toolkit.cli.common import EXIT_INTERRUPTED, report_error, set_log_level
+from toolkit.errors import ToolkitError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _Jrs(click.Group):
+    """The command group: the same error adapter as :func:`toolkit.cli.common.user_errors` for every command."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ToolkitError as e:
+            ctx.exit(report_error(e))
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Jrs, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="jrs")
-def cli() -> None:
-    """Japanese recipe text-to-image search on Elasticsearch."""
+@click.option("--quiet", "-q", "quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("--verbose", "-v", "verbose", count=True, help="More detail on stderr (-v: debug).")
+def cli(quiet: bool, verbose: int) -> None:
+    """Japanese recipe text-to-image search on Elasticsearch.
+
+    Messages go to stderr through the ``toolkit`` loggers: info by default, warnings only with
+    --quiet (or a command's own --quiet, which also hides progress bars), debug with -v.
+    """
+    set_log_level(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 def _register() -> None:

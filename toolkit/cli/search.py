@@ -11,14 +11,49 @@ import click
 from toolkit.cli.common import emit, json_option, user_errors
 
 
+def _line(rank: int | str, h) -> str:
+    text = h.text if len(h.text) <= 60 else h.text[:59] + "…"
+    return f"{rank:>2}. {h.score:8.4f}  {h.title} [{h.step_id}]  {text}  {h.image_path or '-'}"
+
+
+def _render_explanation(ex: dict) -> list[str]:
+    lines = [
+        f"tokens: {' '.join(ex['tokens']) or '(none)'}"
+        + (
+            f"   (keyword tokens: {' '.join(ex['keyword_tokens'])})"
+            if ex["keyword_tokens"] != ex["tokens"]
+            else ""
+        ),
+        f"known: {' '.join(ex['known']) or '(none)'}",
+    ]
+    for u in ex["unknown"]:
+        lines.append(f"unknown: {u['word']}  (nearest known: {', '.join(u['suggestions']) or 'none'})")
+    contrib = ex.get("contributions") or {}
+    if contrib.get("words"):
+        lines.append(
+            f"leave-one-word-out ({contrib['method']}), score lost on the top {len(contrib['hits'])} hits:"
+        )
+        for w in contrib["words"]:
+            per = " ".join(f"{d:+.4f}" for d in w["deltas"])
+            lines.append(f"  {w['word']:<10} mean {w['mean_delta']:+.4f}   per hit: {per}")
+    elif contrib.get("note"):
+        lines.append(f"contributions: {contrib['note']}")
+    return lines
+
+
 def _render(result) -> str:
     lines = [f"mode: {result.mode}" + (f" (fusion: {result.fusion})" if result.fusion else "")]
     lines += [f"note: {n}" for n in result.notes]
+    if result.explanation is not None:
+        lines += _render_explanation(result.explanation)
     if not result.hits:
         lines.append("no hits")
-    for rank, h in enumerate(result.hits, 1):
-        text = h.text if len(h.text) <= 60 else h.text[:59] + "…"
-        lines.append(f"{rank:>2}. {h.score:8.4f}  {h.title} [{h.step_id}]  {text}  {h.image_path or '-'}")
+    if result.groups is not None:
+        for rank, g in enumerate(result.groups, 1):
+            lines.append(f"{rank:>2}. {g.score:8.4f}  {g.title} [recipe {g.recipe_id}]")
+            lines += ["    " + _line("-", h) for h in g.steps]
+    else:
+        lines += [_line(rank, h) for rank, h in enumerate(result.hits, 1)]
     lines.append(f"took {result.took_ms:.0f} ms in Elasticsearch, {result.total_ms:.0f} ms round trip")
     return "\n".join(lines)
 
@@ -34,6 +69,22 @@ def _render(result) -> str:
 )
 @click.option(
     "--image", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by photo."
+)
+@click.option(
+    "--like",
+    "like",
+    multiple=True,
+    metavar="STEP_ID",
+    help="More like these steps: the mean of their photo vectors (plus TEXT when given). Repeatable.",
+)
+@click.option("--group", type=click.Choice(["recipe"]), default=None, help="One hit per recipe (best step).")
+@click.option(
+    "--per-group", type=int, default=3, show_default=True, help="Steps shown per recipe with --group."
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Show the tokens, known/unknown words (with suggestions) and each word's effect on the top hits.",
 )
 @click.option("--plus", multiple=True, help="Add a text to the query vector (composed search).")
 @click.option("--minus", multiple=True, help="Subtract a text from the query vector (composed search).")
@@ -57,6 +108,10 @@ def search_cmd(
     text: str | None,
     mode: str,
     image: Path | None,
+    like: tuple[str, ...],
+    group: str | None,
+    per_group: int,
+    explain: bool,
     plus: tuple[str, ...],
     minus: tuple[str, ...],
     model_dir: Path,
@@ -71,38 +126,42 @@ def search_cmd(
     show_query: bool,
     as_json: bool,
 ) -> None:
-    """Find step photos for TEXT (or for a photo with --image), optionally composed with --plus/--minus."""
-    from toolkit.errors import ToolkitError
+    """Find step photos for TEXT (or for a photo with --image, or like other steps with --like),
+    optionally composed with --plus/--minus, grouped by recipe with --group recipe."""
     from toolkit.es.client import make_client
     from toolkit.model import SearchModel
+    from toolkit.search.dispatch import SearchOptions, search
     from toolkit.search.engine import Searcher
-    from toolkit.search.queries import Filters, HybridParams, KnnParams
+    from toolkit.search.queries import Filters, HybridParams
 
-    if text is None and image is None:
-        raise click.UsageError("give a query TEXT or --image PATH")
+    if text is None and image is None and not like:
+        raise click.UsageError("give a query TEXT, --image PATH or --like STEP_ID")
+    if image is not None and text is not None and not (plus or minus):
+        raise click.UsageError("give TEXT or --image, not both (or add --plus/--minus to compose)")
     t0 = time.perf_counter()
     searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
     load_ms = (time.perf_counter() - t0) * 1000
-    try:
-        params = KnnParams(k=k, num_candidates=num_candidates)
-    except ValueError as e:
-        raise ToolkitError(str(e)) from e
     filters = Filters(recipe_ids=recipes, ingredients=ingredients, include_text_only=include_text_only)
-    hybrid = HybridParams(keyword_boost=keyword_boost, knn_boost=knn_boost)
-    if image is not None or plus or minus:
-        if image is not None and text is not None and not (plus or minus):
-            raise click.UsageError("give TEXT or --image, not both (or add --plus/--minus to compose)")
-        vec = searcher.composed_vector(text=None if image else text, image=image, plus=plus, minus=minus)
-        label = "image" if image is not None and not (plus or minus) else "composed"
-        result = searcher.knn(vec, params, filters, mode=label)
-    elif mode == "knn":
-        result = searcher.knn(searcher.text_vector(text), params, filters)
-    elif mode == "keyword":
-        result = searcher.keyword(text, k, filters)
-    elif mode == "hybrid":
-        result = searcher.hybrid(text, params, filters, hybrid)
-    else:
-        result = searcher.rrf(text, params, filters, hybrid)
+    options = SearchOptions(
+        mode=mode,
+        k=k,
+        num_candidates=num_candidates,
+        filters=filters,
+        hybrid=HybridParams(keyword_boost=keyword_boost, knn_boost=knn_boost),
+        group=group,
+        per_group=per_group,
+        explain=explain,
+    )
+    compose_text = text if image is not None else None
+    result = search(
+        searcher,
+        None if image is not None else text,
+        photo=image,
+        like=like,
+        plus=plus + ((compose_text,) if compose_text else ()),
+        minus=minus,
+        options=options,
+    )
     if show_query:
         for body in result.requests:
             click.echo(f"POST {index}/_search\n{json.dumps(body, ensure_ascii=False, indent=2)}", err=as_json)

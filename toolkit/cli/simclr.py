@@ -115,8 +115,8 @@ def simclr_cmd(
     import torch
 
     from toolkit.image.simclr import SimCLRConfig, default_arch, train_simclr
-    from toolkit.pipeline import read_steps
     from toolkit.rejects import RejectsWriter
+    from toolkit.stages.read import ReadOptions, photo_items, read_steps
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -140,12 +140,7 @@ def simclr_cmd(
     )
     log = (lambda m: click.echo(m, err=True)) if not quiet else (lambda m: None)
     with RejectsWriter(rejects_path) as rejects:
-        steps = read_steps(dataset_root, rejects, split_seed)
-        items = [
-            (r.step_id, r.image)
-            for r in steps
-            if r.image is not None and (split == "all" or r.split == split)
-        ]
+        items = photo_items(read_steps(dataset_root, rejects, ReadOptions(split_seed=split_seed)), split)
         items = _select(items, max_photos, seed)
         result = train_simclr(items, config, out_dir, rejects=rejects, overwrite=overwrite, log_fn=log)
     out = result.to_dict()

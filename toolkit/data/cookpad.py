@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from tqdm import tqdm
-
 from toolkit.data.jsonl import RECIPES_FILE, write_recipes_jsonl
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.data.schema import (
@@ -40,6 +38,7 @@ from toolkit.data.schema import (
     parse_recipe,
 )
 from toolkit.errors import ToolkitError
+from toolkit.progress import track
 from toolkit.rejects import Reject, RejectsWriter
 
 log = logging.getLogger(__name__)
@@ -199,7 +198,7 @@ def _load(db: sqlite3.Connection, tbl: _Table, sink: _Rejects, progress: bool) -
         if kind == "steps"
         else "INSERT INTO ingredients VALUES (?, ?, ?, ?)"
     )
-    for line, row, why in tqdm(_read_rows(tbl), desc=f"load {tbl.name}", unit=" rows", disable=not progress):
+    for line, row, why in track(_read_rows(tbl), progress, f"load {tbl.name}", " rows"):
         if row is None:
             sink.add(Reject(f"{tbl.name}:line {line}", "read", why))
             continue
@@ -393,7 +392,7 @@ def _recipes(
     max_len: int,
     progress: bool,
 ) -> Iterator[Recipe]:
-    rows = tqdm(_read_rows(recipes_tbl), desc="convert", unit=" recipes", disable=not progress)
+    rows = track(_read_rows(recipes_tbl), progress, "convert", " recipes")
     for line, row, why in rows:
         where = f"{recipes_tbl.name}:line {line}"
         if row is None:

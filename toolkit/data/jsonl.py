@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from toolkit.atomic import atomic_path
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.data.schema import DEFAULT_MAX_TEXT_LEN, Recipe, RecordError, parse_recipe, recipe_to_json
 from toolkit.errors import ToolkitError
@@ -240,18 +239,11 @@ def write_recipes_jsonl(path: str | Path, recipes: Iterable[Recipe]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
     count = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for recipe in recipes:
-                if recipe.recipe_id in seen:
-                    raise ToolkitError(f"cannot write duplicate recipe_id {recipe.recipe_id!r}")
-                seen.add(recipe.recipe_id)
-                fh.write(recipe_line(recipe) + "\n")
-                count += 1
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as fh:
+        for recipe in recipes:
+            if recipe.recipe_id in seen:
+                raise ToolkitError(f"cannot write duplicate recipe_id {recipe.recipe_id!r}")
+            seen.add(recipe.recipe_id)
+            fh.write(recipe_line(recipe) + "\n")
+            count += 1
     return count

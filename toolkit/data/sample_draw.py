@@ -13,9 +13,10 @@ import math
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from toolkit.data.sample_grammar import CUTS, INGREDIENTS, METHODS, SEASONINGS, step_labels
+from toolkit.data.sample_variant import SampleVariant
 
 RGB = tuple[int, int, int]
 SUPERSAMPLE = 2
@@ -30,6 +31,23 @@ _BACKGROUNDS: tuple[tuple[RGB, str], ...] = (
     ((212, 172, 168), "check"),
     ((62, 60, 58), "plain"),
 )
+
+#: The ``cloth`` background set of :class:`SampleVariant`: table cloths and mats the default never draws.
+_CLOTH_BACKGROUNDS: tuple[tuple[RGB, str], ...] = (
+    ((40, 70, 140), "stripe"),
+    ((150, 40, 45), "stripe"),
+    ((60, 120, 80), "dots"),
+    ((235, 200, 80), "dots"),
+    ((120, 60, 140), "plain"),
+    ((30, 110, 120), "stripe"),
+)
+#: Per-channel gains of the palettes, and how much colour each keeps (1: all).
+_PALETTES: dict[str, tuple[tuple[float, float, float], float]] = {
+    "natural": ((1.0, 1.0, 1.0), 1.0),
+    "warm": ((1.12, 0.98, 0.78), 1.0),
+    "cool": ((0.82, 0.97, 1.15), 1.0),
+    "muted": ((1.0, 1.0, 1.0), 0.45),
+}
 
 _LIQUID = {"煮る": (196, 150, 88), "茹でる": (196, 218, 228), "揚げる": (222, 178, 66)}
 _BROWN: RGB = (112, 64, 24)
@@ -201,8 +219,9 @@ def _piece(
         draw.polygon(_poly(cx, cy, r * np.cos(t), r * np.sin(t), a), fill=fill, outline=edge)
 
 
-def _background(rng: np.random.Generator, size: int) -> Image.Image:
-    base, pattern = _BACKGROUNDS[int(rng.integers(len(_BACKGROUNDS)))]
+def _background(rng: np.random.Generator, size: int, kind: str = "kitchen") -> Image.Image:
+    choices = _CLOTH_BACKGROUNDS if kind == "cloth" else _BACKGROUNDS
+    base, pattern = choices[int(rng.integers(len(choices)))]
     base = _jitter(rng, base, 14)
     img = Image.new("RGB", (size, size), base)
     draw = ImageDraw.Draw(img)
@@ -224,6 +243,18 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
         dots = _mix(base, (0, 0, 0), 0.3)
         for x, y in rng.uniform(0, size, (40, 2)).tolist():
             draw.point((x, y), fill=dots)
+    elif pattern == "stripe":
+        light = _mix(base, (255, 255, 255), 0.55)
+        step = int(size / rng.uniform(5, 9))
+        for x in range(0, 2 * size, 2 * step):
+            draw.polygon([(x, 0), (x + step, 0), (x + step - size, size), (x - size, size)], fill=light)
+    elif pattern == "dots":
+        light = _mix(base, (255, 255, 255), 0.6)
+        step = size / rng.uniform(5, 8)
+        for i in range(int(size / step) + 1):
+            for j in range(int(size / step) + 1):
+                cx, cy = (i + 0.5 * (j % 2)) * step, j * step
+                draw.ellipse([cx - step * 0.2, cy - step * 0.2, cx + step * 0.2, cy + step * 0.2], fill=light)
     return img
 
 
@@ -315,11 +346,27 @@ def _browning(labels: dict[str, Any]) -> float:
     return float(min(b, 0.85))
 
 
-def draw_step_photo(text: str, rng: np.random.Generator, size: int = 96) -> Image.Image:
-    """Draw an RGB ``size`` x ``size`` photo for the step ``text`` (randomness from ``rng``)."""
+def _extra_ingredient(labels: dict[str, Any], rng: np.random.Generator) -> str:
+    """An ingredient the step does not name (drawn into its photo by the ``extra`` variant)."""
+    others = [n for n in INGREDIENTS if n not in labels["ingredients"]]
+    return others[int(rng.integers(len(others)))]
+
+
+def draw_step_photo(
+    text: str, rng: np.random.Generator, size: int = 96, variant: SampleVariant | None = None
+) -> Image.Image:
+    """Draw an RGB ``size`` x ``size`` photo for the step ``text`` (randomness from ``rng``).
+
+    ``variant`` changes the drawing style, palette and background, and may add an unnamed ingredient
+    (its own randomness comes after the default drawing's, so the default photo is unchanged).
+    """
     labels = step_labels(text)
+    v = variant or SampleVariant()
+    shown = list(labels["ingredients"][:3])
+    if v.extra > 0 and rng.random() < v.extra:
+        shown = shown[:2] + [_extra_ingredient(labels, rng)]
     big = size * SUPERSAMPLE
-    img = _background(rng, big)
+    img = _background(rng, big, v.background)
     draw = ImageDraw.Draw(img)
     shift = rng.normal(0, big * 0.04, 2).tolist()
     f = _Frame(big, rng.uniform(-math.pi, math.pi), shift[0], shift[1])
@@ -332,7 +379,7 @@ def draw_step_photo(text: str, rng: np.random.Generator, size: int = 96) -> Imag
     broth = _LIQUID["煮る"] if labels["method"] == "煮る" else None
     clear = labels["doneness"] == "透き通るまで"
     cut = CUTS[labels["cut"]] if labels["cut"] else None
-    for k, name in enumerate(labels["ingredients"][:3]):
+    for k, name in enumerate(shown):
         spec = INGREDIENTS[name]
         if cut is not None and k == 0 and name != "卵":
             kind, size_f, (lo, hi) = cut.piece, cut.size, cut.count
@@ -365,7 +412,38 @@ def draw_step_photo(text: str, rng: np.random.Generator, size: int = 96) -> Imag
         for _ in range(int(rng.integers(2, 5))):
             sx, sy = rng.normal(c, r * 0.5, 2).tolist()
             draw.arc(f.circle(sx, sy, r * rng.uniform(0.15, 0.3)), 180, 300, fill=(245, 245, 245), width=2)
-    return _photometric(img.reduce(SUPERSAMPLE), rng)
+    small = img.reduce(SUPERSAMPLE)
+    if not v.plain_photos:
+        small = _palette(_restyle(small, v.style), v.palette)
+    return _photometric(small, rng)
+
+
+def _restyle(img: Image.Image, style: str) -> Image.Image:
+    """Another drawing style: ``ink`` outlines over pale washes, ``soft`` painterly blur, ``mosaic`` tiles."""
+    size = img.size[0]
+    if style == "ink":
+        edges = img.convert("L").filter(ImageFilter.FIND_EDGES).point(lambda p: 255 - min(255, p * 3))
+        pale = Image.blend(img, Image.new("RGB", img.size, (250, 248, 240)), 0.55)
+        return Image.composite(pale, Image.new("RGB", img.size, (25, 25, 30)), edges)
+    if style == "soft":
+        blurred = img.filter(ImageFilter.GaussianBlur(radius=max(1.0, size / 40)))
+        return blurred.quantize(colors=12, method=Image.Quantize.MEDIANCUT).convert("RGB")
+    if style == "mosaic":
+        tiles = max(4, size // 6)
+        return img.resize((tiles, tiles), Image.Resampling.BOX).resize(img.size, Image.Resampling.NEAREST)
+    return img
+
+
+def _palette(img: Image.Image, palette: str) -> Image.Image:
+    gains, keep = _PALETTES[palette]
+    if palette == "natural":
+        return img
+    arr = np.asarray(img, dtype=np.float32)
+    if keep < 1.0:
+        grey = arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        arr = grey[..., None] + keep * (arr - grey[..., None])
+    arr = arr * np.asarray(gains, dtype=np.float32)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
 _GRIDS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -397,9 +475,11 @@ def _photometric(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
-def step_photo_jpeg(text: str, rng: np.random.Generator, size: int = 96) -> bytes:
+def step_photo_jpeg(
+    text: str, rng: np.random.Generator, size: int = 96, variant: SampleVariant | None = None
+) -> bytes:
     """The JPEG bytes of :func:`draw_step_photo` (quality varies a little, from ``rng``)."""
-    img = draw_step_photo(text, rng, size)
+    img = draw_step_photo(text, rng, size, variant)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=int(rng.integers(80, 95)))
     return buf.getvalue()

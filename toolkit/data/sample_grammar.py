@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data.sample_variant import combo_allowed
+
 RGB = tuple[int, int, int]
 
 
@@ -464,13 +466,20 @@ def make_step_text(
     return template.format(**slots)
 
 
-def make_recipe_parts(rng: np.random.Generator) -> dict[str, Any]:
-    """The content of one recipe: title, description, ingredients, tags and planned steps."""
+def make_recipe_parts(rng: np.random.Generator, combos: str = "all") -> dict[str, Any]:
+    """The content of one recipe: title, description, ingredients, tags and planned steps.
+
+    ``combos`` (see :func:`toolkit.data.sample_variant.combo_allowed`) restricts which ingredient x
+    cooking-method pairs the recipe and its cooking steps use; ``"all"`` is the default generator.
+    """
     dish_method = _pick(rng, tuple(DISH_METHODS))
     companion = DISH_METHODS[dish_method]
     stars = [n for n in INGREDIENTS if n not in AROMATICS]
     order = rng.permutation(len(stars))
     n_food = int(rng.integers(2, 6))
+    if combos != "all":  # the recipe's main ingredient must be allowed with its dish method
+        first = next(int(i) for i in order if combo_allowed(combos, stars[int(i)], dish_method))
+        order = np.concatenate([[first], [int(i) for i in order if int(i) != first]])
     foods = [stars[int(i)] for i in order[:n_food]]
     if rng.random() < 0.4:
         foods.append(_pick(rng, AROMATICS))
@@ -499,6 +508,9 @@ def make_recipe_parts(rng: np.random.Generator) -> dict[str, Any]:
     for _ in range(n_steps - n_prep - 1):
         method = dish_method if rng.random() < 0.7 else companion
         a = main if rng.random() < 0.5 else _pick(rng, stars_here)
+        if combos != "all" and not combo_allowed(combos, a, method):
+            allowed = [f for f in stars_here if combo_allowed(combos, f, method)]
+            method, a = (method, _pick(rng, allowed)) if allowed else (dish_method, main)
         b = _pick(rng, [f for f in foods if f != a])
         plans.append(StepPlan(method, a, make_step_text(rng, method, a, b, seasonings)))
     b = _pick(rng, [f for f in foods if f != main])
@@ -510,3 +522,130 @@ def make_recipe_parts(rng: np.random.Generator) -> dict[str, Any]:
         "tags": (f"main:{main}", f"method:{dish_method}", f"dish:{dish}"),
         "plans": plans,
     }
+
+
+# --- paraphrases: the same step said another way (other templates, endings and names) -------------
+
+#: Other names for ingredients and verbs (most are words a model trained on the plain phrasing never saw).
+INGREDIENT_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "玉ねぎ": ("たまねぎ", "玉葱"),
+    "にんじん": ("人参",),
+    "じゃがいも": ("ジャガイモ",),
+    "キャベツ": ("きゃべつ",),
+    "トマト": ("完熟トマト",),
+    "ピーマン": ("青ピーマン",),
+    "なす": ("茄子", "ナス"),
+    "きのこ": ("キノコ", "しめじ"),
+    "ブロッコリー": ("ブロッコリ",),
+    "ほうれん草": ("ほうれんそう",),
+    "大根": ("だいこん",),
+    "かぼちゃ": ("カボチャ", "南瓜"),
+    "ねぎ": ("長ねぎ", "ネギ"),
+    "しょうが": ("生姜",),
+    "にんにく": ("ニンニク",),
+    "白菜": ("はくさい",),
+    "れんこん": ("蓮根",),
+    "鶏肉": ("とり肉", "鶏もも肉"),
+    "豚肉": ("豚バラ肉", "豚こま"),
+    "牛ひき肉": ("合いびき肉", "ひき肉"),
+    "鮭": ("サーモン", "生鮭"),
+    "えび": ("海老", "エビ"),
+    "豆腐": ("とうふ", "木綿豆腐"),
+    "卵": ("たまご", "溶き卵"),
+    "ごはん": ("ご飯", "白米"),
+    "ベーコン": ("厚切りベーコン",),
+}
+#: Dictionary-form endings per method, and other verbs meaning the same.
+VERB_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "炒める": ("炒め合わせる", "ソテーする"),
+    "煮る": ("煮込む", "コトコト煮る"),
+    "焼く": ("焼き上げる", "ローストする"),
+    "揚げる": ("揚げ焼きにする", "素揚げする"),
+    "茹でる": ("ゆでる", "下茹でする"),
+    "蒸す": ("蒸し上げる", "蒸し焼きにする"),
+    "混ぜる": ("和える", "混ぜ合わせる"),
+    "盛り付ける": ("盛る", "よそう"),
+}
+PARAPHRASE_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "切る": ("{A}は{CUT}。", "次に{A}を{CUT}。", "{A}と{B}は{CUT}。", "{A}を洗ったら{CUT}。"),
+    "炒める": (
+        "{HEAT}で熱したフライパンで{A}を{DONE}{V}",
+        "油をひいたフライパンに{A}を入れ、{MIN}分くらい{V}",
+        "{A}と{B}をフライパンで手早く{V}",
+        "フライパンで{A}を{SEAS}と一緒に{V}",
+    ),
+    "煮る": (
+        "{A}を鍋に入れ、{SEAS}を加えて{HEAT}のまま{MIN}分{V}",
+        "鍋に{A}と{B}とだし汁を入れて{DONE}{V}",
+        "鍋で{A}を{HEAT}で{V}",
+    ),
+    "茹でる": ("沸騰したお湯に{A}を入れ、{MIN}分{V}", "鍋のお湯で{A}を{DONE}{V}", "{A}を鍋でさっと{V}"),
+    "揚げる": ("{A}を熱した油に入れて{DONE}{V}", "{A}に衣をつけ、{MIN}分くらい{V}", "揚げ油で{A}を{V}"),
+    "焼く": ("天板に{A}をのせ、オーブンで{MIN}分{V}", "{A}をグリルで{DONE}{V}", "{A}と{B}をオーブンで{V}"),
+    "蒸す": (
+        "{A}を蒸し器にのせ、{MIN}分{V}",
+        "蒸気の上がった蒸し器で{A}を{DONE}{V}",
+        "{A}と{B}を蒸し器で{V}",
+    ),
+    "混ぜる": ("{A}と{B}をボウルで{V}", "ボウルの{A}に{SEAS}を加えて{V}", "{A}をボウルに移して{V}"),
+    "盛り付ける": ("{A}を皿に{V}", "できあがった{A}を器に{V}", "{A}と{B}をお皿に{V}"),
+}
+_PARAPHRASE_ENDINGS = ("{D}。", "{TE}おく。", "{TE}いきます。", "{D}のがポイントです。")
+
+
+def _cut_phrase(rng: np.random.Generator, cut: CutSpec) -> str:
+    dictionary = cut.te[:-2] + ("る" if cut.te.endswith("って") else "する")
+    u = rng.random()
+    return dictionary if u < 0.5 else (cut.te + "おく" if u < 0.8 else cut.te + "おきます")
+
+
+def _paraphrase_verb(rng: np.random.Generator, method: str) -> str:
+    m = METHODS[method]
+    if rng.random() < 0.35:
+        return _pick(rng, VERB_SYNONYMS[method]) + "。"
+    return _pick(rng, _PARAPHRASE_ENDINGS).format(D=method, TE=m.te)
+
+
+def _paraphrase_name(rng: np.random.Generator, name: str) -> str:
+    return (
+        _pick(rng, INGREDIENT_SYNONYMS[name]) if name in INGREDIENT_SYNONYMS and rng.random() < 0.35 else name
+    )
+
+
+def paraphrase_step(text: str, rng: np.random.Generator) -> str:
+    """Say the generated step ``text`` another way: another template, other endings, some other names.
+
+    Only what the original says (and so what its photo shows) is said again; a detail a template has
+    no slot for is left out, never invented.
+    """
+    labels = step_labels(text)
+    method, ingredients = labels["method"], labels["ingredients"]
+    if method is None or not ingredients:
+        return text
+    a = ingredients[0]
+    b = ingredients[1] if len(ingredients) > 1 else None
+    have = {
+        "A": True,
+        "B": b is not None,
+        "CUT": labels["cut"] is not None,
+        "HEAT": labels["heat"] is not None,
+        "MIN": labels["minutes"] is not None,
+        "DONE": labels["doneness"] is not None,
+        "SEAS": bool(labels["seasonings"]),
+        "V": True,
+    }
+    usable = [t for t in PARAPHRASE_TEMPLATES[method] if all(have[s] for s in re.findall(r"\{(\w+)\}", t))]
+    if not usable:
+        return text
+    template = _pick(rng, usable)
+    slots = {
+        "A": _paraphrase_name(rng, a),
+        "B": _paraphrase_name(rng, b) if b else "",
+        "CUT": _cut_phrase(rng, CUTS[labels["cut"]]) if labels["cut"] else "",
+        "HEAT": labels["heat"] or "",
+        "MIN": str(labels["minutes"]) if labels["minutes"] is not None else "",
+        "DONE": labels["doneness"] or "",
+        "SEAS": "と".join(labels["seasonings"][:2]),
+        "V": _paraphrase_verb(rng, method) if method != "切る" else "",
+    }
+    return template.format(**slots)

@@ -4,11 +4,16 @@ Protocol: every test-split step with a photo is a query (its text); its one rele
 The gallery is every photo in the index, so these figures are harder than the 1k-pool ones. For kNN the
 exact top-k (brute force over the indexed ``image_vector`` values, same cosine) is computed too, so
 ``hnsw_recall@k`` (overlap of the approximate and exact top-k) shows what HNSW costs in recall.
+
+With the model directory, the linear baselines (CCA, ridge; :mod:`toolkit.evaluation.linear`) fitted on
+the model's own training pairs rank the same gallery for the same queries (exactly, from the model's
+backbone features). With recipe labels (``main:`` / ``method:`` tags), every mode also reports graded
+precision@k: the share of its top k whose recipe has the query's main ingredient, method, or both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,7 @@ from elasticsearch import Elasticsearch, helpers
 from toolkit.data.jsonl import iter_recipes
 from toolkit.data.splits import split_of
 from toolkit.errors import ToolkitError
+from toolkit.evaluation.graded import Labels, graded_precision
 from toolkit.rejects import RejectsWriter
 from toolkit.search.engine import Searcher
 from toolkit.search.queries import Filters, HybridParams, KnnParams
@@ -71,6 +77,26 @@ def _rank_of(step_id: str, hit_ids: Sequence[str]) -> int | None:
     return hit_ids.index(step_id) + 1 if step_id in hit_ids else None
 
 
+def _recipe(step_id: str) -> str:
+    return step_id.split(":", 1)[0]
+
+
+def _graded(
+    labels: Mapping[str, Labels],
+    queries: Sequence[str],
+    tops: Sequence[Sequence[str]],
+    gallery: Sequence[str],
+    k: int,
+) -> dict[str, Any]:
+    """Graded precision@k of ranked step ids by recipe labels (``recipe_id -> labels``)."""
+    q = [labels.get(_recipe(i), {}) for i in queries]
+    hits = [[labels.get(_recipe(h), {}) for h in top] for top in tops]
+    out = graded_precision(q, hits, [labels.get(_recipe(g), {}) for g in gallery], k)
+    return {c: out[c] for c in ("main", "method", "both")} | {
+        f"{c}_chance": out[f"{c}_chance"] for c in ("main", "method", "both")
+    }
+
+
 def evaluate_through_index(
     searcher: Searcher,
     queries: Sequence[Query],
@@ -78,8 +104,15 @@ def evaluate_through_index(
     num_candidates: int = 100,
     modes: Sequence[str] = INDEX_MODES,
     progress: Callable[[int], None] | None = None,
+    labels: Mapping[str, Labels] | None = None,
+    model_dir: str | Path | None = None,
+    split_seed: int = 0,
 ) -> dict[str, Any]:
-    """Per-mode R@K/MRR through the index, the exact kNN result and the HNSW recall of the kNN mode."""
+    """Per-mode R@K/MRR through the index, the exact kNN result and the HNSW recall of the kNN mode.
+
+    ``labels`` (``recipe_id -> {"main", "method"}``) adds graded precision@k per mode; ``model_dir``
+    adds the linear baselines over the same gallery and queries (see the module docstring).
+    """
     unknown = [m for m in modes if m not in INDEX_MODES]
     if unknown:
         raise ToolkitError(f"unknown evaluation mode(s) {unknown}; choose from {INDEX_MODES}")
@@ -88,6 +121,8 @@ def evaluate_through_index(
     params, filters, hybrid = KnnParams(k, max(num_candidates, k)), Filters(), HybridParams()
     gallery_ids, gallery = indexed_photo_vectors(searcher.es, searcher.index)
     ranks: dict[str, list[int | None]] = {m: [] for m in [*modes, "exact_knn"]}
+    tops: dict[str, list[list[str]]] = {m: [] for m in [*modes, "exact_knn"]}
+    asked: list[str] = []
     overlap: list[float] = []
     fusion = None
     skipped: list[str] = []
@@ -99,6 +134,8 @@ def evaluate_through_index(
             continue
         exact = [gallery_ids[j] for j in np.argsort(-(gallery @ vec), kind="stable")[:k]]
         ranks["exact_knn"].append(_rank_of(q.step_id, exact))
+        tops["exact_knn"].append(exact)
+        asked.append(q.step_id)
         for mode in modes:
             if mode == "knn":
                 result = searcher.knn(vec, params, filters)
@@ -112,6 +149,7 @@ def evaluate_through_index(
                 result = searcher.rrf(q.text, params, filters, hybrid)
                 fusion = result.fusion
             ranks[mode].append(_rank_of(q.step_id, [h.step_id for h in result.hits]))
+            tops[mode].append([h.step_id for h in result.hits])
         if progress:
             progress(i + 1)
     if not ranks["exact_knn"]:
@@ -126,8 +164,36 @@ def evaluate_through_index(
         "num_candidates": params.num_candidates,
         "modes": {m: _rank_metrics(ranks[m], k) for m in [*modes, "exact_knn"]},
     }
+    if model_dir is not None:
+        base = _baselines(
+            searcher, model_dir, split_seed, gallery_ids, [q for q in queries if q.step_id in set(asked)], k
+        )
+        for name, res in base.items():
+            if isinstance(res, dict) and "ranks" in res:
+                within = [r if r is not None and r <= k else None for r in res["ranks"]]
+                ranks[f"{name}_exact"], tops[f"{name}_exact"] = within, res["top"]
+                out["modes"][f"{name}_exact"] = _rank_metrics(within, k)
+        out["linear_baselines"] = {n: r["fit"] if isinstance(r, dict) else r for n, r in base.items()}
+    if labels:
+        out["graded"] = {m: _graded(labels, asked, tops[m], gallery_ids, k) for m in tops if tops[m]}
     if overlap:
         out[f"hnsw_recall@{k}"] = float(np.mean(overlap))
     if fusion:
         out["rrf_fusion"] = fusion
     return out
+
+
+def _baselines(
+    searcher: Searcher,
+    model_dir: str | Path,
+    split_seed: int,
+    gallery_ids: list[str],
+    queries: Sequence[Query],
+    k: int,
+) -> dict[str, Any]:
+    """CCA / ridge over the same gallery for the queries kNN answered (raw Word2Vec means of their text)."""
+    from toolkit.evaluation.held_out import gallery_baselines
+
+    text, ok = searcher.model.text_features([q.text for q in queries])
+    kept = [(q.step_id, text[n]) for n, q in enumerate(queries) if ok[n]]
+    return gallery_baselines(model_dir, split_seed, gallery_ids, kept, k)

@@ -176,13 +176,23 @@ def _check_encoder(obj: Any, name: str, origin: str) -> ImageEncoder:
 
 
 def create_encoder(
-    name: str = DEFAULT_ENCODER, weights: str | None = "auto", device: str = "cpu", **kw: Any
+    name: str = DEFAULT_ENCODER,
+    weights: str | None = "auto",
+    device: str = "cpu",
+    backend: str | None = None,
+    **kw: Any,
 ) -> ImageEncoder:
     """Build the encoder ``name``; ``weights`` is ``"auto"``, ``"imagenet"``, ``"random"`` or a path.
 
+    ``backend`` (``auto``, ``torch``, ``onnxruntime``, ``openvino``; None: ``$JRS_IMAGE_BACKEND`` or
+    ``auto``) is what the built-in CNN encoders run on (see :mod:`toolkit.image.backends`); plug-in
+    encoders run as they are, and asking one for another backend than ``auto``/``torch`` is refused.
     Extra keyword arguments (e.g. ``image_size``, ``seed``) go to the factory. Unknown names
     raise :class:`~toolkit.errors.ConfigError`; broken plug-ins :class:`PluginError`.
     """
+    from toolkit.image.backends import check_backend, default_backend
+
+    chosen = check_backend(backend or default_backend())
     factory, origin = _resolve_factory(name)
     try:
         encoder = factory(weights=weights, device=device, **kw)
@@ -195,6 +205,13 @@ def create_encoder(
             ) from e
         raise
     encoder = _check_encoder(encoder, name, origin)
+    use_backend = getattr(encoder, "use_backend", None)
+    if callable(use_backend):
+        use_backend(chosen)
+    elif backend not in (None, "auto", "torch"):
+        raise ConfigError(
+            f"encoder {name!r} ({origin}) runs as it is: image backend {backend!r} does not apply"
+        )
     message = getattr(encoder, "message", "")
     if message:
         log.info("%s", message)
@@ -202,10 +219,13 @@ def create_encoder(
 
 
 def encoder_metadata(encoder: ImageEncoder) -> dict[str, Any]:
-    """What a vector set records about the encoder that produced it."""
+    """What a vector set records about the encoder that produced it (backend: how it was run)."""
+    describe = getattr(encoder, "backend_metadata", None)
+    backend = describe() if callable(describe) else {"backend": "own", "precision": None}
     return {
         "encoder": encoder.name,
         "encoder_fingerprint": encoder.fingerprint,
         "encoder_weights": getattr(encoder, "weights_source", ""),
         "encoder_config": getattr(encoder, "config", {}),
+        **{f"encoder_{k}": v for k, v in backend.items()},
     }

@@ -32,11 +32,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from toolkit.atomic import write_json_atomic
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.encoders import ImageEncoder, encoder_metadata
 from toolkit.image.loading import DEFAULT_MAX_PIXELS, ImageRejected, load_image
+from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
+from toolkit.resume import decide_resume
 from toolkit.vectorset import IDS, META, VECTORS, save_vector_set
 
 log = logging.getLogger(__name__)
@@ -230,12 +233,6 @@ def _check_items(items: Sequence[tuple[str, Path]]) -> None:
         seen.add(sid)
 
 
-def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -244,19 +241,16 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _refuse(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, out_dir: Path) -> None:
-    diffs = []
-    if found.get("encoder_fingerprint") != enc_fp:
-        diffs.append(
-            f"encoder {found.get('encoder', '?')} fingerprint {found.get('encoder_fingerprint')} "
-            f"!= {enc_fp} of the encoder in hand"
-        )
-    if found.get("items_fingerprint") != items_fp:
-        diffs.append(f"item list fingerprint {found.get('items_fingerprint')} != {items_fp}")
-    raise FeatureStateError(
-        f"{out_dir} holds {what} made with different inputs ({'; '.join(diffs)}); "
-        "use another output directory or overwrite=True (--overwrite) to replace it"
-    )
+_LABELS = {"encoder_fingerprint": "encoder fingerprint", "items_fingerprint": "item list fingerprint"}
+
+
+def _check_state(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, out_dir: Path) -> None:
+    """Refuse ``found`` (an unfinished run or a vector set) unless it was made by this encoder from these items."""
+    expected = {"encoder_fingerprint": enc_fp, "items_fingerprint": items_fp}
+    decision = decide_resume(found, expected, labels=_LABELS)
+    if decision.action == "mismatch":
+        hint = "use another output directory or overwrite=True (--overwrite) to replace it"
+        raise FeatureStateError(decision.refusal(out_dir, what, hint))
 
 
 def _clear_final(out_dir: Path) -> None:
@@ -286,7 +280,7 @@ def _open_state(
     work.mkdir(parents=True, exist_ok=True)
     feats = np.lib.format.open_memmap(fpath, mode="w+", dtype=np.float32, shape=(total, dim))
     status = np.lib.format.open_memmap(spath, mode="w+", dtype=np.uint8, shape=(total,))
-    _write_json_atomic(work / _PROGRESS, {**header, "done": 0})
+    write_json_atomic(work / _PROGRESS, {**header, "done": 0}, indent=1)
     return feats, status, 0
 
 
@@ -375,12 +369,10 @@ def extract_features(
         _clear_final(out_dir)
     state = _read_json(work / _PROGRESS)
     if state is not None:
-        if state.get("encoder_fingerprint") != enc_fp or state.get("items_fingerprint") != items_fp:
-            _refuse("an unfinished run", state, enc_fp, items_fp, out_dir)
+        _check_state("an unfinished run", state, enc_fp, items_fp, out_dir)
     elif (out_dir / META).is_file():
         final = _read_json(out_dir / META) or {}
-        if final.get("encoder_fingerprint") != enc_fp or final.get("items_fingerprint") != items_fp:
-            _refuse("a vector set", final, enc_fp, items_fp, out_dir)
+        _check_state("a vector set", final, enc_fp, items_fp, out_dir)
         return result(int(final.get("count", 0)), int(final.get("rejected", 0)), True, total, True)
     elif work.exists():
         shutil.rmtree(work)  # a crash before the first commit file: nothing to keep
@@ -407,7 +399,7 @@ def extract_features(
         collate_fn=_collate,
         multiprocessing_context=start_method if workers else None,
     )
-    bar = _progress_bar(total, done, progress)
+    bar = progress_bar(progress, "image features", "img", total=total, initial=done)
     batches = 0
     try:
         for batch in loader if len(dataset) else ():
@@ -415,7 +407,7 @@ def extract_features(
             feats.flush()
             status.flush()
             done = batch.end
-            _write_json_atomic(work / _PROGRESS, {**header, "done": done})
+            write_json_atomic(work / _PROGRESS, {**header, "done": done}, indent=1)
             bar.update(batch.end - batch.start)
             batches += 1
             if on_batch is not None:
@@ -465,9 +457,3 @@ def _encode_into(
             rejects.write(reject)
         else:
             log.warning("rejected %s", reject)
-
-
-def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="img", desc="image features", disable=not enabled)

@@ -58,7 +58,9 @@ def make_simclr(
     path = resolve_backbone_path(weights).resolve()
     meta = read_backbone_meta(path)
     size = int(image_size or meta["image_size"])
-    enc = create_encoder(str(meta["arch"]), weights=str(path), device=device, image_size=size, seed=seed)
+    enc = create_encoder(
+        str(meta["arch"]), weights=str(path), device=device, image_size=size, seed=seed, backend="torch"
+    )
     enc.name = "simclr"
     enc.weights_spec = str(path)  # what a model manifest records: absolute, so it loads from anywhere
     enc.message = (

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -35,6 +34,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from toolkit.atomic import atomic_path, write_json_atomic
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.augment import SimCLRAugment
@@ -44,7 +44,10 @@ from toolkit.image.encoders import create_encoder
 from toolkit.image.features import items_fingerprint
 from toolkit.image.finetuned import BACKBONE_FILE, BACKBONE_FORMAT
 from toolkit.image.loading import ImageRejected, load_image
+from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
+from toolkit.resume import decide_resume
+from toolkit.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +200,12 @@ def base_encoder(config: SimCLRConfig, device: str = "cpu") -> Any:
     """The encoder fine-tuning starts from (its fingerprint names the starting point)."""
     weights, _ = resolve_init(config.arch, config.init)
     enc = create_encoder(
-        config.arch, weights=weights, device=device, image_size=config.image_size, seed=config.seed
+        config.arch,
+        weights=weights,
+        device=device,
+        image_size=config.image_size,
+        seed=config.seed,
+        backend="torch",  # trained with autograd
     )
     if enc.name != config.arch or not isinstance(getattr(enc, "model", None), nn.Module):
         raise ConfigError(
@@ -284,15 +292,8 @@ def learning_rate(step: int, total: int, base: float, warmup_fraction: float) ->
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def epoch_means(losses: Sequence[float], steps_per_epoch: int) -> list[float]:
@@ -360,7 +361,7 @@ def train_simclr(
         raise ConfigError(f"SimCLR needs at least 2 photos, got {len(items)}")
     out = Path(out_dir)
     device = torch.device(default_device() if config.device == "auto" else config.device)
-    seed_all(config.seed)
+    seed_everything(config.seed)
     enc = base_encoder(config, "cpu")
     items_fp = items_fingerprint(items)
     run_fp = fingerprint("simclr-run/1", config.identity(), items_fp, enc.fingerprint)
@@ -373,8 +374,7 @@ def train_simclr(
     summary_path = out / SUMMARY
     if summary_path.is_file():
         done = json.loads(summary_path.read_text(encoding="utf-8"))
-        if done.get("run_fingerprint") != run_fp:
-            _refuse(out, done.get("run_fingerprint"), run_fp)
+        _check_run(out, done, run_fp)
         result = _result_from_dict(done["result"])
         result.already_done, result.seconds, result.resumed_from = (
             True,
@@ -392,8 +392,7 @@ def train_simclr(
     ckpt_path = out / CHECKPOINT
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("run_fingerprint") != run_fp:
-            _refuse(out, ckpt.get("run_fingerprint"), run_fp)
+        _check_run(out, ckpt, run_fp, format=CHECKPOINT_FORMAT)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         losses = [float(x) for x in ckpt["losses"]]
@@ -443,7 +442,7 @@ def train_simclr(
     def loss_fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return nt_xent(a, b, config.temperature)
 
-    bar = _progress(total, step, config.progress)
+    bar = progress_bar(config.progress, "simclr", "step", total=total, initial=step)
     try:
         while step < total:
             epoch, start = divmod(step, spe)
@@ -551,7 +550,7 @@ def _finish(
         "rejected": {items[i][0]: r for i, r in sorted(bad.items())},
         "result": result.to_dict(),
     }
-    _write_json(out / SUMMARY, summary)
+    write_json_atomic(out / SUMMARY, summary, indent=1)
     log_fn(f"fine-tuned backbone {backbone_path} (encoder fingerprint {tuned.fingerprint}, base {base_fp})")
     return result
 
@@ -568,11 +567,12 @@ def load_result(out_dir: str | Path) -> SimCLRResult:
     return _result_from_dict(json.loads((Path(out_dir) / SUMMARY).read_text(encoding="utf-8"))["result"])
 
 
-def _refuse(out: Path, found: str | None, wanted: str) -> None:
-    raise SimCLRStateError(
-        f"{out} holds SimCLR run {found}, not {wanted} (other photos, configuration or starting weights); "
-        "use another output directory or --overwrite"
-    )
+def _check_run(out: Path, found: dict[str, Any], run_fp: str, **expected: Any) -> None:
+    """Refuse a finished run or checkpoint in ``out`` that is not run ``run_fp``."""
+    labels = {"run_fingerprint": "run fingerprint (other photos, configuration or starting weights)"}
+    decision = decide_resume(found, {**expected, "run_fingerprint": run_fp}, labels=labels)
+    if decision.action == "mismatch":
+        raise SimCLRStateError(decision.refusal(out, "a SimCLR run"))
 
 
 def _reject(rejects: RejectsWriter | None, item: tuple[str, Path], reason: str) -> None:
@@ -581,16 +581,6 @@ def _reject(rejects: RejectsWriter | None, item: tuple[str, Path], reason: str) 
         rejects.write(reject)
     else:
         log.warning("rejected %s", reject)
-
-
-def seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-
-
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", desc="simclr", disable=not enabled)
 
 
 def clear_run(out_dir: str | Path) -> None:

@@ -29,6 +29,7 @@ import orjson
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_exc
 
+from toolkit.atomic import write_json_atomic
 from toolkit.errors import ToolkitError
 from toolkit.rejects import Reject, RejectsWriter
 
@@ -115,9 +116,7 @@ class Checkpoint:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: v for k, v in asdict(self).items() if k != "path"}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        tmp.replace(self.path)
+        write_json_atomic(self.path, data)
 
 
 @dataclass

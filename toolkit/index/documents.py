@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.data.paths import UnsafePathError, resolve_under_root
-from toolkit.data.schema import Recipe
+from toolkit.data.schema import Recipe, Step
+from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
@@ -47,6 +48,32 @@ class DocumentBuilder:
         self._feature_row = features.index() if features is not None else {}
         self.image_base_url = image_base_url.rstrip("/") + "/" if image_base_url else None
         self.raw_features = raw_features
+
+    def step_hash(self, recipe: Recipe, step: Step) -> str:
+        """What a step's document is made from: the model, the builder's settings, the recipe fields the
+        document copies, the step and its photo file's size and mtime. Equal hash: the document is the same."""
+        photo: list[int] | None = None
+        if step.image:
+            try:
+                st = resolve_under_root(self.root, step.image).stat()
+                photo = [st.st_size, st.st_mtime_ns]
+            except (UnsafePathError, OSError):
+                photo = [-1, -1]
+        return fingerprint(
+            self.model.fingerprint,
+            self.image_base_url,
+            self.raw_features,
+            recipe.recipe_id,
+            recipe.title,
+            recipe.description,
+            sorted({i.name for i in recipe.ingredients if i.name}),
+            list(recipe.tags),
+            step.position,
+            step.text,
+            step.image,
+            photo,
+            length=20,
+        )
 
     def _photo_features(
         self, wanted: list[tuple[int, str, str]], rejects: RejectsWriter, stats: DocStats
@@ -95,6 +122,7 @@ class DocumentBuilder:
                     "ingredients": ingredients,
                     "tags": list(recipe.tags),
                     "has_image": False,
+                    "content_hash": self.step_hash(recipe, step),
                 }
                 if step.image:
                     wanted.append((len(docs), step_id, step.image))

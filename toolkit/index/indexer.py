@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from toolkit.index.documents import DocStats, DocumentBuilder, recipe_batches
 from toolkit.index.template import IndexModelInfo, VectorIndexOptions
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
+from toolkit.resume import decide_resume
 from toolkit.vectorset import load_vector_set
 
 #: Reject stages that are notes on a record still indexed (a photo dropped, no text vector), not losses.
@@ -135,19 +136,20 @@ def index_dataset(
     in_fp = input_fingerprint(root)
     ckpt_dir = opts.checkpoint_dir or Path(model_dir) / "loads"
     ckpt_path = ckpt_dir / f"{opts.index or opts.alias}.checkpoint.json"
-    ckpt = None if opts.restart else Checkpoint.load(ckpt_path)
-    resumable = (
-        ckpt is not None
-        and not ckpt.done
-        and ckpt.input_fingerprint == in_fp
-        and ckpt.model_fingerprint == model.fingerprint
-        and es.indices.exists(index=ckpt.index)
+    ckpt = Checkpoint.load(ckpt_path)
+    decision = decide_resume(
+        None if ckpt is None else asdict(ckpt),
+        {"done": False, "input_fingerprint": in_fp, "model_fingerprint": model.fingerprint},
+        overwrite=opts.restart,
     )
+    # a mismatch (other input or model, or a finished load) starts a new load
+    resumable = decision.action == "resume" and ckpt is not None and es.indices.exists(index=ckpt.index)
     if resumable:
         assert ckpt is not None
         target = ckpt.index
         log(f"resuming the load into {target} after {ckpt.position} recipes")
         restore = {"index.refresh_interval": "1s", "index.number_of_replicas": opts.replicas}
+        lifecycle.ensure_content_hash(es, target)
         lifecycle.begin_load(es, target)
     else:
         if opts.index:
@@ -157,6 +159,7 @@ def index_dataset(
                 es.indices.create(index=target, **_template_body(es, target))
             else:
                 lifecycle.check_index_model(es, target, model.fingerprint)
+                lifecycle.ensure_content_hash(es, target)
         else:
             lifecycle.put_template(es, opts.alias, info, opts.vector_options, opts.replicas)
             target = lifecycle.create_version(es, opts.alias)

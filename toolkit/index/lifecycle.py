@@ -90,6 +90,17 @@ def finish_load(es: Elasticsearch, index: str, restore: dict[str, Any]) -> None:
     es.indices.refresh(index=index)
 
 
+#: the per-document content hash live updates compare (``jrs index --update``)
+CONTENT_HASH_FIELD = {"content_hash": {"type": "keyword", "index": False}}
+
+
+def ensure_content_hash(es: Elasticsearch, index: str) -> None:
+    """Add the ``content_hash`` field to an index made before it existed (an additive mapping change)."""
+    props = es.indices.get_mapping(index=index).body[index]["mappings"].get("properties", {})
+    if "content_hash" not in props:
+        es.indices.put_mapping(index=index, properties=CONTENT_HASH_FIELD)
+
+
 def swap_alias(es: Elasticsearch, alias: str, index: str) -> list[str]:
     """Point ``alias`` at ``index`` in one atomic request; return the indices it pointed at before."""
     before = alias_targets(es, alias)

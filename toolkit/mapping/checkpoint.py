@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from toolkit.atomic import atomic_path, write_text_atomic
 from toolkit.errors import ModelDirError
 from toolkit.fingerprint import FingerprintMismatch, fingerprint
 from toolkit.mapping.towers import TwoTower
@@ -43,7 +44,10 @@ class LoadedMapping:
 def mapping_fingerprint(model: TwoTower, config: MappingConfig) -> str:
     """Hash of the weights (every state_dict tensor, by name) together with config and architecture."""
     state = model.state_dict()
-    parts: list[Any] = [config.to_dict(), model.arch()]
+    parts: list[Any] = [
+        config.fingerprint_dict(),
+        {k: v for k, v in model.arch().items() if k != "arch" or v != "mlp"},
+    ]
     for name in sorted(state):
         parts.append(name)
         parts.append(state[name].detach().cpu().numpy())
@@ -83,12 +87,9 @@ def save_mapping(
         "extra": extra_meta or {},
     }
     text = json.dumps(meta, ensure_ascii=False, indent=2, default=_json_default)  # fail before writing
-    tmp = d / (WEIGHTS + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(d / WEIGHTS)
-    tmp = d / (META + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(d / META)
+    with atomic_path(d / WEIGHTS) as tmp:
+        torch.save(state, tmp)
+    write_text_atomic(d / META, text)
     return d
 
 

@@ -120,7 +120,9 @@ class Tower(nn.Module):
             raise ValueError("only a residual tower has a linear projection")
         w = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
         if tuple(w.shape) != tuple(self.project.weight.shape):
-            raise ValueError(f"projection must have shape {tuple(self.project.weight.shape)}, got {tuple(w.shape)}")
+            raise ValueError(
+                f"projection must have shape {tuple(self.project.weight.shape)}, got {tuple(w.shape)}"
+            )
         with torch.no_grad():
             self.project.weight.copy_(w)
             if bias is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -17,15 +16,19 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from toolkit.errors import ConfigError
 from toolkit.evaluation.metrics import pooled_metrics
-from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
 from toolkit.mapping.cca import fit_cca
+from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
 from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TwoTower, input_stats
+from toolkit.progress import track
+from toolkit.seeding import seed_everything
 
 LOSSES = ("infonce", "triplet")
 INITS = ("random", "cca")
+#: Values of options that mappings saved before they existed were trained with (absent keys mean these).
+LEGACY = {"arch": "mlp", "init": "random", "cca_shrinkage": 0.3, "cca_power": 0.5}
 
 
 @dataclass
@@ -95,16 +98,20 @@ class MappingConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without options at their :data:`LEGACY` value (older mappings keep their hash)."""
+        return {k: v for k, v in asdict(self).items() if not (k in LEGACY and LEGACY[k] == v)}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MappingConfig:
-        """Rebuild from saved JSON, ignoring keys this version does not know."""
+        """Rebuild from saved JSON, ignoring keys this version does not know (missing new ones: :data:`LEGACY`)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**(LEGACY | {k: v for k, v in data.items() if k in names}))
 
 
 @dataclass
@@ -134,12 +141,6 @@ class TrainResult:
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def build_model(text_dim: int, image_dim: int, config: MappingConfig) -> TwoTower:
@@ -294,21 +295,13 @@ def train_mapping(
         recalls = _val_recalls(model, val_text, val_img, config)
         best_score, best_state = (recalls["R@10"], recalls["MRR"]), copy.deepcopy(model.state_dict())
         emit(f"epoch 0 (CCA init): val t2i R@10 {recalls['R@10']:.3f}")
-    epochs = tqdm(
-        range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=None if progress else True
-    )
+    epochs = track(range(1, config.epochs + 1), progress, "epochs", "epoch")
     for epoch in epochs:
         start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         total_loss, batches = 0.0, 0
-        bar = tqdm(
-            range(0, n, config.batch_size),
-            desc=f"epoch {epoch}",
-            unit="batch",
-            leave=False,
-            disable=None if progress else True,
-        )
+        bar = track(range(0, n, config.batch_size), progress, f"epoch {epoch}", "batch", leave=False)
         for offset in bar:
             idx = order[offset : offset + config.batch_size]
             if idx.numel() < 2:

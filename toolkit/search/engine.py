@@ -13,10 +13,11 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch
 
 from toolkit.errors import ToolkitError
 from toolkit.index.lifecycle import check_index_model
-from toolkit.model import SearchModel
+from toolkit.model import SearchModel, check_query_text
 from toolkit.search.fusion import rrf_fuse
 from toolkit.search.queries import (
     Filters,
+    Grouping,
     HybridParams,
     KnnParams,
     compose,
@@ -57,6 +58,36 @@ class Hit:
 
 
 @dataclass
+class Group:
+    """One recipe of a grouped result: its best step's score and its best-matching steps, best first."""
+
+    recipe_id: str
+    title: str
+    score: float
+    steps: list[Hit]
+
+    @classmethod
+    def from_es(cls, hit: dict[str, Any]) -> Group:
+        inner = hit.get("inner_hits", {}).get("steps", {}).get("hits", {}).get("hits", [])
+        top = Hit.from_es(hit)
+        return cls(top.recipe_id, top.title, top.score, [Hit.from_es(h) for h in inner] or [top])
+
+
+def group_hits(hits: list[Hit], k: int, per_group: int) -> list[Group]:
+    """Group a ranked step list by recipe client-side (after fusion): ``k`` recipes in best-step order."""
+    groups: dict[str, Group] = {}
+    for h in hits:
+        g = groups.get(h.recipe_id)
+        if g is None:
+            if len(groups) == k:
+                continue
+            g = groups[h.recipe_id] = Group(h.recipe_id, h.title, h.score, [])
+        if len(g.steps) < per_group:
+            g.steps.append(h)
+    return list(groups.values())
+
+
+@dataclass
 class SearchResult:
     mode: str
     hits: list[Hit]
@@ -65,9 +96,13 @@ class SearchResult:
     total_ms: float
     fusion: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: recipe-level results (``group="recipe"``): ``hits`` then holds each recipe's best step
+    groups: list[Group] | None = None
+    #: what the query became and what each word did (``explain=True``)
+    explanation: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "hits": [asdict(h) for h in self.hits]}
+        return asdict(self)
 
 
 class Searcher:
@@ -106,33 +141,79 @@ class Searcher:
         return compose(base, [self.text_vector(p) for p in plus], [self.text_vector(m) for m in minus])
 
     def tokens(self, text: str) -> list[str]:
-        tokens = self.model.tokenizer.tokenize_all(text)
+        tokens = self.model.tokenizer.tokenize_all(check_query_text(text))
         if not tokens:
             raise ToolkitError(f"the query {text!r} has no searchable token")
         return tokens
 
     # --- requests --------------------------------------------------------------------------------
-    def _run(self, mode: str, body: dict[str, Any], fusion: str | None = None) -> SearchResult:
+    def _run(
+        self,
+        mode: str,
+        body: dict[str, Any],
+        fusion: str | None = None,
+        group: Grouping | None = None,
+        k: int | None = None,
+    ) -> SearchResult:
+        if group is not None:
+            body = group.apply(body, k or int(body["size"]))
         t = time.perf_counter()
         resp = self.es.search(index=self.index, **body)
         total = (time.perf_counter() - t) * 1000
-        hits = [Hit.from_es(h) for h in resp["hits"]["hits"]]
-        return SearchResult(mode, hits, [body], float(resp["took"]), total, fusion)
+        raw = resp["hits"]["hits"]
+        result = SearchResult(mode, [Hit.from_es(h) for h in raw], [body], float(resp["took"]), total, fusion)
+        if group is not None:
+            result.groups = [Group.from_es(h) for h in raw]
+        return result
 
-    def knn(self, vector: np.ndarray, params: KnnParams, filters: Filters, mode: str = "knn") -> SearchResult:
-        return self._run(mode, knn_request(vector, params, filters))
+    def knn(
+        self,
+        vector: np.ndarray,
+        params: KnnParams,
+        filters: Filters,
+        mode: str = "knn",
+        group: Grouping | None = None,
+    ) -> SearchResult:
+        return self._run(mode, knn_request(vector, params, filters), group=group, k=params.k)
 
-    def keyword(self, text: str, k: int, filters: Filters) -> SearchResult:
-        return self._run("keyword", keyword_request(self.tokens(text), k, filters))
+    def keyword(self, text: str, k: int, filters: Filters, group: Grouping | None = None) -> SearchResult:
+        return self._run("keyword", keyword_request(self.tokens(text), k, filters), group=group, k=k)
 
-    def hybrid(self, text: str, params: KnnParams, filters: Filters, hybrid: HybridParams) -> SearchResult:
+    def hybrid(
+        self,
+        text: str,
+        params: KnnParams,
+        filters: Filters,
+        hybrid: HybridParams,
+        group: Grouping | None = None,
+    ) -> SearchResult:
         """One request with ``query`` + ``knn``: boosted scores are added by Elasticsearch."""
         body = hybrid_request(self.tokens(text), self.text_vector(text), params, filters, hybrid)
-        return self._run("hybrid", body, fusion="score-sum")
+        return self._run("hybrid", body, fusion="score-sum", group=group, k=params.k)
 
-    def rrf(self, text: str, params: KnnParams, filters: Filters, hybrid: HybridParams) -> SearchResult:
+    def rrf(
+        self,
+        text: str,
+        params: KnnParams,
+        filters: Filters,
+        hybrid: HybridParams,
+        group: Grouping | None = None,
+    ) -> SearchResult:
         """Reciprocal rank fusion: ``retriever.rrf`` when the cluster offers it, else fused here from
-        the two ranked lists fetched in one ``_msearch``."""
+        the two ranked lists fetched in one ``_msearch``. Grouped: the fused list of ``k * knn_factor``
+        steps is grouped by recipe here (a rank fusion has no single query to collapse)."""
+        if group is None:
+            return self._rrf(text, params, filters, hybrid)
+        wide = group.window(params.k)
+        result = self._rrf(
+            text, KnnParams(wide, max(params.num_candidates, wide), params.field), filters, hybrid
+        )
+        result.groups = group_hits(result.hits, params.k, group.per_group)
+        result.hits = [g.steps[0] for g in result.groups]
+        result.notes.append(f"grouped by recipe after fusing the best {wide} steps")
+        return result
+
+    def _rrf(self, text: str, params: KnnParams, filters: Filters, hybrid: HybridParams) -> SearchResult:
         tokens, vector = self.tokens(text), self.text_vector(text)
         if self._server_rrf is not False:
             body = rrf_retriever_request(tokens, vector, params, filters, hybrid)

@@ -32,9 +32,13 @@ class Filters:
     ingredients: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     include_text_only: bool = False
+    #: steps never returned (the examples of a more-like-these query)
+    exclude_step_ids: tuple[str, ...] = ()
 
     def clauses(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        if self.exclude_step_ids:
+            out.append({"bool": {"must_not": [{"ids": {"values": list(self.exclude_step_ids)}}]}})
         if self.recipe_ids:
             out.append({"terms": {"recipe_id": list(self.recipe_ids)}})
         for ing in self.ingredients:
@@ -58,6 +62,42 @@ class KnnParams:
             raise ValueError(
                 f"need 1 <= k <= num_candidates, got k={self.k}, num_candidates={self.num_candidates}"
             )
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """One hit per ``field`` value (a recipe), ranked by its best step, with its ``per_group`` best steps
+    inside (Elasticsearch ``collapse`` + ``inner_hits``)."""
+
+    field: str = "recipe_id"
+    per_group: int = 3
+    #: kNN collapses its nearest steps, so it looks at ``k * knn_factor`` steps to fill ``k`` recipes
+    knn_factor: int = 10
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.per_group <= 100:
+            raise ValueError(f"steps per recipe must be between 1 and 100, got {self.per_group}")
+
+    def window(self, k: int) -> int:
+        return min(10_000, k * self.knn_factor)
+
+    def apply(self, body: dict[str, Any], k: int) -> dict[str, Any]:
+        """``body`` returning ``k`` groups: collapse + inner hits. A top-level ``knn`` section becomes a
+        ``knn`` query over ``k * knn_factor`` candidates: inner hits of a top-level ``knn`` section are
+        neither scored nor limited to the nearest steps, those of a ``knn`` query are."""
+        out = dict(body, size=k)
+        out["collapse"] = {
+            "field": self.field,
+            "inner_hits": {"name": "steps", "size": self.per_group, "_source": SOURCE_FIELDS},
+        }
+        knn = out.pop("knn", None)
+        if knn is not None:
+            knn = dict(knn)
+            knn["k"] = max(knn["k"], self.window(k))
+            knn["num_candidates"] = max(knn["num_candidates"], knn["k"])
+            query = out.get("query")
+            out["query"] = {"knn": knn} if query is None else {"bool": {"should": [query, {"knn": knn}]}}
+        return out
 
 
 @dataclass(frozen=True)

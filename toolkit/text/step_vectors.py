@@ -14,7 +14,7 @@ it as a :class:`~toolkit.rejects.Reject` (stage ``text``).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
@@ -24,6 +24,7 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import check_fingerprint
+from toolkit.progress import track
 from toolkit.rejects import Reject
 from toolkit.text.tokenizer import Tokenizer
 from toolkit.text.word2vec import WordVectors
@@ -138,11 +139,11 @@ def step_vectors(
     tokenizer: Tokenizer,
     wv: WordVectors,
     *,
-    progress: Callable[[int], object] | None = None,
+    progress: bool = False,
 ) -> StepVectorResult:
     """Vectors for steps ``ids`` with ``texts``; steps without a known token (or with a duplicate id) are rejected.
 
-    ``progress`` (e.g. ``tqdm.update``) is called with the number of steps tokenised since its last call.
+    ``progress`` shows a bar of the steps tokenised.
     """
     if len(ids) != len(texts):
         raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
@@ -151,9 +152,9 @@ def step_vectors(
     keep_ids: list[str] = []
     token_lists: list[list[str]] = []
     seen: set[str] = set()
-    for n, (step_id, text) in enumerate(zip(ids, texts, strict=True), start=1):
-        if progress is not None and n % 1000 == 0:
-            progress(1000)
+    for step_id, text in track(
+        zip(ids, texts, strict=True), progress, "tokenizing steps", "step", total=len(ids)
+    ):
         if step_id in seen:
             rejects.append(Reject(step_id, STAGE, "duplicate step id; the first occurrence is kept"))
             continue
@@ -163,8 +164,6 @@ def step_vectors(
             continue
         keep_ids.append(step_id)
         token_lists.append(tokenizer.tokenize(text))
-    if progress is not None and len(ids) % 1000:
-        progress(len(ids) % 1000)
     flat, offsets = encode_token_ids(token_lists, wv.index)
     vectors, empty = mean_vectors(flat, offsets, wv.matrix)
     if empty.any():

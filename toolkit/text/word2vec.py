@@ -36,8 +36,8 @@ class Word2VecConfig:
 
     vector_size: int = 300
     window: int = 5
-    min_count: int = 5
-    epochs: int = 5
+    min_count: int = 2
+    epochs: int = 20
     seed: int = 0
     workers: int = 1
 

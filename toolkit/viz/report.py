@@ -35,7 +35,12 @@ DESCRIPTIONS = {
     "chance": "baseline: a random ranking (R@K = K/N)",
     "keyword": "baseline: token overlap with the step text (sees the text next to each photo)",
     "keyword_overlap": "baseline: BM25 overlap with the step text beside each photo (text-only, oracle-ish)",
+    "cca_pooled": "linear baseline: CCA fitted on the model's own training pairs and features, 1k pools",
+    "cca_full": "linear baseline: CCA, ranked against the whole evaluation split",
+    "ridge_pooled": "linear baseline: ridge regression text -> photo features on the same pairs, 1k pools",
+    "ridge_full": "linear baseline: ridge regression, ranked against the whole evaluation split",
 }
+GRADED_CRITERIA = ("main", "method", "both")
 
 
 def load_evaluation(model_dir: str | Path) -> dict[str, Any]:
@@ -211,13 +216,12 @@ def sample_sections(
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Search each query and render its grid; ``found_at`` is the rank of the query's own step, if any."""
-    from tqdm import tqdm
-
+    from toolkit.progress import track
     from toolkit.search.dispatch import search_text
     from toolkit.viz.grid import GridLayout, png_bytes, render_grid
 
     out = []
-    for text, own in tqdm(queries, desc="sample queries", unit="query", disable=not progress):
+    for text, own in track(queries, progress, "sample queries", "query"):
         try:
             result = search_text(searcher, text, mode, k)
         except ToolkitError as e:
@@ -267,6 +271,31 @@ def through_index_section(result: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def graded_section(graded: dict[str, Any] | None, title: str, table_id: str) -> list[str]:
+    """Graded precision@k per method (the hit's recipe shares the query's main ingredient / method / both)."""
+    if not graded:
+        return []
+    esc = html.escape
+    rows = {name: g for name, g in graded.items() if isinstance(g, dict)}
+    chance = next((g for g in rows.values() if "main_chance" in g), None)
+    if chance is not None and "chance" not in rows:
+        rows["chance"] = {c: chance[f"{c}_chance"] for c in GRADED_CRITERIA}
+    k = next((g["k"] for g in rows.values() if g.get("k")), 10)
+    head = "".join(f"<th>P@{k} {c} %</th>" for c in GRADED_CRITERIA)
+    body = "".join(
+        f'<tr data-method="{esc(name)}"><td>{esc(name)}</td>'
+        + "".join(f'<td class="num">{_fmt("R@", g.get(c))}</td>' for c in GRADED_CRITERIA)
+        + "</tr>"
+        for name, g in rows.items()
+    )
+    return [
+        f"<h2>{esc(title)}</h2>",
+        '<p class="note">share of the top hits whose recipe has the query recipe\'s main ingredient, '
+        "cooking method, or both (main:/method: tags)</p>",
+        f'<table id="{esc(table_id)}"><thead><tr><th>method</th>{head}</tr></thead><tbody>{body}</tbody></table>',
+    ]
+
+
 def render_html(
     title: str,
     results: dict[str, dict[str, Any]],
@@ -292,7 +321,11 @@ def render_html(
         '<h2 id="metrics-title">Metrics</h2>',
         metrics_table_html(results),
         f'<h2>Baselines</h2><ul id="baselines">{desc}</ul>',
+        *graded_section(evaluation.get("graded"), "Graded relevance (held-out split)", "graded"),
         *through_index_section(through_index),
+        *graded_section(
+            (through_index or {}).get("graded"), "Graded relevance through the index", "graded-index"
+        ),
         "<h2>Recall@K</h2>",
         f'<img id="recall-curve" alt="recall@K curve" src="{_png_data_uri(curve)}">' if curve else "",
         *(f'<p class="note">{esc(n)}</p>' for n in notes),

@@ -17,13 +17,14 @@ from urllib.parse import quote
 
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.errors import ToolkitError
-from toolkit.search.dispatch import search_photo, search_text
-from toolkit.search.engine import Searcher, SearchResult
+from toolkit.search.dispatch import SearchOptions, search
+from toolkit.search.engine import Hit, Searcher, SearchResult
 from toolkit.search.queries import Filters
 
 PAGE_MODES = ("knn", "keyword", "hybrid")
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 MAX_K = 100
+MAX_PER_GROUP = 10
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 
 
@@ -65,16 +66,19 @@ class SearchApp:
         }
 
     def search(self, params: dict[str, list[str]]) -> dict[str, Any]:
-        """``q``, ``mode``, ``k``, ``ingredient`` (repeatable), ``recipe`` (repeatable) -> hits."""
-        text = _one(params, "q", "")
+        """``q``, ``mode``, ``k``, ``ingredient``/``recipe`` (repeatable), ``group`` (``recipe``),
+        ``per_group``, ``explain`` (``1``), ``like`` (repeatable step ids) -> hits (and groups)."""
+        text = _one(params, "q", "").strip()
         mode = _one(params, "mode", "knn")
+        like = tuple(v.strip() for v in params.get("like", []) if v.strip())
         if mode not in PAGE_MODES:
             raise BadRequest(f"unknown mode {mode!r}; choose one of {', '.join(PAGE_MODES)}")
-        if not text.strip():
+        if not text and not like:
             raise BadRequest("type a query")
+        options = self._options(params, mode)
         with self._lock:
-            result = search_text(self.searcher, text, mode, _k(params), _filters(params))
-        return self.as_json(result, query=text)
+            result = search(self.searcher, text or None, like=like, options=options)
+        return self.as_json(result, query=text or f"like {', '.join(like)}")
 
     def search_by_photo(self, data: bytes, params: dict[str, list[str]]) -> dict[str, Any]:
         """Query by an uploaded photo (its bytes); the upload is decoded with the safe loader."""
@@ -82,37 +86,53 @@ class SearchApp:
             raise BadRequest("the uploaded photo is empty")
         if len(data) > MAX_UPLOAD_BYTES:
             raise BadRequest(f"the uploaded photo is over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+        options = self._options(params, "knn")
         with tempfile.TemporaryDirectory(prefix="jrs-upload-") as tmp:
             path = Path(tmp) / "query-photo"
             path.write_bytes(data)
             with self._lock:
-                result = search_photo(self.searcher, path, _k(params), _filters(params))
+                result = search(self.searcher, photo=path, options=options)
         return self.as_json(result, query=_one(params, "name", "uploaded photo"))
 
+    def _options(self, params: dict[str, list[str]], mode: str) -> SearchOptions:
+        group = _one(params, "group", "").strip() or None
+        if group not in (None, "recipe"):
+            raise BadRequest(f"unknown group {group!r}; the only grouping is 'recipe'")
+        explain = _one(params, "explain", "").strip().lower()
+        if explain not in ("", "0", "1", "true", "false"):
+            raise BadRequest(f"explain must be 1 or 0, got {explain!r}")
+        return SearchOptions(
+            mode=mode,
+            k=_k(params),
+            filters=_filters(params),
+            group=group,
+            per_group=_int(params, "per_group", 3, 1, MAX_PER_GROUP),
+            explain=explain in ("1", "true"),
+        )
+
     def as_json(self, result: SearchResult, query: str) -> dict[str, Any]:
-        hits = []
-        for rank, h in enumerate(result.hits, 1):
-            hits.append(
-                {
-                    "rank": rank,
-                    "score": h.score,
-                    "step_id": h.step_id,
-                    "recipe_id": h.recipe_id,
-                    "title": h.title,
-                    "position": h.position,
-                    "text": h.text,
-                    "image_path": h.image_path,
-                    "photo_url": photo_url(h.image_path) if h.image_path else None,
-                }
-            )
-        return {
+        out: dict[str, Any] = {
             "query": query,
             "mode": result.mode,
             "fusion": result.fusion,
             "notes": result.notes,
             "took_ms": result.took_ms,
-            "hits": hits,
+            "hits": [hit_json(h, rank) for rank, h in enumerate(result.hits, 1)],
         }
+        if result.groups is not None:
+            out["groups"] = [
+                {
+                    "rank": rank,
+                    "recipe_id": g.recipe_id,
+                    "title": g.title,
+                    "score": g.score,
+                    "steps": [hit_json(h, i) for i, h in enumerate(g.steps, 1)],
+                }
+                for rank, g in enumerate(result.groups, 1)
+            ]
+        if result.explanation is not None:
+            out["explanation"] = result.explanation
+        return out
 
     # --- photos ----------------------------------------------------------------------------------
     def photo(self, rel: str) -> tuple[Path, str]:
@@ -125,6 +145,20 @@ class SearchApp:
         return path, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
+def hit_json(h: Hit, rank: int) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "score": h.score,
+        "step_id": h.step_id,
+        "recipe_id": h.recipe_id,
+        "title": h.title,
+        "position": h.position,
+        "text": h.text,
+        "image_path": h.image_path,
+        "photo_url": photo_url(h.image_path) if h.image_path else None,
+    }
+
+
 def photo_url(rel: str) -> str:
     return "/photo/" + quote(rel, safe="/")
 
@@ -135,14 +169,18 @@ def _one(params: dict[str, list[str]], name: str, default: str) -> str:
 
 
 def _k(params: dict[str, list[str]]) -> int:
-    raw = _one(params, "k", "12")
+    return _int(params, "k", 12, 1, MAX_K)
+
+
+def _int(params: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
+    raw = _one(params, name, str(default))
     try:
-        k = int(raw)
+        value = int(raw)
     except ValueError:
-        raise BadRequest(f"k must be a whole number, got {raw!r}") from None
-    if not 1 <= k <= MAX_K:
-        raise BadRequest(f"k must be between 1 and {MAX_K}, got {k}")
-    return k
+        raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 def _filters(params: dict[str, list[str]]) -> Filters:

@@ -1,0 +1,41 @@
+"""An empty or white-space-only query says so, in every mode, from the library and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli.main import cli
+from toolkit.errors import ToolkitError
+from toolkit.model import SearchModel
+from toolkit.search.engine import Searcher
+from toolkit.search.queries import Filters, HybridParams, KnnParams
+
+
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf"])
+@pytest.mark.parametrize("text", ["", "   ", "\u3000\n\t"])
+def test_library_says_the_query_is_empty(
+    es, built_model: Path, search_alias: str, text: str, mode: str
+) -> None:
+    searcher = Searcher(es, SearchModel.load(built_model), search_alias)
+    calls = {
+        "knn": lambda: searcher.knn(searcher.text_vector(text), KnnParams(), Filters()),
+        "keyword": lambda: searcher.keyword(text, 5, Filters()),
+        "hybrid": lambda: searcher.hybrid(text, KnnParams(), Filters(), HybridParams()),
+        "rrf": lambda: searcher.rrf(text, KnnParams(), Filters(), HybridParams()),
+    }
+    with pytest.raises(ToolkitError, match="^the query is empty$"):
+        calls[mode]()
+
+
+def test_cli_says_the_query_is_empty(es_settings, built_model: Path, search_alias: str) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["search", "  ", "--model", str(built_model), "--index", search_alias],
+        env={"ES_URL": es_settings.url},
+    )
+    assert result.exit_code != 0
+    assert "the query is empty" in result.output
+    assert "vocabulary" not in result.output

@@ -1,0 +1,67 @@
+"""Graded precision@k (same main ingredient / method / both) on hand-made rankings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from toolkit.evaluation.graded import graded_from_scores, graded_precision, tag_labels, top_k_indices
+
+ONION_FRY = {"main": "玉ねぎ", "method": "炒める"}
+ONION_BOIL = {"main": "玉ねぎ", "method": "茹でる"}
+CABBAGE_FRY = {"main": "キャベツ", "method": "炒める"}
+EGG_STEAM = {"main": "卵", "method": "蒸す"}
+
+
+def test_hand_counted_precision_and_chance():
+    gallery = [ONION_FRY, ONION_BOIL, CABBAGE_FRY, EGG_STEAM]
+    ranked = [[CABBAGE_FRY, ONION_BOIL], [EGG_STEAM, ONION_FRY]]
+    out = graded_precision([ONION_FRY, EGG_STEAM], ranked, gallery, k=2)
+    # query 1: main 1/2, method 1/2, both 0; query 2: main 1/2, method 1/2, both 1/2
+    assert out["main"] == pytest.approx(0.5) and out["method"] == pytest.approx(0.5)
+    assert out["both"] == pytest.approx(0.25)
+    # chance: onion 2/4 and egg 1/4; fry 2/4 and steam 1/4; both 1/4 and 1/4
+    assert out["main_chance"] == pytest.approx(0.375) and out["method_chance"] == pytest.approx(0.375)
+    assert out["both_chance"] == pytest.approx(0.25)
+    assert out["main_queries"] == 2 and out["k"] == 2
+
+
+def test_short_lists_and_missing_labels():
+    out = graded_precision(
+        [ONION_FRY, {"main": None, "method": "炒める"}], [[ONION_FRY], [CABBAGE_FRY]], [ONION_FRY], k=4
+    )
+    assert out["main"] == pytest.approx(0.25)  # one hit of four slots; the second query has no main
+    assert out["main_queries"] == 1 and out["method_queries"] == 2
+    assert out["method"] == pytest.approx((0.25 + 0.25) / 2)
+
+
+def test_from_scores_ranks_best_first():
+    gallery = [EGG_STEAM, ONION_FRY, CABBAGE_FRY]
+    scores = np.array([[0.1, 0.9, 0.5]])
+    out = graded_from_scores(scores, [ONION_FRY], gallery, k=1)
+    assert out["both"] == 1.0
+    out = graded_from_scores(-scores, [ONION_FRY], gallery, k=1)
+    assert out["main"] == 0.0 and out["method"] == 0.0
+
+
+def test_top_k_breaks_ties_by_index():
+    scores = np.array([[1.0, 3.0, 3.0, 2.0, 0.0]])
+    assert top_k_indices(scores, 3).tolist() == [[1, 2, 3]]
+    assert top_k_indices(scores, 10).tolist() == [[1, 2, 3, 0, 4]]
+
+
+def test_tag_labels():
+    assert tag_labels(["main:鶏肉", "method:揚げる", "dish:唐揚げ", "easy", "main:豚肉"]) == {
+        "main": "鶏肉",
+        "method": "揚げる",
+        "dish": "唐揚げ",
+    }
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="k must"):
+        graded_precision([ONION_FRY], [[]], [ONION_FRY], k=0)
+    with pytest.raises(ValueError, match="ranked lists"):
+        graded_precision([ONION_FRY], [], [ONION_FRY])
+    with pytest.raises(ValueError, match="do not match"):
+        graded_from_scores(np.zeros((2, 2)), [ONION_FRY], [ONION_FRY, ONION_FRY])

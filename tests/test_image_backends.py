@@ -1,0 +1,146 @@
+"""Inference backends: vectors match torch fp32 on real photos, graphs are cached, metadata says how."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.data.sample_draw import step_photo_jpeg
+from toolkit.errors import ConfigError
+from toolkit.image.backends import (
+    GRAPH_FILE,
+    MIN_COSINE,
+    VERDICTS_FILE,
+    candidates,
+    cpu_has_bf16,
+    graph_dir,
+    min_cosine,
+    runtime_version,
+)
+from toolkit.image.encoders import create_encoder
+from toolkit.image.features import extract_features
+from toolkit.image.loading import load_image
+from toolkit.vectorset import load_vector_set
+
+INSTALLED = [b for b in ("onnxruntime", "openvino") if runtime_version(b) is not None]
+needs_runtime = pytest.mark.skipif(not INSTALLED, reason="no accelerated backend installed (extra 'onnx')")
+TEXTS = (
+    "玉ねぎを飴色になるまで炒める",
+    "人参を乱切りにする",
+    "鍋で湯を沸かす",
+    "卵を割りほぐす",
+    "肉に塩をふる",
+)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("JRS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def photo_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """JPEG files drawn by the sample generator (not the calibration set: other texts, seed, sizes)."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(10):
+        path = root / f"step_{i}.jpg"
+        path.write_bytes(step_photo_jpeg(TEXTS[i % len(TEXTS)], rng, size=(96, 160, 288)[i % 3]))
+        paths.append(path)
+    return paths
+
+
+def _encode(encoder, paths: list[Path]) -> np.ndarray:
+    batch = torch.stack([encoder.preprocess(load_image(p, draft_size=encoder.load_size)) for p in paths])
+    return encoder.encode_batch(batch)
+
+
+@needs_runtime
+@pytest.mark.parametrize("backend", INSTALLED)
+def test_real_weights_on_real_photos_match_torch(backend: str, cache: Path, photo_files: list[Path]) -> None:
+    torch_enc = create_encoder("efficientnet-lite0", weights="imagenet", backend="torch")
+    enc = create_encoder("efficientnet-lite0", weights="imagenet", backend=backend)
+    ref, got = _encode(torch_enc, photo_files), _encode(enc, photo_files)
+    assert enc.backend == backend and torch_enc.backend == "torch"
+    assert enc.fingerprint == torch_enc.fingerprint  # same weights and preprocessing
+    assert got.shape == ref.shape == (len(photo_files), 1280)
+    assert min_cosine(got, ref) >= MIN_COSINE
+    assert enc.backend_metadata()["min_cosine_to_torch"] >= MIN_COSINE
+
+
+@needs_runtime
+def test_auto_takes_a_verified_backend_and_refuses_what_drifts(cache: Path) -> None:
+    enc = create_encoder("efficientnet-lite0", weights="imagenet", backend="auto")
+    enc.encode_batch(torch.zeros(1, 3, 224, 224))
+    assert (enc.backend, enc.precision) in candidates("auto")
+    verdicts = json.loads((graph_dir(enc.fingerprint) / VERDICTS_FILE).read_text(encoding="utf-8"))
+    chosen = [v for v in verdicts.values() if (v["backend"], v["precision"]) == (enc.backend, enc.precision)]
+    assert chosen and chosen[0]["min_cosine"] >= MIN_COSINE
+    if cpu_has_bf16() and "openvino" in INSTALLED:
+        # Lite0's ImageNet weights lose too much in bf16: verified, recorded and not used.
+        bf16 = [v for v in verdicts.values() if v["precision"] == "bf16"]
+        assert bf16 and bf16[0]["min_cosine"] < MIN_COSINE
+        assert enc.precision != "bf16"
+
+
+@needs_runtime
+def test_graph_is_exported_once_and_reused(cache: Path, photo_files: list[Path]) -> None:
+    backend = INSTALLED[0]
+    first = create_encoder("resnet18", weights="random", image_size=32, backend=backend)
+    a = _encode(first, photo_files[:3])
+    graph = graph_dir(first.fingerprint) / GRAPH_FILE
+    stamp = graph.stat().st_mtime_ns
+    second = create_encoder("resnet18", weights="random", image_size=32, backend=backend)
+    b = _encode(second, photo_files[:3])
+    assert graph.stat().st_mtime_ns == stamp
+    np.testing.assert_allclose(a, b, rtol=0, atol=0)
+    other = create_encoder("resnet18", weights="random", image_size=32, seed=1, backend=backend)
+    other.encode_batch(torch.zeros(1, 3, 32, 32))
+    assert other.fingerprint != first.fingerprint and (graph_dir(other.fingerprint) / GRAPH_FILE).is_file()
+
+
+@needs_runtime
+def test_vector_set_records_backend_and_precision(
+    cache: Path, photo_files: list[Path], tmp_path: Path
+) -> None:
+    backend = INSTALLED[0]
+    items = [(f"r{i}:1", p) for i, p in enumerate(photo_files[:4])]
+    enc = create_encoder("resnet18", weights="random", image_size=32, backend=backend)
+    res = extract_features(items, enc, tmp_path / "feats", batch_size=2, progress=False)
+    meta = load_vector_set(tmp_path / "feats").meta
+    assert res.complete and meta["encoder_backend"] == backend
+    assert meta["encoder_precision"] == enc.precision
+    assert meta["encoder_min_cosine_to_torch"] >= MIN_COSINE
+    torch_enc = create_encoder("resnet18", weights="random", image_size=32, backend="torch")
+    assert meta["encoder_fingerprint"] == torch_enc.fingerprint
+
+
+def test_torch_backend_and_plugins_run_as_they_are(cache: Path, photo_files: list[Path]) -> None:
+    enc = create_encoder("resnet18", weights="random", image_size=32, backend="torch")
+    _encode(enc, photo_files[:2])
+    assert enc.backend == "torch" and not (cache / "graphs").exists()  # nothing exported
+    pixels = create_encoder("pixels", backend="auto")
+    assert _encode(pixels, photo_files[:2]).shape == (2, 768)
+    with pytest.raises(ConfigError, match="does not apply"):
+        create_encoder("pixels", backend="onnxruntime")
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown image backend 'tensorrt'"):
+        create_encoder("resnet18", weights="random", image_size=32, backend="tensorrt")
+
+
+def test_environment_chooses_the_default_backend(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    monkeypatch.setenv("JRS_IMAGE_BACKEND", "torch")
+    enc = create_encoder("resnet18", weights="random", image_size=32)
+    enc.encode_batch(torch.zeros(1, 3, 32, 32))
+    assert enc.backend == "torch"
+    monkeypatch.setenv("JRS_IMAGE_BACKEND", "bogus")
+    with pytest.raises(ConfigError, match="unknown image backend"):
+        create_encoder("resnet18", weights="random", image_size=32)

@@ -1,0 +1,174 @@
+"""Live updates on the real node: ``jrs index --update`` sends only new and changed steps (content hash),
+deletes steps a recipe lost, reconciles its counts exactly, survives an interruption, and ``jrs delete``
+removes recipes; the result always equals a fresh index of the same data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from elasticsearch import Elasticsearch, helpers
+
+from toolkit.cli.main import cli
+from toolkit.index.indexer import IndexOptions, index_dataset
+from toolkit.index.update import UpdateOptions, update_index
+
+
+@pytest.fixture
+def dataset(sample_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("*.checkpoint.json"))
+    return root
+
+
+def _lines(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / "recipes.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def _write(root: Path, records: list[dict], extra: list[str] = ()) -> None:
+    text = "\n".join([json.dumps(r, ensure_ascii=False) for r in records] + list(extra)) + "\n"
+    (root / "recipes.jsonl").write_text(text, encoding="utf-8")
+
+
+def _docs(es: Elasticsearch, index: str) -> dict[str, dict]:
+    es.indices.refresh(index=index)
+    return {h["_id"]: h["_source"] for h in helpers.scan(es, index=index, query={"query": {"match_all": {}}})}
+
+
+def _same_as_fresh(es: Elasticsearch, root: Path, model: Path, updated: str) -> None:
+    """The updated index holds exactly the documents a fresh index of ``root`` holds."""
+    fresh = f"jrs-test-fresh-{uuid.uuid4().hex[:10]}"
+    try:
+        index_dataset(es, root, model, IndexOptions(alias=fresh), log=lambda m: None)
+        got, want = _docs(es, updated), _docs(es, fresh)
+    finally:
+        for idx in es.indices.get(index=f"{fresh}*", ignore_unavailable=True, allow_no_indices=True):
+            es.indices.delete(index=idx)
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{fresh}-template")
+    assert sorted(got) == sorted(want)
+    for i, doc in want.items():
+        other = dict(got[i])
+        for field in ("image_vector", "text_vector"):
+            assert (field in doc) == (field in other), (i, field)
+            if field in doc:
+                assert np.allclose(doc[field], other.pop(field), atol=1e-5)
+        assert {k: v for k, v in doc.items() if not k.endswith("_vector")} == other, i
+
+
+def _steps(records: list[dict]) -> int:
+    return sum(len(r["steps"]) for r in records)
+
+
+def test_update_sends_only_what_changed_and_reconciles(
+    es: Elasticsearch, dataset: Path, built_model: Path, index_name: str
+) -> None:
+    alias = index_name
+    index_dataset(es, dataset, built_model, IndexOptions(alias=alias), log=lambda m: None)
+    records = _lines(dataset)
+    n = _steps(records)
+    same = update_index(es, dataset, built_model, UpdateOptions(alias=alias))
+    assert (same["read"], same["indexed"], same["unchanged"], same["rejected"], same["deleted"]) == (
+        n,
+        0,
+        n,
+        0,
+        0,
+    )
+
+    changed, shortened = records[3], records[5]
+    changed["steps"][0]["text"] = "鶏肉を一口大に切って、強火でこんがり焼きます。"
+    dropped = f"{shortened['recipe_id']}:{shortened['steps'][-1]['position']}"
+    shortened["steps"] = shortened["steps"][:-1]
+    new = json.loads(json.dumps(records[7]))
+    new["recipe_id"] = "new-recipe-1"
+    records.append(new)
+    _write(dataset, records, extra=["{not json"])
+    result = update_index(es, dataset, built_model, UpdateOptions(alias=alias, batch_steps=32))
+    inputs = _steps(records)
+    assert result["indexed"] == 1 + len(new["steps"])
+    assert result["unchanged"] == inputs - 1 - len(new["steps"])
+    assert (result["rejected"], result["deleted"]) == (1, 1)
+    assert result["read"] == inputs + 1 + 1  # every step, the bad line, the step the recipe lost
+    assert result["read"] == result["indexed"] + result["unchanged"] + result["rejected"] + result["deleted"]
+    assert result["count"] == inputs
+    assert (
+        es.get(index=alias, id=f"{changed['recipe_id']}:{changed['steps'][0]['position']}")["_source"]["text"]
+        == changed["steps"][0]["text"]
+    )
+    assert not es.exists(index=alias, id=dropped)
+    _write(dataset, records)
+    _same_as_fresh(es, dataset, built_model, alias)
+
+
+def test_an_interrupted_update_run_again_finishes_the_job(
+    es: Elasticsearch, dataset: Path, built_model: Path, index_name: str
+) -> None:
+    alias = index_name
+    index_dataset(es, dataset, built_model, IndexOptions(alias=alias), log=lambda m: None)
+    records = _lines(dataset)
+    for r in records[:60]:
+        r["title"] = r["title"] + "（改）"
+    _write(dataset, records)
+    changed = _steps(records[:60])
+    calls = []
+
+    def interrupt(step) -> None:
+        calls.append(step)
+        if len(calls) >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        update_index(es, dataset, built_model, UpdateOptions(alias=alias, batch_steps=16), progress=interrupt)
+    es.indices.refresh(index=alias)
+    done = es.count(index=alias, query={"wildcard": {"title.keyword": "*（改）"}})["count"]
+    assert 0 < done < changed
+    again = update_index(es, dataset, built_model, UpdateOptions(alias=alias, batch_steps=16))
+    assert again["indexed"] == changed - done
+    assert again["unchanged"] == _steps(records) - (changed - done)
+    assert (again["rejected"], again["deleted"]) == (0, 0)
+    assert again["read"] == again["indexed"] + again["unchanged"] + again["rejected"] + again["deleted"]
+    _same_as_fresh(es, dataset, built_model, alias)
+
+
+def test_cli_update_and_delete(
+    es: Elasticsearch, dataset: Path, built_model: Path, index_name: str, es_settings
+) -> None:
+    alias = index_name
+    env = {"ES_URL": es_settings.url}
+    runner = CliRunner()
+    res = runner.invoke(cli, ["index", str(dataset), str(built_model), "--alias", alias, "-q"], env=env)
+    assert res.exit_code == 0, res.output
+    records = _lines(dataset)
+    n = _steps(records)
+    res = runner.invoke(
+        cli, ["index", str(dataset), str(built_model), "--alias", alias, "--update", "--json"], env=env
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert (data["read"], data["indexed"], data["unchanged"]) == (n, 0, n)
+    gone = [records[0]["recipe_id"], records[1]["recipe_id"]]
+    res = runner.invoke(
+        cli,
+        ["delete", "--alias", alias, "--recipe", gone[0], "--recipe", gone[1], "--recipe", "nope"],
+        env=env,
+    )
+    assert res.exit_code == 0, res.output
+    removed = _steps(records[:2])
+    assert f"{removed} steps of 2 recipes deleted; {n - removed} documents; not found: nope" in res.output
+    assert es.count(index=alias, query={"terms": {"recipe_id": gone}})["count"] == 0
+    res = runner.invoke(cli, ["delete", "--alias", alias, "--recipe", gone[0], "--json"], env=env)
+    data = json.loads(res.output)
+    assert (data["read"], data["deleted"], data["missing"]) == (0, 0, [gone[0]])
+    # the dataset still has them: an update puts them back, and only them
+    res = runner.invoke(
+        cli, ["index", str(dataset), str(built_model), "--alias", alias, "--update", "--json"], env=env
+    )
+    data = json.loads(res.output)
+    assert (data["indexed"], data["unchanged"], data["count"]) == (removed, n - removed, n)
+    res = runner.invoke(cli, ["delete", "--alias", f"{alias}-none", "--recipe", "x"], env=env)
+    assert res.exit_code == 2 and "points at 0 indices" in res.output

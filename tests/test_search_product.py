@@ -1,0 +1,158 @@
+"""Recipe-level results, explanations and more-like-these through the one library search function and
+the CLI, on the real node with the session's sample index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from elasticsearch import Elasticsearch
+
+from toolkit.cli.main import cli
+from toolkit.errors import ToolkitError
+from toolkit.model import SearchModel
+from toolkit.search.dispatch import SearchOptions, search
+from toolkit.search.engine import Searcher, group_hits
+from toolkit.search.explain import suggestions
+from toolkit.search.queries import Filters
+
+QUERY = "玉ねぎを薄切りにします。"
+
+
+@pytest.fixture(scope="module")
+def searcher(es: Elasticsearch, built_model: Path, search_alias: str) -> Searcher:
+    return Searcher(es, SearchModel.load(built_model), search_alias)
+
+
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf"])
+def test_grouped_results_are_one_recipe_each_with_its_best_steps(searcher: Searcher, mode: str) -> None:
+    result = search(searcher, QUERY, options=SearchOptions(mode=mode, k=5, group="recipe", per_group=3))
+    groups = result.groups
+    assert groups is not None and len(groups) == 5
+    assert len({g.recipe_id for g in groups}) == 5
+    assert [g.score for g in groups] == sorted((g.score for g in groups), reverse=True)
+    for g in groups:
+        assert 1 <= len(g.steps) <= 3 and {h.recipe_id for h in g.steps} == {g.recipe_id}
+        assert [h.score for h in g.steps] == sorted((h.score for h in g.steps), reverse=True)
+        assert g.steps[0].score == pytest.approx(g.score)
+    assert [h.step_id for h in result.hits] == [g.steps[0].step_id for g in groups]
+    # the same as grouping the ungrouped ranking of the window the grouped search looks at
+    plain = search(searcher, QUERY, options=SearchOptions(mode=mode, k=50, num_candidates=100))
+    expected = group_hits(plain.hits, 5, 3)
+    assert [g.recipe_id for g in groups] == [g.recipe_id for g in expected]
+    assert [g.steps[0].step_id for g in groups] == [g.steps[0].step_id for g in expected]
+    if mode in ("knn", "rrf"):  # both look only at those 50 steps (keyword/hybrid: at every match)
+        assert [[h.step_id for h in g.steps] for g in groups] == [
+            [h.step_id for h in g.steps] for g in expected
+        ]
+
+
+def test_grouping_respects_filters(searcher: Searcher) -> None:
+    opts = SearchOptions(mode="hybrid", k=4, group="recipe", filters=Filters(ingredients=("玉ねぎ",)))
+    groups = search(searcher, QUERY, options=opts).groups
+    assert groups
+    ids = [h.step_id for g in groups for h in g.steps]
+    docs = searcher.es.mget(index=searcher.index, ids=ids)["docs"]
+    assert all("玉ねぎ" in d["_source"]["ingredients"] for d in docs)
+
+
+def test_bad_grouping_is_a_clear_error(searcher: Searcher) -> None:
+    with pytest.raises(ToolkitError, match="unknown grouping 'tag'"):
+        search(searcher, QUERY, options=SearchOptions(group="tag"))
+    with pytest.raises(ToolkitError, match="between 1 and 100"):
+        search(searcher, QUERY, options=SearchOptions(group="recipe", per_group=0))
+
+
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid"])
+def test_explanation_recomputes_the_scores_and_each_word_out(searcher: Searcher, mode: str) -> None:
+    result = search(searcher, QUERY, options=SearchOptions(mode=mode, k=5, explain=True))
+    ex = result.explanation
+    assert ex is not None
+    assert ex["tokens"] == searcher.model.tokenizer.tokenize(QUERY)
+    assert ex["keyword_tokens"] == searcher.model.tokenizer.tokenize_all(QUERY)
+    assert ex["known"] == ex["tokens"] and ex["unknown"] == []
+    contrib = ex["contributions"]
+    for hit, row in zip(result.hits, contrib["hits"], strict=True):
+        assert row["step_id"] == hit.step_id and row["recomputed"] == pytest.approx(hit.score, abs=1e-4)
+    words = {w["word"] for w in contrib["words"]}
+    assert words == set(ex["tokens"] if mode == "knn" else ex["keyword_tokens"])
+    assert all(len(w["deltas"]) == 5 for w in contrib["words"])
+    if mode == "keyword":  # BM25 without a token: the same search on the other tokens, for the top hit
+        top = contrib["words"][0]
+        rest = [t for t in ex["keyword_tokens"] if t != top["word"]]
+        body = {"bool": {"must": [{"match": {"tokens": " ".join(rest)}}]}}
+        found = searcher.es.search(
+            index=searcher.index,
+            query={"bool": {**body["bool"], "filter": [{"ids": {"values": [result.hits[0].step_id]}}]}},
+        )["hits"]["hits"]
+        without = found[0]["_score"] if found else 0.0
+        assert top["deltas"][0] == pytest.approx(result.hits[0].score - without, abs=1e-4)
+
+
+def test_unknown_words_are_left_out_and_said_and_suggested(searcher: Searcher) -> None:
+    plain = search(searcher, QUERY, options=SearchOptions(k=5))
+    partial = search(searcher, QUERY + " xyzzyq", options=SearchOptions(k=5, explain=True))
+    assert [h.step_id for h in partial.hits] == [h.step_id for h in plain.hits]
+    assert any("not in the model's vocabulary: xyzzyq" in n for n in partial.notes)
+    assert [u["word"] for u in partial.explanation["unknown"]] == ["xyzzyq"]
+    with pytest.raises(ToolkitError, match="nearest known words: xyzzyq ->"):
+        search(searcher, "xyzzyq", options=SearchOptions())
+
+
+def test_suggestions_by_reading_and_by_surface_form(searcher: Searcher) -> None:
+    vocab = list(searcher.model.word_vectors.index)
+    katakana = next(w for w in vocab if len(w) >= 3 and all("ァ" <= c <= "ヶ" or c == "ー" for c in w))
+    hiragana = "".join(chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else c for c in katakana)
+    assert hiragana not in vocab
+    assert katakana in suggestions(searcher.model, hiragana)  # same reading
+    long_word = next(w for w in vocab if len(w) >= 3)
+    assert long_word in suggestions(searcher.model, long_word + "x")  # close surface form
+
+
+def test_more_like_these_is_the_mean_photo_vector_without_the_examples(searcher: Searcher) -> None:
+    first = search(searcher, QUERY, options=SearchOptions(k=4)).hits
+    chosen = [first[0].step_id, first[2].step_id]
+    result = search(searcher, like=chosen, options=SearchOptions(k=6))
+    assert result.mode == "like" and len(result.hits) == 6
+    assert not set(chosen) & {h.step_id for h in result.hits}
+    docs = searcher.es.mget(index=searcher.index, ids=chosen, source_includes=["image_vector"])["docs"]
+    vecs = [np.asarray(d["_source"]["image_vector"]) for d in docs]
+    mean = sum(v / np.linalg.norm(v) for v in vecs)
+    mean /= np.linalg.norm(mean)
+    for h in result.hits:
+        v = np.asarray(searcher.es.get(index=searcher.index, id=h.step_id)["_source"]["image_vector"])
+        assert h.score == pytest.approx((1 + float(v @ mean / np.linalg.norm(v))) / 2, abs=1e-4)
+    with_text = search(searcher, "炒める", like=chosen, options=SearchOptions(k=6))
+    assert with_text.hits and any("plus the text" in n for n in with_text.notes)
+    assert [h.step_id for h in with_text.hits] != [h.step_id for h in result.hits]
+    grouped = search(searcher, like=chosen, options=SearchOptions(k=3, group="recipe"))
+    assert grouped.groups and len({g.recipe_id for g in grouped.groups}) == 3
+
+
+def test_more_like_unknown_steps_names_them(searcher: Searcher) -> None:
+    with pytest.raises(ToolkitError, match="not in .*: nope:1"):
+        search(searcher, like=["nope:1"], options=SearchOptions())
+
+
+def test_cli_group_explain_and_like(built_model: Path, search_alias: str, es_settings) -> None:
+    env = {"ES_URL": es_settings.url}
+    base = ["search", "--model", str(built_model), "--index", search_alias, "-k", "3"]
+    runner = CliRunner()
+    res = runner.invoke(cli, [*base, QUERY, "--group", "recipe", "--per-group", "2", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert len(data["groups"]) == 3 and all(len(g["steps"]) <= 2 for g in data["groups"])
+    res = runner.invoke(cli, [*base, QUERY + " xyzzyq", "--explain"], env=env)
+    assert res.exit_code == 0, res.output
+    assert "unknown: xyzzyq" in res.output and "leave-one-word-out (cosine)" in res.output
+    assert "not in the model's vocabulary: xyzzyq" in res.output
+    step = data["groups"][0]["steps"][0]["step_id"]
+    res = runner.invoke(cli, [*base, "--like", step, "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.output)["hits"]
+    assert len(hits) == 3 and step not in [h["step_id"] for h in hits]
+    res = runner.invoke(cli, [*base, "xyzzyq"], env=env)
+    assert res.exit_code == 2 and "nearest known words" in res.output

@@ -1,0 +1,83 @@
+"""`jrs build` and the single-stage commands run the same stage functions: same options, same model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import E2E_IMAGE_SIZE
+
+from toolkit.cli.main import cli
+from toolkit.mapping.checkpoint import load_mapping
+from toolkit.text.word2vec import WordVectors
+from toolkit.vectorset import load_vector_set
+
+IMAGE = ["--encoder", "resnet18", "--weights", "random", "--image-size", str(E2E_IMAGE_SIZE)]
+MAPPING = ["--epochs", "3", "--dim", "64", "--seed", "1"]
+
+
+def _run(args: list[str]) -> dict:
+    res = CliRunner().invoke(cli, [*args, "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def _untimed(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in history]
+
+
+def _same_vectors(a: Path, b: Path) -> None:
+    va, vb = load_vector_set(a), load_vector_set(b)
+    assert va.ids == vb.ids and len(va.ids) > 100
+    assert np.array_equal(np.asarray(va.vectors), np.asarray(vb.vectors))
+
+
+def test_build_equals_the_stage_commands_in_sequence(sample_root: Path, tmp_path: Path) -> None:
+    built = tmp_path / "built"
+    manifest = _run(["build", str(sample_root), str(built), *IMAGE, *MAPPING, "--w2v-epochs", "5"])
+
+    s = tmp_path / "stages"
+    root = str(sample_root)
+    w2v = _run(["train-w2v", root, str(s / "w2v"), "--epochs", "5"])
+    _run(["step-vectors", root, str(s / "w2v"), str(s / "sv")])
+    _run(["embed-images", root, str(s / "img"), *IMAGE])
+    mapping = _run(["train-mapping", str(s / "sv"), str(s / "img"), str(s / "map"), *MAPPING])
+    _run(["step-vectors", root, str(s / "w2v"), str(s / "sv-test"), "--split", "test"])
+    evaluation = _run(["evaluate-vectors", str(s / "map"), str(s / "sv-test"), str(s / "img")])
+
+    assert w2v["fingerprint"] == manifest["word2vec_fingerprint"]
+    assert WordVectors.load(s / "w2v").vocab == WordVectors.load(built / "word2vec").vocab
+    _same_vectors(s / "sv", built / "step_vectors")
+    _same_vectors(s / "img", built / "image_features")
+    assert mapping["fingerprint"] == manifest["mapping_fingerprint"]
+    assert load_mapping(s / "map").fingerprint == load_mapping(built / "mapping").fingerprint
+    assert _untimed(mapping["history"]) == _untimed(manifest["history"])
+    assert mapping["train_pairs"] > mapping["val_pairs"] > 0
+    ev = manifest["evaluation"]
+    assert evaluation["pairs"] == ev["pairs"]["test"]
+    assert evaluation["results"]["mapping"] == ev["model_pooled"]
+    assert evaluation["results"]["random towers"] == ev["random_towers"]
+    assert evaluation["results"]["chance"] == ev["chance"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dim", "0"], "dim and hidden must be positive"),
+        (["--min-count", "0"], "min_count must be a positive integer"),
+        (["--encoder", "nope"], "unknown image encoder 'nope'"),
+        (["--batch-size", "0"], "batch_size must be an integer >= 1"),
+        (["--stopwords", "missing.txt"], "stopword file missing.txt does not exist"),
+    ],
+)
+def test_build_refuses_bad_options_before_any_work(
+    sample_root: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "model"
+    res = CliRunner().invoke(cli, ["build", str(sample_root), str(out), *args, "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert not out.exists()  # nothing was started

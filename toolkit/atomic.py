@@ -1,0 +1,42 @@
+"""The one atomic-write helper: write a temporary file beside the target, then rename it over the target.
+
+Readers never see half a file, and a crash leaves the previous version (plus at most a stray ``.tmp``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
+    """A fresh temporary path beside ``path``, renamed onto it when the block succeeds, removed when it fails."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8, ``\\n`` line ends) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+
+
+def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2, default: Any = None) -> None:
+    """Replace ``path`` with ``obj`` as JSON (non-ASCII kept) atomically."""
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent, default=default))

@@ -1,0 +1,43 @@
+"""Click options whose defaults come from the library's option dataclasses (declared once, there).
+
+``default_from("toolkit.mapping.train:MappingConfig.dim")`` reads the dataclass field's default when the
+option is used or its help is shown, so naming a torch-backed config does not import torch at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+def dataclass_default(spec: str) -> Any:
+    """The default of ``"module:Class.field"`` (a dataclass field)."""
+    module, _, attr = spec.partition(":")
+    cls_name, _, field_name = attr.partition(".")
+    cls = getattr(importlib.import_module(module), cls_name)
+    for f in dataclasses.fields(cls):
+        if f.name == field_name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise AttributeError(f"{spec}: no dataclass field with a default")
+
+
+class _DataclassDefault(click.Option):
+    """An option whose (lazy) default is shown in ``--help`` as the value, not as ``(dynamic)``."""
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        return super().get_default(ctx, call=True)
+
+
+def default_from(spec: str, *param_decls: str, **kwargs: Any) -> Callable:
+    """``click.option(*param_decls, **kwargs)`` with the default of dataclass field ``spec``."""
+    kwargs.setdefault("show_default", True)
+    return click.option(
+        *param_decls, cls=_DataclassDefault, default=lambda: dataclass_default(spec), **kwargs
+    )

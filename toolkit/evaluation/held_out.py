@@ -1,0 +1,152 @@
+"""A built model's held-out pairs next to the linear baselines fitted on its own training pairs, and
+graded relevance from the dataset's recipe tags (``main:`` / ``method:``).
+
+Everything comes from the model directory (``step_vectors``, ``image_features``, the mapping) and the
+split seed it was built with, so the baselines see exactly the features and training pairs the
+mapping saw. Used by ``jrs evaluate`` (in memory, and for the same gallery through the index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.data.jsonl import iter_recipes
+from toolkit.data.splits import split_of
+from toolkit.evaluation.graded import Labels, graded_from_scores, graded_precision, tag_labels
+from toolkit.evaluation.linear import LinearMap, linear_baselines
+from toolkit.evaluation.metrics import full_metrics, pooled_metrics
+from toolkit.rejects import RejectsWriter
+from toolkit.vectorset import align, load_vector_set
+
+GRADED_K = 10
+
+
+@dataclass
+class SplitPairs:
+    """The model's aligned (step vector, backbone feature) pairs of one split."""
+
+    ids: list[str]
+    text: np.ndarray
+    image: np.ndarray
+
+
+def model_pairs(model_dir: str | Path, split_seed: int) -> dict[str, SplitPairs]:
+    """Train / val / test pairs of a model directory (the split the build used)."""
+    d = Path(model_dir)
+    ids, text, image = align(load_vector_set(d / "step_vectors"), load_vector_set(d / "image_features"))
+    splits = np.array([split_of(i.split(":", 1)[0], seed=split_seed) for i in ids])
+    out = {}
+    for s in ("train", "val", "test"):
+        rows = np.flatnonzero(splits == s)
+        out[s] = SplitPairs([ids[r] for r in rows], np.asarray(text[rows]), np.asarray(image[rows]))
+    return out
+
+
+def recipe_labels(dataset_root: str | Path) -> dict[str, dict[str, str]]:
+    """``recipe_id -> {"main": ..., "method": ...}`` from the recipes' tags (recipes without them left out)."""
+    out: dict[str, dict[str, str]] = {}
+    with RejectsWriter(None) as rejects:
+        for recipe in iter_recipes(Path(dataset_root), rejects):
+            labels = tag_labels(recipe.tags)
+            if labels.get("main") or labels.get("method"):
+                out[recipe.recipe_id] = labels
+    return out
+
+
+def labels_of_steps(step_ids: list[str], by_recipe: dict[str, dict[str, str]]) -> list[Labels]:
+    return [by_recipe.get(i.split(":", 1)[0], {}) for i in step_ids]
+
+
+def fit_model_baselines(pairs: dict[str, SplitPairs]) -> dict[str, LinearMap]:
+    """CCA and ridge on the training pairs, regularisation picked on the validation pairs."""
+    val = pairs["val"]
+    has_val = len(val.ids) >= 2
+    return linear_baselines(
+        pairs["train"].text,
+        pairs["train"].image,
+        val.text if has_val else None,
+        val.image if has_val else None,
+    )
+
+
+def held_out_baselines(
+    model_dir: str | Path,
+    split_seed: int,
+    mapping: Any,
+    dataset_root: str | Path | None = None,
+    pool: int = 1000,
+    draws: int = 10,
+) -> dict[str, Any]:
+    """Linear baselines on the held-out split (pooled like the model, and whole-split), and graded
+    precision@10 of the model, the baselines and chance where the dataset's recipes carry tags.
+
+    ``mapping`` is the trained :class:`~toolkit.mapping.towers.TwoTower`.
+    """
+    pairs = model_pairs(model_dir, split_seed)
+    test_name = "test" if len(pairs["test"].ids) >= 2 else "val"
+    test = pairs[test_name]
+    fitted = fit_model_baselines(pairs)
+    out: dict[str, Any] = {"split": test_name, "train_pairs": len(pairs["train"].ids)}
+    embedded: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        "model": (mapping.embed_text(test.text), mapping.embed_image(test.image))
+    }
+    for name, lin in fitted.items():
+        t, i = lin.embed_text(test.text), lin.embed_image(test.image)
+        embedded[name] = (t, i)
+        out[f"{name}_pooled"] = pooled_metrics(t, i, pool=pool, draws=draws, seed=0) | {"fit": lin.describe()}
+        out[f"{name}_full"] = full_metrics(t, i)
+    if dataset_root is not None:
+        labels = labels_of_steps(test.ids, recipe_labels(dataset_root))
+        if any(labels):
+            graded = {
+                name: graded_from_scores(t @ i.T, labels, labels, GRADED_K)
+                for name, (t, i) in embedded.items()
+            }
+            graded["chance"] = _chance(labels)
+            out["graded"] = graded
+    return out
+
+
+def _chance(labels: list[Labels]) -> dict[str, Any]:
+    chance = graded_precision(labels, [[] for _ in labels], labels, GRADED_K)
+    return {"k": GRADED_K, **{c: chance[f"{c}_chance"] for c in ("main", "method", "both")}}
+
+
+def gallery_baselines(
+    model_dir: str | Path,
+    split_seed: int,
+    gallery_ids: list[str],
+    queries: list[tuple[str, np.ndarray]],
+    k: int = GRADED_K,
+) -> dict[str, Any]:
+    """The linear baselines over an index's photo gallery, for the same queries (exact ranking).
+
+    ``queries`` are ``(step_id, raw text feature)``; gallery photos are looked up in the model's own
+    ``image_features`` by step id (photos it does not have are left out of the baselines' gallery and
+    counted). Returns per method the ranks of each query's own photo (``None``: not in the gallery) and
+    the top-``k`` step ids.
+    """
+    d = Path(model_dir)
+    feats = load_vector_set(d / "image_features")
+    row_of = feats.index()
+    have = [g for g in gallery_ids if g in row_of]
+    gallery = np.asarray(feats.vectors[[row_of[g] for g in have]]) if have else np.zeros((0, 0))
+    fitted = fit_model_baselines(model_pairs(d, split_seed))
+    out: dict[str, Any] = {"gallery": len(have), "gallery_missing_features": len(gallery_ids) - len(have)}
+    if not have or not queries:
+        return out
+    position = {g: n for n, g in enumerate(have)}
+    text = np.stack([q[1] for q in queries])
+    for name, lin in fitted.items():
+        scores = lin.embed_text(text) @ lin.embed_image(gallery).T
+        ranks: list[int | None] = []
+        for r, (step_id, _) in enumerate(queries):
+            own = position.get(step_id)
+            ranks.append(None if own is None else int((scores[r] > scores[r, own]).sum()) + 1)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        out[name] = {"ranks": ranks, "top": [[have[j] for j in row] for row in top], "fit": lin.describe()}
+    return out

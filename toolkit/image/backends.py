@@ -1,0 +1,360 @@
+"""Inference backends for the built-in CNN encoders: torch eager, ONNX Runtime, OpenVINO.
+
+The torch network of an encoder is exported once to ONNX (opset 17, dynamic batch) into a cache
+directory named by the encoder's fingerprint (``$JRS_CACHE_DIR/graphs/FINGERPRINT/``, default
+``~/.cache/jrecipe-search/graphs/``); every later process (``jrs build``, ``embed-images``,
+``index``, photo queries, the search page) loads it from there. OpenVINO also caches its compiled
+model there.
+
+A backend is used for an encoder only after it is *verified*: its vectors of drawn calibration
+photos (JPEGs from the sample generator, decoded and preprocessed like any photo) must have cosine
+``>= MIN_COSINE`` to torch fp32 on every photo. The verdict (the minimum cosine) is stored next to
+the graph, keyed by backend, precision, runtime version and CPU, and recorded in the vector set's
+metadata. So the encoder fingerprint keeps its meaning ("the same weights and preprocessing"):
+vectors of one fingerprint from any verified backend agree with torch fp32 within the tolerance,
+and an index built with one backend accepts queries embedded with another.
+
+``auto`` tries, in the order measured fastest on this project's CPUs (``bench/bench_image.py``):
+OpenVINO bf16 (only where the CPU has native bf16: AVX512_BF16 or AMX), ONNX Runtime fp32, OpenVINO
+f32, and takes the first installed one that verifies; otherwise torch. (EfficientNet-Lite0's
+ImageNet weights do not verify in bf16 -- cosine 0.98 on drawn photos -- so it runs fp32.) An explicit
+backend that does not verify is refused. CUDA devices and plug-in encoders keep using torch.
+The default backend is ``$JRS_IMAGE_BACKEND`` or ``auto``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import logging
+import os
+import platform
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolkit.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+BACKEND_ENV = "JRS_IMAGE_BACKEND"
+CACHE_ENV = "JRS_CACHE_DIR"
+#: Minimum cosine to torch fp32, on every calibration photo, for a backend to be used.
+MIN_COSINE = 0.999
+GRAPH_FILE = "model.onnx"
+VERDICTS_FILE = "verdicts.json"
+OPSET = 17
+CALIBRATION_PHOTOS = 12
+_CALIBRATION_TEXTS = (
+    "玉ねぎを飴色になるまで炒める",
+    "鶏肉を一口大に切る",
+    "鍋に湯を沸かしてパスタを茹でる",
+    "卵を溶いてフライパンで焼く",
+    "じゃがいもを蒸して潰す",
+    "ボウルで生地を混ぜる",
+)
+
+Runtime = Callable[[np.ndarray], np.ndarray]
+
+
+def default_backend() -> str:
+    """``$JRS_IMAGE_BACKEND`` or ``auto``."""
+    return os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown image backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def cache_root() -> Path:
+    """``$JRS_CACHE_DIR`` or ``$XDG_CACHE_HOME/jrecipe-search`` (default ``~/.cache/jrecipe-search``)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "jrecipe-search"
+
+
+def graph_dir(encoder_fingerprint: str) -> Path:
+    return cache_root() / "graphs" / encoder_fingerprint
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+@functools.cache
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 arithmetic (AVX512_BF16 or AMX): where OpenVINO's bf16 inference is fast."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def runtime_version(backend: str) -> str | None:
+    """The installed runtime's version, or None when it is not installed."""
+    try:
+        if backend == "onnxruntime":
+            import onnxruntime
+
+            return str(onnxruntime.__version__)
+        if backend == "openvino":
+            import openvino
+
+            return str(openvino.get_version()).split("-")[0]
+    except ImportError:
+        return None
+    return None
+
+
+def candidates(backend: str) -> list[tuple[str, str]]:
+    """``(backend, precision)`` pairs to try for ``backend``, fastest first."""
+    ov = [("openvino", "bf16")] if cpu_has_bf16() else []
+    ov.append(("openvino", "f32"))
+    if backend == "openvino":
+        return ov
+    if backend == "onnxruntime":
+        return [("onnxruntime", "fp32")]
+    if backend == "auto":
+        order = [*ov[:-1], ("onnxruntime", "fp32"), ov[-1]]
+        return [c for c in order if runtime_version(c[0]) is not None]
+    return []
+
+
+# --------------------------------------------------------------------------- export and runtimes
+
+
+def export_onnx(model: nn.Module, crop: int, path: Path) -> Path:
+    """Export ``model`` (input ``[B, 3, crop, crop]``) to ``path`` once; concurrent writers are safe."""
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    dummy = torch.zeros(1, 3, crop, crop).contiguous(memory_format=torch.channels_last)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(tmp),
+                input_names=["x"],
+                output_names=["y"],
+                opset_version=OPSET,
+                dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _onnxruntime(path: Path, threads: int) -> Runtime:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {"x": x})[0]
+
+    return run
+
+
+def _openvino(path: Path, precision: str, threads: int) -> Runtime:
+    import openvino as ov
+
+    core = ov.Core()
+    core.set_property({"CACHE_DIR": str(path.parent / "openvino")})
+    config = {
+        "INFERENCE_PRECISION_HINT": precision,
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    compiled = core.compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+    lock = threading.Lock()  # one infer request: calls from several threads take turns
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with lock:
+            return np.array(request.infer({0: x})[0], dtype=np.float32, copy=True)
+
+    return run
+
+
+def make_runtime(backend: str, precision: str, path: Path, threads: int) -> Runtime:
+    if backend == "onnxruntime":
+        return _onnxruntime(path, threads)
+    if backend == "openvino":
+        return _openvino(path, precision, threads)
+    raise ValueError(backend)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def calibration_batch(preprocess: Callable[[Any], torch.Tensor], n: int = CALIBRATION_PHOTOS) -> torch.Tensor:
+    """``n`` drawn step photos (JPEG-encoded and decoded like files), preprocessed by the encoder."""
+    from PIL import Image
+
+    from toolkit.data.sample_draw import step_photo_jpeg
+
+    rng = np.random.default_rng(20260)
+    tensors = []
+    for i in range(n):
+        data = step_photo_jpeg(_CALIBRATION_TEXTS[i % len(_CALIBRATION_TEXTS)], rng, size=192 + 32 * (i % 3))
+        with Image.open(io.BytesIO(data)) as img:
+            tensors.append(preprocess(img.convert("RGB")))
+    return torch.stack(tensors)
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The smallest row-wise cosine between ``a`` and ``b`` (rows of zeros count as 1 when both are)."""
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both_zero = (na == 0) & (nb == 0)
+    cos = (a * b).sum(axis=1) / np.maximum(na * nb, 1e-30)
+    return float(np.where(both_zero, 1.0, cos).min())
+
+
+@dataclass
+class Verdict:
+    backend: str
+    precision: str
+    runtime_version: str
+    min_cosine: float
+    photos: int
+    cpu: str
+
+    @property
+    def ok(self) -> bool:
+        return self.min_cosine >= MIN_COSINE
+
+
+def _verdict_key(backend: str, precision: str, version: str) -> str:
+    return f"{backend}/{precision}/{version}/{cpu_model()}"
+
+
+def _read_verdicts(directory: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads((directory / VERDICTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _save_verdict(directory: Path, key: str, verdict: Verdict) -> None:
+    verdicts = _read_verdicts(directory)
+    verdicts[key] = asdict(verdict)
+    tmp = directory / f"{VERDICTS_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(verdicts, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, directory / VERDICTS_FILE)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+@dataclass
+class Selected:
+    """The backend an encoder runs on: ``run`` is None for torch."""
+
+    backend: str
+    precision: str
+    min_cosine: float | None
+    run: Runtime | None
+    note: str = ""
+
+
+TORCH_FP32 = ("torch", "fp32")
+
+
+def select_backend(
+    requested: str,
+    model: nn.Module,
+    torch_forward: Callable[[torch.Tensor], np.ndarray],
+    preprocess: Callable[[Any], torch.Tensor],
+    crop: int,
+    encoder_fingerprint: str,
+    what: str,
+) -> Selected:
+    """Resolve ``requested`` for one encoder: export, verify (once per machine) and load its runtime."""
+    if requested == "torch":
+        return Selected(*TORCH_FP32, None, None)
+    tried = candidates(requested)
+    if requested != "auto":
+        version = runtime_version(requested)
+        if version is None:
+            extra = "pip install 'jrecipe-search[onnx]'"
+            raise ConfigError(f"image backend {requested!r} is not installed ({extra})")
+    directory = graph_dir(encoder_fingerprint)
+    threads = torch.get_num_threads()
+    reasons: list[str] = []
+    calib: tuple[torch.Tensor, np.ndarray] | None = None
+    for backend, precision in tried:
+        version = runtime_version(backend) or "?"
+        key = _verdict_key(backend, precision, version)
+        try:
+            path = export_onnx(model, crop, directory / GRAPH_FILE)
+            known = _read_verdicts(directory).get(key)
+            if known is not None and known.get("min_cosine", -1.0) < MIN_COSINE:
+                reasons.append(f"{backend} {precision}: cosine {known['min_cosine']:.5f} < {MIN_COSINE}")
+                continue
+            run = make_runtime(backend, precision, path, threads)
+            if known is None:
+                if calib is None:
+                    x = calibration_batch(preprocess)
+                    calib = (x, torch_forward(x))
+                x, ref = calib
+                got = run(np.ascontiguousarray(x.numpy(), dtype=np.float32))
+                verdict = Verdict(backend, precision, version, min_cosine(got, ref), len(x), cpu_model())
+                _save_verdict(directory, key, verdict)
+                log.info(
+                    "%s: %s %s min cosine to torch fp32 %.6f", what, backend, precision, verdict.min_cosine
+                )
+                if not verdict.ok:
+                    reasons.append(f"{backend} {precision}: cosine {verdict.min_cosine:.5f} < {MIN_COSINE}")
+                    continue
+                cos = verdict.min_cosine
+            else:
+                cos = float(known["min_cosine"])
+            return Selected(backend, precision, cos, run, f"{what}: image backend {backend} {precision}")
+        except ConfigError:
+            raise
+        except Exception as e:  # an exporter or runtime failure: try the next backend
+            log.warning(
+                "%s: backend %s %s unavailable: %s: %s", what, backend, precision, type(e).__name__, e
+            )
+            reasons.append(f"{backend} {precision}: {type(e).__name__}: {e}")
+    if requested == "auto":
+        if reasons:
+            log.info("%s: using torch (%s)", what, "; ".join(reasons))
+        return Selected(*TORCH_FP32, None, None, "; ".join(reasons))
+    raise ConfigError(
+        f"image backend {requested!r} cannot run {what} within cosine {MIN_COSINE} of torch: {'; '.join(reasons)}"
+    )

@@ -1,0 +1,217 @@
+"""Live updates of the index an alias points to, without a rebuild: new and changed recipes are sent, unchanged
+documents are not (each carries a content hash), steps a recipe no longer has and recipes asked for are deleted.
+
+Counting: ``read`` = every step considered (each input step, or an unparsable input record, plus each indexed
+step of an updated recipe that the input no longer has) = ``indexed`` + ``unchanged`` + ``rejected`` +
+``deleted``. An interrupted update leaves every acknowledged document with its new hash, so running it again
+sends only what is still missing or different.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+
+from toolkit.data.jsonl import iter_recipes
+from toolkit.errors import ToolkitError
+from toolkit.index import lifecycle
+from toolkit.index.bulk import Batch, BulkOptions, LoadSummary, bulk_load
+from toolkit.index.documents import DocumentBuilder, recipe_batches
+from toolkit.model import SearchModel
+from toolkit.rejects import Reject, RejectsWriter
+from toolkit.vectorset import load_vector_set
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UpdateOptions:
+    alias: str = "recipes"
+    #: update this concrete index instead of the one behind ``alias``
+    index: str | None = None
+    batch_steps: int = 256
+    bulk: BulkOptions = field(default_factory=BulkOptions)
+    image_base_url: str | None = None
+    raw_features: bool = False
+
+
+@dataclass
+class _Plan:
+    """Per-run tallies that do not go through the bulk loader."""
+
+    unchanged: int = 0
+    stale: list[str] = field(default_factory=list)
+
+
+def live_index(es: Elasticsearch, alias: str, index: str | None = None) -> str:
+    """The one concrete index an update writes to: ``index``, or the index behind ``alias``."""
+    if index:
+        if not es.indices.exists(index=index):
+            raise lifecycle.IndexError_(f"index {index!r} does not exist; build it with `jrs index`")
+        return index
+    targets = lifecycle.alias_targets(es, alias)
+    if len(targets) != 1:
+        raise lifecycle.IndexError_(
+            f"alias {alias!r} points at {len(targets)} indices ({', '.join(targets) or 'none'}); "
+            "an update needs exactly one (build it with `jrs index`, or name one with --index)"
+        )
+    return targets[0]
+
+
+def indexed_hashes(es: Elasticsearch, index: str) -> tuple[dict[str, str | None], dict[str, set[str]]]:
+    """``step_id -> content_hash`` (None for documents indexed before hashes) and ``recipe_id -> step ids``."""
+    hashes: dict[str, str | None] = {}
+    by_recipe: dict[str, set[str]] = {}
+    for hit in helpers.scan(
+        es, index=index, query={"query": {"match_all": {}}}, _source=["recipe_id", "content_hash"], size=5000
+    ):
+        src = hit.get("_source", {})
+        hashes[hit["_id"]] = src.get("content_hash")
+        by_recipe.setdefault(src.get("recipe_id", ""), set()).add(hit["_id"])
+    return hashes, by_recipe
+
+
+def _update_batches(
+    root: Path,
+    builder: DocumentBuilder,
+    rejects: _LostCounter,
+    hashes: dict[str, str | None],
+    by_recipe: dict[str, set[str]],
+    batch_steps: int,
+    plan: _Plan,
+) -> Iterator[Batch]:
+    """Recipes -> batches of the documents that differ from the index (new or changed steps only)."""
+    seen = 0
+    groups = recipe_batches(iter_recipes(root, rejects, check_images=True), batch_steps)
+    for group in groups:
+        todo = []
+        for recipe in group:
+            ids = {recipe.step_id(s): s for s in recipe.steps}
+            changed = tuple(
+                s for sid, s in ids.items() if hashes.get(sid, "") != builder.step_hash(recipe, s)
+            )
+            plan.unchanged += len(ids) - len(changed)
+            plan.stale += sorted(by_recipe.get(recipe.recipe_id, set()) - set(ids))
+            if changed:
+                todo.append(replace(recipe, steps=changed))
+        docs = builder.build(todo, rejects)[0] if todo else []
+        lost, seen = rejects.lost - seen, rejects.lost
+        yield Batch(docs=docs, read=len(docs) + lost, rejected=lost)
+    if rejects.lost - seen:
+        lost = rejects.lost - seen
+        yield Batch(docs=[], read=lost, rejected=lost)
+
+
+class _LostCounter(RejectsWriter):
+    """Counts records lost while reading or building (notes on indexed records are written, not counted)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        super().__init__(path)
+        self.lost = 0
+
+    def write(self, reject: Reject) -> None:
+        from toolkit.index.indexer import LOADER_STAGE, NOTE_STAGES
+
+        if reject.stage not in NOTE_STAGES and reject.stage != LOADER_STAGE:
+            self.lost += 1
+        super().write(reject)
+
+
+def delete_documents(
+    es: Elasticsearch, index: str, ids: Iterable[str], rejects: RejectsWriter
+) -> tuple[int, int]:
+    """Delete documents by id; (deleted, rejected). One already gone counts as deleted (a re-run's case)."""
+    deleted = rejected = 0
+    actions = ({"_op_type": "delete", "_index": index, "_id": i} for i in ids)
+    for ok, info in helpers.streaming_bulk(es, actions, raise_on_error=False, max_retries=3):
+        item = info.get("delete", {})
+        if ok or item.get("status") == 404:
+            deleted += 1
+        else:
+            rejected += 1
+            reason = f"HTTP {item.get('status')}: {item.get('error')}"
+            rejects.write(Reject(record=str(item.get("_id")), stage="delete", reason=reason))
+    return deleted, rejected
+
+
+def update_index(
+    es: Elasticsearch,
+    dataset_root: str | Path,
+    model_dir: str | Path,
+    options: UpdateOptions | None = None,
+    rejects_path: str | Path | None = None,
+    progress: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Add new recipes and replace changed steps of ``dataset_root`` in the live index, in place."""
+    opts = options or UpdateOptions()
+    root = Path(dataset_root)
+    model = SearchModel.load(model_dir)
+    target = live_index(es, opts.alias, opts.index)
+    lifecycle.check_index_model(es, target, model.fingerprint)
+    lifecycle.ensure_content_hash(es, target)
+    start = time.monotonic()
+    hashes, by_recipe = indexed_hashes(es, target)
+    features = None
+    if (Path(model_dir) / "image_features" / "vectors.npy").is_file():
+        features = load_vector_set(Path(model_dir) / "image_features")
+    builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features)
+    plan = _Plan()
+    with _LostCounter(rejects_path) as rejects:
+        batches = _update_batches(root, builder, rejects, hashes, by_recipe, opts.batch_steps, plan)
+        summary: LoadSummary = bulk_load(es, target, batches, rejects, options=opts.bulk, progress=progress)
+        deleted, delete_failed = delete_documents(es, target, plan.stale, rejects)
+    es.indices.refresh(index=target)
+    c = summary.counts
+    result = {
+        "index": target,
+        "alias": None if opts.index else opts.alias,
+        "read": c.read + plan.unchanged + len(plan.stale),
+        "indexed": c.indexed,
+        "unchanged": plan.unchanged,
+        "rejected": c.rejected + delete_failed,
+        "deleted": deleted,
+        "retries": summary.retries,
+        "seconds": round(time.monotonic() - start, 3),
+        "count": int(es.count(index=target)["count"]),
+    }
+    if result["read"] != result["indexed"] + result["unchanged"] + result["rejected"] + result["deleted"]:
+        raise ToolkitError(f"internal accounting error: {result}")
+    return result
+
+
+def delete_recipes(
+    es: Elasticsearch,
+    recipe_ids: Iterable[str],
+    alias: str = "recipes",
+    index: str | None = None,
+    rejects_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Remove every step of ``recipe_ids`` from the live index: ``read`` (steps found) = deleted + rejected."""
+    wanted = list(dict.fromkeys(r.strip() for r in recipe_ids if r.strip()))
+    if not wanted:
+        raise ToolkitError("name at least one recipe to delete (--recipe ID)")
+    target = live_index(es, alias, index)
+    found: dict[str, list[str]] = {}
+    for hit in helpers.scan(
+        es, index=target, query={"query": {"terms": {"recipe_id": wanted}}}, _source=["recipe_id"]
+    ):
+        found.setdefault(hit["_source"]["recipe_id"], []).append(hit["_id"])
+    ids = [i for r in wanted for i in found.get(r, [])]
+    with RejectsWriter(rejects_path) as rejects:
+        deleted, rejected = delete_documents(es, target, ids, rejects)
+    es.indices.refresh(index=target)
+    return {
+        "index": target,
+        "recipes": wanted,
+        "missing": [r for r in wanted if r not in found],
+        "read": len(ids),
+        "deleted": deleted,
+        "rejected": rejected,
+        "count": int(es.count(index=target)["count"]),
+    }

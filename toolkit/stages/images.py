@@ -1,0 +1,113 @@
+"""Image stage: encode every step photo with an image encoder into a vector set (resumable)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import ConfigError
+from toolkit.image.loading import DEFAULT_MAX_PIXELS
+from toolkit.rejects import RejectsWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """Which encoder embeds the photos, and how the photos are fed to it."""
+
+    encoder: str = "resnet50"
+    weights: str = "auto"
+    image_size: int | None = None
+    seed: int | None = None
+    device: str = "cpu"
+    backend: str | None = None  # what the CNN runs on (None: $JRS_IMAGE_BACKEND or auto)
+    batch_size: int = 32
+    workers: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        from toolkit.image.encoders import available_encoders
+
+        def positive(name: str, value: Any, allow_none: bool = False, minimum: int = 1) -> None:
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"image {name} must be an integer >= {minimum}, got {value!r}")
+
+        positive("batch_size", self.batch_size)
+        positive("workers", self.workers, allow_none=True, minimum=0)
+        positive("image_size", self.image_size, allow_none=True)
+        positive("seed", self.seed, allow_none=True, minimum=0)
+        positive("max_pixels", self.max_pixels)
+        if self.backend is not None:
+            from toolkit.image.backends import check_backend
+
+            check_backend(self.backend)
+        names = available_encoders()
+        if self.encoder not in names:
+            raise ConfigError(f"unknown image encoder {self.encoder!r}; available: {', '.join(names)}")
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """The factory keyword arguments that were set (``image_size``, ``seed``)."""
+        kw: dict[str, Any] = {}
+        if self.image_size is not None:
+            kw["image_size"] = self.image_size
+        if self.seed is not None:
+            kw["seed"] = self.seed
+        return kw
+
+    def create_encoder(self) -> Any:
+        from toolkit.image.encoders import create_encoder
+
+        return create_encoder(
+            self.encoder,
+            weights=self.weights,
+            device=self.device,
+            backend=self.backend,
+            **self.encoder_kwargs(),
+        )
+
+
+@dataclass
+class ImageStage:
+    """What :func:`write_image_features` produced: the feature result and the encoder used."""
+
+    features: Any  # toolkit.image.features.FeatureResult
+    encoder: Any  # toolkit.image.encoders.ImageEncoder
+
+
+def write_image_features(
+    items: Sequence[tuple[str, Path]],
+    out_dir: str | Path,
+    options: ImageOptions | None = None,
+    *,
+    rejects: RejectsWriter | None = None,
+    progress: bool = False,
+    encoder: Any = None,
+) -> ImageStage:
+    """Encode the photo of each ``(step_id, path)`` into a vector set at ``out_dir`` (see
+    :func:`toolkit.image.features.extract_features`: resumes, refuses other encoders unless ``overwrite``)."""
+    from toolkit.image.features import extract_features
+
+    opts = options or ImageOptions()
+    encoder = encoder or opts.create_encoder()
+    message = getattr(encoder, "message", "")
+    log.info("image encoder: %s (%d-d) %s", encoder.name, encoder.dim, message)
+    result = extract_features(
+        items,
+        encoder,
+        out_dir,
+        batch_size=opts.batch_size,
+        num_workers=opts.workers,
+        rejects=rejects,
+        progress=progress,
+        overwrite=opts.overwrite,
+        max_pixels=opts.max_pixels,
+    )
+    log.info("image features: %d photos encoded, %d rejected", result.encoded, result.rejected)
+    return ImageStage(result, encoder)

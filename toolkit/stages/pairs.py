@@ -1,0 +1,102 @@
+"""Text/image pairs: two vector sets matched by step id, and their train/val/test rows by the hash split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.data.splits import SPLITS, split_of
+from toolkit.data.step_ids import recipe_of
+from toolkit.errors import ToolkitError
+from toolkit.fingerprint import check_fingerprint
+from toolkit.vectorset import VectorSet, align, load_vector_set
+
+TEXT_FP = "word2vec_fingerprint"
+IMAGE_FP = "encoder_fingerprint"
+
+
+@dataclass
+class Pairs:
+    """Aligned text/image rows of two vector sets, and the fingerprints of what produced them."""
+
+    ids: list[str]
+    text: np.ndarray
+    image: np.ndarray
+    word2vec: str
+    encoder: str
+    unpaired_text: int = 0
+    unpaired_image: int = 0
+
+    def subset(self, rows: np.ndarray) -> Pairs:
+        return Pairs(
+            [self.ids[r] for r in rows], self.text[rows], self.image[rows], self.word2vec, self.encoder, 0, 0
+        )
+
+    @property
+    def groups(self) -> list[str]:
+        """Recipe id of each pair (the part of ``<recipe_id>:<position>`` before the colon)."""
+        return [recipe_of(i) for i in self.ids]
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        return {"word2vec": self.word2vec, "encoder": self.encoder}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _fingerprint_of(vs: VectorSet, key: str, path: str | Path) -> str:
+    value = vs.meta.get(key)
+    if not isinstance(value, str) or not value:
+        raise ToolkitError(f"vector set {path} has no {key!r} in meta.json: cannot tell what produced it")
+    return value
+
+
+def _check_finite(ids: list[str], x: np.ndarray, path: str | Path) -> None:
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        shown = ", ".join(ids[b] for b in bad[:5]) + (" ..." if bad.size > 5 else "")
+        raise ToolkitError(f"vector set {path}: {bad.size} vectors contain NaN or infinite values ({shown})")
+
+
+def load_pairs(text_dir: str | Path, image_dir: str | Path) -> Pairs:
+    """Load a text and an image vector set and pair their rows by id (text set order)."""
+    text_vs, image_vs = load_vector_set(text_dir), load_vector_set(image_dir)
+    w2v = _fingerprint_of(text_vs, TEXT_FP, text_dir)
+    enc = _fingerprint_of(image_vs, IMAGE_FP, image_dir)
+    ids, text, image = align(text_vs, image_vs)
+    if len(ids) < 2:
+        raise ToolkitError(
+            f"only {len(ids)} ids are in both {text_dir} ({len(text_vs.ids)} vectors) and "
+            f"{image_dir} ({len(image_vs.ids)} vectors): at least 2 text/image pairs are needed"
+        )
+    text, image = np.asarray(text, dtype=np.float32), np.asarray(image, dtype=np.float32)
+    _check_finite(ids, text, text_dir)
+    _check_finite(ids, image, image_dir)
+    return Pairs(ids, text, image, w2v, enc, len(text_vs.ids) - len(ids), len(image_vs.ids) - len(ids))
+
+
+def split_pairs(pairs: Pairs, split_seed: int = 0) -> dict[str, Pairs]:
+    """The pairs of each split (``train``, ``val``, ``test``) by the seeded hash split of their recipe."""
+    of_recipe: dict[str, str] = {}
+    names = []
+    for g in pairs.groups:
+        if g not in of_recipe:
+            of_recipe[g] = split_of(g, seed=split_seed)
+        names.append(of_recipe[g])
+    where = np.array(names)
+    return {s: pairs.subset(np.flatnonzero(where == s)) for s in SPLITS}
+
+
+def check_same_sources(train: Pairs, val: Pairs) -> None:
+    """Refuse validation pairs from other models, or sharing a recipe with the training pairs."""
+    check_fingerprint("word2vec", train.word2vec, val.word2vec, "training and validation text vectors differ")
+    check_fingerprint("encoder", train.encoder, val.encoder, "training and validation image features differ")
+    overlap = set(train.groups) & set(val.groups)
+    if overlap:
+        raise ToolkitError(
+            f"{len(overlap)} recipes are in both the training and validation sets "
+            f"(e.g. {sorted(overlap)[0]}): validation would be optimistic"
+        )

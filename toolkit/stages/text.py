@@ -1,0 +1,109 @@
+"""Text stages: tokenize, train Word2Vec on the training split, write the step vectors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.progress import track
+from toolkit.stages.read import StepRecord, check_split, steps_of_split
+
+log = logging.getLogger(__name__)
+
+FORMS = ("lemma", "surface")
+
+
+@dataclass(frozen=True)
+class TokenizeOptions:
+    """How step texts become Word2Vec tokens: UniDic lemmas or surface forms, minus a stopword file."""
+
+    form: str = "lemma"
+    stopwords_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise ConfigError(f"tokenizer form must be one of {', '.join(FORMS)}, got {self.form!r}")
+        if self.stopwords_file is not None and not Path(self.stopwords_file).is_file():
+            raise ConfigError(f"stopword file {self.stopwords_file} does not exist")
+
+    def tokenizer(self) -> Any:
+        """A :class:`~toolkit.text.tokenizer.Tokenizer` with this configuration."""
+        from toolkit.text.tokenizer import Tokenizer, TokenizerConfig, load_stopwords
+
+        stopwords = load_stopwords(self.stopwords_file) if self.stopwords_file else frozenset()
+        return Tokenizer(TokenizerConfig(form=self.form, stopwords=stopwords))  # type: ignore[arg-type]
+
+
+def tokenize_texts(
+    texts: Sequence[str], options: TokenizeOptions | None = None, *, all_tokens: bool = False
+) -> list[dict[str, Any]]:
+    """``{"text", "tokens"}`` per text: the filtered Word2Vec tokens, or every surface token (``all_tokens``)."""
+    tokenizer = (options or TokenizeOptions()).tokenizer()
+    tokenize = tokenizer.tokenize_all if all_tokens else tokenizer.tokenize
+    return [{"text": t, "tokens": tokenize(t)} for t in texts]
+
+
+@dataclass
+class Word2VecStage:
+    """What :func:`train_word2vec_model` produced."""
+
+    wv: Any  # toolkit.text.word2vec.WordVectors
+    train_recipes: int
+    train_steps: int
+
+
+def train_word2vec_model(
+    steps: Sequence[StepRecord],
+    out_dir: str | Path,
+    config: Any = None,
+    tokenize: TokenizeOptions | None = None,
+    *,
+    progress: bool = False,
+) -> Word2VecStage:
+    """Train Word2Vec (a ``Word2VecConfig``) on the tokens of the TRAINING-split steps; save it in ``out_dir``."""
+    from toolkit.text.word2vec import Word2VecConfig, train_word2vec
+
+    config = config or Word2VecConfig()
+    tokenizer = (tokenize or TokenizeOptions()).tokenizer()
+    train = steps_of_split(steps, "train")
+    if not train:
+        raise ToolkitError("no training-split steps to train Word2Vec on")
+    sentences = [
+        tokenizer.tokenize(s.text) for s in track(train, progress, "tokenizing training steps", "step")
+    ]
+    wv = train_word2vec(sentences, config, tokenizer_config=tokenizer.config)
+    wv.save(out_dir)
+    recipes = len({s.recipe_id for s in train})
+    log.info("word2vec: %d words from %d training steps (%s)", len(wv), len(sentences), wv.fingerprint)
+    return Word2VecStage(wv, recipes, len(sentences))
+
+
+def write_step_vectors(
+    steps: Sequence[StepRecord],
+    wv: Any,
+    out_dir: str | Path,
+    *,
+    split: str = "all",
+    split_seed: int = 0,
+    progress: bool = False,
+) -> Any:
+    """Mean Word2Vec vector of every step of ``split`` as a vector set in ``out_dir``; returns the
+    :class:`~toolkit.text.step_vectors.StepVectorResult` (its rejects: steps with no known token)."""
+    from toolkit.text.step_vectors import save_step_vectors, step_vectors
+    from toolkit.text.tokenizer import Tokenizer
+
+    check_split(split)
+    chosen = steps_of_split(steps, split)
+    if not chosen:
+        raise ConfigError(f"no steps to encode (split {split})")
+    tokenizer = Tokenizer(wv.tokenizer_config)
+    result = step_vectors(
+        [s.step_id for s in chosen], [s.text for s in chosen], tokenizer, wv, progress=progress
+    )
+    save_step_vectors(out_dir, result, wv, {"split": split, "split_seed": split_seed})
+    log.info("step vectors: %d of %d steps -> %s", len(result.ids), len(chosen), out_dir)
+    return result
