@@ -237,13 +237,14 @@ def test_cli_names_bad_vectors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "r4:0" in res.output and "NaN or infinite" in res.output
 
 
-def test_default_cca_start_beats_chance_and_is_not_below_the_linear_baseline(
+def test_cca_start_beats_chance_and_is_not_below_the_linear_baseline(
     data: dict[str, np.ndarray],
 ) -> None:
-    """The default towers start from the regularised CCA and keep it unless validation improves on it."""
+    """Residual towers start from the regularised CCA and keep it unless validation improves on it."""
     from toolkit.mapping.cca import fit_cca
 
-    result = train_mapping(data["tt"], data["ti"], data["vt"], data["vi"], small_config(), progress=False)
+    config = small_config(arch="residual", init="cca")
+    result = train_mapping(data["tt"], data["ti"], data["vt"], data["vi"], config, progress=False)
     model = result.model
     r10 = pooled_metrics(model.embed_text(data["vt"]), model.embed_image(data["vi"]), pool=500, draws=1)
     stats = model.get_input_stats()

@@ -40,8 +40,8 @@ class MappingConfig:
     dropout: float = 0.1
     norm: str = "layer"
     activation: str = "gelu"
-    arch: str = "residual"
-    init: str = "cca"
+    arch: str = "mlp"
+    init: str = "random"
     cca_shrinkage: float = 0.3
     cca_power: float = 0.5
     loss: str = "infonce"
