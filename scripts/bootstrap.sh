@@ -24,7 +24,8 @@ deps_hash=$("$PY" - <<'PYEOF'
 import hashlib, sys, tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 spec = sorted(p["dependencies"]) + sorted(sum(p.get("optional-dependencies", {}).values(), []))
-print(hashlib.sha256(("%d.%d" % sys.version_info[:2] + "\n".join(spec)).encode()).hexdigest()[:12])
+pins = open("constraints.txt", encoding="utf-8").read()  # the tested versions: part of the environment
+print(hashlib.sha256(("%d.%d" % sys.version_info[:2] + "\n".join(spec) + "\n" + pins).encode()).hexdigest()[:12])
 PYEOF
 )
 if [ -d .venv ] && [ ! -L .venv ]; then
@@ -36,7 +37,7 @@ else
     rm -rf "$VENV"
     "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".[dev,weights,onnx]"
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,weights,onnx]"
     touch "$VENV/.complete"
   fi
   ln -sfn "$VENV" .venv

@@ -50,7 +50,7 @@ def incomplete_model(tmp_path: Path) -> Path:
 def test_unreachable_cluster(command: str, sample_root: Path, incomplete_model: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     code, out, seconds = _run(COMMANDS[command], {"ES_URL": url}, root=sample_root, model=incomplete_model)
-    assert code == 2 and f"Error: Elasticsearch at {url} is unreachable" in out, out
+    assert code == 3 and f"Error: Elasticsearch at {url} is unreachable" in out, out
     assert "Traceback" not in out and seconds < 15
 
 

@@ -123,6 +123,9 @@ def test_evaluate_writes_the_html_report(built_model: Path, search_alias: str, e
     assert f"report written to {report}" in res.stdout
     assert "<html" in html.lower() and "random_towers" in html and "data:image/png;base64," in html
     assert "hybrid" in html  # the through-index table is in the report too
+    # linear baselines and graded relevance, in memory and through the index
+    assert 'data-method="cca_pooled"' in html and 'data-method="ridge_exact"' in html
+    assert 'id="graded"' in html and 'id="graded-index"' in html
 
 
 def test_build_refuses_an_empty_dataset(tmp_path: Path) -> None:

@@ -151,12 +151,12 @@ def test_cli_index_and_search_over_tls_leak_no_secret(
     assert code == 0 and json.loads(out)["versions"][0]["count"] == indexed["count"]
     # wrong credentials: a clear error naming the URL, never the secret that was tried
     code, _ = run("indices", "--alias", "secure", env={**env, "ES_API_KEY": secure.bogus_key})
-    assert code == 2 and "refused the credentials (HTTP 401)" in outputs[-1]
+    assert code == 3 and "refused the credentials (HTTP 401)" in outputs[-1]
     wrong = {**env, "ES_API_KEY": "", "ES_PASSWORD": secure.password + "-wrong"}
     code, _ = run(
         "search", "玉ねぎ", "--model", str(built_model), "--index", "secure", "--show-query", env=wrong
     )
-    assert code == 2 and "refused the credentials" in outputs[-1] and "-wrong" not in outputs[-1]
+    assert code == 3 and "refused the credentials" in outputs[-1] and "-wrong" not in outputs[-1]
     everything = "\n".join(outputs) + "\n".join(r.getMessage() for r in caplog.records)
     _no_secret(everything, secure)
     assert os.environ.get("ES_API_KEY") is None or os.environ["ES_API_KEY"] not in everything

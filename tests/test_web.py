@@ -16,6 +16,7 @@ from PIL import Image
 from toolkit.cli.main import cli
 from toolkit.model import SearchModel
 from toolkit.search.engine import Searcher
+from toolkit.web.api import ApiServer
 from toolkit.web.app import SearchApp
 from toolkit.web.server import SearchServer, start_in_thread
 
@@ -28,7 +29,16 @@ def searcher(es: Elasticsearch, built_model: Path, search_alias: str) -> Searche
     return Searcher(es, SearchModel.load(built_model), search_alias)
 
 
-def _serve(app: SearchApp) -> Iterator[SearchServer]:
+STACKS = ["stdlib", "fastapi"]
+
+
+def _serve(app: SearchApp, stack: str) -> Iterator[SearchServer]:
+    if stack == "fastapi":
+        api = ApiServer(app).start()
+        yield api  # type: ignore[misc]
+        api.shutdown()
+        api.server_close()
+        return
     server, thread = start_in_thread(app)
     yield server
     server.shutdown()
@@ -36,13 +46,15 @@ def _serve(app: SearchApp) -> Iterator[SearchServer]:
     thread.join(5)
 
 
-@pytest.fixture(scope="module")
-def server(searcher: Searcher, sample_root: Path) -> Iterator[SearchServer]:
-    yield from _serve(SearchApp(searcher, sample_root))
+@pytest.fixture(scope="module", params=STACKS)
+def server(searcher: Searcher, sample_root: Path, request) -> Iterator[SearchServer]:
+    yield from _serve(SearchApp(searcher, sample_root), request.param)
 
 
-@pytest.fixture(scope="module")
-def trap_server(searcher: Searcher, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchServer]:
+@pytest.fixture(scope="module", params=STACKS)
+def trap_server(
+    searcher: Searcher, tmp_path_factory: pytest.TempPathFactory, request
+) -> Iterator[SearchServer]:
     """A dataset root with one real photo and symlinks (file and folder) pointing outside it."""
     base = tmp_path_factory.mktemp("trap")
     outside = base / "outside"
@@ -56,7 +68,7 @@ def trap_server(searcher: Searcher, tmp_path_factory: pytest.TempPathFactory) ->
     (root / "images" / "evil.jpg").symlink_to(outside / "secret.jpg")
     (root / "images" / "dir").symlink_to(outside, target_is_directory=True)
     (root / "images" / "inside.jpg").symlink_to(root / "images" / "ok.jpg")
-    yield from _serve(SearchApp(searcher, root))
+    yield from _serve(SearchApp(searcher, root), request.param)
 
 
 def request(server: SearchServer, method: str, path: str, body: bytes | None = None, headers=None):
@@ -66,7 +78,7 @@ def request(server: SearchServer, method: str, path: str, body: bytes | None = N
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read()
+        return resp.status, resp.headers, resp.read()
     finally:
         conn.close()
 
@@ -167,7 +179,31 @@ def test_recipe_groups_explanations_and_more_like_these(server: SearchServer) ->
 )
 def test_bad_searches_are_clear_400s(server: SearchServer, params: dict, message: str) -> None:
     status, data = search(server, **params)
-    assert status == 400 and message in data["error"]
+    assert status == 400, data
+    if isinstance(server, ApiServer) and message in VALIDATED:  # FastAPI's validation names the parameter
+        message = VALIDATED[message]
+    assert message in data["error"]
+
+
+VALIDATED = {
+    "unknown group 'tag'": "group: Input should be 'recipe'",
+    "per_group must be between 1 and 10": "per_group: Input should be greater than or equal to 1",
+    "explain must be 1 or 0": "explain: Input should be a valid boolean",
+    "unknown mode 'sql'": "mode: Input should be 'knn', 'keyword' or 'hybrid'",
+    "k must be between 1 and 100": "k: Input should be greater than or equal to 1",
+    "k must be a whole number": "k: Input should be a valid integer",
+}
+
+
+def test_openapi_description(server: SearchServer) -> None:
+    if not isinstance(server, ApiServer):
+        pytest.skip("the OpenAPI description comes with the FastAPI server")
+    status, spec = get_json(server, "/openapi.json")
+    assert status == 200 and {"/api/search", "/api/search/photo", "/api/info"} <= set(spec["paths"])
+    names = {p["name"] for p in spec["paths"]["/api/search"]["get"]["parameters"]}
+    assert {"q", "mode", "k", "group", "per_group", "explain", "like", "ingredient", "recipe"} <= names
+    status, _, body = request(server, "GET", "/docs")
+    assert status == 200 and b"swagger" in body.lower()
 
 
 def test_bad_uploads_are_refused(server: SearchServer) -> None:

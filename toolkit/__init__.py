@@ -1,3 +1,70 @@
-"""Japanese recipe text-to-image search on Elasticsearch."""
+"""Japanese recipe text-to-image search on Elasticsearch.
+
+The public API (imported lazily, so ``import toolkit`` stays cheap: torch and the Elasticsearch client load
+on first use)::
+
+    import toolkit
+
+    es = toolkit.make_client()                                   # ES_URL / ES_API_KEY ..., or the local node
+    toolkit.build("data/", "model/", toolkit.BuildOptions(encoder="resnet18", weights="random"))
+    toolkit.index_dataset(es, "data/", "model/", toolkit.IndexOptions(alias="recipes"))
+    searcher = toolkit.Searcher(es, toolkit.SearchModel.load("model/"), "recipes")
+    for hit in toolkit.search_text(searcher, "玉ねぎを飴色になるまで炒める", k=5).hits:
+        print(hit.score, hit.step_id, hit.image_path)
+
+See the README, "Python API". Errors are :class:`ToolkitError` subclasses with a message meant for people.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    # errors
+    "ToolkitError": "toolkit.errors",
+    "ConfigError": "toolkit.errors",
+    "ModelDirError": "toolkit.errors",
+    "FingerprintMismatch": "toolkit.fingerprint",
+    # Elasticsearch
+    "make_client": "toolkit.es.client",
+    "EsSettings": "toolkit.es.config",
+    "EsUnavailable": "toolkit.es.client",
+    # building a model
+    "build": "toolkit.pipeline",
+    "BuildOptions": "toolkit.pipeline",
+    # indexing
+    "index_dataset": "toolkit.index.indexer",
+    "IndexOptions": "toolkit.index.indexer",
+    "BulkOptions": "toolkit.index.bulk",
+    "VectorIndexOptions": "toolkit.index.template",
+    # searching
+    "SearchModel": "toolkit.model",
+    "Searcher": "toolkit.search.engine",
+    "SearchResult": "toolkit.search.engine",
+    "Hit": "toolkit.search.engine",
+    "search": "toolkit.search.dispatch",
+    "search_text": "toolkit.search.dispatch",
+    "search_photo": "toolkit.search.dispatch",
+    "SearchOptions": "toolkit.search.dispatch",
+    "Filters": "toolkit.search.queries",
+    "HybridParams": "toolkit.search.queries",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -98,7 +98,7 @@ class BuildOptions:
         from toolkit.mapping.train import MappingConfig
 
         try:
-            return MappingConfig(**self.mapping)
+            return MappingConfig(**{"device": self.device, **self.mapping})
         except TypeError as e:
             raise ConfigError(f"bad mapping option: {e}") from e
         except ValueError as e:

@@ -68,8 +68,8 @@ def load_vector_set(directory: str | Path, mmap: bool = True) -> VectorSet:
     return VectorSet(ids=ids, vectors=vectors, meta=meta)
 
 
-def align(a: VectorSet, b: VectorSet) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Rows of ``a`` and ``b`` that share an id, in ``a``'s order."""
+def align_rows(a: VectorSet, b: VectorSet) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Ids that ``a`` and ``b`` share, in ``a``'s order, and their row numbers in each (int64): no vector copied."""
     bi = b.index()
     rows_a, rows_b, ids = [], [], []
     for n, i in enumerate(a.ids):
@@ -78,4 +78,77 @@ def align(a: VectorSet, b: VectorSet) -> tuple[list[str], np.ndarray, np.ndarray
             rows_a.append(n)
             rows_b.append(m)
             ids.append(i)
+    return ids, np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+
+
+def align(a: VectorSet, b: VectorSet) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Rows of ``a`` and ``b`` that share an id, in ``a``'s order (copied into memory)."""
+    ids, rows_a, rows_b = align_rows(a, b)
     return ids, np.asarray(a.vectors[rows_a]), np.asarray(b.vectors[rows_b])
+
+
+class Rows:
+    """Rows ``index`` of a (memory-mapped) ``[N, D]`` array, read on demand instead of copied whole.
+
+    Slicing or indexing gives an in-memory float32 array of those rows (``rows[a:b]``,
+    ``rows[np.array([...])]``); pages read from a memory map are given back to the OS every
+    :attr:`RELEASE_BYTES`, so the resident set stays flat however large the file.
+    """
+
+    RELEASE_BYTES = 256 << 20
+
+    def __init__(self, base: np.ndarray, index: np.ndarray | None = None) -> None:
+        if base.ndim != 2:
+            raise ValueError(f"Rows needs a 2-D array, got shape {base.shape}")
+        self.base = base
+        self.index = (
+            np.arange(base.shape[0], dtype=np.int64) if index is None else np.asarray(index, np.int64)
+        )
+        if self.index.ndim != 1 or (
+            len(self.index) and (self.index.min() < 0 or self.index.max() >= len(base))
+        ):
+            raise ValueError(f"row index out of range for {len(base)} rows")
+        self._read = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.index), int(self.base.shape[1]))
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def subset(self, positions: np.ndarray) -> Rows:
+        """The rows at ``positions`` of this view (boolean mask or integer positions), still lazy."""
+        return Rows(self.base, self.index[positions])
+
+    def __getitem__(self, key: slice | np.ndarray | list[int]) -> np.ndarray:
+        return self.gather(self.index[key])
+
+    def gather(self, base_rows: np.ndarray) -> np.ndarray:
+        """Rows ``base_rows`` of the base array (read in ascending order), as float32 in the given order."""
+        base_rows = np.atleast_1d(np.asarray(base_rows, dtype=np.int64))
+        order = np.argsort(base_rows, kind="stable")
+        out = np.empty((len(base_rows), self.shape[1]), dtype=np.float32)
+        out[order] = self.base[base_rows[order]]
+        self._read += out.nbytes
+        if self._read >= self.RELEASE_BYTES:
+            from toolkit.memory import release_pages
+
+            release_pages(self.base)
+            self._read = 0
+        return out
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out = np.empty(self.shape, dtype=np.float32)
+        step = max(1, (64 << 20) // max(1, 4 * self.shape[1]))
+        for a in range(0, len(self), step):
+            out[a : a + step] = self[a : a + step]
+        return out if dtype is None else out.astype(dtype, copy=False)

@@ -10,6 +10,7 @@ import click
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.image import backend_option
 from toolkit.cli.options import default_from
+from toolkit.device import DEVICE_HELP
 from toolkit.pipeline import BuildOptions
 from toolkit.stages.text import FORMS
 
@@ -38,6 +39,7 @@ def _table(result: dict) -> str:
     "--weights", default=BuildOptions.weights, show_default=True, help="auto | imagenet | random | PATH."
 )
 @click.option("--image-size", type=int, default=None, help="Input size for the CNN (default: the encoder's).")
+@click.option("--device", default=BuildOptions.device, show_default=True, help=DEVICE_HELP)
 @click.option("--image-seed", type=int, default=None, help="Seed for --weights random [the encoder's].")
 @click.option("--batch-size", type=int, default=BuildOptions.batch_size, show_default=True)
 @click.option("--workers", type=int, default=None, help="DataLoader workers for photos [by core count].")
@@ -70,6 +72,7 @@ def build_cmd(
     weights: str,
     image_size: int | None,
     image_seed: int | None,
+    device: str,
     batch_size: int,
     workers: int | None,
     backend: str | None,
@@ -99,6 +102,7 @@ def build_cmd(
         weights=weights,
         image_size=image_size,
         image_seed=image_seed,
+        device=device,
         batch_size=batch_size,
         workers=workers,
         backend=backend,

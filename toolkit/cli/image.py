@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import progress_enabled, quiet_option, user_errors
+from toolkit.device import DEVICE_HELP
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.stages.images import ImageOptions
 
@@ -67,8 +68,11 @@ class _Rejects(RejectsWriter):
     "--image-size", type=click.IntRange(min=1), help="CNN crop size (224) or pixels grid side (16)."
 )
 @click.option("--seed", type=int, help="Seed for --weights random [0].")
+@click.option("--device", default=ImageOptions.device, show_default=True, help=DEVICE_HELP)
 @click.option(
-    "--device", default=ImageOptions.device, show_default=True, help="torch device, e.g. cpu or cuda."
+    "--shard",
+    default=None,
+    help="I/N: encode only shard I of N (a stable hash of the step id); join the shards with merge-vectors.",
 )
 @backend_option
 @click.option(
@@ -100,6 +104,7 @@ def embed_images_cmd(
     image_size: int | None,
     seed: int | None,
     device: str,
+    shard: str | None,
     backend: str | None,
     max_pixels: int,
     rejects_path: Path | None,
@@ -129,6 +134,7 @@ def embed_images_cmd(
         workers=default_num_workers() if workers is None else workers,
         max_pixels=max_pixels,
         overwrite=overwrite,
+        shard=shard,
     )
     check_dataset_root(dataset_root)
     if malloc_tuning:

@@ -12,6 +12,7 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.options import default_from
+from toolkit.device import DEVICE_HELP, resolve_device
 from toolkit.stages.evaluate import EvaluateOptions
 from toolkit.stages.read import ReadOptions
 
@@ -47,7 +48,7 @@ CONFIG = "toolkit.mapping.train:MappingConfig"
     f"{CONFIG}.patience", "--patience", type=int, help="Epochs without val R@10 gain before stopping."
 )
 @default_from(f"{CONFIG}.seed", "--seed", type=int)
-@default_from(f"{CONFIG}.device", "--device", help="Torch device, e.g. cpu or cuda.")
+@default_from(f"{CONFIG}.device", "--device", help=DEVICE_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace a mapping already in OUT_DIR.")
 @json_option
 @quiet_option
@@ -78,6 +79,7 @@ def train_mapping_cmd(
         raise click.UsageError("give both --val-text and --val-image, or neither")
     ReadOptions(split_seed=split_seed)
     config = MappingConfig(**config_fields)
+    resolve_device(config.device)  # before any work: a missing GPU is a clear error
     pairs = load_pairs(text_vecset, image_vecset)
     held_out = 0
     if val_text is not None and val_image is not None:

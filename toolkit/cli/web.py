@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import user_errors
+from toolkit.errors import ToolkitError
 
 
 @click.command("web")
@@ -28,9 +29,17 @@ from toolkit.cli.common import user_errors
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--server",
+    "stack",
+    type=click.Choice(["fastapi", "stdlib"]),
+    default="fastapi",
+    show_default=True,
+    help="fastapi: FastAPI on uvicorn, OpenAPI at /docs; stdlib: the standard-library threaded server.",
+)
 @user_errors
-def web_cmd(model_dir: Path, index: str, dataset_root: Path | None, host: str, port: int) -> None:
-    """Serve the search page until interrupted (Ctrl-C)."""
+def web_cmd(model_dir: Path, index: str, dataset_root: Path | None, host: str, port: int, stack: str) -> None:
+    """Serve the search page and its API until interrupted (Ctrl-C); the API is described at /docs."""
     from toolkit.es.client import make_client
     from toolkit.model import SearchModel
     from toolkit.search.engine import Searcher
@@ -41,9 +50,14 @@ def web_cmd(model_dir: Path, index: str, dataset_root: Path | None, host: str, p
     root = dataset_root_for(model_dir, dataset_root)
     app = SearchApp(Searcher(make_client(), SearchModel.load(model_dir), index), root)
     try:
-        server = SearchServer(app, host, port)
+        if stack == "fastapi":
+            from toolkit.web.api import ApiServer
+
+            server = ApiServer(app, host, port)
+        else:
+            server = SearchServer(app, host, port)
     except OSError as e:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+        raise ToolkitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     if not _is_loopback(host):
         click.echo(
             f"warning: listening on {host}: anyone who can reach it can search and see the photos", err=True

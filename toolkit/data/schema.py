@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from toolkit.data.step_ids import format_step_id
 from toolkit.errors import ToolkitError
 from toolkit.rejects import Reject
 
@@ -44,7 +45,7 @@ class Recipe:
 
     def step_id(self, step: Step) -> str:
         """The corpus-wide id of ``step``: ``"<recipe_id>:<position>"``."""
-        return f"{self.recipe_id}:{step.position}"
+        return format_step_id(self.recipe_id, step.position)
 
 
 class RecordError(ToolkitError):
@@ -162,7 +163,7 @@ def _parse_steps(raw: list[Any], recipe_id: str, max_len: int, rejects: list[Rej
             listed = ", ".join(f"steps[{j}]" for j in indices)
             rejects.append(
                 Reject(
-                    f"{recipe_id}:{step.position}",
+                    format_step_id(recipe_id, step.position),
                     "validate",
                     f"field steps[{i}].position: duplicate position {step.position} ({listed}); "
                     "every step sharing it is dropped",

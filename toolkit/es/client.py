@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from typing import Any
 
+import elasticsearch
 from elasticsearch import Elasticsearch
 from elasticsearch import exceptions as es_exc
 from elasticsearch.serializer import OrjsonSerializer
@@ -36,6 +39,33 @@ def resolve_settings(settings: EsSettings | None = None, node_name: str = "defau
     return s
 
 
+#: The REST API version every request asks for: 8, which 8.x clusters speak natively and 9.x clusters through
+#: REST API compatibility. An 8.x client sends it by itself; a 9.x client is made to (below).
+REST_COMPATIBILITY = 8
+_PLAIN_MIMETYPE = re.compile(r"application/(json|x-ndjson)")
+_COMPAT_MIMETYPE = rf"application/vnd.elasticsearch+\g<1>; compatible-with={REST_COMPATIBILITY}"
+
+
+def client_major() -> int:
+    """The major version of the installed elasticsearch-py client."""
+    return int(elasticsearch.__versionstr__.split(".", 1)[0])
+
+
+class CompatClient(Elasticsearch):
+    """An elasticsearch-py client (8.x or 9.x) whose requests all ask for REST API version 8.
+
+    A 9.x client otherwise asks for version 9, which 8.x clusters refuse; version 8 works with both.
+    """
+
+    def perform_request(self, method: str, path: str, *, headers: Any = None, **kwargs: Any) -> Any:
+        if headers:
+            headers = {
+                k: _PLAIN_MIMETYPE.sub(_COMPAT_MIMETYPE, v) if k.lower() in ("accept", "content-type") else v
+                for k, v in headers.items()
+            }
+        return super().perform_request(method, path, headers=headers, **kwargs)
+
+
 def make_client(settings: EsSettings | None = None, check: bool = True, **kwargs) -> Elasticsearch:
     """Create a client; with ``check`` fail fast (and clearly) when the cluster does not answer.
 
@@ -57,7 +87,7 @@ def make_client(settings: EsSettings | None = None, check: bool = True, **kwargs
     if not s.verify_certs:
         opts["verify_certs"] = False
         opts["ssl_show_warn"] = False
-    client = Elasticsearch(s.url, **opts)
+    client = (CompatClient if client_major() > REST_COMPATIBILITY else Elasticsearch)(s.url, **opts)
     if check:
         ping(client, s)
     return client

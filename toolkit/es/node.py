@@ -18,6 +18,7 @@ certificate from a CA made for the node (``<node dir>/certs/ca.crt``; the CA key
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import re
@@ -32,11 +33,14 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
 from toolkit.versions import ES_MAVEN_ARTIFACT, es_version, required_java
+
+_log = logging.getLogger(__name__)
 
 NODE_USER = "jrs-es"
 DEFAULT_HEAP = "1g"
@@ -455,7 +459,7 @@ def up(
     security: bool = False,
     timeout: float = 180.0,
     extra_settings: dict | None = None,
-    log=print,
+    log: Callable[[str], None] | None = None,
     tls: bool | None = None,
     transport_port: int | None = None,
 ) -> NodeState:
@@ -463,7 +467,9 @@ def up(
 
     ``tls`` (default: as ``security``) serves HTTPS with a certificate from a CA made for the node;
     ``transport_port`` fixes the transport port (for a cluster of local nodes, with ``extra_settings``).
+    Progress notes go to ``log`` (default: this module's logger, at info level).
     """
+    log = log or _log.info
     version = version or es_version()
     tls = security if tls is None else tls
     ndir = node_dir(name)

@@ -97,7 +97,8 @@ def random_tower_metrics(
     ``arch`` is a trained model's :meth:`TwoTower.arch` or the :class:`MappingConfig` it was trained
     with. Without ``stats`` the standardisation statistics are computed from the given features.
     """
-    text, image = np.asarray(text), np.asarray(image)
+    if not hasattr(text, "gather"):  # Rows of memory-mapped vector sets are read block by block
+        text, image = np.asarray(text), np.asarray(image)
     if text.ndim != 2 or image.ndim != 2:
         raise ValueError(f"features must be 2-D [N, D], got text {text.shape} and image {image.shape}")
     arch = tower_arch(arch, text.shape[1], image.shape[1])

@@ -16,6 +16,7 @@ import numpy as np
 
 from toolkit.data.jsonl import iter_recipes
 from toolkit.data.splits import split_of
+from toolkit.data.step_ids import recipe_of
 from toolkit.evaluation.graded import Labels, graded_from_scores, graded_precision, tag_labels
 from toolkit.evaluation.linear import LinearMap, linear_baselines
 from toolkit.evaluation.metrics import full_metrics, pooled_metrics
@@ -38,7 +39,7 @@ def model_pairs(model_dir: str | Path, split_seed: int) -> dict[str, SplitPairs]
     """Train / val / test pairs of a model directory (the split the build used)."""
     d = Path(model_dir)
     ids, text, image = align(load_vector_set(d / "step_vectors"), load_vector_set(d / "image_features"))
-    splits = np.array([split_of(i.split(":", 1)[0], seed=split_seed) for i in ids])
+    splits = np.array([split_of(recipe_of(i), seed=split_seed) for i in ids])
     out = {}
     for s in ("train", "val", "test"):
         rows = np.flatnonzero(splits == s)
@@ -58,7 +59,7 @@ def recipe_labels(dataset_root: str | Path) -> dict[str, dict[str, str]]:
 
 
 def labels_of_steps(step_ids: list[str], by_recipe: dict[str, dict[str, str]]) -> list[Labels]:
-    return [by_recipe.get(i.split(":", 1)[0], {}) for i in step_ids]
+    return [by_recipe.get(recipe_of(i), {}) for i in step_ids]
 
 
 def fit_model_baselines(pairs: dict[str, SplitPairs]) -> dict[str, LinearMap]:

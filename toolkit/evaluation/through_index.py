@@ -23,6 +23,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from toolkit.data.jsonl import iter_recipes
 from toolkit.data.splits import split_of
+from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
 from toolkit.evaluation.graded import Labels, graded_precision
 from toolkit.rejects import RejectsWriter
@@ -77,10 +78,6 @@ def _rank_of(step_id: str, hit_ids: Sequence[str]) -> int | None:
     return hit_ids.index(step_id) + 1 if step_id in hit_ids else None
 
 
-def _recipe(step_id: str) -> str:
-    return step_id.split(":", 1)[0]
-
-
 def _graded(
     labels: Mapping[str, Labels],
     queries: Sequence[str],
@@ -89,9 +86,9 @@ def _graded(
     k: int,
 ) -> dict[str, Any]:
     """Graded precision@k of ranked step ids by recipe labels (``recipe_id -> labels``)."""
-    q = [labels.get(_recipe(i), {}) for i in queries]
-    hits = [[labels.get(_recipe(h), {}) for h in top] for top in tops]
-    out = graded_precision(q, hits, [labels.get(_recipe(g), {}) for g in gallery], k)
+    q = [labels.get(recipe_of(i), {}) for i in queries]
+    hits = [[labels.get(recipe_of(h), {}) for h in top] for top in tops]
+    out = graded_precision(q, hits, [labels.get(recipe_of(g), {}) for g in gallery], k)
     return {c: out[c] for c in ("main", "method", "both")} | {
         f"{c}_chance": out[f"{c}_chance"] for c in ("main", "method", "both")
     }

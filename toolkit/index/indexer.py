@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,8 @@ from toolkit.vectorset import load_vector_set
 NOTE_STAGES = ("image", "text")
 #: Stage of the rejects that ``bulk_load`` writes and counts itself.
 LOADER_STAGE = "index"
+
+_log = logging.getLogger(__name__)
 
 
 class CountingRejects(RejectsWriter):
@@ -121,9 +124,13 @@ def index_dataset(
     options: IndexOptions | None = None,
     rejects_path: str | Path | None = None,
     progress: Callable[[Any], None] | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Index every step of the dataset; resume an interrupted load of the same input and model."""
+    """Index every step of the dataset; resume an interrupted load of the same input and model.
+
+    Progress notes go to ``log`` (default: this module's logger, at info level).
+    """
+    log = log or _log.info
     opts = options or IndexOptions()
     root = Path(dataset_root)
     model = SearchModel.load(model_dir)

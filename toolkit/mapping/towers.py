@@ -205,7 +205,8 @@ class TwoTower(nn.Module):
         return self._embed(self.image, x, "image", batch_size)
 
     def _embed(self, tower: Tower, x: np.ndarray, what: str, batch_size: int) -> np.ndarray:
-        x = np.asarray(x)
+        if not hasattr(x, "gather"):  # Rows of a memory-mapped vector set are read block by block
+            x = np.asarray(x)
         if x.ndim == 1:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != tower.in_dim:

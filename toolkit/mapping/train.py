@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit.device import resolve_device
 from toolkit.errors import ConfigError
 from toolkit.evaluation.metrics import pooled_metrics
 from toolkit.mapping.cca import fit_cca
@@ -24,6 +25,7 @@ from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricIn
 from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TwoTower, input_stats
 from toolkit.progress import track
 from toolkit.seeding import seed_everything
+from toolkit.vectorset import Rows
 
 LOSSES = ("infonce", "triplet")
 INITS = ("random", "cca")
@@ -58,7 +60,7 @@ class MappingConfig:
     val_pool: int = 1000
     val_draws: int = 5
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (toolkit.device.resolve_device)
 
     def __post_init__(self) -> None:
         checks = [
@@ -194,12 +196,27 @@ def group_codes(groups: Sequence[Any] | np.ndarray, n: int) -> np.ndarray:
     return np.array([index.setdefault(g, len(index)) for g in labels], dtype=np.int64)
 
 
-def _as_float32(x: np.ndarray) -> np.ndarray:
-    """An in-memory, writable, C-contiguous float32 array (memory-mapped vector sets get copied once)."""
+def _as_float32(x: np.ndarray | Rows) -> np.ndarray | Rows:
+    """An in-memory, writable, C-contiguous float32 array (memory-mapped vector sets get copied once);
+    :class:`~toolkit.vectorset.Rows` stay as they are (batches are gathered from them)."""
+    if isinstance(x, Rows):
+        return x
     arr = np.asarray(x, dtype=np.float32)
     if isinstance(arr, np.memmap) or not arr.flags.writeable or not arr.flags.c_contiguous:
         arr = np.array(arr, dtype=np.float32, order="C")
     return arr
+
+
+#: Rows checked for NaN/inf at a time (memory-mapped inputs are never read whole).
+_CHECK_BLOCK = 16384
+
+
+def _batch(x: torch.Tensor | Rows, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rows ``idx`` of the training inputs: an index gather, or read from a memory-mapped vector set."""
+    if isinstance(x, Rows):
+        block = torch.from_numpy(x[idx.cpu().numpy()])
+        return block.to(device, non_blocking=True) if device.type == "cuda" else block
+    return x[idx]
 
 
 def _check_pairs(name: str, text: np.ndarray, image: np.ndarray) -> None:
@@ -212,11 +229,11 @@ def _check_pairs(name: str, text: np.ndarray, image: np.ndarray) -> None:
     if text.shape[0] < 2:
         raise ValueError(f"{name} set needs at least 2 pairs, got {text.shape[0]}")
     for what, x in (("text", text), ("image", image)):
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            raise ValueError(
-                f"{name} {what} features row {int(np.flatnonzero(~finite)[0])} has NaN/inf values"
-            )
+        for start in range(0, x.shape[0], _CHECK_BLOCK):
+            finite = np.isfinite(x[start : start + _CHECK_BLOCK]).all(axis=1)
+            if not finite.all():
+                row = start + int(np.flatnonzero(~finite)[0])
+                raise ValueError(f"{name} {what} features row {row} has NaN/inf values")
 
 
 def _val_recalls(
@@ -229,16 +246,19 @@ def _val_recalls(
 
 
 def train_mapping(
-    train_text: np.ndarray,
-    train_img: np.ndarray,
-    val_text: np.ndarray | None,
-    val_img: np.ndarray | None,
+    train_text: np.ndarray | Rows,
+    train_img: np.ndarray | Rows,
+    val_text: np.ndarray | Rows | None,
+    val_img: np.ndarray | Rows | None,
     config: MappingConfig | None = None,
     train_groups: Sequence[Any] | np.ndarray | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the towers on paired rows (``train_text[i]`` goes with ``train_img[i]``).
+
+    Inputs are arrays or :class:`~toolkit.vectorset.Rows` of memory-mapped vector sets (batches are
+    then read from the files: the same weights, with memory flat in the number of pairs).
 
     ``train_groups`` labels pairs that must not serve as each other's negatives (same recipe, same text).
     With a validation set, the epoch with the best pooled text->image R@10 (ties: best MRR) is kept and
@@ -261,7 +281,7 @@ def train_mapping(
     n = train_text.shape[0]
     codes = None if train_groups is None else torch.from_numpy(group_codes(train_groups, n))
     emit = log or (lambda _msg: None)
-    device = torch.device(config.device)
+    device = torch.device(resolve_device(config.device))
 
     seed_everything(config.seed)
     model = build_model(train_text.shape[1], train_img.shape[1], config)
@@ -283,8 +303,10 @@ def train_mapping(
         optimizer, warmup_cosine(total, round(config.warmup_epochs * steps_per_epoch))
     )
     generator = torch.Generator().manual_seed(config.seed)
-    # the whole training set moves to the device once (a no-op on CPU); batches are index gathers
-    text_t, img_t = torch.from_numpy(train_text).to(device), torch.from_numpy(train_img).to(device)
+    # in-memory inputs move to the device once (a no-op on CPU) and batches are index gathers;
+    # Rows (memory-mapped vector sets) are read batch by batch, so memory stays flat in N
+    text_t = train_text if isinstance(train_text, Rows) else torch.from_numpy(train_text).to(device)
+    img_t = train_img if isinstance(train_img, Rows) else torch.from_numpy(train_img).to(device)
     if codes is not None:
         codes = codes.to(device)
 
@@ -306,7 +328,7 @@ def train_mapping(
             idx = order[offset : offset + config.batch_size]
             if idx.numel() < 2:
                 continue  # a lone leftover pair has no negatives (and breaks BatchNorm)
-            t, i = model(text_t[idx], img_t[idx])
+            t, i = model(_batch(text_t, idx, device), _batch(img_t, idx, device))
             loss = loss_fn(t, i, None if codes is None else codes[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

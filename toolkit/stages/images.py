@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.device import DEFAULT_DEVICE, resolve_device
 from toolkit.errors import ConfigError
 from toolkit.image.loading import DEFAULT_MAX_PIXELS
 from toolkit.rejects import RejectsWriter
+from toolkit.shards import extract_shard_features, parse_shard
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +25,14 @@ class ImageOptions:
     weights: str = "auto"
     image_size: int | None = None
     seed: int | None = None
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE
     backend: str | None = None  # what the CNN runs on (None: $JRS_IMAGE_BACKEND or auto)
     batch_size: int = 32
     workers: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    #: ``"I/N"``: only the photos of shard I of N (by a stable hash of the step id), for merge-vectors
+    shard: str | None = None
 
     def __post_init__(self) -> None:
         from toolkit.image.encoders import available_encoders
@@ -44,6 +48,9 @@ class ImageOptions:
         positive("image_size", self.image_size, allow_none=True)
         positive("seed", self.seed, allow_none=True, minimum=0)
         positive("max_pixels", self.max_pixels)
+        resolve_device(self.device)
+        if self.shard is not None:
+            parse_shard(self.shard)
         if self.backend is not None:
             from toolkit.image.backends import check_backend
 
@@ -67,7 +74,7 @@ class ImageOptions:
         return create_encoder(
             self.encoder,
             weights=self.weights,
-            device=self.device,
+            device=resolve_device(self.device),
             backend=self.backend,
             **self.encoder_kwargs(),
         )
@@ -98,10 +105,7 @@ def write_image_features(
     encoder = encoder or opts.create_encoder()
     message = getattr(encoder, "message", "")
     log.info("image encoder: %s (%d-d) %s", encoder.name, encoder.dim, message)
-    result = extract_features(
-        items,
-        encoder,
-        out_dir,
+    kwargs: dict[str, Any] = dict(
         batch_size=opts.batch_size,
         num_workers=opts.workers,
         rejects=rejects,
@@ -109,5 +113,11 @@ def write_image_features(
         overwrite=opts.overwrite,
         max_pixels=opts.max_pixels,
     )
+    if opts.shard is not None:
+        shard = parse_shard(opts.shard)
+        log.info("shard %s of the %d photos", shard, len(items))
+        result = extract_shard_features(items, shard, encoder, out_dir, **kwargs)
+    else:
+        result = extract_features(items, encoder, out_dir, **kwargs)
     log.info("image features: %d photos encoded, %d rejected", result.encoded, result.rejected)
     return ImageStage(result, encoder)

@@ -11,7 +11,7 @@ from toolkit.data.splits import SPLITS, split_of
 from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import check_fingerprint
-from toolkit.vectorset import VectorSet, align, load_vector_set
+from toolkit.vectorset import Rows, VectorSet, align_rows, load_vector_set
 
 TEXT_FP = "word2vec_fingerprint"
 IMAGE_FP = "encoder_fingerprint"
@@ -19,20 +19,26 @@ IMAGE_FP = "encoder_fingerprint"
 
 @dataclass
 class Pairs:
-    """Aligned text/image rows of two vector sets, and the fingerprints of what produced them."""
+    """Aligned text/image rows of two vector sets, and the fingerprints of what produced them.
+
+    ``text`` and ``image`` are in-memory arrays or :class:`~toolkit.vectorset.Rows` of the memory-mapped
+    vector sets (what :func:`load_pairs` gives: nothing is copied until a stage reads a block).
+    """
 
     ids: list[str]
-    text: np.ndarray
-    image: np.ndarray
+    text: np.ndarray | Rows
+    image: np.ndarray | Rows
     word2vec: str
     encoder: str
     unpaired_text: int = 0
     unpaired_image: int = 0
 
     def subset(self, rows: np.ndarray) -> Pairs:
-        return Pairs(
-            [self.ids[r] for r in rows], self.text[rows], self.image[rows], self.word2vec, self.encoder, 0, 0
-        )
+        def part(x: np.ndarray | Rows) -> np.ndarray | Rows:
+            return x.subset(rows) if isinstance(x, Rows) else x[rows]
+
+        ids = [self.ids[r] for r in rows]
+        return Pairs(ids, part(self.text), part(self.image), self.word2vec, self.encoder, 0, 0)
 
     @property
     def groups(self) -> list[str]:
@@ -54,8 +60,11 @@ def _fingerprint_of(vs: VectorSet, key: str, path: str | Path) -> str:
     return value
 
 
-def _check_finite(ids: list[str], x: np.ndarray, path: str | Path) -> None:
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+def _check_finite(ids: list[str], x: np.ndarray | Rows, path: str | Path, block: int = 16384) -> None:
+    bad = np.concatenate(
+        [a + np.flatnonzero(~np.isfinite(x[a : a + block]).all(axis=1)) for a in range(0, len(ids), block)]
+        or [np.zeros(0, dtype=np.int64)]
+    )
     if bad.size:
         shown = ", ".join(ids[b] for b in bad[:5]) + (" ..." if bad.size > 5 else "")
         raise ToolkitError(f"vector set {path}: {bad.size} vectors contain NaN or infinite values ({shown})")
@@ -66,13 +75,13 @@ def load_pairs(text_dir: str | Path, image_dir: str | Path) -> Pairs:
     text_vs, image_vs = load_vector_set(text_dir), load_vector_set(image_dir)
     w2v = _fingerprint_of(text_vs, TEXT_FP, text_dir)
     enc = _fingerprint_of(image_vs, IMAGE_FP, image_dir)
-    ids, text, image = align(text_vs, image_vs)
+    ids, text_rows, image_rows = align_rows(text_vs, image_vs)
     if len(ids) < 2:
         raise ToolkitError(
             f"only {len(ids)} ids are in both {text_dir} ({len(text_vs.ids)} vectors) and "
             f"{image_dir} ({len(image_vs.ids)} vectors): at least 2 text/image pairs are needed"
         )
-    text, image = np.asarray(text, dtype=np.float32), np.asarray(image, dtype=np.float32)
+    text, image = Rows(text_vs.vectors, text_rows), Rows(image_vs.vectors, image_rows)
     _check_finite(ids, text, text_dir)
     _check_finite(ids, image, image_dir)
     return Pairs(ids, text, image, w2v, enc, len(text_vs.ids) - len(ids), len(image_vs.ids) - len(ids))

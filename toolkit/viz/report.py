@@ -192,8 +192,9 @@ def default_queries(
 ) -> list[tuple[str, str | None]]:
     """``count`` step texts (with their step id) spread over the evaluation split's steps with photos."""
     from toolkit.data.splits import split_of
+    from toolkit.data.step_ids import recipe_of
     from toolkit.model import read_manifest
-    from toolkit.viz.space import recipe_of, step_texts
+    from toolkit.viz.space import step_texts
 
     seed = int(read_manifest(model_dir).get("split_seed", 0))
     steps = step_texts(dataset_root)

@@ -15,6 +15,7 @@ import numpy as np
 
 from toolkit.data.jsonl import iter_recipes
 from toolkit.data.splits import split_of
+from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
 from toolkit.model import SearchModel
 from toolkit.rejects import RejectsWriter
@@ -33,10 +34,6 @@ class PairedSpace:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def recipe_of(step_id: str) -> str:
-    return step_id.split(":", 1)[0]
 
 
 def paired_space(model: SearchModel, split: str | None = None) -> PairedSpace:

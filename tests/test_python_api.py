@@ -1,0 +1,68 @@
+"""The README's "Python API" example runs as written, against the real node, and `import toolkit` stays cheap."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+import toolkit
+from toolkit.es.config import EsSettings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_example() -> str:
+    """The first ```python block of the README's "Python API" section."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "README has no python block under 'Python API'"
+    return match.group(1)
+
+
+def test_import_toolkit_loads_neither_torch_nor_the_client() -> None:
+    code = "import sys, toolkit; print(sorted(m for m in ('torch', 'elasticsearch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert set(toolkit.__all__) >= {"SearchModel", "Searcher", "search_text", "search_photo", "make_client"}
+    assert {"build", "BuildOptions", "index_dataset", "IndexOptions", "SearchResult", "Hit"} <= set(
+        dir(toolkit)
+    )
+    with pytest.raises(AttributeError):
+        toolkit.no_such_name  # noqa: B018
+
+
+def test_readme_python_example_runs(
+    sample_root: Path,
+    es: Elasticsearch,
+    es_settings: EsSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shutil.copytree(sample_root, tmp_path / "data")
+    alias = f"jrs-test-api-{uuid.uuid4().hex[:8]}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ES_URL", es_settings.url or "")
+    monkeypatch.setenv("JRS_INDEX", alias)
+    try:
+        exec(compile(readme_example(), "README.md:Python API", "exec"), {"__name__": "__readme__"})
+        out = capsys.readouterr().out
+        assert re.search(r"^model \w+ test R@10 0\.\d+", out, re.M), out
+        assert re.search(r"^indexed \d+ steps into " + re.escape(alias) + r"-\d+ rejected 0$", out, re.M), out
+        hits = re.findall(r"^\d\.\d{3}  (\S+:\d+)  ", out, re.M)
+        assert len(hits) == 5, out
+        assert f"photos like {hits[0]} ['{hits[0]}'" in out  # its own photo comes first
+    finally:
+        for idx in es.indices.get(index=f"{alias}*", ignore_unavailable=True, allow_no_indices=True):
+            es.indices.delete(index=idx, ignore_unavailable=True)
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{alias}-template")
+    assert os.path.isfile(tmp_path / "model" / "manifest.json")

@@ -1,0 +1,63 @@
+"""Process memory: peak resident set size per stage, and giving back pages of memory-mapped arrays.
+
+Pages of a memory-mapped file that a process has touched count in its resident set size until the
+kernel reclaims them, so a stage that reads or writes a multi-GB vector set through ``np.memmap``
+"uses" that many GB of RSS although the data lives in the file. :func:`release_pages` drops those
+pages from the process (``madvise(MADV_DONTNEED)``: written data stays in the page cache and the file).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import resource
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_mb(key: str) -> float | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def rss_mb() -> float | None:
+    """Current resident set size in MB (Linux; None elsewhere)."""
+    return _status_mb("VmRSS")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size in MB since the process started or the last :func:`reset_peak_rss`."""
+    hwm = _status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak (Linux ``clear_refs`` 5): the next :func:`peak_rss_mb` is this stage's own."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def release_pages(array: Any) -> bool:
+    """Drop the resident pages of a memory-mapped numpy array from this process; False if not mapped."""
+    mapped = getattr(array, "_mmap", None)
+    if mapped is None or not hasattr(mapped, "madvise"):
+        return False
+    try:
+        mapped.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError) as e:  # a closed map, or a kernel without madvise
+        log.debug("madvise failed: %s", e)
+        return False
+    return True

@@ -1,0 +1,228 @@
+"""Split a collection's photos over machines (``--shard I/N``) and merge the shard vector sets.
+
+A step belongs to shard ``I`` of ``N`` when a stable hash of its step id (BLAKE2b, not Python's
+salted ``hash()``) is ``I - 1`` modulo ``N``, so every machine computes the same split from the
+same dataset without talking to the others. Each shard's output directory is an ordinary vector
+set plus ``shard.json`` (which shard, of how many, of which item list) and ``positions.npy`` (each
+row's position in the full item list). :func:`merge_vector_sets` checks that the shards belong
+together (same encoder, same full item list, every shard exactly once, no id twice) and writes
+one vector set that is row for row what one unsharded run writes: same ids, order, vectors and
+metadata. Vectors are copied in blocks into a memory-mapped file, never all in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.vectorset import IDS, META, VECTORS, load_vector_set
+
+log = logging.getLogger(__name__)
+
+SHARD_FILE = "shard.json"
+POSITIONS = "positions.npy"
+#: Rows copied at a time when merging.
+MERGE_BLOCK = 16384
+_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+T = TypeVar("T")
+
+
+class ShardMergeError(ToolkitError):
+    """Shard vector sets that do not make one collection together."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` (1-based) of ``count``."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(spec: str) -> Shard:
+    """``"I/N"`` with ``1 <= I <= N`` -> :class:`Shard`; a clear error otherwise."""
+    m = _SPEC.match(spec or "")
+    if m is None:
+        raise ConfigError(f"--shard {spec!r}: expected I/N, e.g. 1/3 (shard I of N, counting from 1)")
+    index, count = int(m.group(1)), int(m.group(2))
+    if count < 1 or not 1 <= index <= count:
+        raise ConfigError(f"--shard {spec!r}: need 1 <= I <= N, got I={index}, N={count}")
+    return Shard(index, count)
+
+
+def shard_of(step_id: str, count: int) -> int:
+    """The 1-based shard of ``step_id`` among ``count``: the same on every machine and Python run."""
+    digest = hashlib.blake2b(step_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count + 1
+
+
+def select_shard(items: Sequence[tuple[str, T]], shard: Shard) -> tuple[list[tuple[str, T]], np.ndarray]:
+    """The items of ``shard`` (in their order) and their positions in ``items``."""
+    positions = [n for n, (sid, _) in enumerate(items) if shard_of(sid, shard.count) == shard.index]
+    return [items[n] for n in positions], np.asarray(positions, dtype=np.int64)
+
+
+def extract_shard_features(
+    items: Sequence[tuple[str, Path]], shard: Shard, encoder: Any, out_dir: str | Path, **kwargs: Any
+) -> Any:
+    """:func:`~toolkit.image.features.extract_features` on the items of ``shard``, recorded as a shard.
+
+    Returns the feature result; once complete, ``out_dir`` also holds ``shard.json`` and
+    ``positions.npy`` for :func:`merge_vector_sets`.
+    """
+    from toolkit.image.features import extract_features, items_fingerprint
+
+    items = list(items)
+    selected, positions = select_shard(items, shard)
+    result = extract_features(selected, encoder, out_dir, **kwargs)
+    if result.complete:
+        position_of = {sid: int(p) for (sid, _), p in zip(selected, positions, strict=True)}
+        ids = load_vector_set(out_dir).ids
+        _write_shard_info(Path(out_dir), shard, items_fingerprint(items), len(items), ids, position_of)
+    return result
+
+
+def _write_shard_info(
+    d: Path, shard: Shard, all_items_fingerprint: str, total: int, ids: list[str], position_of: dict[str, int]
+) -> None:
+    positions = np.asarray([position_of[i] for i in ids], dtype=np.int64)
+    tmp = d / (POSITIONS + ".tmp.npy")
+    np.save(tmp, positions)
+    os.replace(tmp, d / POSITIONS)
+    info = {
+        "format": "jrs-shard/1",
+        "index": shard.index,
+        "count": shard.count,
+        "items_total": total,
+        "all_items_fingerprint": all_items_fingerprint,
+        "rows": len(positions),
+    }
+    tmp_json = d / (SHARD_FILE + ".tmp")
+    tmp_json.write_text(json.dumps(info, indent=1), encoding="utf-8")
+    os.replace(tmp_json, d / SHARD_FILE)
+
+
+@dataclass
+class MergeResult:
+    out_dir: Path
+    shards: int
+    rows: int
+    dim: int
+    items: int
+    rejected: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "out_dir": str(self.out_dir)}
+
+
+def _read_shard(d: Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray, Any]:
+    info_path = d / SHARD_FILE
+    if not info_path.is_file():
+        raise ShardMergeError(
+            f"{d} is not a shard vector set: no {SHARD_FILE} (made by embed-images --shard)"
+        )
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    vs = load_vector_set(d)
+    positions = np.load(d / POSITIONS)
+    if positions.shape != (len(vs.ids),) or info.get("rows") != len(vs.ids):
+        raise ShardMergeError(f"{d}: {POSITIONS} has {positions.shape[0]} rows, the vector set {len(vs.ids)}")
+    return info, vs.meta, positions, vs
+
+
+def merge_vector_sets(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResult:
+    """Merge the shard vector sets in ``shard_dirs`` (any order) into one at ``out_dir``.
+
+    Refuses (:class:`ShardMergeError`, naming the directory and the reason) shards of different
+    encoders or item lists, a shard given twice or missing, ids in two shards, and rows whose
+    positions disagree with their shard.
+    """
+    dirs = [Path(d) for d in shard_dirs]
+    if not dirs:
+        raise ShardMergeError("no shard directories given")
+    shards = [(d, *_read_shard(d)) for d in dirs]
+    first_dir, first_info, first_meta = shards[0][0], shards[0][1], shards[0][2]
+    keys = ("count", "items_total", "all_items_fingerprint")
+    same_meta = ("kind", "encoder", "encoder_fingerprint", "dim")
+    seen: dict[int, Path] = {}
+    for d, info, meta, _, _ in shards:
+        for k in keys:
+            if info.get(k) != first_info.get(k):
+                raise ShardMergeError(
+                    f"{d}: {k} {info.get(k)!r} differs from {first_info.get(k)!r} of {first_dir} "
+                    "(shards of another item list or split)"
+                )
+        for k in same_meta:
+            if meta.get(k) != first_meta.get(k):
+                raise ShardMergeError(
+                    f"{d}: {k} {meta.get(k)!r} differs from {first_meta.get(k)!r} of {first_dir} "
+                    "(shards made with another encoder)"
+                )
+        index = int(info["index"])
+        if index in seen:
+            raise ShardMergeError(f"{d}: shard {index}/{info['count']} is also given as {seen[index]}")
+        seen[index] = d
+    count = int(first_info["count"])
+    missing = sorted(set(range(1, count + 1)) - set(seen))
+    if missing:
+        raise ShardMergeError(f"missing shard(s) {', '.join(f'{i}/{count}' for i in missing)} of {count}")
+
+    positions = np.concatenate([s[3] for s in shards])
+    order = np.argsort(positions, kind="stable")
+    sorted_pos = positions[order]
+    dup = np.flatnonzero(sorted_pos[1:] == sorted_pos[:-1])
+    if len(dup) or (len(sorted_pos) and (sorted_pos[0] < 0 or sorted_pos[-1] >= first_info["items_total"])):
+        raise ShardMergeError(
+            "shards overlap or hold rows outside the item list (a position twice or out of range)"
+        )
+    for d, info, _, _, vs in shards:
+        wrong = [sid for sid in vs.ids if shard_of(sid, count) != info["index"]]
+        if wrong:
+            raise ShardMergeError(f"{d}: step {wrong[0]!r} does not belong to shard {info['index']}/{count}")
+
+    dim = int(first_meta["dim"])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (VECTORS, IDS, META):
+        (out / name).unlink(missing_ok=True)
+    source = np.concatenate([np.full(len(s[3]), k, dtype=np.int32) for k, s in enumerate(shards)])
+    local = np.concatenate([np.arange(len(s[3]), dtype=np.int64) for s in shards])
+    src_sorted, local_sorted = source[order], local[order]
+    tmp = out / (VECTORS + ".tmp.npy")
+    merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(order), dim))
+    for a in range(0, len(order), MERGE_BLOCK):
+        src, loc = src_sorted[a : a + MERGE_BLOCK], local_sorted[a : a + MERGE_BLOCK]
+        for k in np.unique(src):
+            sel = src == k
+            merged[a + np.flatnonzero(sel)] = shards[k][4].vectors[loc[sel]]
+    merged.flush()
+    del merged
+    ids = [shards[k][4].ids[m] for k, m in zip(src_sorted.tolist(), local_sorted.tolist(), strict=True)]
+    rejected = sum(int(s[2].get("rejected", 0)) for s in shards)
+    meta = {k: v for k, v in first_meta.items() if k not in ("count", "dim")}
+    meta.update(
+        {
+            "items_fingerprint": first_info["all_items_fingerprint"],
+            "items": int(first_info["items_total"]),
+            "rejected": rejected,
+        }
+    )
+    os.replace(tmp, out / VECTORS)
+    (out / IDS).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    full_meta = {**meta, "count": len(ids), "dim": dim}
+    (out / META).write_text(json.dumps(full_meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    log.info("merged %d shards into %s: %d rows", len(shards), out, len(ids))
+    return MergeResult(out, len(shards), len(ids), dim, int(first_info["items_total"]), rejected)
