@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.device import DEVICE_HELP
 
 
 def _select(items: list, max_photos: int | None, seed: int) -> list:
@@ -63,9 +64,7 @@ def _select(items: list, max_photos: int | None, seed: int) -> list:
 )
 @click.option("--split-seed", default=0, show_default=True)
 @click.option("--max-photos", type=click.IntRange(min=2), help="Use a seeded sample of this many photos.")
-@click.option(
-    "--device", default="auto", show_default=True, help="auto (cuda when present), cpu, cuda, cuda:1…"
-)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option(
     "--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader processes."
 )

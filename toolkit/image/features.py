@@ -37,6 +37,7 @@ from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.encoders import ImageEncoder, encoder_metadata
 from toolkit.image.loading import DEFAULT_MAX_PIXELS, ImageRejected, load_image
+from toolkit.memory import release_pages
 from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.resume import decide_resume
@@ -50,6 +51,8 @@ _STATUS = "status.npy"
 _PROGRESS = "progress.json"
 _COMPACT = "compact.npy"
 _PENDING, _OK, _REJECTED = 0, 1, 2
+#: Batches between giving the feature memmap's resident pages back (toolkit.memory.release_pages).
+RELEASE_EVERY = 64
 #: Rows copied at a time when compacting the memmap into the final vector set.
 COMPACT_CHUNK = 8192
 
@@ -302,6 +305,8 @@ def _finalize(
         for a in range(0, len(ok_rows), COMPACT_CHUNK):
             rows = ok_rows[a : a + COMPACT_CHUNK]
             compact[a : a + len(rows)] = feats[rows]
+            release_pages(feats)  # written data stays in the files; RSS stays flat in N
+            release_pages(compact)
         compact.flush()
     else:
         compact = np.zeros((0, dim), dtype=np.float32)
@@ -405,6 +410,8 @@ def extract_features(
         for batch in loader if len(dataset) else ():
             _encode_into(batch, encoder, feats, status, items, rejects)
             feats.flush()
+            if batches % RELEASE_EVERY == 0:
+                release_pages(feats)
             status.flush()
             done = batch.end
             write_json_atomic(work / _PROGRESS, {**header, "done": done}, indent=1)

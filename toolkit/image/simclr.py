@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from toolkit.atomic import atomic_path, write_json_atomic
+from toolkit.device import resolve_device
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.augment import SimCLRAugment
@@ -360,7 +361,7 @@ def train_simclr(
     if len(items) < 2:
         raise ConfigError(f"SimCLR needs at least 2 photos, got {len(items)}")
     out = Path(out_dir)
-    device = torch.device(default_device() if config.device == "auto" else config.device)
+    device = torch.device(resolve_device(config.device))
     seed_everything(config.seed)
     enc = base_encoder(config, "cpu")
     items_fp = items_fingerprint(items)
