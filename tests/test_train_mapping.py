@@ -53,9 +53,8 @@ def data() -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("loss", ["infonce", "triplet"])
 def test_both_losses_learn_the_link(data: dict[str, np.ndarray], loss: str) -> None:
-    result = train_mapping(
-        data["tt"], data["ti"], data["vt"], data["vi"], small_config(loss=loss), progress=False
-    )
+    config = small_config(loss=loss, arch="mlp", init="random")  # learning from scratch
+    result = train_mapping(data["tt"], data["ti"], data["vt"], data["vi"], config, progress=False)
     model = result.model
     held_out = pooled_metrics(model.embed_text(data["vt"]), model.embed_image(data["vi"]), pool=500, draws=1)
     random = random_tower_metrics(
@@ -88,7 +87,7 @@ def test_early_stopping_when_validation_cannot_improve(data: dict[str, np.ndarra
     vt = np.repeat(data["vt"][:1], 20, axis=0)
     vi = np.repeat(data["vi"][:1], 20, axis=0)
     log: list[str] = []
-    config = small_config(epochs=10, patience=2)
+    config = small_config(epochs=10, patience=2, arch="mlp", init="random")
     result = train_mapping(data["tt"][:300], data["ti"][:300], vt, vi, config, progress=False, log=log.append)
     assert len(result.history) == 3 and result.best_epoch == 1 and result.stopped_early
     assert any("early stop" in line for line in log)
@@ -236,3 +235,26 @@ def test_cli_names_bad_vectors(tmp_path: Path) -> None:
         train_mapping_cmd, [str(tmp_path / "t"), str(tmp_path / "i"), str(tmp_path / "m")]
     )
     assert res.exit_code == 2 and "r4:0" in res.output and "NaN or infinite" in res.output
+
+
+def test_cca_start_beats_chance_and_is_not_below_the_linear_baseline(
+    data: dict[str, np.ndarray],
+) -> None:
+    """Residual towers start from the regularised CCA and keep it unless validation improves on it."""
+    from toolkit.mapping.cca import fit_cca
+
+    config = small_config(arch="residual", init="cca")
+    result = train_mapping(data["tt"], data["ti"], data["vt"], data["vi"], config, progress=False)
+    model = result.model
+    r10 = pooled_metrics(model.embed_text(data["vt"]), model.embed_image(data["vi"]), pool=500, draws=1)
+    stats = model.get_input_stats()
+    t = (data["tt"] - stats["text_mean"]) / stats["text_std"]
+    i = (data["ti"] - stats["image_mean"]) / stats["image_std"]
+    plain = fit_cca(t, i, 32, shrinkage=1e-3, power=0.0)  # a plain linear CCA on the same pairs
+    vt = (data["vt"] - stats["text_mean"]) / stats["text_std"] @ plain.text_weight.T
+    vi = (data["vi"] - stats["image_mean"]) / stats["image_std"] @ plain.image_weight.T
+    linear = pooled_metrics(vt, vi, pool=500, draws=1)["text_to_image"]["R@10"]
+    model_r10 = r10["text_to_image"]["R@10"]
+    assert model_r10 >= 10 * chance_metrics(500)["R@10"]
+    assert model_r10 >= linear
+    assert result.best_epoch >= 0 and model.arch()["arch"] == "residual"

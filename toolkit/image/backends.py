@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit.atomic import atomic_path, write_json_atomic
 from toolkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -151,25 +152,19 @@ def export_onnx(model: nn.Module, crop: int, path: Path) -> Path:
     """Export ``model`` (input ``[B, 3, crop, crop]``) to ``path`` once; concurrent writers are safe."""
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     dummy = torch.zeros(1, 3, crop, crop).contiguous(memory_format=torch.channels_last)
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (dummy,),
-                str(tmp),
-                input_names=["x"],
-                output_names=["y"],
-                opset_version=OPSET,
-                dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(tmp),
+            input_names=["x"],
+            output_names=["y"],
+            opset_version=OPSET,
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            dynamo=False,
+        )
     return path
 
 
@@ -272,9 +267,7 @@ def _read_verdicts(directory: Path) -> dict[str, Any]:
 def _save_verdict(directory: Path, key: str, verdict: Verdict) -> None:
     verdicts = _read_verdicts(directory)
     verdicts[key] = asdict(verdict)
-    tmp = directory / f"{VERDICTS_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(verdicts, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, directory / VERDICTS_FILE)
+    write_json_atomic(directory / VERDICTS_FILE, verdicts, indent=1)
 
 
 # --------------------------------------------------------------------------- selection

@@ -5,6 +5,7 @@ orjson directly, which is several times faster and writes each float in its shor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,9 @@ from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
-from toolkit.vectorset import VectorSet
+from toolkit.vectorset import VECTORS, VectorSet, load_vector_set
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,9 +33,28 @@ class DocStats:
     encoded_now: int = 0
 
 
+def build_features(model: SearchModel, dataset_root: str | Path) -> tuple[VectorSet | None, int]:
+    """The photo features ``jrs build`` extracted (``MODEL_DIR/image_features``) and the time they were
+    written (ns), when they can stand for ``dataset_root``'s photos: only for the dataset the model was built
+    on, since step ids alone do not say which photo a row came from. Otherwise ``(None, 0)``."""
+    d = model.directory / "image_features"
+    if not (d / VECTORS).is_file():
+        return None, 0
+    built_on = model.manifest.get("dataset")
+    if not built_on or Path(built_on).resolve() != Path(dataset_root).resolve():
+        log.debug(
+            "%s is not the dataset the model was built on (%s): its photos are encoded now",
+            dataset_root,
+            built_on,
+        )
+        return None, 0
+    return load_vector_set(d), (d / VECTORS).stat().st_mtime_ns
+
+
 class DocumentBuilder:
-    """Builds documents for whole recipes. Photo features come from the model's feature set when
-    present, else the photo is encoded now with the model's encoder."""
+    """Builds documents for whole recipes. A photo's features come from the build's feature set when the
+    set was made from this dataset and the photo has not changed since, else the photo is encoded now with
+    the model's encoder."""
 
     def __init__(
         self,
@@ -41,11 +63,13 @@ class DocumentBuilder:
         features: VectorSet | None = None,
         image_base_url: str | None = None,
         raw_features: bool = False,
+        features_written_ns: int = 0,
     ) -> None:
         self.model = model
         self.root = Path(dataset_root)
         self.features = features
         self._feature_row = features.index() if features is not None else {}
+        self._features_written_ns = features_written_ns
         self.image_base_url = image_base_url.rstrip("/") + "/" if image_base_url else None
         self.raw_features = raw_features
 
@@ -82,14 +106,16 @@ class DocumentBuilder:
         found: dict[int, np.ndarray] = {}
         to_encode: list[tuple[int, str, Path]] = []
         for i, step_id, rel in wanted:
-            row = self._feature_row.get(step_id)
-            if row is not None:
-                found[i] = np.asarray(self.features.vectors[row])  # type: ignore[union-attr]
-                continue
             try:
-                to_encode.append((i, step_id, resolve_under_root(self.root, rel)))
+                path = resolve_under_root(self.root, rel)
             except UnsafePathError as e:
                 rejects.write(Reject(step_id, "image", f"photo not used: {e}"))
+                continue
+            row = self._feature_row.get(step_id)
+            if row is not None and self._unchanged_since_build(path):
+                found[i] = np.asarray(self.features.vectors[row])  # type: ignore[union-attr]
+            else:
+                to_encode.append((i, step_id, path))
         for i, step_id, path in to_encode:
             try:
                 found[i] = self.model.image_features([path])[0]
@@ -97,6 +123,12 @@ class DocumentBuilder:
             except ImageRejected as e:
                 rejects.write(Reject(step_id, "image", f"photo not used: {e}"))
         return found
+
+    def _unchanged_since_build(self, path: Path) -> bool:
+        try:
+            return path.stat().st_mtime_ns <= self._features_written_ns
+        except OSError:
+            return False
 
     def build(self, recipes: list[Recipe], rejects: RejectsWriter) -> tuple[list[dict[str, Any]], DocStats]:
         stats = DocStats()

@@ -16,12 +16,11 @@ from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadSummary, bulk_load
-from toolkit.index.documents import DocStats, DocumentBuilder, recipe_batches
+from toolkit.index.documents import DocStats, DocumentBuilder, build_features, recipe_batches
 from toolkit.index.template import IndexModelInfo, VectorIndexOptions
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.resume import decide_resume
-from toolkit.vectorset import load_vector_set
 
 #: Reject stages that are notes on a record still indexed (a photo dropped, no text vector), not losses.
 NOTE_STAGES = ("image", "text")
@@ -178,10 +177,8 @@ def index_dataset(
         ckpt.save()
     if opts.keep_replicas and opts.replicas:
         _keep_replicas(es, target, opts.replicas, log)
-    features = None
-    if (Path(model_dir) / "image_features" / "vectors.npy").is_file():
-        features = load_vector_set(Path(model_dir) / "image_features")
-    builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features)
+    features, written_ns = build_features(model, root)
+    builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
     notes = DocStats()
     with CountingRejects(rejects_path) as rejects:
         summary: LoadSummary = bulk_load(

@@ -22,10 +22,9 @@ from toolkit.data.jsonl import iter_recipes
 from toolkit.errors import ToolkitError
 from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, LoadSummary, bulk_load
-from toolkit.index.documents import DocumentBuilder, recipe_batches
+from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
-from toolkit.vectorset import load_vector_set
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +156,8 @@ def update_index(
     lifecycle.ensure_content_hash(es, target)
     start = time.monotonic()
     hashes, by_recipe = indexed_hashes(es, target)
-    features = None
-    if (Path(model_dir) / "image_features" / "vectors.npy").is_file():
-        features = load_vector_set(Path(model_dir) / "image_features")
-    builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features)
+    features, written_ns = build_features(model, root)
+    builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
     plan = _Plan()
     with _LostCounter(rejects_path) as rejects:
         batches = _update_batches(root, builder, rejects, hashes, by_recipe, opts.batch_steps, plan)

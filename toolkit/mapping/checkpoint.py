@@ -44,7 +44,10 @@ class LoadedMapping:
 def mapping_fingerprint(model: TwoTower, config: MappingConfig) -> str:
     """Hash of the weights (every state_dict tensor, by name) together with config and architecture."""
     state = model.state_dict()
-    parts: list[Any] = [config.to_dict(), model.arch()]
+    parts: list[Any] = [
+        config.fingerprint_dict(),
+        {k: v for k, v in model.arch().items() if k != "arch" or v != "mlp"},
+    ]
     for name in sorted(state):
         parts.append(name)
         parts.append(state[name].detach().cpu().numpy())

@@ -65,8 +65,17 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+ARCHS = ("mlp", "residual")
+
+
 class Tower(nn.Module):
-    """Standardize -> Linear -> Norm -> Activation -> Dropout -> Linear -> L2 normalise."""
+    """Standardize -> body -> L2 normalise.
+
+    ``arch="mlp"``: Linear -> Norm -> Activation -> Dropout -> Linear (random init).
+    ``arch="residual"``: a linear projection ``z = P x`` (meant to be initialised from the regularised CCA
+    solution, see :mod:`toolkit.mapping.cca`) plus a small MLP branch on ``z`` whose last layer starts at
+    zero, so the tower starts as the linear map and training only adds what the validation split rewards.
+    """
 
     def __init__(
         self,
@@ -76,28 +85,57 @@ class Tower(nn.Module):
         dropout: float = 0.1,
         norm: str = "layer",
         activation: str = "gelu",
+        arch: str = "mlp",
     ) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
         if min(in_dim, dim, hidden) < 1:
             raise ValueError(f"dimensions must be positive: in_dim={in_dim}, dim={dim}, hidden={hidden}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.in_dim = in_dim
+        self.arch = arch
         self.standardize = Standardize(in_dim)
+        width = in_dim if arch == "mlp" else dim
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden),
+            nn.Linear(width, hidden),
             nn.LayerNorm(hidden) if norm == "layer" else nn.BatchNorm1d(hidden),
             nn.GELU() if activation == "gelu" else nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, dim),
         )
+        if arch == "residual":
+            self.project = nn.Linear(in_dim, dim)
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
+
+    def set_projection(self, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
+        """Set the linear projection of a residual tower (``weight`` is ``[dim, in_dim]``)."""
+        if self.arch != "residual":
+            raise ValueError("only a residual tower has a linear projection")
+        w = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
+        if tuple(w.shape) != tuple(self.project.weight.shape):
+            raise ValueError(
+                f"projection must have shape {tuple(self.project.weight.shape)}, got {tuple(w.shape)}"
+            )
+        with torch.no_grad():
+            self.project.weight.copy_(w)
+            if bias is None:
+                self.project.bias.zero_()
+            else:
+                self.project.bias.copy_(torch.as_tensor(np.asarray(bias), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(self.standardize(x)), dim=-1)
+        x = self.standardize(x)
+        if self.arch == "mlp":
+            return F.normalize(self.net(x), dim=-1)
+        z = self.project(x)
+        return F.normalize(z + self.net(z), dim=-1)
 
 
 class TwoTower(nn.Module):
@@ -112,6 +150,7 @@ class TwoTower(nn.Module):
         dropout: float = 0.1,
         norm: str = "layer",
         activation: str = "gelu",
+        arch: str = "mlp",
     ) -> None:
         super().__init__()
         self.text_dim = text_dim
@@ -125,9 +164,10 @@ class TwoTower(nn.Module):
             "dropout": dropout,
             "norm": norm,
             "activation": activation,
+            "arch": arch,
         }
-        self.text = Tower(text_dim, dim, hidden, dropout, norm, activation)
-        self.image = Tower(image_dim, dim, hidden, dropout, norm, activation)
+        self.text = Tower(text_dim, dim, hidden, dropout, norm, activation, arch)
+        self.image = Tower(image_dim, dim, hidden, dropout, norm, activation, arch)
 
     def arch(self) -> dict[str, Any]:
         """Constructor arguments: ``TwoTower(**model.arch())`` rebuilds the same architecture."""

@@ -20,13 +20,17 @@ from torch import nn
 from toolkit.device import resolve_device
 from toolkit.errors import ConfigError
 from toolkit.evaluation.metrics import pooled_metrics
+from toolkit.mapping.cca import fit_cca
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
-from toolkit.mapping.towers import ACTIVATIONS, NORMS, TwoTower, input_stats
+from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TwoTower, input_stats
 from toolkit.progress import track
 from toolkit.seeding import seed_everything
 from toolkit.vectorset import Rows
 
 LOSSES = ("infonce", "triplet")
+INITS = ("random", "cca")
+#: Values of options that mappings saved before they existed were trained with (absent keys mean these).
+LEGACY = {"arch": "mlp", "init": "random", "cca_shrinkage": 0.3, "cca_power": 0.5}
 
 
 @dataclass
@@ -38,6 +42,10 @@ class MappingConfig:
     dropout: float = 0.1
     norm: str = "layer"
     activation: str = "gelu"
+    arch: str = "mlp"
+    init: str = "random"
+    cca_shrinkage: float = 0.3
+    cca_power: float = 0.5
     loss: str = "infonce"
     margin: float = 0.2
     mining: str = "semihard"
@@ -59,6 +67,13 @@ class MappingConfig:
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.mining in MINING, f"mining must be one of {MINING}, got {self.mining!r}"),
             (self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}"),
+            (self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}"),
+            (self.init in INITS, f"init must be one of {INITS}, got {self.init!r}"),
+            (self.init != "cca" or self.arch == "residual", "init 'cca' needs arch 'residual'"),
+            (
+                self.cca_shrinkage > 0 and self.cca_power >= 0,
+                f"cca_shrinkage must be > 0 and cca_power >= 0: {self.cca_shrinkage}, {self.cca_power}",
+            ),
             (
                 self.activation in ACTIVATIONS,
                 f"activation must be one of {ACTIVATIONS}, got {self.activation!r}",
@@ -90,11 +105,15 @@ class MappingConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without options at their :data:`LEGACY` value (older mappings keep their hash)."""
+        return {k: v for k, v in asdict(self).items() if not (k in LEGACY and LEGACY[k] == v)}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MappingConfig:
-        """Rebuild from saved JSON, ignoring keys this version does not know."""
+        """Rebuild from saved JSON, ignoring keys this version does not know (missing new ones: :data:`LEGACY`)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**(LEGACY | {k: v for k, v in data.items() if k in names}))
 
 
 @dataclass
@@ -136,7 +155,18 @@ def build_model(text_dim: int, image_dim: int, config: MappingConfig) -> TwoTowe
         dropout=config.dropout,
         norm=config.norm,
         activation=config.activation,
+        arch=config.arch,
     )
+
+
+def init_from_cca(model: TwoTower, text: np.ndarray, image: np.ndarray, config: MappingConfig) -> None:
+    """Set both towers' linear projections to the regularised CCA of the (standardised) training pairs."""
+    stats = model.get_input_stats()
+    t = (text - stats["text_mean"]) / stats["text_std"]
+    i = (image - stats["image_mean"]) / stats["image_std"]
+    cca = fit_cca(t, i, config.dim, shrinkage=config.cca_shrinkage, power=config.cca_power)
+    model.text.set_projection(cca.text_weight)
+    model.image.set_projection(cca.image_weight)
 
 
 def build_loss(config: MappingConfig) -> nn.Module:
@@ -256,6 +286,8 @@ def train_mapping(
     seed_everything(config.seed)
     model = build_model(train_text.shape[1], train_img.shape[1], config)
     model.set_input_stats(*input_stats(train_text), *input_stats(train_img))
+    if config.init == "cca":
+        init_from_cca(model, train_text, train_img, config)
     model.to(device)
     loss_fn = build_loss(config).to(device)
     optimizer = torch.optim.AdamW(
@@ -281,6 +313,10 @@ def train_mapping(
     result = TrainResult(model=model, config=config)
     best_score: tuple[float, float] = (-1.0, -1.0)
     best_state, stale = None, 0
+    if has_val and config.init == "cca":  # the CCA start is a candidate too: training must beat it
+        recalls = _val_recalls(model, val_text, val_img, config)
+        best_score, best_state = (recalls["R@10"], recalls["MRR"]), copy.deepcopy(model.state_dict())
+        emit(f"epoch 0 (CCA init): val t2i R@10 {recalls['R@10']:.3f}")
     epochs = track(range(1, config.epochs + 1), progress, "epochs", "epoch")
     for epoch in epochs:
         start = time.perf_counter()
