@@ -15,8 +15,8 @@ vectors of one fingerprint from any verified backend agree with torch fp32 withi
 and an index built with one backend accepts queries embedded with another.
 
 ``auto`` tries, in the order measured fastest on this project's CPUs (``bench/bench_image.py``):
-OpenVINO bf16 (only where the CPU has native bf16: AVX512_BF16 or AMX), ONNX Runtime fp32, OpenVINO
-f32, and takes the first installed one that verifies; otherwise torch. (EfficientNet-Lite0's
+OpenVINO bf16 (only where the CPU has native bf16: AVX512_BF16 or AMX), OpenVINO f32, ONNX Runtime
+fp32, and takes the first installed one that verifies; otherwise torch. (EfficientNet-Lite0's
 ImageNet weights do not verify in bf16 -- cosine 0.98 on drawn photos -- so it runs fp32.) An explicit
 backend that does not verify is refused. CUDA devices and plug-in encoders keep using torch.
 The default backend is ``$JRS_IMAGE_BACKEND`` or ``auto``.
@@ -140,7 +140,7 @@ def candidates(backend: str) -> list[tuple[str, str]]:
     if backend == "onnxruntime":
         return [("onnxruntime", "fp32")]
     if backend == "auto":
-        order = [*ov[:-1], ("onnxruntime", "fp32"), ov[-1]]
+        order = [*ov, ("onnxruntime", "fp32")]
         return [c for c in order if runtime_version(c[0]) is not None]
     return []
 
