@@ -14,6 +14,12 @@ from toolkit.es import node
 from toolkit.es.client import make_client
 from toolkit.es.config import EsSettings, settings_from_env
 
+# Image encoders run on torch in this process: the ONNX Runtime / OpenVINO runtimes are loaded only by
+# tests/test_image_backends.py, which scripts/test.sh runs in a pytest process of its own. With those runtimes
+# loaded into the same process as the later builds, the whole suite crashed with SIGSEGV at varying points
+# (never reproduced in isolation; root cause not found, see issue 15's note).
+os.environ.setdefault("JRS_IMAGE_BACKEND", "torch")
+
 #: The local node the tests start when ES_URL is unset (JRS_TEST_NODE: another name, e.g. for a 9.x run).
 TEST_NODE = os.environ.get("JRS_TEST_NODE", "pytest")
 
