@@ -53,7 +53,7 @@ def test_own_fingerprint_follows_weights_and_config(trained) -> None:
     twin.load_state_dict(model.state_dict())
     assert mapping_fingerprint(twin, config) == base
     with torch.no_grad():
-        twin.image.net[0].bias[0] += 1e-3
+        twin.text.net[0].bias[0] += 1e-3
     assert mapping_fingerprint(twin, config) != base
 
 

@@ -32,7 +32,7 @@ def _inverse_sqrt(cov: np.ndarray, shrinkage: float) -> np.ndarray:
     return (vec / np.sqrt(eig + ridge)) @ vec.T
 
 
-def _canonical_signs(u: np.ndarray) -> np.ndarray:
+def canonical_signs(u: np.ndarray) -> np.ndarray:
     """Flip each column so its largest-magnitude entry is positive (SVD signs are otherwise arbitrary)."""
     idx = np.abs(u).argmax(axis=0)
     signs = np.sign(u[idx, np.arange(u.shape[1])])
@@ -60,7 +60,7 @@ def fit_cca(
     cross = wt @ (t.T @ i / n) @ wi
     u, s, vt = np.linalg.svd(cross, full_matrices=False)
     k = min(dim, s.shape[0])
-    signs = _canonical_signs(u[:, :k])
+    signs = canonical_signs(u[:, :k])
     scale = np.power(np.maximum(s[:k], 0.0), power) * signs
     text_w = np.zeros((dim, t.shape[1]))
     image_w = np.zeros((dim, i.shape[1]))

@@ -65,7 +65,9 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-ARCHS = ("mlp", "residual")
+ARCHS = ("mlp", "residual", "fixed_image")
+#: What one tower can be: ``fixed_image`` is an MLP text tower next to a ``pca`` image tower.
+TOWER_ARCHS = ("mlp", "residual", "pca")
 
 
 class Tower(nn.Module):
@@ -75,6 +77,9 @@ class Tower(nn.Module):
     ``arch="residual"``: a linear projection ``z = P x`` (meant to be initialised from the regularised CCA
     solution, see :mod:`toolkit.mapping.cca`) plus a small MLP branch on ``z`` whose last layer starts at
     zero, so the tower starts as the linear map and training only adds what the validation split rewards.
+    ``arch="pca"``: a fixed (never trained) linear projection, set to the leading principal directions of
+    the standardised training features (:func:`toolkit.mapping.train.init_image_pca`): the image side of
+    ``fixed_image``, which keeps the backbone's feature space and lets only the text tower learn.
     """
 
     def __init__(
@@ -92,8 +97,8 @@ class Tower(nn.Module):
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        if arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+        if arch not in TOWER_ARCHS:
+            raise ValueError(f"arch must be one of {TOWER_ARCHS}, got {arch!r}")
         if min(in_dim, dim, hidden) < 1:
             raise ValueError(f"dimensions must be positive: in_dim={in_dim}, dim={dim}, hidden={hidden}")
         if not 0.0 <= dropout < 1.0:
@@ -101,6 +106,10 @@ class Tower(nn.Module):
         self.in_dim = in_dim
         self.arch = arch
         self.standardize = Standardize(in_dim)
+        if arch == "pca":
+            self.project = nn.Linear(in_dim, dim, bias=False)
+            self.project.weight.requires_grad_(False)
+            return
         width = in_dim if arch == "mlp" else dim
         self.net = nn.Sequential(
             nn.Linear(width, hidden),
@@ -115,9 +124,9 @@ class Tower(nn.Module):
             nn.init.zeros_(self.net[-1].bias)
 
     def set_projection(self, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
-        """Set the linear projection of a residual tower (``weight`` is ``[dim, in_dim]``)."""
-        if self.arch != "residual":
-            raise ValueError("only a residual tower has a linear projection")
+        """Set the linear projection of a residual or pca tower (``weight`` is ``[dim, in_dim]``)."""
+        if self.arch not in ("residual", "pca"):
+            raise ValueError("only a residual or pca tower has a linear projection")
         w = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
         if tuple(w.shape) != tuple(self.project.weight.shape):
             raise ValueError(
@@ -125,13 +134,18 @@ class Tower(nn.Module):
             )
         with torch.no_grad():
             self.project.weight.copy_(w)
-            if bias is None:
+            if self.project.bias is None:
+                if bias is not None:
+                    raise ValueError("a pca tower's projection has no bias")
+            elif bias is None:
                 self.project.bias.zero_()
             else:
                 self.project.bias.copy_(torch.as_tensor(np.asarray(bias), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.standardize(x)
+        if self.arch == "pca":
+            return F.normalize(self.project(x), dim=-1)
         if self.arch == "mlp":
             return F.normalize(self.net(x), dim=-1)
         z = self.project(x)
@@ -166,8 +180,11 @@ class TwoTower(nn.Module):
             "activation": activation,
             "arch": arch,
         }
-        self.text = Tower(text_dim, dim, hidden, dropout, norm, activation, arch)
-        self.image = Tower(image_dim, dim, hidden, dropout, norm, activation, arch)
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+        text_arch, image_arch = ("mlp", "pca") if arch == "fixed_image" else (arch, arch)
+        self.text = Tower(text_dim, dim, hidden, dropout, norm, activation, text_arch)
+        self.image = Tower(image_dim, dim, hidden, dropout, norm, activation, image_arch)
 
     def arch(self) -> dict[str, Any]:
         """Constructor arguments: ``TwoTower(**model.arch())`` rebuilds the same architecture."""

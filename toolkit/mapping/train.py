@@ -20,7 +20,7 @@ from torch import nn
 from toolkit.device import resolve_device
 from toolkit.errors import ConfigError
 from toolkit.evaluation.metrics import pooled_metrics
-from toolkit.mapping.cca import fit_cca
+from toolkit.mapping.cca import canonical_signs, fit_cca
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
 from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TwoTower, input_stats
 from toolkit.progress import track
@@ -42,7 +42,7 @@ class MappingConfig:
     dropout: float = 0.1
     norm: str = "layer"
     activation: str = "gelu"
-    arch: str = "mlp"
+    arch: str = "fixed_image"  # fixed_image | mlp | residual (see toolkit.mapping.towers.Tower)
     init: str = "random"
     cca_shrinkage: float = 0.3
     cca_power: float = 0.5
@@ -169,6 +169,29 @@ def init_from_cca(model: TwoTower, text: np.ndarray, image: np.ndarray, config: 
     model.image.set_projection(cca.image_weight)
 
 
+def init_image_pca(model: TwoTower, image: np.ndarray, chunk: int = 8192) -> None:
+    """Set the fixed image projection of ``arch="fixed_image"`` to the leading principal directions of the
+    standardised training features (covariance accumulated in blocks, so memmaps stay cheap; deterministic
+    signs); directions past the features' rank are zero."""
+    stats = model.get_input_stats()
+    mean, std = stats["image_mean"].astype(np.float64), stats["image_std"].astype(np.float64)
+    d_in, dim = mean.shape[0], model.dim
+    total, gram, n = np.zeros(d_in), np.zeros((d_in, d_in)), image.shape[0]
+    for start in range(0, n, chunk):
+        z = (np.asarray(image[start : start + chunk], dtype=np.float64) - mean) / std
+        total += z.sum(axis=0)
+        gram += z.T @ z
+    centre = total / n
+    cov = gram / n - np.outer(centre, centre)
+    values, vectors = np.linalg.eigh(cov)
+    k = min(dim, d_in)
+    top = vectors[:, np.argsort(values)[::-1][:k]]
+    top = top * canonical_signs(top)
+    weight = np.zeros((dim, d_in), dtype=np.float32)
+    weight[:k] = top.T
+    model.image.set_projection(weight)
+
+
 def build_loss(config: MappingConfig) -> nn.Module:
     if config.loss == "triplet":
         return BidirectionalTripletLoss(margin=config.margin, mining=config.mining)
@@ -288,11 +311,16 @@ def train_mapping(
     model.set_input_stats(*input_stats(train_text), *input_stats(train_img))
     if config.init == "cca":
         init_from_cca(model, train_text, train_img, config)
+    if config.arch == "fixed_image":
+        init_image_pca(model, train_img)
     model.to(device)
     loss_fn = build_loss(config).to(device)
     optimizer = torch.optim.AdamW(
         [
-            {"params": list(model.parameters()), "weight_decay": config.weight_decay},
+            {
+                "params": [p for p in model.parameters() if p.requires_grad],
+                "weight_decay": config.weight_decay,
+            },
             {"params": list(loss_fn.parameters()), "weight_decay": 0.0},
         ],
         lr=config.lr,
