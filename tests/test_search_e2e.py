@@ -99,7 +99,15 @@ def test_client_side_rrf_fuses_both_lists(searcher: Searcher, steps) -> None:
     assert result.fusion in ("server", "client")
     if result.fusion == "client":  # the integ-test distribution has no rank-rrf module
         assert len(result.requests) == 2 and "keyword" not in result.notes[0]
-    assert step["step_id"] in [h.step_id for h in result.hits]
+    # every fused hit comes from the keyword or the kNN list, and both lists contribute
+    keyword = {h.step_id for h in searcher.keyword(step["text"], 50, Filters()).hits}
+    knn = {
+        h.step_id
+        for h in searcher.knn(searcher.text_vector(step["text"]), KnnParams(50, 100), Filters()).hits
+    }
+    fused = [h.step_id for h in result.hits]
+    assert fused and set(fused) <= keyword | knn
+    assert set(fused) & keyword and set(fused) & knn
     assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
 
 
