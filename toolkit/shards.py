@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from toolkit.atomic import atomic_path, write_json_atomic
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.vectorset import IDS, META, VECTORS, load_vector_set
 
@@ -100,9 +101,8 @@ def _write_shard_info(
     d: Path, shard: Shard, all_items_fingerprint: str, total: int, ids: list[str], position_of: dict[str, int]
 ) -> None:
     positions = np.asarray([position_of[i] for i in ids], dtype=np.int64)
-    tmp = d / (POSITIONS + ".tmp.npy")
-    np.save(tmp, positions)
-    os.replace(tmp, d / POSITIONS)
+    with atomic_path(d / POSITIONS) as tmp, tmp.open("wb") as f:
+        np.save(f, positions)
     info = {
         "format": "jrs-shard/1",
         "index": shard.index,
@@ -111,9 +111,7 @@ def _write_shard_info(
         "all_items_fingerprint": all_items_fingerprint,
         "rows": len(positions),
     }
-    tmp_json = d / (SHARD_FILE + ".tmp")
-    tmp_json.write_text(json.dumps(info, indent=1), encoding="utf-8")
-    os.replace(tmp_json, d / SHARD_FILE)
+    write_json_atomic(d / SHARD_FILE, info, indent=1)
 
 
 @dataclass
