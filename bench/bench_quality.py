@@ -368,8 +368,12 @@ def evaluate_config(
     g_labels = [gallery.labels[i] for i in order]
     q_text = text_x[ok]
     mapping = model.mapping.model
+    # what the model's text tower reads: token ids (a bag tower) or the same step means as the baselines
+    q_model = q_text
+    if mapping.text_input == "tokens":
+        q_model, _ = model.text_tokens([t for t, keep in zip(gallery.texts, ok, strict=True) if keep])
     rankings["model (exact)"] = exact_ranking(
-        mapping.embed_text(q_text), mapping.embed_image(gal_x), g_labels
+        mapping.embed_text(q_model), mapping.embed_image(gal_x), g_labels
     )
     pairs = training_pairs(model_dir, opts.split_seed)
     fitted = linear_baselines(*pairs["train"], *pairs["val"])
@@ -377,7 +381,7 @@ def evaluate_config(
         rankings[name] = exact_ranking(lin.embed_text(q_text), lin.embed_image(gal_x), g_labels)
     untrained = random_towers(mapping.arch(), seed=0, stats=mapping.get_input_stats())
     rankings["untrained towers"] = exact_ranking(
-        untrained.embed_text(q_text), untrained.embed_image(gal_x), g_labels
+        untrained.embed_text(q_model), untrained.embed_image(gal_x), g_labels
     )
 
     q_labels = [gallery.labels[i] for i in np.flatnonzero(ok)]

@@ -23,7 +23,7 @@ def trained() -> tuple[object, MappingConfig, np.ndarray, np.ndarray]:
     z = rng.normal(size=(300, 4))
     text = (np.tanh(z @ rng.normal(size=(4, 24))) + 0.3 * rng.normal(size=(300, 24))).astype(np.float32)
     image = (np.maximum(z @ rng.normal(size=(4, 40)), 0) * 50 + rng.normal(size=(300, 40))).astype(np.float32)
-    config = MappingConfig(dim=8, hidden=16, epochs=2, batch_size=32, norm="batch")
+    config = MappingConfig(dim=8, hidden=16, epochs=2, batch_size=32, norm="batch", text_tower="mean")
     model = train_mapping(text, image, None, None, config, progress=False).model
     return model, config, text, image
 
@@ -95,7 +95,7 @@ def test_damaged_directories_are_refused(tmp_path: Path, trained) -> None:
     with pytest.raises(ModelDirError, match="inconsistent"):
         load_mapping(tmp_path / "a")
     other = type(model)(**(model.arch() | {"dim": 4}))
-    save_mapping(tmp_path / "b", other, MappingConfig(dim=4, hidden=16), FPS)
+    save_mapping(tmp_path / "b", other, MappingConfig(dim=4, hidden=16, text_tower="mean"), FPS)
     save_mapping(tmp_path / "c", model, config, FPS)
     (tmp_path / "c" / "mapping.pt").write_bytes((tmp_path / "b" / "mapping.pt").read_bytes())
     with pytest.raises(ModelDirError, match="cannot be loaded"):

@@ -18,7 +18,7 @@ def _pairs(seed: int = 0, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
 
 def test_image_side_is_the_pca_of_the_standardised_training_features() -> None:
     text, image = _pairs()
-    config = MappingConfig(dim=16, hidden=64, epochs=4, batch_size=64)
+    config = MappingConfig(dim=16, hidden=64, epochs=4, batch_size=64, text_tower="mean")
     assert config.arch == "fixed_image"
     result = train_mapping(text[:320], image[:320], text[320:], image[320:], config, progress=False)
     weight = result.model.image.project.weight.detach().numpy()
@@ -33,7 +33,7 @@ def test_image_side_is_the_pca_of_the_standardised_training_features() -> None:
 
 def test_text_side_learns_and_beats_chance_widely() -> None:
     text, image = _pairs(1)
-    config = MappingConfig(dim=16, hidden=64, epochs=15, batch_size=64)
+    config = MappingConfig(dim=16, hidden=64, epochs=15, batch_size=64, text_tower="mean")
     result = train_mapping(text[:320], image[:320], text[320:], image[320:], config, progress=False)
     t, i = result.model.embed_text(text[320:]), result.model.embed_image(image[320:])
     ranks = ((t @ i.T) > np.sum(t * i, axis=1, keepdims=True)).sum(axis=1) + 1
@@ -42,7 +42,7 @@ def test_text_side_learns_and_beats_chance_widely() -> None:
 
 def test_same_seed_same_model() -> None:
     text, image = _pairs(2)
-    config = MappingConfig(dim=16, hidden=64, epochs=3, batch_size=64)
+    config = MappingConfig(dim=16, hidden=64, epochs=3, batch_size=64, text_tower="mean")
     a = train_mapping(text[:320], image[:320], text[320:], image[320:], config, progress=False).model
     b = train_mapping(text[:320], image[:320], text[320:], image[320:], config, progress=False).model
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):

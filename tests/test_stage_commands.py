@@ -44,7 +44,17 @@ def test_build_equals_the_stage_commands_in_sequence(sample_root: Path, tmp_path
     w2v = _run(["train-w2v", root, str(s / "w2v"), "--epochs", "5"])
     _run(["step-vectors", root, str(s / "w2v"), str(s / "sv")])
     _run(["embed-images", root, str(s / "img"), *IMAGE])
-    mapping = _run(["train-mapping", str(s / "sv"), str(s / "img"), str(s / "map"), *MAPPING])
+    mapping = _run(
+        [
+            "train-mapping",
+            str(s / "sv"),
+            str(s / "img"),
+            str(s / "map"),
+            "--word2vec",
+            str(s / "w2v"),
+            *MAPPING,
+        ]
+    )
     _run(["step-vectors", root, str(s / "w2v"), str(s / "sv-test"), "--split", "test"])
     evaluation = _run(["evaluate-vectors", str(s / "map"), str(s / "sv-test"), str(s / "img")])
 

@@ -43,7 +43,9 @@ def test_training_from_memory_mapped_rows_gives_the_same_weights(tmp_path: Path)
     ids, rows_t, rows_i = align_rows(t, i)
     train, val = np.arange(len(ids)) < 400, np.arange(len(ids)) >= 400
     groups = [s.split(":")[0] for s in np.asarray(ids)[train]]
-    config = MappingConfig(dim=16, hidden=32, epochs=3, batch_size=32, val_pool=100, val_draws=1)
+    config = MappingConfig(
+        dim=16, hidden=32, epochs=3, batch_size=32, val_pool=100, val_draws=1, text_tower="mean"
+    )
     xt, xi = Rows(t.vectors, rows_t), Rows(i.vectors, rows_i)
     Rows.RELEASE_BYTES = 1 << 16  # give pages back often, as on a big collection
     lazy = train_mapping(

@@ -39,7 +39,15 @@ def synthetic_pairs(n: int, seed: int, noise: float = 1.5) -> tuple[np.ndarray, 
 
 def small_config(**kw) -> MappingConfig:
     base = dict(
-        dim=32, hidden=64, epochs=4, batch_size=64, lr=3e-3, warmup_epochs=0.5, val_pool=500, val_draws=1
+        dim=32,
+        hidden=64,
+        epochs=4,
+        batch_size=64,
+        lr=3e-3,
+        warmup_epochs=0.5,
+        val_pool=500,
+        val_draws=1,
+        text_tower="mean",  # synthetic features, no tokens (bag towers: tests/test_bag_tower.py)
     )
     return MappingConfig(**(base | kw))
 
@@ -166,6 +174,7 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     text_dir, image_dir = _write_sets(tmp_path, 1200, seed=1)
     out = tmp_path / "mapping"
     args = [text_dir, image_dir, str(out), "--dim", "32", "--epochs", "3", "--batch-size", "64", "--json"]
+    args += ["--text-tower", "mean"]  # synthetic vectors: no Word2Vec model, no tokens
     res = CliRunner().invoke(train_mapping_cmd, [*args, "--loss", "triplet", "--quiet"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
@@ -198,7 +207,9 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
 def test_cli_refuses_vectors_from_other_models(tmp_path: Path) -> None:
     text_dir, image_dir = _write_sets(tmp_path, 300, seed=1)
     out = tmp_path / "mapping"
-    res = CliRunner().invoke(train_mapping_cmd, [text_dir, image_dir, str(out), "--epochs", "1", "--quiet"])
+    res = CliRunner().invoke(
+        train_mapping_cmd, [text_dir, image_dir, str(out), "--epochs", "1", "--quiet", "--text-tower", "mean"]
+    )
     assert res.exit_code == 0, res.output
     other_text, other_image = _write_sets(tmp_path, 100, seed=2, w2v="w2v-cccc")
     res = CliRunner().invoke(evaluate_vectors_cmd, [str(out), other_text, other_image])
@@ -211,7 +222,8 @@ def test_cli_refuses_vectors_from_other_models(tmp_path: Path) -> None:
 
     res = CliRunner().invoke(
         train_mapping_cmd,
-        [text_dir, image_dir, str(tmp_path / "m2"), "--val-text", other_text, "--val-image", other_image],
+        [text_dir, image_dir, str(tmp_path / "m2"), "--val-text", other_text, "--val-image", other_image]
+        + ["--text-tower", "mean"],
     )
     assert res.exit_code == 2 and "word2vec fingerprint mismatch" in res.output
     res = CliRunner().invoke(
@@ -227,12 +239,14 @@ def test_cli_names_bad_vectors(tmp_path: Path) -> None:
     save_vector_set(tmp_path / "t", ids, text, {"word2vec_fingerprint": "w"})
     save_vector_set(tmp_path / "i", ids, image, {})
     res = CliRunner().invoke(
-        train_mapping_cmd, [str(tmp_path / "t"), str(tmp_path / "i"), str(tmp_path / "m")]
+        train_mapping_cmd,
+        [str(tmp_path / "t"), str(tmp_path / "i"), str(tmp_path / "m"), "--text-tower", "mean"],
     )
     assert res.exit_code == 2 and "encoder_fingerprint" in res.output
     save_vector_set(tmp_path / "i", ids, image, {"encoder_fingerprint": "e"})
     res = CliRunner().invoke(
-        train_mapping_cmd, [str(tmp_path / "t"), str(tmp_path / "i"), str(tmp_path / "m")]
+        train_mapping_cmd,
+        [str(tmp_path / "t"), str(tmp_path / "i"), str(tmp_path / "m"), "--text-tower", "mean"],
     )
     assert res.exit_code == 2 and "r4:0" in res.output and "NaN or infinite" in res.output
 

@@ -141,12 +141,29 @@ class SearchModel:
         vectors, empty = mean_vectors(flat, offsets, wv.matrix)
         return vectors, ~empty
 
+    def text_tokens(self, texts: list[str]) -> tuple[Any, np.ndarray]:
+        """Token ids of ``texts`` -> (:class:`~toolkit.text.tokens.TokenBags` of the texts with a known
+        token, in order; bool mask of those texts)."""
+        from toolkit.text.step_vectors import encode_token_ids
+        from toolkit.text.tokens import TokenBags
+
+        flat, offsets = encode_token_ids([self.tokenizer.tokenize(t) for t in texts], self.word_vectors.index)
+        bags = TokenBags(flat.astype(np.int32), offsets)
+        ok = bags.lengths > 0
+        return (bags if ok.all() else bags.take(ok)), ok
+
     def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Shared-space vectors of ``texts``; rows where the mask is False have no known token (zeros)."""
-        feats, ok = self.text_features(texts)
+        mapping = self.mapping.model
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        if mapping.text_input == "tokens":
+            bags, ok = self.text_tokens(texts)
+            if ok.any():
+                out[ok] = mapping.embed_text(bags)
+            return out, ok
+        feats, ok = self.text_features(texts)
         if ok.any():
-            out[ok] = self.mapping.model.embed_text(feats[ok])
+            out[ok] = mapping.embed_text(feats[ok])
         return out, ok
 
     def embed_query(self, text: str) -> np.ndarray:

@@ -184,7 +184,13 @@ def build(
     pairs = load_pairs(out / "step_vectors", out / "image_features")
     parts = split_pairs(pairs, opts.split_seed)
     mapping = train_mapping_model(
-        parts["train"], parts["val"], out / "mapping", mapping_config, overwrite=True, progress=opts.progress
+        parts["train"],
+        parts["val"],
+        out / "mapping",
+        mapping_config,
+        overwrite=True,
+        progress=opts.progress,
+        word_vectors=wv,
     )
     timings["mapping"] = time.perf_counter() - t
 
@@ -196,7 +202,9 @@ def build(
         "pairs": {s: len(p) for s, p in parts.items()},
         "split": "test" if test is parts["test"] else "val (test split too small)",
         "model_pooled": ev["mapping"],
-        "model_full": full_metrics(model.embed_text(test.text), model.embed_image(test.image)),
+        "model_full": full_metrics(
+            model.embed_text(test.text_for(model.text_input)), model.embed_image(test.image)
+        ),
         "random_towers": ev["random_towers"],
         "keyword_overlap": _keyword_baseline(steps, test.ids, tokenize_opts.tokenizer(), eval_opts),
         "chance": ev["chance"],

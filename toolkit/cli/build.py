@@ -61,6 +61,13 @@ def _table(result: dict) -> str:
 @default_from(f"{CONFIG}.dim", "--dim", type=int, help="Shared-space dimensions.")
 @default_from(f"{CONFIG}.epochs", "--epochs", type=int, help="Mapping epochs (early stopping).")
 @default_from(f"{CONFIG}.seed", "--seed", type=int, help="Mapping seed.")
+@default_from(
+    f"{CONFIG}.text_tower",
+    "--text-tower",
+    type=click.Choice(["bag", "mean"]),
+    help="bag: the text tower fine-tunes the word vectors of each step's tokens; mean: it reads the fixed "
+    "Word2Vec step mean.",
+)
 @click.option("--split-seed", type=int, default=BuildOptions.split_seed, show_default=True)
 @json_option
 @quiet_option
@@ -85,6 +92,7 @@ def build_cmd(
     dim: int,
     epochs: int,
     seed: int,
+    text_tower: str,
     split_seed: int,
     as_json: bool,
     quiet: bool,
@@ -112,7 +120,7 @@ def build_cmd(
         w2v_epochs=w2v_epochs,
         w2v_vector_size=vector_size,
         split_seed=split_seed,
-        mapping={"loss": loss, "dim": dim, "epochs": epochs, "seed": seed},
+        mapping={"loss": loss, "dim": dim, "epochs": epochs, "seed": seed, "text_tower": text_tower},
         progress=progress_enabled(quiet),
     )
     result = build(dataset_root, model_dir, opts)

@@ -49,6 +49,22 @@ CONFIG = "toolkit.mapping.train:MappingConfig"
 )
 @default_from(f"{CONFIG}.seed", "--seed", type=int)
 @default_from(f"{CONFIG}.device", "--device", help=DEVICE_HELP)
+@default_from(
+    f"{CONFIG}.text_tower",
+    "--text-tower",
+    type=click.Choice(["bag", "mean"]),
+    help="bag: fine-tune the word vectors of each step's tokens (needs --word2vec); mean: the fixed step mean.",
+)
+@default_from(
+    f"{CONFIG}.word_dropout", "--word-dropout", type=float, help="Bag tower: tokens dropped per batch."
+)
+@click.option(
+    "--word2vec",
+    "word2vec_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="The Word2Vec model TEXT_VECSET was made with (a bag text tower starts from its vectors).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a mapping already in OUT_DIR.")
 @json_option
 @quiet_option
@@ -61,6 +77,7 @@ def train_mapping_cmd(
     val_image: str | None,
     split_seed: int,
     overwrite: bool,
+    word2vec_dir: str | None,
     as_json: bool,
     quiet: bool,
     **config_fields: Any,
@@ -80,6 +97,16 @@ def train_mapping_cmd(
     ReadOptions(split_seed=split_seed)
     config = MappingConfig(**config_fields)
     resolve_device(config.device)  # before any work: a missing GPU is a clear error
+    if config.text_tower == "bag" and word2vec_dir is None:
+        raise click.UsageError(
+            "--text-tower bag fine-tunes the Word2Vec vectors: give --word2vec DIR (the model TEXT_VECSET was "
+            "made with), or use --text-tower mean"
+        )
+    wv = None
+    if word2vec_dir is not None:
+        from toolkit.text.word2vec import WordVectors
+
+        wv = WordVectors.load(word2vec_dir)
     pairs = load_pairs(text_vecset, image_vecset)
     held_out = 0
     if val_text is not None and val_image is not None:
@@ -99,7 +126,14 @@ def train_mapping_cmd(
         "image_vecset": str(image_vecset),
     }
     stage = train_mapping_model(
-        train, val, out_dir, config, overwrite=overwrite, progress=progress_enabled(quiet), sources=sources
+        train,
+        val,
+        out_dir,
+        config,
+        overwrite=overwrite,
+        progress=progress_enabled(quiet),
+        sources=sources,
+        word_vectors=wv,
     )
     report = {"out_dir": str(out_dir), "fingerprint": stage.fingerprint, "fingerprints": pairs.fingerprints}
     t2i = stage.summary["val_metrics"]["text_to_image"]

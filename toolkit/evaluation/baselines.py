@@ -82,7 +82,7 @@ def tower_arch(spec: dict[str, Any] | MappingConfig, text_dim: int, image_dim: i
 
 
 def random_tower_metrics(
-    text: np.ndarray,
+    text: Any,
     image: np.ndarray,
     arch: dict[str, Any] | MappingConfig,
     seed: int = 0,
@@ -97,11 +97,20 @@ def random_tower_metrics(
     ``arch`` is a trained model's :meth:`TwoTower.arch` or the :class:`MappingConfig` it was trained
     with. Without ``stats`` the standardisation statistics are computed from the given features.
     """
-    if not hasattr(text, "gather"):  # Rows of memory-mapped vector sets are read block by block
-        text, image = np.asarray(text), np.asarray(image)
-    if text.ndim != 2 or image.ndim != 2:
-        raise ValueError(f"features must be 2-D [N, D], got text {text.shape} and image {image.shape}")
-    arch = tower_arch(arch, text.shape[1], image.shape[1])
+    from toolkit.text.tokens import TokenBags
+
+    bags = isinstance(text, TokenBags)  # a bag text tower reads token ids
+    if not hasattr(text, "gather") and not bags:  # Rows of memory-mapped vector sets are read in blocks
+        text = np.asarray(text)
+    if not hasattr(image, "gather"):
+        image = np.asarray(image)
+    if (not bags and text.ndim != 2) or image.ndim != 2:
+        shape = "token bags" if bags else text.shape
+        raise ValueError(f"features must be 2-D [N, D], got text {shape} and image {image.shape}")
+    if bags and (isinstance(arch, MappingConfig) or stats is None):
+        raise ValueError("random bag towers need the trained model's arch() and input statistics")
+    text_dim = arch["text_dim"] if bags else text.shape[1]
+    arch = tower_arch(arch, text_dim, image.shape[1])
     if stats is None:
         (tm, ts), (im, is_) = input_stats(text), input_stats(image)
         stats = {"text_mean": tm, "text_std": ts, "image_mean": im, "image_std": is_}

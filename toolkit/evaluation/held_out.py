@@ -17,11 +17,13 @@ import numpy as np
 from toolkit.data.jsonl import iter_recipes
 from toolkit.data.splits import split_of
 from toolkit.data.step_ids import recipe_of
+from toolkit.errors import ToolkitError
 from toolkit.evaluation.graded import Labels, graded_from_scores, graded_precision, tag_labels
 from toolkit.evaluation.linear import LinearMap, linear_baselines
 from toolkit.evaluation.metrics import full_metrics, pooled_metrics
 from toolkit.rejects import RejectsWriter
-from toolkit.vectorset import align, load_vector_set
+from toolkit.text.tokens import TokenBags, has_token_bags, load_token_bags
+from toolkit.vectorset import align_rows, load_vector_set
 
 GRADED_K = 10
 
@@ -33,17 +35,36 @@ class SplitPairs:
     ids: list[str]
     text: np.ndarray
     image: np.ndarray
+    tokens: TokenBags | None = None
+
+    def text_for(self, text_input: str) -> np.ndarray | TokenBags:
+        """The token ids for a bag text tower (``text_input == "tokens"``), else the step means."""
+        if text_input == "mean":
+            return self.text
+        if self.tokens is None:
+            raise ToolkitError("the mapping reads token ids, but the model's step vectors have none")
+        return self.tokens
 
 
 def model_pairs(model_dir: str | Path, split_seed: int) -> dict[str, SplitPairs]:
     """Train / val / test pairs of a model directory (the split the build used)."""
     d = Path(model_dir)
-    ids, text, image = align(load_vector_set(d / "step_vectors"), load_vector_set(d / "image_features"))
+    text_set, image_set = load_vector_set(d / "step_vectors"), load_vector_set(d / "image_features")
+    ids, text_rows, image_rows = align_rows(text_set, image_set)
+    text, image = np.asarray(text_set.vectors[text_rows]), np.asarray(image_set.vectors[image_rows])
+    tokens = None
+    if has_token_bags(d / "step_vectors"):
+        tokens = load_token_bags(d / "step_vectors", rows=len(text_set.ids)).take(text_rows)
     splits = np.array([split_of(recipe_of(i), seed=split_seed) for i in ids])
     out = {}
     for s in ("train", "val", "test"):
         rows = np.flatnonzero(splits == s)
-        out[s] = SplitPairs([ids[r] for r in rows], np.asarray(text[rows]), np.asarray(image[rows]))
+        out[s] = SplitPairs(
+            [ids[r] for r in rows],
+            np.asarray(text[rows]),
+            np.asarray(image[rows]),
+            None if tokens is None else tokens.take(rows),
+        )
     return out
 
 
@@ -93,7 +114,7 @@ def held_out_baselines(
     fitted = fit_model_baselines(pairs)
     out: dict[str, Any] = {"split": test_name, "train_pairs": len(pairs["train"].ids)}
     embedded: dict[str, tuple[np.ndarray, np.ndarray]] = {
-        "model": (mapping.embed_text(test.text), mapping.embed_image(test.image))
+        "model": (mapping.embed_text(test.text_for(mapping.text_input)), mapping.embed_image(test.image))
     }
     for name, lin in fitted.items():
         t, i = lin.embed_text(test.text), lin.embed_image(test.image)

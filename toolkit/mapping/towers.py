@@ -66,6 +66,9 @@ class Standardize(nn.Module):
 
 
 ARCHS = ("mlp", "residual", "fixed_image")
+#: What the text tower reads: ``mean`` the fixed Word2Vec step mean; ``bag`` the step's token ids, through
+#: word vectors that start as the Word2Vec ones and are fine-tuned (:class:`BagTower`).
+TEXT_TOWERS = ("mean", "bag")
 #: What one tower can be: ``fixed_image`` is an MLP text tower next to a ``pca`` image tower.
 TOWER_ARCHS = ("mlp", "residual", "pca")
 
@@ -152,6 +155,53 @@ class Tower(nn.Module):
         return F.normalize(z + self.net(z), dim=-1)
 
 
+class BagTower(nn.Module):
+    """Token ids -> mean of (trainable) word vectors -> :class:`Tower` (an MLP).
+
+    The word vectors start as the Word2Vec ones (:meth:`set_word_vectors`), so before training the tower
+    sees exactly the Word2Vec step mean; training moves each word's vector, which a map of the fixed mean
+    cannot do (a linear baseline on the mean sees every word only through the Word2Vec geometry).
+    """
+
+    def __init__(
+        self,
+        vocab: int,
+        in_dim: int,
+        dim: int = 256,
+        hidden: int = 512,
+        dropout: float = 0.1,
+        norm: str = "layer",
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        if vocab < 1:
+            raise ValueError(f"a bag tower needs a vocabulary, got vocab={vocab}")
+        self.vocab = vocab
+        self.in_dim = in_dim
+        self.words = nn.Embedding(vocab, in_dim)
+        self.tower = Tower(in_dim, dim, hidden, dropout, norm, activation, "mlp")
+
+    @property
+    def standardize(self) -> Standardize:
+        return self.tower.standardize
+
+    def set_word_vectors(self, matrix: np.ndarray) -> None:
+        m = torch.as_tensor(np.asarray(matrix), dtype=torch.float32)
+        if tuple(m.shape) != (self.vocab, self.in_dim):
+            raise ValueError(
+                f"word vectors must have shape ({self.vocab}, {self.in_dim}), got {tuple(m.shape)}"
+            )
+        with torch.no_grad():
+            self.words.weight.copy_(m)
+
+    def mean(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Mean word vector per bag (``offsets``: ``N + 1`` CSR offsets; every bag non-empty)."""
+        return F.embedding_bag(ids, self.words.weight, offsets, mode="mean", include_last_offset=True)
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.tower(self.mean(ids, offsets))
+
+
 class TwoTower(nn.Module):
     """A text tower and an image tower into the same ``dim``-dimensional unit sphere."""
 
@@ -165,11 +215,18 @@ class TwoTower(nn.Module):
         norm: str = "layer",
         activation: str = "gelu",
         arch: str = "mlp",
+        text_tower: str = "mean",
+        vocab: int = 0,
     ) -> None:
         super().__init__()
+        if text_tower not in TEXT_TOWERS:
+            raise ValueError(f"text_tower must be one of {TEXT_TOWERS}, got {text_tower!r}")
+        if text_tower == "bag" and arch == "residual":
+            raise ValueError("a bag text tower goes with arch 'mlp' or 'fixed_image', not 'residual'")
         self.text_dim = text_dim
         self.image_dim = image_dim
         self.dim = dim
+        self.text_input = "tokens" if text_tower == "bag" else "mean"
         self._arch = {
             "text_dim": text_dim,
             "image_dim": image_dim,
@@ -180,10 +237,16 @@ class TwoTower(nn.Module):
             "activation": activation,
             "arch": arch,
         }
+        if text_tower == "bag":  # absent for mean towers: mappings saved before keep their fingerprint
+            self._arch |= {"text_tower": text_tower, "vocab": vocab}
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
         text_arch, image_arch = ("mlp", "pca") if arch == "fixed_image" else (arch, arch)
-        self.text = Tower(text_dim, dim, hidden, dropout, norm, activation, text_arch)
+        self.text: Tower | BagTower
+        if text_tower == "bag":
+            self.text = BagTower(vocab, text_dim, dim, hidden, dropout, norm, activation)
+        else:
+            self.text = Tower(text_dim, dim, hidden, dropout, norm, activation, text_arch)
         self.image = Tower(image_dim, dim, hidden, dropout, norm, activation, image_arch)
 
     def arch(self) -> dict[str, Any]:
@@ -204,18 +267,67 @@ class TwoTower(nn.Module):
             "image_std": self.image.standardize.std.detach().cpu().numpy().copy(),
         }
 
-    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
+    def encode_text(self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Step means ``[B, text_dim]``, or ``(ids, offsets)`` token bags for a bag tower."""
+        if isinstance(self.text, BagTower):
+            if not isinstance(x, tuple):
+                raise ValueError("this mapping's text tower reads token ids: pass (ids, offsets)")
+            return self.text(*x)
         return self.text(x)
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         return self.image(x)
 
-    def forward(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, text: torch.Tensor | tuple[torch.Tensor, torch.Tensor], image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode_text(text), self.encode_image(image)
 
-    def embed_text(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Numpy ``[N, text_dim]`` -> unit-length float32 ``[N, dim]`` (eval mode, batched, no grad)."""
+    def set_word_vectors(self, matrix: np.ndarray) -> None:
+        """Start a bag text tower's word vectors from ``matrix`` (the Word2Vec vectors, ``[vocab, text_dim]``)."""
+        if not isinstance(self.text, BagTower):
+            raise ValueError("only a bag text tower has word vectors")
+        self.text.set_word_vectors(matrix)
+
+    def embed_text(self, x: Any, batch_size: int = 4096) -> np.ndarray:
+        """Numpy ``[N, text_dim]`` step means (or :class:`~toolkit.text.tokens.TokenBags` for a bag tower)
+        -> unit-length float32 ``[N, dim]`` (eval mode, batched, no grad)."""
+        from toolkit.text.tokens import TokenBags
+
+        if isinstance(self.text, BagTower) or isinstance(x, TokenBags):
+            return self._embed_bags(x, batch_size)
         return self._embed(self.text, x, "text", batch_size)
+
+    def _embed_bags(self, bags: Any, batch_size: int) -> np.ndarray:
+        from toolkit.text.tokens import TokenBags
+
+        if not isinstance(self.text, BagTower):
+            raise ValueError("this mapping's text tower reads step means, not token ids")
+        if not isinstance(bags, TokenBags):
+            raise ValueError(
+                f"this mapping's text tower reads token ids (TokenBags), got {type(bags).__name__}"
+            )
+        if len(bags) and (bags.lengths == 0).any():
+            raise ValueError(f"token bag {int(np.flatnonzero(bags.lengths == 0)[0])} is empty")
+        if len(bags.ids) and (bags.max_id() >= self.text.vocab or int(np.min(bags.ids)) < 0):
+            raise ValueError(f"token ids must lie in [0, {self.text.vocab})")
+        device = next(self.parameters()).device
+        out = np.empty((len(bags), self.dim), dtype=np.float32)
+        was_training = self.training
+        if was_training:
+            self.eval()
+        threads = 1 if len(bags) <= SMALL_BATCH else torch.get_num_threads()
+        try:
+            with torch_threads(threads), torch.inference_mode():
+                for start in range(0, len(bags), batch_size):
+                    part = bags.take(np.arange(start, min(start + batch_size, len(bags))))
+                    ids = torch.from_numpy(np.asarray(part.ids, dtype=np.int64)).to(device)
+                    offsets = torch.from_numpy(part.offsets).to(device)
+                    out[start : start + len(part)] = self.text(ids, offsets).cpu().numpy()
+        finally:
+            if was_training:
+                self.train(True)
+        return out
 
     def embed_image(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Numpy ``[N, image_dim]`` -> unit-length float32 ``[N, dim]`` (eval mode, batched, no grad)."""

@@ -22,15 +22,23 @@ from toolkit.errors import ConfigError
 from toolkit.evaluation.metrics import pooled_metrics
 from toolkit.mapping.cca import canonical_signs, fit_cca
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
-from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TwoTower, input_stats
+from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TEXT_TOWERS, TwoTower, input_stats
 from toolkit.progress import track
 from toolkit.seeding import seed_everything
+from toolkit.text.tokens import TokenBags
 from toolkit.vectorset import Rows
 
 LOSSES = ("infonce", "triplet")
 INITS = ("random", "cca")
 #: Values of options that mappings saved before they existed were trained with (absent keys mean these).
-LEGACY = {"arch": "mlp", "init": "random", "cca_shrinkage": 0.3, "cca_power": 0.5}
+LEGACY = {
+    "arch": "mlp",
+    "init": "random",
+    "cca_shrinkage": 0.3,
+    "cca_power": 0.5,
+    "text_tower": "mean",
+    "word_dropout": 0.0,
+}
 
 
 @dataclass
@@ -43,6 +51,8 @@ class MappingConfig:
     norm: str = "layer"
     activation: str = "gelu"
     arch: str = "fixed_image"  # fixed_image | mlp | residual (see toolkit.mapping.towers.Tower)
+    text_tower: str = "bag"  # bag: fine-tuned word vectors of the step's tokens | mean: fixed Word2Vec mean
+    word_dropout: float = 0.1  # bag tower: share of a step's tokens dropped per training batch
     init: str = "random"
     cca_shrinkage: float = 0.3
     cca_power: float = 0.5
@@ -70,6 +80,15 @@ class MappingConfig:
             (self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}"),
             (self.init in INITS, f"init must be one of {INITS}, got {self.init!r}"),
             (self.init != "cca" or self.arch == "residual", "init 'cca' needs arch 'residual'"),
+            (
+                self.text_tower in TEXT_TOWERS,
+                f"text_tower must be one of {TEXT_TOWERS}, got {self.text_tower!r}",
+            ),
+            (
+                self.text_tower != "bag" or self.arch != "residual",
+                "text_tower 'bag' goes with arch 'fixed_image' or 'mlp'; use text_tower 'mean' with 'residual'",
+            ),
+            (0.0 <= self.word_dropout < 1.0, f"word_dropout must be in [0, 1), got {self.word_dropout}"),
             (
                 self.cca_shrinkage > 0 and self.cca_power >= 0,
                 f"cca_shrinkage must be > 0 and cca_power >= 0: {self.cca_shrinkage}, {self.cca_power}",
@@ -145,8 +164,9 @@ class TrainResult:
         return [asdict(h) for h in self.history]
 
 
-def build_model(text_dim: int, image_dim: int, config: MappingConfig) -> TwoTower:
-    """The towers a config describes (random init from the current torch RNG state)."""
+def build_model(text_dim: int, image_dim: int, config: MappingConfig, vocab: int = 0) -> TwoTower:
+    """The towers a config describes (random init from the current torch RNG state); ``vocab``: the
+    number of word vectors of a bag text tower."""
     return TwoTower(
         text_dim,
         image_dim,
@@ -156,6 +176,8 @@ def build_model(text_dim: int, image_dim: int, config: MappingConfig) -> TwoTowe
         norm=config.norm,
         activation=config.activation,
         arch=config.arch,
+        text_tower=config.text_tower,
+        vocab=vocab if config.text_tower == "bag" else 0,
     )
 
 
@@ -242,6 +264,42 @@ def _batch(x: torch.Tensor | Rows, idx: torch.Tensor, device: torch.device) -> t
     return x[idx]
 
 
+def _bag_batch(
+    bags: TokenBags, idx: np.ndarray, drop: float, rng: np.random.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token bags ``idx`` as ``(ids, offsets)`` tensors; with ``drop`` > 0 each token is left out with that
+    probability (word dropout), keeping at least one token per bag."""
+    part = bags.take(idx)
+    ids, offsets = np.asarray(part.ids, dtype=np.int64), part.offsets
+    if drop > 0 and len(ids):
+        keep = rng.random(len(ids)) >= drop
+        lengths = part.lengths
+        bag_of = np.repeat(np.arange(len(part)), lengths)
+        kept = np.bincount(bag_of, weights=keep, minlength=len(part))
+        for b in np.flatnonzero(kept == 0):  # never an empty bag: keep one token drawn at random
+            keep[offsets[b] + rng.integers(lengths[b])] = True
+        ids = ids[keep]
+        offsets = np.zeros(len(part) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(bag_of[keep], minlength=len(part)), out=offsets[1:])
+    return torch.from_numpy(ids).to(device), torch.from_numpy(offsets).to(device)
+
+
+def _check_bags(name: str, bags: Any, image: np.ndarray, vocab: int) -> None:
+    if not isinstance(bags, TokenBags):
+        raise ValueError(f"a bag text tower trains on token ids: {name} text must be TokenBags")
+    if len(bags) != image.shape[0]:
+        raise ValueError(
+            f"{name} text has {len(bags)} bags but image has {image.shape[0]} rows: pairs must align"
+        )
+    if len(bags) < 2:
+        raise ValueError(f"{name} set needs at least 2 pairs, got {len(bags)}")
+    empty = np.flatnonzero(bags.lengths == 0)
+    if empty.size:
+        raise ValueError(f"{name} token bag {int(empty[0])} is empty")
+    if len(bags.ids) and (bags.max_id() >= vocab or int(np.min(bags.ids)) < 0):
+        raise ValueError(f"{name} token ids must lie in [0, {vocab}) (the word vectors' rows)")
+
+
 def _check_pairs(name: str, text: np.ndarray, image: np.ndarray) -> None:
     if text.ndim != 2 or image.ndim != 2:
         raise ValueError(f"{name} text {text.shape} and image {image.shape} features must be 2-D [N, D]")
@@ -277,8 +335,12 @@ def train_mapping(
     train_groups: Sequence[Any] | np.ndarray | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    word_vectors: np.ndarray | None = None,
 ) -> TrainResult:
     """Train the towers on paired rows (``train_text[i]`` goes with ``train_img[i]``).
+
+    With ``config.text_tower == "bag"`` the texts are :class:`~toolkit.text.tokens.TokenBags` (token ids
+    of each step) and ``word_vectors`` (the Word2Vec matrix) are where the tower's word vectors start.
 
     Inputs are arrays or :class:`~toolkit.vectorset.Rows` of memory-mapped vector sets (batches are
     then read from the files: the same weights, with memory flat in the number of pairs).
@@ -288,40 +350,69 @@ def train_mapping(
     training stops after ``patience`` epochs without improvement; without one, the last epoch is kept.
     """
     config = config or MappingConfig()
-    train_text, train_img = _as_float32(train_text), _as_float32(train_img)
-    _check_pairs("training", train_text, train_img)
+    bag = config.text_tower == "bag"
+    if bag:
+        if word_vectors is None or np.ndim(word_vectors) != 2:
+            raise ValueError("a bag text tower needs the Word2Vec matrix (word_vectors, [vocab, dim])")
+        word_vectors = np.asarray(word_vectors, dtype=np.float32)
+    train_img = _as_float32(train_img)
+    if bag:
+        _check_bags("training", train_text, train_img, word_vectors.shape[0])
+    else:
+        train_text = _as_float32(train_text)
+        _check_pairs("training", train_text, train_img)
     has_val = val_text is not None or val_img is not None
     if has_val:
         if val_text is None or val_img is None:
             raise ValueError("give both val_text and val_img, or neither")
-        val_text, val_img = _as_float32(val_text), _as_float32(val_img)
-        _check_pairs("validation", val_text, val_img)
-        if val_text.shape[1] != train_text.shape[1] or val_img.shape[1] != train_img.shape[1]:
+        val_img = _as_float32(val_img)
+        if bag:
+            _check_bags("validation", val_text, val_img, word_vectors.shape[0])
+        else:
+            val_text = _as_float32(val_text)
+            _check_pairs("validation", val_text, val_img)
+        text_dims = (None, None) if bag else (val_text.shape[1], train_text.shape[1])
+        if text_dims[0] != text_dims[1] or val_img.shape[1] != train_img.shape[1]:
             raise ValueError(
-                f"validation dims ({val_text.shape[1]}, {val_img.shape[1]}) differ from training "
-                f"({train_text.shape[1]}, {train_img.shape[1]})"
+                f"validation dims ({text_dims[0]}, {val_img.shape[1]}) differ from training "
+                f"({text_dims[1]}, {train_img.shape[1]})"
             )
-    n = train_text.shape[0]
+    n = len(train_text) if bag else train_text.shape[0]
     codes = None if train_groups is None else torch.from_numpy(group_codes(train_groups, n))
     emit = log or (lambda _msg: None)
     device = torch.device(resolve_device(config.device))
 
     seed_everything(config.seed)
-    model = build_model(train_text.shape[1], train_img.shape[1], config)
-    model.set_input_stats(*input_stats(train_text), *input_stats(train_img))
+    if bag:
+        from toolkit.text.step_vectors import mean_vectors
+
+        model = build_model(word_vectors.shape[1], train_img.shape[1], config, vocab=word_vectors.shape[0])
+        model.set_word_vectors(word_vectors)
+        text_means, _ = mean_vectors(np.asarray(train_text.ids), train_text.offsets, word_vectors)
+        model.set_input_stats(*input_stats(text_means), *input_stats(train_img))
+        del text_means
+    else:
+        model = build_model(train_text.shape[1], train_img.shape[1], config)
+        model.set_input_stats(*input_stats(train_text), *input_stats(train_img))
     if config.init == "cca":
         init_from_cca(model, train_text, train_img, config)
     if config.arch == "fixed_image":
         init_image_pca(model, train_img)
     model.to(device)
     loss_fn = build_loss(config).to(device)
+    # word vectors are not decayed: they start at Word2Vec, not at zero
+    words = [p for n_, p in model.named_parameters() if n_.endswith("words.weight")]
     optimizer = torch.optim.AdamW(
         [
             {
-                "params": [p for p in model.parameters() if p.requires_grad],
+                "params": [
+                    p
+                    for n_, p in model.named_parameters()
+                    if p.requires_grad and not n_.endswith("words.weight")
+                ],
                 "weight_decay": config.weight_decay,
             },
-            {"params": list(loss_fn.parameters()), "weight_decay": 0.0},
+            {"params": words + list(loss_fn.parameters()), "weight_decay": 0.0},
         ],
         lr=config.lr,
     )
@@ -333,7 +424,9 @@ def train_mapping(
     generator = torch.Generator().manual_seed(config.seed)
     # in-memory inputs move to the device once (a no-op on CPU) and batches are index gathers;
     # Rows (memory-mapped vector sets) are read batch by batch, so memory stays flat in N
-    text_t = train_text if isinstance(train_text, Rows) else torch.from_numpy(train_text).to(device)
+    dropout_rng = np.random.default_rng(config.seed)  # word dropout: deterministic like the shuffling
+    lazy_text = bag or isinstance(train_text, Rows)
+    text_t = train_text if lazy_text else torch.from_numpy(train_text).to(device)
     img_t = train_img if isinstance(train_img, Rows) else torch.from_numpy(train_img).to(device)
     if codes is not None:
         codes = codes.to(device)
@@ -356,7 +449,12 @@ def train_mapping(
             idx = order[offset : offset + config.batch_size]
             if idx.numel() < 2:
                 continue  # a lone leftover pair has no negatives (and breaks BatchNorm)
-            t, i = model(_batch(text_t, idx, device), _batch(img_t, idx, device))
+            text_batch = (
+                _bag_batch(text_t, idx.cpu().numpy(), config.word_dropout, dropout_rng, device)
+                if bag
+                else _batch(text_t, idx, device)
+            )
+            t, i = model(text_batch, _batch(img_t, idx, device))
             loss = loss_fn(t, i, None if codes is None else codes[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -110,9 +110,16 @@ def _vector_scores(
     wv = model.word_vectors
     rows = [wv.index[w] for w in words]
 
+    mapping = model.mapping.model
+
     def embed(selected: list[int]) -> np.ndarray:
+        if mapping.text_input == "tokens":
+            from toolkit.text.tokens import TokenBags
+
+            bag = TokenBags(np.asarray(selected, dtype=np.int32), np.array([0, len(selected)]))
+            return mapping.embed_text(bag)[0]
         feats = wv.matrix[selected].mean(axis=0, dtype=np.float32)[None, :]
-        return model.mapping.model.embed_text(feats)[0]
+        return mapping.embed_text(feats)[0]
 
     full = field_boost * _similarity_scores(embed(rows), hit_vectors)
     out: dict[str, np.ndarray] = {}

@@ -39,7 +39,8 @@ def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None =
             f"the mapping expects {model.text_dim}-d text and {model.image_dim}-d image vectors, got "
             f"{pairs.text.shape[1]}-d and {pairs.image.shape[1]}-d"
         )
-    text, image = model.embed_text(pairs.text), model.embed_image(pairs.image)
+    text_in = pairs.text_for(model.text_input)
+    text, image = model.embed_text(text_in), model.embed_image(pairs.image)
     pool = None if opts.full else opts.pool
     if pool is None:
         mapped = full_metrics(text, image)
@@ -48,7 +49,7 @@ def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None =
     return {
         "mapping": mapped,
         "random_towers": random_tower_metrics(
-            pairs.text,
+            text_in,
             pairs.image,
             model.arch(),
             seed=opts.baseline_seed,

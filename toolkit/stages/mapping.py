@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ToolkitError
+from toolkit.fingerprint import check_fingerprint
 from toolkit.stages.pairs import Pairs
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,15 @@ def train_mapping_model(
     overwrite: bool = False,
     progress: bool = False,
     sources: dict[str, Any] | None = None,
+    word_vectors: Any = None,
 ) -> MappingStage:
     """Train a ``MappingConfig`` mapping on ``train`` (validated on ``val``) and save it in ``out_dir``.
 
     Pairs of the same recipe never serve as each other's negatives. An existing mapping in ``out_dir``
     is refused unless ``overwrite``. ``sources`` (e.g. the vector set paths) is recorded in the summary.
+    A bag text tower (``config.text_tower == "bag"``) needs ``word_vectors``: the
+    :class:`~toolkit.text.word2vec.WordVectors` the step vectors were made with (its vectors are where the
+    tower's word vectors start), and the pairs' token ids.
     """
     from toolkit.evaluation.metrics import pooled_metrics
     from toolkit.mapping.checkpoint import META, mapping_fingerprint, save_mapping
@@ -57,12 +62,37 @@ def train_mapping_model(
             f"too few text/photo pairs to train: {len(train)} train, {len(val)} val "
             f"(need {MIN_TRAIN_PAIRS} and {MIN_VAL_PAIRS})"
         )
+    matrix = None
+    if config.text_tower == "bag":
+        if word_vectors is None:
+            raise ToolkitError(
+                "the bag text tower fine-tunes the Word2Vec vectors: give the Word2Vec model the step vectors "
+                "were made with (`--word2vec DIR`), or train a mean tower (`--text-tower mean`)"
+            )
+        check_fingerprint(
+            "word2vec",
+            train.word2vec,
+            word_vectors.fingerprint,
+            "the step vectors come from another Word2Vec",
+        )
+        matrix = word_vectors.matrix
     log.info("%d training pairs, %d validation pairs", len(train), len(val))
+    text_input = "tokens" if matrix is not None else "mean"
     result = train_mapping(
-        train.text, train.image, val.text, val.image, config, train.groups, progress=progress, log=log.info
+        train.text_for(text_input),
+        train.image,
+        val.text_for(text_input),
+        val.image,
+        config,
+        train.groups,
+        progress=progress,
+        log=log.info,
+        word_vectors=matrix,
     )
     model = result.model
-    val_metrics = pooled_metrics(model.embed_text(val.text), model.embed_image(val.image))
+    val_metrics = pooled_metrics(
+        model.embed_text(val.text_for(model.text_input)), model.embed_image(val.image)
+    )
     summary: dict[str, Any] = {
         "train_pairs": len(train),
         "val_pairs": len(val),

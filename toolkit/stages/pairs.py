@@ -11,6 +11,7 @@ from toolkit.data.splits import SPLITS, split_of
 from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import check_fingerprint
+from toolkit.text.tokens import TokenBags, has_token_bags, load_token_bags
 from toolkit.vectorset import Rows, VectorSet, align_rows, load_vector_set
 
 TEXT_FP = "word2vec_fingerprint"
@@ -23,6 +24,7 @@ class Pairs:
 
     ``text`` and ``image`` are in-memory arrays or :class:`~toolkit.vectorset.Rows` of the memory-mapped
     vector sets (what :func:`load_pairs` gives: nothing is copied until a stage reads a block).
+    ``tokens`` are the token ids of the texts (row for row), where the text vector set has them.
     """
 
     ids: list[str]
@@ -32,13 +34,27 @@ class Pairs:
     encoder: str
     unpaired_text: int = 0
     unpaired_image: int = 0
+    tokens: TokenBags | None = None
 
     def subset(self, rows: np.ndarray) -> Pairs:
         def part(x: np.ndarray | Rows) -> np.ndarray | Rows:
             return x.subset(rows) if isinstance(x, Rows) else x[rows]
 
         ids = [self.ids[r] for r in rows]
-        return Pairs(ids, part(self.text), part(self.image), self.word2vec, self.encoder, 0, 0)
+        tokens = None if self.tokens is None else self.tokens.take(rows)
+        return Pairs(ids, part(self.text), part(self.image), self.word2vec, self.encoder, 0, 0, tokens)
+
+    def text_for(self, text_input: str) -> np.ndarray | Rows | TokenBags:
+        """What a text tower reads (``TwoTower.text_input``): ``"tokens"`` the token ids (a bag tower),
+        ``"mean"`` the step means."""
+        if text_input == "mean":
+            return self.text
+        if self.tokens is None:
+            raise ToolkitError(
+                "this mapping's text tower reads token ids, but these step vectors have none: rewrite them "
+                "with `jrs step-vectors` (or `jrs build`)"
+            )
+        return self.tokens
 
     @property
     def groups(self) -> list[str]:
@@ -84,7 +100,11 @@ def load_pairs(text_dir: str | Path, image_dir: str | Path) -> Pairs:
     text, image = Rows(text_vs.vectors, text_rows), Rows(image_vs.vectors, image_rows)
     _check_finite(ids, text, text_dir)
     _check_finite(ids, image, image_dir)
-    return Pairs(ids, text, image, w2v, enc, len(text_vs.ids) - len(ids), len(image_vs.ids) - len(ids))
+    tokens = (
+        load_token_bags(text_dir, rows=len(text_vs.ids)).take(text_rows) if has_token_bags(text_dir) else None
+    )
+    unpaired = (len(text_vs.ids) - len(ids), len(image_vs.ids) - len(ids))
+    return Pairs(ids, text, image, w2v, enc, *unpaired, tokens)
 
 
 def split_pairs(pairs: Pairs, split_seed: int = 0) -> dict[str, Pairs]:

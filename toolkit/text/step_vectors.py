@@ -27,6 +27,7 @@ from toolkit.fingerprint import check_fingerprint
 from toolkit.progress import track
 from toolkit.rejects import Reject
 from toolkit.text.tokenizer import Tokenizer
+from toolkit.text.tokens import TokenBags, save_token_bags
 from toolkit.text.word2vec import WordVectors
 from toolkit.torch_threads import torch_threads as _torch_threads
 from toolkit.vectorset import save_vector_set
@@ -106,11 +107,13 @@ def mean_vectors(
 
 @dataclass
 class StepVectorResult:
-    """Vectors of the usable steps (row ``i`` belongs to ``ids[i]``) and a reject per unusable step."""
+    """Vectors of the usable steps (row ``i`` belongs to ``ids[i]``), their token ids (``tokens``: bag ``i``
+    holds the vocabulary rows row ``i`` is the mean of) and a reject per unusable step."""
 
     ids: list[str]
     vectors: np.ndarray
     rejects: list[Reject] = field(default_factory=list)
+    tokens: TokenBags | None = None
 
     @property
     def rejected_ids(self) -> list[str]:
@@ -166,14 +169,16 @@ def step_vectors(
         token_lists.append(tokenizer.tokenize(text))
     flat, offsets = encode_token_ids(token_lists, wv.index)
     vectors, empty = mean_vectors(flat, offsets, wv.matrix)
+    bags = TokenBags(flat.astype(np.int32), offsets)
     if empty.any():
         for row in np.flatnonzero(empty):
             reason = f"{NO_TOKEN_REASON}: {_show_tokens(token_lists[row])}"
             rejects.append(Reject(keep_ids[row], STAGE, reason))
         usable = ~empty
         vectors = vectors[usable]
+        bags = bags.take(usable)
         keep_ids = [i for i, ok in zip(keep_ids, usable.tolist(), strict=True) if ok]
-    return StepVectorResult(keep_ids, vectors, rejects)
+    return StepVectorResult(keep_ids, vectors, rejects, bags)
 
 
 def query_vector(text: str, tokenizer: Tokenizer, wv: WordVectors) -> np.ndarray:
@@ -192,7 +197,8 @@ def query_vector(text: str, tokenizer: Tokenizer, wv: WordVectors) -> np.ndarray
 def save_step_vectors(
     directory: str | Path, result: StepVectorResult, wv: WordVectors, meta: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``result`` as a vector set (kind ``text``) naming the Word2Vec model and tokenizer."""
+    """Write ``result`` as a vector set (kind ``text``) naming the Word2Vec model and tokenizer, with its
+    token ids beside it (:mod:`toolkit.text.tokens`) when it has them."""
     full_meta = {
         **(meta or {}),
         "kind": "text",
@@ -200,4 +206,8 @@ def save_step_vectors(
         "tokenizer_fingerprint": wv.tokenizer_fingerprint,
         "rejected": len(result.rejects),
     }
+    if result.tokens is not None:
+        if len(result.tokens) != len(result.ids):
+            raise ValueError(f"{len(result.tokens)} token bags for {len(result.ids)} step vectors")
+        save_token_bags(directory, result.tokens)
     return save_vector_set(directory, result.ids, result.vectors, full_meta)

@@ -49,7 +49,15 @@ def paired_space(model: SearchModel, split: str | None = None) -> PairedSpace:
         text_x, image_x = text_x[keep], image_x[keep]
     if not ids:
         raise ToolkitError(f"model {d} has no text/photo pairs" + (f" in the {split} split" if split else ""))
-    text = model.mapping.model.embed_text(np.asarray(text_x, dtype=np.float32))
+    mapping = model.mapping.model
+    if mapping.text_input == "tokens":
+        from toolkit.text.tokens import load_token_bags
+
+        bags = load_token_bags(d / "step_vectors", rows=len(text_set.ids))
+        rows = [text_set.index()[i] for i in ids]
+        text = mapping.embed_text(bags.take(np.asarray(rows, dtype=np.int64)))
+    else:
+        text = mapping.embed_text(np.asarray(text_x, dtype=np.float32))
     image = model.embed_image_features(np.asarray(image_x))
     return PairedSpace(ids, _unit(text), _unit(image))
 

@@ -1,0 +1,104 @@
+"""Token bags: each step's known Word2Vec token ids, CSR-style, on disk next to its step vector.
+
+``ids[offsets[i]:offsets[i + 1]]`` are the vocabulary rows of step ``i``'s in-vocabulary tokens (in order,
+repeats kept). A text tower that fine-tunes the word vectors (``text_tower="bag"``) reads these instead of
+the fixed Word2Vec step means; both are written by the text stage, row for row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.atomic import atomic_path
+from toolkit.errors import ModelDirError
+
+TOKEN_IDS = "token_ids.npy"
+TOKEN_OFFSETS = "token_offsets.npy"
+
+
+@dataclass
+class TokenBags:
+    """``len(offsets) - 1`` bags of token ids (int32 ids, int64 offsets starting at 0)."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids)
+        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        if self.ids.ndim != 1 or self.offsets.ndim != 1 or len(self.offsets) < 1:
+            raise ValueError("token ids and offsets must be 1-D and offsets non-empty")
+        if self.offsets[0] != 0 or self.offsets[-1] != len(self.ids) or (np.diff(self.offsets) < 0).any():
+            raise ValueError("token offsets must start at 0, be non-decreasing and end at len(ids)")
+
+    @classmethod
+    def from_lists(cls, token_ids: Sequence[Sequence[int]]) -> TokenBags:
+        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
+        offsets = np.zeros(len(token_ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = np.fromiter((i for bag in token_ids for i in bag), dtype=np.int64, count=int(offsets[-1]))
+        return cls(flat.astype(np.int32), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def max_id(self) -> int:
+        return int(self.ids.max()) if len(self.ids) else -1
+
+    def bag(self, row: int) -> np.ndarray:
+        return np.asarray(self.ids[self.offsets[row] : self.offsets[row + 1]], dtype=np.int64)
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> TokenBags:
+        """The bags at ``rows`` (integer positions or a boolean mask), in that order, in memory."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = rows.astype(np.int64, copy=False)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        lengths = ends - starts
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # positions of every kept token in ``ids``: start of its bag + its place within the bag
+        within = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+        return TokenBags(np.asarray(self.ids[np.repeat(starts, lengths) + within]), offsets)
+
+    def __getitem__(self, key: slice | np.ndarray | Sequence[int]) -> TokenBags:
+        if isinstance(key, slice):
+            return self.take(np.arange(len(self))[key])
+        return self.take(key)
+
+
+def save_token_bags(directory: str | Path, bags: TokenBags) -> None:
+    """Write ``token_ids.npy`` and ``token_offsets.npy`` into ``directory`` (each atomically)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    for name, arr in ((TOKEN_IDS, bags.ids.astype(np.int32)), (TOKEN_OFFSETS, bags.offsets)):
+        with atomic_path(d / name) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, arr)
+
+
+def has_token_bags(directory: str | Path) -> bool:
+    d = Path(directory)
+    return (d / TOKEN_IDS).is_file() and (d / TOKEN_OFFSETS).is_file()
+
+
+def load_token_bags(directory: str | Path, rows: int | None = None) -> TokenBags:
+    """The token bags of a step-vector set (memory-mapped ids); ``rows``: the count they must have."""
+    d = Path(directory)
+    if not has_token_bags(d):
+        raise ModelDirError(
+            f"step vectors in {d} have no token ids ({TOKEN_IDS}, {TOKEN_OFFSETS}): they were written by an "
+            "older version; rerun `jrs step-vectors` (or `jrs build`) to write them"
+        )
+    bags = TokenBags(np.load(d / TOKEN_IDS, mmap_mode="r"), np.load(d / TOKEN_OFFSETS))
+    if rows is not None and len(bags) != rows:
+        raise ModelDirError(f"{d}: {len(bags)} token bags for {rows} step vectors")
+    return bags
