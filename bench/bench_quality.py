@@ -344,7 +344,7 @@ def evaluate_config(
     es: Any, dataset: QualitySet, train_root: Path, gallery_root: Path, options: Mapping[str, Any], work: Path
 ) -> dict[str, Any]:
     """Build on the training collection with ``options`` and measure every row on the gallery."""
-    from toolkit.evaluation.baselines import random_towers
+    from toolkit.evaluation.baselines import random_towers, untrained_arch
     from toolkit.evaluation.linear import linear_baselines
     from toolkit.model import SearchModel
     from toolkit.pipeline import BuildOptions, build
@@ -379,9 +379,9 @@ def evaluate_config(
     fitted = linear_baselines(*pairs["train"], *pairs["val"])
     for name, lin in fitted.items():
         rankings[name] = exact_ranking(lin.embed_text(q_text), lin.embed_image(gal_x), g_labels)
-    untrained = random_towers(mapping.arch(), seed=0, stats=mapping.get_input_stats())
+    untrained = random_towers(untrained_arch(mapping.arch()), seed=0, stats=mapping.get_input_stats())
     rankings["untrained towers"] = exact_ranking(
-        untrained.embed_text(q_model), untrained.embed_image(gal_x), g_labels
+        untrained.embed_text(q_text), untrained.embed_image(gal_x), g_labels
     )
 
     q_labels = [gallery.labels[i] for i in np.flatnonzero(ok)]

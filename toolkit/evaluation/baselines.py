@@ -67,6 +67,15 @@ def random_towers(
     return model.eval()
 
 
+def untrained_arch(arch: dict[str, Any]) -> dict[str, Any]:
+    """The architecture whose random weights are the untrained baseline of ``arch`` (a :meth:`TwoTower.arch`).
+
+    An untrained bag text tower still has its Word2Vec vectors (:class:`~toolkit.mapping.towers.BagTower`
+    starts from them), so it is exactly a mean tower with random MLP weights on the Word2Vec step mean.
+    """
+    return {k: v for k, v in arch.items() if k not in ("text_tower", "vocab")}
+
+
 def tower_arch(spec: dict[str, Any] | MappingConfig, text_dim: int, image_dim: int) -> dict[str, Any]:
     """Architecture dict from a :meth:`TwoTower.arch` dict or a :class:`MappingConfig` plus input dims."""
     if isinstance(spec, MappingConfig):
@@ -82,7 +91,7 @@ def tower_arch(spec: dict[str, Any] | MappingConfig, text_dim: int, image_dim: i
 
 
 def random_tower_metrics(
-    text: Any,
+    text: np.ndarray,
     image: np.ndarray,
     arch: dict[str, Any] | MappingConfig,
     seed: int = 0,
@@ -97,20 +106,11 @@ def random_tower_metrics(
     ``arch`` is a trained model's :meth:`TwoTower.arch` or the :class:`MappingConfig` it was trained
     with. Without ``stats`` the standardisation statistics are computed from the given features.
     """
-    from toolkit.text.tokens import TokenBags
-
-    bags = isinstance(text, TokenBags)  # a bag text tower reads token ids
-    if not hasattr(text, "gather") and not bags:  # Rows of memory-mapped vector sets are read in blocks
-        text = np.asarray(text)
-    if not hasattr(image, "gather"):
-        image = np.asarray(image)
-    if (not bags and text.ndim != 2) or image.ndim != 2:
-        shape = "token bags" if bags else text.shape
-        raise ValueError(f"features must be 2-D [N, D], got text {shape} and image {image.shape}")
-    if bags and (isinstance(arch, MappingConfig) or stats is None):
-        raise ValueError("random bag towers need the trained model's arch() and input statistics")
-    text_dim = arch["text_dim"] if bags else text.shape[1]
-    arch = tower_arch(arch, text_dim, image.shape[1])
+    if not hasattr(text, "gather"):  # Rows of memory-mapped vector sets are read block by block
+        text, image = np.asarray(text), np.asarray(image)
+    if text.ndim != 2 or image.ndim != 2:
+        raise ValueError(f"features must be 2-D [N, D], got text {text.shape} and image {image.shape}")
+    arch = tower_arch(arch, text.shape[1], image.shape[1])
     if stats is None:
         (tm, ts), (im, is_) = input_stats(text), input_stats(image)
         stats = {"text_mean": tm, "text_std": ts, "image_mean": im, "image_std": is_}

@@ -30,7 +30,7 @@ def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None =
     """``{"mapping", "random_towers", "chance"}`` metrics (both directions) of ``model`` (a TwoTower) on
     ``pairs``; the random towers have the model's architecture and input statistics, untrained."""
     from toolkit.errors import ToolkitError
-    from toolkit.evaluation.baselines import chance_result, random_tower_metrics
+    from toolkit.evaluation.baselines import chance_result, random_tower_metrics, untrained_arch
     from toolkit.evaluation.metrics import full_metrics, pooled_metrics
 
     opts = options or EvaluateOptions()
@@ -49,9 +49,9 @@ def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None =
     return {
         "mapping": mapped,
         "random_towers": random_tower_metrics(
-            text_in,
+            pairs.text,
             pairs.image,
-            model.arch(),
+            untrained_arch(model.arch()),
             seed=opts.baseline_seed,
             stats=model.get_input_stats(),
             pool=pool,
