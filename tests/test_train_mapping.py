@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.logcapture import captured_log
 from toolkit.cli.mapping import evaluate_vectors_cmd, train_mapping_cmd
 from toolkit.data.splits import split_of
 from toolkit.evaluation.baselines import chance_metrics, random_tower_metrics
@@ -90,15 +91,17 @@ def test_best_epoch_weights_are_restored(data: dict[str, np.ndarray]) -> None:
     assert again["text_to_image"]["MRR"] == pytest.approx(best.val_mrr)
 
 
-def test_early_stopping_when_validation_cannot_improve(data: dict[str, np.ndarray]) -> None:
+def test_early_stopping_when_validation_cannot_improve(
+    data: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
     # Identical validation rows: every score ties, so validation metrics never change.
     vt = np.repeat(data["vt"][:1], 20, axis=0)
     vi = np.repeat(data["vi"][:1], 20, axis=0)
-    log: list[str] = []
     config = small_config(epochs=10, patience=2, arch="mlp", init="random")
-    result = train_mapping(data["tt"][:300], data["ti"][:300], vt, vi, config, progress=False, log=log.append)
+    with captured_log(caplog, "toolkit.mapping.train"):
+        result = train_mapping(data["tt"][:300], data["ti"][:300], vt, vi, config, progress=False)
     assert len(result.history) == 3 and result.best_epoch == 1 and result.stopped_early
-    assert any("early stop" in line for line in log)
+    assert any("early stop" in r.getMessage() for r in caplog.records)
 
 
 def test_training_is_deterministic(data: dict[str, np.ndarray]) -> None:

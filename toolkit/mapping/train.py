@@ -7,6 +7,7 @@ Deterministic on CPU: the same inputs, config and seed give the same weights (se
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from toolkit.progress import track
 from toolkit.seeding import seed_everything
 from toolkit.text.tokens import TokenBags
 from toolkit.vectorset import Rows
+
+log = logging.getLogger(__name__)
 
 LOSSES = ("infonce", "triplet")
 INITS = ("random", "cca")
@@ -334,7 +337,6 @@ def train_mapping(
     config: MappingConfig | None = None,
     train_groups: Sequence[Any] | np.ndarray | None = None,
     progress: bool = True,
-    log: Callable[[str], None] | None = None,
     word_vectors: np.ndarray | None = None,
 ) -> TrainResult:
     """Train the towers on paired rows (``train_text[i]`` goes with ``train_img[i]``).
@@ -379,7 +381,6 @@ def train_mapping(
             )
     n = len(train_text) if bag else train_text.shape[0]
     codes = None if train_groups is None else torch.from_numpy(group_codes(train_groups, n))
-    emit = log or (lambda _msg: None)
     device = torch.device(resolve_device(config.device))
 
     seed_everything(config.seed)
@@ -437,7 +438,7 @@ def train_mapping(
     if has_val and config.init == "cca":  # the CCA start is a candidate too: training must beat it
         recalls = _val_recalls(model, val_text, val_img, config)
         best_score, best_state = (recalls["R@10"], recalls["MRR"]), copy.deepcopy(model.state_dict())
-        emit(f"epoch 0 (CCA init): val t2i R@10 {recalls['R@10']:.3f}")
+        log.info("epoch 0 (CCA init): val t2i R@10 %.3f", recalls["R@10"])
     epochs = track(range(1, config.epochs + 1), progress, "epochs", "epoch")
     for epoch in epochs:
         start = time.perf_counter()
@@ -484,13 +485,15 @@ def train_mapping(
             result.best_epoch = epoch
         else:
             stale += 1
-        emit(_describe(stats))
+        log.info(_describe(stats))
         epochs.set_postfix(
             loss=f"{stats.loss:.4f}", r10="-" if stats.val_r10 is None else f"{stats.val_r10:.3f}"
         )
         if has_val and stale >= config.patience:
             result.stopped_early = epoch < config.epochs
-            emit(f"early stop: no R@10 gain for {config.patience} epochs; best epoch {result.best_epoch}")
+            log.info(
+                "early stop: no R@10 gain for %d epochs; best epoch %d", config.patience, result.best_epoch
+            )
             break
     epochs.close()
     if best_state is not None:

@@ -86,7 +86,6 @@ def train_mapping_model(
         config,
         train.groups,
         progress=progress,
-        log=log.info,
         word_vectors=matrix,
     )
     model = result.model
