@@ -307,10 +307,7 @@ class TwoTower(nn.Module):
             raise ValueError(
                 f"this mapping's text tower reads token ids (TokenBags), got {type(bags).__name__}"
             )
-        if len(bags) and (bags.lengths == 0).any():
-            raise ValueError(f"token bag {int(np.flatnonzero(bags.lengths == 0)[0])} is empty")
-        if len(bags.ids) and (bags.max_id() >= self.text.vocab or int(np.min(bags.ids)) < 0):
-            raise ValueError(f"token ids must lie in [0, {self.text.vocab})")
+        bags.check(self.text.vocab)
         device = next(self.parameters()).device
         out = np.empty((len(bags), self.dim), dtype=np.float32)
         was_training = self.training

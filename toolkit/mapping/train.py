@@ -296,11 +296,18 @@ def _check_bags(name: str, bags: Any, image: np.ndarray, vocab: int) -> None:
         )
     if len(bags) < 2:
         raise ValueError(f"{name} set needs at least 2 pairs, got {len(bags)}")
-    empty = np.flatnonzero(bags.lengths == 0)
-    if empty.size:
-        raise ValueError(f"{name} token bag {int(empty[0])} is empty")
-    if len(bags.ids) and (bags.max_id() >= vocab or int(np.min(bags.ids)) < 0):
-        raise ValueError(f"{name} token ids must lie in [0, {vocab}) (the word vectors' rows)")
+    bags.check(vocab, f"{name} token")
+
+
+def _checked_inputs(name: str, text: Any, image: Any, bag: bool, vocab: int) -> tuple[Any, Any]:
+    """``(text, image)`` as training reads them (float32 arrays or Rows; TokenBags for a bag tower), checked."""
+    image = _as_float32(image)
+    if bag:
+        _check_bags(name, text, image, vocab)
+        return text, image
+    text = _as_float32(text)
+    _check_pairs(name, text, image)
+    return text, image
 
 
 def _check_pairs(name: str, text: np.ndarray, image: np.ndarray) -> None:
@@ -357,22 +364,13 @@ def train_mapping(
         if word_vectors is None or np.ndim(word_vectors) != 2:
             raise ValueError("a bag text tower needs the Word2Vec matrix (word_vectors, [vocab, dim])")
         word_vectors = np.asarray(word_vectors, dtype=np.float32)
-    train_img = _as_float32(train_img)
-    if bag:
-        _check_bags("training", train_text, train_img, word_vectors.shape[0])
-    else:
-        train_text = _as_float32(train_text)
-        _check_pairs("training", train_text, train_img)
+    vocab = 0 if word_vectors is None else word_vectors.shape[0]
+    train_text, train_img = _checked_inputs("training", train_text, train_img, bag, vocab)
     has_val = val_text is not None or val_img is not None
     if has_val:
         if val_text is None or val_img is None:
             raise ValueError("give both val_text and val_img, or neither")
-        val_img = _as_float32(val_img)
-        if bag:
-            _check_bags("validation", val_text, val_img, word_vectors.shape[0])
-        else:
-            val_text = _as_float32(val_text)
-            _check_pairs("validation", val_text, val_img)
+        val_text, val_img = _checked_inputs("validation", val_text, val_img, bag, vocab)
         text_dims = (None, None) if bag else (val_text.shape[1], train_text.shape[1])
         if text_dims[0] != text_dims[1] or val_img.shape[1] != train_img.shape[1]:
             raise ValueError(

@@ -53,6 +53,14 @@ class TokenBags:
     def max_id(self) -> int:
         return int(self.ids.max()) if len(self.ids) else -1
 
+    def check(self, vocab: int, what: str = "token") -> None:
+        """Raise :class:`ValueError` unless every bag is non-empty and every id is a row of ``vocab`` vectors."""
+        empty = np.flatnonzero(self.lengths == 0)
+        if empty.size:
+            raise ValueError(f"{what} bag {int(empty[0])} is empty")
+        if len(self.ids) and (self.max_id() >= vocab or int(np.min(self.ids)) < 0):
+            raise ValueError(f"{what} ids must lie in [0, {vocab}) (the word vectors' rows)")
+
     def bag(self, row: int) -> np.ndarray:
         return np.asarray(self.ids[self.offsets[row] : self.offsets[row + 1]], dtype=np.int64)
 
