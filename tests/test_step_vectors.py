@@ -95,6 +95,38 @@ def test_step_vectors_means_and_rejects(tokenizer: Tokenizer, wv: WordVectors) -
     assert not np.any(np.all(result.vectors == 0, axis=1))
 
 
+def test_chunked_tokenising_gives_the_same_vectors_bags_and_rejects(
+    tokenizer: Tokenizer, wv: WordVectors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    sv = importlib.import_module("toolkit.text.step_vectors")
+
+    texts = [
+        "人参を切る。",
+        "🍅🍳",
+        "牛乳を鍋に注ぎます",
+        "をにまで",
+        "玉ねぎを炒める",
+        "人参",
+        "謎のスパイス",
+    ] * 5
+    ids = [f"r{i // 3}:{i % 3}" for i in range(len(texts))] + ["r0:0"]  # one duplicate at the end
+    texts = [*texts, "玉ねぎ"]
+    whole = step_vectors(ids, texts, tokenizer, wv)
+    monkeypatch.setattr(sv, "TOKENIZE_CHUNK", 4)
+    chunked = step_vectors(ids, texts, tokenizer, wv)
+    assert chunked.ids == whole.ids and len(whole.ids) > 10
+    assert np.array_equal(chunked.vectors, whole.vectors)
+    assert np.array_equal(chunked.tokens.ids, whole.tokens.ids)
+    assert np.array_equal(chunked.tokens.offsets, whole.tokens.offsets)
+    assert [(r.record, r.reason) for r in chunked.rejects] == [(r.record, r.reason) for r in whole.rejects]
+    for row, step_id in enumerate(whole.ids):  # bag i holds exactly the known tokens of step i
+        text = texts[ids.index(step_id)]
+        expected = [wv.index[t] for t in tokenizer.tokenize(text) if t in wv.index]
+        assert whole.tokens.bag(row).tolist() == expected
+
+
 def test_unknown_words_are_listed_in_the_reject(tokenizer: Tokenizer, wv: WordVectors) -> None:
     result = step_vectors(["x:1"], ["謎のスパイスを振る"], tokenizer, wv)
     assert result.ids == [] and result.vectors.shape == (0, 8)

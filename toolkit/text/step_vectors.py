@@ -34,6 +34,8 @@ from toolkit.vectorset import save_vector_set
 
 STAGE = "text"
 NO_TOKEN_REASON = "no in-vocabulary token after filtering"
+#: Steps tokenised before their tokens become ids (token strings never pile up for a whole collection).
+TOKENIZE_CHUNK = 8192
 #: Output bytes per embedding_bag call in :func:`mean_vectors`.
 CHUNK_BYTES = 2_500_000
 
@@ -152,9 +154,27 @@ def step_vectors(
         raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
     _check_tokenizer(tokenizer, wv)
     rejects: list[Reject] = []
+    no_token: list[Reject] = []  # reported after the other rejects, as one list
     keep_ids: list[str] = []
-    token_lists: list[list[str]] = []
+    id_parts: list[np.ndarray] = []
+    length_parts: list[np.ndarray] = []
+    chunk_ids: list[str] = []
+    chunk_tokens: list[list[str]] = []
     seen: set[str] = set()
+
+    def flush() -> None:
+        # token strings live for one chunk only: what stays is int32 ids (memory flat in the step count)
+        flat, offsets = encode_token_ids(chunk_tokens, wv.index)
+        lengths = np.diff(offsets)
+        for row in np.flatnonzero(lengths == 0):
+            reason = f"{NO_TOKEN_REASON}: {_show_tokens(chunk_tokens[row])}"
+            no_token.append(Reject(chunk_ids[row], STAGE, reason))
+        keep_ids.extend(i for i, n in zip(chunk_ids, lengths.tolist(), strict=True) if n)
+        id_parts.append(flat.astype(np.int32))
+        length_parts.append(lengths[lengths > 0])
+        chunk_ids.clear()
+        chunk_tokens.clear()
+
     for step_id, text in track(
         zip(ids, texts, strict=True), progress, "tokenizing steps", "step", total=len(ids)
     ):
@@ -165,20 +185,17 @@ def step_vectors(
         if not isinstance(text, str):
             rejects.append(Reject(step_id, STAGE, f"step text must be a string, got {type(text).__name__}"))
             continue
-        keep_ids.append(step_id)
-        token_lists.append(tokenizer.tokenize(text))
-    flat, offsets = encode_token_ids(token_lists, wv.index)
-    vectors, empty = mean_vectors(flat, offsets, wv.matrix)
-    bags = TokenBags(flat.astype(np.int32), offsets)
-    if empty.any():
-        for row in np.flatnonzero(empty):
-            reason = f"{NO_TOKEN_REASON}: {_show_tokens(token_lists[row])}"
-            rejects.append(Reject(keep_ids[row], STAGE, reason))
-        usable = ~empty
-        vectors = vectors[usable]
-        bags = bags.take(usable)
-        keep_ids = [i for i, ok in zip(keep_ids, usable.tolist(), strict=True) if ok]
-    return StepVectorResult(keep_ids, vectors, rejects, bags)
+        chunk_ids.append(step_id)
+        chunk_tokens.append(tokenizer.tokenize(text))
+        if len(chunk_ids) >= TOKENIZE_CHUNK:
+            flush()
+    flush()
+    lengths = np.concatenate(length_parts)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    bags = TokenBags(np.concatenate(id_parts), offsets)
+    vectors, _ = mean_vectors(bags.ids, bags.offsets, wv.matrix)
+    return StepVectorResult(keep_ids, vectors, rejects + no_token, bags)
 
 
 def query_vector(text: str, tokenizer: Tokenizer, wv: WordVectors) -> np.ndarray:
