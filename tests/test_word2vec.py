@@ -93,6 +93,25 @@ def test_deterministic_with_one_worker_and_seed(sentences, wv: WordVectors, toke
     assert other.fingerprint != wv.fingerprint
 
 
+def test_encoded_corpus_is_the_same_corpus_and_gives_the_same_model(
+    sentences, wv: WordVectors, tokenizer: Tokenizer
+) -> None:
+    from toolkit.text.corpus import EncodedCorpus
+
+    corpus = EncodedCorpus(sentences)
+    corpus_list = list(corpus)
+    assert len(corpus) == len(sentences) and list(corpus) == [list(s) for s in sentences]
+    assert corpus[-1] == list(sentences[-1]) and corpus.tokens == sum(map(len, sentences))
+    assert corpus.distinct == len({t for s in sentences for t in s})
+    with pytest.raises(IndexError):
+        corpus[len(sentences)]
+    again = train_word2vec(corpus, SMALL, tokenizer_config=tokenizer.config)
+    assert again.fingerprint == wv.fingerprint  # the same sentences in the same order: the same model
+    small = EncodedCorpus(sentences[:3])
+    small.add(["人参", "新語"])
+    assert small[-1] == ["人参", "新語"] and len(small) == 4 and list(small)[:3] == corpus_list[:3]
+
+
 def test_fingerprint_covers_tokenizer(wv: WordVectors) -> None:
     surface = WordVectors(wv.vocab, wv.matrix, TokenizerConfig(form="surface"), wv.config)
     assert surface.fingerprint != wv.fingerprint

@@ -65,6 +65,7 @@ def train_word2vec_model(
     progress: bool = False,
 ) -> Word2VecStage:
     """Train Word2Vec (a ``Word2VecConfig``) on the tokens of the TRAINING-split steps; save it in ``out_dir``."""
+    from toolkit.text.corpus import EncodedCorpus
     from toolkit.text.word2vec import Word2VecConfig, train_word2vec
 
     config = config or Word2VecConfig()
@@ -72,9 +73,9 @@ def train_word2vec_model(
     train = steps_of_split(steps, "train")
     if not train:
         raise ToolkitError("no training-split steps to train Word2Vec on")
-    sentences = [
-        tokenizer.tokenize(s.text) for s in track(train, progress, "tokenizing training steps", "step")
-    ]
+    sentences = EncodedCorpus()  # 4 bytes per token, not a list of token strings
+    for s in track(train, progress, "tokenizing training steps", "step"):
+        sentences.add(tokenizer.tokenize(s.text))
     wv = train_word2vec(sentences, config, tokenizer_config=tokenizer.config)
     wv.save(out_dir)
     recipes = len({s.recipe_id for s in train})
