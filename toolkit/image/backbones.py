@@ -15,7 +15,9 @@ Weights (the ``weights`` argument of :func:`toolkit.image.encoders.create_encode
   encoder's ``message`` says which was chosen; its ``name`` and ``weights_source`` say it too and
   are part of the fingerprint and of the vector set's metadata.
 
-Inference runs in ``eval()`` mode under ``torch.inference_mode()`` with channels-last tensors.
+Inference runs in ``eval()`` mode under ``torch.inference_mode()`` with channels-last tensors. On CUDA
+it runs under fp16 autocast (:func:`toolkit.device.inference_autocast`; a batch whose fp16 output is not
+finite is recomputed in fp32) with non-blocking host-to-device copies; on the CPU it is plain fp32.
 CNN preprocessing is ImageNet-style: resize the short side to ``round(image_size * 256 / 224)``,
 centre-crop ``image_size`` (224 by default), normalise.
 """
@@ -39,6 +41,7 @@ from PIL import Image
 from torch import nn
 
 from toolkit.atomic import atomic_path
+from toolkit.device import inference_autocast, is_cuda
 from toolkit.errors import ConfigError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.backends import Selected, check_backend, select_backend
@@ -53,6 +56,8 @@ LITE_STD = (128 / 255,) * 3
 DEFAULT_SEED = 0
 WEIGHTS_CHOICES = ("auto", "imagenet", "random")
 LITE0 = "efficientnet-lite0"
+#: What :attr:`TorchEncoder.precision` reports on CUDA (see :func:`toolkit.device.inference_autocast`).
+CUDA_PRECISION = "fp16-autocast"
 
 
 class WeightsUnavailable(ConfigError):
@@ -186,6 +191,8 @@ class TorchEncoder:
     def selected_backend(self) -> Selected:
         """The backend in use (exported, verified and loaded on the first call)."""
         with self._lock:
+            if self._selected is None and is_cuda(self.device):
+                self._selected = Selected("torch", CUDA_PRECISION, None, None)
             if self._selected is None:
                 self._selected = select_backend(
                     self.requested_backend,
@@ -222,9 +229,15 @@ class TorchEncoder:
         return self._torch_forward(batch)
 
     def _torch_forward(self, batch: torch.Tensor) -> np.ndarray:
+        cuda = is_cuda(self.device)
         with torch.inference_mode():
-            x = batch.to(self.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
-            y = self.model(x)
+            # non-blocking on CUDA: from pinned memory the copy overlaps other work (CPU: a plain cast)
+            x = batch.to(self.device, dtype=torch.float32, non_blocking=cuda)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with inference_autocast(self.device):
+                y = self.model(x)
+            if cuda and not bool(torch.isfinite(y).all()):  # fp16 overflowed: this batch again in fp32
+                y = self.model(x)
         out = y.reshape(y.shape[0], -1).float().cpu().numpy()
         return np.ascontiguousarray(out, dtype=np.float32)
 
