@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.device import DEFAULT_DEVICE, is_cuda, resolve_device
 from toolkit.errors import ModelDirError, ToolkitError
 from toolkit.fingerprint import check_fingerprint, fingerprint
 
@@ -51,17 +52,25 @@ def check_query_text(text: str | None) -> str:
 
 @dataclass
 class SearchModel:
-    """Everything needed to turn text or photos into shared-space vectors."""
+    """Everything needed to turn text or photos into shared-space vectors.
+
+    ``device`` (``auto``, ``cpu``, ``cuda[:N]``) is where the photo encoder runs; the text side and the
+    mapping stay on the CPU (one query, or one batch of texts, is too small to gain from a GPU).
+    """
 
     directory: Path
     manifest: dict[str, Any]
+    device: str = DEFAULT_DEVICE
     _encoder: Any = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> SearchModel:
+    def load(cls, model_dir: str | Path, device: str = DEFAULT_DEVICE) -> SearchModel:
+        """The model in ``model_dir``, its photo encoder to run on ``device`` (resolved now: a bad spec or
+        a missing GPU is a :class:`~toolkit.errors.ConfigError` before anything is loaded)."""
+        resolved = resolve_device(device)
         d = Path(model_dir)
         manifest = read_manifest(d)
-        model = cls(directory=d, manifest=manifest)
+        model = cls(directory=d, manifest=manifest, device=resolved)
         # verify the parts against the manifest now, so a mixed-up directory fails at load time
         check_fingerprint("word2vec", manifest["word2vec_fingerprint"], model.word_vectors.fingerprint)
         model.mapping  # noqa: B018 - load_mapping checks its input fingerprints
@@ -110,12 +119,21 @@ class SearchModel:
         )
 
     def encoder(self):
-        """The image encoder the model was trained with (built on first use, fingerprint checked)."""
+        """The image encoder the model was trained with, on :attr:`device` (built on first use, fingerprint
+        checked). On the CPU it may run on ONNX Runtime/OpenVINO (``$JRS_IMAGE_BACKEND`` or auto); on CUDA
+        it runs on torch."""
         if self._encoder is None:
             from toolkit.image.encoders import create_encoder
 
             spec = self.manifest["encoder"]
-            enc = create_encoder(spec["name"], weights=spec["weights"], **spec.get("options", {}))
+            device = resolve_device(self.device)
+            enc = create_encoder(
+                spec["name"],
+                weights=spec["weights"],
+                device=device,
+                backend="torch" if is_cuda(device) else None,
+                **spec.get("options", {}),
+            )
             check_fingerprint(
                 "image encoder",
                 spec["fingerprint"],

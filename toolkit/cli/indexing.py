@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.cli.options import default_from
+from toolkit.device import DEVICE_HELP
 
 
 @click.command("index")
@@ -43,6 +45,11 @@ from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option
     help="Update the index the alias points to in place: send new and changed steps only (content hash), "
     "delete steps a recipe no longer has. Recipes missing from DATASET_ROOT are kept (see `jrs delete`).",
 )
+@default_from(
+    "toolkit.index.indexer:IndexOptions.device",
+    "--device",
+    help="Where photos not in the build's features are encoded: " + DEVICE_HELP,
+)
 @json_option
 @quiet_option
 @user_errors
@@ -66,6 +73,7 @@ def index_cmd(
     raw_features: bool,
     restart: bool,
     update: bool,
+    device: str,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -73,12 +81,14 @@ def index_cmd(
 
     Exit status: 0 when everything was indexed, 1 when records were rejected (see --rejects).
     """
+    from toolkit.device import resolve_device
     from toolkit.es.client import make_client
     from toolkit.index.bulk import BulkOptions
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.index.template import VectorIndexOptions
     from toolkit.progress import progress_bar
 
+    device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
     es = make_client()
     bulk = BulkOptions(
         chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, max_retries=max_retries, max_errors=max_errors
@@ -94,6 +104,7 @@ def index_cmd(
             image_base_url,
             raw_features,
             rejects_path,
+            device,
             as_json,
         )
         return
@@ -108,6 +119,7 @@ def index_cmd(
         raw_features=raw_features,
         swap=not no_swap,
         restart=restart,
+        device=device,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.rejects.jsonl")
     bar = progress_bar(progress_enabled(quiet), "indexing", "doc")
@@ -122,6 +134,7 @@ def index_cmd(
     )
     bar.close()
     result["rejects_file"] = str(rejects_path)
+    result["device"] = device
     emit(
         result,
         as_json,
@@ -146,17 +159,24 @@ def _update(
     image_base_url: str | None,
     raw_features: bool,
     rejects_path: Path | None,
+    device: str,
     as_json: bool,
 ) -> None:
     """``jrs index --update``: the live index updated in place, counts reconciled."""
     from toolkit.index.update import UpdateOptions, update_index
 
     opts = UpdateOptions(
-        alias=alias, index=index_name, bulk=bulk, image_base_url=image_base_url, raw_features=raw_features
+        alias=alias,
+        index=index_name,
+        bulk=bulk,
+        image_base_url=image_base_url,
+        raw_features=raw_features,
+        device=device,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.update-rejects.jsonl")
     result = update_index(es, dataset_root, model_dir, opts, rejects_path=rejects_path)
     result["rejects_file"] = str(rejects_path)
+    result["device"] = device
     emit(
         result,
         as_json,

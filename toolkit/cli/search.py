@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, user_errors
+from toolkit.cli.options import default_from
+from toolkit.device import DEVICE_HELP
 
 
 def _line(rank: int | str, h) -> str:
@@ -102,6 +104,7 @@ def _render(result) -> str:
 @click.option(
     "--show-query", is_flag=True, help="Print the exact request body (paste into Kibana Dev Tools)."
 )
+@default_from("toolkit.model:SearchModel.device", "--device", help="Where --image is encoded: " + DEVICE_HELP)
 @json_option
 @user_errors
 def search_cmd(
@@ -124,10 +127,12 @@ def search_cmd(
     keyword_boost: float,
     knn_boost: float,
     show_query: bool,
+    device: str,
     as_json: bool,
 ) -> None:
     """Find step photos for TEXT (or for a photo with --image, or like other steps with --like),
     optionally composed with --plus/--minus, grouped by recipe with --group recipe."""
+    from toolkit.device import resolve_device
     from toolkit.es.client import make_client
     from toolkit.model import SearchModel
     from toolkit.search.dispatch import SearchOptions, search
@@ -138,8 +143,9 @@ def search_cmd(
         raise click.UsageError("give a query TEXT, --image PATH or --like STEP_ID")
     if image is not None and text is not None and not (plus or minus):
         raise click.UsageError("give TEXT or --image, not both (or add --plus/--minus to compose)")
+    device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
     t0 = time.perf_counter()
-    searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
+    searcher = Searcher(make_client(), SearchModel.load(model_dir, device), index)
     load_ms = (time.perf_counter() - t0) * 1000
     filters = Filters(recipe_ids=recipes, ingredients=ingredients, include_text_only=include_text_only)
     options = SearchOptions(
@@ -166,6 +172,8 @@ def search_cmd(
         for body in result.requests:
             click.echo(f"POST {index}/_search\n{json.dumps(body, ensure_ascii=False, indent=2)}", err=as_json)
     data = {**result.as_dict(), "index": index, "model_load_ms": round(load_ms, 1)}
+    if image is not None:
+        data["device"] = device
     emit(data, as_json, lambda: _render(result))
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import user_errors
+from toolkit.cli.options import default_from
+from toolkit.device import DEVICE_HELP
 from toolkit.errors import ToolkitError
 
 
@@ -37,9 +39,15 @@ from toolkit.errors import ToolkitError
     show_default=True,
     help="fastapi: FastAPI on uvicorn, OpenAPI at /docs; stdlib: the standard-library threaded server.",
 )
+@default_from(
+    "toolkit.model:SearchModel.device", "--device", help="Where uploaded photos are encoded: " + DEVICE_HELP
+)
 @user_errors
-def web_cmd(model_dir: Path, index: str, dataset_root: Path | None, host: str, port: int, stack: str) -> None:
+def web_cmd(
+    model_dir: Path, index: str, dataset_root: Path | None, host: str, port: int, stack: str, device: str
+) -> None:
     """Serve the search page and its API until interrupted (Ctrl-C); the API is described at /docs."""
+    from toolkit.device import describe, resolve_device
     from toolkit.es.client import make_client
     from toolkit.model import SearchModel
     from toolkit.search.engine import Searcher
@@ -47,8 +55,9 @@ def web_cmd(model_dir: Path, index: str, dataset_root: Path | None, host: str, p
     from toolkit.web.app import SearchApp
     from toolkit.web.server import SearchServer
 
+    device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
     root = dataset_root_for(model_dir, dataset_root)
-    app = SearchApp(Searcher(make_client(), SearchModel.load(model_dir), index), root)
+    app = SearchApp(Searcher(make_client(), SearchModel.load(model_dir, device), index), root)
     try:
         if stack == "fastapi":
             from toolkit.web.api import ApiServer
@@ -62,7 +71,11 @@ def web_cmd(model_dir: Path, index: str, dataset_root: Path | None, host: str, p
         click.echo(
             f"warning: listening on {host}: anyone who can reach it can search and see the photos", err=True
         )
-    click.echo(f"serving {index} with photos from {root} at {server.url} (Ctrl-C to stop)", err=True)
+    click.echo(
+        f"serving {index} with photos from {root} at {server.url}, uploads encoded on {describe(device)} "
+        "(Ctrl-C to stop)",
+        err=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from toolkit.data.jsonl import iter_recipes, recipes_path
+from toolkit.device import DEFAULT_DEVICE
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.index import lifecycle
@@ -65,6 +66,8 @@ class IndexOptions:
     swap: bool = True
     restart: bool = False
     checkpoint_dir: Path | None = None
+    #: where photos not in the build's feature set are encoded (``auto``, ``cpu``, ``cuda[:N]``)
+    device: str = DEFAULT_DEVICE
 
 
 def input_fingerprint(dataset_root: Path) -> str:
@@ -132,7 +135,7 @@ def index_dataset(
     log = log or _log.info
     opts = options or IndexOptions()
     root = Path(dataset_root)
-    model = SearchModel.load(model_dir)
+    model = SearchModel.load(model_dir, opts.device)
     info = IndexModelInfo(
         fingerprint=model.fingerprint,
         dims=model.dims,

@@ -19,6 +19,7 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from toolkit.data.jsonl import iter_recipes
+from toolkit.device import DEFAULT_DEVICE
 from toolkit.errors import ToolkitError
 from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, LoadSummary, bulk_load
@@ -38,6 +39,8 @@ class UpdateOptions:
     bulk: BulkOptions = field(default_factory=BulkOptions)
     image_base_url: str | None = None
     raw_features: bool = False
+    #: where new or changed photos are encoded (``auto``, ``cpu``, ``cuda[:N]``)
+    device: str = DEFAULT_DEVICE
 
 
 @dataclass
@@ -150,7 +153,7 @@ def update_index(
     """Add new recipes and replace changed steps of ``dataset_root`` in the live index, in place."""
     opts = options or UpdateOptions()
     root = Path(dataset_root)
-    model = SearchModel.load(model_dir)
+    model = SearchModel.load(model_dir, opts.device)
     target = live_index(es, opts.alias, opts.index)
     lifecycle.check_index_model(es, target, model.fingerprint)
     lifecycle.ensure_content_hash(es, target)
