@@ -77,7 +77,6 @@ def index_cmd(
     from toolkit.index.bulk import BulkOptions
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.index.template import VectorIndexOptions
-    from toolkit.progress import progress_bar
 
     es = make_client()
     bulk = BulkOptions(
@@ -95,6 +94,7 @@ def index_cmd(
             raw_features,
             rejects_path,
             as_json,
+            progress_enabled(quiet),
         )
         return
     opts = IndexOptions(
@@ -110,17 +110,14 @@ def index_cmd(
         restart=restart,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.rejects.jsonl")
-    bar = progress_bar(progress_enabled(quiet), "indexing", "doc")
     result = index_dataset(
         es,
         dataset_root,
         model_dir,
         opts,
         rejects_path=rejects_path,
-        progress=lambda step: bar.update(step.read),
-        log=lambda m: click.echo(m, err=True),
+        progress=progress_enabled(quiet),
     )
-    bar.close()
     result["rejects_file"] = str(rejects_path)
     emit(
         result,
@@ -147,6 +144,7 @@ def _update(
     raw_features: bool,
     rejects_path: Path | None,
     as_json: bool,
+    progress: bool,
 ) -> None:
     """``jrs index --update``: the live index updated in place, counts reconciled."""
     from toolkit.index.update import UpdateOptions, update_index
@@ -155,7 +153,7 @@ def _update(
         alias=alias, index=index_name, bulk=bulk, image_base_url=image_base_url, raw_features=raw_features
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.update-rejects.jsonl")
-    result = update_index(es, dataset_root, model_dir, opts, rejects_path=rejects_path)
+    result = update_index(es, dataset_root, model_dir, opts, rejects_path=rejects_path, progress=progress)
     result["rejects_file"] = str(rejects_path)
     emit(
         result,
