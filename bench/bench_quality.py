@@ -309,7 +309,7 @@ def through_index(
         opts = IndexOptions(index=name, checkpoint_dir=Path(ckpt))
         try:
             t0 = time.perf_counter()
-            loaded = index_dataset(es, gallery_root, model_dir, opts, log=lambda m: None)
+            loaded = index_dataset(es, gallery_root, model_dir, opts)
             index_s = time.perf_counter() - t0
             searcher = Searcher(es, SearchModel.load(model_dir), name)
             ids, vectors = indexed_photo_vectors(es, name)

@@ -75,7 +75,7 @@ def elasticsearch() -> Iterator[EsTarget]:
         jdk = newest_jdk()
         if jdk is not None:
             os.environ["ES_JAVA_HOME"] = str(jdk)
-    state = node.up(name=BENCH_NODE, log=lambda m: print(m, file=sys.stderr))
+    state = node.up(name=BENCH_NODE)
     try:
         yield EsTarget(state.url, state.pid, not running)
     finally:

@@ -32,7 +32,7 @@ def es_settings() -> Iterator[EsSettings]:
         yield settings
         return
     already_running = node.status(TEST_NODE)[1] is not None
-    state = node.up(name=TEST_NODE, log=lambda m: None)
+    state = node.up(name=TEST_NODE)
     try:
         yield EsSettings(url=state.url)
     finally:
@@ -97,7 +97,7 @@ def search_alias(es: Elasticsearch, sample_root: Path, built_model: Path) -> Ite
     from toolkit.index.indexer import IndexOptions, index_dataset
 
     alias = f"jrs-test-e2e-{uuid.uuid4().hex[:8]}"
-    index_dataset(es, sample_root, built_model, IndexOptions(alias=alias), log=lambda m: None)
+    index_dataset(es, sample_root, built_model, IndexOptions(alias=alias))
     yield alias
     for idx in es.indices.get(index=f"{alias}*", ignore_unavailable=True, allow_no_indices=True):
         es.indices.delete(index=idx, ignore_unavailable=True)

@@ -23,7 +23,7 @@ def start(name: str, **kwargs) -> NodeState:
     old = os.environ.get("JRS_ES_HEAP")
     os.environ["JRS_ES_HEAP"] = HEAP
     try:
-        return node.up(name=name, log=lambda m: None, **kwargs)
+        return node.up(name=name, **kwargs)
     finally:
         if old is None:
             os.environ.pop("JRS_ES_HEAP", None)

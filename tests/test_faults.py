@@ -61,7 +61,6 @@ def test_load_through_faulty_proxy_is_exact_logged_and_backs_off(
                 built_model,
                 opts,
                 rejects_path=tmp_path / "rej.jsonl",
-                log=lambda m: None,
             )
     finally:
         bulk_log.removeHandler(handler)
@@ -112,7 +111,7 @@ def test_throttled_documents_are_resent_not_rejected(
     try:
         with FaultProxy(es_settings.url, policy) as proxy:
             client = make_client(EsSettings(url=proxy.url, request_timeout=20))
-            result = index_dataset(client, sample_root, built_model, opts, log=lambda m: None)
+            result = index_dataset(client, sample_root, built_model, opts)
     finally:
         logging.getLogger("toolkit.index.bulk").removeHandler(handler)
     steps = validate_dataset(sample_root).steps

@@ -56,9 +56,7 @@ def test_sigkill_mid_load_then_rerun_resumes_with_exact_count(
             bulk=BulkOptions(initial_backoff=0.1, max_backoff=0.4, unavailable_timeout=2),
         )
         with pytest.raises(ToolkitError, match="nothing acknowledged for 2s") as info:
-            index_dataset(
-                es, sample_root, built_model, opts, progress=_kill_after(4, name), log=lambda m: None
-            )
+            index_dataset(es, sample_root, built_model, opts, on_batch=_kill_after(4, name))
         assert "run the same command again to resume" in str(info.value)
         ckpt = Checkpoint.load(built_model / "loads" / f"{alias}.checkpoint.json")
         assert ckpt is not None and not ckpt.done and ckpt.position > 0
@@ -70,7 +68,7 @@ def test_sigkill_mid_load_then_rerun_resumes_with_exact_count(
         assert es.count(index=ckpt.index)["count"] >= acknowledged  # nothing acknowledged was lost
         result = CliRunner().invoke(
             cli,
-            ["index", str(sample_root), str(built_model), "--alias", alias, "--json", "-q"],
+            ["index", str(sample_root), str(built_model), "--alias", alias, "--json"],
             env={"ES_URL": state.url},
         )
         assert result.exit_code == 0, result.output
@@ -105,7 +103,7 @@ def test_two_nodes_one_replica_lose_a_node_during_load_and_searches(
         assert es.cluster.health(wait_for_nodes="2", timeout="60s")["number_of_nodes"] == 2
         base = IndexOptions(replicas=1, keep_replicas=True, checkpoint_dir=tmp_path, batch_steps=32)
         base.bulk = BulkOptions(initial_backoff=0.2, max_backoff=2.0, unavailable_timeout=90)
-        served = index_dataset(es, sample_root, built_model, _with(base, alias="served"), log=lambda m: None)
+        served = index_dataset(es, sample_root, built_model, _with(base, alias="served"))
         assert served["count"] == steps
         assert (
             es.cluster.health(index=served["index"], wait_for_status="green", timeout="60s")["status"]
@@ -139,8 +137,7 @@ def test_two_nodes_one_replica_lose_a_node_during_load_and_searches(
                 sample_root,
                 built_model,
                 _with(base, alias="loaded"),
-                progress=_kill_after(3, n2),
-                log=lambda m: None,
+                on_batch=_kill_after(3, n2),
             )
             time.sleep(1.0)  # a few searches with the node gone
         finally:

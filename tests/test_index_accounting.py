@@ -43,7 +43,7 @@ def test_documents_refused_by_elasticsearch_are_counted_once(
     (root / "recipes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     rejects = tmp_path / "rejects.jsonl"
     opts = IndexOptions(alias=index_name, index=target, batch_steps=16)
-    result = index_dataset(es, root, built_model, opts, rejects_path=rejects, log=lambda m: None)
+    result = index_dataset(es, root, built_model, opts, rejects_path=rejects)
     es.indices.refresh(index=target)
     assert (result["read"], result["indexed"], result["rejected"], result["skipped"]) == (123, 120, 3, 0)
     assert es.count(index=target)["count"] == 120

@@ -44,7 +44,7 @@ def _same_as_fresh(es: Elasticsearch, root: Path, model: Path, updated: str) -> 
     """The updated index holds exactly the documents a fresh index of ``root`` holds."""
     fresh = f"jrs-test-fresh-{uuid.uuid4().hex[:10]}"
     try:
-        index_dataset(es, root, model, IndexOptions(alias=fresh), log=lambda m: None)
+        index_dataset(es, root, model, IndexOptions(alias=fresh))
         got, want = _docs(es, updated), _docs(es, fresh)
     finally:
         for idx in es.indices.get(index=f"{fresh}*", ignore_unavailable=True, allow_no_indices=True):
@@ -68,7 +68,7 @@ def test_update_sends_only_what_changed_and_reconciles(
     es: Elasticsearch, dataset: Path, built_model: Path, index_name: str
 ) -> None:
     alias = index_name
-    index_dataset(es, dataset, built_model, IndexOptions(alias=alias), log=lambda m: None)
+    index_dataset(es, dataset, built_model, IndexOptions(alias=alias))
     records = _lines(dataset)
     n = _steps(records)
     same = update_index(es, dataset, built_model, UpdateOptions(alias=alias))
@@ -109,7 +109,7 @@ def test_an_interrupted_update_run_again_finishes_the_job(
     es: Elasticsearch, dataset: Path, built_model: Path, index_name: str
 ) -> None:
     alias = index_name
-    index_dataset(es, dataset, built_model, IndexOptions(alias=alias), log=lambda m: None)
+    index_dataset(es, dataset, built_model, IndexOptions(alias=alias))
     records = _lines(dataset)
     for r in records[:60]:
         r["title"] = r["title"] + "（改）"
@@ -123,7 +123,7 @@ def test_an_interrupted_update_run_again_finishes_the_job(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        update_index(es, dataset, built_model, UpdateOptions(alias=alias, batch_steps=16), progress=interrupt)
+        update_index(es, dataset, built_model, UpdateOptions(alias=alias, batch_steps=16), on_batch=interrupt)
     es.indices.refresh(index=alias)
     done = es.count(index=alias, query={"wildcard": {"title.keyword": "*（改）"}})["count"]
     assert 0 < done < changed

@@ -105,7 +105,7 @@ def test_plugin_encoder_indexes_and_searches_end_to_end(
     feats = load_vector_set(model_dir / "image_features")
     assert feats.dim == 54 and feats.meta["encoder_fingerprint"] == enc.fingerprint
 
-    result = index_dataset(es, sample_root, model_dir, IndexOptions(alias=index_name), log=lambda m: None)
+    result = index_dataset(es, sample_root, model_dir, IndexOptions(alias=index_name))
     assert result["photos_dropped"] == 0
     es.indices.refresh(index=index_name)
     model = SearchModel.load(model_dir)

@@ -163,8 +163,8 @@ def test_second_identical_load_leaves_the_count_unchanged(es, sample_root, built
     from toolkit.index.indexer import IndexOptions, index_dataset
 
     opts = IndexOptions(alias=index_name, index=f"{index_name}-fixed")
-    first = index_dataset(es, sample_root, built_model, opts, log=lambda m: None)
-    second = index_dataset(es, sample_root, built_model, opts, log=lambda m: None)
+    first = index_dataset(es, sample_root, built_model, opts)
+    second = index_dataset(es, sample_root, built_model, opts)
     es.indices.refresh(index=f"{index_name}-fixed")
     assert first["indexed"] == second["indexed"] == first["read"]
     assert es.count(index=f"{index_name}-fixed")["count"] == first["indexed"]

@@ -4,6 +4,7 @@ and the fine-tuned backbone used end to end (features -> mapping -> index -> sea
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +66,7 @@ def _photos(root: Path, n: int, split: str = "train") -> list[tuple[str, Path]]:
 @pytest.fixture(scope="module")
 def run_dir(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("simclr")
-    train_simclr(_photos(sample_root, 8), SimCLRConfig(**CONFIG), out, log_fn=lambda m: None)
+    train_simclr(_photos(sample_root, 8), SimCLRConfig(**CONFIG), out)
     return out
 
 
@@ -118,21 +119,23 @@ def test_the_fine_tuned_backbone_is_an_encoder_with_its_own_fingerprint(
         create_encoder("simclr", weights=str(run_dir / "checkpoint.pt"))
 
 
-def test_finished_run_is_reused_resumed_or_refused(run_dir: Path, sample_root: Path, tmp_path: Path) -> None:
+def test_finished_run_is_reused_resumed_or_refused(
+    run_dir: Path, sample_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     items = _photos(sample_root, 8)
-    again = train_simclr(items, SimCLRConfig(**CONFIG), run_dir, log_fn=lambda m: None)
+    again = train_simclr(items, SimCLRConfig(**CONFIG), run_dir)
     assert again.already_done and again.steps == 10
     with pytest.raises(SimCLRStateError, match="other photos, configuration"):
-        train_simclr(items, SimCLRConfig(**{**CONFIG, "temperature": 0.2}), run_dir, log_fn=lambda m: None)
+        train_simclr(items, SimCLRConfig(**{**CONFIG, "temperature": 0.2}), run_dir)
     with pytest.raises(SimCLRStateError):
-        train_simclr(_photos(sample_root, 9), SimCLRConfig(**CONFIG), run_dir, log_fn=lambda m: None)
+        train_simclr(_photos(sample_root, 9), SimCLRConfig(**CONFIG), run_dir)
     # Lose the final files: the checkpoint alone brings the same backbone back without training again.
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes())
-    notes: list[str] = []
-    resumed = train_simclr(items, SimCLRConfig(**CONFIG), copy, log_fn=notes.append)
-    assert resumed.resumed_from == 10 and any("resuming" in n for n in notes)
+    with caplog.at_level(logging.INFO, logger="toolkit.image.simclr"):
+        resumed = train_simclr(items, SimCLRConfig(**CONFIG), copy)
+    assert resumed.resumed_from == 10 and any("resuming" in r.getMessage() for r in caplog.records)
     assert resumed.encoder_fingerprint == load_result(run_dir).encoder_fingerprint
 
 
@@ -195,7 +198,7 @@ def test_fine_tuned_encoder_end_to_end(
     assert manifest["encoder"]["fingerprint"] == load_result(run_dir).encoder_fingerprint
     assert manifest["encoder"]["weights"] == str((run_dir / "backbone.pt").resolve())
 
-    result = index_dataset(es, sample_root, model_dir, IndexOptions(alias=index_name), log=lambda m: None)
+    result = index_dataset(es, sample_root, model_dir, IndexOptions(alias=index_name))
     assert result["count"] > 0 and result["photos_dropped"] == 0
     es.indices.refresh(index=index_name)
     searcher = Searcher(es, SearchModel.load(model_dir), index_name)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from toolkit.atomic import atomic_path, write_json_atomic
+from toolkit.atomic import atomic_path, write_json_atomic, write_text_atomic
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.vectorset import IDS, META, VECTORS, load_vector_set
 
@@ -199,15 +198,15 @@ def merge_vector_sets(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> 
     source = np.concatenate([np.full(len(s[3]), k, dtype=np.int32) for k, s in enumerate(shards)])
     local = np.concatenate([np.arange(len(s[3]), dtype=np.int64) for s in shards])
     src_sorted, local_sorted = source[order], local[order]
-    tmp = out / (VECTORS + ".tmp.npy")
-    merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(order), dim))
-    for a in range(0, len(order), MERGE_BLOCK):
-        src, loc = src_sorted[a : a + MERGE_BLOCK], local_sorted[a : a + MERGE_BLOCK]
-        for k in np.unique(src):
-            sel = src == k
-            merged[a + np.flatnonzero(sel)] = shards[k][4].vectors[loc[sel]]
-    merged.flush()
-    del merged
+    with atomic_path(out / VECTORS) as tmp:
+        merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(order), dim))
+        for a in range(0, len(order), MERGE_BLOCK):
+            src, loc = src_sorted[a : a + MERGE_BLOCK], local_sorted[a : a + MERGE_BLOCK]
+            for k in np.unique(src):
+                sel = src == k
+                merged[a + np.flatnonzero(sel)] = shards[k][4].vectors[loc[sel]]
+        merged.flush()
+        del merged
     ids = [shards[k][4].ids[m] for k, m in zip(src_sorted.tolist(), local_sorted.tolist(), strict=True)]
     rejected = sum(int(s[2].get("rejected", 0)) for s in shards)
     meta = {k: v for k, v in first_meta.items() if k not in ("count", "dim")}
@@ -218,9 +217,7 @@ def merge_vector_sets(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> 
             "rejected": rejected,
         }
     )
-    os.replace(tmp, out / VECTORS)
-    (out / IDS).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
-    full_meta = {**meta, "count": len(ids), "dim": dim}
-    (out / META).write_text(json.dumps(full_meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_text_atomic(out / IDS, "".join(f"{i}\n" for i in ids))
+    write_json_atomic(out / META, {**meta, "count": len(ids), "dim": dim})
     log.info("merged %d shards into %s: %d rows", len(shards), out, len(ids))
     return MergeResult(out, len(shards), len(ids), dim, int(first_info["items_total"]), rejected)

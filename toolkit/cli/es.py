@@ -55,7 +55,6 @@ def up_cmd(
         security=security,
         tls=tls,
         timeout=timeout,
-        log=lambda m: click.echo(m, err=True),
     )
     info = asdict(state)
     if state.security:

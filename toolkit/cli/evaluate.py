@@ -195,7 +195,6 @@ def _through_index(
     from toolkit.evaluation.held_out import recipe_labels
     from toolkit.evaluation.through_index import INDEX_MODES, evaluate_through_index, held_out_queries
     from toolkit.model import SearchModel
-    from toolkit.progress import progress_bar
     from toolkit.search.engine import Searcher
 
     root = dataset or Path(manifest["dataset"])
@@ -203,21 +202,17 @@ def _through_index(
         raise ToolkitError(f"dataset {root} has no recipes.jsonl; pass --dataset")
     queries = held_out_queries(root, int(manifest.get("split_seed", 0)))[:limit]
     searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
-    bar = progress_bar(progress_enabled(quiet), "queries", "query", total=len(queries))
-    try:
-        result = evaluate_through_index(
-            searcher,
-            queries,
-            k,
-            num_candidates,
-            modes or INDEX_MODES,
-            progress=lambda i: bar.update(1),
-            labels=recipe_labels(root),
-            model_dir=model_dir,
-            split_seed=int(manifest.get("split_seed", 0)),
-        )
-    finally:
-        bar.close()
+    result = evaluate_through_index(
+        searcher,
+        queries,
+        k,
+        num_candidates,
+        modes or INDEX_MODES,
+        progress=progress_enabled(quiet),
+        labels=recipe_labels(root),
+        model_dir=model_dir,
+        split_seed=int(manifest.get("split_seed", 0)),
+    )
     return searcher, result
 
 

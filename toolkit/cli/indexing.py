@@ -86,7 +86,6 @@ def index_cmd(
     from toolkit.index.bulk import BulkOptions
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.index.template import VectorIndexOptions
-    from toolkit.progress import progress_bar
 
     device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
     es = make_client()
@@ -106,6 +105,7 @@ def index_cmd(
             rejects_path,
             device,
             as_json,
+            progress_enabled(quiet),
         )
         return
     opts = IndexOptions(
@@ -122,17 +122,14 @@ def index_cmd(
         device=device,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.rejects.jsonl")
-    bar = progress_bar(progress_enabled(quiet), "indexing", "doc")
     result = index_dataset(
         es,
         dataset_root,
         model_dir,
         opts,
         rejects_path=rejects_path,
-        progress=lambda step: bar.update(step.read),
-        log=lambda m: click.echo(m, err=True),
+        progress=progress_enabled(quiet),
     )
-    bar.close()
     result["rejects_file"] = str(rejects_path)
     result["device"] = device
     emit(
@@ -161,6 +158,7 @@ def _update(
     rejects_path: Path | None,
     device: str,
     as_json: bool,
+    progress: bool,
 ) -> None:
     """``jrs index --update``: the live index updated in place, counts reconciled."""
     from toolkit.index.update import UpdateOptions, update_index
@@ -174,7 +172,7 @@ def _update(
         device=device,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.update-rejects.jsonl")
-    result = update_index(es, dataset_root, model_dir, opts, rejects_path=rejects_path)
+    result = update_index(es, dataset_root, model_dir, opts, rejects_path=rejects_path, progress=progress)
     result["rejects_file"] = str(rejects_path)
     result["device"] = device
     emit(

@@ -137,11 +137,10 @@ def simclr_cmd(
         checkpoint_every=checkpoint_every,
         progress=progress_enabled(quiet),
     )
-    log = (lambda m: click.echo(m, err=True)) if not quiet else (lambda m: None)
     with RejectsWriter(rejects_path) as rejects:
         items = photo_items(read_steps(dataset_root, rejects, ReadOptions(split_seed=split_seed)), split)
         items = _select(items, max_photos, seed)
-        result = train_simclr(items, config, out_dir, rejects=rejects, overwrite=overwrite, log_fn=log)
+        result = train_simclr(items, config, out_dir, rejects=rejects, overwrite=overwrite)
     out = result.to_dict()
 
     def text() -> str:
@@ -228,7 +227,6 @@ def evaluate_images_cmd(
 
         torch.set_num_threads(threads)
     specs = [EncoderSpec.parse(e) for e in encoders]
-    log = (lambda m: click.echo(m, err=True)) if not quiet else None
     report: dict[str, Any] = evaluate_image_encoders(
         dataset_root,
         specs,
@@ -241,7 +239,6 @@ def evaluate_images_cmd(
         device=device,
         cache_dir=cache_dir,
         progress=progress_enabled(quiet),
-        log=log,
     )
     emit(report, as_json, lambda: results_table(report))
 

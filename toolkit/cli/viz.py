@@ -134,8 +134,7 @@ def embedding_map_cmd(
         )
     root = dataset_root_for(model_dir, dataset_root)
     opts = MapOptions(color_by, projection, max_pairs, categories, seed, split, threads or None)
-    log = (lambda m: click.echo(m, err=True)) if not quiet else (lambda m: None)
-    summary = write_embedding_map(SearchModel.load(model_dir), out, root, queries, opts, log)
+    summary = write_embedding_map(SearchModel.load(model_dir), out, root, queries, opts)
     cats = ", ".join(f"{c} {n}" for c, n in summary["categories"].items())
     emit(summary, as_json, f"wrote {out}: {summary['points']} points ({projection}); {color_by}: {cats}")
 

@@ -37,6 +37,7 @@ from toolkit.data.schema import (
     check_text,
     parse_recipe,
 )
+from toolkit.data.step_ids import format_step_id
 from toolkit.errors import ToolkitError
 from toolkit.progress import track
 from toolkit.rejects import Reject, RejectsWriter
@@ -251,7 +252,7 @@ def _steps_for(
             continue
         text, why = check_text(memo, max_len, allow_empty=False)
         if text is None:
-            sink.add(Reject(f"{rid}:{pos}", "validate", f"{where}: memo {why}"))
+            sink.add(Reject(format_step_id(rid, pos), "validate", f"{where}: memo {why}"))
             continue
         good.setdefault(pos, []).append((line, text))
     steps = []
@@ -260,7 +261,7 @@ def _steps_for(
             lines = ", ".join(str(line) for line, _ in good[pos])
             for line, _ in good[pos]:
                 reason = f"{steps_name} line {line}: duplicate position {pos} (lines {lines}); all dropped"
-                sink.add(Reject(f"{rid}:{pos}", "validate", reason))
+                sink.add(Reject(format_step_id(rid, pos), "validate", reason))
             continue
         steps.append({"position": pos, "text": good[pos][0][1]})
     return steps

@@ -33,7 +33,6 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -459,7 +458,6 @@ def up(
     security: bool = False,
     timeout: float = 180.0,
     extra_settings: dict | None = None,
-    log: Callable[[str], None] | None = None,
     tls: bool | None = None,
     transport_port: int | None = None,
 ) -> NodeState:
@@ -467,9 +465,8 @@ def up(
 
     ``tls`` (default: as ``security``) serves HTTPS with a certificate from a CA made for the node;
     ``transport_port`` fixes the transport port (for a cluster of local nodes, with ``extra_settings``).
-    Progress notes go to ``log`` (default: this module's logger, at info level).
+    Progress notes go to this module's logger at info level.
     """
-    log = log or _log.info
     version = version or es_version()
     tls = security if tls is None else tls
     ndir = node_dir(name)
@@ -535,7 +532,7 @@ def up(
     (ndir / "tmp").mkdir(exist_ok=True)
     if os.geteuid() == 0:
         os.chown(ndir / "tmp", *_ensure_node_user())
-    log(f"starting Elasticsearch {version} on http://127.0.0.1:{http_port} (java: {jhome})")
+    _log.info(f"starting Elasticsearch {version} on http://127.0.0.1:{http_port} (java: {jhome})")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ndir)
     if proc.returncode != 0 or not pid_file.is_file():
         raise NodeError(f"Elasticsearch failed to start (exit {proc.returncode}):\n{_log_tail(ndir, proc)}")

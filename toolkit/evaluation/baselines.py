@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from toolkit.evaluation.metrics import (
     DEFAULT_KS,
@@ -29,6 +28,7 @@ from toolkit.evaluation.metrics import (
 )
 from toolkit.mapping.towers import TwoTower, input_stats
 from toolkit.mapping.train import MappingConfig
+from toolkit.seeding import torch_seeded
 
 KEYWORD_METHODS = ("bm25", "jaccard")
 
@@ -59,8 +59,7 @@ def random_towers(
     ``stats`` (as from :meth:`TwoTower.get_input_stats`) sets the input standardisation so the
     comparison with a trained model differs only in the learned weights.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch_seeded(seed):
         model = TwoTower(**arch)
     if stats is not None:
         model.set_input_stats(stats["text_mean"], stats["text_std"], stats["image_mean"], stats["image_std"])

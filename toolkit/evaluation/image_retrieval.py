@@ -12,6 +12,7 @@ of a dataset's held-out photos with several encoders and compares them.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ import numpy as np
 
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.evaluation.metrics import l2_normalize
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CRITERIA: tuple[str, ...] = ("dish", "main", "dish|main")
 #: ``heldout`` is val + test: the photos a ``jrs simclr`` run on the train split never saw.
@@ -136,29 +139,19 @@ class HeldOutPhotos:
 
 def collect_photos(root: str | Path, split: str = "heldout", split_seed: int = 0) -> HeldOutPhotos:
     """Step photos of the recipes in ``split`` (``heldout`` = val + test), with tags and recipe ids."""
-    from toolkit.data.jsonl import iter_recipes
-    from toolkit.data.paths import UnsafePathError, resolve_under_root
-    from toolkit.data.splits import split_of
-    from toolkit.rejects import RejectsWriter
+    from toolkit.stages.read import ReadOptions, read_steps
 
     if split not in SPLIT_CHOICES:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_CHOICES)}")
     wanted = {"heldout": {"val", "test"}, "all": {"train", "val", "test"}}.get(split, {split})
     out = HeldOutPhotos()
-    with RejectsWriter(None) as rj:  # bad records are `jrs data validate`'s business
-        for recipe in iter_recipes(Path(root), rj, check_images=True):
-            if split_of(recipe.recipe_id, seed=split_seed) not in wanted:
-                continue
-            for step in recipe.steps:
-                if not step.image:
-                    continue
-                try:
-                    path = resolve_under_root(Path(root), step.image)
-                except UnsafePathError:
-                    continue
-                out.items.append((recipe.step_id(step), path))
-                out.groups.append(recipe.recipe_id)
-                out.tags.append(tuple(recipe.tags))
+    for step in read_steps(
+        root, None, ReadOptions(split_seed=split_seed)
+    ):  # bad records: `jrs data validate`
+        if step.split in wanted and step.image is not None:
+            out.items.append((step.step_id, step.image))
+            out.groups.append(step.recipe_id)
+            out.tags.append(step.tags)
     return out
 
 
@@ -175,7 +168,6 @@ def evaluate_image_encoders(
     device: str = "cpu",
     cache_dir: str | Path | None = None,
     progress: bool = False,
-    log: Any = None,
 ) -> dict[str, Any]:
     """Precision@k of image->image retrieval on ``split``'s photos for every encoder in ``specs``.
 
@@ -204,8 +196,8 @@ def evaluate_image_encoders(
             if image_size:
                 kw["image_size"] = int(image_size)
             enc = create_encoder(spec.name, weights=spec.weights or None, **kw)
-            if log is not None and getattr(enc, "message", ""):
-                log(enc.message)
+            if getattr(enc, "message", ""):
+                log.info(enc.message)
             out = Path(cache_dir) / enc.fingerprint
             extract_features(photos.items, enc, out, batch_size=batch_size, progress=progress)
             vs = load_vector_set(out, mmap=False)

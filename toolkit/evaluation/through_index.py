@@ -13,7 +13,7 @@ precision@k: the share of its top k whose recipe has the query's main ingredient
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,13 @@ from typing import Any
 import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
-from toolkit.data.jsonl import iter_recipes
-from toolkit.data.splits import split_of
 from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
 from toolkit.evaluation.graded import Labels, graded_precision
-from toolkit.rejects import RejectsWriter
+from toolkit.progress import track
 from toolkit.search.engine import Searcher
 from toolkit.search.queries import Filters, HybridParams, KnnParams
+from toolkit.stages.read import ReadOptions, read_steps, steps_of_split
 
 INDEX_MODES = ("knn", "keyword", "hybrid", "rrf")
 
@@ -41,13 +40,8 @@ class Query:
 
 def held_out_queries(dataset_root: str | Path, split_seed: int, split: str = "test") -> list[Query]:
     """Steps with a photo in ``split`` (the split the model never saw), in file order."""
-    out: list[Query] = []
-    with RejectsWriter(None) as rejects:
-        for recipe in iter_recipes(Path(dataset_root), rejects):
-            if split_of(recipe.recipe_id, seed=split_seed) != split:
-                continue
-            out.extend(Query(recipe.step_id(s), s.text) for s in recipe.steps if s.image)
-    return out
+    steps = read_steps(dataset_root, None, ReadOptions(split_seed=split_seed))
+    return [Query(s.step_id, s.text) for s in steps_of_split(steps, split) if s.image is not None]
 
 
 def indexed_photo_vectors(es: Elasticsearch, index: str) -> tuple[list[str], np.ndarray]:
@@ -100,7 +94,7 @@ def evaluate_through_index(
     k: int = 10,
     num_candidates: int = 100,
     modes: Sequence[str] = INDEX_MODES,
-    progress: Callable[[int], None] | None = None,
+    progress: bool = False,
     labels: Mapping[str, Labels] | None = None,
     model_dir: str | Path | None = None,
     split_seed: int = 0,
@@ -123,7 +117,7 @@ def evaluate_through_index(
     overlap: list[float] = []
     fusion = None
     skipped: list[str] = []
-    for i, q in enumerate(queries):
+    for q in track(queries, progress, "queries", "query"):
         try:
             vec = searcher.text_vector(q.text)
         except ToolkitError:
@@ -147,8 +141,6 @@ def evaluate_through_index(
                 fusion = result.fusion
             ranks[mode].append(_rank_of(q.step_id, [h.step_id for h in result.hits]))
             tops[mode].append([h.step_id for h in result.hits])
-        if progress:
-            progress(i + 1)
     if not ranks["exact_knn"]:
         raise ToolkitError("no held-out query has a word in the model's vocabulary")
     out: dict[str, Any] = {

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from toolkit.errors import ConfigError
 from toolkit.image.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -35,10 +36,10 @@ class SimCLRAugment:
 
     def __post_init__(self) -> None:
         if self.size < 8:
-            raise ValueError(f"augmentation size must be >= 8 pixels, got {self.size}")
+            raise ConfigError(f"augmentation size must be >= 8 pixels, got {self.size}")
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+            raise ConfigError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
         s = self.jitter
         kernel = max(3, int(0.1 * self.size) // 2 * 2 + 1)  # odd, ~10% of the side
         steps = [

@@ -46,6 +46,7 @@ from toolkit.errors import ConfigError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.backends import Selected, check_backend, select_backend
 from toolkit.image.encoders import register_encoder
+from toolkit.seeding import torch_seeded
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -366,8 +367,7 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], drop_prefix: st
 
 
 def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch_seeded(seed):
         return build()
 
 

@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -348,7 +348,6 @@ def train_simclr(
     *,
     rejects: RejectsWriter | None = None,
     overwrite: bool = False,
-    log_fn: Callable[[str], None] = log.info,
 ) -> SimCLRResult:
     """Fine-tune ``config.arch`` on the photos of ``items`` (``(step_id, path)``); resumable.
 
@@ -400,7 +399,7 @@ def train_simclr(
         bad = {int(k): str(v) for k, v in ckpt["bad"].items()}
         step = int(ckpt["step"])
         torch.set_rng_state(ckpt["rng"])
-        log_fn(f"resuming SimCLR run {run_fp} at step {step}/{total}")
+        log.info(f"resuming SimCLR run {run_fp} at step {step}/{total}")
     resumed_from = step
 
     def checkpoint() -> None:
@@ -419,8 +418,8 @@ def train_simclr(
 
     weights, note = resolve_init(config.arch, config.init)
     if note:
-        log_fn(note)
-    log_fn(
+        log.info(note)
+    log.info(
         f"SimCLR {config.arch} ({weights}) on {len(items)} photos, {config.image_size} px, batch {config.batch_size} "
         f"in chunks of {config.chunk_size}, {total} steps ({spe}/epoch) on {device}"
     )
@@ -479,13 +478,13 @@ def train_simclr(
                     break
     except KeyboardInterrupt:
         checkpoint()
-        log_fn(f"interrupted: checkpoint at step {step} in {ckpt_path}; run again to resume")
+        log.info(f"interrupted: checkpoint at step {step} in {ckpt_path}; run again to resume")
         raise
     finally:
         bar.close()
 
     return _finish(
-        out, model, config, run_fp, items, enc.fingerprint, losses, spe, bad, device, t0, resumed_from, log_fn
+        out, model, config, run_fp, items, enc.fingerprint, losses, spe, bad, device, t0, resumed_from
     )
 
 
@@ -502,7 +501,6 @@ def _finish(
     device: torch.device,
     t0: float,
     resumed_from: int,
-    log_fn: Callable[[str], None],
 ) -> SimCLRResult:
     meta = {
         "format": BACKBONE_FORMAT,
@@ -552,7 +550,7 @@ def _finish(
         "result": result.to_dict(),
     }
     write_json_atomic(out / SUMMARY, summary, indent=1)
-    log_fn(f"fine-tuned backbone {backbone_path} (encoder fingerprint {tuned.fingerprint}, base {base_fp})")
+    log.info(f"fine-tuned backbone {backbone_path} (encoder fingerprint {tuned.fingerprint}, base {base_fp})")
     return result
 
 

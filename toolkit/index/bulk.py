@@ -31,6 +31,7 @@ from elasticsearch import exceptions as es_exc
 
 from toolkit.atomic import write_json_atomic
 from toolkit.errors import ToolkitError
+from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
 
 log = logging.getLogger(__name__)
@@ -270,13 +271,14 @@ def bulk_load(
     rejects: RejectsWriter,
     checkpoint: Checkpoint | None = None,
     options: BulkOptions | None = None,
-    progress: Callable[[LoadCounts], None] | None = None,
+    progress: bool = False,
+    on_batch: Callable[[LoadCounts], None] | None = None,
 ) -> LoadSummary:
     """Load ``batches`` into ``index``; after each batch the checkpoint (if any) records the position.
 
     Batches are sent on worker threads while the next one is built; each is accounted (counts,
-    rejects, checkpoint, ``progress``) in input order once it and every batch before it are fully
-    acknowledged. When the input raises (e.g. Ctrl-C), batches already sent are still accounted before
+    rejects, checkpoint, the progress bar over steps read, ``on_batch`` with the batch's counts) in input
+    order once it and every batch before it are fully acknowledged. When the input raises (e.g. Ctrl-C), batches already sent are still accounted before
     the error propagates; when a batch fails for good, nothing after it is checkpointed.
     """
     opts = options or BulkOptions()
@@ -304,8 +306,9 @@ def bulk_load(
             checkpoint.position = batch.position
             checkpoint.counts = summary.counts
             checkpoint.save()
-        if progress:
-            progress(step)
+        bar.update(step.read)
+        if on_batch is not None:
+            on_batch(step)
         if opts.max_errors is not None and summary.counts.rejected > opts.max_errors:
             summary.stopped_early = True
 
@@ -313,6 +316,7 @@ def bulk_load(
     ahead = workers if opts.max_errors is None else 0  # batches left in flight while the next is built
     pending: deque[_InFlight] = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bulk")
+    bar = progress_bar(progress, f"indexing {index}", "step")
     try:
         for batch in batches:
             deferred = _Deferred()
@@ -335,6 +339,7 @@ def bulk_load(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
     summary.seconds = time.monotonic() - start
     if checkpoint is not None and not summary.stopped_early:
         checkpoint.done = True

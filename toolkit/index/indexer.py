@@ -16,7 +16,7 @@ from toolkit.device import DEFAULT_DEVICE
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.index import lifecycle
-from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadSummary, bulk_load
+from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadCounts, LoadSummary, bulk_load
 from toolkit.index.documents import DocStats, DocumentBuilder, build_features, recipe_batches
 from toolkit.index.template import IndexModelInfo, VectorIndexOptions
 from toolkit.model import SearchModel
@@ -125,14 +125,14 @@ def index_dataset(
     model_dir: str | Path,
     options: IndexOptions | None = None,
     rejects_path: str | Path | None = None,
-    progress: Callable[[Any], None] | None = None,
-    log: Callable[[str], None] | None = None,
+    progress: bool = False,
+    on_batch: Callable[[LoadCounts], None] | None = None,
 ) -> dict[str, Any]:
     """Index every step of the dataset; resume an interrupted load of the same input and model.
 
-    Progress notes go to ``log`` (default: this module's logger, at info level).
+    ``progress`` shows a bar over the steps read; ``on_batch`` is called with each batch's counts once it
+    is acknowledged and checkpointed. Notes go to this module's logger.
     """
-    log = log or _log.info
     opts = options or IndexOptions()
     root = Path(dataset_root)
     model = SearchModel.load(model_dir, opts.device)
@@ -156,7 +156,7 @@ def index_dataset(
     if resumable:
         assert ckpt is not None
         target = ckpt.index
-        log(f"resuming the load into {target} after {ckpt.position} recipes")
+        _log.info(f"resuming the load into {target} after {ckpt.position} recipes")
         restore = {"index.refresh_interval": "1s", "index.number_of_replicas": opts.replicas}
         lifecycle.ensure_content_hash(es, target)
         lifecycle.begin_load(es, target)
@@ -179,7 +179,7 @@ def index_dataset(
         )
         ckpt.save()
     if opts.keep_replicas and opts.replicas:
-        _keep_replicas(es, target, opts.replicas, log)
+        _keep_replicas(es, target, opts.replicas)
     features, written_ns = build_features(model, root)
     builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
     notes = DocStats()
@@ -192,6 +192,7 @@ def index_dataset(
             checkpoint=ckpt,
             options=opts.bulk,
             progress=progress,
+            on_batch=on_batch,
         )
         photos_dropped = rejects.photos_dropped
     lifecycle.finish_load(es, target, restore)
@@ -216,12 +217,12 @@ def index_dataset(
     return result
 
 
-def _keep_replicas(es: Elasticsearch, index: str, replicas: int, log: Callable[[str], None]) -> None:
+def _keep_replicas(es: Elasticsearch, index: str, replicas: int) -> None:
     """Give the index its replicas before loading and wait (up to a minute) until they are assigned."""
     es.indices.put_settings(index=index, settings={"index.number_of_replicas": replicas})
     health = es.options(ignore_status=408).cluster.health(index=index, wait_for_status="green", timeout="60s")
     if health.get("status") != "green":
-        log(f"warning: {index} is {health.get('status')}: not every replica could be assigned")
+        _log.warning(f"{index} is {health.get('status')}: not every replica could be assigned")
 
 
 def _template_body(es: Elasticsearch, name: str) -> dict[str, Any]:

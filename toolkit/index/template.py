@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import __version__
+from toolkit.errors import ConfigError
 
 TEMPLATE_FILE = "recipe-steps.template.json"
 VECTOR_FIELDS = ("image_vector", "text_vector")
@@ -36,11 +37,15 @@ class VectorIndexOptions:
 
     def __post_init__(self) -> None:
         if self.type not in ("hnsw", "int8_hnsw", "flat", "int8_flat"):
-            raise ValueError(
+            raise ConfigError(
                 f"index_options type must be hnsw, int8_hnsw, flat or int8_flat, not {self.type!r}"
             )
         if self.similarity not in ("cosine", "dot_product"):
-            raise ValueError("similarity must be cosine or dot_product (vectors are L2-normalised)")
+            raise ConfigError("similarity must be cosine or dot_product (vectors are L2-normalised)")
+        for name in ("m", "ef_construction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"HNSW {name} must be a positive integer, got {value!r}")
 
     def as_mapping(self) -> dict[str, Any]:
         if self.type.endswith("flat"):

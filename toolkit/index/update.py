@@ -22,7 +22,7 @@ from toolkit.data.jsonl import iter_recipes
 from toolkit.device import DEFAULT_DEVICE
 from toolkit.errors import ToolkitError
 from toolkit.index import lifecycle
-from toolkit.index.bulk import Batch, BulkOptions, LoadSummary, bulk_load
+from toolkit.index.bulk import Batch, BulkOptions, LoadCounts, LoadSummary, bulk_load
 from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
@@ -148,9 +148,13 @@ def update_index(
     model_dir: str | Path,
     options: UpdateOptions | None = None,
     rejects_path: str | Path | None = None,
-    progress: Callable[[Any], None] | None = None,
+    progress: bool = False,
+    on_batch: Callable[[LoadCounts], None] | None = None,
 ) -> dict[str, Any]:
-    """Add new recipes and replace changed steps of ``dataset_root`` in the live index, in place."""
+    """Add new recipes and replace changed steps of ``dataset_root`` in the live index, in place.
+
+    ``progress`` and ``on_batch`` as in :func:`toolkit.index.indexer.index_dataset`.
+    """
     opts = options or UpdateOptions()
     root = Path(dataset_root)
     model = SearchModel.load(model_dir, opts.device)
@@ -164,7 +168,9 @@ def update_index(
     plan = _Plan()
     with _LostCounter(rejects_path) as rejects:
         batches = _update_batches(root, builder, rejects, hashes, by_recipe, opts.batch_steps, plan)
-        summary: LoadSummary = bulk_load(es, target, batches, rejects, options=opts.bulk, progress=progress)
+        summary: LoadSummary = bulk_load(
+            es, target, batches, rejects, options=opts.bulk, progress=progress, on_batch=on_batch
+        )
         deleted, delete_failed = delete_documents(es, target, plan.stale, rejects)
     es.indices.refresh(index=target)
     c = summary.counts

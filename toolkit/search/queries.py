@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.errors import ConfigError
+
 SOURCE_FIELDS = [
     "step_id",
     "recipe_id",
@@ -59,7 +61,7 @@ class KnnParams:
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.num_candidates < self.k:
-            raise ValueError(
+            raise ConfigError(
                 f"need 1 <= k <= num_candidates, got k={self.k}, num_candidates={self.num_candidates}"
             )
 
@@ -76,7 +78,7 @@ class Grouping:
 
     def __post_init__(self) -> None:
         if not 1 <= self.per_group <= 100:
-            raise ValueError(f"steps per recipe must be between 1 and 100, got {self.per_group}")
+            raise ConfigError(f"steps per recipe must be between 1 and 100, got {self.per_group}")
 
     def window(self, k: int) -> int:
         return min(10_000, k * self.knn_factor)

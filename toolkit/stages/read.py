@@ -32,13 +32,15 @@ class ReadOptions:
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One valid step: its id (``recipe:position``), recipe, split, text and real photo path (or None)."""
+    """One valid step: its id (``recipe:position``), recipe, split, text, real photo path (or None) and its
+    recipe's tags."""
 
     step_id: str
     recipe_id: str
     split: str
     text: str
     image: Path | None
+    tags: tuple[str, ...] = ()
 
 
 def check_split(split: str) -> str:
@@ -66,6 +68,7 @@ def read_steps(
     out: list[StepRecord] = []
     for recipe in iter_recipes(root, rejects, check_images=True):
         split = split_of(recipe.recipe_id, seed=opts.split_seed)
+        tags = tuple(recipe.tags)
         for step in recipe.steps:
             image = None
             if step.image:
@@ -73,7 +76,7 @@ def read_steps(
                     image = resolve_under_root(root, step.image)
                 except UnsafePathError:
                     image = None  # already reported by check_images
-            out.append(StepRecord(recipe.step_id(step), recipe.recipe_id, split, step.text, image))
+            out.append(StepRecord(recipe.step_id(step), recipe.recipe_id, split, step.text, image, tags))
     log.info("read %d steps from %s", len(out), root)
     return out
 

@@ -4,8 +4,9 @@ with query texts marked as stars."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 from toolkit.errors import ToolkitError
 from toolkit.model import SearchModel
 from toolkit.viz.space import OTHER, category_of, paired_space, step_texts, subsample, top_categories
+
+log = logging.getLogger(__name__)
 
 PROJECTIONS = ("tsne", "pca")
 #: Modality colours (RGB 0-255) of the first panel; category colours come from CATEGORY_COLOURS.
@@ -82,7 +85,6 @@ def write_embedding_map(
     dataset_root: str | Path,
     queries: Sequence[str] = (),
     options: MapOptions | None = None,
-    log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
     """Project the model's text/photo pairs (and ``queries``) to 2-D and save the two-panel PNG ``out``."""
     import matplotlib
@@ -97,14 +99,14 @@ def write_embedding_map(
         raise ToolkitError(
             f"at most {len(CATEGORY_COLOURS)} categories can be coloured, got {opts.categories}"
         )
-    log("embedding the model's text/photo pairs ...")
+    log.info("embedding the model's text/photo pairs ...")
     space = subsample(paired_space(model, opts.split), opts.max_pairs, opts.seed)
     steps = step_texts(dataset_root)
     labels = top_categories([category_of(steps.get(i), opts.color_by) for i in space.ids], opts.categories)
     query_vecs = [model.embed_query(q) for q in queries]
     n = len(space)
     stacked = np.concatenate([space.text, space.image, *(v[None, :] for v in query_vecs)])
-    log(f"projecting {len(stacked)} points with {opts.projection} ...")
+    log.info(f"projecting {len(stacked)} points with {opts.projection} ...")
     xy = project(stacked, opts.projection, opts.seed, opts.threads)
     text_xy, image_xy, query_xy = xy[:n], xy[n : 2 * n], xy[2 * n :]
     names = [c for c, _ in Counter(label for label in labels if label != OTHER).most_common()]

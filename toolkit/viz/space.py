@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.data.jsonl import iter_recipes
-from toolkit.data.splits import split_of
-from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
+from toolkit.evaluation.held_out import model_pairs
 from toolkit.model import SearchModel
 from toolkit.rejects import RejectsWriter
-from toolkit.vectorset import align, load_vector_set
+from toolkit.vectorset import load_vector_set
 
 OTHER = "その他"
 
@@ -37,29 +36,22 @@ class PairedSpace:
 
 
 def paired_space(model: SearchModel, split: str | None = None) -> PairedSpace:
-    """Shared-space vectors of every step with text and photo (only ``split`` when given)."""
+    """Shared-space vectors of every step with text and photo (only ``split`` when given), in the order of
+    the model's step vectors."""
     d = model.directory
-    text_set = load_vector_set(d / "step_vectors")
-    image_set = load_vector_set(d / "image_features")
-    ids, text_x, image_x = align(text_set, image_set)
-    if split is not None:
-        seed = int(model.manifest.get("split_seed", 0))
-        keep = np.array([split_of(recipe_of(i), seed=seed) == split for i in ids], dtype=bool)
-        ids = [i for i, k in zip(ids, keep, strict=True) if k]
-        text_x, image_x = text_x[keep], image_x[keep]
-    if not ids:
+    by_split = model_pairs(d, int(model.manifest.get("split_seed", 0)))
+    if split is not None and split not in by_split:
+        raise ToolkitError(f"unknown split {split!r}; choose one of {', '.join(by_split)}")
+    chosen = [p for p in ([by_split[split]] if split is not None else by_split.values()) if p.ids]
+    if not chosen:
         raise ToolkitError(f"model {d} has no text/photo pairs" + (f" in the {split} split" if split else ""))
     mapping = model.mapping.model
-    if mapping.text_input == "tokens":
-        from toolkit.text.tokens import load_token_bags
-
-        bags = load_token_bags(d / "step_vectors", rows=len(text_set.ids))
-        rows = [text_set.index()[i] for i in ids]
-        text = mapping.embed_text(bags.take(np.asarray(rows, dtype=np.int64)))
-    else:
-        text = mapping.embed_text(np.asarray(text_x, dtype=np.float32))
-    image = model.embed_image_features(np.asarray(image_x))
-    return PairedSpace(ids, _unit(text), _unit(image))
+    ids = [i for p in chosen for i in p.ids]
+    text = np.concatenate([np.asarray(mapping.embed_text(p.text_for(mapping.text_input))) for p in chosen])
+    image = model.embed_image_features(np.concatenate([p.image for p in chosen]))
+    row = load_vector_set(d / "step_vectors").index()
+    order = np.argsort(np.asarray([row[i] for i in ids], dtype=np.int64), kind="stable")
+    return PairedSpace([ids[o] for o in order], _unit(text)[order], _unit(image)[order])
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
