@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 
 from toolkit.data.jsonl import iter_recipes
-from toolkit.data.splits import split_of
 from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
 from toolkit.evaluation.graded import Labels, graded_from_scores, graded_precision, tag_labels
 from toolkit.evaluation.linear import LinearMap, linear_baselines
 from toolkit.evaluation.metrics import full_metrics, pooled_metrics
 from toolkit.rejects import RejectsWriter
-from toolkit.text.tokens import TokenBags, has_token_bags, load_token_bags
-from toolkit.vectorset import align_rows, load_vector_set
+from toolkit.stages.pairs import load_pairs, split_pairs
+from toolkit.text.tokens import TokenBags
+from toolkit.vectorset import load_vector_set
 
 GRADED_K = 10
 
@@ -47,25 +47,15 @@ class SplitPairs:
 
 
 def model_pairs(model_dir: str | Path, split_seed: int) -> dict[str, SplitPairs]:
-    """Train / val / test pairs of a model directory (the split the build used)."""
+    """Train / val / test pairs of a model directory (the split the build used), read into memory."""
     d = Path(model_dir)
-    text_set, image_set = load_vector_set(d / "step_vectors"), load_vector_set(d / "image_features")
-    ids, text_rows, image_rows = align_rows(text_set, image_set)
-    text, image = np.asarray(text_set.vectors[text_rows]), np.asarray(image_set.vectors[image_rows])
-    tokens = None
-    if has_token_bags(d / "step_vectors"):
-        tokens = load_token_bags(d / "step_vectors", rows=len(text_set.ids)).take(text_rows)
-    splits = np.array([split_of(recipe_of(i), seed=split_seed) for i in ids])
-    out = {}
-    for s in ("train", "val", "test"):
-        rows = np.flatnonzero(splits == s)
-        out[s] = SplitPairs(
-            [ids[r] for r in rows],
-            np.asarray(text[rows]),
-            np.asarray(image[rows]),
-            None if tokens is None else tokens.take(rows),
+    by_split = split_pairs(load_pairs(d / "step_vectors", d / "image_features"), split_seed)
+    return {
+        s: SplitPairs(
+            p.ids, np.asarray(p.text, dtype=np.float32), np.asarray(p.image, dtype=np.float32), p.tokens
         )
-    return out
+        for s, p in by_split.items()
+    }
 
 
 def recipe_labels(dataset_root: str | Path) -> dict[str, dict[str, str]]:
