@@ -403,6 +403,8 @@ def extract_features(
         num_workers=workers,
         collate_fn=_collate,
         multiprocessing_context=start_method if workers else None,
+        # pinned batches let the encoder's non-blocking copies to a GPU overlap the forward pass
+        pin_memory=str(getattr(encoder, "device", "cpu")).startswith("cuda"),
     )
     bar = progress_bar(progress, "image features", "img", total=total, initial=done)
     batches = 0
