@@ -191,21 +191,18 @@ def default_queries(
     dataset_root: Path, model_dir: Path, split: str, count: int
 ) -> list[tuple[str, str | None]]:
     """``count`` step texts (with their step id) spread over the evaluation split's steps with photos."""
-    from toolkit.data.splits import split_of
-    from toolkit.data.step_ids import recipe_of
     from toolkit.model import read_manifest
-    from toolkit.viz.space import step_texts
+    from toolkit.stages.read import ReadOptions, read_steps
 
     seed = int(read_manifest(model_dir).get("split_seed", 0))
-    steps = step_texts(dataset_root)
-    pool = [
-        (sid, s) for sid, s in steps.items() if s["image"] and split_of(recipe_of(sid), seed=seed) == split
+    with_photo = [
+        s for s in read_steps(dataset_root, None, ReadOptions(split_seed=seed)) if s.image is not None
     ]
-    pool = pool or [(sid, s) for sid, s in steps.items() if s["image"]]
+    pool = [s for s in with_photo if s.split == split] or with_photo
     if not pool:
         return []
     picks = np.linspace(0, len(pool) - 1, num=min(count, len(pool))).round().astype(int)
-    return [(str(pool[i][1]["text"]), pool[i][0]) for i in dict.fromkeys(picks.tolist())]
+    return [(pool[i].text, pool[i].step_id) for i in dict.fromkeys(picks.tolist())]
 
 
 def sample_sections(
