@@ -8,14 +8,24 @@ stage's peak is its own. Judged: ``scale_rss_ratio`` = peak RSS of the largest s
 (target <= 1.3), ``scale_time_ratio`` = seconds per step of the largest / the smallest (<= 1.3), and
 ``scale_peak_rss_mb`` of the largest (target <= 3000 MB at 1M steps).
 
+Then (unless ``--no-index``) each size is indexed the way ``jrs index`` does it (``index_dataset`` in a
+child process, into the local node ``bench-scale`` or ``ES_URL``; see ``bench/scale_index.py``): index
+seconds, docs/s, the loader's peak RSS and the node's ``VmRSS``/``VmHWM``; judged ``index_time_ratio``
+(seconds per document, largest / smallest, <= 1.3) and ``index_loader_rss_ratio`` (<= 1.3). On the largest
+size, every type of ``--index-types`` (default hnsw, int8_hnsw, bbq_hnsw where the node has it) is loaded
+and queried with ``--queries`` held-out step texts through ``Searcher.knn`` (k=10) on ``image_vector`` and
+``text_vector``: recall@10 against exact brute force over the indexed vectors (goal >= 0.97, as
+``bench_search``'s random-vector figure, which stays the worst case) and p50/p95 latency (p50 goal <= 20 ms)
+at each ``--candidates`` (default 100, the toolkit's default, and 400). Nothing here asserts.
+
 Usage: ``python bench/bench_scale.py --sizes 20000,100000 [--work DIR] [--json]``; 1M steps:
 ``--sizes 100000,1000000`` (about 5 GB of photos at 32 px and an hour of generation on 2 cores).
-Not measured here yet: ``jrs index`` at these sizes and the recall of hnsw/int8_hnsw/bbq_hnsw.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -23,8 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, machine, run_child  # noqa: E402
+from bench import scale_index  # noqa: E402
+from bench.common import client, elasticsearch, emit, machine, run_child  # noqa: E402
 
+NODE = "bench-scale"  # a node of its own: other benchmarks start and stop ``bench``
 STEPS_PER_RECIPE = 5.49  # the sample generator's mean (101,541 steps from 18,500 recipes)
 #: which log line ends which stage of build (the build's own stage messages)
 STAGE_ENDS = (
@@ -108,15 +120,61 @@ def measure(work: Path, steps: int, photo_size: int, pixels: int, threads: int, 
     }
 
 
+def index_runs(args: argparse.Namespace, runs: list[dict]) -> dict:
+    """Index every size (hnsw), then every ``--index-types`` type on the largest with recall and latency."""
+    types = [t for t in args.index_types.split(",") if t]
+    candidates = tuple(int(c) for c in args.candidates.split(","))
+    out: dict = {"index_types": []}
+    from toolkit.es import node
+
+    with elasticsearch(NODE) as target:
+        es = client(target.url)
+        state = node.read_state(NODE)
+        version = state.version if state is not None and state.pid == target.pid else None
+        out["node"] = {"version": version, "heap": os.environ.get("JRS_ES_HEAP"), "url": target.url}
+        for r in runs:
+            steps = r["steps_requested"]
+            root, model = args.work / f"data-{steps}-{args.photo_size}px", args.work / f"model-{steps}"
+            name = f"bench-scale-{steps}-hnsw"
+            r["index"] = scale_index.load(es, target.url, target.pid, root, model, name, "hnsw", args.threads)
+            print(f"{steps:,} steps indexed: {r['index']}", file=sys.stderr)
+            if r is not runs[-1]:
+                scale_index.drop(es, name)
+        big = runs[-1]
+        steps = big["steps_requested"]
+        root, model = args.work / f"data-{steps}-{args.photo_size}px", args.work / f"model-{steps}"
+        truth = scale_index.indexed_vectors(root, model, args.queries)
+        out["truth_check"] = scale_index.check_truth(es, big["index"]["index"], truth)
+        print(f"indexed vectors vs recomputed: {out['truth_check']}", file=sys.stderr)
+        for t in types:
+            name = f"bench-scale-{steps}-{t}"
+            row = big["index"] if t == "hnsw" else None
+            if row is None:
+                row = scale_index.load(es, target.url, target.pid, root, model, name, t, args.threads)
+            if "unsupported" not in row:
+                row.update(scale_index.recall(es, model, name, truth, candidates))
+                if not args.keep:
+                    scale_index.drop(es, name)
+            out["index_types"].append(row)
+            print(f"{t}: {row}", file=sys.stderr)
+    out["candidates"] = list(candidates)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="20000,100000", help="comma-separated step counts (ascending)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/jrs-bench-scale"))
     parser.add_argument("--photo-size", type=int, default=32, help="generated photo side (px)")
     parser.add_argument("--pixels", type=int, default=16, help="pixels encoder grid side (3*side^2 dims)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in the build")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in the build and the loader")
     parser.add_argument("--epochs", type=int, default=5, help="mapping epochs")
     parser.add_argument("--quick", action="store_true", help="sizes 3000,15000")
+    parser.add_argument("--no-index", action="store_true", help="build only (no index, no recall)")
+    parser.add_argument("--index-types", default=",".join(scale_index.INDEX_TYPES))
+    parser.add_argument("--candidates", default="100,400", help="num_candidates values (k=10)")
+    parser.add_argument("--queries", type=int, default=300, help="held-out query texts for recall")
+    parser.add_argument("--keep", action="store_true", help="keep the largest size's indices")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [3000, 15000] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -140,6 +198,38 @@ def main() -> None:
         f"peak RSS ratio {result['scale_rss_ratio']} (target <= 1.3), time/step ratio "
         f"{result['scale_time_ratio']} (target <= 1.3), largest peak {big['peak_rss_mb']} MB (target <= 3000)"
     )
+    if not args.no_index:
+        result.update(index_runs(args, runs))
+        si, bi = small["index"], big["index"]
+        result["index_time_ratio"] = round(
+            (bi["index_s"] / bi["indexed"]) / (si["index_s"] / si["indexed"]), 3
+        )
+        result["index_loader_rss_ratio"] = round(bi["loader_peak_rss_mb"] / si["loader_peak_rss_mb"], 3)
+        result["machine_end"] = machine()
+        for r in runs:
+            i = r["index"]
+            lines.append(
+                f"{i['indexed']:>9,} docs indexed (hnsw): {i['index_s']:.1f}s, {i['docs_per_s']:.0f} docs/s, "
+                f"loader peak RSS {i['loader_peak_rss_mb']} MB, node RSS {i['node_rss_mb_before']} -> "
+                f"{i['node_rss_mb_after']} MB (VmHWM {i['node_hwm_mb']} MB), {i['segments']} segments"
+            )
+        lines.append(
+            f"index s/doc ratio {result['index_time_ratio']} (target <= 1.3), loader peak RSS ratio "
+            f"{result['index_loader_rss_ratio']} (target <= 1.3)"
+        )
+        lines.append(f"indexed vectors vs exact-search vectors: {result['truth_check']}")
+        lines += scale_index.table(result["index_types"], tuple(result["candidates"]))
+        for r in result["index_types"]:
+            if "unsupported" in r:
+                continue
+            nc = result["candidates"][0]
+            for f in ("image_vector", "text_vector"):
+                rec = r[f"recall_{f}_nc{nc}"] / scale_index.RECALL_GOAL
+                lat = r[f"p50_ms_{f}_nc{nc}"] / scale_index.P50_GOAL_MS
+                lines.append(
+                    f"{r['index_type']} {f} nc={nc}: recall@10 / {scale_index.RECALL_GOAL} = {rec:.3f} "
+                    f"(met when >= 1), p50 / {scale_index.P50_GOAL_MS:.0f} ms = {lat:.2f} (met when <= 1)"
+                )
     emit(result, args.json, lines)
 
 

@@ -60,8 +60,8 @@ def newest_jdk() -> Path | None:
 
 
 @contextlib.contextmanager
-def elasticsearch() -> Iterator[EsTarget]:
-    """``ES_URL`` when set; else a dedicated local node ``bench`` (heap ``JRS_ES_HEAP``, default 3g; on the
+def elasticsearch(name: str = BENCH_NODE) -> Iterator[EsTarget]:
+    """``ES_URL`` when set; else a dedicated local node ``name`` (heap ``JRS_ES_HEAP``, default 3g; on the
     newest JDK 21+ installed unless ``ES_JAVA_HOME`` says otherwise), stopped afterwards when started here."""
     from toolkit.es import node
 
@@ -69,18 +69,18 @@ def elasticsearch() -> Iterator[EsTarget]:
     if url:
         yield EsTarget(url, _node_pid(url), False)
         return
-    running = node.status(BENCH_NODE)[1] is not None
+    running = node.status(name)[1] is not None
     os.environ.setdefault("JRS_ES_HEAP", DEFAULT_HEAP)
     if not os.environ.get("ES_JAVA_HOME"):
         jdk = newest_jdk()
         if jdk is not None:
             os.environ["ES_JAVA_HOME"] = str(jdk)
-    state = node.up(name=BENCH_NODE)
+    state = node.up(name=name)
     try:
         yield EsTarget(state.url, state.pid, not running)
     finally:
         if not running:
-            node.down(BENCH_NODE)
+            node.down(name)
 
 
 def client(url: str):
