@@ -51,9 +51,16 @@ CHILD = r"""
 import json, logging, sys, time
 from toolkit.memory import peak_rss_mb, reset_peak_rss
 marks = []
+def split_mb():
+    got = {}
+    for line in open("/proc/self/status"):
+        key = line.split(":", 1)[0]
+        if key in ("RssAnon", "RssFile"):
+            got[key] = int(line.split()[1]) / 1024
+    return got.get("RssAnon", 0.0), got.get("RssFile", 0.0)
 class Meter(logging.Handler):
     def emit(self, record):
-        marks.append((time.perf_counter(), record.getMessage()[:200], peak_rss_mb()))
+        marks.append((time.perf_counter(), record.getMessage()[:200], peak_rss_mb(), *split_mb()))
         reset_peak_rss()
 logging.getLogger("toolkit").addHandler(Meter())
 logging.getLogger("toolkit").setLevel(logging.INFO)
@@ -65,7 +72,7 @@ t0 = time.perf_counter()
 opts = BuildOptions(encoder="pixels", image_size=int(sys.argv[3]), workers=0, progress=False,
                     mapping={"epochs": int(sys.argv[5])})
 result = build(sys.argv[1], sys.argv[2], opts)
-marks.append((time.perf_counter(), "done", peak_rss_mb()))
+marks.append((time.perf_counter(), "done", peak_rss_mb(), *split_mb()))
 print(json.dumps({"t0": t0, "marks": marks, "timings": result["timings_s"],
                   "pairs": result["evaluation"]["pairs"]}))
 """
@@ -86,12 +93,25 @@ def _stage_peaks(marks: list[list]) -> dict[str, float]:
     peaks: dict[str, float] = {}
     names = iter(STAGE_ENDS)
     current = next(names)
-    for _, message, hwm in marks:
+    for _, message, hwm, *_ in marks:
         stage = current[0] if current else "evaluate"
         peaks[stage] = max(peaks.get(stage, 0.0), hwm)
         if current and message.startswith(current[1]):
             current = next(names, None)
     return {k: round(v) for k, v in peaks.items()}
+
+
+def _stage_ends(marks: list[list]) -> dict[str, list[int]]:
+    """RSS at each stage's last log line, split into anonymous memory and mapped file pages (MB)."""
+    ends: dict[str, list[int]] = {}
+    names = iter(STAGE_ENDS)
+    current = next(names)
+    for _, message, _, anon, file in marks:
+        stage = current[0] if current else "evaluate"
+        ends[stage] = [round(anon), round(file)]
+        if current and message.startswith(current[1]):
+            current = next(names, None)
+    return ends
 
 
 def measure(work: Path, steps: int, photo_size: int, pixels: int, threads: int, epochs: int) -> dict:
@@ -102,7 +122,7 @@ def measure(work: Path, steps: int, photo_size: int, pixels: int, threads: int, 
     run = run_child(["-c", CHILD, str(root), str(out), str(pixels), str(threads), str(epochs)])
     child, wall = run.data, run.wall_s
     n = sum(child["pairs"].values())
-    read = next(m for _, m, _ in child["marks"] if m.startswith("read "))
+    read = next(m[1] for m in child["marks"] if m[1].startswith("read "))
     steps_read = int(read.split()[1])
     peaks = _stage_peaks(child["marks"])
     build_s = sum(child["timings"].values())
@@ -117,6 +137,7 @@ def measure(work: Path, steps: int, photo_size: int, pixels: int, threads: int, 
         "stage_s": child["timings"],
         "stage_peak_rss_mb": peaks,
         "peak_rss_mb": max(peaks.values()),
+        "stage_end_anon_file_mb": _stage_ends(child["marks"]),
     }
 
 
@@ -191,7 +212,8 @@ def main() -> None:
     }
     lines = [
         f"{r['steps']:>9,} steps: build {r['build_s']:7.1f}s ({r['us_per_step']:.0f} us/step), "
-        f"peak RSS {r['peak_rss_mb']} MB; per stage {r['stage_peak_rss_mb']}"
+        f"peak RSS {r['peak_rss_mb']} MB; per stage {r['stage_peak_rss_mb']}; anon/file MB at each stage's "
+        f"end {r['stage_end_anon_file_mb']}"
         for r in runs
     ]
     lines.append(

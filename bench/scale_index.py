@@ -44,7 +44,8 @@ opts = IndexOptions(index=sys.argv[4], vector_options=vopts, restart=True,
                     checkpoint_dir=Path(sys.argv[7]), device="cpu")
 t = time.perf_counter()
 result = index_dataset(es, sys.argv[2], sys.argv[3], opts)
-print(json.dumps({"wall_s": time.perf_counter() - t, "result": result}))
+from toolkit.memory import peak_rss_mb
+print(json.dumps({"wall_s": time.perf_counter() - t, "result": result, "peak_rss_mb": peak_rss_mb()}))
 """
 
 
@@ -111,7 +112,8 @@ def load(
         "photos_encoded_now": r["photos_encoded_now"],
         "index_s": round(run.data["wall_s"], 1),
         "docs_per_s": round(r["indexed"] / run.data["wall_s"], 1),
-        "loader_peak_rss_mb": round(run.peak_rss_mb),
+        # the child's own VmHWM: wait4's ru_maxrss starts from the parent's RSS at fork
+        "loader_peak_rss_mb": round(run.data["peak_rss_mb"]),
         "loader_cpu_s": round(run.cpu_s, 1),
         "node_rss_mb_before": before["VmRSS"],
         "node_rss_mb_after": after["VmRSS"],
