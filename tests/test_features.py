@@ -236,3 +236,18 @@ def test_cli_embed_images_and_encoders(tmp_path: Path) -> None:
     names = {e["name"] for e in json.loads(listing.output)["encoders"]}
     assert {"resnet50", "resnet18", "efficientnet-lite0", "pixels"} <= names
     assert CliRunner().invoke(embed_images_cmd, ["--help"]).exit_code == 0
+
+
+def test_stack_matches_torch_stack_and_falls_back_where_numpy_cannot() -> None:
+    rng = torch.Generator().manual_seed(0)
+    xs = [torch.randn(3, 5, 7, generator=rng) for _ in range(4)]
+    got = features._stack(xs)
+    assert got.dtype == torch.float32 and got.is_contiguous() and torch.equal(got, torch.stack(xs))
+    got[0, 0, 0, 0] = 123.0  # a copy, not a view of the first photo
+    assert xs[0][0, 0, 0] != 123.0
+    strided = [x.transpose(1, 2) for x in xs]  # non-contiguous inputs stack like torch.stack
+    assert torch.equal(features._stack(strided), torch.stack(strided))
+    bf16 = [x.to(torch.bfloat16) for x in xs]  # numpy has no bfloat16: torch.stack does it
+    assert torch.equal(features._stack(bf16), torch.stack(bf16))
+    with pytest.raises(RuntimeError):  # mismatched shapes fail as before
+        features._stack([torch.zeros(3, 4, 4), torch.zeros(3, 5, 5)])

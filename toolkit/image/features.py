@@ -199,6 +199,31 @@ class _PhotoDataset(Dataset):
         return i, x
 
 
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16, torch.uint8)
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` of same-shape CPU tensors, as one single-threaded numpy copy where it can.
+
+    In-process, between forward passes, torch's parallel copy waits on intra-op threads that the
+    inference runtime's own threads still hold: measured in the Lite0 pipeline on 2 cores
+    (OpenVINO f32, 384 photos), ``torch.stack`` took 0.4-1.2 s per run and this 0.04-0.06 s.
+    """
+    first = tensors[0]
+    plain = first.dtype in _NUMPY_DTYPES and all(
+        t.device.type == "cpu"
+        and t.dtype == first.dtype
+        and t.shape == first.shape
+        and not t.requires_grad
+        and not t.is_conj()
+        and not t.is_neg()
+        for t in tensors
+    )
+    if not plain:
+        return torch.stack(tensors)
+    return torch.from_numpy(np.stack([t.numpy() for t in tensors]))
+
+
 def _collate(samples: list[tuple[int, torch.Tensor | str]]) -> _Batch:
     ok, tensors, failed = [], [], []
     for i, x in samples:
@@ -214,7 +239,7 @@ def _collate(samples: list[tuple[int, torch.Tensor | str]]) -> _Batch:
             shape = (len(tensors), *tensors[0].shape)
             storage = tensors[0].untyped_storage()._new_shared(math.prod(shape) * tensors[0].element_size())
             out = tensors[0].new(storage).resize_(shape)
-        batch = torch.stack(tensors, out=out)
+        batch = torch.stack(tensors, out=out) if out is not None else _stack(tensors)
     return _Batch(samples[0][0], samples[-1][0] + 1, ok, batch, failed)
 
 
