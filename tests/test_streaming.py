@@ -62,3 +62,16 @@ def test_training_from_memory_mapped_rows_gives_the_same_weights(tmp_path: Path)
     assert release_pages(t.vectors) and np.array_equal(
         t.vectors[3], load_vector_set(tmp_path / "t", False).vectors[3]
     )
+
+
+def test_pairs_release_gives_back_mapped_pages_and_keeps_the_rows(tmp_path: Path) -> None:
+    from toolkit.stages.pairs import Pairs
+
+    t, i = _sets(tmp_path)
+    ids, rows_t, rows_i = align_rows(t, i)
+    mapped = Pairs(ids, Rows(t.vectors, rows_t), Rows(i.vectors, rows_i), "w2v", "enc")
+    text, image = mapped.text[:], mapped.image[:]
+    assert mapped.release()
+    assert np.array_equal(mapped.image[:], image) and np.array_equal(mapped.text[:], text)
+    in_memory = Pairs(ids, np.asarray(mapped.text), np.asarray(mapped.image), "w2v", "enc")
+    assert not in_memory.release()

@@ -41,12 +41,13 @@ def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None =
         )
     text_in = pairs.text_for(model.text_input)
     text, image = model.embed_text(text_in), model.embed_image(pairs.image)
+    pairs.release()
     pool = None if opts.full else opts.pool
     if pool is None:
         mapped = full_metrics(text, image)
     else:
         mapped = pooled_metrics(text, image, pool=pool, draws=opts.draws, seed=opts.seed)
-    return {
+    result = {
         "mapping": mapped,
         "random_towers": random_tower_metrics(
             pairs.text,
@@ -60,3 +61,5 @@ def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None =
         ),
         "chance": chance_result(len(pairs), pool),
     }
+    pairs.release()
+    return result

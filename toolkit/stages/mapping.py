@@ -101,6 +101,8 @@ def train_mapping_model(
         "history": result.history_dicts(),
         "val_metrics": val_metrics,
     }
+    train.release()  # pages training read from the vector sets: not the next stage's memory
+    val.release()
     save_mapping(out_dir, model, config, train.fingerprints, summary)
     own = mapping_fingerprint(model, config)
     log.info("mapping %s saved to %s (best epoch %d)", own, out_dir, result.best_epoch)

@@ -56,6 +56,15 @@ class Pairs:
             )
         return self.tokens
 
+    def release(self) -> bool:
+        """Give back the resident pages of the memory-mapped vector sets under ``text`` and ``image``
+        (:func:`toolkit.memory.release_pages`), so the next stage does not carry what this one read;
+        False when neither is memory-mapped. The data stays readable (pages come back from the file)."""
+        from toolkit.memory import release_pages
+
+        released = [release_pages(x.base) for x in (self.text, self.image) if isinstance(x, Rows)]
+        return any(released)
+
     @property
     def groups(self) -> list[str]:
         """Recipe id of each pair (the part of ``<recipe_id>:<position>`` before the colon)."""
