@@ -47,7 +47,7 @@ from toolkit.data.sample_variant import SampleVariant  # noqa: E402
 
 #: What every benchmark build uses unless a configuration overrides it: small, offline, CPU-cheap.
 BENCH_BUILD: dict[str, Any] = {
-    "encoder": "efficientnet-lite0",
+    "encoder": "efficientnet-lite0-ms",  # what a default build uses offline (resnet50 auto falls back to it)
     "weights": "imagenet",
     "image_size": 64,
     "batch_size": 64,
@@ -614,6 +614,12 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1: shared machines)"
     )
+    parser.add_argument(
+        "--configs",
+        default="",
+        help="JSON {label: BuildOptions overrides} compared in the same run, e.g. "
+        '\'{"default": {}, "head": {"encoder": "efficientnet-lite0"}}\'',
+    )
     parser.add_argument("--json", action="store_true", help="(the result is always the last line, as JSON)")
     args = parser.parse_args()
     import torch
@@ -630,7 +636,8 @@ def main() -> None:
         parser.error("duplicate seeds")
     if len(args.seeds.split(",")) > 1:
         sets = [replace(d, name=f"{d.name}-s{d.seed}") for d in sets]
-    table = run_quality(sets, work=args.work)
+    configs = json.loads(args.configs) if args.configs else None
+    table = run_quality(sets, configs, work=args.work)
     print(table.render(), file=sys.stderr)
     print(table.markdown(), file=sys.stderr)
     result = table.to_dict()

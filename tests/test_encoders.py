@@ -135,9 +135,35 @@ def test_preprocess_is_picklable_for_workers(photos: list[Image.Image]) -> None:
 
 def test_auto_falls_back_to_lite0_without_cached_resnet(empty_torch_home: Path) -> None:
     enc = create_encoder("resnet50")  # weights="auto"
-    assert enc.name == "efficientnet-lite0" and enc.dim == 1280
-    assert "resnet50" in enc.message and "efficientnet-lite0" in enc.message
-    assert enc.fingerprint == create_encoder("efficientnet-lite0", weights="imagenet").fingerprint
+    assert enc.name == "efficientnet-lite0-ms" and enc.dim == 512
+    assert "resnet50" in enc.message and "efficientnet-lite0-ms" in enc.message
+    assert enc.fingerprint == create_encoder("efficientnet-lite0-ms", weights="imagenet").fingerprint
+
+
+def test_lite0_multiscale_is_the_pooled_blocks_of_the_same_network(photos: list[Image.Image]) -> None:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    ms = create_encoder("efficientnet-lite0-ms", weights="imagenet", image_size=96, backend="torch")
+    head = create_encoder("efficientnet-lite0", weights="imagenet", image_size=96, backend="torch")
+    assert ms.dim == 512 and ms.config["taps"] == [7, 10, 15]
+    assert ms.fingerprint != head.fingerprint  # other features: a model of one is refused by the other
+    x = _batch(ms, photos)
+    feats = ms.encode_batch(x)
+    assert feats.shape == (3, 512) and np.isfinite(feats).all()
+    # independently: run the package's network block by block and pool blocks 7, 10 and 15
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=96)
+    net.load_state_dict(torch.load(shipped_lite0_weights(), map_location="cpu", weights_only=True))
+    net.eval()
+    with torch.inference_mode():
+        h = net._swish(net._bn0(net._conv_stem(x)))
+        pooled = []
+        for i, block in enumerate(net._blocks):
+            h = block(h)
+            if i in (7, 10, 15):
+                pooled.append(h.mean(dim=(2, 3)))
+    assert np.allclose(feats, torch.cat(pooled, dim=1).numpy(), atol=1e-4)
+    # not the head features in other clothes
+    assert not np.allclose(feats[:, :320], head.encode_batch(x)[:, :320], atol=1e-2)
 
 
 def test_auto_uses_a_cached_resnet(empty_torch_home: Path, photos: list[Image.Image]) -> None:

