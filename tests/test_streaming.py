@@ -75,3 +75,15 @@ def test_pairs_release_gives_back_mapped_pages_and_keeps_the_rows(tmp_path: Path
     assert np.array_equal(mapped.image[:], image) and np.array_equal(mapped.text[:], text)
     in_memory = Pairs(ids, np.asarray(mapped.text), np.asarray(mapped.image), "w2v", "enc")
     assert not in_memory.release()
+
+
+def test_rows_of_a_memory_mapped_file_are_read_from_the_file(tmp_path: Path) -> None:
+    t, _ = _sets(tmp_path)
+    whole = load_vector_set(tmp_path / "t", False).vectors
+    view = Rows(t.vectors, np.arange(599, -1, -1))
+    assert view._file is not None  # read with pread: random rows leave no mapped pages behind
+    picks = np.array([7, 7, 0, 599, 3, 4, 5, 300])
+    assert np.array_equal(view[picks], whole[::-1][picks])
+    sliced = Rows(t.vectors[10:], np.array([5, 0, 5]))  # a view of the map: read through it
+    assert sliced._file is None and np.array_equal(sliced[:], whole[[15, 10, 15]])
+    assert Rows(whole)._file is None and np.array_equal(Rows(whole)[picks], whole[picks])
