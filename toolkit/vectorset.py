@@ -164,9 +164,11 @@ class Rows:
 
 def _file_rows(base: np.ndarray) -> tuple[str, int, int] | None:
     """``(path, offset of row 0, bytes per row)`` where ``base`` is a whole, C-ordered, shared (not
-    copy-on-write) memory map of a file, so reading the file gives its rows; None otherwise."""
+    copy-on-write) memory map of a file, so reading the file gives its rows; None otherwise (also where
+    the platform has no ``os.preadv``, e.g. Windows: rows are then read through the map)."""
     if not (
-        isinstance(base, np.memmap)
+        hasattr(os, "preadv")
+        and isinstance(base, np.memmap)
         and base.base is getattr(base, "_mmap", None)  # not a view: offset is row 0's
         and base.filename
         and base.mode in ("r", "r+", "w+")
