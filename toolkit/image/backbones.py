@@ -63,9 +63,8 @@ DEFAULT_SEED = 0
 WEIGHTS_CHOICES = ("auto", "imagenet", "random")
 LITE0 = "efficientnet-lite0"
 LITE0_MS = "efficientnet-lite0-ms"
-#: the Lite0 blocks whose mean-pooled outputs ``efficientnet-lite0-ms`` concatenates (their channels)
+#: the Lite0 blocks whose mean-pooled outputs ``efficientnet-lite0-ms`` concatenates (80 + 112 + 320 channels)
 LITE0_MS_TAPS: tuple[int, ...] = (7, 10, 15)
-LITE0_MS_DIM = 80 + 112 + 320
 #: What :attr:`TorchEncoder.precision` reports on CUDA (see :func:`toolkit.device.inference_autocast`).
 CUDA_PRECISION = "fp16-autocast"
 
