@@ -10,8 +10,8 @@ import torch
 
 from toolkit.errors import ToolkitError
 from toolkit.mapping.checkpoint import load_mapping, save_mapping
-from toolkit.mapping.towers import TwoTower
-from toolkit.mapping.train import MappingConfig, _bag_batch, train_mapping
+from toolkit.mapping.towers import TwoTower, input_stats
+from toolkit.mapping.train import MappingConfig, _bag_batch, _BagMeans, train_mapping
 from toolkit.text.step_vectors import mean_vectors
 from toolkit.text.tokens import TokenBags, load_token_bags, save_token_bags
 
@@ -86,6 +86,18 @@ def _linked_bags(n: int, seed: int, vocab: int = 60) -> tuple[TokenBags, np.ndar
         lists.append(content + filler)
         images.append(code[content].sum(axis=0) + 0.1 * rng.normal(size=24))
     return TokenBags.from_lists(lists), np.asarray(images, dtype=np.float32)
+
+
+def test_bag_means_read_slice_by_slice_give_the_statistics_of_all_means() -> None:
+    rng = np.random.default_rng(4)
+    matrix = rng.normal(size=(30, 12)).astype(np.float32)
+    bags = TokenBags.from_lists(_bags(rng, 97, 30))
+    means, _ = mean_vectors(np.asarray(bags.ids, dtype=np.int64), bags.offsets, matrix)
+    lazy = _BagMeans(bags, matrix)
+    assert lazy.shape == means.shape and np.array_equal(lazy[10:20], means[10:20])
+    for chunk in (8, 97, 8192):  # slices that split the bags unevenly, exactly, or not at all
+        got, want = input_stats(lazy, chunk=chunk), input_stats(means, chunk=chunk)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
 
 
 def test_bag_training_learns_deterministically_and_round_trips(tmp_path: Path) -> None:

@@ -287,6 +287,23 @@ def _bag_batch(
     return torch.from_numpy(ids).to(device), torch.from_numpy(offsets).to(device)
 
 
+class _BagMeans:
+    """The step means of token bags as :func:`input_stats` reads them: ``[N, D]``, each slice computed
+    when read (the means of all training pairs are never held at once)."""
+
+    ndim = 2
+
+    def __init__(self, bags: TokenBags, matrix: np.ndarray) -> None:
+        self.bags, self.matrix = bags, matrix
+        self.shape = (len(bags), int(matrix.shape[1]))
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        from toolkit.text.step_vectors import mean_vectors
+
+        part = self.bags[key]
+        return mean_vectors(np.asarray(part.ids), part.offsets, self.matrix)[0]
+
+
 def _check_bags(name: str, bags: Any, image: np.ndarray, vocab: int) -> None:
     if not isinstance(bags, TokenBags):
         raise ValueError(f"a bag text tower trains on token ids: {name} text must be TokenBags")
@@ -383,13 +400,9 @@ def train_mapping(
 
     seed_everything(config.seed)
     if bag:
-        from toolkit.text.step_vectors import mean_vectors
-
         model = build_model(word_vectors.shape[1], train_img.shape[1], config, vocab=word_vectors.shape[0])
         model.set_word_vectors(word_vectors)
-        text_means, _ = mean_vectors(np.asarray(train_text.ids), train_text.offsets, word_vectors)
-        model.set_input_stats(*input_stats(text_means), *input_stats(train_img))
-        del text_means
+        model.set_input_stats(*input_stats(_BagMeans(train_text, word_vectors)), *input_stats(train_img))
     else:
         model = build_model(train_text.shape[1], train_img.shape[1], config)
         model.set_input_stats(*input_stats(train_text), *input_stats(train_img))
