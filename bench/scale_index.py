@@ -2,8 +2,7 @@
 of the learned vectors against exact search for each index type.
 
 The load is :func:`toolkit.index.indexer.index_dataset` (what ``jrs index`` runs) into a concrete index;
-``bbq_hnsw``, which ``--index-type`` does not offer yet, is measured by creating the index from the toolkit's
-own template with only ``index_options.type`` changed, then loading it with the same function. Exact
+a type the node refuses (``bbq_hnsw`` before Elasticsearch 8.15) is reported, not measured. Exact
 search is numpy brute force over the vectors the load indexed (recomputed from the model the way
 :class:`~toolkit.index.documents.DocumentBuilder` makes them, and checked against the index's ``_source``).
 Queries are held-out (test split) step texts through :class:`~toolkit.search.engine.Searcher`.
@@ -22,9 +21,8 @@ from bench.common import run_child
 
 log = logging.getLogger(__name__)
 
-#: what the toolkit's ``--index-type`` offers, plus ``bbq_hnsw`` measured through a patched template
+#: the approximate types of ``--index-type`` measured by default
 INDEX_TYPES = ("hnsw", "int8_hnsw", "bbq_hnsw")
-TOOLKIT_TYPES = ("hnsw", "int8_hnsw", "flat", "int8_flat")
 RECALL_GOAL = 0.97  # bench_search's goal for hnsw_recall_at_10
 P50_GOAL_MS = 20.0  # bench_search's goal for knn_p50_ms
 
@@ -38,9 +36,7 @@ from toolkit.es.config import EsSettings
 from toolkit.index.indexer import IndexOptions, index_dataset
 from toolkit.index.template import VectorIndexOptions
 es = make_client(EsSettings(url=sys.argv[1], request_timeout=300))
-vtype = sys.argv[5]
-vopts = VectorIndexOptions(type=vtype) if vtype != "precreated" else VectorIndexOptions()
-opts = IndexOptions(index=sys.argv[4], vector_options=vopts, restart=True,
+opts = IndexOptions(index=sys.argv[4], vector_options=VectorIndexOptions(type=sys.argv[5]), restart=True,
                     checkpoint_dir=Path(sys.argv[7]), device="cpu")
 t = time.perf_counter()
 result = index_dataset(es, sys.argv[2], sys.argv[3], opts)
@@ -64,17 +60,21 @@ def node_memory_mb(pid: int | None) -> dict[str, float | None]:
     return out
 
 
-def _precreate(es: Any, name: str, model_dir: Path, index_type: str) -> None:
-    """The toolkit's template for ``model_dir`` with ``index_options.type`` replaced, as a concrete index."""
-    from toolkit.index.template import VECTOR_FIELDS, IndexModelInfo, render_template
+def _refused(es: Any, name: str, model_dir: Path, index_type: str) -> str | None:
+    """The node's reason for refusing ``index_type`` for ``model_dir``'s vectors (the toolkit's template put
+    for ``name``, as the load will put it), else ``None``."""
+    from toolkit.errors import ConfigError
+    from toolkit.index.lifecycle import put_template
+    from toolkit.index.template import IndexModelInfo, VectorIndexOptions
     from toolkit.model import SearchModel
 
     model = SearchModel.load(model_dir, "cpu")
     info = IndexModelInfo(fingerprint=model.fingerprint, dims=model.dims, backbone=model.encoder_name)
-    body = render_template(name, info)["template"]
-    for field in VECTOR_FIELDS:
-        body["mappings"]["properties"][field]["index_options"]["type"] = index_type
-    es.indices.create(index=name, settings=body["settings"], mappings=body["mappings"])
+    try:
+        put_template(es, name, info, VectorIndexOptions(type=index_type))
+    except ConfigError as e:
+        return str(e)
+    return None
 
 
 def drop(es: Any, name: str) -> None:
@@ -90,17 +90,15 @@ def load(
 ) -> dict[str, Any]:
     """Index ``root`` with ``model_dir`` into a fresh index ``name`` of ``index_type`` in a child process."""
     drop(es, name)
-    arg = index_type
-    if index_type not in TOOLKIT_TYPES:
-        try:
-            _precreate(es, name, model_dir, index_type)
-        except Exception as e:  # an older node without the type: reported, not measured
-            log.warning("%s: the node does not take index_options.type %s: %s", name, index_type, e)
-            return {"index_type": index_type, "unsupported": str(e)[:300]}
-        arg = "precreated"
+    reason = _refused(es, name, model_dir, index_type)
+    if reason is not None:  # an older node without the type: reported, not measured
+        log.warning("%s: %s", name, reason)
+        return {"index_type": index_type, "unsupported": reason[:300]}
     before = node_memory_mb(pid)
     ckpt = model_dir / "bench-loads"
-    run = run_child(["-c", INDEX_CHILD, url, str(root), str(model_dir), name, arg, str(threads), str(ckpt)])
+    run = run_child(
+        ["-c", INDEX_CHILD, url, str(root), str(model_dir), name, index_type, str(threads), str(ckpt)]
+    )
     r = run.data["result"]
     after = node_memory_mb(pid)
     segments = len(es.cat.segments(index=name, format="json").body)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
+from click.testing import CliRunner
 from elasticsearch import Elasticsearch
 
+from toolkit.cli.main import cli
+from toolkit.errors import ConfigError
 from toolkit.fingerprint import FingerprintMismatch
 from toolkit.index import lifecycle
 from toolkit.index.template import IndexModelInfo, VectorIndexOptions, load_template
@@ -67,3 +73,43 @@ def test_model_fingerprint_mismatch_refused(es: Elasticsearch, index_name: str) 
 def test_missing_index_is_a_clear_error(es: Elasticsearch, index_name: str) -> None:
     with pytest.raises(lifecycle.IndexError_, match="does not exist"):
         lifecycle.index_info(es, index_name)
+
+
+def test_bbq_hnsw_index_is_created_and_searched(es: Elasticsearch, index_name: str) -> None:
+    alias, model = index_name, IndexModelInfo(fingerprint="f00dfeed", dims=64, backbone="resnet18")
+    lifecycle.put_template(es, alias, model, VectorIndexOptions(type="bbq_hnsw", m=12, ef_construction=50))
+    name = lifecycle.create_version(es, alias)
+    props = es.indices.get_mapping(index=name)[name]["mappings"]["properties"]
+    options = props["text_vector"]["index_options"]
+    assert options["type"] == "bbq_hnsw" and options["m"] == 12 and options["ef_construction"] == 50
+    vectors = np.random.default_rng(0).normal(size=(20, 64))
+    for i, v in enumerate(vectors):
+        es.index(index=name, id=str(i), document={"text_vector": (v / np.linalg.norm(v)).tolist()})
+    es.indices.refresh(index=name)
+    query = {"field": "text_vector", "query_vector": vectors[7].tolist(), "k": 1, "num_candidates": 20}
+    assert es.search(index=name, knn=query)["hits"]["hits"][0]["_id"] == "7"
+
+
+def test_index_types_the_node_refuses_are_clear_errors(es: Elasticsearch, index_name: str) -> None:
+    with pytest.raises(ConfigError, match=r"--index-type bbq_hnsw, 8 dims\): .*fewer than 64"):
+        lifecycle.put_template(es, index_name, MODEL, VectorIndexOptions(type="bbq_hnsw"))
+    newer = VectorIndexOptions()
+    object.__setattr__(newer, "type", "bogus_hnsw")  # a type of a newer Elasticsearch than the node
+    with pytest.raises(ConfigError, match="does not offer bogus_hnsw: use --index-type hnsw"):
+        lifecycle.put_template(es, index_name, MODEL, newer)
+    assert not es.indices.exists_index_template(name=lifecycle.template_name(index_name))
+
+
+def test_jrs_index_builds_a_bbq_hnsw_index(
+    sample_root, built_model, index_name: str, es_settings, es
+) -> None:
+    args = ["index", str(sample_root), str(built_model), "--alias", index_name, "--index-type", "bbq_hnsw"]
+    result = CliRunner().invoke(cli, [*args, "--json", "-q"], env={"ES_URL": es_settings.url})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["indexed"] == data["count"] > 0
+    (name,) = lifecycle.alias_targets(es, index_name)
+    props = es.indices.get_mapping(index=name)[name]["mappings"]["properties"]
+    assert {props[f]["index_options"]["type"] for f in ("image_vector", "text_vector")} == {"bbq_hnsw"}
+    help_text = CliRunner().invoke(cli, ["index", "--help"]).output
+    assert "bbq_hnsw" in help_text and "default: hnsw" in help_text.replace("\n", " ")

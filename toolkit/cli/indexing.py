@@ -9,6 +9,7 @@ import click
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.options import default_from
 from toolkit.device import DEVICE_HELP
+from toolkit.index.template import INDEX_TYPES
 
 
 @click.command("index")
@@ -17,11 +18,11 @@ from toolkit.device import DEVICE_HELP
 @click.option("--alias", default="recipes", show_default=True, help="Alias over versioned indices.")
 @click.option("--index", "index_name", default=None, help="Load into this concrete index instead.")
 @click.option("--no-swap", is_flag=True, help="Do not point the alias at the new version.")
-@click.option(
+@default_from(
+    "toolkit.index.template:VectorIndexOptions.type",
     "--index-type",
-    type=click.Choice(["hnsw", "int8_hnsw", "flat", "int8_flat"]),
-    default="hnsw",
-    show_default=True,
+    type=click.Choice(INDEX_TYPES),
+    help="index_options of the vector fields (bbq_hnsw where the node offers it: Elasticsearch 8.15+).",
 )
 @click.option("--m", "hnsw_m", type=int, default=16, show_default=True, help="HNSW m.")
 @click.option("--ef-construction", type=int, default=100, show_default=True)

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import Elasticsearch, NotFoundError
+from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.fingerprint import FingerprintMismatch
 from toolkit.index.template import IndexModelInfo, VectorIndexOptions, render_template
 
@@ -53,10 +53,34 @@ def put_template(
     options: VectorIndexOptions | None = None,
     replicas: int = 0,
 ) -> dict[str, Any]:
-    """Create or update the index template that new versions of ``alias`` are created from."""
-    body = render_template(alias, model, options, replicas=replicas)
-    es.indices.put_index_template(name=template_name(alias), **body)
+    """Create or update the index template that new versions of ``alias`` are created from.
+
+    A template the node refuses (an ``index_options`` type it does not offer, ``bbq_hnsw`` under 64 dims)
+    raises :class:`~toolkit.errors.ConfigError` with the node's own reason."""
+    opts = options or VectorIndexOptions()
+    body = render_template(alias, model, opts, replicas=replicas)
+    try:
+        es.indices.put_index_template(name=template_name(alias), **body)
+    except BadRequestError as e:
+        reason = _root_reason(e.body)
+        hint = ""
+        if "Unknown vector index options type" in reason:
+            hint = f"; this node's Elasticsearch version does not offer {opts.type}: use --index-type hnsw"
+        raise ConfigError(
+            f"Elasticsearch refused the index template for {alias!r} (--index-type {opts.type}, "
+            f"{model.dims} dims): {reason}{hint}"
+        ) from e
     return body
+
+
+def _root_reason(body: Any) -> str:
+    """The innermost ``caused_by`` reason of an Elasticsearch error body (the node's actual complaint)."""
+    err = body.get("error") if isinstance(body, dict) else None
+    reason = str(body)
+    while isinstance(err, dict):
+        reason = str(err.get("reason", reason))
+        err = err.get("caused_by")
+    return reason
 
 
 def create_version(es: Elasticsearch, alias: str) -> str:

@@ -13,6 +13,8 @@ from toolkit.errors import ConfigError
 
 TEMPLATE_FILE = "recipe-steps.template.json"
 VECTOR_FIELDS = ("image_vector", "text_vector")
+#: the ``index_options`` types ``--index-type`` offers (``bbq_hnsw``: Elasticsearch 8.15+, dims >= 64)
+INDEX_TYPES = ("hnsw", "int8_hnsw", "bbq_hnsw", "flat", "int8_flat")
 
 
 #: ``toolkit/es_mappings`` links to the repository's ``es_mappings/`` and ships inside the wheel.
@@ -28,7 +30,7 @@ def load_template() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class VectorIndexOptions:
-    """How the vector fields are indexed: ``hnsw`` or ``int8_hnsw`` (or ``flat`` for exact search)."""
+    """How the vector fields are indexed: one of :data:`INDEX_TYPES` (``flat``: exact search)."""
 
     type: str = "hnsw"
     m: int = 16
@@ -36,9 +38,9 @@ class VectorIndexOptions:
     similarity: str = "cosine"
 
     def __post_init__(self) -> None:
-        if self.type not in ("hnsw", "int8_hnsw", "flat", "int8_flat"):
+        if self.type not in INDEX_TYPES:
             raise ConfigError(
-                f"index_options type must be hnsw, int8_hnsw, flat or int8_flat, not {self.type!r}"
+                f"index_options type must be one of {', '.join(INDEX_TYPES)}, not {self.type!r}"
             )
         if self.similarity not in ("cosine", "dot_product"):
             raise ConfigError("similarity must be cosine or dot_product (vectors are L2-normalised)")
