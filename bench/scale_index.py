@@ -6,18 +6,29 @@ a type the node refuses (``bbq_hnsw`` before Elasticsearch 8.15) is reported, no
 search is numpy brute force over the vectors the load indexed (recomputed from the model the way
 :class:`~toolkit.index.documents.DocumentBuilder` makes them, and checked against the index's ``_source``).
 Queries are held-out (test split) step texts through :class:`~toolkit.search.engine.Searcher`.
+
+Alone, on a build ``bench_scale.py`` left in ``--work`` (no new build)::
+
+    python bench/scale_index.py --steps 100000 --index-type hnsw --num-candidates 100,200,400 [--reuse]
+
+loads that build into the ``bench-scale`` node (or ``ES_URL``; ``--reuse``: an index of that name already
+holding every step is queried as it is) and prints recall and latency at each num_candidates.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import run_child
+import numpy as np  # noqa: E402
+
+from bench.common import client, elasticsearch, emit, machine, run_child  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +212,8 @@ def recall(
 
     A hit counts when its exact cosine reaches the exact 10th best (ties count: sample step texts repeat,
     so many documents share one ``text_vector``). Latency: the ``Searcher.knn`` round trip (query vector
-    precomputed) and Elasticsearch's ``took``, after ``warmup`` queries. ``cos_gap``: how much lower the
+    precomputed) and Elasticsearch's ``took``, after ``warmup`` queries; each query runs at every
+    num_candidates in turn (rotated), so the values share the machine's load. ``cos_gap``: how much lower the
     mean exact cosine of the 10 hits is than that of the exact top-10 (0 when recall is 1)."""
     from toolkit.model import SearchModel
     from toolkit.search.engine import Searcher
@@ -219,24 +231,32 @@ def recall(
         kth, best = top.min(axis=1), top.sum(axis=1)
         out[f"exact_cos_top1_{field}"] = round(float(np.mean(top.max(axis=1))), 4)
         out[f"exact_cos_top10_{field}"] = round(float(np.mean(kth)), 4)
-        for nc in candidates:
-            params = KnnParams(k=10, num_candidates=nc, field=field)
-            for q in queries[:warmup]:
-                searcher.knn(q, params, Filters())
-            found, total, took, gap = 0, [], [], []
-            for qi, q in enumerate(queries):
-                res = searcher.knn(q, params, Filters())
-                total.append(res.total_ms)
-                took.append(res.took_ms)
+        params = {nc: KnnParams(k=10, num_candidates=nc, field=field) for nc in candidates}
+        for q in queries[:warmup]:
+            for p in params.values():
+                searcher.knn(q, p, Filters())
+        # every query at every num_candidates in turn: a change of the machine's load falls on all of them
+        found = dict.fromkeys(candidates, 0)
+        total: dict[int, list[float]] = {nc: [] for nc in candidates}
+        took: dict[int, list[float]] = {nc: [] for nc in candidates}
+        gap: dict[int, list[float]] = {nc: [] for nc in candidates}
+        order = list(candidates)
+        for qi, q in enumerate(queries):
+            for nc in order[qi % len(order) :] + order[: qi % len(order)]:  # rotated: no value always first
+                p = params[nc]
+                res = searcher.knn(q, p, Filters())
+                total[nc].append(res.total_ms)
+                took[nc].append(res.took_ms)
                 got = np.asarray([sims[qi, row[h.step_id]] for h in res.hits])
-                found += int(np.sum(got >= kth[qi] - 1e-5))
-                gap.append(float(best[qi] - got.sum()) / 10)
+                found[nc] += int(np.sum(got >= kth[qi] - 1e-5))
+                gap[nc].append(float(best[qi] - got.sum()) / 10)
+        for nc in candidates:
             key = f"{field}_nc{nc}"
-            out[f"recall_{key}"] = round(found / (10 * len(queries)), 4)
-            out[f"cos_gap_{key}"] = round(float(np.mean(gap)), 5)
-            out[f"p50_ms_{key}"] = pct(total, 50)
-            out[f"p95_ms_{key}"] = pct(total, 95)
-            out[f"took_p50_ms_{key}"] = pct(took, 50)
+            out[f"recall_{key}"] = round(found[nc] / (10 * len(queries)), 4)
+            out[f"cos_gap_{key}"] = round(float(np.mean(gap[nc])), 5)
+            out[f"p50_ms_{key}"] = pct(total[nc], 50)
+            out[f"p95_ms_{key}"] = pct(total[nc], 95)
+            out[f"took_p50_ms_{key}"] = pct(took[nc], 50)
     return out
 
 
@@ -261,3 +281,60 @@ def table(rows: list[dict[str, Any]], candidates: tuple[int, ...]) -> list[str]:
                     f"{r['docs_per_s']:.0f} |"
                 )
     return lines
+
+
+def _loaded(es: Any, name: str, root: Path) -> int | None:
+    """The document count of index ``name`` when it holds every step of ``root``, else ``None``."""
+    from toolkit.stages.read import read_steps
+
+    if not es.indices.exists(index=name):
+        return None
+    count = int(es.count(index=name)["count"])
+    return count if count == len(read_steps(root, None)) else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100000, help="the size bench_scale.py built")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/jrs-bench-scale"))
+    parser.add_argument("--photo-size", type=int, default=32)
+    parser.add_argument("--index-type", default="hnsw")
+    parser.add_argument("--num-candidates", default="100,200,400", help="comma-separated (k=10)")
+    parser.add_argument("--queries", type=int, default=300, help="held-out query texts")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in the loader")
+    parser.add_argument("--reuse", action="store_true", help="query a complete index of that name as it is")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    root = args.work / f"data-{args.steps}-{args.photo_size}px"
+    model = args.work / f"model-{args.steps}"
+    candidates = tuple(int(c) for c in args.num_candidates.split(","))
+    name = f"bench-scale-{args.steps}-{args.index_type}"
+    result: dict[str, Any] = {"machine": machine(), "index": name, "candidates": list(candidates)}
+    with elasticsearch("bench-scale") as target:
+        es = client(target.url)
+        count = _loaded(es, name, root) if args.reuse else None
+        if count is None:
+            row = load(es, target.url, target.pid, root, model, name, args.index_type, args.threads)
+        else:
+            row = {"index_type": args.index_type, "index": name, "indexed": count, "reused": True}
+        if "unsupported" not in row:
+            truth = indexed_vectors(root, model, args.queries)
+            result["truth_check"] = check_truth(es, name, truth)
+            row.update(recall(es, model, name, truth, candidates))
+        result["row"] = row
+    result["machine_end"] = machine()
+    lines = [f"{name}: {row.get('indexed')} docs, {result.get('truth_check')}"]
+    if "unsupported" in row:
+        lines.append(f"{args.index_type}: {row['unsupported']}")
+    else:
+        lines += [
+            f"{f} nc={nc}: recall@10 {row[f'recall_{f}_nc{nc}']:.3f}, p50 {row[f'p50_ms_{f}_nc{nc}']:.1f} ms, "
+            f"p95 {row[f'p95_ms_{f}_nc{nc}']:.1f} ms, took p50 {row[f'took_p50_ms_{f}_nc{nc}']:.1f} ms"
+            for f in ("image_vector", "text_vector")
+            for nc in candidates
+        ]
+    emit(result, args.json, lines)
+
+
+if __name__ == "__main__":
+    main()
