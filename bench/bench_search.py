@@ -2,8 +2,8 @@
 
     python bench/bench_search.py [--quick] [--json] [--index NAME:N ...]
 
-Judged by ``hnsw_recall_at_10`` (kNN top-10 through the index with default settings, k=10 and
-num_candidates=100, against the exact top-10 by brute force over the same vectors; goal >= 0.97),
+Judged by ``hnsw_recall_at_10`` (kNN top-10 through the index with default m and ef_construction, k=10 and
+num_candidates=100, the recorded figure's setting, against the exact top-10 by brute force over the same vectors; goal >= 0.97),
 ``knn_p50_ms`` (goal <= 20) / ``knn_p95_ms`` / ``hybrid_p50_ms`` (one warm ``Searcher`` call: query text ->
 tokens -> Word2Vec -> text tower -> request -> hits) and ``search_overhead_p50_ms`` (that call's time minus
 Elasticsearch's ``took``; goal <= 10).

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from elasticsearch import Elasticsearch, helpers
 
+from toolkit.cli.main import cli
 from toolkit.index import lifecycle
 from toolkit.index.template import IndexModelInfo
+from toolkit.search.dispatch import knn_params
 from toolkit.search.fusion import rrf_fuse
 from toolkit.search.queries import (
+    DEFAULT_NUM_CANDIDATES,
     Filters,
     HybridParams,
     KnnParams,
@@ -78,3 +82,15 @@ def test_hostile_query_text_is_searched_as_text(es: Elasticsearch, index_name: s
         tokens, np.array([1.0, 0.0]), KnnParams(k=2, num_candidates=10), Filters(), HybridParams()
     )
     assert es.search(index=idx, **hybrid)["hits"]["total"]["value"] >= 1
+
+
+def test_num_candidates_default_is_declared_once_and_reaches_every_entry_point() -> None:
+    assert DEFAULT_NUM_CANDIDATES == 200  # the README's Scale section measured this choice
+    assert KnnParams().num_candidates == knn_params(10).num_candidates == DEFAULT_NUM_CANDIDATES
+    assert knn_params(50).num_candidates == 500  # large k: 10 candidates per hit
+    assert (
+        knn_request(np.ones(4), knn_params(10), Filters())["knn"]["num_candidates"] == DEFAULT_NUM_CANDIDATES
+    )
+    for command in ("search", "evaluate"):
+        help_text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
+        assert f"--num-candidates INTEGER [default: {DEFAULT_NUM_CANDIDATES}]" in help_text, command

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.cli.options import default_from
 
 #: Rows of the in-memory table: (label, key in evaluation.json).
 IN_MEMORY_ROWS = (
@@ -93,7 +94,7 @@ def index_table(result: dict[str, Any]) -> str:
     help="Dataset root of the held-out queries (default: the one the model was built from).",
 )
 @click.option("-k", "k", type=int, default=10, show_default=True)
-@click.option("--num-candidates", type=int, default=100, show_default=True)
+@default_from("toolkit.search.queries:KnnParams.num_candidates", "--num-candidates", type=int)
 @click.option(
     "--mode",
     "modes",

@@ -95,7 +95,7 @@ def _render(result) -> str:
 )
 @click.option("--index", default="recipes", show_default=True, envvar="JRS_INDEX", help="Alias or index.")
 @click.option("-k", "k", type=int, default=10, show_default=True)
-@click.option("--num-candidates", type=int, default=100, show_default=True)
+@default_from("toolkit.search.queries:KnnParams.num_candidates", "--num-candidates", type=int)
 @click.option("--recipe", "recipes", multiple=True, help="Only these recipe ids.")
 @click.option("--ingredient", "ingredients", multiple=True, help="Only recipes with this ingredient.")
 @click.option("--include-text-only", is_flag=True, help="Also return steps without a photo.")

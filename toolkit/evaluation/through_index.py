@@ -26,7 +26,7 @@ from toolkit.errors import ToolkitError
 from toolkit.evaluation.graded import Labels, graded_precision
 from toolkit.progress import track
 from toolkit.search.engine import Searcher
-from toolkit.search.queries import Filters, HybridParams, KnnParams
+from toolkit.search.queries import DEFAULT_NUM_CANDIDATES, Filters, HybridParams, KnnParams
 from toolkit.stages.read import ReadOptions, read_steps, steps_of_split
 
 INDEX_MODES = ("knn", "keyword", "hybrid", "rrf")
@@ -92,7 +92,7 @@ def evaluate_through_index(
     searcher: Searcher,
     queries: Sequence[Query],
     k: int = 10,
-    num_candidates: int = 100,
+    num_candidates: int = DEFAULT_NUM_CANDIDATES,
     modes: Sequence[str] = INDEX_MODES,
     progress: bool = False,
     labels: Mapping[str, Labels] | None = None,

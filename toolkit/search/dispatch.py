@@ -9,7 +9,14 @@ from pathlib import Path
 
 from toolkit.errors import ToolkitError
 from toolkit.search.engine import Searcher, SearchResult
-from toolkit.search.queries import Filters, Grouping, HybridParams, KnnParams, compose
+from toolkit.search.queries import (
+    DEFAULT_NUM_CANDIDATES,
+    Filters,
+    Grouping,
+    HybridParams,
+    KnnParams,
+    compose,
+)
 
 TEXT_MODES = ("knn", "keyword", "hybrid", "rrf")
 GROUPS = ("recipe",)
@@ -159,6 +166,6 @@ def search_photo(
 
 def knn_params(k: int, num_candidates: int | None = None) -> KnnParams:
     try:
-        return KnnParams(k=k, num_candidates=num_candidates or max(100, 10 * k))
+        return KnnParams(k=k, num_candidates=num_candidates or max(DEFAULT_NUM_CANDIDATES, 10 * k))
     except ValueError as e:
         raise ToolkitError(str(e)) from e

@@ -52,10 +52,15 @@ class Filters:
         return out
 
 
+#: candidates per shard of a kNN query when none is asked for: 200 lifted the photo field's recall@10 at 100k
+#: learned vectors from 0.64 to 0.73 for 1.1-1.2x the latency (README, Scale section)
+DEFAULT_NUM_CANDIDATES = 200
+
+
 @dataclass(frozen=True)
 class KnnParams:
     k: int = 10
-    num_candidates: int = 100
+    num_candidates: int = DEFAULT_NUM_CANDIDATES
     field: str = "image_vector"
     boost: float = 1.0
 
