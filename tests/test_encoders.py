@@ -14,7 +14,12 @@ import torch
 from PIL import Image
 
 from toolkit.errors import ConfigError
-from toolkit.image.backbones import WeightsUnavailable, download_file, shipped_lite0_weights
+from toolkit.image.backbones import (
+    WeightsUnavailable,
+    download_file,
+    shipped_lite0_weights,
+    shipped_lite_weights,
+)
 from toolkit.image.encoders import (
     ENTRY_POINT_GROUP,
     PluginError,
@@ -140,6 +145,18 @@ def test_auto_falls_back_to_lite0_without_cached_resnet(empty_torch_home: Path) 
     assert enc.fingerprint == create_encoder("efficientnet-lite0-ms", weights="imagenet").fingerprint
 
 
+def _pooled_blocks(net: torch.nn.Module, x: torch.Tensor, taps: tuple[int, ...]) -> np.ndarray:
+    """Independently of the encoder: run the package's network block by block, mean-pool the ``taps``."""
+    with torch.inference_mode():
+        h = net._swish(net._bn0(net._conv_stem(x)))
+        pooled = []
+        for i, block in enumerate(net._blocks):
+            h = block(h)
+            if i in taps:
+                pooled.append(h.mean(dim=(2, 3)))
+    return torch.cat(pooled, dim=1).numpy()
+
+
 def test_lite0_multiscale_is_the_pooled_blocks_of_the_same_network(photos: list[Image.Image]) -> None:
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -154,16 +171,30 @@ def test_lite0_multiscale_is_the_pooled_blocks_of_the_same_network(photos: list[
     net = EfficientNet.from_name("efficientnet-lite0", image_size=96)
     net.load_state_dict(torch.load(shipped_lite0_weights(), map_location="cpu", weights_only=True))
     net.eval()
-    with torch.inference_mode():
-        h = net._swish(net._bn0(net._conv_stem(x)))
-        pooled = []
-        for i, block in enumerate(net._blocks):
-            h = block(h)
-            if i in (7, 10, 15):
-                pooled.append(h.mean(dim=(2, 3)))
-    assert np.allclose(feats, torch.cat(pooled, dim=1).numpy(), atol=1e-4)
+    assert np.allclose(feats, _pooled_blocks(net, x, (7, 10, 15)), atol=1e-4)
     # not the head features in other clothes
     assert not np.allclose(feats[:, :320], head.encode_batch(x)[:, :320], atol=1e-2)
+
+
+def test_lite1_multiscale_pools_the_same_stages_of_lite1(photos: list[Image.Image]) -> None:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    ms1 = create_encoder("efficientnet-lite1-ms", weights="imagenet", image_size=96, backend="torch")
+    ms0 = create_encoder("efficientnet-lite0-ms", weights="imagenet", image_size=96, backend="torch")
+    assert (
+        ms1.dim == 512 and ms1.config["taps"] == [10, 14, 20] and ms1.config["arch"] == "efficientnet-lite1"
+    )
+    assert ms1.fingerprint != ms0.fingerprint  # other weights: a model of one is refused by the other
+    assert create_encoder("efficientnet-lite1-ms", weights="imagenet").preprocess.crop == 240  # native size
+    x = _batch(ms1, photos)
+    feats = ms1.encode_batch(x)
+    net = EfficientNet.from_name("efficientnet-lite1", image_size=96)
+    net.load_state_dict(
+        torch.load(shipped_lite_weights("efficientnet-lite1"), map_location="cpu", weights_only=True)
+    )
+    net.eval()
+    assert np.allclose(feats, _pooled_blocks(net, x, (10, 14, 20)), atol=1e-4)
+    assert not np.allclose(feats, ms0.encode_batch(x), atol=1e-2)
 
 
 def test_auto_uses_a_cached_resnet(empty_torch_home: Path, photos: list[Image.Image]) -> None:

