@@ -69,6 +69,21 @@ def _naive_ranks(q: np.ndarray, g: np.ndarray) -> list[int]:
     return ranks
 
 
+def test_score_blocks_are_bounded_by_the_gallery_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    import toolkit.evaluation.metrics as metrics
+
+    assert metrics.query_block(1_000) == metrics.BLOCK  # small gallery: the full block of queries
+    assert metrics.query_block(1_000_000) * 1_000_000 <= metrics.BLOCK_SCORES  # large: fewer rows
+    assert metrics.query_block(10 * metrics.BLOCK_SCORES) == 1  # never zero rows
+    # one query row per product for this 60-photo gallery: the same ranks as the naive loop
+    monkeypatch.setattr(metrics, "BLOCK_SCORES", 59)  # under one 60-photo row
+    rng = np.random.default_rng(1)
+    q = _unit(rng.normal(size=(60, 8)))
+    g = _unit(q + rng.normal(scale=0.8, size=(60, 8)))
+    assert metrics.query_block(60) == 1
+    assert metrics.positive_ranks(q, g).tolist() == _naive_ranks(q, g)
+
+
 def test_matches_naive_loop_on_random_data() -> None:
     rng = np.random.default_rng(0)
     q = _unit(rng.normal(size=(60, 8)))

@@ -16,8 +16,11 @@ import numpy as np
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 DIRECTIONS = ("text_to_image", "image_to_text")
-#: Rows of queries scored per matrix product (bounds memory at ``block x gallery`` floats).
+#: Most rows of queries scored per matrix product.
 BLOCK = 2048
+#: Most scores held per block (32 MB of float32): with a large gallery the block has fewer rows, so the
+#: memory of ranking stays flat in the collection size instead of growing with ``block x gallery``.
+BLOCK_SCORES = 1 << 23
 #: Cosine scores closer than this to the positive's score are ties (float32 noise is ~1e-7).
 TIE_TOLERANCE = 1e-6
 
@@ -48,13 +51,20 @@ def ranks_from_scores(scores: np.ndarray, offset: int = 0) -> np.ndarray:
     return (scores >= pos[:, None] - TIE_TOLERANCE).sum(axis=1).astype(np.int64)
 
 
+def query_block(gallery_rows: int, block: int = BLOCK) -> int:
+    """Query rows per matrix product: at most ``block``, and at most :data:`BLOCK_SCORES` scores."""
+    return max(1, min(block, BLOCK_SCORES // max(1, gallery_rows)))
+
+
 def positive_ranks(query: np.ndarray, gallery: np.ndarray, block: int = BLOCK) -> np.ndarray:
-    """Pessimistic rank of gallery ``i`` for query ``i``, via blocked matrix products (no per-query loop)."""
+    """Pessimistic rank of gallery ``i`` for query ``i``, via blocked matrix products (no per-query loop);
+    a block holds at most :data:`BLOCK_SCORES` scores (:func:`query_block`)."""
     if query.ndim != 2 or gallery.ndim != 2 or query.shape[1] != gallery.shape[1]:
         raise ValueError(f"query {query.shape} and gallery {gallery.shape} must be [N, D] with the same D")
     if gallery.shape[0] < query.shape[0]:
         raise ValueError(f"gallery has {gallery.shape[0]} rows, fewer than the {query.shape[0]} queries")
     ranks = np.empty(query.shape[0], dtype=np.int64)
+    block = query_block(gallery.shape[0], block)
     for start in range(0, query.shape[0], block):
         scores = query[start : start + block] @ gallery.T
         ranks[start : start + scores.shape[0]] = ranks_from_scores(scores, offset=start)
