@@ -17,7 +17,6 @@ from toolkit.errors import ConfigError
 from toolkit.image.backbones import (
     WeightsUnavailable,
     download_file,
-    shipped_lite0_weights,
     shipped_lite_weights,
 )
 from toolkit.image.encoders import (
@@ -110,7 +109,7 @@ def test_efficientnet_lite0_shipped_weights_give_classifier_features(photos: lis
     feats = enc.encode_batch(x)
     assert feats.shape == (3, 1280) and np.array_equal(feats, enc.encode_batch(x))
     # The features are what the package's own classifier reads: fc(features) == its logits.
-    state = torch.load(shipped_lite0_weights(), map_location="cpu", weights_only=True)
+    state = torch.load(shipped_lite_weights("efficientnet-lite0"), map_location="cpu", weights_only=True)
     full = EfficientNet.from_name("efficientnet-lite0")
     full.load_state_dict(state)
     full.eval()
@@ -169,7 +168,9 @@ def test_lite0_multiscale_is_the_pooled_blocks_of_the_same_network(photos: list[
     assert feats.shape == (3, 512) and np.isfinite(feats).all()
     # independently: run the package's network block by block and pool blocks 7, 10 and 15
     net = EfficientNet.from_name("efficientnet-lite0", image_size=96)
-    net.load_state_dict(torch.load(shipped_lite0_weights(), map_location="cpu", weights_only=True))
+    net.load_state_dict(
+        torch.load(shipped_lite_weights("efficientnet-lite0"), map_location="cpu", weights_only=True)
+    )
     net.eval()
     assert np.allclose(feats, _pooled_blocks(net, x, (7, 10, 15)), atol=1e-4)
     # not the head features in other clothes

