@@ -17,7 +17,7 @@ from toolkit.model import SearchModel
 from toolkit.search.dispatch import SearchOptions, search
 from toolkit.search.engine import Searcher, group_hits
 from toolkit.search.explain import suggestions
-from toolkit.search.queries import Filters
+from toolkit.search.queries import DEFAULT_NUM_CANDIDATES, Filters
 
 QUERY = "玉ねぎを薄切りにします。"
 
@@ -39,8 +39,10 @@ def test_grouped_results_are_one_recipe_each_with_its_best_steps(searcher: Searc
         assert [h.score for h in g.steps] == sorted((h.score for h in g.steps), reverse=True)
         assert g.steps[0].score == pytest.approx(g.score)
     assert [h.step_id for h in result.hits] == [g.steps[0].step_id for g in groups]
-    # the same as grouping the ungrouped ranking of the window the grouped search looks at
-    plain = search(searcher, QUERY, options=SearchOptions(mode=mode, k=50, num_candidates=100))
+    # the same as grouping the ungrouped ranking of the window the grouped search looks at (same candidates)
+    plain = search(
+        searcher, QUERY, options=SearchOptions(mode=mode, k=50, num_candidates=DEFAULT_NUM_CANDIDATES)
+    )
     expected = group_hits(plain.hits, 5, 3)
     assert [g.recipe_id for g in groups] == [g.recipe_id for g in expected]
     assert [g.steps[0].step_id for g in groups] == [g.steps[0].step_id for g in expected]
