@@ -38,7 +38,9 @@ def test_round_trip_gives_identical_embeddings(tmp_path: Path, trained) -> None:
     assert loaded.fingerprint == mapping_fingerprint(model, config)
     assert loaded.meta["extra"] == {"note": "テスト", "r10": 0.5} and not loaded.model.training
     meta = json.loads((tmp_path / "mapping.json").read_text(encoding="utf-8"))
-    assert (meta["text_dim"], meta["image_dim"], meta["dim"]) == (24, 40, 8)
+    # the output: 8 tower dimensions and the linear branch's 24 CCA ones (the text side's rank)
+    assert (meta["text_dim"], meta["image_dim"], meta["dim"]) == (24, 40, 8 + 24) and model.dim == 32
+    assert loaded.model.embed_text(text).shape == (300, 32)
     np.testing.assert_allclose(meta["input_stats"]["image_mean"], image.mean(axis=0), rtol=1e-4)
     # the weights file is a plain state_dict: loadable with weights_only=True
     state = torch.load(tmp_path / "mapping.pt", weights_only=True)

@@ -217,7 +217,7 @@ def build(
         "fingerprint": model_fingerprint(wv.fingerprint, encoder.fingerprint, mapping.fingerprint),
         "word2vec_fingerprint": wv.fingerprint,
         "mapping_fingerprint": mapping.fingerprint,
-        "dims": int(mapping_config.dim),
+        "dims": int(model.dim),
         "text_dim": int(wv.dim),
         "encoder": {
             "name": encoder.name,

@@ -68,6 +68,12 @@ def _table(result: dict) -> str:
     help="bag: the text tower fine-tunes the word vectors of each step's tokens; mean: it reads the fixed "
     "Word2Vec step mean.",
 )
+@default_from(
+    f"{CONFIG}.linear_weight",
+    "--linear-weight",
+    type=float,
+    help="Share of the cosine given to a CCA of the same features, fused into the vectors after training (0: the towers only).",
+)
 @click.option("--split-seed", type=int, default=BuildOptions.split_seed, show_default=True)
 @json_option
 @quiet_option
@@ -93,6 +99,7 @@ def build_cmd(
     epochs: int,
     seed: int,
     text_tower: str,
+    linear_weight: float,
     split_seed: int,
     as_json: bool,
     quiet: bool,
@@ -120,7 +127,14 @@ def build_cmd(
         w2v_epochs=w2v_epochs,
         w2v_vector_size=vector_size,
         split_seed=split_seed,
-        mapping={"loss": loss, "dim": dim, "epochs": epochs, "seed": seed, "text_tower": text_tower},
+        mapping={
+            "loss": loss,
+            "dim": dim,
+            "epochs": epochs,
+            "seed": seed,
+            "text_tower": text_tower,
+            "linear_weight": linear_weight,
+        },
         progress=progress_enabled(quiet),
     )
     result = build(dataset_root, model_dir, opts)

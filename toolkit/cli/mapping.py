@@ -58,6 +58,12 @@ CONFIG = "toolkit.mapping.train:MappingConfig"
 @default_from(
     f"{CONFIG}.word_dropout", "--word-dropout", type=float, help="Bag tower: tokens dropped per batch."
 )
+@default_from(
+    f"{CONFIG}.linear_weight",
+    "--linear-weight",
+    type=float,
+    help="Share of the cosine given to a CCA of the same features, fused into the vectors after training (0: the towers only).",
+)
 @click.option(
     "--word2vec",
     "word2vec_dir",

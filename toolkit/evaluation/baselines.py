@@ -71,8 +71,10 @@ def untrained_arch(arch: dict[str, Any]) -> dict[str, Any]:
 
     An untrained bag text tower still has its Word2Vec vectors (:class:`~toolkit.mapping.towers.BagTower`
     starts from them), so it is exactly a mean tower with random MLP weights on the Word2Vec step mean.
+    A linear branch (a CCA fitted on the training pairs) is left out: it is not untrained.
     """
-    return {k: v for k, v in arch.items() if k not in ("text_tower", "vocab")}
+    dropped = ("text_tower", "vocab", "linear_dims", "linear_weight")
+    return {k: v for k, v in arch.items() if k not in dropped}
 
 
 def tower_arch(spec: dict[str, Any] | MappingConfig, text_dim: int, image_dim: int) -> dict[str, Any]:

@@ -110,25 +110,102 @@ def _basis(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return basis, z @ basis
 
 
+#: Rows of each side read at a time when a CCA is fitted from moments (memmaps are never read whole).
+MOMENT_BLOCK = 16384
+
+
+@dataclass
+class _Moments:
+    """Means, standard deviations and the covariances of the standardised pairs."""
+
+    t_mean: np.ndarray
+    t_scale: np.ndarray
+    i_mean: np.ndarray
+    i_scale: np.ndarray
+    ctt: np.ndarray
+    cii: np.ndarray
+    cti: np.ndarray
+
+
+def _blocks(text: Any, image: Any, n: int) -> Any:
+    """Paired float64 blocks of ``text`` and ``image`` (arrays, memmaps or lazy row views), checked finite."""
+    for start in range(0, n, MOMENT_BLOCK):
+        t = np.asarray(text[start : start + MOMENT_BLOCK], dtype=np.float64)
+        i = np.asarray(image[start : start + MOMENT_BLOCK], dtype=np.float64)
+        if not (np.isfinite(t).all() and np.isfinite(i).all()):
+            raise ValueError(f"features contain NaN or infinite values (rows {start}..{start + len(t) - 1})")
+        yield t, i
+
+
+def _moments(text: Any, image: Any, n: int) -> _Moments:
+    """Two passes in blocks: the means, then the centred (cross-)covariances; memory flat in ``n``."""
+    t_sum, i_sum = np.zeros(text.shape[1]), np.zeros(image.shape[1])
+    for t, i in _blocks(text, image, n):
+        t_sum += t.sum(axis=0)
+        i_sum += i.sum(axis=0)
+    t_mean, i_mean = t_sum / n, i_sum / n
+    ctt, cii = np.zeros((t_mean.size,) * 2), np.zeros((i_mean.size,) * 2)
+    cti = np.zeros((t_mean.size, i_mean.size))
+    for t, i in _blocks(text, image, n):
+        t, i = t - t_mean, i - i_mean
+        ctt += t.T @ t
+        cii += i.T @ i
+        cti += t.T @ i
+    t_scale, i_scale = np.sqrt(np.diag(ctt) / n), np.sqrt(np.diag(cii) / n)
+    t_scale = np.where(t_scale > 1e-8, t_scale, 1.0)
+    i_scale = np.where(i_scale > 1e-8, i_scale, 1.0)
+    return _Moments(
+        t_mean,
+        t_scale,
+        i_mean,
+        i_scale,
+        ctt / n / np.outer(t_scale, t_scale),
+        cii / n / np.outer(i_scale, i_scale),
+        cti / n / np.outer(t_scale, i_scale),
+    )
+
+
+def _uses_moments(text: Any, image: Any) -> bool:
+    """More pairs than dimensions (and paired): the CCA is fitted from block moments."""
+    n = int(text.shape[0])
+    return n > max(text.shape[1], image.shape[1]) and image.shape[0] == n
+
+
 def fit_cca(
-    text: np.ndarray, image: np.ndarray, components: int = DEFAULT_CCA_COMPONENTS, reg: float = 0.1
+    text: Any,
+    image: Any,
+    components: int = DEFAULT_CCA_COMPONENTS,
+    reg: float = 0.1,
+    moments: _Moments | None = None,
 ) -> LinearMap:
     """Regularised CCA with ``components`` canonical pairs (at most the smaller side's rank).
 
-    Each side is first expressed in an orthonormal basis of its training rows (exact, and keeps the
-    eigen-problems at most ``n x n`` when the features have more dimensions than there are pairs).
-    ``reg`` adds ``reg x`` the mean variance to every direction's variance.
+    ``reg`` adds ``reg x`` the mean variance to every direction's variance. With more pairs than
+    dimensions the covariances are accumulated block by block (``text``/``image`` may be memmaps or lazy
+    row views: memory is flat in the number of pairs); with fewer, each side is first expressed in an
+    orthonormal basis of its training rows (exact, and keeps the eigen-problems at most ``n x n``).
+    ``moments``: those of ``text``/``image``, when already computed (one pass for a grid of ``reg``).
     """
-    text, image = _check_pairs(text, image)
     if components < 1:
         raise ValueError(f"components must be at least 1, got {components}")
     if reg < 0:
         raise ValueError(f"reg must be >= 0, got {reg}")
+    if len(text.shape) != 2 or len(image.shape) != 2:
+        raise ValueError(f"features must be 2-D [N, D], got text {text.shape} and image {image.shape}")
+    n = int(text.shape[0])
+    if _uses_moments(text, image):
+        m = moments or _moments(text, image, n)
+        wt, wi = _inv_sqrt(m.ctt, reg), _inv_sqrt(m.cii, reg)
+        u, s, vt = np.linalg.svd(wt @ m.cti @ wi, full_matrices=False)
+        k = min(components, s.size)
+        return LinearMap(
+            "cca", m.t_mean, m.t_scale, m.i_mean, m.i_scale, wt @ u[:, :k], wi @ vt[:k].T, reg=reg
+        )
+    text, image = _check_pairs(text[0:n], image[0 : image.shape[0]])  # few rows: in memory
     zt, t_mean, t_scale = _standardize(text)
     zi, i_mean, i_scale = _standardize(image)
     bt, ct = _basis(zt)
     bi, ci = _basis(zi)
-    n = zt.shape[0]
     wt = _inv_sqrt(ct.T @ ct / n, reg)
     wi = _inv_sqrt(ci.T @ ci / n, reg)
     u, s, vt = np.linalg.svd(wt @ (ct.T @ ci / n) @ wi, full_matrices=False)
@@ -169,8 +246,14 @@ def fit_linear(
         raise ValueError(f"method must be one of {LINEAR_METHODS}, got {method!r}")
     values = list(grid or (CCA_REGS if method == "cca" else RIDGE_ALPHAS))
 
+    moments = None
+    if method == "cca" and _uses_moments(text, image):
+        moments = _moments(text, image, int(text.shape[0]))
+
     def fit(v: float) -> LinearMap:
-        return fit_cca(text, image, components, v) if method == "cca" else fit_ridge(text, image, v)
+        if method == "cca":
+            return fit_cca(text, image, components, v, moments)
+        return fit_ridge(text, image, v)
 
     if val_text is None or val_image is None or len(val_text) < 2 or len(values) == 1:
         return fit(values[len(values) // 2])

@@ -80,7 +80,7 @@ def save_mapping(
         "fingerprints": dict(fingerprints),
         "text_dim": arch["text_dim"],
         "image_dim": arch["image_dim"],
-        "dim": arch["dim"],
+        "dim": model.dim,
         "arch": arch,
         "config": config.to_dict(),
         "input_stats": stats,

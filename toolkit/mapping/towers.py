@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.evaluation.linear import LinearMap
+from toolkit.mapping.linear_branch import LinearBranch, fuse
 from toolkit.torch_threads import torch_threads
 
 NORMS = ("layer", "batch")
@@ -217,15 +219,23 @@ class TwoTower(nn.Module):
         arch: str = "mlp",
         text_tower: str = "mean",
         vocab: int = 0,
+        linear_dims: int = 0,
+        linear_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if text_tower not in TEXT_TOWERS:
             raise ValueError(f"text_tower must be one of {TEXT_TOWERS}, got {text_tower!r}")
         if text_tower == "bag" and arch == "residual":
             raise ValueError("a bag text tower goes with arch 'mlp' or 'fixed_image', not 'residual'")
+        if linear_dims < 0 or not (0.0 <= linear_weight < 1.0) or (linear_dims > 0) != (linear_weight > 0):
+            raise ValueError(
+                f"linear_dims and linear_weight go together (> 0, weight < 1): {linear_dims}, {linear_weight}"
+            )
         self.text_dim = text_dim
         self.image_dim = image_dim
-        self.dim = dim
+        self.tower_dim = dim
+        #: output dimensions: the towers' and, with a linear branch, its CCA dimensions after them
+        self.dim = dim + linear_dims
         self.text_input = "tokens" if text_tower == "bag" else "mean"
         self._arch = {
             "text_dim": text_dim,
@@ -248,6 +258,26 @@ class TwoTower(nn.Module):
         else:
             self.text = Tower(text_dim, dim, hidden, dropout, norm, activation, text_arch)
         self.image = Tower(image_dim, dim, hidden, dropout, norm, activation, image_arch)
+        self.linear: LinearBranch | None = None
+        self.linear_weight = 0.0
+        if linear_dims:
+            self._add_linear(linear_dims, linear_weight)
+
+    def _add_linear(self, dims: int, weight: float) -> None:
+        vocab = self.text.vocab if isinstance(self.text, BagTower) else 0
+        self.linear = LinearBranch(self.text_dim, self.image_dim, dims, vocab)
+        self.linear_weight = float(weight)
+        self.dim = self.tower_dim + dims
+        self._arch |= {"linear_dims": dims, "linear_weight": float(weight)}
+
+    def set_linear(self, linear: LinearMap, weight: float, word_vectors: np.ndarray | None = None) -> None:
+        """Fuse a fitted CCA (see :mod:`toolkit.mapping.linear_branch`) into the embeddings with share
+        ``weight`` of the cosine; ``word_vectors``: the fixed Word2Vec vectors, for a bag text tower."""
+        device = next(self.parameters()).device
+        self._add_linear(int(linear.text_proj.shape[1]), weight)
+        assert self.linear is not None
+        self.linear.set_map(linear, word_vectors)
+        self.linear.to(device)
 
     def arch(self) -> dict[str, Any]:
         """Constructor arguments: ``TwoTower(**model.arch())`` rebuilds the same architecture."""
@@ -296,7 +326,9 @@ class TwoTower(nn.Module):
 
         if isinstance(self.text, BagTower) or isinstance(x, TokenBags):
             return self._embed_bags(x, batch_size)
-        return self._embed(self.text, x, "text", batch_size)
+        return self._embed(
+            self.text, x, "text", batch_size, None if self.linear is None else self.linear.text
+        )
 
     def _embed_bags(self, bags: Any, batch_size: int) -> np.ndarray:
         from toolkit.text.tokens import TokenBags
@@ -320,7 +352,10 @@ class TwoTower(nn.Module):
                     part = bags.take(np.arange(start, min(start + batch_size, len(bags))))
                     ids = torch.from_numpy(np.asarray(part.ids, dtype=np.int64)).to(device)
                     offsets = torch.from_numpy(part.offsets).to(device)
-                    out[start : start + len(part)] = self.text(ids, offsets).cpu().numpy()
+                    y = self.text(ids, offsets)
+                    if self.linear is not None:
+                        y = fuse(y, self.linear.text((ids, offsets)), self.linear_weight)
+                    out[start : start + len(part)] = y.cpu().numpy()
         finally:
             if was_training:
                 self.train(True)
@@ -328,9 +363,13 @@ class TwoTower(nn.Module):
 
     def embed_image(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Numpy ``[N, image_dim]`` -> unit-length float32 ``[N, dim]`` (eval mode, batched, no grad)."""
-        return self._embed(self.image, x, "image", batch_size)
+        return self._embed(
+            self.image, x, "image", batch_size, None if self.linear is None else self.linear.image
+        )
 
-    def _embed(self, tower: Tower, x: np.ndarray, what: str, batch_size: int) -> np.ndarray:
+    def _embed(
+        self, tower: Tower, x: np.ndarray, what: str, batch_size: int, linear: Any = None
+    ) -> np.ndarray:
         if not hasattr(x, "gather"):  # Rows of a memory-mapped vector set are read block by block
             x = np.asarray(x)
         if x.ndim == 1:
@@ -356,7 +395,10 @@ class TwoTower(nn.Module):
                         row = start + int(np.flatnonzero(bad)[0])
                         raise ValueError(f"{what} features row {row} contains NaN or infinite values")
                     t = torch.from_numpy(block).to(device)
-                    out[start : start + block.shape[0]] = tower(t).cpu().numpy()
+                    y = tower(t)
+                    if linear is not None:
+                        y = fuse(y, linear(t), self.linear_weight)
+                    out[start : start + block.shape[0]] = y.cpu().numpy()
         finally:
             if was_training:
                 self.train(True)

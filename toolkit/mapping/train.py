@@ -20,6 +20,7 @@ from torch import nn
 
 from toolkit.device import resolve_device
 from toolkit.errors import ConfigError
+from toolkit.evaluation.linear import DEFAULT_CCA_COMPONENTS, fit_linear
 from toolkit.evaluation.metrics import pooled_metrics
 from toolkit.mapping.cca import canonical_signs, fit_cca
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
@@ -41,6 +42,7 @@ LEGACY = {
     "cca_power": 0.5,
     "text_tower": "mean",
     "word_dropout": 0.0,
+    "linear_weight": 0.0,
 }
 
 
@@ -56,6 +58,10 @@ class MappingConfig:
     arch: str = "fixed_image"  # fixed_image | mlp | residual (see toolkit.mapping.towers.Tower)
     text_tower: str = "bag"  # bag: fine-tuned word vectors of the step's tokens | mean: fixed Word2Vec mean
     word_dropout: float = 0.1  # bag tower: share of a step's tokens dropped per training batch
+    # share of the cosine given to a CCA of the same inputs, fused after training (0: towers only;
+    # toolkit.mapping.linear_branch); linear_dims CCA dimensions are appended to the dim tower ones
+    linear_weight: float = 0.15
+    linear_dims: int = DEFAULT_CCA_COMPONENTS
     init: str = "random"
     cca_shrinkage: float = 0.3
     cca_power: float = 0.5
@@ -93,6 +99,10 @@ class MappingConfig:
             ),
             (0.0 <= self.word_dropout < 1.0, f"word_dropout must be in [0, 1), got {self.word_dropout}"),
             (
+                0.0 <= self.linear_weight < 1.0 and self.linear_dims >= 1,
+                f"linear_weight must be in [0, 1) and linear_dims >= 1: {self.linear_weight}, {self.linear_dims}",
+            ),
+            (
                 self.cca_shrinkage > 0 and self.cca_power >= 0,
                 f"cca_shrinkage must be > 0 and cca_power >= 0: {self.cca_shrinkage}, {self.cca_power}",
             ),
@@ -128,8 +138,12 @@ class MappingConfig:
         return asdict(self)
 
     def fingerprint_dict(self) -> dict[str, Any]:
-        """:meth:`to_dict` without options at their :data:`LEGACY` value (older mappings keep their hash)."""
-        return {k: v for k, v in asdict(self).items() if not (k in LEGACY and LEGACY[k] == v)}
+        """:meth:`to_dict` without options at their :data:`LEGACY` value (older mappings keep their hash);
+        ``linear_dims`` only where there is a linear branch."""
+        out = {k: v for k, v in asdict(self).items() if not (k in LEGACY and LEGACY[k] == v)}
+        if self.linear_weight == 0:
+            out.pop("linear_dims")
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MappingConfig:
@@ -200,7 +214,7 @@ def init_image_pca(model: TwoTower, image: np.ndarray, chunk: int = 8192) -> Non
     signs); directions past the features' rank are zero."""
     stats = model.get_input_stats()
     mean, std = stats["image_mean"].astype(np.float64), stats["image_std"].astype(np.float64)
-    d_in, dim = mean.shape[0], model.dim
+    d_in, dim = mean.shape[0], model.tower_dim
     total, gram, n = np.zeros(d_in), np.zeros((d_in, d_in)), image.shape[0]
     for start in range(0, n, chunk):
         z = (np.asarray(image[start : start + chunk], dtype=np.float64) - mean) / std
@@ -510,7 +524,37 @@ def train_mapping(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    if config.linear_weight > 0:
+        fit_linear_branch(model, train_text, train_img, val_text, val_img, config, word_vectors)
     return result
+
+
+def fit_linear_branch(
+    model: TwoTower,
+    train_text: Any,
+    train_img: Any,
+    val_text: Any,
+    val_img: Any,
+    config: MappingConfig,
+    word_vectors: np.ndarray | None = None,
+) -> None:
+    """Fit the CCA of the training pairs (regularisation picked on the validation pairs, as the linear
+    baseline's) and fuse it into ``model`` with share ``config.linear_weight`` of the cosine. A bag tower's
+    pairs are read as their Word2Vec step means (``word_vectors``, the vectors training started from)."""
+    if isinstance(train_text, TokenBags):
+        assert word_vectors is not None
+        train_text = _BagMeans(train_text, word_vectors)
+        if val_text is not None:
+            val_text = _BagMeans(val_text, word_vectors)[0 : len(val_text)]
+    val = None if val_text is None or val_img is None else (np.asarray(val_text), np.asarray(val_img))
+    linear = fit_linear("cca", train_text, train_img, *(val or (None, None)), components=config.linear_dims)
+    model.set_linear(linear, config.linear_weight, word_vectors)
+    log.info(
+        "linear branch: CCA %d dims (reg %g), %.2f of the cosine",
+        linear.text_proj.shape[1],
+        linear.reg,
+        config.linear_weight,
+    )
 
 
 def _describe(s: EpochStats) -> str:
