@@ -163,9 +163,11 @@ def render_markdown(results: dict[str, Any], keys: list[tuple[str, str, str, str
     """The results table, the machine it ran on and how the costs scale."""
     m0, m1 = results.get("machine_start", {}), results.get("machine_end", {})
     es = results.get("elasticsearch", {})
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    when = results.get("measured") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    rerun = "; ".join(f"{name} rerun {at}" for name, at in sorted(results.get("rerun", {}).items()))
     lines = [
-        f"Measured {when}{' (--quick smoke run: small sizes)' if results.get('quick') else ''} on "
+        f"Measured {when}{f' ({rerun})' if rerun else ''}"
+        f"{' (--quick smoke run: small sizes)' if results.get('quick') else ''} on "
         f"{m0.get('cpus')} cores ({m0.get('cpu_model')}), {m0.get('memory_gib')} GiB RAM; load average "
         f"(1/5/15 min) {'/'.join(map(str, m0.get('load_avg', [])))} at the start, "
         f"{'/'.join(map(str, m1.get('load_avg', [])))} at the end; "
