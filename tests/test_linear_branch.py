@@ -106,7 +106,7 @@ def test_cca_from_block_moments_matches_one_block_and_reads_lazy_rows(
     text, image = synthetic_pairs(900, seed=5)
     text, image = text[:, :40], image[:, :60]
     whole = fit_cca(text, image, components=16, reg=0.1)
-    monkeypatch.setattr(linear_mod, "MOMENT_BLOCK", 128)
+    monkeypatch.setattr(linear_mod, "MOMENT_BLOCK_BYTES", 128 * 8 * 100)  # 128-row blocks
     blocked = fit_cca(Rows(text), Rows(image), components=16, reg=0.1)
     for name in ("text_mean", "text_scale", "image_mean", "image_scale"):
         assert np.allclose(getattr(whole, name), getattr(blocked, name))

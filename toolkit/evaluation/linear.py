@@ -46,20 +46,40 @@ class LinearMap:
     text_bias: np.ndarray | None = None
     reg: float = 0.0
 
-    def embed_text(self, x: np.ndarray) -> np.ndarray:
-        z = (_as_2d(x, "text features") - self.text_mean) / self.text_scale
-        y = z @ self.text_proj
-        if self.text_bias is not None:
-            y = y + self.text_bias
-        return _normalize(y)
+    def embed_text(self, x: Any) -> np.ndarray:
+        """Unit-length float32 ``[N, k]`` (``x``: an array, memmap or lazy rows, read in blocks)."""
+        return _project(x, "text features", self.text_mean, self.text_scale, self.text_proj, self.text_bias)
 
-    def embed_image(self, x: np.ndarray) -> np.ndarray:
-        z = (_as_2d(x, "image features") - self.image_mean) / self.image_scale
-        return _normalize(z if self.image_proj is None else z @ self.image_proj)
+    def embed_image(self, x: Any) -> np.ndarray:
+        return _project(x, "image features", self.image_mean, self.image_scale, self.image_proj, None)
 
     def describe(self) -> dict[str, Any]:
         k = self.text_proj.shape[1]
         return {"method": self.method, "dims": int(k), "reg": self.reg}
+
+
+#: Rows standardised and projected at a time (float64 only within a block).
+EMBED_BLOCK = 8192
+
+
+def _project(
+    x: Any,
+    what: str,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    proj: np.ndarray | None,
+    bias: np.ndarray | None,
+) -> np.ndarray:
+    if not hasattr(x, "shape"):
+        x = np.asarray(x)
+    if len(x.shape) != 2:
+        raise ValueError(f"{what} must be 2-D [N, D], got shape {x.shape}")
+    out = np.empty((x.shape[0], mean.shape[0] if proj is None else proj.shape[1]), dtype=np.float32)
+    for start in range(0, x.shape[0], EMBED_BLOCK):
+        z = (_as_2d(x[start : start + EMBED_BLOCK], what) - mean) / scale
+        y = z if proj is None else z @ proj
+        out[start : start + len(y)] = _normalize(y if bias is None else y + bias)
+    return out
 
 
 def _as_2d(x: np.ndarray, what: str) -> np.ndarray:
@@ -110,8 +130,9 @@ def _basis(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return basis, z @ basis
 
 
-#: Rows of each side read at a time when a CCA is fitted from moments (memmaps are never read whole).
-MOMENT_BLOCK = 16384
+#: Bytes of float64 rows (both sides) read at a time when a CCA is fitted from moments: memmaps are never
+#: read whole, and a block with its centred copies stays a few tens of MB whatever the feature width.
+MOMENT_BLOCK_BYTES = 16 << 20
 
 
 @dataclass
@@ -129,9 +150,10 @@ class _Moments:
 
 def _blocks(text: Any, image: Any, n: int) -> Any:
     """Paired float64 blocks of ``text`` and ``image`` (arrays, memmaps or lazy row views), checked finite."""
-    for start in range(0, n, MOMENT_BLOCK):
-        t = np.asarray(text[start : start + MOMENT_BLOCK], dtype=np.float64)
-        i = np.asarray(image[start : start + MOMENT_BLOCK], dtype=np.float64)
+    rows = max(64, MOMENT_BLOCK_BYTES // (8 * (text.shape[1] + image.shape[1])))
+    for start in range(0, n, rows):
+        t = np.asarray(text[start : start + rows], dtype=np.float64)
+        i = np.asarray(image[start : start + rows], dtype=np.float64)
         if not (np.isfinite(t).all() and np.isfinite(i).all()):
             raise ValueError(f"features contain NaN or infinite values (rows {start}..{start + len(t) - 1})")
         yield t, i

@@ -311,6 +311,9 @@ class _BagMeans:
         self.bags, self.matrix = bags, matrix
         self.shape = (len(bags), int(matrix.shape[1]))
 
+    def __len__(self) -> int:
+        return self.shape[0]
+
     def __getitem__(self, key: slice) -> np.ndarray:
         from toolkit.text.step_vectors import mean_vectors
 
@@ -545,9 +548,9 @@ def fit_linear_branch(
         assert word_vectors is not None
         train_text = _BagMeans(train_text, word_vectors)
         if val_text is not None:
-            val_text = _BagMeans(val_text, word_vectors)[0 : len(val_text)]
-    val = None if val_text is None or val_img is None else (np.asarray(val_text), np.asarray(val_img))
-    linear = fit_linear("cca", train_text, train_img, *(val or (None, None)), components=config.linear_dims)
+            val_text = _BagMeans(val_text, word_vectors)
+    # every input is read in blocks (memmaps, Rows and bag means are never materialised)
+    linear = fit_linear("cca", train_text, train_img, val_text, val_img, components=config.linear_dims)
     model.set_linear(linear, config.linear_weight, word_vectors)
     log.info(
         "linear branch: CCA %d dims (reg %g), %.2f of the cosine",
