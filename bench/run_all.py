@@ -127,16 +127,16 @@ def run(names: list[str], quick: bool, out_json: Path, keep: dict[str, Any] | No
         one(name)
     results["machine_end"] = machine()
     results["total_s"] = round(time.perf_counter() - started, 1)
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if keep:  # the header describes the run of the benchmarks kept; each new one records its own machine
         results["total_s"] = round(sum(results["seconds"].values()), 1)
         for key in ("machine_start", "machine_end", "elasticsearch", "measured"):
             if key in keep:
                 results[key] = keep[key]
         rerun = {k: v for k, v in keep.get("rerun", {}).items() if k not in names}
-        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        results["rerun"] = rerun | dict.fromkeys(names, at)
+        results["rerun"] = rerun | dict.fromkeys(names, now)
     else:
-        results["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        results["measured"] = now
     results.update(headline(results["benchmarks"]))
     return results
 

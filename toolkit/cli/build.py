@@ -9,7 +9,7 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.image import backend_option
-from toolkit.cli.options import default_from
+from toolkit.cli.options import LINEAR_WEIGHT_HELP, default_from
 from toolkit.device import DEVICE_HELP
 from toolkit.pipeline import BuildOptions
 from toolkit.stages.text import FORMS
@@ -72,7 +72,7 @@ def _table(result: dict) -> str:
     f"{CONFIG}.linear_weight",
     "--linear-weight",
     type=float,
-    help="Share of the cosine given to a CCA of the same features, fused into the vectors after training (0: the towers only).",
+    help=LINEAR_WEIGHT_HELP,
 )
 @click.option("--split-seed", type=int, default=BuildOptions.split_seed, show_default=True)
 @json_option

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import default_from
+from toolkit.cli.options import LINEAR_WEIGHT_HELP, default_from
 from toolkit.device import DEVICE_HELP, resolve_device
 from toolkit.stages.evaluate import EvaluateOptions
 from toolkit.stages.read import ReadOptions
@@ -62,7 +62,7 @@ CONFIG = "toolkit.mapping.train:MappingConfig"
     f"{CONFIG}.linear_weight",
     "--linear-weight",
     type=float,
-    help="Share of the cosine given to a CCA of the same features, fused into the vectors after training (0: the towers only).",
+    help=LINEAR_WEIGHT_HELP,
 )
 @click.option(
     "--word2vec",

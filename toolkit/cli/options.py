@@ -13,6 +13,12 @@ from typing import Any
 
 import click
 
+#: ``--linear-weight`` of ``jrs build`` and ``jrs train-mapping`` (MappingConfig.linear_weight).
+LINEAR_WEIGHT_HELP = (
+    "Share of the cosine given to a CCA of the same features, fused into the vectors after training "
+    "(0: the towers only)."
+)
+
 
 def dataclass_default(spec: str) -> Any:
     """The default of ``"module:Class.field"`` (a dataclass field)."""

@@ -94,10 +94,14 @@ def _normalize(y: np.ndarray) -> np.ndarray:
     return (y / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def _floor_scale(scale: np.ndarray) -> np.ndarray:
+    """Standard deviations with (near) constant features left unscaled."""
+    return np.where(scale > 1e-8, scale, 1.0)
+
+
 def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale = np.where(scale > 1e-8, scale, 1.0)
+    scale = _floor_scale(x.std(axis=0))
     return (x - mean) / scale, mean, scale
 
 
@@ -148,13 +152,14 @@ class _Moments:
     cti: np.ndarray
 
 
-def _blocks(text: Any, image: Any, n: int) -> Any:
-    """Paired float64 blocks of ``text`` and ``image`` (arrays, memmaps or lazy row views), checked finite."""
+def _blocks(text: Any, image: Any, n: int, check: bool = False) -> Any:
+    """Paired float64 blocks of ``text`` and ``image`` (arrays, memmaps or lazy row views); ``check``: each
+    checked finite."""
     rows = max(64, MOMENT_BLOCK_BYTES // (8 * (text.shape[1] + image.shape[1])))
     for start in range(0, n, rows):
         t = np.asarray(text[start : start + rows], dtype=np.float64)
         i = np.asarray(image[start : start + rows], dtype=np.float64)
-        if not (np.isfinite(t).all() and np.isfinite(i).all()):
+        if check and not (np.isfinite(t).all() and np.isfinite(i).all()):
             raise ValueError(f"features contain NaN or infinite values (rows {start}..{start + len(t) - 1})")
         yield t, i
 
@@ -162,7 +167,7 @@ def _blocks(text: Any, image: Any, n: int) -> Any:
 def _moments(text: Any, image: Any, n: int) -> _Moments:
     """Two passes in blocks: the means, then the centred (cross-)covariances; memory flat in ``n``."""
     t_sum, i_sum = np.zeros(text.shape[1]), np.zeros(image.shape[1])
-    for t, i in _blocks(text, image, n):
+    for t, i in _blocks(text, image, n, check=True):
         t_sum += t.sum(axis=0)
         i_sum += i.sum(axis=0)
     t_mean, i_mean = t_sum / n, i_sum / n
@@ -173,9 +178,7 @@ def _moments(text: Any, image: Any, n: int) -> _Moments:
         ctt += t.T @ t
         cii += i.T @ i
         cti += t.T @ i
-    t_scale, i_scale = np.sqrt(np.diag(ctt) / n), np.sqrt(np.diag(cii) / n)
-    t_scale = np.where(t_scale > 1e-8, t_scale, 1.0)
-    i_scale = np.where(i_scale > 1e-8, i_scale, 1.0)
+    t_scale, i_scale = _floor_scale(np.sqrt(np.diag(ctt) / n)), _floor_scale(np.sqrt(np.diag(cii) / n))
     return _Moments(
         t_mean,
         t_scale,

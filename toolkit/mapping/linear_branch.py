@@ -35,7 +35,7 @@ class LinearBranch(nn.Module):
         super().__init__()
         if min(text_dim, image_dim, dims) < 1 or vocab < 0:
             raise ValueError(f"bad linear branch shape: {text_dim}, {image_dim}, {dims}, vocab {vocab}")
-        self.dims, self.vocab = dims, vocab
+        self.vocab = vocab
         self.register_buffer("text_weight", torch.zeros(vocab or text_dim, dims))
         self.register_buffer("text_bias", torch.zeros(dims))
         self.register_buffer("image_weight", torch.zeros(image_dim, dims))

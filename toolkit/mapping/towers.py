@@ -235,7 +235,7 @@ class TwoTower(nn.Module):
         self.image_dim = image_dim
         self.tower_dim = dim
         #: output dimensions: the towers' and, with a linear branch, its CCA dimensions after them
-        self.dim = dim + linear_dims
+        self.dim = dim
         self.text_input = "tokens" if text_tower == "bag" else "mean"
         self._arch = {
             "text_dim": text_dim,
