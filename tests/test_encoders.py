@@ -139,25 +139,41 @@ def test_preprocess_is_picklable_for_workers(photos: list[Image.Image]) -> None:
 
 def test_auto_falls_back_to_lite0_without_cached_resnet(empty_torch_home: Path) -> None:
     enc = create_encoder("resnet50")  # weights="auto"
-    assert enc.name == "efficientnet-lite0-ms" and enc.dim == 512
-    assert "resnet50" in enc.message and "efficientnet-lite0-ms" in enc.message
-    assert enc.fingerprint == create_encoder("efficientnet-lite0-ms", weights="imagenet").fingerprint
+    assert enc.name == "efficientnet-lite0-ms-gem" and enc.dim == 512
+    assert "resnet50" in enc.message and "efficientnet-lite0-ms-gem" in enc.message
+    assert enc.fingerprint == create_encoder("efficientnet-lite0-ms-gem", weights="imagenet").fingerprint
 
 
-def _pooled_blocks(net: torch.nn.Module, x: torch.Tensor, taps: tuple[int, ...]) -> np.ndarray:
-    """Independently of the encoder: run the package's network block by block, mean-pool the ``taps``."""
+def _package_net(arch: str, image_size: int) -> torch.nn.Module:
+    """The ``efficientnet-lite-pytorch`` package's own network with the shipped ImageNet weights."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name(arch, image_size=image_size)
+    net.load_state_dict(torch.load(shipped_lite_weights(arch), map_location="cpu", weights_only=True))
+    return net.eval()
+
+
+def _pooled_blocks(
+    net: torch.nn.Module, x: torch.Tensor, taps: tuple[int, ...], pool: str = "mean"
+) -> np.ndarray:
+    """Independently of the encoder: run the package's network block by block, pool the ``taps``."""
     with torch.inference_mode():
         h = net._swish(net._bn0(net._conv_stem(x)))
         pooled = []
         for i, block in enumerate(net._blocks):
             h = block(h)
             if i in taps:
-                pooled.append(h.mean(dim=(2, 3)))
+                flat = h.flatten(2)  # [n, c, h*w]
+                if pool == "max":
+                    pooled.append(flat.max(dim=2).values)
+                elif pool == "gem":
+                    pooled.append((flat.clamp(min=1e-6) ** 3).mean(dim=2) ** (1 / 3))
+                else:
+                    pooled.append(flat.mean(dim=2))
     return torch.cat(pooled, dim=1).numpy()
 
 
 def test_lite0_multiscale_is_the_pooled_blocks_of_the_same_network(photos: list[Image.Image]) -> None:
-    from efficientnet_lite_pytorch import EfficientNet
 
     ms = create_encoder("efficientnet-lite0-ms", weights="imagenet", image_size=96, backend="torch")
     head = create_encoder("efficientnet-lite0", weights="imagenet", image_size=96, backend="torch")
@@ -167,18 +183,27 @@ def test_lite0_multiscale_is_the_pooled_blocks_of_the_same_network(photos: list[
     feats = ms.encode_batch(x)
     assert feats.shape == (3, 512) and np.isfinite(feats).all()
     # independently: run the package's network block by block and pool blocks 7, 10 and 15
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=96)
-    net.load_state_dict(
-        torch.load(shipped_lite_weights("efficientnet-lite0"), map_location="cpu", weights_only=True)
-    )
-    net.eval()
+    net = _package_net("efficientnet-lite0", 96)
     assert np.allclose(feats, _pooled_blocks(net, x, (7, 10, 15)), atol=1e-4)
     # not the head features in other clothes
     assert not np.allclose(feats[:, :320], head.encode_batch(x)[:, :320], atol=1e-2)
 
 
+@pytest.mark.parametrize("pool", ["max", "gem"])
+def test_lite0_multiscale_pooling_variants(pool: str, photos: list[Image.Image]) -> None:
+
+    enc = create_encoder(f"efficientnet-lite0-ms-{pool}", weights="imagenet", image_size=96, backend="torch")
+    mean = create_encoder("efficientnet-lite0-ms", weights="imagenet", image_size=96, backend="torch")
+    assert enc.dim == 512 and enc.config["pool"] == pool and "pool" not in mean.config
+    assert enc.fingerprint != mean.fingerprint  # other features: a model of one is refused by the other
+    x = _batch(enc, photos)
+    feats = enc.encode_batch(x)
+    net = _package_net("efficientnet-lite0", 96)
+    assert np.allclose(feats, _pooled_blocks(net, x, (7, 10, 15), pool), atol=1e-4)
+    assert not np.allclose(feats, mean.encode_batch(x), atol=1e-2)
+
+
 def test_lite1_multiscale_pools_the_same_stages_of_lite1(photos: list[Image.Image]) -> None:
-    from efficientnet_lite_pytorch import EfficientNet
 
     ms1 = create_encoder("efficientnet-lite1-ms", weights="imagenet", image_size=96, backend="torch")
     ms0 = create_encoder("efficientnet-lite0-ms", weights="imagenet", image_size=96, backend="torch")
@@ -189,11 +214,7 @@ def test_lite1_multiscale_pools_the_same_stages_of_lite1(photos: list[Image.Imag
     assert create_encoder("efficientnet-lite1-ms", weights="imagenet").preprocess.crop == 240  # native size
     x = _batch(ms1, photos)
     feats = ms1.encode_batch(x)
-    net = EfficientNet.from_name("efficientnet-lite1", image_size=96)
-    net.load_state_dict(
-        torch.load(shipped_lite_weights("efficientnet-lite1"), map_location="cpu", weights_only=True)
-    )
-    net.eval()
+    net = _package_net("efficientnet-lite1", 96)
     assert np.allclose(feats, _pooled_blocks(net, x, (10, 14, 20)), atol=1e-4)
     assert not np.allclose(feats, ms0.encode_batch(x), atol=1e-2)
 

