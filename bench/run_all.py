@@ -46,7 +46,8 @@ def _args(name: str, quick: bool, extra: dict[str, Any]) -> list[str]:
     if name == "bulk":
         return ["bench/bench_bulk.py", "--json", "--keep", *q]
     if name == "quality":
-        return ["bench/bench_quality.py", "--json", *q]
+        configs = ["--configs", extra["quality_configs"]] if extra.get("quality_configs") else []
+        return ["bench/bench_quality.py", "--json", *q, *configs]
     if name == "search":
         kept = extra.get("kept", {})
         sizes = extra.get("sizes", {})
@@ -80,9 +81,16 @@ def save(results: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def run(names: list[str], quick: bool, out_json: Path, keep: dict[str, Any] | None = None) -> dict[str, Any]:
+def run(
+    names: list[str],
+    quick: bool,
+    out_json: Path,
+    keep: dict[str, Any] | None = None,
+    quality_configs: str = "",
+) -> dict[str, Any]:
     """Run ``names``; the results so far are saved to ``out_json`` after every benchmark. ``keep`` (an
-    earlier results file) supplies the benchmarks not run now."""
+    earlier results file) supplies the benchmarks not run now; ``quality_configs`` is ``bench_quality.py
+    --configs`` (the first configuration is the judged one)."""
     started = time.perf_counter()
     results: dict[str, Any] = {"machine_start": machine(), "quick": quick, "benchmarks": {}, "seconds": {}}
     if keep and keep.get("quick") == quick:
@@ -118,7 +126,7 @@ def run(names: list[str], quick: bool, out_json: Path, keep: dict[str, Any] | No
                 if "search" in names:
                     one("search", bulk)
                 if "quality" in names:
-                    one("quality")
+                    one("quality", {"quality_configs": quality_configs})
             finally:
                 _cleanup(target.url, bulk.get("kept", {}))
                 if previous_url is None:
@@ -204,6 +212,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {CPU_BENCHES + ES_BENCHES}")
     parser.add_argument("--update-readme", action="store_true", help="copy the table into README.md")
+    parser.add_argument(
+        "--quality-configs",
+        default="",
+        help="bench_quality.py --configs: JSON {label: BuildOptions overrides}, the first one judged",
+    )
     args = parser.parse_args()
     names = [n for n in (args.only.split(",") if args.only else DEFAULT) if n]
     unknown = set(names) - set(CPU_BENCHES + ES_BENCHES)
@@ -212,7 +225,7 @@ def main() -> None:
     stem = "results.quick" if args.quick else "results"
     out_json, out_md = REPO / "bench" / f"{stem}.json", REPO / "bench" / f"{stem}.md"
     keep = json.loads(out_json.read_text(encoding="utf-8")) if args.only and out_json.is_file() else None
-    results = run(names, args.quick, out_json, keep)
+    results = run(names, args.quick, out_json, keep, args.quality_configs)
     save(results, out_json)
     table = render_markdown(results, KEYS)
     quality = quality_section(results)

@@ -1,0 +1,440 @@
+"""Screening harness for retrieval-quality ideas: many draws, cached builds, exact scoring.
+
+``bench_quality.py`` is the judged benchmark (one build per set and configuration, queried through
+Elasticsearch). Screening an idea there costs a full build per draw; this harness caches what every idea
+shares instead. For each draw (a ``bench_quality`` set at a seed offset) it generates the collections, builds
+the default model once (``BENCH_BUILD``, mapping seed 0) and caches, under ``--work``: the gallery's photo
+features, query tokens and step means, labels, never-trained flags, and the training split's step texts
+(the *query bank*). Scoring variants are then applied to the cached vectors and ranked exactly
+(text -> photo over the whole gallery; the query's own photo is its one positive), next to the CCA and
+ridge baselines refitted on that draw's training pairs, each with and without the same variant.
+
+    python bench/screen_quality.py --sets style,concepts,mixed --seeds 0,1,2,3 --work /tmp/screen
+
+It prints one line per draw (and ``/never trained`` subset) and variant: model R@10, the best linear
+baseline's R@10 *under the same variant*, and the points between them; then the mean and worst margin of
+every variant. Nothing here is judged; what it finds goes into ``bench_quality.py`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_quality import (  # noqa: E402
+    BENCH_BUILD,
+    DATASETS,
+    K,
+    QualitySet,
+    gallery_steps,
+    photo_features,
+    prepare,
+    set_photo_size,
+    training_pairs,
+)
+
+
+@dataclass
+class Draw:
+    """One cached draw: the built model and the arrays every variant is scored on."""
+
+    name: str
+    model_dir: Path
+    gallery_x: np.ndarray  # backbone features, gallery order: query q's photo is row q
+    query_text: np.ndarray  # Word2Vec step means of the queries
+    query_tokens: Any  # TokenBags of the queries (bag text tower)
+    bank_texts: list[str]  # the training split's step texts
+    heldout: np.ndarray  # per query: never trained on
+
+
+def _cache_draw(dataset: QualitySet, work: Path, options: dict[str, Any]) -> Draw:
+    from toolkit.data.jsonl import iter_recipes
+    from toolkit.data.splits import split_of
+    from toolkit.model import SearchModel
+    from toolkit.pipeline import BuildOptions, build
+    from toolkit.rejects import RejectsWriter
+
+    train_root, gallery_root = prepare(dataset, work)
+    tag = json.dumps({**BENCH_BUILD, **options}, sort_keys=True)  # what the build was made with
+    model_dir = work / dataset.key() / f"model-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
+    opts = BuildOptions(**{**BENCH_BUILD, "progress": False, **options})
+    if not (model_dir / "manifest.json").is_file():
+        build(train_root, model_dir, opts)
+    model = SearchModel.load(model_dir)
+    cache = model_dir / "screen.npz"
+    gallery = gallery_steps(gallery_root, dataset, opts.split_seed)
+    text_x, ok = model.text_features(gallery.texts)
+    # queries: gallery steps with a known word, in order; the gallery: their photos first, then the rest
+    order = np.concatenate([np.flatnonzero(ok), np.flatnonzero(~ok)])
+    if cache.is_file():
+        gallery_x = np.load(cache)["gallery_x"]
+    else:
+        gallery_x = photo_features(model, [gallery.photos[i] for i in order])
+        np.savez(cache, gallery_x=gallery_x)
+    tokens, _ = model.text_tokens([t for t, keep in zip(gallery.texts, ok, strict=True) if keep])
+    bank: list[str] = []
+    with RejectsWriter(None) as rejects:
+        for recipe in iter_recipes(train_root, rejects):
+            if split_of(recipe.recipe_id, seed=opts.split_seed) == "train":
+                bank += [s.text for s in recipe.steps]
+    return Draw(
+        name=dataset.name if dataset.seed < 1000 else f"{dataset.name}-s{dataset.seed}",
+        model_dir=model_dir,
+        gallery_x=gallery_x,
+        query_text=text_x[ok],
+        query_tokens=tokens,
+        bank_texts=bank,
+        heldout=np.asarray(gallery.heldout, dtype=bool)[ok],
+    )
+
+
+# --- scoring variants ------------------------------------------------------------------------------
+
+#: A variant rescores ``queries @ gallery.T`` given the gallery's similarity to the query bank.
+Variant = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def plain(q: np.ndarray, g: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    return q @ g.T
+
+
+def csls(k: int, beta: float) -> Variant:
+    """Cross-domain similarity local scaling against a fixed query bank: ``cos(q, p) - beta * r_k(p)``,
+    ``r_k(p)`` the mean cosine of photo ``p`` to its ``k`` nearest bank texts (hubs are pushed down)."""
+
+    def score(q: np.ndarray, g: np.ndarray, bank: np.ndarray) -> np.ndarray:
+        sims = g @ bank.T
+        k_ = min(k, sims.shape[1])
+        r = np.mean(np.partition(sims, -k_, axis=1)[:, -k_:], axis=1)
+        return q @ g.T - beta * r[None, :]
+
+    return score
+
+
+def centered(q: np.ndarray, g: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """Photos re-centred on the gallery's own mean in the shared space, then re-normalised."""
+    gc = g - g.mean(axis=0, keepdims=True)
+    gc /= np.linalg.norm(gc, axis=1, keepdims=True) + 1e-12
+    return q @ gc.T
+
+
+VARIANTS: dict[str, Variant] = {
+    "plain": plain,
+    "csls k10 b0.5": csls(10, 0.5),
+    "csls k10 b1": csls(10, 1.0),
+    "csls k50 b0.5": csls(50, 0.5),
+    "csls k50 b1": csls(50, 1.0),
+    "centered": centered,
+}
+
+
+def ranks_of_own(scores: np.ndarray) -> np.ndarray:
+    n = scores.shape[0]
+    own = scores[np.arange(n), np.arange(n)]
+    return (scores > own[:, None]).sum(axis=1) + 1
+
+
+def embedded(draw: Draw) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per method: (query vectors, gallery vectors, bank vectors)."""
+    from toolkit.evaluation.linear import linear_baselines
+    from toolkit.model import SearchModel
+
+    model = SearchModel.load(draw.model_dir)
+    mapping = model.mapping.model
+    q = draw.query_tokens if mapping.text_input == "tokens" else draw.query_text
+    bank_vec, ok = model.embed_texts(draw.bank_texts)
+    out = {"model": (mapping.embed_text(q), mapping.embed_image(draw.gallery_x), bank_vec[ok])}
+    split_seed = int(model.manifest.get("split_seed", 0))
+    pairs = training_pairs(draw.model_dir, split_seed)
+    bank_means, ok = model.text_features(draw.bank_texts)
+    for name, lin in linear_baselines(*pairs["train"], *pairs["val"]).items():
+        out[name] = (
+            lin.embed_text(draw.query_text),
+            lin.embed_image(draw.gallery_x),
+            lin.embed_text(bank_means[ok]),
+        )
+    return out
+
+
+# --- retraining variants: a feature transform and/or mapping overrides -------------------------------
+
+#: The widths of the tapped blocks of the multi-scale Lite encoders (80 + 112 + 320 channels).
+MS_BLOCKS = (80, 112, 320)
+
+
+def _blocks(x: np.ndarray) -> list[np.ndarray]:
+    cuts = np.cumsum(MS_BLOCKS)[:-1] if x.shape[1] == sum(MS_BLOCKS) else []
+    return np.split(x, cuts, axis=1)
+
+
+def _block_l2(x: np.ndarray) -> np.ndarray:
+    return np.concatenate([b / (np.linalg.norm(b, axis=1, keepdims=True) + 1e-8) for b in _blocks(x)], axis=1)
+
+
+def _sqrt(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.sqrt(np.abs(x))
+
+
+class ResidualWhiten:
+    """Whiten the photo features by the covariance of what the step text does not predict (ridge
+    residuals of the training pairs), shrunk towards the identity: directions of style and noise shrink."""
+
+    def __init__(self, shrink: float = 0.5) -> None:
+        self.shrink = shrink
+
+    def fit(self, text: np.ndarray, image: np.ndarray) -> ResidualWhiten:
+        from sklearn.linear_model import Ridge
+
+        self.mu, self.sd = image.mean(0), image.std(0) + 1e-6
+        z = (image - self.mu) / self.sd
+        t = (text - text.mean(0)) / (text.std(0) + 1e-6)
+        resid = z - Ridge(alpha=100.0).fit(t, z).predict(t)
+        c = np.cov(resid, rowvar=False)
+        c = (1 - self.shrink) * c + self.shrink * np.eye(len(c)) * np.trace(c) / len(c)
+        w, v = np.linalg.eigh(c)
+        self.w = (v / np.sqrt(np.maximum(w, 1e-8))) @ v.T
+        return self
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (((x - self.mu) / self.sd) @ self.w).astype(np.float32)
+
+
+def _draw_pairs(draw: Draw) -> tuple[Any, Any, Any, tuple[np.ndarray, ...]]:
+    """The draw's model, its train and val :class:`~toolkit.stages.pairs.Pairs`, and their step means and
+    photo features as arrays ``(train text, train image, val text, val image)``."""
+    from toolkit.model import SearchModel
+    from toolkit.stages.pairs import load_pairs, split_pairs
+
+    model = SearchModel.load(draw.model_dir)
+    split_seed = int(model.manifest.get("split_seed", 0))
+    parts = split_pairs(
+        load_pairs(draw.model_dir / "step_vectors", draw.model_dir / "image_features"), split_seed
+    )
+    tr, va = parts["train"], parts["val"]
+    arrays = tuple(np.asarray(x, np.float32) for x in (tr.text, tr.image, va.text, va.image))
+    return model, tr, va, arrays
+
+
+def retrained(
+    draw: Draw, transform: str = "none", mapping: dict[str, Any] | None = None, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Embeddings of a mapping retrained on the draw's cached pairs after ``transform`` of the photo
+    features (the linear baselines refitted on the same transformed features). Bank vectors are empty."""
+    from toolkit.evaluation.linear import linear_baselines
+    from toolkit.mapping.train import MappingConfig, train_mapping
+
+    model, tr, va, (tr_text, tr_img, va_text, va_img) = _draw_pairs(draw)
+    gal = draw.gallery_x
+    if transform != "none":
+        fn: Callable[[np.ndarray], np.ndarray]
+        if transform == "blockl2":
+            fn = _block_l2
+        elif transform == "sqrt":
+            fn = _sqrt
+        elif transform == "sqrt+blockl2":
+            fn = lambda x: _block_l2(_sqrt(x))  # noqa: E731
+        elif transform.startswith("rwhiten"):
+            fn = ResidualWhiten(float(transform[7:] or 0.5)).fit(tr_text, tr_img)
+        else:
+            raise SystemExit(f"unknown transform {transform}")
+        tr_img, va_img, gal = fn(tr_img), fn(va_img), fn(gal)
+    config = MappingConfig(**{**(mapping or {}), "seed": seed})
+    bag = config.text_tower == "bag"
+    result = train_mapping(
+        tr.tokens if bag else tr_text,
+        tr_img,
+        va.tokens if bag else va_text,
+        va_img,
+        config,
+        tr.groups,
+        progress=False,
+        word_vectors=model.word_vectors.matrix if bag else None,
+    )
+    m = result.model
+    q = draw.query_tokens if bag else draw.query_text
+    empty = np.zeros((0, 1), np.float32)
+    out = {"model": (m.embed_text(q), m.embed_image(gal), empty)}
+    for name, lin in linear_baselines(tr_text, tr_img, va_text, va_img).items():
+        out[name] = (lin.embed_text(draw.query_text), lin.embed_image(gal), empty)
+    return out
+
+
+FUSION_WEIGHTS = (0.0, 0.15, 0.3, 0.5, 0.7, 1.0)
+
+
+def fusion_sweep(draws: list[Draw], seeds: list[int], mapping: dict[str, Any] | None = None) -> None:
+    """Towers-only mapping fused post hoc with the CCA at each of :data:`FUSION_WEIGHTS` (what the linear
+    branch does at one weight), and at the weight that ranks the validation pairs best (``val``)."""
+    from toolkit.evaluation.linear import linear_baselines
+    from toolkit.mapping.train import MappingConfig, train_mapping
+
+    names = [f"w{w}" for w in FUSION_WEIGHTS] + ["val"]
+    summary: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    for draw in draws:
+        model, tr, va, (tr_text, tr_img, va_text, va_img) = _draw_pairs(draw)
+        lins = linear_baselines(tr_text, tr_img, va_text, va_img)
+        cca = lins["cca"]
+        lin_r10 = {}
+        subsets = {draw.name: np.ones(len(draw.heldout), dtype=bool)}
+        if draw.heldout.any():
+            subsets[f"{draw.name}/never trained"] = draw.heldout
+        for name, lin in lins.items():
+            hit = ranks_of_own(lin.embed_text(draw.query_text) @ lin.embed_image(draw.gallery_x).T) <= K
+            lin_r10[name] = {s: 100 * float(hit[sel].mean()) for s, sel in subsets.items()}
+        cca_g = draw.query_text, draw.gallery_x
+        c_gal = cca.embed_text(cca_g[0]) @ cca.embed_image(cca_g[1]).T
+        c_val = cca.embed_text(va_text) @ cca.embed_image(va_img).T
+        acc: dict[str, dict[str, list[float]]] = {n: {s: [] for s in subsets} for n in names}
+        picked = []
+        for seed in seeds:
+            config = MappingConfig(**{**(mapping or {}), "linear_weight": 0.0, "seed": seed})
+            m = train_mapping(
+                tr.tokens, tr_img, va.tokens, va_img, config, tr.groups, progress=False,
+                word_vectors=model.word_vectors.matrix,
+            ).model  # fmt: skip
+            t_gal = m.embed_text(draw.query_tokens) @ m.embed_image(draw.gallery_x).T
+            t_val = m.embed_text(va.tokens) @ m.embed_image(va_img).T
+            val_r10 = []
+            for w, n in zip(FUSION_WEIGHTS, names, strict=False):
+                hit = ranks_of_own((1 - w) * t_gal + w * c_gal) <= K
+                for s, sel in subsets.items():
+                    acc[n][s].append(100 * float(hit[sel].mean()))
+                val_r10.append(float(np.mean(ranks_of_own((1 - w) * t_val + w * c_val) <= K)))
+            best = int(np.argmax(val_r10))  # ties: the smaller weight
+            picked.append(FUSION_WEIGHTS[best])
+            for s in subsets:
+                acc["val"][s].append(acc[names[best]][s][-1])
+        for s in subsets:
+            lin = max(lin_r10["cca"][s], lin_r10["ridge"][s])
+            line = f"{s:28s} linear {lin:5.1f} |"
+            for n in names:
+                mod = float(np.mean(acc[n][s]))
+                summary[n].append((mod, mod - lin))
+                line += f" {n} {mod - lin:+5.1f}"
+            print(line + f"  (val picked {picked})", flush=True)
+    print("\nweight   rows  model R@10  margin mean  worst")
+    for n, rs in summary.items():
+        print(
+            f"{n:6s} {len(rs):5d}  {np.mean([r[0] for r in rs]):10.2f}  "
+            f"{np.mean([r[1] for r in rs]):+11.2f}  {min(r[1] for r in rs):+6.2f}"
+        )
+
+
+def screen_retrained(draws: list[Draw], configs: dict[str, dict[str, Any]], seeds: list[int]) -> None:
+    """Per config (``{"transform": ..., "mapping": {...}}``): R@10 margins per draw, mean over ``seeds``."""
+    summary: dict[str, list[tuple[float, float]]] = {c: [] for c in configs}
+    for draw in draws:
+        subsets = {draw.name: np.ones(len(draw.heldout), dtype=bool)}
+        if draw.heldout.any():
+            subsets[f"{draw.name}/never trained"] = draw.heldout
+        for cname, cfg in configs.items():
+            acc: dict[str, list[tuple[float, float]]] = {s: [] for s in subsets}
+            for seed in seeds:
+                emb = retrained(draw, cfg.get("transform", "none"), cfg.get("mapping"), seed)
+                r10 = {m: ranks_of_own(plain(*v)) <= K for m, v in emb.items()}
+                for sname, sel in subsets.items():
+                    lin = max(100 * float(r10[b][sel].mean()) for b in ("cca", "ridge"))
+                    acc[sname].append((100 * float(r10["model"][sel].mean()), lin))
+            for sname, vals in acc.items():
+                mod, lin = np.mean([v[0] for v in vals]), np.mean([v[1] for v in vals])
+                summary[cname].append((mod, mod - lin))
+                print(
+                    f"{sname:28s} {cname:20s} model {mod:5.1f}  linear {lin:5.1f}  margin {mod - lin:+5.1f}",
+                    flush=True,
+                )
+    print("\nconfig                rows  model R@10  margin mean  worst")
+    for cname, rs in summary.items():
+        print(
+            f"{cname:20s} {len(rs):5d}  {np.mean([r[0] for r in rs]):10.2f}  "
+            f"{np.mean([r[1] for r in rs]):+11.2f}  {min(r[1] for r in rs):+6.2f}"
+        )
+
+
+def screen(draws: list[Draw], variants: dict[str, Variant]) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for draw in draws:
+        emb = embedded(draw)
+        subsets = {draw.name: np.ones(len(draw.heldout), dtype=bool)}
+        if draw.heldout.any():
+            subsets[f"{draw.name}/never trained"] = draw.heldout
+        for vname, fn in variants.items():
+            r10 = {m: ranks_of_own(fn(*vecs)) <= K for m, vecs in emb.items()}
+            for sname, sel in subsets.items():
+                got = {m: 100 * float(v[sel].mean()) for m, v in r10.items()}
+                best = max(("cca", "ridge"), key=got.__getitem__)
+                row = {"row": sname, "model": got["model"], "linear": got[best], "best": best}
+                row["margin"] = row["model"] - row["linear"]
+                rows[vname].append(row)
+                print(
+                    f"{sname:28s} {vname:16s} model {row['model']:5.1f}  {best} {row['linear']:5.1f}  "
+                    f"margin {row['margin']:+5.1f}",
+                    flush=True,
+                )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="style,concepts,mixed", help="bench_quality set names")
+    parser.add_argument("--seeds", default="0,1,2", help="seed offsets (each a new draw of every set)")
+    parser.add_argument("--work", type=Path, required=True, help="cache of collections and builds")
+    parser.add_argument("--options", default="{}", help="JSON BuildOptions overrides of the cached build")
+    parser.add_argument("--variants", default="", help="comma-separated variant names (default: all)")
+    parser.add_argument(
+        "--retrain",
+        default="",
+        help='JSON {label: {"transform": none|blockl2|sqrt|sqrt+blockl2|rwhitenS, "mapping": {...}}}: '
+        "retrain the mapping per config instead of scoring variants",
+    )
+    parser.add_argument("--fusion", action="store_true", help="sweep the towers/CCA fusion weight")
+    parser.add_argument("--mapping-seeds", default="0", help="mapping seeds of --retrain (averaged)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--photo-size", type=int, default=0, help="draw photos this big (default: bench_quality's)"
+    )
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.photo_size:
+        set_photo_size(args.photo_size)
+    wanted = args.sets.split(",")
+    base = [d for d in DATASETS if d.name in wanted]
+    options = json.loads(args.options)
+    t0 = time.perf_counter()
+    draws = []
+    for s in args.seeds.split(","):
+        for d in base:
+            draw = d.with_seed(int(s)) if int(s) else d
+            draws.append(_cache_draw(draw, args.work, options))
+            print(f"cached {draws[-1].name} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    if args.fusion:
+        fusion_sweep(draws, [int(x) for x in args.mapping_seeds.split(",")])
+        return
+    if args.retrain:
+        seeds = [int(x) for x in args.mapping_seeds.split(",")]
+        screen_retrained(draws, json.loads(args.retrain), seeds)
+        return
+    variants = {k: VARIANTS[k] for k in args.variants.split(",")} if args.variants else VARIANTS
+    rows = screen(draws, variants)
+    print("\nvariant           rows  model R@10  margin mean  worst")
+    for vname, rs in rows.items():
+        m = [r["margin"] for r in rs]
+        print(
+            f"{vname:16s} {len(rs):5d}  {np.mean([r['model'] for r in rs]):10.2f}  {np.mean(m):+11.2f}  {min(m):+6.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
