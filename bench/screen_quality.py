@@ -66,7 +66,17 @@ def _cache_draw(dataset: QualitySet, work: Path, options: dict[str, Any]) -> Dra
     from toolkit.rejects import RejectsWriter
 
     train_root, gallery_root = prepare(dataset, work)
-    tag = json.dumps({**BENCH_BUILD, **options}, sort_keys=True)  # what the build was made with
+    build_opts = {**BENCH_BUILD, **options}
+    # what the build was made with, the encoder's own fingerprint included (its code may have changed)
+    from toolkit.image.encoders import create_encoder
+
+    enc = create_encoder(
+        build_opts["encoder"],
+        weights=build_opts["weights"],
+        image_size=build_opts["image_size"],
+        backend="torch",
+    )
+    tag = json.dumps({**build_opts, "encoder_fingerprint": enc.fingerprint}, sort_keys=True)
     model_dir = work / dataset.key() / f"model-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
     opts = BuildOptions(**{**BENCH_BUILD, "progress": False, **options})
     if not (model_dir / "manifest.json").is_file():
@@ -226,8 +236,28 @@ def _draw_pairs(draw: Draw) -> tuple[Any, Any, Any, tuple[np.ndarray, ...]]:
     return model, tr, va, arrays
 
 
+def _val_with_distractors(train_img: np.ndarray) -> Callable[..., dict[str, float]]:
+    """A validation metric for early stopping that ranks each validation text's photo among the validation
+    photos *and* training photos up to ``val_pool`` in all (a fixed draw): on a small validation set a
+    pool of only its own pairs saturates R@10 at once."""
+    from toolkit.evaluation.metrics import metrics_from_ranks, positive_ranks
+
+    def recalls(model: Any, text: Any, image: Any, config: Any) -> dict[str, float]:
+        image = np.asarray(image, dtype=np.float32)
+        extra = min(max(0, config.val_pool - len(image)), len(train_img))
+        rows = np.sort(np.random.default_rng(0).choice(len(train_img), extra, replace=False))
+        gallery = np.concatenate([image, train_img[rows]]) if extra else image
+        return metrics_from_ranks(positive_ranks(model.embed_text(text), model.embed_image(gallery)))
+
+    return recalls
+
+
 def retrained(
-    draw: Draw, transform: str = "none", mapping: dict[str, Any] | None = None, seed: int = 0
+    draw: Draw,
+    transform: str = "none",
+    mapping: dict[str, Any] | None = None,
+    seed: int = 0,
+    distractors: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Embeddings of a mapping retrained on the draw's cached pairs after ``transform`` of the photo
     features (the linear baselines refitted on the same transformed features). Bank vectors are empty."""
@@ -251,16 +281,24 @@ def retrained(
         tr_img, va_img, gal = fn(tr_img), fn(va_img), fn(gal)
     config = MappingConfig(**{**(mapping or {}), "seed": seed})
     bag = config.text_tower == "bag"
-    result = train_mapping(
-        tr.tokens if bag else tr_text,
-        tr_img,
-        va.tokens if bag else va_text,
-        va_img,
-        config,
-        tr.groups,
-        progress=False,
-        word_vectors=model.word_vectors.matrix if bag else None,
-    )
+    import toolkit.mapping.train as mapping_train
+
+    original = mapping_train._val_recalls
+    if distractors:
+        mapping_train._val_recalls = _val_with_distractors(tr_img)
+    try:
+        result = train_mapping(
+            tr.tokens if bag else tr_text,
+            tr_img,
+            va.tokens if bag else va_text,
+            va_img,
+            config,
+            tr.groups,
+            progress=False,
+            word_vectors=model.word_vectors.matrix if bag else None,
+        )
+    finally:
+        mapping_train._val_recalls = original
     m = result.model
     q = draw.query_tokens if bag else draw.query_text
     empty = np.zeros((0, 1), np.float32)
@@ -341,7 +379,13 @@ def screen_retrained(draws: list[Draw], configs: dict[str, dict[str, Any]], seed
         for cname, cfg in configs.items():
             acc: dict[str, list[tuple[float, float]]] = {s: [] for s in subsets}
             for seed in seeds:
-                emb = retrained(draw, cfg.get("transform", "none"), cfg.get("mapping"), seed)
+                emb = retrained(
+                    draw,
+                    cfg.get("transform", "none"),
+                    cfg.get("mapping"),
+                    seed,
+                    cfg.get("val_distractors", False),
+                )
                 r10 = {m: ranks_of_own(plain(*v)) <= K for m, v in emb.items()}
                 for sname, sel in subsets.items():
                     lin = max(100 * float(r10[b][sel].mean()) for b in ("cca", "ridge"))

@@ -145,10 +145,12 @@ def test_default_build_beats_chance_widely_and_is_not_below_the_linear_baselines
     is far above chance and not below CCA or ridge fitted on the same training pairs and features."""
     from toolkit.data.sample import generate_sample
     from toolkit.evaluation.held_out import held_out_baselines
+    from toolkit.image.backbones import OFFLINE_ENCODER
     from toolkit.pipeline import BuildOptions, build
 
     generate_sample(tmp_path / "data", 160, seed=seed, image_size=64)
-    options = BuildOptions(encoder="efficientnet-lite0", weights="imagenet", image_size=64, progress=False)
+    # the encoder a default build uses offline (photos at 64 px to keep the test short)
+    options = BuildOptions(encoder=OFFLINE_ENCODER, weights="imagenet", image_size=64, progress=False)
     result = build(tmp_path / "data", tmp_path / "model", options)
     ev = result["evaluation"]
     mapping = load_mapping(tmp_path / "model" / "mapping").model

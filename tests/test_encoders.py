@@ -199,7 +199,13 @@ def test_lite0_multiscale_pooling_variants(pool: str, photos: list[Image.Image])
     x = _batch(enc, photos)
     feats = enc.encode_batch(x)
     net = _package_net("efficientnet-lite0", 96)
-    assert np.allclose(feats, _pooled_blocks(net, x, (7, 10, 15), pool), atol=1e-4)
+    expected = _pooled_blocks(net, x, (7, 10, 15), pool)
+    if pool == "gem":  # and each block's vector scaled to unit length
+        assert enc.config["unit_blocks"] is True
+        blocks = np.split(expected, [80, 192], axis=1)
+        expected = np.concatenate([b / np.linalg.norm(b, axis=1, keepdims=True) for b in blocks], axis=1)
+        assert np.allclose(np.linalg.norm(feats[:, 80:192], axis=1), 1.0, atol=1e-5)
+    assert np.allclose(feats, expected, atol=1e-4)
     assert not np.allclose(feats, mean.encode_batch(x), atol=1e-2)
 
 

@@ -6,7 +6,8 @@ the mean-pooled outputs of three of its blocks (80 + 112 + 320 = 512-d: mid-leve
 features, not ImageNet's class evidence), which retrieve far better on drawn and shifted galleries
 (``bench/bench_quality.py``; README "Retrieval quality"). ``efficientnet-lite0-ms-gem`` pools the same
 blocks with a generalised mean (p = 3; ``-max``: the maximum), so that an object that fills a small part of
-the photo is not averaged away by its background: it is what ``weights="auto"`` falls back to.
+the photo is not averaged away by its background, and scales each block's vector to unit length (so no
+block outweighs the others by its activations' scale): it is what ``weights="auto"`` falls back to.
 ``efficientnet-lite1-ms`` pools the same three stages of Lite1 at its native 240 px (512-d, about twice the
 compute): better with more training pairs, worse on the smallest training set (README "Retrieval quality").
 
@@ -473,7 +474,9 @@ class _LiteMultiScale(nn.Module):
     """EfficientNet-Lite trunk up to the last of ``taps``; the pooled output of each tapped block,
     concatenated (the head convolution is not run)."""
 
-    def __init__(self, net: nn.Module, taps: tuple[int, ...], pool: str = "mean") -> None:
+    def __init__(
+        self, net: nn.Module, taps: tuple[int, ...], pool: str = "mean", unit_blocks: bool = False
+    ) -> None:
         super().__init__()
         if not taps or list(taps) != sorted(set(taps)) or taps[-1] >= len(net._blocks):
             raise ConfigError(f"taps must be increasing block indices below {len(net._blocks)}, got {taps}")
@@ -482,13 +485,18 @@ class _LiteMultiScale(nn.Module):
         self.net = net
         self.taps = tuple(taps)
         self.pool = pool
+        self.unit_blocks = unit_blocks  # each block's pooled vector scaled to unit length
 
     def _pooled(self, h: torch.Tensor) -> torch.Tensor:
         if self.pool == "max":
-            return h.amax(dim=(2, 3))
-        if self.pool == "gem":  # block outputs are not rectified: clamp, as GeM does
-            return h.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-        return h.mean(dim=(2, 3))
+            v = h.amax(dim=(2, 3))
+        elif self.pool == "gem":  # block outputs are not rectified: clamp, as GeM does
+            v = h.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+        else:
+            v = h.mean(dim=(2, 3))
+        if self.unit_blocks:
+            v = v / v.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        return v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.net
@@ -529,8 +537,8 @@ def _lite(
     pool: str = "mean",
 ) -> Any:
     """EfficientNet-Lite ``arch``: the pooled head (``taps`` None, 1280-d) or the ``pool``-ed outputs of
-    ``taps`` (named ``<arch>-ms``, ``<arch>-ms-<pool>`` for another pooling than the mean); ``image_size``
-    defaults to the variant's native crop."""
+    ``taps`` (named ``<arch>-ms``, ``<arch>-ms-<pool>`` for another pooling than the mean; GeM-pooled blocks
+    are each scaled to unit length); ``image_size`` defaults to the variant's native crop."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:
@@ -544,7 +552,9 @@ def _lite(
     # Static 'SAME' padding is computed for the input size, so build for the crop size.
     def trunk() -> nn.Module:
         net = EfficientNet.from_name(arch, image_size=pre.crop)
-        return _LitePooled(net) if taps is None else _LiteMultiScale(net, taps, pool)
+        return (
+            _LitePooled(net) if taps is None else _LiteMultiScale(net, taps, pool, unit_blocks=pool == "gem")
+        )
 
     model = _seeded(seed, trunk)
     model.net._fc = nn.Identity()  # the classifier head is unused: neither run, loaded nor hashed
@@ -563,6 +573,8 @@ def _lite(
         config["taps"] = list(taps)
     if pool != "mean":  # mean-pooled encoders keep the config (and fingerprint) they always had
         name, config["pool"] = f"{name}-{pool}", pool
+        if pool == "gem":
+            config["unit_blocks"] = True
     return TorchEncoder(name, model, pre, dim, source, kind, config, device, message)
 
 
@@ -649,7 +661,7 @@ register_encoder(
     f"{LITE0_MS}-gem",
     make_lite0_ms_gem,
     origin="builtin",
-    description="EfficientNet-Lite0 multi-scale, GeM-pooled (p=3) blocks 7/10/15, 512-d; the offline default",
+    description="EfficientNet-Lite0 multi-scale, GeM-pooled (p=3) blocks 7/10/15, each unit length, 512-d; the offline default",
 )
 register_encoder(
     LITE1_MS,
