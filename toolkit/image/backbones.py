@@ -468,6 +468,8 @@ class _LitePooled(nn.Module):
 #: object's activations are not averaged away by the background), ``gem`` (generalised mean, p = 3).
 LITE_POOLS = ("mean", "max", "gem")
 GEM_P = 3.0
+#: Poolings whose encoders scale each block's pooled vector to unit length (``-ms-gem``)
+UNIT_BLOCK_POOLS = ("gem",)
 
 
 class _LiteMultiScale(nn.Module):
@@ -553,7 +555,7 @@ def _lite(
     def trunk() -> nn.Module:
         net = EfficientNet.from_name(arch, image_size=pre.crop)
         return (
-            _LitePooled(net) if taps is None else _LiteMultiScale(net, taps, pool, unit_blocks=pool == "gem")
+            _LitePooled(net) if taps is None else _LiteMultiScale(net, taps, pool, pool in UNIT_BLOCK_POOLS)
         )
 
     model = _seeded(seed, trunk)
@@ -571,10 +573,10 @@ def _lite(
     config: dict[str, Any] = {"arch": arch, "preprocess": pre.config()}
     if taps is not None:
         config["taps"] = list(taps)
-    if pool != "mean":  # mean-pooled encoders keep the config (and fingerprint) they always had
-        name, config["pool"] = f"{name}-{pool}", pool
-        if pool == "gem":
-            config["unit_blocks"] = True
+        if pool != "mean":  # mean-pooled encoders keep the config (and fingerprint) they always had
+            name, config["pool"] = f"{name}-{pool}", pool
+            if model.unit_blocks:
+                config["unit_blocks"] = True
     return TorchEncoder(name, model, pre, dim, source, kind, config, device, message)
 
 
@@ -602,22 +604,21 @@ def make_lite0(
     return _lite(LITE0, weights, device, image_size, seed)
 
 
-def make_lite0_ms(
-    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
-) -> Any:
-    return _lite(LITE0, weights, device, image_size, seed, taps=LITE0_MS_TAPS)
+def _lite0_ms_factory(pool: str) -> Callable[..., Any]:
+    """The encoder factory of ``efficientnet-lite0-ms`` pooled by ``pool`` (``-ms-<pool>`` unless the mean)."""
+
+    def make(
+        weights: str | None = "auto",
+        device: str = "cpu",
+        image_size: int | None = None,
+        seed: int = DEFAULT_SEED,
+    ) -> Any:
+        return _lite(LITE0, weights, device, image_size, seed, taps=LITE0_MS_TAPS, pool=pool)
+
+    return make
 
 
-def make_lite0_ms_max(
-    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
-) -> Any:
-    return _lite(LITE0, weights, device, image_size, seed, taps=LITE0_MS_TAPS, pool="max")
-
-
-def make_lite0_ms_gem(
-    weights: str | None = "auto", device: str = "cpu", image_size: int | None = None, seed: int = DEFAULT_SEED
-) -> Any:
-    return _lite(LITE0, weights, device, image_size, seed, taps=LITE0_MS_TAPS, pool="gem")
+make_lite0_ms = _lite0_ms_factory("mean")
 
 
 def make_lite1_ms(
@@ -653,13 +654,13 @@ register_encoder(
 )
 register_encoder(
     f"{LITE0_MS}-max",
-    make_lite0_ms_max,
+    _lite0_ms_factory("max"),
     origin="builtin",
     description="EfficientNet-Lite0 multi-scale, max-pooled blocks 7/10/15, 512-d",
 )
 register_encoder(
     f"{LITE0_MS}-gem",
-    make_lite0_ms_gem,
+    _lite0_ms_factory("gem"),
     origin="builtin",
     description="EfficientNet-Lite0 multi-scale, GeM-pooled (p=3) blocks 7/10/15, each unit length, 512-d; the offline default",
 )
