@@ -56,6 +56,8 @@ BENCH_BUILD: dict[str, Any] = {
 #: 2026-12-04) the CNN sees a different picture, and what ranked configurations there did not hold at 224
 #: (README "Retrieval quality"). ``--photo-size 64`` gives the old, cheaper regime (photos fed at that size).
 PHOTO_SIZE = 224
+#: Concepts of the emoji set (all that three vendors draw and CLDR names in Japanese: 1,334)
+EMOJI_CONCEPTS = 1334
 K = 10
 METRIC_KEYS = ("R@1", "R@5", "R@10", "MedR", "P@10 main", "P@10 method", "P@10 both")
 
@@ -80,6 +82,9 @@ class QualitySet:
     shifted: bool = True
     gallery_seed_offset: int = 1
     heldout_from: int | None = None
+    #: ``sample`` (``jrs sample-data``'s generator) or ``emoji`` (real artwork, :mod:`bench.emoji_set`:
+    #: ``gallery_recipes`` concepts, ``train_recipes`` unused)
+    source: str = "sample"
 
     @property
     def gallery_seed(self) -> int:
@@ -107,7 +112,8 @@ class QualitySet:
         import hashlib
 
         spec = json.dumps(
-            [self.train.to_dict(), self.gallery.to_dict(), self.gallery_seed_offset, PHOTO_SIZE],
+            [self.train.to_dict(), self.gallery.to_dict(), self.gallery_seed_offset, PHOTO_SIZE]
+            + ([self.source] if self.source != "sample" else []),
             sort_keys=True,
         )
         digest = hashlib.sha256(spec.encode()).hexdigest()[:8]
@@ -138,9 +144,23 @@ DATASETS: tuple[QualitySet, ...] = (
                train=SampleVariant(content="concepts", style="flat+ink"),
                gallery=_g(content="concepts", style="soft"), seed=107, train_recipes=110,
                gallery_recipes=150, gallery_seed_offset=0, heldout_from=110),
+    QualitySet("emoji", "real artwork (emoji-datasource): ~1.3k concepts, CLDR Japanese names and keywords; "
+               "two vendors' drawings trained, the third is the gallery; a fifth never trained",
+               seed=108, gallery_recipes=EMOJI_CONCEPTS, source="emoji"),
 )  # fmt: skip
 QUICK_NAMES = ("plain", "style", "mixed", "concepts")
 QUICK_FACTOR = 0.45
+
+
+def available(sets: Iterable[QualitySet], log: Any = None) -> tuple[QualitySet, ...]:
+    """``sets`` without those whose data is not on this machine (the emoji set needs ``$JRS_EMOJI_DIR``)."""
+    from bench.emoji_set import emoji_dir
+
+    sets = tuple(sets)
+    if emoji_dir() is None and any(d.source == "emoji" for d in sets):
+        (log or print)("emoji set skipped: no data (bash bench/fetch_emoji.sh DIR; export JRS_EMOJI_DIR=DIR)")
+        sets = tuple(d for d in sets if d.source != "emoji")
+    return sets
 
 
 def quick_datasets(sets: Iterable[QualitySet] = DATASETS) -> tuple[QualitySet, ...]:
@@ -164,6 +184,15 @@ def _generate(root: Path, n: int, seed: int, variant: SampleVariant) -> Path:
 def prepare(dataset: QualitySet, work: Path) -> tuple[Path, Path]:
     """Generate (or reuse) the training and gallery collections of ``dataset`` under ``work``."""
     key = dataset.key()
+    if dataset.source == "emoji":
+        from bench.emoji_set import emoji_dir, write_emoji_set
+
+        root = emoji_dir()
+        if root is None:
+            raise SystemExit(
+                "the emoji set needs its data: bash bench/fetch_emoji.sh DIR; export JRS_EMOJI_DIR=DIR"
+            )
+        return write_emoji_set(root, work / key, dataset.seed, concepts=dataset.gallery_recipes)
     train = _generate(work / key / "train", dataset.train_recipes, dataset.seed, dataset.train)
     gallery = _generate(
         work / key / "gallery", dataset.gallery_recipes, dataset.gallery_seed, dataset.gallery
@@ -180,6 +209,15 @@ class Gallery:
     labels: list[dict[str, Any]]
     photos: list[Path]
     heldout: list[bool]
+
+
+def _twin_untrained(tags: Sequence[str], split_seed: int) -> bool:
+    """A real-data gallery record (tag ``twin:<training recipe id>``) whose concept has no training recipe,
+    or one outside the train split."""
+    from toolkit.data.splits import split_of
+
+    twins = [t.partition(":")[2] for t in tags if t.startswith("twin:")]
+    return not twins or split_of(twins[0], seed=split_seed) != "train"
 
 
 def _never_trained(dataset: QualitySet, index: int, split_seed: int) -> bool:
@@ -206,8 +244,8 @@ def gallery_steps(root: Path, dataset: QualitySet, split_seed: int = 0) -> Galle
     out = Gallery([], [], [], [], [])
     with RejectsWriter(None) as rejects:
         for index, recipe in enumerate(iter_recipes(root, rejects)):
-            if dataset.gallery.content == "concepts":
-                tags = tag_labels(recipe.tags)
+            tags = tag_labels(recipe.tags)
+            if dataset.gallery.content == "concepts" or dataset.source != "sample":
                 labels = [{"main": tags.get("main"), "method": tags.get("method")}] * len(recipe.steps)
             else:
                 _, plans = make_recipe(dataset.gallery_seed, index, n, variant=dataset.gallery)
@@ -215,7 +253,11 @@ def gallery_steps(root: Path, dataset: QualitySet, split_seed: int = 0) -> Galle
                     {"main": lab["main"], "method": lab["method"]}
                     for lab in (step_labels(p.text) for p in plans)
                 ]
-            held = _never_trained(dataset, index, split_seed)
+            held = (
+                _twin_untrained(recipe.tags, split_seed)
+                if dataset.source != "sample"
+                else _never_trained(dataset, index, split_seed)
+            )
             for step, lab in zip(recipe.steps, labels, strict=True):
                 if not step.image:
                     continue
@@ -469,7 +511,10 @@ class QualityTable:
         if not summary:
             return {}
         per_set = summary[config or next(iter(summary))]
-        shifted = {d["name"] for d in self.datasets if d.get("shifted")}
+        # generated shifted sets only, comparable with every earlier run (real sets have their own rows)
+        shifted = {
+            d["name"] for d in self.datasets if d.get("shifted") and d.get("source", "sample") == "sample"
+        }
         r10 = [s["model_R@10"] for n, s in per_set.items() if n in shifted]
         main = [s["model_P@10_main"] for n, s in per_set.items() if n in shifted and "concepts" not in n]
         points = [s["points_over_linear"] for s in per_set.values()]
@@ -650,6 +695,7 @@ def main() -> None:
         base = tuple(d for d in (*DATASETS,) if d.name in wanted)
         if args.quick:
             base = quick_datasets(base)
+    base = available(base)
     sets = [d.with_seed(int(s)) if int(s) else d for s in args.seeds.split(",") for d in base]
     if len({(d.name, d.seed) for d in sets}) != len(sets):
         parser.error("duplicate seeds")
