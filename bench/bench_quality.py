@@ -12,6 +12,11 @@ main ingredient, its method, or both (labels from the generator). The baselines 
 training pairs the mapping trained on (the model's own Word2Vec step means and backbone features; the
 regularisation picked on its validation pairs) and rank the same gallery exactly.
 
+One set is real artwork no one on the project made (``emoji``, :mod:`bench.emoji_set`: three emoji vendors'
+drawings of ~1.3k concepts with CLDR Japanese names; labels are the CLDR subcategory and category). Its data
+comes from npm once (``bash bench/fetch_emoji.sh DIR``, then ``export JRS_EMOJI_DIR=DIR``); without it the
+set is skipped with a message.
+
     python bench/bench_quality.py [--quick] [--seeds 0,1] [--only style,combos] [--json]
 
 Importable for comparing build configurations in one run::
@@ -47,7 +52,7 @@ from toolkit.data.sample_variant import SampleVariant  # noqa: E402
 
 #: What every benchmark build uses unless a configuration overrides it: what a default build does offline.
 BENCH_BUILD: dict[str, Any] = {
-    "encoder": "efficientnet-lite0-ms-gem",  # what a default build uses offline (resnet50 auto falls back to it)
+    "encoder": "efficientnet-lite0-ms4-gem",  # what a default build uses offline (resnet50 auto falls back to it)
     "weights": "imagenet",
     "image_size": None,  # the encoder's native crop (224 px), as in a default build
     "batch_size": 64,

@@ -139,9 +139,9 @@ def test_preprocess_is_picklable_for_workers(photos: list[Image.Image]) -> None:
 
 def test_auto_falls_back_to_lite0_without_cached_resnet(empty_torch_home: Path) -> None:
     enc = create_encoder("resnet50")  # weights="auto"
-    assert enc.name == "efficientnet-lite0-ms-gem" and enc.dim == 512
-    assert "resnet50" in enc.message and "efficientnet-lite0-ms-gem" in enc.message
-    assert enc.fingerprint == create_encoder("efficientnet-lite0-ms-gem", weights="imagenet").fingerprint
+    assert enc.name == "efficientnet-lite0-ms4-gem" and enc.dim == 704
+    assert "resnet50" in enc.message and "efficientnet-lite0-ms4-gem" in enc.message
+    assert enc.fingerprint == create_encoder("efficientnet-lite0-ms4-gem", weights="imagenet").fingerprint
 
 
 def _package_net(arch: str, image_size: int) -> torch.nn.Module:
@@ -207,6 +207,21 @@ def test_lite0_multiscale_pooling_variants(pool: str, photos: list[Image.Image])
         assert np.allclose(np.linalg.norm(feats[:, 80:192], axis=1), 1.0, atol=1e-5)
     assert np.allclose(feats, expected, atol=1e-4)
     assert not np.allclose(feats, mean.encode_batch(x), atol=1e-2)
+
+
+def test_lite0_four_stage_gem_pools_blocks_7_10_14_15(photos: list[Image.Image]) -> None:
+    enc = create_encoder("efficientnet-lite0-ms4-gem", weights="imagenet", image_size=96, backend="torch")
+    three = create_encoder("efficientnet-lite0-ms-gem", weights="imagenet", image_size=96, backend="torch")
+    assert enc.dim == 704 and enc.config["taps"] == [7, 10, 14, 15] and enc.config["unit_blocks"] is True
+    assert enc.fingerprint != three.fingerprint  # other features: a model of one is refused by the other
+    x = _batch(enc, photos)
+    feats = enc.encode_batch(x)
+    expected = _pooled_blocks(_package_net("efficientnet-lite0", 96), x, (7, 10, 14, 15), "gem")
+    blocks = np.split(expected, [80, 192, 384], axis=1)
+    expected = np.concatenate([b / np.linalg.norm(b, axis=1, keepdims=True) for b in blocks], axis=1)
+    assert np.allclose(feats, expected, atol=1e-4)
+    # blocks 7, 10 and 15 are the three-stage encoder's features, block 14 is new
+    assert np.allclose(np.delete(feats, np.s_[192:384], axis=1), three.encode_batch(x), atol=1e-5)
 
 
 def test_lite1_multiscale_pools_the_same_stages_of_lite1(photos: list[Image.Image]) -> None:

@@ -7,7 +7,9 @@ features, not ImageNet's class evidence), which retrieve far better on drawn and
 (``bench/bench_quality.py``; README "Retrieval quality"). ``efficientnet-lite0-ms-gem`` pools the same
 blocks with a generalised mean (p = 3; ``-max``: the maximum), so that an object that fills a small part of
 the photo is not averaged away by its background, and scales each block's vector to unit length (so no
-block outweighs the others by its activations' scale): it is what ``weights="auto"`` falls back to.
+block outweighs the others by its activations' scale). ``efficientnet-lite0-ms4-gem`` does the same with the
+last block of each of Lite0's four deepest stages (7/10/14/15: 80 + 112 + 192 + 320 = 704-d; block 14 is
+computed anyway): it is what ``weights="auto"`` falls back to.
 ``efficientnet-lite1-ms`` pools the same three stages of Lite1 at its native 240 px (512-d, about twice the
 compute): better with more training pairs, worse on the smallest training set (README "Retrieval quality").
 
@@ -72,10 +74,13 @@ LITE0 = "efficientnet-lite0"
 LITE0_MS = "efficientnet-lite0-ms"
 #: the Lite0 blocks whose pooled outputs ``efficientnet-lite0-ms[-POOL]`` concatenates (80 + 112 + 320 channels)
 LITE0_MS_TAPS: tuple[int, ...] = (7, 10, 15)
-#: How the offline fallback (``resnet50`` with ``weights="auto"`` and no cached ResNet) pools those blocks
-OFFLINE_POOL = "gem"
-#: The encoder that fallback is: ``efficientnet-lite0-ms-gem``
-OFFLINE_ENCODER = f"{LITE0_MS}-{OFFLINE_POOL}"
+LITE0_MS4 = "efficientnet-lite0-ms4"
+#: the last block of each of Lite0's four deepest stages (80 + 112 + 192 + 320 channels)
+LITE0_MS4_TAPS: tuple[int, ...] = (7, 10, 14, 15)
+#: The offline fallback (``resnet50`` with ``weights="auto"`` and no cached ResNet): Lite0's blocks
+#: :data:`LITE0_MS4_TAPS`, GeM-pooled, each unit length (``efficientnet-lite0-ms4-gem``)
+OFFLINE_TAPS, OFFLINE_VARIANT, OFFLINE_POOL = LITE0_MS4_TAPS, "ms4", "gem"
+OFFLINE_ENCODER = f"{LITE0}-{OFFLINE_VARIANT}-{OFFLINE_POOL}"
 LITE1 = "efficientnet-lite1"
 LITE1_MS = "efficientnet-lite1-ms"
 #: the last blocks of Lite1's 80-, 112- and 320-channel stages (the same stages as :data:`LITE0_MS_TAPS`)
@@ -427,8 +432,9 @@ def _resnet(
                 image_size,
                 seed,
                 message=why,
-                taps=LITE0_MS_TAPS,
+                taps=OFFLINE_TAPS,
                 pool=OFFLINE_POOL,
+                variant=OFFLINE_VARIANT,
             )
         message = f"weights=auto: using {arch} with ImageNet weights from {cached}"
         weights = "imagenet"
@@ -537,10 +543,11 @@ def _lite(
     message: str = "",
     taps: tuple[int, ...] | None = None,
     pool: str = "mean",
+    variant: str = "ms",
 ) -> Any:
     """EfficientNet-Lite ``arch``: the pooled head (``taps`` None, 1280-d) or the ``pool``-ed outputs of
-    ``taps`` (named ``<arch>-ms``, ``<arch>-ms-<pool>`` for another pooling than the mean; GeM-pooled blocks
-    are each scaled to unit length); ``image_size`` defaults to the variant's native crop."""
+    ``taps`` (named ``<arch>-<variant>``, ``<arch>-<variant>-<pool>`` for another pooling than the mean;
+    GeM-pooled blocks are each scaled to unit length); ``image_size`` defaults to the variant's native crop."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:
@@ -569,7 +576,7 @@ def _lite(
     else:
         _load_into(model.net, load_state_dict_file(weights), "_fc.", repr(weights))
         kind, source = "file", f"file ({Path(weights).resolve()})"
-    name, dim = (arch, 1280) if taps is None else (f"{arch}-ms", _tap_dim(model))
+    name, dim = (arch, 1280) if taps is None else (f"{arch}-{variant}", _tap_dim(model))
     config: dict[str, Any] = {"arch": arch, "preprocess": pre.config()}
     if taps is not None:
         config["taps"] = list(taps)
@@ -604,8 +611,11 @@ def make_lite0(
     return _lite(LITE0, weights, device, image_size, seed)
 
 
-def _lite0_ms_factory(pool: str) -> Callable[..., Any]:
-    """The encoder factory of ``efficientnet-lite0-ms`` pooled by ``pool`` (``-ms-<pool>`` unless the mean)."""
+def _lite0_ms_factory(
+    pool: str, taps: tuple[int, ...] = LITE0_MS_TAPS, variant: str = "ms"
+) -> Callable[..., Any]:
+    """The encoder factory of Lite0's blocks ``taps`` pooled by ``pool``: ``efficientnet-lite0-<variant>``,
+    ``-<variant>-<pool>`` unless the mean."""
 
     def make(
         weights: str | None = "auto",
@@ -613,7 +623,7 @@ def _lite0_ms_factory(pool: str) -> Callable[..., Any]:
         image_size: int | None = None,
         seed: int = DEFAULT_SEED,
     ) -> Any:
-        return _lite(LITE0, weights, device, image_size, seed, taps=LITE0_MS_TAPS, pool=pool)
+        return _lite(LITE0, weights, device, image_size, seed, taps=taps, pool=pool, variant=variant)
 
     return make
 
@@ -662,7 +672,13 @@ register_encoder(
     f"{LITE0_MS}-gem",
     _lite0_ms_factory("gem"),
     origin="builtin",
-    description="EfficientNet-Lite0 multi-scale, GeM-pooled (p=3) blocks 7/10/15, each unit length, 512-d; the offline default",
+    description="EfficientNet-Lite0 multi-scale, GeM-pooled (p=3) blocks 7/10/15, each unit length, 512-d (the offline default until 2026-12-05)",
+)
+register_encoder(
+    OFFLINE_ENCODER,
+    _lite0_ms_factory(OFFLINE_POOL, OFFLINE_TAPS, OFFLINE_VARIANT),
+    origin="builtin",
+    description="EfficientNet-Lite0, GeM-pooled (p=3) last blocks of its four deepest stages (7/10/14/15), each unit length, 704-d; the offline default",
 )
 register_encoder(
     LITE1_MS,
