@@ -20,14 +20,18 @@ at each ``--candidates`` (default 100, 200 (the toolkit's default) and 400; the 
 toolkit's default). Nothing here asserts.
 
 Usage: ``python bench/bench_scale.py --sizes 20000,100000 [--work DIR] [--json]``; 1M steps:
-``--sizes 100000,1000000`` (about 5 GB of photos at 32 px and an hour of generation on 2 cores).
+``--sizes 100000,1000000`` (about 5 GB of photos at 32 px and an hour of generation on 2 cores), or with
+``--distinct-steps 100000`` the 1M-step set repeats the 100k one's recipes under new ids (photos shared):
+every stage still reads, tokenises, embeds and trains on 1M steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -80,13 +84,38 @@ print(json.dumps({"t0": t0, "marks": marks, "timings": result["timings_s"],
 """
 
 
-def _dataset(work: Path, steps: int, photo_size: int) -> tuple[Path, float | None]:
-    root = work / f"data-{steps}-{photo_size}px"
+def data_root(work: Path, steps: int, photo_size: int, distinct: int = 0) -> Path:
+    """Where the dataset of ``steps`` lives (``-dN``: built from an ``N``-step one, see :func:`_dataset`)."""
+    reused = distinct and steps > distinct
+    return work / (f"data-{steps}-{photo_size}px" + (f"-d{distinct}" if reused else ""))
+
+
+def _dataset(work: Path, steps: int, photo_size: int, distinct: int = 0) -> tuple[Path, float | None]:
+    """Generate (or reuse) a dataset of about ``steps`` steps. With ``distinct`` below ``steps``, the
+    ``distinct``-step dataset is generated and its recipes are repeated under new ids, their photos shared
+    (hard links: no link leaves the root), so 1M steps need 100k photos, not an hour of drawing."""
+    root = data_root(work, steps, photo_size, distinct)
     if (root / "recipes.jsonl").is_file():
         return root, None
+    t = time.perf_counter()
+    if root.name.endswith(f"-d{distinct}") and distinct:
+        base, _ = _dataset(work, distinct, photo_size)
+        lines = (base / "recipes.jsonl").read_text(encoding="utf-8").splitlines()
+        copies = max(1, round(steps / distinct))
+        tmp = root.with_name(root.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        subprocess.run(["cp", "-al", str(base / "images"), str(tmp / "images")], check=True)
+        with open(tmp / "recipes.jsonl", "w", encoding="utf-8") as out:
+            for k in range(copies):
+                for line in lines:
+                    rec = json.loads(line)
+                    rec["recipe_id"] = f"{rec['recipe_id']}c{k}"
+                    out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        tmp.rename(root)
+        return root, time.perf_counter() - t
     from toolkit.data.sample import generate_sample
 
-    t = time.perf_counter()
     generate_sample(root, max(1, round(steps / STEPS_PER_RECIPE)), seed=0, image_size=photo_size)
     return root, time.perf_counter() - t
 
@@ -116,8 +145,10 @@ def _stage_ends(marks: list[list]) -> dict[str, list[int]]:
     return ends
 
 
-def measure(work: Path, steps: int, photo_size: int, pixels: int, threads: int, epochs: int) -> dict:
-    root, gen_s = _dataset(work, steps, photo_size)
+def measure(
+    work: Path, steps: int, photo_size: int, pixels: int, threads: int, epochs: int, distinct: int = 0
+) -> dict:
+    root, gen_s = _dataset(work, steps, photo_size, distinct)
     out = work / f"model-{steps}"
     shutil.rmtree(out, ignore_errors=True)  # a finished image stage would otherwise be reused, not measured
     # the child's own kernel peak (ru_maxrss) is not used: the meter resets the peak at every stage
@@ -157,7 +188,8 @@ def index_runs(args: argparse.Namespace, runs: list[dict]) -> dict:
         out["node"] = {"version": version, "heap": os.environ.get("JRS_ES_HEAP"), "url": target.url}
         for r in runs:
             steps = r["steps_requested"]
-            root, model = args.work / f"data-{steps}-{args.photo_size}px", args.work / f"model-{steps}"
+            root = data_root(args.work, steps, args.photo_size, args.distinct_steps)
+            model = args.work / f"model-{steps}"
             name = f"bench-scale-{steps}-hnsw"
             r["index"] = scale_index.load(es, target.url, target.pid, root, model, name, "hnsw", args.threads)
             print(f"{steps:,} steps indexed: {r['index']}", file=sys.stderr)
@@ -165,7 +197,8 @@ def index_runs(args: argparse.Namespace, runs: list[dict]) -> dict:
                 scale_index.drop(es, name)
         big = runs[-1]
         steps = big["steps_requested"]
-        root, model = args.work / f"data-{steps}-{args.photo_size}px", args.work / f"model-{steps}"
+        root = data_root(args.work, steps, args.photo_size, args.distinct_steps)
+        model = args.work / f"model-{steps}"
         truth = scale_index.indexed_vectors(root, model, args.queries)
         out["truth_check"] = scale_index.check_truth(es, big["index"]["index"], truth)
         print(f"indexed vectors vs recomputed: {out['truth_check']}", file=sys.stderr)
@@ -198,11 +231,21 @@ def main() -> None:
     parser.add_argument("--candidates", default="100,200,400", help="num_candidates values (k=10)")
     parser.add_argument("--queries", type=int, default=300, help="held-out query texts for recall")
     parser.add_argument("--keep", action="store_true", help="keep the largest size's indices")
+    parser.add_argument(
+        "--distinct-steps",
+        type=int,
+        default=0,
+        help="sizes above this repeat a dataset of this many steps under new recipe ids, photos shared "
+        "(0: every size drawn in full)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [3000, 15000] if args.quick else [int(s) for s in args.sizes.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
-    runs = [measure(args.work, s, args.photo_size, args.pixels, args.threads, args.epochs) for s in sizes]
+    runs = [
+        measure(args.work, s, args.photo_size, args.pixels, args.threads, args.epochs, args.distinct_steps)
+        for s in sizes
+    ]
     small, big = runs[0], runs[-1]
     result = {
         "machine": machine(),
