@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ModelDirError
+from toolkit.memory import release_pages
 
 VECTORS = "vectors.npy"
 IDS = "ids.txt"
@@ -50,11 +51,29 @@ def save_vector_set(directory: str | Path, ids: list[str], vectors: np.ndarray, 
         raise ValueError(f"vectors shape {arr.shape} does not match {len(ids)} ids")
     if any("\n" in i for i in ids):
         raise ValueError("ids must not contain newlines")
-    np.save(d / VECTORS, arr)
+    if getattr(vectors, "_mmap", None) is not None:
+        _save_mapped(d / VECTORS, arr, vectors)
+    else:
+        np.save(d / VECTORS, arr)
     (d / IDS).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     full_meta = {**meta, "count": len(ids), "dim": int(arr.shape[1])}
     (d / META).write_text(json.dumps(full_meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return d
+
+
+#: Rows copied at a time when a memory-mapped array is saved (:func:`_save_mapped`)
+SAVE_CHUNK_ROWS = 65536
+
+
+def _save_mapped(path: Path, arr: np.ndarray, mapped: Any) -> None:
+    """``np.save`` of a memory-mapped array, chunk by chunk, giving the source's pages back after each
+    chunk: saving it whole would make every page of it resident in this process (3 GB at 1M x 768)."""
+    header = {"descr": np.lib.format.dtype_to_descr(arr.dtype), "fortran_order": False, "shape": arr.shape}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for a in range(0, arr.shape[0], SAVE_CHUNK_ROWS):
+            f.write(arr[a : a + SAVE_CHUNK_ROWS].tobytes())
+            release_pages(mapped)
 
 
 def load_vector_set(directory: str | Path, mmap: bool = True) -> VectorSet:
