@@ -159,11 +159,11 @@ QUICK_FACTOR = 0.45
 
 def available(sets: Iterable[QualitySet], log: Any = None) -> tuple[QualitySet, ...]:
     """``sets`` without those whose data is not on this machine (the emoji set needs ``$JRS_EMOJI_DIR``)."""
-    from bench.emoji_set import emoji_dir
+    from bench.emoji_set import FETCH_HINT, emoji_dir
 
     sets = tuple(sets)
     if emoji_dir() is None and any(d.source == "emoji" for d in sets):
-        (log or print)("emoji set skipped: no data (bash bench/fetch_emoji.sh DIR; export JRS_EMOJI_DIR=DIR)")
+        (log or print)(f"emoji set skipped: no data ({FETCH_HINT})")
         sets = tuple(d for d in sets if d.source != "emoji")
     return sets
 
@@ -190,13 +190,11 @@ def prepare(dataset: QualitySet, work: Path) -> tuple[Path, Path]:
     """Generate (or reuse) the training and gallery collections of ``dataset`` under ``work``."""
     key = dataset.key()
     if dataset.source == "emoji":
-        from bench.emoji_set import emoji_dir, write_emoji_set
+        from bench.emoji_set import FETCH_HINT, emoji_dir, write_emoji_set
 
         root = emoji_dir()
         if root is None:
-            raise SystemExit(
-                "the emoji set needs its data: bash bench/fetch_emoji.sh DIR; export JRS_EMOJI_DIR=DIR"
-            )
+            raise SystemExit(f"the emoji set needs its data: {FETCH_HINT}")
         return write_emoji_set(root, work / key, dataset.seed, concepts=dataset.gallery_recipes)
     train = _generate(work / key / "train", dataset.train_recipes, dataset.seed, dataset.train)
     gallery = _generate(

@@ -84,10 +84,14 @@ print(json.dumps({"t0": t0, "marks": marks, "timings": result["timings_s"],
 """
 
 
+def _repeats(steps: int, distinct: int) -> bool:
+    """Whether the ``steps`` set is made by repeating the ``distinct``-step one (see :func:`_dataset`)."""
+    return 0 < distinct < steps
+
+
 def data_root(work: Path, steps: int, photo_size: int, distinct: int = 0) -> Path:
     """Where the dataset of ``steps`` lives (``-dN``: built from an ``N``-step one, see :func:`_dataset`)."""
-    reused = distinct and steps > distinct
-    return work / (f"data-{steps}-{photo_size}px" + (f"-d{distinct}" if reused else ""))
+    return work / (f"data-{steps}-{photo_size}px" + (f"-d{distinct}" if _repeats(steps, distinct) else ""))
 
 
 def _dataset(work: Path, steps: int, photo_size: int, distinct: int = 0) -> tuple[Path, float | None]:
@@ -98,7 +102,7 @@ def _dataset(work: Path, steps: int, photo_size: int, distinct: int = 0) -> tupl
     if (root / "recipes.jsonl").is_file():
         return root, None
     t = time.perf_counter()
-    if root.name.endswith(f"-d{distinct}") and distinct:
+    if _repeats(steps, distinct):
         base, _ = _dataset(work, distinct, photo_size)
         lines = (base / "recipes.jsonl").read_text(encoding="utf-8").splitlines()
         copies = max(1, round(steps / distinct))

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VENDORS = ("google", "twitter", "facebook")
+#: How to get the data, for every message that lacks it
+FETCH_HINT = "bash bench/fetch_emoji.sh DIR; export JRS_EMOJI_DIR=DIR"
 #: Emoji categories that are everyday things (flags, symbols and skin-tone components are not drawings
 #: of a concept)
 CATEGORIES = (

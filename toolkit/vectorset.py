@@ -51,29 +51,27 @@ def save_vector_set(directory: str | Path, ids: list[str], vectors: np.ndarray, 
         raise ValueError(f"vectors shape {arr.shape} does not match {len(ids)} ids")
     if any("\n" in i for i in ids):
         raise ValueError("ids must not contain newlines")
-    if getattr(vectors, "_mmap", None) is not None:
-        _save_mapped(d / VECTORS, arr, vectors)
-    else:
-        np.save(d / VECTORS, arr)
+    _save_npy(d / VECTORS, arr, vectors)
     (d / IDS).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     full_meta = {**meta, "count": len(ids), "dim": int(arr.shape[1])}
     (d / META).write_text(json.dumps(full_meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return d
 
 
-#: Rows copied at a time when a memory-mapped array is saved (:func:`_save_mapped`)
+#: Rows written at a time by :func:`_save_npy`
 SAVE_CHUNK_ROWS = 65536
 
 
-def _save_mapped(path: Path, arr: np.ndarray, mapped: Any) -> None:
-    """``np.save`` of a memory-mapped array, chunk by chunk, giving the source's pages back after each
-    chunk: saving it whole would make every page of it resident in this process (3 GB at 1M x 768)."""
+def _save_npy(path: Path, arr: np.ndarray, source: Any) -> None:
+    """What ``np.save(path, arr)`` writes, chunk by chunk; when ``source`` is memory-mapped its pages are
+    given back after each chunk (saved whole, every page of it would stay resident in this process: 3 GB at
+    1M x 768)."""
     header = {"descr": np.lib.format.dtype_to_descr(arr.dtype), "fortran_order": False, "shape": arr.shape}
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, header)
         for a in range(0, arr.shape[0], SAVE_CHUNK_ROWS):
             f.write(arr[a : a + SAVE_CHUNK_ROWS].tobytes())
-            release_pages(mapped)
+            release_pages(source)  # False (nothing to do) when not memory-mapped
 
 
 def load_vector_set(directory: str | Path, mmap: bool = True) -> VectorSet:

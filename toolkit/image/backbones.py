@@ -74,7 +74,6 @@ LITE0 = "efficientnet-lite0"
 LITE0_MS = "efficientnet-lite0-ms"
 #: the Lite0 blocks whose pooled outputs ``efficientnet-lite0-ms[-POOL]`` concatenates (80 + 112 + 320 channels)
 LITE0_MS_TAPS: tuple[int, ...] = (7, 10, 15)
-LITE0_MS4 = "efficientnet-lite0-ms4"
 #: the last block of each of Lite0's four deepest stages (80 + 112 + 192 + 320 channels)
 LITE0_MS4_TAPS: tuple[int, ...] = (7, 10, 14, 15)
 #: The offline fallback (``resnet50`` with ``weights="auto"`` and no cached ResNet): Lite0's blocks
