@@ -20,13 +20,18 @@ def _bags(rng: np.random.Generator, n: int, vocab: int) -> list[list[int]]:
     return [list(rng.integers(0, vocab, size=rng.integers(1, 8))) for _ in range(n)]
 
 
-def test_token_bags_take_and_round_trip(tmp_path: Path) -> None:
+def test_token_bags_take_and_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import toolkit.text.tokens as tokens
+
     lists = _bags(np.random.default_rng(0), 50, 30)
     bags = TokenBags.from_lists(lists)
     assert len(bags) == 50 and [bags.bag(i).tolist() for i in range(50)] == lists
     rows = np.array([7, 3, 3, 49, 0])
     taken = bags.take(rows)
     assert [taken.bag(i).tolist() for i in range(len(rows))] == [lists[r] for r in rows]
+    monkeypatch.setattr(tokens, "TAKE_CHUNK_ROWS", 2)  # gathered in three chunks, the last one short
+    chunked = bags.take(rows)
+    assert np.array_equal(chunked.ids, taken.ids) and np.array_equal(chunked.offsets, taken.offsets)
     mask = np.zeros(50, dtype=bool)
     mask[[1, 4]] = True
     assert [b.tolist() for b in (bags.take(mask).bag(0), bags.take(mask).bag(1))] == [lists[1], lists[4]]

@@ -24,3 +24,21 @@ def test_a_memory_mapped_array_is_saved_chunk_by_chunk_byte_for_byte(
     assert written == (tmp_path / "plain" / vectorset.VECTORS).read_bytes()  # what np.save writes
     loaded = vectorset.load_vector_set(tmp_path / "mapped")
     assert np.array_equal(loaded.vectors, data) and loaded.ids == ids and loaded.meta["count"] == 1001
+
+
+def test_vectors_filled_in_place_are_saved_without_a_copy(tmp_path: Path) -> None:
+    import toolkit.vectorset as vectorset
+    from toolkit.data.columns import StringColumn
+
+    data = np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32)
+    vectorset.save_vector_set(tmp_path / "old", [f"o{i}:1" for i in range(5)], data[:5], {"kind": "text"})
+    out = vectorset.create_vectors(tmp_path / "old", 300, 8)  # replaces the old set
+    assert not (tmp_path / "old" / vectorset.IDS).exists()  # stale ids cannot pass for the new rows
+    out[:] = data
+    ids = StringColumn.from_strings(f"r{i}:1" for i in range(300))
+    vectorset.save_vector_set(tmp_path / "old", ids, out, {"kind": "text"})
+    vectorset.save_vector_set(tmp_path / "plain", list(ids), data, {"kind": "text"})
+    for name in (vectorset.VECTORS, vectorset.IDS):
+        assert (tmp_path / "old" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+    with pytest.raises(ValueError, match="newlines"):
+        vectorset.save_vector_set(tmp_path / "bad", StringColumn.from_strings(["a", "b\nc"]), data[:2], {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,8 @@ def _canonical(obj: Any) -> bytes:
 def fingerprint(*parts: Any, length: int = 16) -> str:
     """Hash numpy arrays, bytes, strings and JSON-able objects into a short hex digest.
 
-    Arrays contribute dtype, shape and raw bytes; everything else its canonical JSON.
+    Arrays contribute dtype, shape and raw bytes; an iterator of bytes its concatenation (a large canonical
+    JSON produced in pieces hashes as the whole would); everything else its canonical JSON.
     """
     h = hashlib.sha256()
     for part in parts:
@@ -30,6 +32,9 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
             h.update(part)
         elif isinstance(part, str):
             h.update(part.encode())
+        elif isinstance(part, Iterator):
+            for chunk in part:
+                h.update(chunk)
         else:
             h.update(_canonical(part))
         h.update(b"\x00")

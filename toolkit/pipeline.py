@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ from toolkit.model import MANIFEST, model_fingerprint
 from toolkit.rejects import RejectsWriter
 from toolkit.stages.evaluate import EvaluateOptions
 from toolkit.stages.images import ImageOptions
-from toolkit.stages.read import ReadOptions, StepRecord, check_dataset_root, read_steps, split_counts
+from toolkit.stages.read import (
+    ReadOptions,
+    StepRecord,
+    check_dataset_root,
+    read_steps,
+    split_counts,
+    step_columns,
+)
 from toolkit.stages.text import TokenizeOptions
 from toolkit.text.word2vec import Word2VecConfig
 
@@ -112,13 +120,15 @@ class BuildOptions:
 
 
 def _keyword_baseline(
-    steps: list[StepRecord], test_ids: list[str], tokenizer: Any, opts: EvaluateOptions
+    steps: Sequence[StepRecord], test_ids: list[str], tokenizer: Any, opts: EvaluateOptions
 ) -> dict[str, Any]:
     """BM25 overlap between a held-out step's text and the text beside each photo (an oracle-ish
     text-only reference: a photo search has no such text); skipped when a step has no token."""
     from toolkit.evaluation.baselines import keyword_metrics
 
-    text_of = {r.step_id: r.text for r in steps}
+    wanted = set(test_ids)
+    ids, texts = step_columns(steps)
+    text_of = {i: t for i, t in zip(ids, texts, strict=True) if i in wanted}
     tokens = [tokenizer.tokenize_all(text_of[i]) for i in test_ids]
     if len(tokens) < 2 or not all(tokens):
         return {"note": "skipped: a held-out step has no token"}
@@ -171,6 +181,7 @@ def build(
             steps, wv, out / "step_vectors", split_seed=opts.split_seed, progress=opts.progress
         )
         rejects.extend(sv.rejects)
+        del sv  # its vectors are on disk (memory-mapped); the next stages read them from there
         timings["step_vectors"] = time.perf_counter() - t
 
         t = time.perf_counter()

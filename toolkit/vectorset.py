@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,20 +43,71 @@ class VectorSet:
         return {i: n for n, i in enumerate(self.ids)}
 
 
-def save_vector_set(directory: str | Path, ids: list[str], vectors: np.ndarray, meta: dict[str, Any]) -> Path:
-    """Write a vector set atomically enough for our use (ids and meta after the array)."""
+def save_vector_set(
+    directory: str | Path, ids: Sequence[str], vectors: np.ndarray, meta: dict[str, Any]
+) -> Path:
+    """Write a vector set atomically enough for our use (ids and meta after the array).
+
+    ``vectors`` may already be the set's own ``vectors.npy``, memory-mapped (see :func:`create_vectors`):
+    it is then flushed, not copied onto itself.
+    """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    in_place = _maps_file(vectors, d / VECTORS)
+    arr = vectors if in_place else np.ascontiguousarray(vectors, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[0] != len(ids):
         raise ValueError(f"vectors shape {arr.shape} does not match {len(ids)} ids")
-    if any("\n" in i for i in ids):
+    if _has_newline(ids):
         raise ValueError("ids must not contain newlines")
-    _save_npy(d / VECTORS, arr, vectors)
-    (d / IDS).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    if in_place:
+        vectors.flush()
+        release_pages(vectors)
+    else:
+        _save_npy(d / VECTORS, arr, vectors)
+    _write_ids(d / IDS, ids)
     full_meta = {**meta, "count": len(ids), "dim": int(arr.shape[1])}
     (d / META).write_text(json.dumps(full_meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return d
+
+
+def create_vectors(directory: str | Path, rows: int, dim: int) -> np.memmap:
+    """A new, writable, memory-mapped ``vectors.npy`` of ``rows x dim`` float32 in ``directory``: fill it
+    chunk by chunk, then :func:`save_vector_set` it (a stage's output never has to fit in memory)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    for name in (IDS, META):  # an old set's ids must not pass for the new vectors'
+        (d / name).unlink(missing_ok=True)
+    return np.lib.format.open_memmap(d / VECTORS, mode="w+", dtype=np.float32, shape=(rows, dim))
+
+
+def _maps_file(vectors: Any, path: Path) -> bool:
+    filename = getattr(vectors, "filename", None)
+    return (
+        isinstance(vectors, np.memmap)
+        and filename is not None
+        and path.exists()
+        and os.path.samefile(filename, path)
+        and vectors.dtype == np.float32
+    )
+
+
+def _has_newline(ids: Sequence[str]) -> bool:
+    data = getattr(ids, "data", None)
+    if isinstance(data, bytes):  # a StringColumn: one scan of its buffer
+        return b"\n" in data or b"\r" in data
+    return any("\n" in i or "\r" in i for i in ids)
+
+
+def _write_ids(path: Path, ids: Sequence[str], chunk: int = 65536) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        batch: list[str] = []
+        for i in ids:
+            batch.append(i)
+            if len(batch) >= chunk:
+                f.write("\n".join(batch) + "\n")
+                batch.clear()
+        if batch:
+            f.write("\n".join(batch) + "\n")
 
 
 #: Rows written at a time by :func:`_save_npy`

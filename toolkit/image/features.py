@@ -36,6 +36,7 @@ from toolkit.atomic import write_json_atomic
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.encoders import ImageEncoder, encoder_metadata
+from toolkit.image.items import PhotoItems
 from toolkit.image.loading import DEFAULT_MAX_PIXELS, ImageRejected, load_image
 from toolkit.memory import release_pages
 from toolkit.progress import progress_bar
@@ -159,7 +160,7 @@ class _PhotoDataset(Dataset):
 
     def __init__(
         self,
-        paths: list[str],
+        paths: Sequence[str],
         start: int,
         preprocess: Callable[[Any], torch.Tensor],
         draft_size: int | None,
@@ -244,21 +245,10 @@ def _collate(samples: list[tuple[int, torch.Tensor | str]]) -> _Batch:
 
 
 def items_fingerprint(items: Sequence[tuple[str, Path]]) -> str:
-    """Identity of an item list (step ids and photo paths, in order)."""
-    return fingerprint("image-items/1", [[sid, str(p)] for sid, p in items])
-
-
-def _check_items(items: Sequence[tuple[str, Path]]) -> None:
-    seen: set[str] = set()
-    for n, item in enumerate(items):
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ValueError(f"item {n}: expected (step_id, path), got {item!r}")
-        sid = item[0]
-        if not isinstance(sid, str) or not sid or "\n" in sid or "\r" in sid:
-            raise ValueError(f"item {n}: invalid step id {sid!r}")
-        if sid in seen:
-            raise ValueError(f"item {n}: duplicate step id {sid!r}")
-        seen.add(sid)
+    """Identity of an item list (step ids and photo paths, in order): the hash of ``[[id, path], ...]``,
+    computed in pieces (no list of a million pairs is built)."""
+    columns = items if isinstance(items, PhotoItems) else PhotoItems.of(items)
+    return fingerprint("image-items/1", columns.canonical_json_chunks())
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -335,8 +325,7 @@ def _finalize(
         compact.flush()
     else:
         compact = np.zeros((0, dim), dtype=np.float32)
-    ids = [items[int(i)][0] for i in ok_rows]
-    save_vector_set(out_dir, ids, compact, meta)
+    save_vector_set(out_dir, items.ids.take(ok_rows), compact, meta)
     del compact
     return len(ok_rows)
 
@@ -371,8 +360,7 @@ def extract_features(
     t0 = time.perf_counter()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    items = list(items)
-    _check_items(items)
+    items = PhotoItems.of(items)  # checked; two string columns, not a Python object per photo
     out_dir = Path(out_dir)
     work = out_dir / PARTIAL_DIR
     total, dim = len(items), int(encoder.dim)
@@ -411,7 +399,7 @@ def extract_features(
     resumed_from = done
     if done:
         log.info("resuming image features in %s at %d/%d", out_dir, done, total)
-    paths = [str(p) for _, p in items]
+    paths = items.paths
     draft = getattr(encoder, "load_size", None) or None
     dataset = _PhotoDataset(paths, done, encoder.preprocess, draft, max_pixels)
     if num_workers is None:

@@ -7,11 +7,30 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from toolkit.data.jsonl import iter_recipes, recipes_path
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.data.splits import SPLITS, split_of
 from toolkit.errors import ConfigError
+from toolkit.image.items import PhotoItems
 from toolkit.rejects import RejectsWriter
+from toolkit.stages.step_table import StepRecord, StepTable, StepTableBuilder
+
+__all__ = [
+    "SPLIT_CHOICES",
+    "ReadOptions",
+    "StepRecord",
+    "StepTable",
+    "check_dataset_root",
+    "check_split",
+    "photo_items",
+    "read_steps",
+    "recipe_count",
+    "split_counts",
+    "step_columns",
+    "steps_of_split",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +49,6 @@ class ReadOptions:
             raise ConfigError(f"split seed must be a non-negative integer, got {self.split_seed!r}")
 
 
-@dataclass(frozen=True)
-class StepRecord:
-    """One valid step: its id (``recipe:position``), recipe, split, text, real photo path (or None) and its
-    recipe's tags."""
-
-    step_id: str
-    recipe_id: str
-    split: str
-    text: str
-    image: Path | None
-    tags: tuple[str, ...] = ()
-
-
 def check_split(split: str) -> str:
     """``split`` when it is one of :data:`SPLIT_CHOICES`, else :class:`ConfigError`."""
     if split not in SPLIT_CHOICES:
@@ -58,17 +64,19 @@ def check_dataset_root(root: str | Path) -> Path:
 
 def read_steps(
     root: str | Path, rejects: RejectsWriter | None, options: ReadOptions | None = None
-) -> list[StepRecord]:
+) -> StepTable:
     """All valid steps of ``root`` in file order, with their split and the real path of their photo.
 
     A photo that is missing or outside the root makes its step text-only (reported to ``rejects``).
+    The steps come as a :class:`~toolkit.stages.step_table.StepTable` (a sequence of :class:`StepRecord`
+    held column by column).
     """
     opts = options or ReadOptions()
     root = Path(root)
-    out: list[StepRecord] = []
+    table = StepTableBuilder()
     for recipe in iter_recipes(root, rejects, check_images=True):
         split = split_of(recipe.recipe_id, seed=opts.split_seed)
-        tags = tuple(recipe.tags)
+        number = table.add_recipe(recipe.recipe_id, recipe.tags)
         for step in recipe.steps:
             image = None
             if step.image:
@@ -76,24 +84,48 @@ def read_steps(
                     image = resolve_under_root(root, step.image)
                 except UnsafePathError:
                     image = None  # already reported by check_images
-            out.append(StepRecord(recipe.step_id(step), recipe.recipe_id, split, step.text, image, tags))
-    log.info("read %d steps from %s", len(out), root)
-    return out
+            table.add_step(number, recipe.step_id(step), split, step.text, image)
+    log.info("read %d steps from %s", len(table), root)
+    return table.build()
 
 
-def steps_of_split(steps: Iterable[StepRecord], split: str) -> list[StepRecord]:
-    """The steps of one split (``"all"``: every step)."""
+def steps_of_split(steps: Iterable[StepRecord], split: str) -> Sequence[StepRecord]:
+    """The steps of one split (``"all"``: every step); a view when ``steps`` is a :class:`StepTable`."""
     check_split(split)
+    if isinstance(steps, StepTable):
+        return steps.of_split(split)
     return [s for s in steps if split == "all" or s.split == split]
 
 
-def photo_items(steps: Sequence[StepRecord], split: str = "all") -> list[tuple[str, Path]]:
-    """``(step_id, real photo path)`` of every step of ``split`` that has a photo."""
-    return [(s.step_id, s.image) for s in steps_of_split(steps, split) if s.image is not None]
+def step_columns(steps: Sequence[StepRecord]) -> tuple[Sequence[str], Sequence[str]]:
+    """``(step ids, texts)`` of ``steps``: string columns of a :class:`StepTable`, lists otherwise."""
+    if isinstance(steps, StepTable):
+        return steps.step_ids, steps.texts
+    return [s.step_id for s in steps], [s.text for s in steps]
+
+
+def recipe_count(steps: Sequence[StepRecord]) -> int:
+    """How many recipes ``steps`` come from."""
+    if isinstance(steps, StepTable):
+        return steps.recipe_count()
+    return len({s.recipe_id for s in steps})
+
+
+def photo_items(steps: Sequence[StepRecord], split: str = "all") -> PhotoItems:
+    """``(step_id, real photo path)`` of every step of ``split`` that has a photo, as
+    :class:`~toolkit.image.items.PhotoItems` (two string columns)."""
+    chosen = steps_of_split(steps, split)
+    if isinstance(chosen, StepTable):
+        with_photo = chosen.view(chosen.has_image)
+        return PhotoItems(with_photo.step_ids, with_photo.image_paths)
+    return PhotoItems.of((s.step_id, s.image) for s in chosen if s.image is not None)
 
 
 def split_counts(steps: Iterable[StepRecord]) -> dict[str, int]:
     """Number of steps per split."""
+    if isinstance(steps, StepTable):
+        codes = np.bincount(steps.split_codes, minlength=len(SPLITS))
+        return {s: int(codes[n]) for n, s in enumerate(SPLITS)}
     counts = dict.fromkeys(SPLITS, 0)
     for s in steps:
         counts[s.split] += 1

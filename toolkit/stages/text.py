@@ -10,7 +10,7 @@ from typing import Any
 
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.progress import track
-from toolkit.stages.read import StepRecord, check_split, steps_of_split
+from toolkit.stages.read import StepRecord, check_split, recipe_count, step_columns, steps_of_split
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,12 @@ def train_word2vec_model(
     if not train:
         raise ToolkitError("no training-split steps to train Word2Vec on")
     sentences = EncodedCorpus()  # 4 bytes per token, not a list of token strings
-    for s in track(train, progress, "tokenizing training steps", "step"):
-        sentences.add(tokenizer.tokenize(s.text))
+    _, texts = step_columns(train)
+    for text in track(texts, progress, "tokenizing training steps", "step"):
+        sentences.add(tokenizer.tokenize(text))
     wv = train_word2vec(sentences, config, tokenizer_config=tokenizer.config)
     wv.save(out_dir)
-    recipes = len({s.recipe_id for s in train})
+    recipes = recipe_count(train)
     log.info("word2vec: %d words from %d training steps (%s)", len(wv), len(sentences), wv.fingerprint)
     return Word2VecStage(wv, recipes, len(sentences))
 
@@ -93,8 +94,9 @@ def write_step_vectors(
     progress: bool = False,
 ) -> Any:
     """Mean Word2Vec vector of every step of ``split`` as a vector set in ``out_dir``; returns the
-    :class:`~toolkit.text.step_vectors.StepVectorResult` (its rejects: steps with no known token)."""
-    from toolkit.text.step_vectors import save_step_vectors, step_vectors
+    :class:`~toolkit.text.step_vectors.StepVectorResult` (its rejects: steps with no known token; its
+    vectors: the memory-mapped file, never the whole set in memory)."""
+    from toolkit.text.step_vectors import write_step_vectors_to
     from toolkit.text.tokenizer import Tokenizer
 
     check_split(split)
@@ -102,9 +104,8 @@ def write_step_vectors(
     if not chosen:
         raise ConfigError(f"no steps to encode (split {split})")
     tokenizer = Tokenizer(wv.tokenizer_config)
-    result = step_vectors(
-        [s.step_id for s in chosen], [s.text for s in chosen], tokenizer, wv, progress=progress
-    )
-    save_step_vectors(out_dir, result, wv, {"split": split, "split_seed": split_seed})
+    ids, texts = step_columns(chosen)
+    meta = {"split": split, "split_seed": split_seed}
+    result = write_step_vectors_to(out_dir, ids, texts, tokenizer, wv, meta, progress=progress)
     log.info("step vectors: %d of %d steps -> %s", len(result.ids), len(chosen), out_dir)
     return result

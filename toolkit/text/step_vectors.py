@@ -22,15 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data.columns import StringColumn
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import check_fingerprint
+from toolkit.memory import release_pages
 from toolkit.progress import track
 from toolkit.rejects import Reject
 from toolkit.text.tokenizer import Tokenizer
 from toolkit.text.tokens import TokenBags, save_token_bags
 from toolkit.text.word2vec import WordVectors
 from toolkit.torch_threads import torch_threads as _torch_threads
-from toolkit.vectorset import save_vector_set
+from toolkit.vectorset import create_vectors, save_vector_set
 
 STAGE = "text"
 NO_TOKEN_REASON = "no in-vocabulary token after filtering"
@@ -38,6 +40,8 @@ NO_TOKEN_REASON = "no in-vocabulary token after filtering"
 TOKENIZE_CHUNK = 8192
 #: Output bytes per embedding_bag call in :func:`mean_vectors`.
 CHUNK_BYTES = 2_500_000
+#: A memory-mapped output's pages are given back every this many chunks (~64 MB).
+RELEASE_EVERY_CHUNKS = 26
 
 
 def encode_token_ids(
@@ -71,11 +75,13 @@ def _check_csr(flat_ids: np.ndarray, offsets: np.ndarray, rows: int) -> None:
 
 
 def mean_vectors(
-    flat_ids: np.ndarray, offsets: np.ndarray, matrix: np.ndarray
+    flat_ids: np.ndarray, offsets: np.ndarray, matrix: np.ndarray, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean of ``matrix[flat_ids[offsets[i]:offsets[i+1]]]`` per step: ``(float32 [N, D], empty_mask [N])``.
 
     Rows of empty steps are zero and flagged in ``empty_mask``; callers must not use them as vectors.
+    ``out`` (float32 ``[N, D]``, e.g. a memory-mapped vector file) receives the means; the pages of a
+    memory-mapped ``out`` are given back as it fills, so N never has to fit in memory.
     Output is filled in chunks of a few MB, which stay in cache for the division and the copy; ``sum``
     then dividing is faster on CPU than ``mode="mean"`` (same result). It runs on one torch thread: the
     work is memory-bound, and OpenMP barriers per chunk made it ~30x slower on a shared, busy CPU.
@@ -89,7 +95,10 @@ def mean_vectors(
     _check_csr(flat_ids, offsets, matrix.shape[0])
     n, dim = len(offsets) - 1, matrix.shape[1]
     empty = offsets[1:] == offsets[:-1]
-    out = np.empty((n, dim), dtype=np.float32)
+    if out is None:
+        out = np.empty((n, dim), dtype=np.float32)
+    elif out.shape != (n, dim) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {(n, dim)}, got {out.shape}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # read-only (memory-mapped) arrays: never written to
         weight = torch.from_numpy(matrix)
@@ -104,6 +113,9 @@ def mean_vectors(
                 ids_t[lo:hi], weight, offsets_t[a : b + 1] - lo, mode="sum", include_last_offset=True
             )
             out_t[a:b] = part.div_(counts[a:b])
+            if (a // chunk) % RELEASE_EVERY_CHUNKS == RELEASE_EVERY_CHUNKS - 1:
+                release_pages(out)  # False (nothing to do) unless memory-mapped
+    release_pages(out)
     return out, empty
 
 
@@ -112,7 +124,7 @@ class StepVectorResult:
     """Vectors of the usable steps (row ``i`` belongs to ``ids[i]``), their token ids (``tokens``: bag ``i``
     holds the vocabulary rows row ``i`` is the mean of) and a reject per unusable step."""
 
-    ids: list[str]
+    ids: Sequence[str]
     vectors: np.ndarray
     rejects: list[Reject] = field(default_factory=list)
     tokens: TokenBags | None = None
@@ -138,6 +150,72 @@ def _show_tokens(tokens: Sequence[str], limit: int = 20) -> str:
     return shown + (f" ... ({len(tokens)} tokens)" if len(tokens) > limit else "")
 
 
+@dataclass
+class StepTokens:
+    """The usable steps' ids and token ids (bag ``i`` belongs to ``ids[i]``), and a reject per unusable step."""
+
+    ids: StringColumn
+    tokens: TokenBags
+    rejects: list[Reject]
+
+
+def tokenize_steps(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    tokenizer: Tokenizer,
+    wv: WordVectors,
+    *,
+    progress: bool = False,
+) -> StepTokens:
+    """Token ids of steps ``ids`` with ``texts``; steps without a known token (or with a duplicate id, or a
+    text that is not a string) are rejected. Token strings live for one chunk of steps: what stays is int32
+    ids and the kept step ids as one string column. ``progress`` shows a bar of the steps tokenised."""
+    if len(ids) != len(texts):
+        raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+    _check_tokenizer(tokenizer, wv)
+    column = ids if isinstance(ids, StringColumn) else StringColumn.from_strings(ids)
+    repeated = column.repeated()
+    keep = np.zeros(len(column), dtype=bool)
+    rejects: list[Reject] = []
+    no_token: list[Reject] = []  # reported after the other rejects, as one list
+    id_parts: list[np.ndarray] = []
+    length_parts: list[np.ndarray] = []
+    chunk_rows: list[int] = []
+    chunk_tokens: list[list[str]] = []
+
+    def flush() -> None:
+        flat, offsets = encode_token_ids(chunk_tokens, wv.index)
+        lengths = np.diff(offsets)
+        rows = np.asarray(chunk_rows, dtype=np.int64)
+        for k in np.flatnonzero(lengths == 0).tolist():
+            reason = f"{NO_TOKEN_REASON}: {_show_tokens(chunk_tokens[k])}"
+            no_token.append(Reject(column[int(rows[k])], STAGE, reason))
+        keep[rows[lengths > 0]] = True
+        id_parts.append(flat.astype(np.int32))
+        length_parts.append(lengths[lengths > 0])
+        chunk_rows.clear()
+        chunk_tokens.clear()
+
+    for row, text in enumerate(track(texts, progress, "tokenizing steps", "step", total=len(texts))):
+        if repeated[row]:
+            rejects.append(Reject(column[row], STAGE, "duplicate step id; the first occurrence is kept"))
+            continue
+        if not isinstance(text, str):
+            reason = f"step text must be a string, got {type(text).__name__}"
+            rejects.append(Reject(column[row], STAGE, reason))
+            continue
+        chunk_rows.append(row)
+        chunk_tokens.append(tokenizer.tokenize(text))
+        if len(chunk_rows) >= TOKENIZE_CHUNK:
+            flush()
+    flush()
+    lengths = np.concatenate(length_parts)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    bags = TokenBags(np.concatenate(id_parts), offsets)
+    return StepTokens(column.take(keep), bags, rejects + no_token)
+
+
 def step_vectors(
     ids: Sequence[str],
     texts: Sequence[str],
@@ -146,56 +224,14 @@ def step_vectors(
     *,
     progress: bool = False,
 ) -> StepVectorResult:
-    """Vectors for steps ``ids`` with ``texts``; steps without a known token (or with a duplicate id) are rejected.
+    """Vectors for steps ``ids`` with ``texts`` (in memory); see :func:`tokenize_steps` for what is rejected.
 
-    ``progress`` shows a bar of the steps tokenised.
+    ``progress`` shows a bar of the steps tokenised. :func:`write_step_vectors_to` writes them to disk
+    without holding them.
     """
-    if len(ids) != len(texts):
-        raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
-    _check_tokenizer(tokenizer, wv)
-    rejects: list[Reject] = []
-    no_token: list[Reject] = []  # reported after the other rejects, as one list
-    keep_ids: list[str] = []
-    id_parts: list[np.ndarray] = []
-    length_parts: list[np.ndarray] = []
-    chunk_ids: list[str] = []
-    chunk_tokens: list[list[str]] = []
-    seen: set[str] = set()
-
-    def flush() -> None:
-        # token strings live for one chunk only: what stays is int32 ids (memory flat in the step count)
-        flat, offsets = encode_token_ids(chunk_tokens, wv.index)
-        lengths = np.diff(offsets)
-        for row in np.flatnonzero(lengths == 0):
-            reason = f"{NO_TOKEN_REASON}: {_show_tokens(chunk_tokens[row])}"
-            no_token.append(Reject(chunk_ids[row], STAGE, reason))
-        keep_ids.extend(i for i, n in zip(chunk_ids, lengths.tolist(), strict=True) if n)
-        id_parts.append(flat.astype(np.int32))
-        length_parts.append(lengths[lengths > 0])
-        chunk_ids.clear()
-        chunk_tokens.clear()
-
-    for step_id, text in track(
-        zip(ids, texts, strict=True), progress, "tokenizing steps", "step", total=len(ids)
-    ):
-        if step_id in seen:
-            rejects.append(Reject(step_id, STAGE, "duplicate step id; the first occurrence is kept"))
-            continue
-        seen.add(step_id)
-        if not isinstance(text, str):
-            rejects.append(Reject(step_id, STAGE, f"step text must be a string, got {type(text).__name__}"))
-            continue
-        chunk_ids.append(step_id)
-        chunk_tokens.append(tokenizer.tokenize(text))
-        if len(chunk_ids) >= TOKENIZE_CHUNK:
-            flush()
-    flush()
-    lengths = np.concatenate(length_parts)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    bags = TokenBags(np.concatenate(id_parts), offsets)
-    vectors, _ = mean_vectors(bags.ids, bags.offsets, wv.matrix)
-    return StepVectorResult(keep_ids, vectors, rejects + no_token, bags)
+    st = tokenize_steps(ids, texts, tokenizer, wv, progress=progress)
+    vectors, _ = mean_vectors(st.tokens.ids, st.tokens.offsets, wv.matrix)
+    return StepVectorResult(st.ids, vectors, st.rejects, st.tokens)
 
 
 def query_vector(text: str, tokenizer: Tokenizer, wv: WordVectors) -> np.ndarray:
@@ -228,3 +264,24 @@ def save_step_vectors(
             raise ValueError(f"{len(result.tokens)} token bags for {len(result.ids)} step vectors")
         save_token_bags(directory, result.tokens)
     return save_vector_set(directory, result.ids, result.vectors, full_meta)
+
+
+def write_step_vectors_to(
+    directory: str | Path,
+    ids: Sequence[str],
+    texts: Sequence[str],
+    tokenizer: Tokenizer,
+    wv: WordVectors,
+    meta: dict[str, Any] | None = None,
+    *,
+    progress: bool = False,
+) -> StepVectorResult:
+    """:func:`step_vectors` written as a vector set in ``directory`` (as :func:`save_step_vectors`), the
+    means computed straight into the memory-mapped ``vectors.npy``: the result's ``vectors`` is that map,
+    and memory holds only the token ids, whatever the number of steps."""
+    st = tokenize_steps(ids, texts, tokenizer, wv, progress=progress)
+    out = create_vectors(directory, len(st.ids), wv.dim)
+    mean_vectors(st.tokens.ids, st.tokens.offsets, wv.matrix, out=out)
+    result = StepVectorResult(st.ids, out, st.rejects, st.tokens)
+    save_step_vectors(directory, result, wv, meta)
+    return result

@@ -18,6 +18,8 @@ from toolkit.errors import ModelDirError
 
 TOKEN_IDS = "token_ids.npy"
 TOKEN_OFFSETS = "token_offsets.npy"
+#: Bags gathered at a time by :meth:`TokenBags.take`.
+TAKE_CHUNK_ROWS = 65536
 
 
 @dataclass
@@ -74,9 +76,14 @@ class TokenBags:
         lengths = ends - starts
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        # positions of every kept token in ``ids``: start of its bag + its place within the bag
-        within = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
-        return TokenBags(np.asarray(self.ids[np.repeat(starts, lengths) + within]), offsets)
+        out = np.empty(int(offsets[-1]), dtype=self.ids.dtype)
+        for a in range(0, len(rows), TAKE_CHUNK_ROWS):  # int64 positions for one chunk of bags at a time
+            b = min(a + TAKE_CHUNK_ROWS, len(rows))
+            # positions of every kept token in ``ids``: start of its bag + its place within the bag
+            base = offsets[a:b] - offsets[a]
+            within = np.arange(int(offsets[b] - offsets[a]), dtype=np.int64) - np.repeat(base, lengths[a:b])
+            out[offsets[a] : offsets[b]] = self.ids[np.repeat(starts[a:b], lengths[a:b]) + within]
+        return TokenBags(out, offsets)
 
     def __getitem__(self, key: slice | np.ndarray | Sequence[int]) -> TokenBags:
         if isinstance(key, slice):

@@ -1,0 +1,157 @@
+"""Strings stored column-wise: one UTF-8 buffer and its offsets, not one Python object per row.
+
+A million step texts, ids or photo paths held as ``list[str]`` cost ~60-200 bytes of object overhead each
+on top of their characters (and a ``Path`` several objects more); a :class:`StringColumn` costs the UTF-8
+bytes plus 8 bytes of offset per row, and a forked worker reading it touches no reference counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import overload
+
+import numpy as np
+
+#: Rows gathered at a time by :meth:`StringColumn.take` (its byte indices are 8 bytes per byte of text).
+TAKE_CHUNK_ROWS = 16384
+
+
+class StringColumn(Sequence[str]):
+    """Row ``i`` is ``data[offsets[i]:offsets[i + 1]]`` decoded as UTF-8; slicing and indexing with an
+    integer array give another column (rows copied), an integer gives a ``str``."""
+
+    __slots__ = ("data", "offsets")
+
+    def __init__(self, data: bytes, offsets: np.ndarray) -> None:
+        offsets = np.asarray(offsets, dtype=np.int64)
+        if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(data):
+            raise ValueError("offsets must be 1-D, start at 0 and end at len(data)")
+        self.data = data
+        self.offsets = offsets
+
+    @classmethod
+    def from_strings(cls, strings: Iterable[str]) -> StringColumn:
+        builder = StringColumnBuilder()
+        for s in strings:
+            builder.append(s)
+        return builder.build()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @overload
+    def __getitem__(self, key: int) -> str: ...
+
+    @overload
+    def __getitem__(self, key: slice | np.ndarray | Sequence[int]) -> StringColumn: ...
+
+    def __getitem__(self, key: int | slice | np.ndarray | Sequence[int]) -> str | StringColumn:
+        if isinstance(key, (int, np.integer)):
+            n = len(self)
+            i = int(key) + n if key < 0 else int(key)
+            if not 0 <= i < n:
+                raise IndexError(f"row {key} out of range for {n} rows")
+            return self.data[self.offsets[i] : self.offsets[i + 1]].decode("utf-8")
+        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
+        return self.take(rows)
+
+    def __iter__(self) -> Iterator[str]:
+        data, offsets = self.data, self.offsets.tolist()
+        for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+            yield data[a:b].decode("utf-8")
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to another column with the same rows, or to a list/tuple of the same strings."""
+        if isinstance(other, StringColumn):
+            return self.data == other.data and np.array_equal(self.offsets, other.offsets)
+        if isinstance(other, (list, tuple)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking sequence semantics, like list
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(s) for s in self[:3]) if len(self) else ""
+        more = f", ... ({len(self)} rows)" if len(self) > 3 else ""
+        return f"StringColumn([{shown}{more}])"
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> StringColumn:
+        """The rows at ``rows`` (integer positions or a boolean mask), in that order."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = rows.astype(np.int64, copy=False)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=offsets[1:])
+        buf = np.frombuffer(self.data, dtype=np.uint8)
+        out = np.empty(int(offsets[-1]), dtype=np.uint8)
+        for a in range(0, len(rows), TAKE_CHUNK_ROWS):  # byte indices for one chunk at a time, not all
+            b = min(a + TAKE_CHUNK_ROWS, len(rows))
+            lengths = ends[a:b] - starts[a:b]
+            base = offsets[a:b] - offsets[a]
+            within = np.arange(int(offsets[b] - offsets[a]), dtype=np.int64) - np.repeat(base, lengths)
+            out[offsets[a] : offsets[b]] = buf[np.repeat(starts[a:b], lengths) + within]
+        return StringColumn(out.tobytes(), offsets)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + self.offsets.nbytes
+
+    def hashes(self) -> np.ndarray:
+        """A 64-bit hash of each row (this process's ``hash`` of its bytes): equal rows, equal hashes."""
+        data, offsets = self.data, self.offsets.tolist()
+        return np.fromiter(
+            (hash(data[a:b]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)),
+            dtype=np.int64,
+            count=len(self),
+        )
+
+    def repeated(self) -> np.ndarray:
+        """Boolean mask of the rows equal to an earlier row (the first of equal rows is not marked).
+
+        Rows are compared by hash first (8 bytes per row instead of a set of every string); only rows whose
+        hash repeats are compared by their bytes.
+        """
+        h = self.hashes()
+        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+        mask = np.zeros(len(self), dtype=bool)
+        seen: set[bytes] = set()
+        for i in np.flatnonzero(counts[inverse] > 1).tolist():
+            raw = self._raw(i)
+            if raw in seen:
+                mask[i] = True
+            seen.add(raw)
+        return mask
+
+    def _raw(self, i: int) -> bytes:
+        return self.data[self.offsets[i] : self.offsets[i + 1]]
+
+
+class StringColumnBuilder:
+    """Appends strings into a growing buffer; :meth:`build` freezes it into a :class:`StringColumn`."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._ends: list[int] = []  # one int per row while building (ints < 2**30 are cached-size small)
+        self._end_parts: list[np.ndarray] = []
+
+    def append(self, s: str) -> None:
+        self._data += s.encode("utf-8")
+        self._ends.append(len(self._data))
+        if len(self._ends) >= 65536:
+            self._end_parts.append(np.asarray(self._ends, dtype=np.int64))
+            self._ends.clear()
+
+    def __len__(self) -> int:
+        return sum(map(len, self._end_parts)) + len(self._ends)
+
+    def build(self) -> StringColumn:
+        ends = np.concatenate([*self._end_parts, np.asarray(self._ends, dtype=np.int64)])
+        offsets = np.zeros(len(ends) + 1, dtype=np.int64)
+        offsets[1:] = ends
+        data = bytes(self._data)
+        self._data, self._ends, self._end_parts = bytearray(), [], []
+        return StringColumn(data, offsets)
