@@ -242,3 +242,31 @@ def test_keyword_metrics_oracle_and_pools() -> None:
         keyword_metrics([["a"], "b c"], [["a"], ["b"]])
     with pytest.raises(ValueError, match="paired"):
         keyword_metrics([["a"]], [["a"], ["b"]])
+
+
+def test_pooled_metrics_of_embeds_only_the_pooled_rows_and_agrees() -> None:
+    from toolkit.evaluation.metrics import full_metrics_of, pooled_metrics_of
+
+    rng = np.random.default_rng(5)
+    n, d = 5000, 16
+    text_in = rng.standard_normal((n, d)).astype(np.float32)
+    image_in = text_in + 0.8 * rng.standard_normal((n, d)).astype(np.float32)
+    w = rng.standard_normal((d, 8)).astype(np.float32)
+    seen: list[int] = []
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        seen.append(len(x))
+        return x @ w
+
+    whole = pooled_metrics(embed(text_in), embed(image_in), pool=300, draws=4, seed=2)
+    seen.clear()
+    lazy = pooled_metrics_of(embed, embed, text_in, image_in, pool=300, draws=4, seed=2)
+    assert max(seen) <= 300 * 4 and lazy["n"] == whole["n"] == n
+    for direction in ("text_to_image", "image_to_text"):
+        for key, value in whole[direction].items():
+            assert lazy[direction][key] == pytest.approx(value, abs=1e-9), (direction, key)
+    seen.clear()
+    full = full_metrics_of(embed, embed, text_in, image_in, max_pairs=1000, seed=0)
+    assert full["n"] == 1000 and full["sampled_from"] == n and max(seen) == 1000
+    small = full_metrics_of(embed, embed, text_in[:500], image_in[:500], max_pairs=1000)
+    assert "sampled_from" not in small and small == full_metrics(embed(text_in[:500]), embed(image_in[:500]))

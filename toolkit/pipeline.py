@@ -139,7 +139,7 @@ def build(
     dataset_root: str | Path, model_dir: str | Path, options: BuildOptions | None = None
 ) -> dict[str, Any]:
     """Run every stage; return the manifest (also written to ``model_dir/manifest.json``) and the evaluation."""
-    from toolkit.evaluation.metrics import full_metrics
+    from toolkit.evaluation.metrics import full_metrics_of
     from toolkit.image.encoders import encoder_metadata
     from toolkit.stages.evaluate import evaluate_mapping
     from toolkit.stages.images import write_image_features
@@ -213,8 +213,8 @@ def build(
         "pairs": {s: len(p) for s, p in parts.items()},
         "split": "test" if test is parts["test"] else "val (test split too small)",
         "model_pooled": ev["mapping"],
-        "model_full": full_metrics(
-            model.embed_text(test.text_for(model.text_input)), model.embed_image(test.image)
+        "model_full": full_metrics_of(
+            model.embed_text, model.embed_image, test.text_for(model.text_input), test.image
         ),
         "random_towers": ev["random_towers"],
         "keyword_overlap": _keyword_baseline(steps, test.ids, tokenize_opts.tokenizer(), eval_opts),

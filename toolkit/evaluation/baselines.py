@@ -23,7 +23,7 @@ from toolkit.evaluation.metrics import (
     draw_pools,
     full_metrics,
     metrics_from_ranks,
-    pooled_metrics,
+    pooled_metrics_of,
     ranks_from_scores,
 )
 from toolkit.mapping.towers import TwoTower, input_stats
@@ -116,10 +116,10 @@ def random_tower_metrics(
         (tm, ts), (im, is_) = input_stats(text), input_stats(image)
         stats = {"text_mean": tm, "text_std": ts, "image_mean": im, "image_std": is_}
     model = random_towers(arch, seed, stats)
-    t, i = model.embed_text(text), model.embed_image(image)
     if pool is None:
-        return full_metrics(t, i, ks)
-    return pooled_metrics(t, i, pool=pool, draws=draws, seed=eval_seed, ks=ks)
+        return full_metrics(model.embed_text(text), model.embed_image(image), ks)
+    embed = (model.embed_text, model.embed_image)
+    return pooled_metrics_of(*embed, text, image, pool=pool, draws=draws, seed=eval_seed, ks=ks)
 
 
 def _check_tokens(what: str, docs: Sequence[Sequence[str]]) -> None:

@@ -21,7 +21,7 @@ from torch import nn
 from toolkit.device import resolve_device
 from toolkit.errors import ConfigError
 from toolkit.evaluation.linear import DEFAULT_CCA_COMPONENTS, fit_linear
-from toolkit.evaluation.metrics import pooled_metrics
+from toolkit.evaluation.metrics import pooled_metrics_of
 from toolkit.mapping.cca import canonical_signs, fit_cca
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
 from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TEXT_TOWERS, TwoTower, input_stats
@@ -364,8 +364,8 @@ def _check_pairs(name: str, text: np.ndarray, image: np.ndarray) -> None:
 def _val_recalls(
     model: TwoTower, text: np.ndarray, image: np.ndarray, config: MappingConfig
 ) -> dict[str, float]:
-    m = pooled_metrics(
-        model.embed_text(text), model.embed_image(image), pool=config.val_pool, draws=config.val_draws, seed=0
+    m = pooled_metrics_of(
+        model.embed_text, model.embed_image, text, image, pool=config.val_pool, draws=config.val_draws, seed=0
     )
     return m["text_to_image"]
 

@@ -31,7 +31,7 @@ def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None =
     ``pairs``; the random towers have the model's architecture and input statistics, untrained."""
     from toolkit.errors import ToolkitError
     from toolkit.evaluation.baselines import chance_result, random_tower_metrics, untrained_arch
-    from toolkit.evaluation.metrics import full_metrics, pooled_metrics
+    from toolkit.evaluation.metrics import full_metrics, pooled_metrics_of
 
     opts = options or EvaluateOptions()
     if pairs.text.shape[1] != model.text_dim or pairs.image.shape[1] != model.image_dim:
@@ -40,13 +40,13 @@ def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None =
             f"{pairs.text.shape[1]}-d and {pairs.image.shape[1]}-d"
         )
     text_in = pairs.text_for(model.text_input)
-    text, image = model.embed_text(text_in), model.embed_image(pairs.image)
-    pairs.release()
     pool = None if opts.full else opts.pool
     if pool is None:
-        mapped = full_metrics(text, image)
-    else:
-        mapped = pooled_metrics(text, image, pool=pool, draws=opts.draws, seed=opts.seed)
+        mapped = full_metrics(model.embed_text(text_in), model.embed_image(pairs.image))
+    else:  # only the pooled rows are embedded
+        embed = (model.embed_text, model.embed_image)
+        mapped = pooled_metrics_of(*embed, text_in, pairs.image, pool=pool, draws=opts.draws, seed=opts.seed)
+    pairs.release()
     result = {
         "mapping": mapped,
         "random_towers": random_tower_metrics(

@@ -50,7 +50,7 @@ def train_mapping_model(
     :class:`~toolkit.text.word2vec.WordVectors` the step vectors were made with (its vectors are where the
     tower's word vectors start), and the pairs' token ids.
     """
-    from toolkit.evaluation.metrics import pooled_metrics
+    from toolkit.evaluation.metrics import pooled_metrics_of
     from toolkit.mapping.checkpoint import META, mapping_fingerprint, save_mapping
     from toolkit.mapping.train import MappingConfig, train_mapping
 
@@ -89,8 +89,8 @@ def train_mapping_model(
         word_vectors=matrix,
     )
     model = result.model
-    val_metrics = pooled_metrics(
-        model.embed_text(val.text_for(model.text_input)), model.embed_image(val.image)
+    val_metrics = pooled_metrics_of(
+        model.embed_text, model.embed_image, val.text_for(model.text_input), val.image
     )
     summary: dict[str, Any] = {
         "train_pairs": len(train),
