@@ -276,3 +276,15 @@ def test_cca_start_beats_chance_and_is_not_below_the_linear_baseline(
     assert model_r10 >= 10 * chance_metrics(500)["R@10"]
     assert model_r10 >= linear
     assert result.best_epoch >= 0 and model.arch()["arch"] == "residual"
+
+
+def test_group_codes_of_labels_and_of_codes_agree() -> None:
+    import numpy as np
+
+    from toolkit.mapping.train import group_codes
+
+    codes = group_codes(["r2", "r1", "r2", "r3"], 4)
+    assert codes.tolist() == [0, 1, 0, 2]
+    assert group_codes(codes, 4) is codes or np.array_equal(group_codes(codes, 4), codes)
+    with pytest.raises(ValueError, match="3 labels for 4 pairs"):
+        group_codes(codes[:3], 4)

@@ -250,7 +250,11 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
 
 
 def group_codes(groups: Sequence[Any] | np.ndarray, n: int) -> np.ndarray:
-    """Integer codes for arbitrary hashable group labels (e.g. recipe ids)."""
+    """Integer codes for arbitrary hashable group labels (e.g. recipe ids); integer arrays are codes already."""
+    if isinstance(groups, np.ndarray) and groups.dtype.kind in "iu":
+        if groups.shape != (n,):
+            raise ValueError(f"train_groups has {len(groups)} labels for {n} pairs")
+        return groups.astype(np.int64, copy=False)
     labels = list(groups)
     if len(labels) != n:
         raise ValueError(f"train_groups has {len(labels)} labels for {n} pairs")
