@@ -1,7 +1,7 @@
 """One library function per pipeline stage, shared by ``jrs build`` and each stage's own command.
 
-Stages exchange plain data (lists of :class:`~toolkit.stages.read.StepRecord`, vector sets on disk,
-dataclasses); options are dataclasses whose defaults are the only ones (the CLI reads them from there):
+Stages exchange plain data (a :class:`~toolkit.stages.step_table.StepTable`: a sequence of
+:class:`~toolkit.stages.read.StepRecord` held column by column; vector sets on disk; dataclasses); options are dataclasses whose defaults are the only ones (the CLI reads them from there):
 
 =====================  ===========================================  ==========================
 stage                  function                                     options
