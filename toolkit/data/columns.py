@@ -12,8 +12,31 @@ from typing import overload
 
 import numpy as np
 
-#: Rows gathered at a time by :meth:`StringColumn.take` (its byte indices are 8 bytes per byte of text).
+#: Rows gathered at a time by :func:`take_ragged` (its element indices are 8 bytes per element).
 TAKE_CHUNK_ROWS = 16384
+
+
+def take_ragged(
+    values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, chunk: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``rows`` (int64 positions) of the ragged array ``values[offsets[i]:offsets[i + 1]]``: the
+    gathered values and their offsets. Element indices are built for ``chunk`` rows at a time (default
+    :data:`TAKE_CHUNK_ROWS`), not for the whole result (they are 8 bytes per element)."""
+    chunk = TAKE_CHUNK_ROWS if chunk is None else chunk
+    starts, ends = offsets[rows], offsets[rows + 1]
+    lengths = ends - starts
+    new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    out = np.empty(int(new_offsets[-1]), dtype=values.dtype)
+    for a in range(0, len(rows), chunk):
+        b = min(a + chunk, len(rows))
+        # position of every kept element: start of its row + its place within the row
+        base = new_offsets[a:b] - new_offsets[a]
+        within = np.arange(int(new_offsets[b] - new_offsets[a]), dtype=np.int64) - np.repeat(
+            base, lengths[a:b]
+        )
+        out[new_offsets[a] : new_offsets[b]] = values[np.repeat(starts[a:b], lengths[a:b]) + within]
+    return out, new_offsets
 
 
 class StringColumn(Sequence[str]):
@@ -83,18 +106,8 @@ class StringColumn(Sequence[str]):
         rows = rows.astype(np.int64, copy=False)
         if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError(f"row index out of range for {len(self)} rows")
-        starts, ends = self.offsets[rows], self.offsets[rows + 1]
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(ends - starts, out=offsets[1:])
-        buf = np.frombuffer(self.data, dtype=np.uint8)
-        out = np.empty(int(offsets[-1]), dtype=np.uint8)
-        for a in range(0, len(rows), TAKE_CHUNK_ROWS):  # byte indices for one chunk at a time, not all
-            b = min(a + TAKE_CHUNK_ROWS, len(rows))
-            lengths = ends[a:b] - starts[a:b]
-            base = offsets[a:b] - offsets[a]
-            within = np.arange(int(offsets[b] - offsets[a]), dtype=np.int64) - np.repeat(base, lengths)
-            out[offsets[a] : offsets[b]] = buf[np.repeat(starts[a:b], lengths) + within]
-        return StringColumn(out.tobytes(), offsets)
+        data, offsets = take_ragged(np.frombuffer(self.data, dtype=np.uint8), self.offsets, rows)
+        return StringColumn(data.tobytes(), offsets)
 
     @property
     def nbytes(self) -> int:

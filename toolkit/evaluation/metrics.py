@@ -136,6 +136,12 @@ def pooled_metrics(
     return _pooled(text, image, draw_pools(text.shape[0], pool, draws, seed), pool, draws, seed, ks)
 
 
+def _paired_len(text: Any, image: Any) -> int:
+    if len(image) != len(text):
+        raise ValueError(f"{len(text)} texts but {len(image)} images: they must be paired row by row")
+    return len(text)
+
+
 def pooled_metrics_of(
     embed_text: Callable[[Any], np.ndarray],
     embed_image: Callable[[Any], np.ndarray],
@@ -152,9 +158,7 @@ def pooled_metrics_of(
     ``text`` and ``image`` are anything row-indexable by an integer array: arrays,
     :class:`~toolkit.vectorset.Rows` of memory-mapped vector sets, token bags.
     """
-    n = len(text)
-    if len(image) != n:
-        raise ValueError(f"{n} texts but {len(image)} images: they must be paired row by row")
+    n = _paired_len(text, image)
     pools = draw_pools(n, pool, draws, seed)
     rows = np.unique(np.concatenate(pools))
     t, i = _check_paired(embed_text(text[rows]), embed_image(image[rows]))
@@ -212,9 +216,7 @@ def full_metrics_of(
 ) -> dict[str, Any]:
     """:func:`full_metrics` of the embedded pairs, over at most ``max_pairs`` of them (a seeded sample,
     reported as ``sampled_from``), embedding only those."""
-    n = len(text)
-    if len(image) != n:
-        raise ValueError(f"{n} texts but {len(image)} images: they must be paired row by row")
+    n = _paired_len(text, image)
     if n <= max_pairs:
         return full_metrics(embed_text(text), embed_image(image), ks)
     rows = np.sort(np.random.default_rng(seed).choice(n, size=max_pairs, replace=False))

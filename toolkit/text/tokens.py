@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.atomic import atomic_path
+from toolkit.data.columns import take_ragged
 from toolkit.errors import ModelDirError
 
 TOKEN_IDS = "token_ids.npy"
@@ -72,17 +73,7 @@ class TokenBags:
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         rows = rows.astype(np.int64, copy=False)
-        starts, ends = self.offsets[rows], self.offsets[rows + 1]
-        lengths = ends - starts
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        out = np.empty(int(offsets[-1]), dtype=self.ids.dtype)
-        for a in range(0, len(rows), TAKE_CHUNK_ROWS):  # int64 positions for one chunk of bags at a time
-            b = min(a + TAKE_CHUNK_ROWS, len(rows))
-            # positions of every kept token in ``ids``: start of its bag + its place within the bag
-            base = offsets[a:b] - offsets[a]
-            within = np.arange(int(offsets[b] - offsets[a]), dtype=np.int64) - np.repeat(base, lengths[a:b])
-            out[offsets[a] : offsets[b]] = self.ids[np.repeat(starts[a:b], lengths[a:b]) + within]
+        out, offsets = take_ragged(self.ids, self.offsets, rows, TAKE_CHUNK_ROWS)
         return TokenBags(out, offsets)
 
     def __getitem__(self, key: slice | np.ndarray | Sequence[int]) -> TokenBags:
