@@ -135,3 +135,72 @@ def test_take_gathers_chunk_by_chunk_the_same_rows(monkeypatch: pytest.MonkeyPat
     whole = col.take(rows)
     monkeypatch.setattr(columns, "TAKE_CHUNK_ROWS", 4)  # 8 chunks, the last one short
     assert col.take(rows) == whole == [strings[r] for r in rows]
+
+
+def test_lines_split_at_line_feeds_only() -> None:
+    raw = "r1:1\nr\u2028x:2\n\nr\x0b3:4\n玉ねぎ:5".encode()
+    col = StringColumn.from_lines(raw)
+    assert col == ["r1:1", "r\u2028x:2", "", "r\x0b3:4", "玉ねぎ:5"]
+    assert StringColumn.from_lines(raw + b"\n") == col
+    assert len(StringColumn.from_lines(b"")) == 0
+
+
+def test_prefixes_cut_at_the_first_separator() -> None:
+    col = StringColumn.from_strings(["r1:1", "玉:ね:ぎ", "plain", "", ":0", "r1:22"])
+    assert col.prefixes(":") == ["r1", "玉", "plain", "", "", "r1"]
+    with pytest.raises(ValueError):
+        col.prefixes("::")
+
+
+def test_codes_number_rows_in_order_of_first_appearance(monkeypatch: pytest.MonkeyPatch) -> None:
+    strings = ["b", "a", "b", "c", "a", "b"]
+    col = StringColumn.from_strings(strings)
+    codes, distinct = col.codes()
+    assert codes.tolist() == [0, 1, 0, 2, 1, 0] and distinct == ["b", "a", "c"]
+    # every row hashing alike (a collision): the bytes check catches it and the strings decide
+    monkeypatch.setattr(StringColumn, "hashes", lambda self: np.zeros(len(self), dtype=np.int64))
+    codes, distinct = col.codes()
+    assert codes.tolist() == [0, 1, 0, 2, 1, 0] and distinct == ["b", "a", "c"]
+
+
+def test_align_rows_by_hash_equals_a_dict_join(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from toolkit.vectorset import VectorSet, align_rows, save_vector_set
+
+    rng = np.random.default_rng(0)
+    a_ids = [f"r{n % 7}:{n}" for n in rng.permutation(40)]
+    b_ids = [f"r{n % 7}:{n}" for n in rng.permutation(60)[:35]]
+    save_vector_set(tmp_path / "a", a_ids, rng.normal(size=(40, 3)), {})
+    save_vector_set(tmp_path / "b", b_ids, rng.normal(size=(35, 2)), {})
+    a, b = load_vector_set(tmp_path / "a"), load_vector_set(tmp_path / "b")
+    assert isinstance(a.ids, StringColumn) and a.ids == a_ids
+
+    def expected(b_list: list[str]) -> tuple[list[str], list[int], list[int]]:
+        where = {i: n for n, i in enumerate(b_list)}  # the last of repeated ids wins
+        kept = [(n, i) for n, i in enumerate(a_ids) if i in where]
+        return [i for _, i in kept], [n for n, _ in kept], [where[i] for _, i in kept]
+
+    ids, rows_a, rows_b = align_rows(a, b)
+    assert (ids, rows_a.tolist(), rows_b.tolist()) == expected(b_ids) and len(ids) > 10
+    repeated = [*b_ids, b_ids[3]]  # an id twice: the dict join decides
+    ids, rows_a, rows_b = align_rows(a, VectorSet(repeated, np.zeros((36, 2), dtype=np.float32)))
+    assert (ids, rows_a.tolist(), rows_b.tolist()) == expected(repeated)
+    monkeypatch.setattr(StringColumn, "hashes", lambda self: np.arange(len(self), dtype=np.int64))
+    ids, rows_a, rows_b = align_rows(a, b)  # hashes that match the wrong rows: the bytes check catches it
+    assert (ids, rows_a.tolist(), rows_b.tolist()) == expected(b_ids)
+
+
+def test_split_pairs_by_recipe_codes_equals_a_split_by_recipe_strings() -> None:
+    from toolkit.data.splits import split_of
+    from toolkit.stages.pairs import Pairs, check_same_sources, split_pairs
+
+    ids = [f"rec{n % 23}:{n}" for n in range(200)]
+    x = np.arange(400, dtype=np.float32).reshape(200, 2)
+    parts = split_pairs(Pairs(ids, x, x, "w", "e"), split_seed=3)
+    for name, part in parts.items():
+        want = [i for i in ids if split_of(i.split(":")[0], seed=3) == name]
+        assert part.ids == want and part.text[:, 0].tolist() == [2 * ids.index(i) for i in want]
+    codes, recipes = parts["train"].recipe_codes()
+    assert [recipes[c] for c in codes] == parts["train"].groups
+    check_same_sources(parts["train"], parts["val"])
+    with pytest.raises(Exception, match="in both the training and validation"):
+        check_same_sources(parts["train"], parts["train"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data.columns import StringColumn
 from toolkit.errors import ModelDirError
 from toolkit.memory import release_pages
 
@@ -25,9 +26,13 @@ META = "meta.json"
 
 @dataclass
 class VectorSet:
-    """Row ``i`` of ``vectors`` belongs to ``ids[i]``; ``meta`` says what produced it (fingerprints, dims)."""
+    """Row ``i`` of ``vectors`` belongs to ``ids[i]``; ``meta`` says what produced it (fingerprints, dims).
 
-    ids: list[str]
+    A loaded set's ``ids`` are a :class:`~toolkit.data.columns.StringColumn` (one buffer, not a million
+    ``str`` objects); any sequence of strings will do for one built in memory.
+    """
+
+    ids: Sequence[str]
     vectors: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -133,25 +138,48 @@ def load_vector_set(directory: str | Path, mmap: bool = True) -> VectorSet:
     if missing:
         raise ModelDirError(f"vector set {d} is incomplete: missing {', '.join(missing)}")
     vectors = np.load(d / VECTORS, mmap_mode="r" if mmap else None)
-    ids = (d / IDS).read_text(encoding="utf-8").splitlines()
+    ids = _read_ids(d / IDS)
     meta = json.loads((d / META).read_text(encoding="utf-8"))
     return VectorSet(ids=ids, vectors=vectors, meta=meta)
 
 
-def align_rows(a: VectorSet, b: VectorSet) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Ids that ``a`` and ``b`` share, in ``a``'s order, and their row numbers in each (int64): no vector copied."""
-    bi = b.index()
-    rows_a, rows_b, ids = [], [], []
-    for n, i in enumerate(a.ids):
-        m = bi.get(i)
-        if m is not None:
-            rows_a.append(n)
-            rows_b.append(m)
-            ids.append(i)
-    return ids, np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+def _read_ids(path: Path) -> StringColumn:
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelDirError(f"{path} is not UTF-8 text ({e})") from None
+    if b"\r" in raw:  # ids never contain one (save_vector_set refuses them): CRLF line ends
+        raw = raw.replace(b"\r\n", b"\n")
+    return StringColumn.from_lines(raw)
 
 
-def align(a: VectorSet, b: VectorSet) -> tuple[list[str], np.ndarray, np.ndarray]:
+def align_rows(a: VectorSet, b: VectorSet) -> tuple[StringColumn, np.ndarray, np.ndarray]:
+    """Ids that ``a`` and ``b`` share, in ``a``'s order, and their row numbers in each (int64): no vector copied.
+
+    Ids are matched by hash (8 bytes a row, not a dict of every id) and the matches checked by their
+    bytes; repeated ids or a hash collision fall back to a dict (the last of repeated ids wins).
+    """
+    ids_a, ids_b = StringColumn.from_strings(a.ids), StringColumn.from_strings(b.ids)
+    hash_b = ids_b.hashes()
+    order = np.argsort(hash_b, kind="stable")
+    sorted_b = hash_b[order]
+    if not (len(sorted_b) > 1 and (np.diff(sorted_b) == 0).any()):
+        hash_a = ids_a.hashes()
+        at = np.minimum(np.searchsorted(sorted_b, hash_a), max(len(sorted_b) - 1, 0))
+        hit = sorted_b[at] == hash_a if len(sorted_b) else np.zeros(len(hash_a), dtype=bool)
+        rows_a = np.flatnonzero(hit).astype(np.int64)
+        rows_b = order[at[hit]].astype(np.int64)
+        ids = ids_a.take(rows_a)
+        if ids == ids_b.take(rows_b):
+            return ids, rows_a, rows_b
+    bi = {i: n for n, i in enumerate(ids_b)}
+    pairs = [(n, bi[i]) for n, i in enumerate(ids_a) if i in bi]
+    rows = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return ids_a.take(rows[:, 0]), rows[:, 0].copy(), rows[:, 1].copy()
+
+
+def align(a: VectorSet, b: VectorSet) -> tuple[StringColumn, np.ndarray, np.ndarray]:
     """Rows of ``a`` and ``b`` that share an id, in ``a``'s order (copied into memory)."""
     ids, rows_a, rows_b = align_rows(a, b)
     return ids, np.asarray(a.vectors[rows_a]), np.asarray(b.vectors[rows_b])

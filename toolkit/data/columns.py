@@ -20,17 +20,24 @@ def take_ragged(
     values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, chunk: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``rows`` (int64 positions) of the ragged array ``values[offsets[i]:offsets[i + 1]]``: the
-    gathered values and their offsets. Element indices are built for ``chunk`` rows at a time (default
-    :data:`TAKE_CHUNK_ROWS`), not for the whole result (they are 8 bytes per element)."""
+    gathered values and their offsets (see :func:`take_spans`)."""
+    return take_spans(values, offsets[rows], offsets[rows + 1], chunk)
+
+
+def take_spans(
+    values: np.ndarray, starts: np.ndarray, ends: np.ndarray, chunk: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The spans ``values[starts[i]:ends[i]]`` one after another, and their offsets. Element indices are
+    built for ``chunk`` spans at a time (default :data:`TAKE_CHUNK_ROWS`), not for the whole result (they
+    are 8 bytes per element)."""
     chunk = TAKE_CHUNK_ROWS if chunk is None else chunk
-    starts, ends = offsets[rows], offsets[rows + 1]
     lengths = ends - starts
-    new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    new_offsets = np.zeros(len(starts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=new_offsets[1:])
     out = np.empty(int(new_offsets[-1]), dtype=values.dtype)
-    for a in range(0, len(rows), chunk):
-        b = min(a + chunk, len(rows))
-        # position of every kept element: start of its row + its place within the row
+    for a in range(0, len(starts), chunk):
+        b = min(a + chunk, len(starts))
+        # position of every kept element: start of its span + its place within the span
         base = new_offsets[a:b] - new_offsets[a]
         within = np.arange(int(new_offsets[b] - new_offsets[a]), dtype=np.int64) - np.repeat(
             base, lengths[a:b]
@@ -54,10 +61,23 @@ class StringColumn(Sequence[str]):
 
     @classmethod
     def from_strings(cls, strings: Iterable[str]) -> StringColumn:
+        if isinstance(strings, StringColumn):
+            return strings
         builder = StringColumnBuilder()
         for s in strings:
             builder.append(s)
         return builder.build()
+
+    @classmethod
+    def from_lines(cls, raw: bytes) -> StringColumn:
+        """The lines of ``raw`` (UTF-8, each ended by ``\\n``; the last one may lack it): one row per line.
+        Only ``\\n`` ends a line (``str.splitlines`` would also split at ``\\v``, U+2028 and others)."""
+        if raw and not raw.endswith(b"\n"):
+            raw += b"\n"
+        ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+        offsets = np.zeros(len(ends) + 1, dtype=np.int64)
+        offsets[1:] = ends - np.arange(len(ends))  # each line's end once the line breaks are gone
+        return cls(raw.replace(b"\n", b""), offsets)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -115,12 +135,42 @@ class StringColumn(Sequence[str]):
 
     def hashes(self) -> np.ndarray:
         """A 64-bit hash of each row (this process's ``hash`` of its bytes): equal rows, equal hashes."""
-        data, offsets = self.data, self.offsets.tolist()
-        return np.fromiter(
-            (hash(data[a:b]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)),
-            dtype=np.int64,
-            count=len(self),
-        )
+        data, out = self.data, np.empty(len(self), dtype=np.int64)
+        for a in range(0, len(self), TAKE_CHUNK_ROWS):  # offsets as Python ints a chunk at a time
+            ends = self.offsets[a : a + TAKE_CHUNK_ROWS + 1].tolist()
+            out[a : a + len(ends) - 1] = [hash(data[x:y]) for x, y in zip(ends[:-1], ends[1:], strict=True)]
+        return out
+
+    def prefixes(self, separator: str) -> StringColumn:
+        """Each row up to its first ``separator`` (one ASCII character), or the whole row where it has none."""
+        sep = separator.encode("ascii")
+        if len(sep) != 1:
+            raise ValueError(f"separator must be one ASCII character, not {separator!r}")
+        buf = np.frombuffer(self.data, dtype=np.uint8)
+        at = np.flatnonzero(buf == sep[0])
+        starts, ends = self.offsets[:-1], self.offsets[1:]
+        k = np.searchsorted(at, starts)  # the first separator at or after each row's start
+        first = at[np.minimum(k, len(at) - 1)] if len(at) else ends
+        cut = np.where((k < len(at)) & (first < ends), first, ends)
+        data, offsets = take_spans(buf, starts, cut)
+        return StringColumn(data.tobytes(), offsets)
+
+    def codes(self) -> tuple[np.ndarray, StringColumn]:
+        """An int64 code for each row (equal rows, equal codes; numbered in order of first appearance) and
+        the distinct rows (``distinct[codes[i]] == self[i]``). Rows are grouped by hash, then checked by
+        their bytes; only a hash collision falls back to grouping the decoded strings."""
+        h = self.hashes()
+        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order), dtype=np.int64)
+        codes = rank[inverse.reshape(-1)]
+        distinct = self.take(first[order])
+        if distinct.take(codes) == self:
+            return codes, distinct
+        index: dict[str, int] = {}  # two different rows share a hash
+        codes = np.fromiter((index.setdefault(s, len(index)) for s in self), dtype=np.int64, count=len(self))
+        return codes, StringColumn.from_strings(index)
 
     def repeated(self) -> np.ndarray:
         """Boolean mask of the rows equal to an earlier row (the first of equal rows is not marked).

@@ -52,7 +52,7 @@ def train_mapping_model(
     """
     from toolkit.evaluation.metrics import pooled_metrics_of
     from toolkit.mapping.checkpoint import META, mapping_fingerprint, save_mapping
-    from toolkit.mapping.train import MappingConfig, group_codes, train_mapping
+    from toolkit.mapping.train import MappingConfig, train_mapping
 
     config = config or MappingConfig()
     if (Path(out_dir) / META).exists() and not overwrite:
@@ -84,7 +84,7 @@ def train_mapping_model(
         val.text_for(text_input),
         val.image,
         config,
-        group_codes(train.groups, len(train)),  # 8 bytes per pair while training, not a list of recipe ids
+        train.recipe_codes()[0],  # 8 bytes per pair while training, not a list of recipe ids
         progress=progress,
         word_vectors=matrix,
     )

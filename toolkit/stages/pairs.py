@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from toolkit.data.columns import StringColumn
 from toolkit.data.splits import SPLITS, split_of
-from toolkit.data.step_ids import recipe_of
+from toolkit.data.step_ids import SEPARATOR
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import check_fingerprint
 from toolkit.text.tokens import TokenBags, has_token_bags, load_token_bags
@@ -25,9 +27,10 @@ class Pairs:
     ``text`` and ``image`` are in-memory arrays or :class:`~toolkit.vectorset.Rows` of the memory-mapped
     vector sets (what :func:`load_pairs` gives: nothing is copied until a stage reads a block).
     ``tokens`` are the token ids of the texts (row for row), where the text vector set has them.
+    ``ids`` are a :class:`~toolkit.data.columns.StringColumn` when loaded (any sequence of step ids will do).
     """
 
-    ids: list[str]
+    ids: Sequence[str]
     text: np.ndarray | Rows
     image: np.ndarray | Rows
     word2vec: str
@@ -40,7 +43,7 @@ class Pairs:
         def part(x: np.ndarray | Rows) -> np.ndarray | Rows:
             return x.subset(rows) if isinstance(x, Rows) else x[rows]
 
-        ids = [self.ids[r] for r in rows]
+        ids = StringColumn.from_strings(self.ids).take(rows)
         tokens = None if self.tokens is None else self.tokens.take(rows)
         return Pairs(ids, part(self.text), part(self.image), self.word2vec, self.encoder, 0, 0, tokens)
 
@@ -68,7 +71,16 @@ class Pairs:
     @property
     def groups(self) -> list[str]:
         """Recipe id of each pair (the part of ``<recipe_id>:<position>`` before the colon)."""
-        return [recipe_of(i) for i in self.ids]
+        return list(self.recipe_column())
+
+    def recipe_column(self) -> StringColumn:
+        """Recipe id of each pair, as a column."""
+        return StringColumn.from_strings(self.ids).prefixes(SEPARATOR)
+
+    def recipe_codes(self) -> tuple[np.ndarray, StringColumn]:
+        """An int64 code per pair (pairs of one recipe share it) and the distinct recipe ids it numbers:
+        8 bytes a pair instead of a recipe-id string."""
+        return self.recipe_column().codes()
 
     @property
     def fingerprints(self) -> dict[str, str]:
@@ -85,7 +97,7 @@ def _fingerprint_of(vs: VectorSet, key: str, path: str | Path) -> str:
     return value
 
 
-def _check_finite(ids: list[str], x: np.ndarray | Rows, path: str | Path, block: int = 16384) -> None:
+def _check_finite(ids: Sequence[str], x: np.ndarray | Rows, path: str | Path, block: int = 16384) -> None:
     bad = np.concatenate(
         [a + np.flatnonzero(~np.isfinite(x[a : a + block]).all(axis=1)) for a in range(0, len(ids), block)]
         or [np.zeros(0, dtype=np.int64)]
@@ -118,21 +130,17 @@ def load_pairs(text_dir: str | Path, image_dir: str | Path) -> Pairs:
 
 def split_pairs(pairs: Pairs, split_seed: int = 0) -> dict[str, Pairs]:
     """The pairs of each split (``train``, ``val``, ``test``) by the seeded hash split of their recipe."""
-    of_recipe: dict[str, str] = {}
-    names = []
-    for g in pairs.groups:
-        if g not in of_recipe:
-            of_recipe[g] = split_of(g, seed=split_seed)
-        names.append(of_recipe[g])
-    where = np.array(names)
-    return {s: pairs.subset(np.flatnonzero(where == s)) for s in SPLITS}
+    codes, recipes = pairs.recipe_codes()
+    split_code = np.array([SPLITS.index(split_of(r, seed=split_seed)) for r in recipes], dtype=np.int8)
+    where = split_code[codes]
+    return {s: pairs.subset(np.flatnonzero(where == n)) for n, s in enumerate(SPLITS)}
 
 
 def check_same_sources(train: Pairs, val: Pairs) -> None:
     """Refuse validation pairs from other models, or sharing a recipe with the training pairs."""
     check_fingerprint("word2vec", train.word2vec, val.word2vec, "training and validation text vectors differ")
     check_fingerprint("encoder", train.encoder, val.encoder, "training and validation image features differ")
-    overlap = set(train.groups) & set(val.groups)
+    overlap = set(train.recipe_codes()[1]) & set(val.recipe_codes()[1])
     if overlap:
         raise ToolkitError(
             f"{len(overlap)} recipes are in both the training and validation sets "
