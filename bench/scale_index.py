@@ -10,6 +10,7 @@ Queries are held-out (test split) step texts through :class:`~toolkit.search.eng
 Alone, on a build ``bench_scale.py`` left in ``--work`` (no new build)::
 
     python bench/scale_index.py --steps 100000 --index-type hnsw --num-candidates 100,200,400 [--reuse]
+    python bench/scale_index.py --steps 1000000 --distinct-steps 100000 --index-type hnsw
 
 loads that build into the ``bench-scale`` node (or ``ES_URL``; ``--reuse``: an index of that name already
 holding every step is queried as it is) and prints recall and latency at each num_candidates.
@@ -298,6 +299,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100000, help="the size bench_scale.py built")
     parser.add_argument("--work", type=Path, default=Path("/tmp/jrs-bench-scale"))
     parser.add_argument("--photo-size", type=int, default=32)
+    parser.add_argument(
+        "--distinct-steps", type=int, default=0, help="the build's --distinct-steps (its data directory's name)"
+    )
     parser.add_argument("--index-type", default="hnsw")
     parser.add_argument("--num-candidates", default="100,200,400", help="comma-separated (k=10)")
     parser.add_argument("--queries", type=int, default=300, help="held-out query texts")
@@ -305,7 +309,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="query a complete index of that name as it is")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    root = args.work / f"data-{args.steps}-{args.photo_size}px"
+    from bench.bench_scale import data_root
+
+    root = data_root(args.work, args.steps, args.photo_size, args.distinct_steps)
     model = args.work / f"model-{args.steps}"
     candidates = tuple(int(c) for c in args.num_candidates.split(","))
     name = f"bench-scale-{args.steps}-{args.index_type}"
