@@ -300,7 +300,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/jrs-bench-scale"))
     parser.add_argument("--photo-size", type=int, default=32)
     parser.add_argument(
-        "--distinct-steps", type=int, default=0, help="the build's --distinct-steps (its data directory's name)"
+        "--distinct-steps",
+        type=int,
+        default=0,
+        help="the build's --distinct-steps (its data directory's name)",
     )
     parser.add_argument("--index-type", default="hnsw")
     parser.add_argument("--num-candidates", default="100,200,400", help="comma-separated (k=10)")

@@ -204,3 +204,17 @@ def test_split_pairs_by_recipe_codes_equals_a_split_by_recipe_strings() -> None:
     check_same_sources(parts["train"], parts["val"])
     with pytest.raises(Exception, match="in both the training and validation"):
         check_same_sources(parts["train"], parts["train"])
+
+
+def test_row_index_maps_like_a_dict_of_the_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.data.columns import RowIndex
+
+    strings = ["r1:1", "玉ねぎ:2", "r1:1", "", "r3:x"]
+    want = {s: n for n, s in enumerate(strings)}
+    for index in (RowIndex(StringColumn.from_strings(strings)),):
+        assert {s: index[s] for s in strings} == want and index.get("r9:9") is None
+        assert "r3:x" in index and "r3" not in index and index.get("", -1) == 3
+    # every row hashing alike: rows are still told apart by their bytes
+    monkeypatch.setattr("toolkit.data.columns.row_hash", lambda raw: 0)
+    index = RowIndex(StringColumn.from_strings(strings))
+    assert {s: index[s] for s in strings} == want and "r9:9" not in index

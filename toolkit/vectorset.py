@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.columns import StringColumn
+from toolkit.data.columns import RowIndex, StringColumn
 from toolkit.errors import ModelDirError
 from toolkit.memory import release_pages
 
@@ -44,8 +44,9 @@ class VectorSet:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
-    def index(self) -> dict[str, int]:
-        return {i: n for n, i in enumerate(self.ids)}
+    def index(self) -> RowIndex:
+        """The row of each id (a mapping; the last of repeated ids wins)."""
+        return RowIndex(StringColumn.from_strings(self.ids))
 
 
 def save_vector_set(

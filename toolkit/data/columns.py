@@ -7,7 +7,7 @@ bytes plus 8 bytes of offset per row, and a forked worker reading it touches no 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import overload
 
 import numpy as np
@@ -44,6 +44,12 @@ def take_spans(
         )
         out[new_offsets[a] : new_offsets[b]] = values[np.repeat(starts[a:b], lengths[a:b]) + within]
     return out, new_offsets
+
+
+def row_hash(raw: bytes) -> int:
+    """The 64-bit hash of a row's UTF-8 bytes (this process's ``hash``) that :meth:`StringColumn.hashes`
+    and :class:`RowIndex` use."""
+    return hash(raw)
 
 
 class StringColumn(Sequence[str]):
@@ -138,7 +144,9 @@ class StringColumn(Sequence[str]):
         data, out = self.data, np.empty(len(self), dtype=np.int64)
         for a in range(0, len(self), TAKE_CHUNK_ROWS):  # offsets as Python ints a chunk at a time
             ends = self.offsets[a : a + TAKE_CHUNK_ROWS + 1].tolist()
-            out[a : a + len(ends) - 1] = [hash(data[x:y]) for x, y in zip(ends[:-1], ends[1:], strict=True)]
+            out[a : a + len(ends) - 1] = [
+                row_hash(data[x:y]) for x, y in zip(ends[:-1], ends[1:], strict=True)
+            ]
         return out
 
     def prefixes(self, separator: str) -> StringColumn:
@@ -191,6 +199,37 @@ class StringColumn(Sequence[str]):
 
     def _raw(self, i: int) -> bytes:
         return self.data[self.offsets[i] : self.offsets[i + 1]]
+
+
+class RowIndex(Mapping[str, int]):
+    """The row of each string of a :class:`StringColumn`, like ``{s: n for n, s in enumerate(column)}`` (the
+    last of repeated strings wins) but 16 bytes a row: sorted hashes and their rows, each hit checked by its
+    bytes. A million step ids take 16 MB instead of a ~130 MB dict."""
+
+    __slots__ = ("_column", "_order", "_sorted")
+
+    def __init__(self, column: StringColumn) -> None:
+        h = column.hashes()
+        self._column = column
+        self._order = np.argsort(h, kind="stable")
+        self._sorted = h[self._order]
+
+    def __getitem__(self, key: str) -> int:
+        if isinstance(key, str):
+            raw = key.encode("utf-8")
+            h = row_hash(raw)
+            a, b = np.searchsorted(self._sorted, h, "left"), np.searchsorted(self._sorted, h, "right")
+            for k in range(int(b) - 1, int(a) - 1, -1):  # stable sort: the last row of equal hashes first
+                row = int(self._order[k])
+                if self._column._raw(row) == raw:
+                    return row
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._column)
+
+    def __len__(self) -> int:
+        return len(self._column)
 
 
 class StringColumnBuilder:

@@ -6,7 +6,7 @@ orjson directly, which is several times faster and writes each float in its shor
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
-from toolkit.vectorset import VECTORS, VectorSet, load_vector_set
+from toolkit.vectorset import VECTORS, Rows, VectorSet, load_vector_set
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,9 @@ class DocumentBuilder:
         self.model = model
         self.root = Path(dataset_root)
         self.features = features
-        self._feature_row = features.index() if features is not None else {}
+        self._feature_row: Mapping[str, int] = features.index() if features is not None else {}
+        # rows read from the file, not through the map: a million photos' features must not become resident
+        self._feature_rows = Rows(features.vectors) if features is not None else None
         self._features_written_ns = features_written_ns
         self.image_base_url = image_base_url.rstrip("/") + "/" if image_base_url else None
         self.raw_features = raw_features
@@ -105,6 +107,7 @@ class DocumentBuilder:
         """Features for (doc index, step id, relative path) triples; failures become text-only steps."""
         found: dict[int, np.ndarray] = {}
         to_encode: list[tuple[int, str, Path]] = []
+        cached: list[tuple[int, int]] = []  # (doc index, feature row)
         for i, step_id, rel in wanted:
             try:
                 path = resolve_under_root(self.root, rel)
@@ -113,9 +116,12 @@ class DocumentBuilder:
                 continue
             row = self._feature_row.get(step_id)
             if row is not None and self._unchanged_since_build(path):
-                found[i] = np.asarray(self.features.vectors[row])  # type: ignore[union-attr]
+                cached.append((i, row))
             else:
                 to_encode.append((i, step_id, path))
+        if cached and self._feature_rows is not None:
+            rows = self._feature_rows.gather(np.array([r for _, r in cached], dtype=np.int64))
+            found.update((i, v) for (i, _), v in zip(cached, rows, strict=True))
         for i, step_id, path in to_encode:
             try:
                 found[i] = self.model.image_features([path])[0]
