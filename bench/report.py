@@ -142,7 +142,12 @@ def _image_lines(im: dict[str, Any]) -> list[str]:
     """Photos/s per encoder and backend (files -> features on disk), with the load they were measured under."""
     out = []
     load = "/".join(map(str, im.get("machine", {}).get("load_avg", [])))
-    for key, label in (("lite0", "EfficientNet-Lite0"), ("resnet50", "ResNet-50 (random weights)")):
+    labels = (
+        ("lite0", "EfficientNet-Lite0"),
+        ("lite0_ms4_gem", "EfficientNet-Lite0 ms4-gem (the build's default)"),
+        ("resnet50", "ResNet-50 (random weights)"),
+    )
+    for key, label in labels:
         e = im.get(key)
         if not e:
             continue

@@ -154,6 +154,12 @@ KEYS: list[tuple[str, str, str, str | None]] = [
     ("tokenize_ratio", "text", "toolkit tokenise+filter chars/s / raw fugashi", ">= 0.85"),
     ("step_vectors_per_s", "text", "step vectors averaged per second, 100k steps", ">= 1000000"),
     ("image_speedup_lite0", "image", "EfficientNet-Lite0 files -> features, default backend / torch", ">= 4"),
+    (
+        "image_speedup_lite0_ms4_gem",
+        "image",
+        "the build's default encoder (Lite0 ms4-gem) files -> features, default backend / torch",
+        ">= 4",
+    ),
     ("image_speedup_resnet50", "image", "ResNet-50 files -> features, default backend / torch", ">= 2"),
     (
         "image_pipeline_ratio",

@@ -89,6 +89,40 @@ def test_auto_takes_a_verified_backend_and_refuses_what_drifts(cache: Path) -> N
         assert enc.precision != "bf16"
 
 
+@pytest.mark.parametrize("name", ["efficientnet-lite0-ms4-gem", "efficientnet-lite0-ms"])
+def test_split_stem_computes_the_same_and_export_keeps_eval_mode(name: str, tmp_path: Path) -> None:
+    from toolkit.image.backends import export_split
+
+    enc = create_encoder(name, weights="random", backend="torch")
+    x = torch.randn(2, 3, 64, 64)
+    stem, rest = enc.model.split_stem()
+    with torch.inference_mode():
+        whole, parts = enc.model(x), rest(stem(x))
+    torch.testing.assert_close(parts, whole, rtol=0, atol=0)
+    export_split(enc.model, 64, tmp_path)
+    assert (tmp_path / "stem.onnx").is_file() and (tmp_path / "rest.onnx").is_file()
+    assert not enc.model.training  # the exporter restores the mode it found: eval, not training
+    with torch.inference_mode():
+        torch.testing.assert_close(enc.model(x), whole, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(
+    not (cpu_has_bf16() and "openvino" in INSTALLED), reason="needs OpenVINO and a CPU with native bf16"
+)
+@pytest.mark.parametrize("name", ["efficientnet-lite0-ms4-gem"])
+def test_lite_runs_bf16_with_an_f32_stem_within_the_tolerance(
+    name: str, cache: Path, photo_files: list[Path]
+) -> None:
+    torch_enc = create_encoder(name, weights="imagenet", backend="torch")
+    enc = create_encoder(name, weights="imagenet", backend="auto")
+    got, ref = _encode(enc, photo_files), _encode(torch_enc, photo_files)
+    assert (enc.backend, enc.precision) == ("openvino", "bf16-f32stem")
+    assert min_cosine(got, ref) >= MIN_COSINE
+    again = _encode(enc, photo_files[:3])  # a smaller batch after a larger one: the same vectors
+    assert min_cosine(again, got[:3]) >= 0.99999
+    assert not enc.model.training
+
+
 @needs_runtime
 def test_graph_is_exported_once_and_reused(cache: Path, photo_files: list[Path]) -> None:
     backend = INSTALLED[0]

@@ -16,8 +16,11 @@ and an index built with one backend accepts queries embedded with another.
 
 ``auto`` tries, in the order measured fastest on this project's CPUs (``bench/bench_image.py``):
 OpenVINO bf16 (only where the CPU has native bf16: AVX512_BF16 or AMX), OpenVINO f32, ONNX Runtime
-fp32, and takes the first installed one that verifies; otherwise torch. (EfficientNet-Lite0's
-ImageNet weights do not verify in bf16 -- cosine 0.98 on drawn photos -- so it runs fp32.) An explicit
+fp32, and takes the first installed one that verifies; otherwise torch. Between OpenVINO bf16 and f32
+comes ``bf16-f32stem`` for networks that can be cut after their first block (``split_stem()``, the
+EfficientNet-Lite multi-scale encoders): the stem and first block run in f32, the rest in bf16.
+(EfficientNet-Lite0's ImageNet weights do not verify in bf16 -- cosine 0.98 on drawn photos, the drift
+is the first block's depthwise convolution -- but do with the f32 stem: 0.9998.) An explicit
 backend that does not verify is refused. CUDA devices and plug-in encoders keep using torch.
 The default backend is ``$JRS_IMAGE_BACKEND`` or ``auto``.
 """
@@ -53,6 +56,9 @@ CACHE_ENV = "JRS_CACHE_DIR"
 #: Minimum cosine to torch fp32, on every calibration photo, for a backend to be used.
 MIN_COSINE = 0.999
 GRAPH_FILE = "model.onnx"
+#: the two graphs of ``bf16-f32stem``: the stem (and first block), and the rest of the network
+STEM_FILE, REST_FILE = "stem.onnx", "rest.onnx"
+STEM_PRECISION = "bf16-f32stem"
 VERDICTS_FILE = "verdicts.json"
 OPSET = 17
 CALIBRATION_PHOTOS = 12
@@ -131,9 +137,10 @@ def runtime_version(backend: str) -> str | None:
     return None
 
 
-def candidates(backend: str) -> list[tuple[str, str]]:
-    """``(backend, precision)`` pairs to try for ``backend``, fastest first."""
-    ov = [("openvino", "bf16")] if cpu_has_bf16() else []
+def candidates(backend: str, splits: bool = False) -> list[tuple[str, str]]:
+    """``(backend, precision)`` pairs to try for ``backend``, fastest first (``splits``: the network
+    offers ``split_stem()``, so bf16 with an f32 stem is one of them)."""
+    ov = [("openvino", "bf16"), *([("openvino", STEM_PRECISION)] if splits else [])] if cpu_has_bf16() else []
     ov.append(("openvino", "f32"))
     if backend == "openvino":
         return ov
@@ -150,9 +157,26 @@ def candidates(backend: str) -> list[tuple[str, str]]:
 
 def export_onnx(model: nn.Module, crop: int, path: Path) -> Path:
     """Export ``model`` (input ``[B, 3, crop, crop]``) to ``path`` once; concurrent writers are safe."""
+    return export_onnx_for(model, torch.zeros(1, 3, crop, crop), path)
+
+
+def export_split(model: nn.Module, crop: int, directory: Path) -> tuple[Path, Path]:
+    """Export ``model.split_stem()``: the stem graph (input ``[B, 3, crop, crop]``) and the graph of the
+    rest (input: the stem's output), once each."""
+    stem, rest = model.split_stem()  # type: ignore[operator]
+    with torch.inference_mode():
+        h = stem(torch.zeros(1, 3, crop, crop).contiguous(memory_format=torch.channels_last))
+    return (
+        export_onnx_for(stem, torch.zeros(1, 3, crop, crop), directory / STEM_FILE),
+        export_onnx_for(rest, torch.zeros(h.shape), directory / REST_FILE),
+    )
+
+
+def export_onnx_for(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """Export ``model`` (input shaped like ``example``, batch dimension dynamic) to ``path`` once."""
     if path.is_file():
         return path
-    dummy = torch.zeros(1, 3, crop, crop).contiguous(memory_format=torch.channels_last)
+    dummy = example.contiguous(memory_format=torch.channels_last) if example.ndim == 4 else example
     with atomic_path(path) as tmp, warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -183,7 +207,7 @@ def _onnxruntime(path: Path, threads: int) -> Runtime:
     return run
 
 
-def _openvino(path: Path, precision: str, threads: int) -> Runtime:
+def _openvino_request(path: Path, precision: str, threads: int) -> Any:
     import openvino as ov
 
     core = ov.Core()
@@ -193,22 +217,31 @@ def _openvino(path: Path, precision: str, threads: int) -> Runtime:
         "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "LATENCY",
     }
-    compiled = core.compile_model(str(path), "CPU", config)
-    request = compiled.create_infer_request()
-    lock = threading.Lock()  # one infer request: calls from several threads take turns
+    return core.compile_model(str(path), "CPU", config).create_infer_request()
+
+
+def _openvino(paths: list[Path], precisions: list[str], threads: int) -> Runtime:
+    """One compiled graph, or several run one after another (each its own precision)."""
+    requests = [_openvino_request(p, q, threads) for p, q in zip(paths, precisions, strict=True)]
+    lock = threading.Lock()  # one infer request each: calls from several threads take turns
 
     def run(x: np.ndarray) -> np.ndarray:
         with lock:
-            return np.array(request.infer({0: x})[0], dtype=np.float32, copy=True)
+            for request in requests:
+                x = np.array(request.infer({0: x})[0], dtype=np.float32, copy=True)
+            return x
 
     return run
 
 
 def make_runtime(backend: str, precision: str, path: Path, threads: int) -> Runtime:
+    """The runtime of ``path`` (for ``bf16-f32stem``: the directory's stem and rest graphs)."""
     if backend == "onnxruntime":
         return _onnxruntime(path, threads)
+    if backend == "openvino" and precision == STEM_PRECISION:
+        return _openvino([path / STEM_FILE, path / REST_FILE], ["f32", "bf16"], threads)
     if backend == "openvino":
-        return _openvino(path, precision, threads)
+        return _openvino([path], [precision], threads)
     raise ValueError(backend)
 
 
@@ -299,7 +332,8 @@ def select_backend(
     """Resolve ``requested`` for one encoder: export, verify (once per machine) and load its runtime."""
     if requested == "torch":
         return Selected(*TORCH_FP32, None, None)
-    tried = candidates(requested)
+    splits = callable(getattr(model, "split_stem", None))
+    tried = candidates(requested, splits)
     if requested != "auto":
         version = runtime_version(requested)
         if version is None:
@@ -313,7 +347,11 @@ def select_backend(
         version = runtime_version(backend) or "?"
         key = _verdict_key(backend, precision, version)
         try:
-            path = export_onnx(model, crop, directory / GRAPH_FILE)
+            if precision == STEM_PRECISION:
+                export_split(model, crop, directory)
+                path = directory
+            else:
+                path = export_onnx(model, crop, directory / GRAPH_FILE)
             known = _read_verdicts(directory).get(key)
             if known is not None and known.get("min_cosine", -1.0) < MIN_COSINE:
                 reasons.append(f"{backend} {precision}: cosine {known['min_cosine']:.5f} < {MIN_COSINE}")
