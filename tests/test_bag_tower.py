@@ -114,7 +114,7 @@ def test_bag_training_learns_deterministically_and_round_trips(tmp_path: Path) -
     again = train_mapping(train, train_img, val, val_img, config, progress=False, word_vectors=word2vec)
     state, other = first.model.state_dict(), again.model.state_dict()
     assert all(torch.equal(state[k], other[k]) for k in state)
-    moved = first.model.text.words.weight.detach().numpy()
+    moved = first.model.text_towers()[0].words.weight.detach().numpy()
     assert not np.allclose(moved, word2vec)  # the word vectors were fine-tuned
     best = max(h.val_r10 for h in first.history)
     assert best >= 5 * (10 / 150)
@@ -166,3 +166,53 @@ def test_default_build_beats_chance_widely_and_is_not_below_the_linear_baselines
     chance = 10 / ev["pairs"]["test"]
     assert model_r10 >= 5 * chance
     assert model_r10 >= linear
+
+
+def test_text_ensemble_averages_members_trained_from_their_own_seeds(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from toolkit.errors import ConfigError
+    from toolkit.mapping.checkpoint import mapping_fingerprint
+
+    word2vec = np.random.default_rng(5).normal(size=(60, 16)).astype(np.float32)
+    train, train_img = _linked_bags(400, 1)
+    val, val_img = _linked_bags(120, 2)
+    config = MappingConfig(
+        dim=16, hidden=32, epochs=4, batch_size=64, lr=3e-3, val_pool=120, val_draws=1, text_members=3
+    )
+    ens = train_mapping(train, train_img, val, val_img, config, progress=False, word_vectors=word2vec)
+    singles = [
+        train_mapping(
+            train, train_img, val, val_img, replace(config, seed=s, text_members=1), progress=False,
+            word_vectors=word2vec,
+        )
+        for s in (0, 1, 2)
+    ]  # fmt: skip
+    assert len(ens.members) == 3 and ens.model.arch()["text_members"] == 3
+    assert "text_members" not in singles[0].model.arch()  # one tower: the architecture of before
+    # member j is the single tower of seed j, and the image side is the same for all of them
+    for member, single in zip(ens.model.text_towers(), singles, strict=True):
+        state, want = member.state_dict(), single.model.text.state_dict()
+        assert all(torch.equal(state[k], want[k]) for k in want)
+    towers = [s.model.embed_text(val) for s in singles]
+    assert not np.allclose(towers[0], towers[1], atol=1e-3)  # the seeds give different towers
+    assert np.allclose(ens.model.embed_image(val_img), singles[0].model.embed_image(val_img), atol=1e-6)
+    # the towers' part of the text vector is the unit mean of the members' parts; the CCA part is shared
+    d, w = config.dim, config.linear_weight
+    mean = np.mean([t[:, :d] for t in towers], axis=0)
+    got = ens.model.embed_text(val)
+    unit = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+    assert np.allclose(got[:, :d], (1 - w) ** 0.5 * unit, atol=1e-5)
+    assert np.allclose(got[:, d:], towers[0][:, d:], atol=1e-6)
+
+    save_mapping(tmp_path, ens.model, config, {"word2vec": "w", "encoder": "e"})
+    loaded = load_mapping(tmp_path, expected={"word2vec": "w", "encoder": "e"})
+    assert np.allclose(loaded.model.embed_text(val), ens.model.embed_text(val), atol=1e-6)
+    assert mapping_fingerprint(loaded.model, config) == mapping_fingerprint(ens.model, config)
+    assert mapping_fingerprint(singles[0].model, replace(config, text_members=1)) != mapping_fingerprint(
+        ens.model, config
+    )
+    with pytest.raises(ConfigError, match="text_members"):
+        MappingConfig(arch="mlp", text_members=2)
+    with pytest.raises(ValueError, match="text_members"):
+        TwoTower(12, 20, arch="mlp", text_members=2)

@@ -55,7 +55,7 @@ def test_own_fingerprint_follows_weights_and_config(trained) -> None:
     twin.load_state_dict(model.state_dict())
     assert mapping_fingerprint(twin, config) == base
     with torch.no_grad():
-        twin.text.net[0].bias[0] += 1e-3
+        twin.text_towers()[-1].net[0].bias[0] += 1e-3  # the last member of the default ensemble
     assert mapping_fingerprint(twin, config) != base
 
 

@@ -9,7 +9,7 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.image import backend_option
-from toolkit.cli.options import LINEAR_WEIGHT_HELP, default_from
+from toolkit.cli.options import LINEAR_WEIGHT_HELP, TEXT_MEMBERS_HELP, default_from
 from toolkit.device import DEVICE_HELP
 from toolkit.pipeline import BuildOptions
 from toolkit.stages.text import FORMS
@@ -74,6 +74,7 @@ def _table(result: dict) -> str:
     type=float,
     help=LINEAR_WEIGHT_HELP,
 )
+@default_from(f"{CONFIG}.text_members", "--text-members", type=click.IntRange(min=1), help=TEXT_MEMBERS_HELP)
 @click.option("--split-seed", type=int, default=BuildOptions.split_seed, show_default=True)
 @json_option
 @quiet_option
@@ -100,6 +101,7 @@ def build_cmd(
     seed: int,
     text_tower: str,
     linear_weight: float,
+    text_members: int,
     split_seed: int,
     as_json: bool,
     quiet: bool,
@@ -134,6 +136,7 @@ def build_cmd(
             "seed": seed,
             "text_tower": text_tower,
             "linear_weight": linear_weight,
+            "text_members": text_members,
         },
         progress=progress_enabled(quiet),
     )

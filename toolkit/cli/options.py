@@ -20,6 +20,14 @@ LINEAR_WEIGHT_HELP = (
 )
 
 
+#: ``--text-members`` of ``jrs build`` and ``jrs train-mapping`` (MappingConfig.text_members).
+TEXT_MEMBERS_HELP = (
+    "Text towers trained from seeds SEED, SEED+1, ... and averaged (an ensemble against the one fixed "
+    "image side: better ranking, most with few training pairs; each costs one more training run). "
+    "Default: toolkit.mapping.train.DEFAULT_TEXT_MEMBERS (3)."
+)
+
+
 def dataclass_default(spec: str) -> Any:
     """The default of ``"module:Class.field"`` (a dataclass field)."""
     module, _, attr = spec.partition(":")

@@ -204,8 +204,38 @@ class BagTower(nn.Module):
         return self.tower(self.mean(ids, offsets))
 
 
+class TextEnsemble(nn.Module):
+    """Several text towers of the same kind, trained apart (other seeds) into the same image space: the
+    unit-length mean of their unit vectors, so a query's cosine to a photo is the members' mean cosine."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"a text ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.members[0].in_dim)
+
+    @property
+    def vocab(self) -> int:
+        return int(getattr(self.members[0], "vocab", 0))
+
+    @property
+    def standardize(self) -> Standardize:
+        return self.members[0].standardize
+
+    def forward(self, *x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(torch.stack([m(*x) for m in self.members]).mean(dim=0), dim=-1)
+
+
 class TwoTower(nn.Module):
-    """A text tower and an image tower into the same ``dim``-dimensional unit sphere."""
+    """A text tower and an image tower into the same ``dim``-dimensional unit sphere.
+
+    ``text_members`` > 1 (``arch="fixed_image"`` only: the image side is then the same for every member)
+    makes the text side a :class:`TextEnsemble` of that many towers (see :func:`~toolkit.mapping.train.
+    train_mapping`)."""
 
     def __init__(
         self,
@@ -221,6 +251,7 @@ class TwoTower(nn.Module):
         vocab: int = 0,
         linear_dims: int = 0,
         linear_weight: float = 0.0,
+        text_members: int = 1,
     ) -> None:
         super().__init__()
         if text_tower not in TEXT_TOWERS:
@@ -251,12 +282,23 @@ class TwoTower(nn.Module):
             self._arch |= {"text_tower": text_tower, "vocab": vocab}
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+        if text_members < 1 or (text_members > 1 and arch != "fixed_image"):
+            raise ValueError(
+                f"text_members must be 1, or more with arch 'fixed_image' (one image side), got {text_members}"
+                f" with arch {arch!r}"
+            )
+        if text_members > 1:  # absent for one tower: mappings saved before keep their fingerprint
+            self._arch["text_members"] = text_members
         text_arch, image_arch = ("mlp", "pca") if arch == "fixed_image" else (arch, arch)
-        self.text: Tower | BagTower
-        if text_tower == "bag":
-            self.text = BagTower(vocab, text_dim, dim, hidden, dropout, norm, activation)
-        else:
-            self.text = Tower(text_dim, dim, hidden, dropout, norm, activation, text_arch)
+
+        def text_tower_() -> Tower | BagTower:
+            if text_tower == "bag":
+                return BagTower(vocab, text_dim, dim, hidden, dropout, norm, activation)
+            return Tower(text_dim, dim, hidden, dropout, norm, activation, text_arch)
+
+        self.text: Tower | BagTower | TextEnsemble = (
+            TextEnsemble([text_tower_() for _ in range(text_members)]) if text_members > 1 else text_tower_()
+        )
         self.image = Tower(image_dim, dim, hidden, dropout, norm, activation, image_arch)
         self.linear: LinearBranch | None = None
         self.linear_weight = 0.0
@@ -264,7 +306,7 @@ class TwoTower(nn.Module):
             self._add_linear(linear_dims, linear_weight)
 
     def _add_linear(self, dims: int, weight: float) -> None:
-        vocab = self.text.vocab if isinstance(self.text, BagTower) else 0
+        vocab = self.text.vocab if self.text_input == "tokens" else 0
         self.linear = LinearBranch(self.text_dim, self.image_dim, dims, vocab)
         self.linear_weight = float(weight)
         self.dim = self.tower_dim + dims
@@ -283,10 +325,15 @@ class TwoTower(nn.Module):
         """Constructor arguments: ``TwoTower(**model.arch())`` rebuilds the same architecture."""
         return dict(self._arch)
 
+    def text_towers(self) -> list[Tower | BagTower]:
+        """The text tower, or each member of a text ensemble."""
+        return list(self.text.members) if isinstance(self.text, TextEnsemble) else [self.text]  # type: ignore[arg-type]
+
     def set_input_stats(
         self, text_mean: np.ndarray, text_std: np.ndarray, image_mean: np.ndarray, image_std: np.ndarray
     ) -> None:
-        self.text.standardize.set_stats(text_mean, text_std)
+        for tower in self.text_towers():
+            tower.standardize.set_stats(text_mean, text_std)
         self.image.standardize.set_stats(image_mean, image_std)
 
     def get_input_stats(self) -> dict[str, np.ndarray]:
@@ -299,7 +346,7 @@ class TwoTower(nn.Module):
 
     def encode_text(self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Step means ``[B, text_dim]``, or ``(ids, offsets)`` token bags for a bag tower."""
-        if isinstance(self.text, BagTower):
+        if self.text_input == "tokens":
             if not isinstance(x, tuple):
                 raise ValueError("this mapping's text tower reads token ids: pass (ids, offsets)")
             return self.text(*x)
@@ -315,16 +362,17 @@ class TwoTower(nn.Module):
 
     def set_word_vectors(self, matrix: np.ndarray) -> None:
         """Start a bag text tower's word vectors from ``matrix`` (the Word2Vec vectors, ``[vocab, text_dim]``)."""
-        if not isinstance(self.text, BagTower):
+        if self.text_input != "tokens":
             raise ValueError("only a bag text tower has word vectors")
-        self.text.set_word_vectors(matrix)
+        for tower in self.text_towers():
+            tower.set_word_vectors(matrix)  # type: ignore[union-attr]
 
     def embed_text(self, x: Any, batch_size: int = 4096) -> np.ndarray:
         """Numpy ``[N, text_dim]`` step means (or :class:`~toolkit.text.tokens.TokenBags` for a bag tower)
         -> unit-length float32 ``[N, dim]`` (eval mode, batched, no grad)."""
         from toolkit.text.tokens import TokenBags
 
-        if isinstance(self.text, BagTower) or isinstance(x, TokenBags):
+        if self.text_input == "tokens" or isinstance(x, TokenBags):
             return self._embed_bags(x, batch_size)
         return self._embed(
             self.text, x, "text", batch_size, None if self.linear is None else self.linear.text
@@ -333,7 +381,7 @@ class TwoTower(nn.Module):
     def _embed_bags(self, bags: Any, batch_size: int) -> np.ndarray:
         from toolkit.text.tokens import TokenBags
 
-        if not isinstance(self.text, BagTower):
+        if self.text_input != "tokens":
             raise ValueError("this mapping's text tower reads step means, not token ids")
         if not isinstance(bags, TokenBags):
             raise ValueError(

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,9 @@ from toolkit.vectorset import Rows
 log = logging.getLogger(__name__)
 
 LOSSES = ("infonce", "triplet")
+#: text towers of the default (``fixed_image``) mapping: screened on 20 draws x 2-3 seeds, 19 of 20 rows
+#: better than one tower (+1.0 R@10 on the generated objects, +2.5 on real artwork); 5 were no better than 3
+DEFAULT_TEXT_MEMBERS = 3
 INITS = ("random", "cca")
 #: Values of options that mappings saved before they existed were trained with (absent keys mean these).
 LEGACY = {
@@ -43,6 +46,7 @@ LEGACY = {
     "text_tower": "mean",
     "word_dropout": 0.0,
     "linear_weight": 0.0,
+    "text_members": 1,
 }
 
 
@@ -61,6 +65,9 @@ class MappingConfig:
     # share of the cosine given to a CCA of the same inputs, fused after training (0: towers only;
     # toolkit.mapping.linear_branch); linear_dims CCA dimensions are appended to the dim tower ones
     linear_weight: float = 0.15
+    # text towers trained apart (seeds seed, seed + 1, ...) and averaged (TextEnsemble); more than one
+    # only with arch fixed_image (one image side); None: DEFAULT_TEXT_MEMBERS there, 1 with other archs
+    text_members: int | None = None
     linear_dims: int = DEFAULT_CCA_COMPONENTS
     init: str = "random"
     cca_shrinkage: float = 0.3
@@ -82,6 +89,8 @@ class MappingConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (toolkit.device.resolve_device)
 
     def __post_init__(self) -> None:
+        if self.text_members is None:
+            self.text_members = DEFAULT_TEXT_MEMBERS if self.arch == "fixed_image" else 1
         checks = [
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.mining in MINING, f"mining must be one of {MINING}, got {self.mining!r}"),
@@ -98,6 +107,11 @@ class MappingConfig:
                 "text_tower 'bag' goes with arch 'fixed_image' or 'mlp'; use text_tower 'mean' with 'residual'",
             ),
             (0.0 <= self.word_dropout < 1.0, f"word_dropout must be in [0, 1), got {self.word_dropout}"),
+            (
+                self.text_members == 1 or (self.text_members > 1 and self.arch == "fixed_image"),
+                f"text_members must be 1, or more with arch 'fixed_image', got {self.text_members} "
+                f"with arch {self.arch!r}",
+            ),
             (
                 0.0 <= self.linear_weight < 1.0 and self.linear_dims >= 1,
                 f"linear_weight must be in [0, 1) and linear_dims >= 1: {self.linear_weight}, {self.linear_dims}",
@@ -176,6 +190,9 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    #: with several text towers: each member's best epoch and whether it stopped early (the history and
+    #: best epoch above are the first member's)
+    members: list[dict[str, Any]] = field(default_factory=list)
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
@@ -395,6 +412,11 @@ def train_mapping(
     ``train_groups`` labels pairs that must not serve as each other's negatives (same recipe, same text).
     With a validation set, the epoch with the best pooled text->image R@10 (ties: best MRR) is kept and
     training stops after ``patience`` epochs without improvement; without one, the last epoch is kept.
+
+    With ``config.text_members`` > 1 that many text towers are trained one after another, each from its own
+    seed (``seed``, ``seed + 1``, ...) and with its own early stopping, against the same fixed image side,
+    and averaged (:class:`~toolkit.mapping.towers.TextEnsemble`): the members' errors are partly their own,
+    and their mean ranks better than any of them, most where training pairs are few.
     """
     config = config or MappingConfig()
     bag = config.text_tower == "bag"
@@ -415,6 +437,48 @@ def train_mapping(
                 f"validation dims ({text_dims[0]}, {val_img.shape[1]}) differ from training "
                 f"({text_dims[1]}, {train_img.shape[1]})"
             )
+    inputs = (train_text, train_img, val_text, val_img)
+    results = []
+    for j in range(config.text_members):
+        if config.text_members > 1:
+            log.info("text tower %d of %d", j + 1, config.text_members)
+        member = replace(config, seed=config.seed + j, text_members=1)
+        results.append(_train_towers(*inputs, member, train_groups, progress, word_vectors))
+    result = results[0]
+    result.config = config
+    if config.text_members > 1:
+        result.model = _ensemble([r.model for r in results])
+        result.members = [{"best_epoch": r.best_epoch, "stopped_early": r.stopped_early} for r in results]
+    model = result.model
+    model.eval()
+    if config.linear_weight > 0:
+        fit_linear_branch(model, *inputs, config, word_vectors)
+    return result
+
+
+def _ensemble(models: list[TwoTower]) -> TwoTower:
+    """One model whose text side averages the text towers of ``models`` (which share the image side)."""
+    first = models[0]
+    out = TwoTower(**{**first.arch(), "text_members": len(models)})
+    out.image.load_state_dict(first.image.state_dict())
+    for target, model in zip(out.text_towers(), models, strict=True):
+        target.load_state_dict(model.text.state_dict())
+    return out.to(next(first.parameters()).device)
+
+
+def _train_towers(
+    train_text: np.ndarray | Rows,
+    train_img: np.ndarray | Rows,
+    val_text: np.ndarray | Rows | None,
+    val_img: np.ndarray | Rows | None,
+    config: MappingConfig,
+    train_groups: Sequence[Any] | np.ndarray | None,
+    progress: bool,
+    word_vectors: np.ndarray | None,
+) -> TrainResult:
+    """One member of :func:`train_mapping` (one text tower), on checked inputs, without the linear branch."""
+    bag = config.text_tower == "bag"
+    has_val = val_text is not None
     n = len(train_text) if bag else train_text.shape[0]
     codes = None if train_groups is None else torch.from_numpy(group_codes(train_groups, n))
     device = torch.device(resolve_device(config.device))
@@ -531,8 +595,6 @@ def train_mapping(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    if config.linear_weight > 0:
-        fit_linear_branch(model, train_text, train_img, val_text, val_img, config, word_vectors)
     return result
 
 
