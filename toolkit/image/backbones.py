@@ -521,9 +521,7 @@ class _LiteMultiScale(nn.Module):
     def rest(self, h: torch.Tensor) -> torch.Tensor:
         """Blocks 1 to the last tap on the stem's output; the pooled taps, concatenated."""
         pooled = []
-        for i, block in enumerate(self.net._blocks[: self.taps[-1] + 1]):
-            if i == 0:
-                continue
+        for i, block in enumerate(self.net._blocks[1 : self.taps[-1] + 1], start=1):
             h = block(h)  # drop-connect is a training-time op: inert in eval mode
             if i in self.taps:
                 pooled.append(self._pooled(h))

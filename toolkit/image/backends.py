@@ -163,12 +163,15 @@ def export_onnx(model: nn.Module, crop: int, path: Path) -> Path:
 def export_split(model: nn.Module, crop: int, directory: Path) -> tuple[Path, Path]:
     """Export ``model.split_stem()``: the stem graph (input ``[B, 3, crop, crop]``) and the graph of the
     rest (input: the stem's output), once each."""
+    stem_path, rest_path = directory / STEM_FILE, directory / REST_FILE
+    if stem_path.is_file() and rest_path.is_file():
+        return stem_path, rest_path
     stem, rest = model.split_stem()  # type: ignore[operator]
     with torch.inference_mode():
         h = stem(torch.zeros(1, 3, crop, crop).contiguous(memory_format=torch.channels_last))
     return (
-        export_onnx_for(stem, torch.zeros(1, 3, crop, crop), directory / STEM_FILE),
-        export_onnx_for(rest, torch.zeros(h.shape), directory / REST_FILE),
+        export_onnx_for(stem, torch.zeros(1, 3, crop, crop), stem_path),
+        export_onnx_for(rest, torch.zeros(h.shape), rest_path),
     )
 
 

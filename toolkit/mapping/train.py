@@ -438,12 +438,12 @@ def train_mapping(
                 f"({text_dims[1]}, {train_img.shape[1]})"
             )
     inputs = (train_text, train_img, val_text, val_img)
-    results = []
+    results, shared = [], {}
     for j in range(config.text_members):
         if config.text_members > 1:
             log.info("text tower %d of %d", j + 1, config.text_members)
         member = replace(config, seed=config.seed + j, text_members=1)
-        results.append(_train_towers(*inputs, member, train_groups, progress, word_vectors))
+        results.append(_train_towers(*inputs, member, train_groups, progress, word_vectors, shared))
     result = results[0]
     result.config = config
     if config.text_members > 1:
@@ -475,8 +475,10 @@ def _train_towers(
     train_groups: Sequence[Any] | np.ndarray | None,
     progress: bool,
     word_vectors: np.ndarray | None,
+    shared: dict[str, Any],
 ) -> TrainResult:
-    """One member of :func:`train_mapping` (one text tower), on checked inputs, without the linear branch."""
+    """One member of :func:`train_mapping` (one text tower), on checked inputs, without the linear branch;
+    ``shared`` keeps what every member starts from alike (input statistics, the fixed image side)."""
     bag = config.text_tower == "bag"
     has_val = val_text is not None
     n = len(train_text) if bag else train_text.shape[0]
@@ -487,14 +489,19 @@ def _train_towers(
     if bag:
         model = build_model(word_vectors.shape[1], train_img.shape[1], config, vocab=word_vectors.shape[0])
         model.set_word_vectors(word_vectors)
-        model.set_input_stats(*input_stats(_BagMeans(train_text, word_vectors)), *input_stats(train_img))
     else:
         model = build_model(train_text.shape[1], train_img.shape[1], config)
-        model.set_input_stats(*input_stats(train_text), *input_stats(train_img))
+    if "stats" not in shared:  # a pass over all pairs: once for every member
+        text_stats = input_stats(_BagMeans(train_text, word_vectors) if bag else train_text)
+        shared["stats"] = (*text_stats, *input_stats(train_img))
+    model.set_input_stats(*shared["stats"])
     if config.init == "cca":
         init_from_cca(model, train_text, train_img, config)
-    if config.arch == "fixed_image":
-        init_image_pca(model, train_img)
+    if config.arch == "fixed_image":  # the fixed image side: the same PCA for every member
+        if "image" not in shared:
+            init_image_pca(model, train_img)
+            shared["image"] = {k: v.clone() for k, v in model.image.state_dict().items()}
+        model.image.load_state_dict(shared["image"])
     model.to(device)
     loss_fn = build_loss(config).to(device)
     # word vectors are not decayed: they start at Word2Vec, not at zero
