@@ -11,7 +11,7 @@ import torch
 from toolkit.errors import ToolkitError
 from toolkit.mapping.checkpoint import load_mapping, save_mapping
 from toolkit.mapping.towers import TwoTower, input_stats
-from toolkit.mapping.train import MappingConfig, _bag_batch, _BagMeans, train_mapping
+from toolkit.mapping.train import MappingConfig, _bag_batch, _BagMeans, _mix_pairs, train_mapping
 from toolkit.text.step_vectors import mean_vectors
 from toolkit.text.tokens import TokenBags, load_token_bags, save_token_bags
 
@@ -216,3 +216,55 @@ def test_text_ensemble_averages_members_trained_from_their_own_seeds(tmp_path: P
         MappingConfig(arch="mlp", text_members=2)
     with pytest.raises(ValueError, match="text_members"):
         TwoTower(12, 20, arch="mlp", text_members=2)
+
+
+def test_mixed_pairs_join_two_steps_tokens_with_the_mean_of_their_photos() -> None:
+    from toolkit.errors import ConfigError
+    from toolkit.mapping.losses import negative_mask
+
+    lists = [[1, 2], [3], [4, 5, 6], [7], [8, 9], [10]]
+    bags = TokenBags.from_lists(lists)
+    ids, offsets = _bag_batch(bags, np.arange(6), 0.0, np.random.default_rng(0), torch.device("cpu"))
+    image = torch.arange(6 * 4, dtype=torch.float32).reshape(6, 4)
+    codes = torch.tensor([0, 0, 1, 2, 3, 4])
+    (mids, moffs), mimage, mcodes = _mix_pairs((ids, offsets), image, codes, 0.5)
+    got = [mids[a:b].tolist() for a, b in zip(moffs[:-1].tolist(), moffs[1:].tolist(), strict=True)]
+    # the batch unchanged, then 3 mixed pairs: pair b with pair b + 3
+    assert got == lists + [[1, 2, 7], [3, 8, 9], [4, 5, 6, 10]]
+    assert torch.equal(mimage[:6], image)
+    assert torch.allclose(mimage[6:], 0.5 * (image[:3] + image[3:6]))
+    # a mixed pair shares its first source's group: never that pair's negative, nor the other way round
+    assert mcodes.tolist() == [0, 0, 1, 2, 3, 4, 0, 0, 1]
+    assert not negative_mask(9, mcodes)[0, 6] and negative_mask(9, mcodes)[3, 6]
+    same = _mix_pairs((ids, offsets), image, codes, 0.0)
+    assert same[1] is image and same[0][0] is ids  # share 0: the batch as it came
+    assert MappingConfig().mix_share == 0.5 and MappingConfig(text_tower="mean").mix_share == 0.0
+    with pytest.raises(ConfigError, match="mix_share"):
+        MappingConfig(text_tower="mean", mix_share=0.5)
+    with pytest.raises(ConfigError, match="mix_share"):
+        MappingConfig(mix_share=1.5)
+
+
+def test_mixed_pairs_change_the_trained_model_and_its_fingerprint() -> None:
+    from dataclasses import replace
+
+    from toolkit.mapping.checkpoint import mapping_fingerprint
+
+    word2vec = np.random.default_rng(5).normal(size=(60, 16)).astype(np.float32)
+    train, train_img = _linked_bags(300, 1)
+    val, val_img = _linked_bags(100, 2)
+    config = MappingConfig(
+        dim=16, hidden=32, epochs=3, batch_size=64, val_pool=100, val_draws=1, text_members=1
+    )
+    runs = {
+        share: train_mapping(
+            train, train_img, val, val_img, replace(config, mix_share=share), progress=False,
+            word_vectors=word2vec,
+        ).model
+        for share in (0.0, 0.5)
+    }  # fmt: skip
+    assert not np.allclose(runs[0.0].embed_text(val), runs[0.5].embed_text(val), atol=1e-4)
+    assert mapping_fingerprint(runs[0.0], replace(config, mix_share=0.0)) != mapping_fingerprint(
+        runs[0.5], replace(config, mix_share=0.5)
+    )
+    assert "mix_share" not in replace(config, mix_share=0.0).fingerprint_dict()  # older mappings: same hash

@@ -9,7 +9,7 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.image import backend_option
-from toolkit.cli.options import LINEAR_WEIGHT_HELP, TEXT_MEMBERS_HELP, default_from
+from toolkit.cli.options import LINEAR_WEIGHT_HELP, MIX_SHARE_HELP, TEXT_MEMBERS_HELP, default_from
 from toolkit.device import DEVICE_HELP
 from toolkit.pipeline import BuildOptions
 from toolkit.stages.text import FORMS
@@ -75,6 +75,7 @@ def _table(result: dict) -> str:
     help=LINEAR_WEIGHT_HELP,
 )
 @default_from(f"{CONFIG}.text_members", "--text-members", type=click.IntRange(min=1), help=TEXT_MEMBERS_HELP)
+@default_from(f"{CONFIG}.mix_share", "--mix-share", type=click.FloatRange(0.0, 1.0), help=MIX_SHARE_HELP)
 @click.option("--split-seed", type=int, default=BuildOptions.split_seed, show_default=True)
 @json_option
 @quiet_option
@@ -102,6 +103,7 @@ def build_cmd(
     text_tower: str,
     linear_weight: float,
     text_members: int,
+    mix_share: float | None,
     split_seed: int,
     as_json: bool,
     quiet: bool,
@@ -137,6 +139,7 @@ def build_cmd(
             "text_tower": text_tower,
             "linear_weight": linear_weight,
             "text_members": text_members,
+            "mix_share": mix_share,
         },
         progress=progress_enabled(quiet),
     )

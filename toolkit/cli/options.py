@@ -28,6 +28,14 @@ TEXT_MEMBERS_HELP = (
 )
 
 
+#: ``--mix-share`` of ``jrs build`` and ``jrs train-mapping`` (MappingConfig.mix_share).
+MIX_SHARE_HELP = (
+    "Bag text tower: mixed pairs added to each training batch, as a share of it (two steps' tokens "
+    "together with the mean of their photo features; MixGen); 0 turns it off. "
+    "Default: toolkit.mapping.train.DEFAULT_MIX_SHARE (0.5) with --text-tower bag, 0 with mean."
+)
+
+
 def dataclass_default(spec: str) -> Any:
     """The default of ``"module:Class.field"`` (a dataclass field)."""
     module, _, attr = spec.partition(":")

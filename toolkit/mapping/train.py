@@ -36,6 +36,8 @@ LOSSES = ("infonce", "triplet")
 #: text towers of the default (``fixed_image``) mapping: screened on 20 draws x 2-3 seeds, 19 of 20 rows
 #: better than one tower (+1.0 R@10 on the generated objects, +2.5 on real artwork); 5 were no better than 3
 DEFAULT_TEXT_MEMBERS = 3
+#: Mixed pairs per batch of a bag text tower, as a share of the batch (``MappingConfig.mix_share``)
+DEFAULT_MIX_SHARE = 0.5
 INITS = ("random", "cca")
 #: Values of options that mappings saved before they existed were trained with (absent keys mean these).
 LEGACY = {
@@ -47,6 +49,7 @@ LEGACY = {
     "word_dropout": 0.0,
     "linear_weight": 0.0,
     "text_members": 1,
+    "mix_share": 0.0,
 }
 
 
@@ -62,6 +65,9 @@ class MappingConfig:
     arch: str = "fixed_image"  # fixed_image | mlp | residual (see toolkit.mapping.towers.Tower)
     text_tower: str = "bag"  # bag: fine-tuned word vectors of the step's tokens | mean: fixed Word2Vec mean
     word_dropout: float = 0.1  # bag tower: share of a step's tokens dropped per training batch
+    # bag tower: mixed pairs added to each batch, as a share of it (two steps' tokens together, the mean of
+    # their photo features; MixGen); None: DEFAULT_MIX_SHARE with text_tower bag, 0 with mean
+    mix_share: float | None = None
     # share of the cosine given to a CCA of the same inputs, fused after training (0: towers only;
     # toolkit.mapping.linear_branch); linear_dims CCA dimensions are appended to the dim tower ones
     linear_weight: float = 0.15
@@ -91,6 +97,8 @@ class MappingConfig:
     def __post_init__(self) -> None:
         if self.text_members is None:
             self.text_members = DEFAULT_TEXT_MEMBERS if self.arch == "fixed_image" else 1
+        if self.mix_share is None:
+            self.mix_share = DEFAULT_MIX_SHARE if self.text_tower == "bag" else 0.0
         checks = [
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.mining in MINING, f"mining must be one of {MINING}, got {self.mining!r}"),
@@ -107,6 +115,11 @@ class MappingConfig:
                 "text_tower 'bag' goes with arch 'fixed_image' or 'mlp'; use text_tower 'mean' with 'residual'",
             ),
             (0.0 <= self.word_dropout < 1.0, f"word_dropout must be in [0, 1), got {self.word_dropout}"),
+            (0.0 <= self.mix_share <= 1.0, f"mix_share must be in [0, 1], got {self.mix_share}"),
+            (
+                self.mix_share == 0 or self.text_tower == "bag",
+                "mix_share needs text_tower 'bag' (mixed pairs join two steps' tokens)",
+            ),
             (
                 self.text_members == 1 or (self.text_members > 1 and self.arch == "fixed_image"),
                 f"text_members must be 1, or more with arch 'fixed_image', got {self.text_members} "
@@ -320,6 +333,35 @@ def _bag_batch(
         offsets = np.zeros(len(part) + 1, dtype=np.int64)
         np.cumsum(np.bincount(bag_of[keep], minlength=len(part)), out=offsets[1:])
     return torch.from_numpy(ids).to(device), torch.from_numpy(offsets).to(device)
+
+
+def _mix_pairs(
+    text: tuple[torch.Tensor, torch.Tensor],
+    image: torch.Tensor,
+    codes: torch.Tensor | None,
+    share: float,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """MixGen (Hao et al., 2023) for token bags: ``share`` × the batch's pairs are appended as mixed pairs.
+    Mixed pair ``b`` joins the tokens of pairs ``b`` and ``b + n // 2`` (batches are shuffled: random
+    partners) and takes the mean of their photo features; it shares pair ``b``'s group, so neither is a
+    negative of the other."""
+    ids, offsets = text
+    n = len(offsets) - 1
+    m = int(share * n)
+    if m < 1:
+        return text, image, codes
+    off = offsets.cpu().numpy()
+    ids_np = ids.cpu().numpy()
+    partner = (np.arange(m) + n // 2) % n
+    bags = [ids_np[off[b] : off[b + 1]] for b in range(n)]
+    bags += [np.concatenate([bags[b], bags[partner[b]]]) for b in range(m)]
+    image = torch.cat([image, 0.5 * (image[:m] + image[torch.from_numpy(partner).to(image.device)])])
+    if codes is not None:
+        codes = torch.cat([codes, codes[:m]])
+    new_offsets = np.zeros(len(bags) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in bags], out=new_offsets[1:])
+    mixed_ids = torch.from_numpy(np.concatenate(bags)).to(ids.device)
+    return (mixed_ids, torch.from_numpy(new_offsets).to(ids.device)), image, codes
 
 
 class _BagMeans:
@@ -558,8 +600,14 @@ def _train_towers(
                 if bag
                 else _batch(text_t, idx, device)
             )
-            t, i = model(text_batch, _batch(img_t, idx, device))
-            loss = loss_fn(t, i, None if codes is None else codes[idx])
+            img_batch = _batch(img_t, idx, device)
+            batch_codes = None if codes is None else codes[idx]
+            if config.mix_share > 0:
+                text_batch, img_batch, batch_codes = _mix_pairs(
+                    text_batch, img_batch, batch_codes, config.mix_share
+                )
+            t, i = model(text_batch, img_batch)
+            loss = loss_fn(t, i, batch_codes)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
