@@ -9,7 +9,13 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.image import backend_option
-from toolkit.cli.options import LINEAR_WEIGHT_HELP, MIX_SHARE_HELP, TEXT_MEMBERS_HELP, default_from
+from toolkit.cli.options import (
+    LINEAR_WEIGHT_HELP,
+    MIX_SHARE_HELP,
+    TEXT_MEMBERS_HELP,
+    WEIGHT_AVERAGE_HELP,
+    default_from,
+)
 from toolkit.device import DEVICE_HELP
 from toolkit.pipeline import BuildOptions
 from toolkit.stages.text import FORMS
@@ -76,6 +82,7 @@ def _table(result: dict) -> str:
 )
 @default_from(f"{CONFIG}.text_members", "--text-members", type=click.IntRange(min=1), help=TEXT_MEMBERS_HELP)
 @default_from(f"{CONFIG}.mix_share", "--mix-share", type=click.FloatRange(0.0, 1.0), help=MIX_SHARE_HELP)
+@default_from(f"{CONFIG}.weight_average", "--weight-average/--no-weight-average", help=WEIGHT_AVERAGE_HELP)
 @click.option("--split-seed", type=int, default=BuildOptions.split_seed, show_default=True)
 @json_option
 @quiet_option
@@ -104,6 +111,7 @@ def build_cmd(
     linear_weight: float,
     text_members: int,
     mix_share: float | None,
+    weight_average: bool,
     split_seed: int,
     as_json: bool,
     quiet: bool,
@@ -140,6 +148,7 @@ def build_cmd(
             "linear_weight": linear_weight,
             "text_members": text_members,
             "mix_share": mix_share,
+            "weight_average": weight_average,
         },
         progress=progress_enabled(quiet),
     )

@@ -36,6 +36,13 @@ MIX_SHARE_HELP = (
 )
 
 
+#: ``--weight-average/--no-weight-average`` of ``jrs build`` and ``jrs train-mapping``.
+WEIGHT_AVERAGE_HELP = (
+    "Keep the mean of the weights of the best epoch and of every epoch after it until training stops "
+    "(SWAD), not the best epoch's weights alone."
+)
+
+
 def dataclass_default(spec: str) -> Any:
     """The default of ``"module:Class.field"`` (a dataclass field)."""
     module, _, attr = spec.partition(":")

@@ -50,6 +50,7 @@ LEGACY = {
     "linear_weight": 0.0,
     "text_members": 1,
     "mix_share": 0.0,
+    "weight_average": False,
 }
 
 
@@ -68,6 +69,9 @@ class MappingConfig:
     # bag tower: mixed pairs added to each batch, as a share of it (two steps' tokens together, the mean of
     # their photo features; MixGen); None: DEFAULT_MIX_SHARE with text_tower bag, 0 with mean
     mix_share: float | None = None
+    # the trained weights are the mean of the best epoch's and those of every epoch after it until training
+    # stops (early stopping's patience window; SWAD, Cha et al. 2021), not the best epoch's alone
+    weight_average: bool = True
     # share of the cosine given to a CCA of the same inputs, fused after training (0: towers only;
     # toolkit.mapping.linear_branch); linear_dims CCA dimensions are appended to the dim tower ones
     linear_weight: float = 0.15
@@ -203,6 +207,8 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    #: epochs whose weights the model is the mean of (1: the best epoch's weights alone)
+    averaged_epochs: int = 1
     #: with several text towers: each member's best epoch and whether it stopped early (the history and
     #: best epoch above are the first member's)
     members: list[dict[str, Any]] = field(default_factory=list)
@@ -490,7 +496,14 @@ def train_mapping(
     result.config = config
     if config.text_members > 1:
         result.model = _ensemble([r.model for r in results])
-        result.members = [{"best_epoch": r.best_epoch, "stopped_early": r.stopped_early} for r in results]
+        result.members = [
+            {
+                "best_epoch": r.best_epoch,
+                "stopped_early": r.stopped_early,
+                "averaged_epochs": r.averaged_epochs,
+            }
+            for r in results
+        ]
     model = result.model
     model.eval()
     if config.linear_weight > 0:
@@ -506,6 +519,27 @@ def _ensemble(models: list[TwoTower]) -> TwoTower:
     for target, model in zip(out.text_towers(), models, strict=True):
         target.load_state_dict(model.text.state_dict())
     return out.to(next(first.parameters()).device)
+
+
+class _WeightAverage:
+    """A running mean of state dicts (float32 sums: a few dozen epochs at most), restarted at each new best."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def restart(self, state: dict[str, torch.Tensor]) -> None:
+        self.sums = {k: v.detach().float().clone() for k, v in state.items()}
+        self.count = 1
+
+    def add(self, state: dict[str, torch.Tensor]) -> None:
+        for k, v in state.items():
+            self.sums[k] += v.detach().float()
+        self.count += 1
+
+    def mean(self, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The mean, each tensor in the dtype (and device) of ``like``'s."""
+        return {k: (self.sums[k] / self.count).to(like[k]) for k in like}
 
 
 def _train_towers(
@@ -580,9 +614,12 @@ def _train_towers(
     result = TrainResult(model=model, config=config)
     best_score: tuple[float, float] = (-1.0, -1.0)
     best_state, stale = None, 0
+    average = _WeightAverage()  # weight_average: the best epoch's weights and those of the epochs after it
     if has_val and config.init == "cca":  # the CCA start is a candidate too: training must beat it
         recalls = _val_recalls(model, val_text, val_img, config)
         best_score, best_state = (recalls["R@10"], recalls["MRR"]), copy.deepcopy(model.state_dict())
+        if config.weight_average:
+            average.restart(best_state)
         log.info("epoch 0 (CCA init): val t2i R@10 %.3f", recalls["R@10"])
     epochs = track(range(1, config.epochs + 1), progress, "epochs", "epoch")
     for epoch in epochs:
@@ -634,8 +671,12 @@ def _train_towers(
         if score > best_score:
             best_score, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
             result.best_epoch = epoch
+            if config.weight_average:
+                average.restart(best_state)
         else:
             stale += 1
+            if config.weight_average and best_state is not None:
+                average.add(model.state_dict())
         log.info(_describe(stats))
         epochs.set_postfix(
             loss=f"{stats.loss:.4f}", r10="-" if stats.val_r10 is None else f"{stats.val_r10:.3f}"
@@ -648,6 +689,12 @@ def _train_towers(
             break
     epochs.close()
     if best_state is not None:
+        if average.count > 1:
+            best_state = average.mean(best_state)
+            log.info(
+                "weights: mean of the best epoch %d and the %d after it", result.best_epoch, average.count - 1
+            )
+        result.averaged_epochs = max(1, average.count)
         model.load_state_dict(best_state)
     model.eval()
     return result

@@ -98,6 +98,7 @@ def train_mapping_model(
         **(sources or {}),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
+        "averaged_epochs": result.averaged_epochs,
         **({"text_members": result.members} if result.members else {}),
         "history": result.history_dicts(),
         "val_metrics": val_metrics,
