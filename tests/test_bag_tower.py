@@ -268,3 +268,41 @@ def test_mixed_pairs_change_the_trained_model_and_its_fingerprint() -> None:
         runs[0.5], replace(config, mix_share=0.5)
     )
     assert "mix_share" not in replace(config, mix_share=0.0).fingerprint_dict()  # older mappings: same hash
+
+
+def test_weight_average_is_the_mean_of_the_best_epoch_and_those_after_it() -> None:
+    from dataclasses import replace
+
+    from toolkit.mapping.train import _WeightAverage
+
+    states = [{"w": torch.full((2, 3), float(i)), "b": torch.tensor([i, 2.0 * i])} for i in range(5)]
+    average = _WeightAverage()
+    average.restart(states[0])
+    average.add(states[1])
+    average.restart(states[2])  # a new best: what came before it is dropped
+    average.add(states[3])
+    average.add(states[4])
+    mean = average.mean(states[0])
+    assert average.count == 3 and torch.allclose(mean["w"], torch.full((2, 3), 3.0))
+    assert torch.allclose(mean["b"], torch.tensor([3.0, 6.0])) and mean["b"].dtype == states[0]["b"].dtype
+
+    word2vec = np.random.default_rng(5).normal(size=(60, 16)).astype(np.float32)
+    train, train_img = _linked_bags(300, 1)
+    val, val_img = _linked_bags(100, 2)
+    config = MappingConfig(
+        dim=16, hidden=32, epochs=12, patience=3, batch_size=64, val_pool=100, val_draws=1, text_members=1
+    )
+    runs = {
+        flag: train_mapping(
+            train, train_img, val, val_img, replace(config, weight_average=flag), progress=False,
+            word_vectors=word2vec,
+        )
+        for flag in (False, True)
+    }  # fmt: skip
+    best = runs[False]
+    assert best.averaged_epochs == 1 and runs[True].best_epoch == best.best_epoch
+    # the epochs after the best one until training stopped are in the mean
+    assert runs[True].averaged_epochs == len(best.history) - best.best_epoch + 1 > 1
+    assert not np.allclose(runs[True].model.embed_text(val), best.model.embed_text(val), atol=1e-4)
+    assert "weight_average" not in replace(config, weight_average=False).fingerprint_dict()
+    assert MappingConfig.from_dict({"dim": 16}).weight_average is False  # mappings saved before: best epoch
