@@ -9,13 +9,7 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.image import backend_option
-from toolkit.cli.options import (
-    LINEAR_WEIGHT_HELP,
-    MIX_SHARE_HELP,
-    TEXT_MEMBERS_HELP,
-    WEIGHT_AVERAGE_HELP,
-    default_from,
-)
+from toolkit.cli.options import LINEAR_WEIGHT_HELP, default_from, tower_options
 from toolkit.device import DEVICE_HELP
 from toolkit.pipeline import BuildOptions
 from toolkit.stages.text import FORMS
@@ -80,9 +74,7 @@ def _table(result: dict) -> str:
     type=float,
     help=LINEAR_WEIGHT_HELP,
 )
-@default_from(f"{CONFIG}.text_members", "--text-members", type=click.IntRange(min=1), help=TEXT_MEMBERS_HELP)
-@default_from(f"{CONFIG}.mix_share", "--mix-share", type=click.FloatRange(0.0, 1.0), help=MIX_SHARE_HELP)
-@default_from(f"{CONFIG}.weight_average", "--weight-average/--no-weight-average", help=WEIGHT_AVERAGE_HELP)
+@tower_options(CONFIG)
 @click.option("--split-seed", type=int, default=BuildOptions.split_seed, show_default=True)
 @json_option
 @quiet_option

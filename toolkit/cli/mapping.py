@@ -11,13 +11,7 @@ from typing import Any
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import (
-    LINEAR_WEIGHT_HELP,
-    MIX_SHARE_HELP,
-    TEXT_MEMBERS_HELP,
-    WEIGHT_AVERAGE_HELP,
-    default_from,
-)
+from toolkit.cli.options import LINEAR_WEIGHT_HELP, default_from, tower_options
 from toolkit.device import DEVICE_HELP, resolve_device
 from toolkit.stages.evaluate import EvaluateOptions
 from toolkit.stages.read import ReadOptions
@@ -70,9 +64,7 @@ CONFIG = "toolkit.mapping.train:MappingConfig"
     type=float,
     help=LINEAR_WEIGHT_HELP,
 )
-@default_from(f"{CONFIG}.text_members", "--text-members", type=click.IntRange(min=1), help=TEXT_MEMBERS_HELP)
-@default_from(f"{CONFIG}.mix_share", "--mix-share", type=click.FloatRange(0.0, 1.0), help=MIX_SHARE_HELP)
-@default_from(f"{CONFIG}.weight_average", "--weight-average/--no-weight-average", help=WEIGHT_AVERAGE_HELP)
+@tower_options(CONFIG)
 @click.option(
     "--word2vec",
     "word2vec_dir",

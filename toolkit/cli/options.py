@@ -43,6 +43,29 @@ WEIGHT_AVERAGE_HELP = (
 )
 
 
+def tower_options(config: str) -> Callable[[Callable], Callable]:
+    """``--text-members``, ``--mix-share`` and ``--weight-average`` with the defaults of ``config`` (the
+    ``"module:MappingConfig"`` spec), for every command that trains the mapping."""
+    decorators = [
+        default_from(
+            f"{config}.text_members", "--text-members", type=click.IntRange(min=1), help=TEXT_MEMBERS_HELP
+        ),
+        default_from(
+            f"{config}.mix_share", "--mix-share", type=click.FloatRange(0.0, 1.0), help=MIX_SHARE_HELP
+        ),
+        default_from(
+            f"{config}.weight_average", "--weight-average/--no-weight-average", help=WEIGHT_AVERAGE_HELP
+        ),
+    ]
+
+    def apply(f: Callable) -> Callable:
+        for decorate in reversed(decorators):
+            f = decorate(f)
+        return f
+
+    return apply
+
+
 def dataclass_default(spec: str) -> Any:
     """The default of ``"module:Class.field"`` (a dataclass field)."""
     module, _, attr = spec.partition(":")

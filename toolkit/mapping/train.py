@@ -356,18 +356,20 @@ def _mix_pairs(
     m = int(share * n)
     if m < 1:
         return text, image, codes
-    off = offsets.cpu().numpy()
-    ids_np = ids.cpu().numpy()
     partner = (np.arange(m) + n // 2) % n
-    bags = [ids_np[off[b] : off[b + 1]] for b in range(n)]
-    bags += [np.concatenate([bags[b], bags[partner[b]]]) for b in range(m)]
+    batch = TokenBags(ids.cpu().numpy(), offsets.cpu().numpy())
+    # bags b0, p0, b1, p1, ...: every other offset dropped, each b and its partner p are one bag
+    pairs = batch.take(np.stack([np.arange(m), partner], axis=1).ravel())
+    mixed_ids = np.concatenate([batch.ids, pairs.ids])
+    mixed_offsets = np.concatenate([batch.offsets, batch.offsets[-1] + pairs.offsets[2::2]])
     image = torch.cat([image, 0.5 * (image[:m] + image[torch.from_numpy(partner).to(image.device)])])
     if codes is not None:
         codes = torch.cat([codes, codes[:m]])
-    new_offsets = np.zeros(len(bags) + 1, dtype=np.int64)
-    np.cumsum([len(b) for b in bags], out=new_offsets[1:])
-    mixed_ids = torch.from_numpy(np.concatenate(bags)).to(ids.device)
-    return (mixed_ids, torch.from_numpy(new_offsets).to(ids.device)), image, codes
+    return (
+        (torch.from_numpy(mixed_ids).to(ids.device), torch.from_numpy(mixed_offsets).to(ids.device)),
+        image,
+        codes,
+    )
 
 
 class _BagMeans:
@@ -675,7 +677,7 @@ def _train_towers(
                 average.restart(best_state)
         else:
             stale += 1
-            if config.weight_average and best_state is not None:
+            if config.weight_average:  # after a first best: the first epoch always is one
                 average.add(model.state_dict())
         log.info(_describe(stats))
         epochs.set_postfix(
