@@ -405,6 +405,126 @@ def screen_retrained(draws: list[Draw], configs: dict[str, dict[str, Any]], seed
         )
 
 
+# --- probe ceiling: what supervised probes read off the same photo features ---------------------------
+
+
+def _train_labels(dataset: QualitySet, train_root: Path, ids: Any) -> dict[str, list[str]]:
+    """Per training pair id (``recipe:position``): the labels its photo was drawn with (``main``,
+    ``method``; the concepts set: each look of the object)."""
+    from toolkit.data.jsonl import iter_recipes
+    from toolkit.data.sample import make_recipe, step_labels
+    from toolkit.evaluation.graded import tag_labels
+    from toolkit.rejects import RejectsWriter
+
+    by_recipe: dict[str, dict[str, str]] = {}
+    if dataset.source != "sample" or dataset.train.content == "concepts":
+        with RejectsWriter(None) as rejects:
+            for index, recipe in enumerate(iter_recipes(train_root, rejects)):
+                labels = tag_labels(recipe.tags)
+                if dataset.train.content == "concepts":
+                    labels = _looks(dataset.seed, index)
+                by_recipe[recipe.recipe_id] = labels
+    out: dict[str, list[str]] = {}
+    for sid in ids:
+        rid, _, pos = str(sid).partition(":")
+        if rid in by_recipe:
+            labels = by_recipe[rid]
+        else:
+            _, plans = make_recipe(dataset.seed, int(rid[1:]), dataset.train_recipes, variant=dataset.train)
+            labels = {k: step_labels(plans[int(pos) - 1].text)[k] for k in ("main", "method")}
+        for k, v in labels.items():
+            out.setdefault(k, []).append(str(v))
+    return out
+
+
+def _looks(seed: int, index: int) -> dict[str, str]:
+    from toolkit.data.sample_concepts import concept
+
+    c = concept(seed, index)
+    two = c.pattern != "none"
+    return {
+        "main": c.colour, "method": c.shape, "pattern": c.pattern, "colour2": c.colour2 if two else "-",
+        "count": str(c.count), "size": c.size,
+    }  # fmt: skip
+
+
+def _named_looks(text: str) -> dict[str, str]:
+    """The looks a concepts step text names (the second colour is the one before a pattern)."""
+    from toolkit.data.sample_concepts import COLOURS, COUNTS, PATTERNS, SHAPES, SIZES
+
+    out = {}
+    for key, word in ((k, v[0]) for k, v in COLOURS.items()):
+        if word in text:
+            out["colour2" if "がある" in text else "main"] = key
+    for name, table in (("method", SHAPES), ("pattern", PATTERNS), ("count", COUNTS), ("size", SIZES)):
+        for key, word in table.items():
+            if word and word in text:
+                out[name] = str(key)
+    return out
+
+
+def probe_ceiling(datasets: list[QualitySet], draws: list[Draw], work: Path) -> None:
+    """Per draw: logistic probes trained on the training photos' features (with the labels the generator
+    drew them with, which the mapping never gets) tell each label of the gallery photos this often; ranking
+    the gallery by the summed log-probabilities of the labels a query's photo has (the concepts set: the
+    looks its text names) is the *probe ranking*, a ceiling of what these features tell apart."""
+    from sklearn.linear_model import LogisticRegression
+
+    for dataset, draw in zip(datasets, draws, strict=True):
+        model, tr, _, (_, tr_img, _, _) = _draw_pairs(draw)
+        train_root, gallery_root = prepare(dataset, work)
+        labels = _train_labels(dataset, train_root, tr.ids)
+        gallery = gallery_steps(gallery_root, dataset, int(model.manifest.get("split_seed", 0)))
+        _, ok = model.text_features(gallery.texts)
+        order = np.concatenate([np.flatnonzero(ok), np.flatnonzero(~ok)])
+        concepts = dataset.train.content == "concepts"
+        if concepts:
+            from toolkit.data.jsonl import iter_recipes
+            from toolkit.rejects import RejectsWriter
+
+            looks = []
+            with RejectsWriter(None) as rejects:
+                for index, recipe in enumerate(iter_recipes(gallery_root, rejects)):
+                    looks += [_looks(dataset.gallery_seed, index)] * sum(1 for st in recipe.steps if st.image)
+            g_labels = [looks[i] for i in order]
+            wanted = [_named_looks(gallery.texts[i]) for i in order[: int(ok.sum())]]
+        else:
+            g_labels = [{k: str(gallery.labels[i][k]) for k in ("main", "method")} for i in order]
+            wanted = g_labels[: int(ok.sum())]
+        mean, std = tr_img.mean(axis=0), tr_img.std(axis=0) + 1e-6
+        z_train, z_gallery = (tr_img - mean) / std, (draw.gallery_x - mean) / std
+        scores = np.zeros((len(wanted), len(g_labels)))
+        accuracy = {}
+        for key, y in labels.items():
+            probe = LogisticRegression(C=0.01, max_iter=2000).fit(z_train, y)
+            classes = {c: j for j, c in enumerate(probe.classes_)}
+            logp = np.log(np.maximum(probe.predict_proba(z_gallery), 1e-12))
+            truth = np.array([g[key] for g in g_labels])
+            accuracy[key] = (
+                100 * float(np.mean(probe.classes_[logp.argmax(axis=1)] == truth)),
+                100 * max(float(np.mean(truth == c)) for c in set(truth)),
+            )
+            for q, want in enumerate(wanted):
+                if want.get(key) in classes:
+                    scores[q] += logp[:, classes[want[key]]]
+        scores += 1e-9 * np.random.default_rng(0).random(scores.shape)  # random order among ties
+        hit = ranks_of_own(scores) <= K
+        emb = retrained(draw)
+        r10 = {m: ranks_of_own(plain(*v)) <= K for m, v in emb.items()}
+        subsets = {draw.name: np.ones(len(draw.heldout), dtype=bool)}
+        if draw.heldout.any():
+            subsets[f"{draw.name}/never trained"] = draw.heldout
+        acc = "  ".join(f"{k} {a:.0f}% (majority {m:.0f}%)" for k, (a, m) in accuracy.items())
+        print(f"{draw.name}: probe accuracy on the gallery: {acc}", flush=True)
+        for sname, sel in subsets.items():
+            lin = max(100 * float(r10[b][sel].mean()) for b in ("cca", "ridge"))
+            print(
+                f"  {sname:28s} R@10 probe ranking {100 * float(hit[sel].mean()):5.1f}  "
+                f"model {100 * float(r10['model'][sel].mean()):5.1f}  linear {lin:5.1f}",
+                flush=True,
+            )
+
+
 def screen(draws: list[Draw], variants: dict[str, Variant]) -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for draw in draws:
@@ -442,6 +562,9 @@ def main() -> None:
         "retrain the mapping per config instead of scoring variants",
     )
     parser.add_argument("--fusion", action="store_true", help="sweep the towers/CCA fusion weight")
+    parser.add_argument(
+        "--probe", action="store_true", help="the probe ceiling: what supervised probes read off the features"
+    )
     parser.add_argument("--mapping-seeds", default="0", help="mapping seeds of --retrain (averaged)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -457,12 +580,16 @@ def main() -> None:
     base = [d for d in DATASETS if d.name in wanted]
     options = json.loads(args.options)
     t0 = time.perf_counter()
-    draws = []
+    draws, datasets = [], []
     for s in args.seeds.split(","):
         for d in base:
             draw = d.with_seed(int(s)) if int(s) else d
+            datasets.append(draw)
             draws.append(_cache_draw(draw, args.work, options))
             print(f"cached {draws[-1].name} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    if args.probe:
+        probe_ceiling(datasets, draws, args.work)
+        return
     if args.fusion:
         fusion_sweep(draws, [int(x) for x in args.mapping_seeds.split(",")])
         return

@@ -76,6 +76,21 @@ def test_paraphrases_say_the_same_thing_otherwise():
     assert changed > 100
 
 
+def test_unpictured_phrasing_rewords_only_the_steps_without_a_photo():
+    reworded = 0
+    for index in range(30):
+        plain, _ = make_recipe(7, index, 30, photo_ratio=0.5)
+        para, _ = make_recipe(7, index, 30, photo_ratio=0.5, variant=SampleVariant(phrasing="paraphrase"))
+        unpictured, _ = make_recipe(
+            7, index, 30, photo_ratio=0.5, variant=SampleVariant(phrasing="unpictured")
+        )
+        for a, b, c in zip(plain.steps, para.steps, unpictured.steps, strict=True):
+            assert a.image == b.image == c.image
+            assert c.text == (a.text if a.image else b.text)
+            reworded += a.image is None and c.text != a.text
+    assert reworded > 20
+
+
 def test_unseen_combinations_are_never_in_the_seen_variant():
     def cooking_pairs(combos: str) -> set[tuple[str, str]]:
         pairs = set()

@@ -69,7 +69,7 @@ def make_recipe(
     """Recipe ``index`` of the collection (photo paths set, photos not drawn) and its step plans.
 
     The plans keep the plain sentence the photo is drawn from; with ``phrasing="paraphrase"`` the
-    recipe's step says the same another way.
+    recipe's step says the same another way (``"unpictured"``: only the steps without a photo).
     """
     v = variant or SampleVariant()
     rng = np.random.default_rng([seed, index, 0])
@@ -79,7 +79,7 @@ def make_recipe(
     for pos, plan in enumerate(parts["plans"], start=1):
         image = f"{IMAGES_DIR}/{rid}/{pos}.jpg" if rng.random() < photo_ratio else None
         text = plan.text
-        if v.phrasing == "paraphrase":
+        if v.phrasing == "paraphrase" or (v.phrasing == "unpictured" and image is None):
             text = paraphrase_step(plan.text, np.random.default_rng([seed, index, pos, 1]))
         steps.append(Step(position=pos, text=text, image=image))
     recipe = Recipe(

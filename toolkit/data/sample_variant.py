@@ -21,7 +21,9 @@ from toolkit.errors import ConfigError
 STYLES = ("flat", "ink", "soft", "mosaic")
 PALETTES = ("natural", "warm", "cool", "muted")
 BACKGROUNDS = ("kitchen", "cloth")
-PHRASINGS = ("plain", "paraphrase")
+#: ``paraphrase``: every step said another way; ``unpictured``: only the steps without a photo (their words
+#: reach the Word2Vec model but no training pair)
+PHRASINGS = ("plain", "paraphrase", "unpictured")
 COMBOS = ("all", "seen", "unseen")
 CONTENTS = ("recipes", "concepts")
 
