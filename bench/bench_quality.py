@@ -52,7 +52,7 @@ from toolkit.data.sample_variant import SampleVariant  # noqa: E402
 
 #: What every benchmark build uses unless a configuration overrides it: what a default build does offline.
 BENCH_BUILD: dict[str, Any] = {
-    "encoder": "efficientnet-lite0-ms4-gem",  # what a default build uses offline (resnet50 auto falls back to it)
+    "encoder": "efficientnet-lite0-ms4-sgem",  # what a default build uses offline (resnet50 auto falls back to it)
     "weights": "imagenet",
     "image_size": None,  # the encoder's native crop (224 px), as in a default build
     "batch_size": 64,

@@ -144,7 +144,7 @@ def _image_lines(im: dict[str, Any]) -> list[str]:
     load = "/".join(map(str, im.get("machine", {}).get("load_avg", [])))
     labels = (
         ("lite0", "EfficientNet-Lite0"),
-        ("lite0_ms4_gem", "EfficientNet-Lite0 ms4-gem (the build's default)"),
+        ("lite0_ms4_gem", "EfficientNet-Lite0 ms4-sgem (the build's default)"),
         ("resnet50", "ResNet-50 (random weights)"),
     )
     for key, label in labels:

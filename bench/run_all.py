@@ -157,7 +157,7 @@ KEYS: list[tuple[str, str, str, str | None]] = [
     (
         "image_speedup_lite0_ms4_gem",
         "image",
-        "the build's default encoder (Lite0 ms4-gem) files -> features, default backend / torch",
+        "the build's default encoder (Lite0 ms4-sgem) files -> features, default backend / torch",
         ">= 4",
     ),
     ("image_speedup_resnet50", "image", "ResNet-50 files -> features, default backend / torch", ">= 2"),

@@ -139,9 +139,9 @@ def test_preprocess_is_picklable_for_workers(photos: list[Image.Image]) -> None:
 
 def test_auto_falls_back_to_lite0_without_cached_resnet(empty_torch_home: Path) -> None:
     enc = create_encoder("resnet50")  # weights="auto"
-    assert enc.name == "efficientnet-lite0-ms4-gem" and enc.dim == 704
-    assert "resnet50" in enc.message and "efficientnet-lite0-ms4-gem" in enc.message
-    assert enc.fingerprint == create_encoder("efficientnet-lite0-ms4-gem", weights="imagenet").fingerprint
+    assert enc.name == "efficientnet-lite0-ms4-sgem" and enc.dim == 704
+    assert "resnet50" in enc.message and "efficientnet-lite0-ms4-sgem" in enc.message
+    assert enc.fingerprint == create_encoder("efficientnet-lite0-ms4-sgem", weights="imagenet").fingerprint
 
 
 def _package_net(arch: str, image_size: int) -> torch.nn.Module:
@@ -222,6 +222,34 @@ def test_lite0_four_stage_gem_pools_blocks_7_10_14_15(photos: list[Image.Image])
     assert np.allclose(feats, expected, atol=1e-4)
     # blocks 7, 10 and 15 are the three-stage encoder's features, block 14 is new
     assert np.allclose(np.delete(feats, np.s_[192:384], axis=1), three.encode_batch(x), atol=1e-5)
+
+
+def test_lite0_saliency_gem_weighs_each_block_by_where_block_15_is_active(photos: list[Image.Image]) -> None:
+    enc = create_encoder("efficientnet-lite0-ms4-sgem", weights="imagenet", image_size=96, backend="torch")
+    gem = create_encoder("efficientnet-lite0-ms4-gem", weights="imagenet", image_size=96, backend="torch")
+    assert enc.dim == 704 and enc.config["pool"] == "sgem" and enc.config["unit_blocks"] is True
+    assert enc.fingerprint != gem.fingerprint  # other features: a model of one is refused by the other
+    x = _batch(enc, photos)
+    feats = enc.encode_batch(x)
+    net = _package_net("efficientnet-lite0", 96)
+    with torch.inference_mode():  # independently: the package's blocks, weights from block 15's energy
+        h = net._swish(net._bn0(net._conv_stem(x)))
+        maps = []
+        for i, block in enumerate(net._blocks[:16]):
+            h = block(h)
+            if i in (7, 10, 14, 15):
+                maps.append(h)
+        energy = (maps[-1] ** 2).sum(dim=1, keepdim=True)
+        expected = []
+        for m in maps:
+            w = torch.nn.functional.interpolate(
+                energy, size=m.shape[2:], mode="bilinear", align_corners=False
+            )
+            w = w / w.sum(dim=(2, 3), keepdim=True)
+            v = ((m.clamp(min=1e-6) ** 3) * w).sum(dim=(2, 3)) ** (1 / 3)
+            expected.append((v / v.norm(dim=1, keepdim=True)).numpy())
+    assert np.allclose(feats, np.concatenate(expected, axis=1), atol=1e-4)
+    assert not np.allclose(feats, gem.encode_batch(x), atol=1e-2)
 
 
 def test_lite1_multiscale_pools_the_same_stages_of_lite1(photos: list[Image.Image]) -> None:

@@ -89,7 +89,7 @@ def test_auto_takes_a_verified_backend_and_refuses_what_drifts(cache: Path) -> N
         assert enc.precision != "bf16"
 
 
-@pytest.mark.parametrize("name", ["efficientnet-lite0-ms4-gem", "efficientnet-lite0-ms"])
+@pytest.mark.parametrize("name", ["efficientnet-lite0-ms4-sgem", "efficientnet-lite0-ms"])
 def test_split_stem_computes_the_same_and_export_keeps_eval_mode(name: str, tmp_path: Path) -> None:
     from toolkit.image.backends import export_split
 
@@ -109,7 +109,7 @@ def test_split_stem_computes_the_same_and_export_keeps_eval_mode(name: str, tmp_
 @pytest.mark.skipif(
     not (cpu_has_bf16() and "openvino" in INSTALLED), reason="needs OpenVINO and a CPU with native bf16"
 )
-@pytest.mark.parametrize("name", ["efficientnet-lite0-ms4-gem"])
+@pytest.mark.parametrize("name", ["efficientnet-lite0-ms4-sgem"])
 def test_lite_runs_bf16_with_an_f32_stem_within_the_tolerance(
     name: str, cache: Path, photo_files: list[Path]
 ) -> None:

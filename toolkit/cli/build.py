@@ -33,7 +33,7 @@ def _table(result: dict) -> str:
     "--encoder",
     default=BuildOptions.encoder,
     show_default=True,
-    help="Image encoder (see `jrs encoders`); resnet50 with --weights auto falls back to efficientnet-lite0-ms4-gem offline.",
+    help="Image encoder (see `jrs encoders`); resnet50 with --weights auto falls back to efficientnet-lite0-ms4-sgem offline.",
 )
 @click.option(
     "--weights", default=BuildOptions.weights, show_default=True, help="auto | imagenet | random | PATH."

@@ -9,7 +9,9 @@ blocks with a generalised mean (p = 3; ``-max``: the maximum), so that an object
 the photo is not averaged away by its background, and scales each block's vector to unit length (so no
 block outweighs the others by its activations' scale). ``efficientnet-lite0-ms4-gem`` does the same with the
 last block of each of Lite0's four deepest stages (7/10/14/15: 80 + 112 + 192 + 320 = 704-d; block 14 is
-computed anyway): it is what ``weights="auto"`` falls back to.
+computed anyway). ``efficientnet-lite0-ms4-sgem`` weighs every position of that GeM by how active block 15
+is there (the squared norm of its activations), so the object counts more than the background at every
+tapped block: it is what ``weights="auto"`` falls back to.
 ``efficientnet-lite1-ms`` pools the same three stages of Lite1 at its native 240 px (512-d, about twice the
 compute): better with more training pairs, worse on the smallest training set (README "Retrieval quality").
 
@@ -53,6 +55,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn import functional as F
 
 from toolkit.atomic import atomic_path
 from toolkit.device import inference_autocast, is_cuda
@@ -77,8 +80,9 @@ LITE0_MS_TAPS: tuple[int, ...] = (7, 10, 15)
 #: the last block of each of Lite0's four deepest stages (80 + 112 + 192 + 320 channels)
 LITE0_MS4_TAPS: tuple[int, ...] = (7, 10, 14, 15)
 #: The offline fallback (``resnet50`` with ``weights="auto"`` and no cached ResNet): Lite0's blocks
-#: :data:`LITE0_MS4_TAPS`, GeM-pooled, each unit length (``efficientnet-lite0-ms4-gem``)
-OFFLINE_TAPS, OFFLINE_VARIANT, OFFLINE_POOL = LITE0_MS4_TAPS, "ms4", "gem"
+#: :data:`LITE0_MS4_TAPS`, GeM-pooled with block 15's energy as weights, each unit length
+#: (``efficientnet-lite0-ms4-sgem``; ``-ms4-gem`` until 2026-12-06)
+OFFLINE_TAPS, OFFLINE_VARIANT, OFFLINE_POOL = LITE0_MS4_TAPS, "ms4", "sgem"
 OFFLINE_ENCODER = f"{LITE0}-{OFFLINE_VARIANT}-{OFFLINE_POOL}"
 LITE1 = "efficientnet-lite1"
 LITE1_MS = "efficientnet-lite1-ms"
@@ -473,11 +477,13 @@ class _LitePooled(nn.Module):
 
 
 #: How a tapped block's feature map becomes a vector: ``mean`` (global average), ``max`` (global max: a small
-#: object's activations are not averaged away by the background), ``gem`` (generalised mean, p = 3).
-LITE_POOLS = ("mean", "max", "gem")
+#: object's activations are not averaged away by the background), ``gem`` (generalised mean, p = 3), ``sgem``
+#: (GeM weighted by where the last tapped block is most active: each position's weight is the squared L2 norm
+#: of that block's activations there, resized to the block's grid, so the object outweighs the background).
+LITE_POOLS = ("mean", "max", "gem", "sgem")
 GEM_P = 3.0
 #: Poolings whose encoders scale each block's pooled vector to unit length (``-ms-gem``)
-UNIT_BLOCK_POOLS = ("gem",)
+UNIT_BLOCK_POOLS = ("gem", "sgem")
 
 
 class _LiteMultiScale(nn.Module):
@@ -499,10 +505,14 @@ class _LiteMultiScale(nn.Module):
         self.pool = pool
         self.unit_blocks = unit_blocks  # each block's pooled vector scaled to unit length
 
-    def _pooled(self, h: torch.Tensor) -> torch.Tensor:
+    def _pooled(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         if self.pool == "max":
             v = h.amax(dim=(2, 3))
-        elif self.pool == "gem":  # block outputs are not rectified: clamp, as GeM does
+        elif weight is not None:  # sgem: a weighted GeM
+            w = F.interpolate(weight, size=h.shape[2:], mode="bilinear", align_corners=False)
+            w = w / w.sum(dim=(2, 3), keepdim=True).clamp(min=1e-12)
+            v = (h.clamp(min=1e-6).pow(GEM_P) * w).sum(dim=(2, 3)).pow(1.0 / GEM_P)
+        elif self.pool in ("gem", "sgem"):  # block outputs are not rectified: clamp, as GeM does
             v = h.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
         else:
             v = h.mean(dim=(2, 3))
@@ -520,12 +530,13 @@ class _LiteMultiScale(nn.Module):
 
     def rest(self, h: torch.Tensor) -> torch.Tensor:
         """Blocks 1 to the last tap on the stem's output; the pooled taps, concatenated."""
-        pooled = []
+        maps = []
         for i, block in enumerate(self.net._blocks[1 : self.taps[-1] + 1], start=1):
             h = block(h)  # drop-connect is a training-time op: inert in eval mode
             if i in self.taps:
-                pooled.append(self._pooled(h))
-        return torch.cat(pooled, dim=1)
+                maps.append(h)
+        weight = h.pow(2).sum(dim=1, keepdim=True) if self.pool == "sgem" else None
+        return torch.cat([self._pooled(m, weight) for m in maps], dim=1)
 
     def split_stem(self) -> tuple[nn.Module, nn.Module]:
         """``(stem, rest)`` modules with ``rest(stem(x)) == self(x)``: the part an inference backend keeps in
@@ -705,10 +716,16 @@ register_encoder(
     description="EfficientNet-Lite0 multi-scale, GeM-pooled (p=3) blocks 7/10/15, each unit length, 512-d (the offline default until 2026-12-05)",
 )
 register_encoder(
+    f"{LITE0}-ms4-gem",
+    _lite0_ms_factory("gem", LITE0_MS4_TAPS, "ms4"),
+    origin="builtin",
+    description="EfficientNet-Lite0, GeM-pooled (p=3) last blocks of its four deepest stages (7/10/14/15), each unit length, 704-d (the offline default until 2026-12-06)",
+)
+register_encoder(
     OFFLINE_ENCODER,
     _lite0_ms_factory(OFFLINE_POOL, OFFLINE_TAPS, OFFLINE_VARIANT),
     origin="builtin",
-    description="EfficientNet-Lite0, GeM-pooled (p=3) last blocks of its four deepest stages (7/10/14/15), each unit length, 704-d; the offline default",
+    description="EfficientNet-Lite0, blocks 7/10/14/15 GeM-pooled (p=3) with block 15's energy as weights, each unit length, 704-d; the offline default",
 )
 register_encoder(
     LITE1_MS,
