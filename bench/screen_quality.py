@@ -14,6 +14,11 @@ ridge baselines refitted on that draw's training pairs, each with and without th
 It prints one line per draw (and ``/never trained`` subset) and variant: model R@10, the best linear
 baseline's R@10 *under the same variant*, and the points between them; then the mean and worst margin of
 every variant. Nothing here is judged; what it finds goes into ``bench_quality.py`` runs.
+
+``--retrain`` retrains the mapping per configuration on the cached pairs; ``--options '{"encoder": ...}'``
+caches (builds) every draw with other build options first; ``--probe`` prints the probe ceiling: how well
+logistic probes trained with the generator's labels tell each label of the gallery photos, and the R@10 of
+ranking the gallery by them (what the features allow when the text is understood perfectly).
 """
 
 from __future__ import annotations
