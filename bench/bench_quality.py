@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine  # noqa: E402
-from toolkit.data.sample_variant import SampleVariant  # noqa: E402
+from toolkit.data.sample_variant import PHOTO_RATIO, SampleVariant  # noqa: E402
 
 #: What every benchmark build uses unless a configuration overrides it: what a default build does offline.
 BENCH_BUILD: dict[str, Any] = {
@@ -90,8 +90,8 @@ class QualitySet:
     #: ``sample`` (``jrs sample-data``'s generator) or ``emoji`` (real artwork, :mod:`bench.emoji_set`:
     #: ``gallery_recipes`` concepts, ``train_recipes`` unused)
     source: str = "sample"
-    #: share of the training collection's steps with a photo (``jrs sample-data``'s default: 0.9)
-    train_photo_ratio: float = 0.9
+    #: share of the training collection's steps with a photo
+    train_photo_ratio: float = PHOTO_RATIO
 
     @property
     def gallery_seed(self) -> int:
@@ -121,7 +121,7 @@ class QualitySet:
         spec = json.dumps(
             [self.train.to_dict(), self.gallery.to_dict(), self.gallery_seed_offset, PHOTO_SIZE]
             + ([self.source] if self.source != "sample" else [])
-            + ([self.train_photo_ratio] if self.train_photo_ratio != 0.9 else []),
+            + ([self.train_photo_ratio] if self.train_photo_ratio != PHOTO_RATIO else []),
             sort_keys=True,
         )
         digest = hashlib.sha256(spec.encode()).hexdigest()[:8]
@@ -187,7 +187,9 @@ QUICK_DATASETS: tuple[QualitySet, ...] = quick_datasets(d for d in DATASETS if d
 # --- data -----------------------------------------------------------------------------------------
 
 
-def _generate(root: Path, n: int, seed: int, variant: SampleVariant, photo_ratio: float = 0.9) -> Path:
+def _generate(
+    root: Path, n: int, seed: int, variant: SampleVariant, photo_ratio: float = PHOTO_RATIO
+) -> Path:
     from toolkit.data.sample import generate_sample
 
     if not (root / "recipes.jsonl").is_file():

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_quality import (  # noqa: E402
     BENCH_BUILD,
     DATASETS,
+    Gallery,
     K,
     QualitySet,
     gallery_steps,
@@ -61,6 +62,8 @@ class Draw:
     query_tokens: Any  # TokenBags of the queries (bag text tower)
     bank_texts: list[str]  # the training split's step texts
     heldout: np.ndarray  # per query: never trained on
+    gallery: Gallery  # the gallery's steps as bench_quality reads them
+    order: np.ndarray  # gallery rows in gallery_x order (the queries' photos first)
 
 
 def _cache_draw(dataset: QualitySet, work: Path, options: dict[str, Any]) -> Draw:
@@ -111,6 +114,8 @@ def _cache_draw(dataset: QualitySet, work: Path, options: dict[str, Any]) -> Dra
         query_tokens=tokens,
         bank_texts=bank,
         heldout=np.asarray(gallery.heldout, dtype=bool)[ok],
+        gallery=gallery,
+        order=order,
     )
 
 
@@ -476,12 +481,10 @@ def probe_ceiling(datasets: list[QualitySet], draws: list[Draw], work: Path) -> 
     from sklearn.linear_model import LogisticRegression
 
     for dataset, draw in zip(datasets, draws, strict=True):
-        model, tr, _, (_, tr_img, _, _) = _draw_pairs(draw)
+        _, tr, _, (_, tr_img, _, _) = _draw_pairs(draw)
         train_root, gallery_root = prepare(dataset, work)
         labels = _train_labels(dataset, train_root, tr.ids)
-        gallery = gallery_steps(gallery_root, dataset, int(model.manifest.get("split_seed", 0)))
-        _, ok = model.text_features(gallery.texts)
-        order = np.concatenate([np.flatnonzero(ok), np.flatnonzero(~ok)])
+        gallery, order, queries = draw.gallery, draw.order, len(draw.heldout)
         concepts = dataset.train.content == "concepts"
         if concepts:
             from toolkit.data.jsonl import iter_recipes
@@ -492,10 +495,10 @@ def probe_ceiling(datasets: list[QualitySet], draws: list[Draw], work: Path) -> 
                 for index, recipe in enumerate(iter_recipes(gallery_root, rejects)):
                     looks += [_looks(dataset.gallery_seed, index)] * sum(1 for st in recipe.steps if st.image)
             g_labels = [looks[i] for i in order]
-            wanted = [_named_looks(gallery.texts[i]) for i in order[: int(ok.sum())]]
+            wanted = [_named_looks(gallery.texts[i]) for i in order[:queries]]
         else:
             g_labels = [{k: str(gallery.labels[i][k]) for k in ("main", "method")} for i in order]
-            wanted = g_labels[: int(ok.sum())]
+            wanted = g_labels[:queries]
         mean, std = tr_img.mean(axis=0), tr_img.std(axis=0) + 1e-6
         z_train, z_gallery = (tr_img - mean) / std, (draw.gallery_x - mean) / std
         scores = np.zeros((len(wanted), len(g_labels)))

@@ -156,20 +156,31 @@ def _package_net(arch: str, image_size: int) -> torch.nn.Module:
 def _pooled_blocks(
     net: torch.nn.Module, x: torch.Tensor, taps: tuple[int, ...], pool: str = "mean"
 ) -> np.ndarray:
-    """Independently of the encoder: run the package's network block by block, pool the ``taps``."""
+    """Independently of the encoder: run the package's network block by block, pool the ``taps``
+    (``sgem``: GeM weighted by the last tap's energy, bilinearly resized to each tap's grid)."""
     with torch.inference_mode():
         h = net._swish(net._bn0(net._conv_stem(x)))
-        pooled = []
-        for i, block in enumerate(net._blocks):
+        maps = []
+        for i, block in enumerate(net._blocks[: max(taps) + 1]):
             h = block(h)
             if i in taps:
-                flat = h.flatten(2)  # [n, c, h*w]
-                if pool == "max":
-                    pooled.append(flat.max(dim=2).values)
-                elif pool == "gem":
-                    pooled.append((flat.clamp(min=1e-6) ** 3).mean(dim=2) ** (1 / 3))
-                else:
-                    pooled.append(flat.mean(dim=2))
+                maps.append(h)
+        energy = (maps[-1] ** 2).sum(dim=1, keepdim=True)
+        pooled = []
+        for m in maps:
+            flat = m.flatten(2)  # [n, c, h*w]
+            if pool == "max":
+                pooled.append(flat.max(dim=2).values)
+            elif pool == "gem":
+                pooled.append((flat.clamp(min=1e-6) ** 3).mean(dim=2) ** (1 / 3))
+            elif pool == "sgem":
+                w = torch.nn.functional.interpolate(
+                    energy, size=m.shape[2:], mode="bilinear", align_corners=False
+                )
+                w = (w / w.sum(dim=(2, 3), keepdim=True)).flatten(2)
+                pooled.append(((flat.clamp(min=1e-6) ** 3) * w).sum(dim=2) ** (1 / 3))
+            else:
+                pooled.append(flat.mean(dim=2))
     return torch.cat(pooled, dim=1).numpy()
 
 
@@ -231,24 +242,10 @@ def test_lite0_saliency_gem_weighs_each_block_by_where_block_15_is_active(photos
     assert enc.fingerprint != gem.fingerprint  # other features: a model of one is refused by the other
     x = _batch(enc, photos)
     feats = enc.encode_batch(x)
-    net = _package_net("efficientnet-lite0", 96)
-    with torch.inference_mode():  # independently: the package's blocks, weights from block 15's energy
-        h = net._swish(net._bn0(net._conv_stem(x)))
-        maps = []
-        for i, block in enumerate(net._blocks[:16]):
-            h = block(h)
-            if i in (7, 10, 14, 15):
-                maps.append(h)
-        energy = (maps[-1] ** 2).sum(dim=1, keepdim=True)
-        expected = []
-        for m in maps:
-            w = torch.nn.functional.interpolate(
-                energy, size=m.shape[2:], mode="bilinear", align_corners=False
-            )
-            w = w / w.sum(dim=(2, 3), keepdim=True)
-            v = ((m.clamp(min=1e-6) ** 3) * w).sum(dim=(2, 3)) ** (1 / 3)
-            expected.append((v / v.norm(dim=1, keepdim=True)).numpy())
-    assert np.allclose(feats, np.concatenate(expected, axis=1), atol=1e-4)
+    expected = _pooled_blocks(_package_net("efficientnet-lite0", 96), x, (7, 10, 14, 15), "sgem")
+    blocks = np.split(expected, [80, 192, 384], axis=1)
+    expected = np.concatenate([b / np.linalg.norm(b, axis=1, keepdims=True) for b in blocks], axis=1)
+    assert np.allclose(feats, expected, atol=1e-4)
     assert not np.allclose(feats, gem.encode_batch(x), atol=1e-2)
 
 

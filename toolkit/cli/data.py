@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.data.sample_variant import BACKGROUNDS, COMBOS, PALETTES, PHRASINGS, STYLES
+from toolkit.data.sample_variant import BACKGROUNDS, COMBOS, PALETTES, PHOTO_RATIO, PHRASINGS, STYLES
 
 if TYPE_CHECKING:
     from toolkit.data.jsonl import ValidationReport
@@ -29,7 +29,7 @@ SHOWN_REJECTS = 20
 @click.option(
     "--photo-ratio",
     type=click.FloatRange(0.0, 1.0),
-    default=0.9,
+    default=PHOTO_RATIO,
     show_default=True,
     help="Share of steps that get a photo.",
 )

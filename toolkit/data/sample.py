@@ -22,7 +22,7 @@ from toolkit.data import sample_grammar as grammar
 from toolkit.data.jsonl import RECIPES_FILE, write_recipes_jsonl
 from toolkit.data.sample_draw import step_photo_jpeg
 from toolkit.data.sample_grammar import paraphrase_step, step_labels
-from toolkit.data.sample_variant import SampleVariant
+from toolkit.data.sample_variant import PHOTO_RATIO, SampleVariant
 from toolkit.data.schema import Ingredient, Recipe, Step
 from toolkit.errors import ConfigError
 from toolkit.progress import track
@@ -64,7 +64,11 @@ def recipe_id_for(index: int, n_recipes: int, prefix: str = "r") -> str:
 
 
 def make_recipe(
-    seed: int, index: int, n_recipes: int, photo_ratio: float = 0.9, variant: SampleVariant | None = None
+    seed: int,
+    index: int,
+    n_recipes: int,
+    photo_ratio: float = PHOTO_RATIO,
+    variant: SampleVariant | None = None,
 ) -> tuple[Recipe, list[grammar.StepPlan]]:
     """Recipe ``index`` of the collection (photo paths set, photos not drawn) and its step plans.
 
@@ -148,7 +152,7 @@ def generate_sample(
     n_recipes: int,
     seed: int = 0,
     image_size: int = 96,
-    photo_ratio: float = 0.9,
+    photo_ratio: float = PHOTO_RATIO,
     workers: int = 1,
     *,
     variant: SampleVariant | None = None,

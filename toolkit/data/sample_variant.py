@@ -26,6 +26,8 @@ BACKGROUNDS = ("kitchen", "cloth")
 PHRASINGS = ("plain", "paraphrase", "unpictured")
 COMBOS = ("all", "seen", "unseen")
 CONTENTS = ("recipes", "concepts")
+#: share of a generated collection's steps that get a photo (``jrs sample-data --photo-ratio``)
+PHOTO_RATIO = 0.9
 
 
 @dataclass(frozen=True)

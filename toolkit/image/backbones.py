@@ -506,14 +506,16 @@ class _LiteMultiScale(nn.Module):
         self.unit_blocks = unit_blocks  # each block's pooled vector scaled to unit length
 
     def _pooled(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Block output ``h`` as a vector; ``weight``: the ``[n, 1, h, w]`` energy map of ``sgem``."""
         if self.pool == "max":
             v = h.amax(dim=(2, 3))
-        elif weight is not None:  # sgem: a weighted GeM
+        elif self.pool == "gem":  # block outputs are not rectified: clamp, as GeM does
+            v = h.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+        elif self.pool == "sgem":  # the same GeM, a weighted mean over the places
+            assert weight is not None
             w = F.interpolate(weight, size=h.shape[2:], mode="bilinear", align_corners=False)
             w = w / w.sum(dim=(2, 3), keepdim=True).clamp(min=1e-12)
             v = (h.clamp(min=1e-6).pow(GEM_P) * w).sum(dim=(2, 3)).pow(1.0 / GEM_P)
-        elif self.pool in ("gem", "sgem"):  # block outputs are not rectified: clamp, as GeM does
-            v = h.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
         else:
             v = h.mean(dim=(2, 3))
         if self.unit_blocks:
