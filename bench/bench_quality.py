@@ -87,8 +87,9 @@ class QualitySet:
     shifted: bool = True
     gallery_seed_offset: int = 1
     heldout_from: int | None = None
-    #: ``sample`` (``jrs sample-data``'s generator) or ``emoji`` (real artwork, :mod:`bench.emoji_set`:
-    #: ``gallery_recipes`` concepts, ``train_recipes`` unused)
+    #: ``sample`` (``jrs sample-data``'s generator), ``emoji`` (real artwork, :mod:`bench.emoji_set`:
+    #: ``gallery_recipes`` concepts, ``train_recipes`` unused) or ``kitchen`` (a second recipe generator
+    #: drawing with the emoji artwork, :mod:`bench.kitchen_set`: ``gallery_recipes`` one-step recipes)
     source: str = "sample"
     #: share of the training collection's steps with a photo
     train_photo_ratio: float = PHOTO_RATIO
@@ -159,6 +160,9 @@ DATASETS: tuple[QualitySet, ...] = (
     QualitySet("emoji", "real artwork (emoji-datasource): ~1.3k concepts, CLDR Japanese names and keywords; "
                "two vendors' drawings trained, the third is the gallery; a fifth never trained",
                seed=108, gallery_recipes=EMOJI_CONCEPTS, source="emoji"),
+    QualitySet("kitchen", "a second recipe generator, not tuned on: cooking scenes composed of emoji artwork, "
+               "its own grammar; two vendors trained, the third is the gallery, phrased otherwise; a quarter "
+               "of the ingredient x method pairs never trained", seed=110, gallery_recipes=480, source="kitchen"),
 )  # fmt: skip
 QUICK_NAMES = ("plain", "style", "mixed", "concepts")
 #: the sets the headline means (``quality_r10_shifted_mean``, ``quality_p10_main_shifted_mean``) are over
@@ -166,14 +170,20 @@ HEADLINE_SHIFTED = ("style", "combos", "paraphrase", "extra", "mixed", "concepts
 QUICK_FACTOR = 0.45
 
 
+#: sets whose pictures come from the emoji packages (``$JRS_EMOJI_DIR``)
+EMOJI_SOURCES = ("emoji", "kitchen")
+
+
 def available(sets: Iterable[QualitySet], log: Any = None) -> tuple[QualitySet, ...]:
-    """``sets`` without those whose data is not on this machine (the emoji set needs ``$JRS_EMOJI_DIR``)."""
+    """``sets`` without those whose data is not on this machine (the emoji and kitchen sets need
+    ``$JRS_EMOJI_DIR``)."""
     from bench.emoji_set import FETCH_HINT, emoji_dir
 
     sets = tuple(sets)
-    if emoji_dir() is None and any(d.source == "emoji" for d in sets):
-        (log or print)(f"emoji set skipped: no data ({FETCH_HINT})")
-        sets = tuple(d for d in sets if d.source != "emoji")
+    needs = [d.name for d in sets if d.source in EMOJI_SOURCES]
+    if emoji_dir() is None and needs:
+        (log or print)(f"{' and '.join(needs)} skipped: no emoji data ({FETCH_HINT})")
+        sets = tuple(d for d in sets if d.source not in EMOJI_SOURCES)
     return sets
 
 
@@ -208,12 +218,17 @@ def _generate(
 def prepare(dataset: QualitySet, work: Path) -> tuple[Path, Path]:
     """Generate (or reuse) the training and gallery collections of ``dataset`` under ``work``."""
     key = dataset.key()
-    if dataset.source == "emoji":
+    if dataset.source in EMOJI_SOURCES:
         from bench.emoji_set import FETCH_HINT, emoji_dir, write_emoji_set
+        from bench.kitchen_set import write_kitchen_set
 
         root = emoji_dir()
         if root is None:
-            raise SystemExit(f"the emoji set needs its data: {FETCH_HINT}")
+            raise SystemExit(f"the {dataset.name} set needs the emoji data: {FETCH_HINT}")
+        if dataset.source == "kitchen":
+            return write_kitchen_set(
+                root, work / key, dataset.seed, dataset.train_recipes, dataset.gallery_recipes
+            )
         return write_emoji_set(root, work / key, dataset.seed, concepts=dataset.gallery_recipes)
     train = _generate(
         work / key / "train", dataset.train_recipes, dataset.seed, dataset.train, dataset.train_photo_ratio
@@ -236,12 +251,12 @@ class Gallery:
 
 
 def _twin_untrained(tags: Sequence[str], split_seed: int) -> bool:
-    """A real-data gallery record (tag ``twin:<training recipe id>``) whose concept has no training recipe,
-    or one outside the train split."""
+    """A real-data gallery record (tags ``twin:<training recipe id>``: the training recipes of its concept
+    or ingredient x method pair) none of whose twins is in the train split."""
     from toolkit.data.splits import split_of
 
     twins = [t.partition(":")[2] for t in tags if t.startswith("twin:")]
-    return not twins or split_of(twins[0], seed=split_seed) != "train"
+    return all(split_of(t, seed=split_seed) != "train" for t in twins)
 
 
 def _never_trained(dataset: QualitySet, index: int, split_seed: int) -> bool:
