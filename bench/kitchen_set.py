@@ -24,8 +24,12 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.emoji_set import CANVAS, VENDORS
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,10 @@ def step_text(rng: random.Random, ing: Ingredient, method: Method, gallery: bool
     )
 
 
-def _icon(root: Path, vendor: str, code: str, side: int, rng: random.Random, dark: float = 1.0):
+def _icon(
+    root: Path, vendor: str, code: str, side: int, rng: random.Random, dark: float = 1.0
+) -> Image.Image:
+    """One vendor's emoji ``code``, ``side`` px, darkened by ``dark`` (< 1) and slightly turned."""
     from PIL import Image, ImageEnhance
 
     icon = Image.open(root / vendor / "img" / vendor / "64" / code).convert("RGBA")
@@ -147,7 +154,7 @@ def _icon(root: Path, vendor: str, code: str, side: int, rng: random.Random, dar
     return icon.rotate(rng.uniform(-25, 25), resample=Image.Resampling.BICUBIC, expand=True)
 
 
-def _paste(canvas, icon, cx: float, cy: float) -> None:
+def _paste(canvas: Image.Image, icon: Image.Image, cx: float, cy: float) -> None:
     """``icon`` centred on ``(cx, cy)``, at least two thirds of it inside the canvas (clipped, not moved in)."""
     x = min(max(round(cx - icon.width / 2), -icon.width // 3), CANVAS - 2 * icon.width // 3)
     y = min(max(round(cy - icon.height / 2), -icon.height // 3), CANVAS - 2 * icon.height // 3)
@@ -156,7 +163,7 @@ def _paste(canvas, icon, cx: float, cy: float) -> None:
 
 def draw_step(
     root: Path, vendor: str, ing: Ingredient, method: Method, extra: Ingredient | None, rng: random.Random
-):
+) -> Image.Image:
     """The step photo (RGB, ``CANVAS`` px): the method's scene with the ingredient (and ``extra``) in it."""
     from PIL import Image, ImageDraw
 
@@ -195,7 +202,7 @@ def draw_step(
     return canvas.convert("RGB")
 
 
-def _save(img, dest: Path) -> None:
+def _save(img: Image.Image, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     img.save(dest, quality=90)
 
