@@ -184,6 +184,13 @@ def _pooled_blocks(
     return torch.cat(pooled, dim=1).numpy()
 
 
+def _unit_blocks(x: np.ndarray, cuts: list[int]) -> np.ndarray:
+    """Each block of columns (split at ``cuts``) scaled to unit length, as the multi-scale encoders do."""
+    return np.concatenate(
+        [b / np.linalg.norm(b, axis=1, keepdims=True) for b in np.split(x, cuts, axis=1)], axis=1
+    )
+
+
 def test_lite0_multiscale_is_the_pooled_blocks_of_the_same_network(photos: list[Image.Image]) -> None:
 
     ms = create_encoder("efficientnet-lite0-ms", weights="imagenet", image_size=96, backend="torch")
@@ -213,8 +220,7 @@ def test_lite0_multiscale_pooling_variants(pool: str, photos: list[Image.Image])
     expected = _pooled_blocks(net, x, (7, 10, 15), pool)
     if pool == "gem":  # and each block's vector scaled to unit length
         assert enc.config["unit_blocks"] is True
-        blocks = np.split(expected, [80, 192], axis=1)
-        expected = np.concatenate([b / np.linalg.norm(b, axis=1, keepdims=True) for b in blocks], axis=1)
+        expected = _unit_blocks(expected, [80, 192])
         assert np.allclose(np.linalg.norm(feats[:, 80:192], axis=1), 1.0, atol=1e-5)
     assert np.allclose(feats, expected, atol=1e-4)
     assert not np.allclose(feats, mean.encode_batch(x), atol=1e-2)
@@ -228,8 +234,7 @@ def test_lite0_four_stage_gem_pools_blocks_7_10_14_15(photos: list[Image.Image])
     x = _batch(enc, photos)
     feats = enc.encode_batch(x)
     expected = _pooled_blocks(_package_net("efficientnet-lite0", 96), x, (7, 10, 14, 15), "gem")
-    blocks = np.split(expected, [80, 192, 384], axis=1)
-    expected = np.concatenate([b / np.linalg.norm(b, axis=1, keepdims=True) for b in blocks], axis=1)
+    expected = _unit_blocks(expected, [80, 192, 384])
     assert np.allclose(feats, expected, atol=1e-4)
     # blocks 7, 10 and 15 are the three-stage encoder's features, block 14 is new
     assert np.allclose(np.delete(feats, np.s_[192:384], axis=1), three.encode_batch(x), atol=1e-5)
@@ -243,8 +248,7 @@ def test_lite0_saliency_gem_weighs_each_block_by_where_block_15_is_active(photos
     x = _batch(enc, photos)
     feats = enc.encode_batch(x)
     expected = _pooled_blocks(_package_net("efficientnet-lite0", 96), x, (7, 10, 14, 15), "sgem")
-    blocks = np.split(expected, [80, 192, 384], axis=1)
-    expected = np.concatenate([b / np.linalg.norm(b, axis=1, keepdims=True) for b in blocks], axis=1)
+    expected = _unit_blocks(expected, [80, 192, 384])
     assert np.allclose(feats, expected, atol=1e-4)
     assert not np.allclose(feats, gem.encode_batch(x), atol=1e-2)
 
