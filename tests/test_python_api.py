@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -38,6 +39,22 @@ def test_import_toolkit_loads_neither_torch_nor_the_client() -> None:
     )
     with pytest.raises(AttributeError):
         toolkit.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("first", ["Searcher", "query", "search_text"])
+def test_every_public_name_resolves_whatever_is_loaded_first(first: str) -> None:
+    """A name loaded first imports its subpackage (``toolkit.search``), which must not shadow another export."""
+    code = (
+        "import inspect, toolkit\n"
+        f"getattr(toolkit, {first!r})\n"
+        "bad = [n for n in toolkit.__all__ if n != '__version__' and inspect.ismodule(getattr(toolkit, n))]\n"
+        "print(bad, inspect.signature(toolkit.query).parameters['photo'].kind.name)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "KEYWORD_ONLY"], out.stdout + out.stderr
+    subpackages = {m.name for m in pkgutil.iter_modules(toolkit.__path__)}
+    assert "search" in subpackages
+    assert set(toolkit.__all__) & subpackages == set(), "such a name is shadowed once its subpackage loads"
 
 
 def test_readme_python_example_runs(

@@ -174,6 +174,23 @@ def test_cli_sample_data_variant_flags(tmp_path: Path):
     assert bad.exit_code == 2 and "oil" in bad.output
 
 
+def test_cli_sample_data_joined_styles_draw_like_the_library(tmp_path: Path):
+    runner = CliRunner()
+    args = ["--recipes", "3", "--image-size", "32", "--quiet", "--seed", "2"]
+    got = runner.invoke(sample_data, [str(tmp_path / "cli"), *args, "--style", "Flat+mosaic"])
+    assert got.exit_code == 0, got.output
+    generate_sample(tmp_path / "lib", 3, seed=2, image_size=32, variant=SampleVariant(style="flat+mosaic"))
+    photos = sorted(p.relative_to(tmp_path / "lib") for p in (tmp_path / "lib" / "images").rglob("*.jpg"))
+    assert len(photos) > 4
+    for rel in photos:
+        assert (tmp_path / "cli" / rel).read_bytes() == (tmp_path / "lib" / rel).read_bytes(), rel
+    flat = tmp_path / "flat"
+    generate_sample(flat, 3, seed=2, image_size=32, variant=SampleVariant(style="flat"))
+    assert any((flat / rel).read_bytes() != (tmp_path / "lib" / rel).read_bytes() for rel in photos)
+    bad = runner.invoke(sample_data, [str(tmp_path / "bad"), *args, "--style", "flat+oil"])
+    assert bad.exit_code == 2 and "'oil' is not one of" in bad.output and not (tmp_path / "bad").exists()
+
+
 def test_concepts_collection(tmp_path: Path):
     from toolkit.data.sample_concepts import COLOURS, NOUNS, SHAPES, concept
 

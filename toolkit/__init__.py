@@ -22,7 +22,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it.
+#: Public name -> the module that defines it (``module:attribute`` where the attribute is named otherwise).
+#: No public name may be a subpackage's name: importing ``toolkit.search.engine`` binds ``toolkit.search``
+#: to the subpackage, so the query dispatcher ``toolkit.search.dispatch.search`` is exported as ``query``.
 _EXPORTS = {
     # errors
     "ToolkitError": "toolkit.errors",
@@ -46,7 +48,7 @@ _EXPORTS = {
     "Searcher": "toolkit.search.engine",
     "SearchResult": "toolkit.search.engine",
     "Hit": "toolkit.search.engine",
-    "search": "toolkit.search.dispatch",
+    "query": "toolkit.search.dispatch:search",
     "search_text": "toolkit.search.dispatch",
     "search_photo": "toolkit.search.dispatch",
     "SearchOptions": "toolkit.search.dispatch",
@@ -61,7 +63,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attribute = module.partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
     globals()[name] = value
     return value
 

@@ -19,6 +19,15 @@ if TYPE_CHECKING:
 SHOWN_REJECTS = 20
 
 
+def _styles(value: str) -> str:
+    """``--style``: one style name, or several joined by ``+``; every part must be a known style."""
+    parts = [part.strip().lower() for part in value.split("+")]
+    unknown = [part for part in parts if part not in STYLES]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown))} is not one of {', '.join(STYLES)}")
+    return "+".join(parts)
+
+
 @click.command("sample-data")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--recipes", "n_recipes", type=click.IntRange(min=1), default=200, show_default=True)
@@ -39,7 +48,13 @@ SHOWN_REJECTS = 20
 @click.option(
     "--overwrite", is_flag=True, help="Replace recipes.jsonl and images/ if OUT_DIR already has them."
 )
-@click.option("--style", type=click.Choice(STYLES), default="flat", show_default=True, help="Drawing style.")
+@click.option(
+    "--style",
+    default="flat",
+    show_default=True,
+    callback=lambda ctx, param, value: _styles(value),
+    help=f"Drawing style: {'|'.join(STYLES)}; several joined by + (flat+mosaic) alternate by photo.",
+)
 @click.option(
     "--palette", type=click.Choice(PALETTES), default="natural", show_default=True, help="Colour grading."
 )
