@@ -36,6 +36,9 @@ LOST = [
     ("huge:1", "validate", "over the limit of 20000"),
     ("recipes.jsonl:line 11", "read", "not valid UTF-8"),
     ("recipes.jsonl:line 13", "validate", "duplicate recipe_id 'ok-01'"),
+    ("odd-uni:1", "validate", "text: is not valid Unicode: an unpaired surrogate '\\ud800' at character 5"),
+    ("odd-uni:steps[2]", "validate", "position: must be at most 2147483647"),
+    ("recipes.jsonl:line 15", "validate", "field recipe_id: is not valid Unicode"),
 ]
 #: Notes on steps that are still indexed: the photo was not used, or the text has no vector.
 NOTES = [
@@ -47,6 +50,7 @@ NOTES = [
     ("paths:1", "image", "escapes the dataset root"),
     ("paths:2", "image", "must be relative to the dataset root"),
     ("paths:3", "image", "resolves outside the dataset root"),
+    ("odd-uni:2", "image", "image: is not valid Unicode"),
     ("odd-text:1", "text", "no word of the text is in the model's vocabulary"),
     ("odd-text:2", "text", "no word of the text is in the model's vocabulary"),
     ("odd-text:3", "text", "no word of the text is in the model's vocabulary"),
@@ -62,7 +66,17 @@ WITH_PHOTO = [
     "img-odd:5",
 ]
 WITH_PHOTO += ["paths:4"]
-TEXT_ONLY = ["pos-dup:1", "huge:2", "odd-text:1", "odd-text:2", "odd-text:3", "paths:1", "paths:2", "paths:3"]
+TEXT_ONLY = [
+    "pos-dup:1",
+    "huge:2",
+    "odd-uni:2",
+    "odd-text:1",
+    "odd-text:2",
+    "odd-text:3",
+    "paths:1",
+    "paths:2",
+    "paths:3",
+]
 TEXT_ONLY += [f"img-bad:{i}" for i in range(1, 6)]
 
 
@@ -151,7 +165,7 @@ def test_messy_corpus_through_jrs_index(
         0,
     )
     assert out["read"] == out["indexed"] + out["rejected"] + out["skipped"]
-    assert out["photos_dropped"] == 8 and out["no_text_vector"] == 3 and out["count"] == len(valid)
+    assert out["photos_dropped"] == 9 and out["no_text_vector"] == 3 and out["count"] == len(valid)
 
     es.indices.refresh(index=out["index"])
     hits = es.search(index=out["index"], size=100, query={"match_all": {}})["hits"]["hits"]
@@ -168,7 +182,7 @@ def test_messy_corpus_through_jrs_index(
 
 
 def test_validate_names_the_same_records_without_a_cluster(messy_root: Path, tmp_path: Path) -> None:
-    """``jrs data validate`` (no model, no cluster) reports the lost records and unsafe/missing photos."""
+    """``jrs validate`` (no model, no cluster) reports the lost records and unsafe/missing photos."""
     from toolkit.data.jsonl import validate_dataset
 
     report = validate_dataset(messy_root)

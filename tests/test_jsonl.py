@@ -88,13 +88,13 @@ def test_validate_dataset_reports_counts_and_rejects(corpus):
     assert report.recipes == len(EXPECTED["recipes"])
     assert report.steps == len(EXPECTED["steps"])
     assert report.steps_with_image == len(EXPECTED["photos"])
-    assert (report.missing_images, report.unsafe_paths) == (1, 3)
+    assert (report.missing_images, report.unsafe_paths) == (2, 3)  # r008:4 missing, r016:4 a directory
     assert not report.ok
     _assert_rejects(report.rejects, EXPECTED["rejects"] + EXPECTED["image_rejects"])
     assert json.loads(json.dumps(report.to_dict()))["ok"] is False
 
     unchecked = validate_dataset(corpus, check_images=False)
-    assert unchecked.steps_with_image == len(EXPECTED["photos"]) + 4
+    assert unchecked.steps_with_image == len(EXPECTED["photos"]) + 5
     assert unchecked.missing_images == unchecked.unsafe_paths == 0
 
 
@@ -167,13 +167,18 @@ def test_cli_validate(corpus, tmp_path):
     rejects_file = tmp_path / "r.jsonl"
     result = runner.invoke(validate, [str(corpus), "--rejects", str(rejects_file)])
     assert result.exit_code == 1
-    assert "5 recipes, 12 steps (2 with a usable photo)" in result.output
+    n_recipes, n_steps = len(EXPECTED["recipes"]), len(EXPECTED["steps"])
+    assert f"{n_recipes} recipes, {n_steps} steps (2 with a usable photo)" in result.output
     assert "recipes.jsonl:line 2 [read]: malformed JSON" in result.output
     assert len(list(read_rejects(rejects_file))) == len(EXPECTED["rejects"]) + len(EXPECTED["image_rejects"])
 
     result = runner.invoke(validate, [str(corpus), "--json", "--no-images"])
     data = json.loads(result.output)
-    assert result.exit_code == 1 and data["recipes"] == 5 and len(data["rejects"]) == len(EXPECTED["rejects"])
+    assert (
+        result.exit_code == 1
+        and data["recipes"] == n_recipes
+        and len(data["rejects"]) == len(EXPECTED["rejects"])
+    )
 
     clean = tmp_path / "clean"
     write_recipes_jsonl(clean / RECIPES_FILE, [Recipe("a", "t", steps=(Step(1, "x"),))])

@@ -91,3 +91,31 @@ def test_build_refuses_bad_options_before_any_work(
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
     assert not out.exists()  # nothing was started
+
+
+def test_build_says_what_it_rejected(sample_root: Path, tmp_path: Path) -> None:
+    """A build that drops records exits 0 but says how many, by stage, and where their reasons are."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(sample_root, data)
+    photo = sorted((data / "images").rglob("*.jpg"))[0]
+    photo.write_bytes(photo.read_bytes()[:200])  # truncated: rejected at the image stage
+    with (data / "recipes.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"recipe_id": "broken", "title": "壊れた行"\n')  # read
+        fh.write(
+            '{"recipe_id": "sur", "title": "t", "steps": [{"position": 1, "text": "卵を\\ud800焼く"}]}\n'
+        )
+    args = ["build", str(data), str(tmp_path / "m"), *IMAGE, *MAPPING, "--text-members", "1", "--quiet"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    want = {"image": 1, "read": 1, "validate": 1}
+    assert f"3 rejected (image 1, read 1, validate 1): see {tmp_path / 'm' / 'rejects.jsonl'}" in res.stdout
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["rejects"] == {"count": 3, "by_stage": want, "file": "rejects.jsonl"}
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "m" / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert sorted(r["stage"] for r in rows) == ["image", "read", "validate"]
+    assert any(r["record"] == "sur:1" and "unpaired surrogate" in r["reason"] for r in rows)

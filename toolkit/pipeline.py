@@ -36,6 +36,8 @@ from toolkit.text.word2vec import Word2VecConfig
 __all__ = ["BuildOptions", "StepRecord", "build", "read_steps"]
 
 log = logging.getLogger(__name__)
+#: Where a build writes the records and photos it could not use (in the model directory).
+REJECTS_FILE = "rejects.jsonl"
 
 
 @dataclass
@@ -164,10 +166,10 @@ def build(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    with RejectsWriter(out / "rejects.jsonl") as rejects:
+    with RejectsWriter(out / REJECTS_FILE) as rejects:
         steps = read_steps(root, rejects, read_opts)
         if not steps:
-            raise ToolkitError(f"no valid steps in {root}; see {out / 'rejects.jsonl'}")
+            raise ToolkitError(f"no valid steps in {root}; see {out / REJECTS_FILE}")
         log.info("read %d steps (%s); %d rejects so far", len(steps), split_counts(steps), rejects.count)
         timings["read"] = time.perf_counter() - t
 
@@ -190,6 +192,11 @@ def build(
         )
         encoder = images.encoder
         timings["image_features"] = time.perf_counter() - t
+    # what this run wrote (appended: a rerun that resumes finished photo features does not repeat their rejects)
+    rejected = {**rejects.summary(), "file": REJECTS_FILE}  # relative to the model directory
+    if rejects.count:
+        stages = ", ".join(f"{k} {v}" for k, v in rejects.by_stage.items())
+        log.warning("%d rejected (%s), each with its reason in %s", rejects.count, stages, rejects.path)
 
     t = time.perf_counter()
     pairs = load_pairs(out / "step_vectors", out / "image_features")
@@ -244,6 +251,7 @@ def build(
         "history": mapping.result.history_dicts(),
         "best_epoch": mapping.result.best_epoch,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "rejects": rejected,
     }
     write_json_atomic(out / "evaluation.json", evaluation)
     write_json_atomic(out / MANIFEST, manifest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,9 +29,11 @@ class RejectsWriter:
         self.path = Path(path) if path else None
         self._fh: IO[str] | None = None
         self.count = 0
+        self.by_stage: Counter[str] = Counter()
 
     def write(self, reject: Reject) -> None:
         self.count += 1
+        self.by_stage[reject.stage] += 1
         if self.path is None:
             return
         if self._fh is None:
@@ -38,6 +41,10 @@ class RejectsWriter:
             self._fh = self.path.open("a", encoding="utf-8")
         self._fh.write(json.dumps(asdict(reject), ensure_ascii=False) + "\n")
         self._fh.flush()
+
+    def summary(self) -> dict[str, object]:
+        """``{"count": N, "by_stage": {stage: n}, "file": path}`` of what was written so far."""
+        return {"count": self.count, "by_stage": dict(sorted(self.by_stage.items())), "file": str(self.path)}
 
     def extend(self, rejects: Iterable[Reject]) -> None:
         for r in rejects:

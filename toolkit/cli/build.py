@@ -17,11 +17,17 @@ from toolkit.stages.text import FORMS
 CONFIG = "toolkit.mapping.train:MappingConfig"
 
 
-def _table(result: dict) -> str:
+def _table(result: dict, model_dir: Path) -> str:
     from toolkit.cli.evaluate import in_memory_table
 
+    rejected = result.get("rejects") or {}
+    line = ""
+    if rejected.get("count"):
+        stages = ", ".join(f"{k} {v}" for k, v in rejected["by_stage"].items())
+        line = f"{rejected['count']} rejected ({stages}): see {model_dir / rejected['file']}\n"
     return (
         f"model {result['fingerprint']} -> dims {result['dims']}, encoder {result['encoder']['name']}\n"
+        + line
         + in_memory_table(result["evaluation"])
     )
 
@@ -145,7 +151,7 @@ def build_cmd(
         progress=progress_enabled(quiet),
     )
     result = build(dataset_root, model_dir, opts)
-    emit(json.loads(json.dumps(result, default=str)), as_json, lambda: _table(result))
+    emit(json.loads(json.dumps(result, default=str)), as_json, lambda: _table(result, model_dir))
 
 
 commands = [build_cmd]

@@ -36,6 +36,8 @@ def recipes_path(root: str | Path) -> Path:
         what = "is a file, not a directory" if root.exists() else "does not exist"
         raise DatasetError(f"dataset root {str(root)!r} {what} (expected a directory holding {RECIPES_FILE})")
     path = root / RECIPES_FILE
+    if path.is_dir():
+        raise DatasetError(f"{RECIPES_FILE} in dataset root {str(root)!r} is a directory, not a file")
     if not path.is_file():
         raise DatasetError(f"no {RECIPES_FILE} in dataset root {str(root)!r}")
     return path
@@ -72,7 +74,7 @@ def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, lis
             try:
                 obj = json.loads(line.rstrip())
             except json.JSONDecodeError as e:
-                yield None, [Reject(name, "read", f"malformed JSON: {e.msg} at column {e.pos + 1}")]
+                yield None, [Reject(name, "read", f"malformed JSON: {e.msg} (column {e.pos + 1})")]
                 continue
             except RecursionError:
                 yield None, [Reject(name, "read", "malformed JSON: nested too deeply")]
@@ -115,7 +117,8 @@ def _check_images(root: Path, recipe: Recipe, tally: _ImageCheck) -> tuple[Recip
             else:
                 if not real.is_file():
                     tally.missing += 1
-                    why = f"image file not found: {step.image!r}"
+                    what = "is a directory, not a file" if real.is_dir() else "not found"
+                    why = f"image file {what}: {step.image!r}"
             if why:
                 rejects.append(Reject(recipe.step_id(step), "image", f"{why}; step kept as text-only"))
                 step = replace(step, image=None)

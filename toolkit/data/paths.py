@@ -22,6 +22,10 @@ def resolve_under_root(root: str | Path, rel: str) -> Path:
         raise UnsafePathError("empty image path")
     if "\x00" in rel:
         raise UnsafePathError(f"image path contains a NUL byte: {rel!r}")
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePathError(f"image path is not valid Unicode (an unpaired surrogate): {rel!r}") from None
     norm = rel.replace("\\", "/")
     pure = PurePosixPath(norm)
     if pure.is_absolute() or (len(norm) > 1 and norm[1] == ":"):

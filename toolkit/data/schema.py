@@ -17,6 +17,8 @@ from toolkit.rejects import Reject
 
 #: Longest accepted text (title, description, step text), in characters.
 DEFAULT_MAX_TEXT_LEN = 20_000
+#: The largest step position: the index maps ``position`` as an Elasticsearch ``integer``.
+MAX_POSITION = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,23 @@ def _show(value: Any, limit: int = 40) -> str:
     return f"{text} ({type(value).__name__})" if not isinstance(value, str) else text
 
 
+def unencodable(value: str) -> str:
+    """The reason ``value`` cannot be written as UTF-8 (an unpaired surrogate, e.g. from a JSON ``"\\ud800"``
+    escape), or ``""`` when it can."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"is not valid Unicode: an unpaired surrogate {value[e.start]!r} at character {e.start + 1}"
+    return ""
+
+
 def check_text(value: Any, max_len: int, *, allow_empty: bool) -> tuple[str | None, str]:
     """Return ``(stripped text, "")``, or ``(None, reason)`` when ``value`` is not acceptable text."""
     if not isinstance(value, str):
         return None, f"must be a string, got {_show(value)}"
+    why = unencodable(value)
+    if why:
+        return None, why
     text = value.strip()
     if not text and not allow_empty:
         return None, "must not be empty" if not value else "must not be blank (only whitespace)"
@@ -100,7 +115,7 @@ def check_recipe_id(value: Any) -> str:
         return f"must not contain ':' (step ids are '<recipe_id>:<position>'), got {value!r}"
     if "\n" in value or "\r" in value:
         return "must not contain a line break"
-    return ""
+    return unencodable(value)
 
 
 def _check_position(value: Any) -> str:
@@ -109,6 +124,8 @@ def _check_position(value: Any) -> str:
         return f"must be a positive integer, got {_show(value)}{hint}"
     if value < 1:
         return f"must be a positive integer, got {value}"
+    if value > MAX_POSITION:
+        return f"must be at most {MAX_POSITION} (the index stores it as an integer), got {_show(value)}"
     return ""
 
 
@@ -142,6 +159,11 @@ def _parse_steps(raw: list[Any], recipe_id: str, max_len: int, rejects: list[Rej
                 Reject(name, "validate", f"field {field}.image: must be a string or null, got {_show(image)}")
             )
             continue
+        if image is not None and unencodable(image):
+            rejects.append(
+                Reject(name, "image", f"field {field}.image: {unencodable(image)}; kept as text-only")
+            )
+            image = None
         if image is not None and not image.strip():
             rejects.append(
                 Reject(
