@@ -180,6 +180,23 @@ def test_messy_corpus_through_jrs_index(
     # nothing of the files outside the root reached the index
     assert not any("passwd" in json.dumps(d) or "outside-secret" in json.dumps(d) for d in docs.values())
 
+    # the summary for people names what was noted, not only what was lost (a second load, new version)
+    text_args = [
+        "index",
+        str(messy_root),
+        str(built_model),
+        "--alias",
+        index_name,
+        "--rejects",
+        str(tmp_path / "r2"),
+    ]
+    text = CliRunner().invoke(
+        cli, [*text_args, "-q"], env={"ES_URL": es_settings.url}, catch_exceptions=False
+    )
+    assert text.exit_code == 1 and f"rejected {len(LOST)}" in text.stdout, text.output
+    noted = f"noted: 9 photos not used (their steps indexed text-only), 3 steps without a text vector; reasons in {tmp_path / 'r2'}"
+    assert noted in text.stdout, text.stdout
+
 
 def test_validate_names_the_same_records_without_a_cluster(messy_root: Path, tmp_path: Path) -> None:
     """``jrs validate`` (no model, no cluster) reports the lost records and unsafe/missing photos."""

@@ -80,7 +80,8 @@ def index_cmd(
 ) -> None:
     """Index every step of DATASET_ROOT with the vectors of MODEL_DIR (resumable, idempotent).
 
-    Exit status: 0 when everything was indexed, 1 when records were rejected (see --rejects).
+    Exit status: 0 when every record was indexed, 1 when records were rejected (see --rejects). A photo that
+    cannot be used leaves its step indexed text-only: noted in --rejects, exit 0.
     """
     from toolkit.device import resolve_device
     from toolkit.es.client import make_client
@@ -141,10 +142,21 @@ def index_cmd(
             f"skipped {result['skipped']} ({result['docs_per_s']:.0f} docs/s); "
             f"{result['text_only']} text-only steps; alias {result['alias']} -> {result['index']}"
             + (f"; rejects in {rejects_path}" if result["rejected"] else "")
+            + _notes_line(result, rejects_path)
         ),
     )
     if result["rejected"] or result["stopped_early"]:
         raise SystemExit(1)
+
+
+def _notes_line(result: dict, rejects_path: Path) -> str:
+    """Steps indexed without something: photos not used, texts without a vector (reasons in the file)."""
+    parts = []
+    if result.get("photos_dropped"):
+        parts.append(f"{result['photos_dropped']} photos not used (their steps indexed text-only)")
+    if result.get("no_text_vector"):
+        parts.append(f"{result['no_text_vector']} steps without a text vector")
+    return f"\nnoted: {', '.join(parts)}; reasons in {rejects_path}" if parts else ""
 
 
 def _update(
@@ -182,7 +194,9 @@ def _update(
         lambda: (
             f"{result['index']}: read {result['read']} = indexed {result['indexed']} + unchanged "
             f"{result['unchanged']} + rejected {result['rejected']} + deleted {result['deleted']}; "
-            f"{result['count']} documents" + (f"; rejects in {rejects_path}" if result["rejected"] else "")
+            f"{result['count']} documents"
+            + (f"; rejects in {rejects_path}" if result["rejected"] else "")
+            + _notes_line(result, rejects_path)
         ),
     )
     if result["rejected"]:
