@@ -206,3 +206,12 @@ def test_validate_names_the_same_records_without_a_cluster(messy_root: Path, tmp
     lost = [r for r in report.rejects if r.stage in ("read", "validate")]
     _assert_rows(lost, LOST)
     assert (report.missing_images, report.unsafe_paths) == (1, 3)
+
+    # --decode: the photos build and index will not use are named with the same reasons, before any build
+    decoded = validate_dataset(messy_root, decode_images=True)
+    photo_notes = [n for n in NOTES if n[1] == "image"]
+    _assert_rows([r for r in decoded.rejects if r.stage == "image"], photo_notes)
+    assert decoded.undecodable_images == 4 and decoded.steps_with_image == len(WITH_PHOTO)
+    assert report.steps_with_image == len(WITH_PHOTO) + 4 and report.undecodable_images == 0
+    out = CliRunner().invoke(cli, ["validate", str(messy_root), "--decode"])
+    assert out.exit_code == 1 and "photos that do not decode: 4" in out.output

@@ -140,13 +140,19 @@ def sample_data(
     )
 
 
-def _validation_text(report: ValidationReport, rejects_file: Path | None) -> str:
+def _validation_text(report: ValidationReport, rejects_file: Path | None, decoded: bool) -> str:
     lines = [
         f"{report.recipes} recipes, {report.steps} steps ({report.steps_with_image} with a usable photo)",
-        f"missing photos: {report.missing_images}, unsafe photo paths: {report.unsafe_paths}",
+        f"missing photos: {report.missing_images}, unsafe photo paths: {report.unsafe_paths}"
+        + (f", photos that do not decode: {report.undecodable_images}" if decoded else ""),
     ]
     if report.ok:
-        lines.append("no rejects: the dataset is valid")
+        checked = (
+            "photos decoded"
+            if decoded
+            else "photos not decoded: --decode checks them as build and index will"
+        )
+        lines.append(f"no rejects: the dataset is valid ({checked})")
         return "\n".join(lines)
     by_stage = Counter(r.stage for r in report.rejects)
     stages = ", ".join(f"{stage} {n}" for stage, n in sorted(by_stage.items()))
@@ -168,9 +174,14 @@ def _validation_text(report: ValidationReport, rejects_file: Path | None) -> str
     help="Write rejects (JSONL).",
 )
 @click.option("--no-images", is_flag=True, help="Do not check photo paths and files.")
+@click.option(
+    "--decode",
+    is_flag=True,
+    help="Also decode every photo, as build and index will (slower; steps kept text-only).",
+)
 @json_option
 @user_errors
-def validate(root: Path, rejects_file: Path | None, no_images: bool, as_json: bool) -> None:
+def validate(root: Path, rejects_file: Path | None, no_images: bool, decode: bool, as_json: bool) -> None:
     """Check a dataset root (recipes.jsonl + photos); exit status 1 if anything is rejected."""
     from toolkit.data.jsonl import validate_dataset
     from toolkit.rejects import RejectsWriter
@@ -178,8 +189,8 @@ def validate(root: Path, rejects_file: Path | None, no_images: bool, as_json: bo
     if rejects_file is not None:
         rejects_file.unlink(missing_ok=True)
     with RejectsWriter(rejects_file) as writer:
-        report = validate_dataset(root, check_images=not no_images, rejects=writer)
-    emit(report.to_dict(), as_json, lambda: _validation_text(report, rejects_file))
+        report = validate_dataset(root, check_images=not no_images, rejects=writer, decode_images=decode)
+    emit(report.to_dict(), as_json, lambda: _validation_text(report, rejects_file, decode and not no_images))
     if not report.ok:
         sys.exit(1)
 

@@ -127,6 +127,25 @@ def _check_images(root: Path, recipe: Recipe, tally: _ImageCheck) -> tuple[Recip
     return (replace(recipe, steps=tuple(steps)) if changed else recipe), rejects
 
 
+def _decode_images(root: Path, recipe: Recipe) -> tuple[Recipe, list[Reject]]:
+    """Decode each (safe, present) photo as the image stage will; a failure makes its step text-only."""
+    from toolkit.image.loading import ImageRejected, load_image
+
+    rejects: list[Reject] = []
+    steps = []
+    for step in recipe.steps:
+        if step.image is not None:
+            try:
+                load_image(resolve_under_root(root, step.image), draft_size=64)
+            except ImageRejected as e:
+                rejects.append(
+                    Reject(recipe.step_id(step), "image", f"photo not used: {e}; step kept as text-only")
+                )
+                step = replace(step, image=None)
+        steps.append(step)
+    return (replace(recipe, steps=tuple(steps)) if rejects else recipe), rejects
+
+
 def iter_recipes(
     root: str | Path,
     rejects: RejectsWriter | None = None,
@@ -164,6 +183,7 @@ class ValidationReport:
     steps_with_image: int = 0
     missing_images: int = 0
     unsafe_paths: int = 0
+    undecodable_images: int = 0
     rejects: list[Reject] = field(default_factory=list)
 
     @property
@@ -182,11 +202,13 @@ def validate_dataset(
     *,
     rejects: RejectsWriter | None = None,
     max_text_len: int = DEFAULT_MAX_TEXT_LEN,
+    decode_images: bool = False,
 ) -> ValidationReport:
     """Read the whole dataset once and report counts and every reject (also written to ``rejects``).
 
     ``steps_with_image`` counts steps whose photo is usable (safe and present when
-    ``check_images``; merely declared otherwise).
+    ``check_images``, and decodable too with ``decode_images``, the check build and index make;
+    merely declared otherwise).
     """
     path = recipes_path(root)
     report = ValidationReport()
@@ -204,6 +226,10 @@ def validate_dataset(
         if check_images:
             recipe, found = _check_images(Path(root), recipe, tally)
             keep(found)
+            if decode_images:
+                recipe, found = _decode_images(Path(root), recipe)
+                report.undecodable_images += len(found)
+                keep(found)
         report.recipes += 1
         report.steps += len(recipe.steps)
         report.steps_with_image += sum(1 for s in recipe.steps if s.image is not None)
