@@ -132,6 +132,13 @@ def test_missing_root_or_file_is_a_clear_error(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(DatasetError, match="is a file"):
         list(iter_recipes(tmp_path / "f"))
+    (tmp_path / RECIPES_FILE).mkdir()
+    with pytest.raises(DatasetError, match="recipes.jsonl in dataset root .* is a directory, not a file"):
+        validate_dataset(tmp_path)
+    (tmp_path / RECIPES_FILE).rmdir()
+    (tmp_path / RECIPES_FILE).write_text('{"recipe_id": "a", "title": "t"}\n', encoding="utf-16")
+    with pytest.raises(DatasetError, match="is UTF-16 encoded .* save it as UTF-8"):
+        validate_dataset(tmp_path)
 
 
 def test_write_recipes_jsonl_round_trips(corpus, tmp_path):

@@ -60,6 +60,10 @@ def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, lis
             name = f"{RECIPES_FILE}:line {lineno}"
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw, start = raw[3:], start + 3
+            if lineno == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                raise DatasetError(
+                    f"{path} is UTF-16 encoded (it starts with a UTF-16 byte order mark); save it as UTF-8"
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
