@@ -39,3 +39,24 @@ def test_cli_says_the_query_is_empty(es_settings, built_model: Path, search_alia
     assert result.exit_code != 0
     assert "the query is empty" in result.output
     assert "vocabulary" not in result.output
+
+
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf"])
+def test_text_that_is_not_valid_unicode_is_refused_in_every_mode(
+    es, built_model: Path, search_alias: str, mode: str
+) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates (argv); MeCab cannot take them."""
+    import toolkit
+    from toolkit.search.dispatch import SearchOptions
+
+    searcher = Searcher(es, SearchModel.load(built_model), search_alias)
+    bad = "\udcff\udcfe玉ねぎ"
+    with pytest.raises(
+        ToolkitError, match=r"^the query is not valid Unicode: an unpaired surrogate '\\udcff' at"
+    ):
+        toolkit.query(searcher, bad, options=SearchOptions(mode=mode))
+    with pytest.raises(ToolkitError, match="not valid Unicode"):
+        toolkit.query(searcher, "玉ねぎ", plus=[bad])
+    assert toolkit.query(
+        searcher, "玉ねぎ", options=SearchOptions(mode=mode, k=3)
+    ).hits  # the same query, clean

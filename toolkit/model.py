@@ -44,9 +44,16 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
 
 
 def check_query_text(text: str | None) -> str:
-    """``text`` unchanged, or a clear error when it is empty or only white space."""
+    """``text`` unchanged, or a clear error when it is empty, only white space or not valid Unicode."""
     if text is None or not text.strip():
         raise ToolkitError("the query is empty")
+    from toolkit.data.schema import unencodable
+
+    why = unencodable(text)
+    if why:
+        raise ToolkitError(
+            f"the query {why} (bytes that are not UTF-8, e.g. from a terminal in another encoding?)"
+        )
     return text
 
 

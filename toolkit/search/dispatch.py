@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
+from toolkit.model import check_query_text
 from toolkit.search.engine import Searcher, SearchResult
 from toolkit.search.queries import (
     DEFAULT_NUM_CANDIDATES,
@@ -68,6 +69,9 @@ def search(
         text = None
     if text is None and photo is None and not like:
         raise ToolkitError("the query is empty: give a text, a photo or steps to search like")
+    for part in (text, *plus, *minus):
+        if part is not None:
+            check_query_text(part)  # clear errors before any tokenising: blank, or not valid Unicode
     if photo is not None and (text is not None or like):
         raise ToolkitError("give a text or a photo, not both (or --plus/--minus to compose with the photo)")
     params = knn_params(opts.k, opts.num_candidates)
