@@ -215,3 +215,6 @@ def test_validate_names_the_same_records_without_a_cluster(messy_root: Path, tmp
     assert report.steps_with_image == len(WITH_PHOTO) + 4 and report.undecodable_images == 0
     out = CliRunner().invoke(cli, ["validate", str(messy_root), "--decode"])
     assert out.exit_code == 1 and "photos that do not decode: 4" in out.output
+    both = CliRunner().invoke(cli, ["validate", str(messy_root), "--decode", "--no-images"])
+    assert both.exit_code == 2 and "give one or the other" in both.output
+    assert decoded.to_dict()["decoded"] is True and report.to_dict()["decoded"] is False

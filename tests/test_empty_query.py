@@ -60,3 +60,16 @@ def test_text_that_is_not_valid_unicode_is_refused_in_every_mode(
     assert toolkit.query(
         searcher, "玉ねぎ", options=SearchOptions(mode=mode, k=3)
     ).hits  # the same query, clean
+
+
+def test_filters_and_like_ids_that_are_not_valid_unicode_are_refused(
+    es, built_model: Path, search_alias: str
+) -> None:
+    import toolkit
+
+    searcher = Searcher(es, SearchModel.load(built_model), search_alias)
+    for field in ("recipe_ids", "ingredients", "tags"):
+        with pytest.raises(ToolkitError, match=rf"^filter {field}: '\\udcff' is not valid Unicode"):
+            Filters(**{field: ("\udcff",)})
+    with pytest.raises(ToolkitError, match=r"like these steps: \['r\\udcff:1'\] is not valid Unicode"):
+        toolkit.query(searcher, like=["r\udcff:1"])

@@ -136,9 +136,10 @@ def test_missing_root_or_file_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="recipes.jsonl in dataset root .* is a directory, not a file"):
         validate_dataset(tmp_path)
     (tmp_path / RECIPES_FILE).rmdir()
-    (tmp_path / RECIPES_FILE).write_text('{"recipe_id": "a", "title": "t"}\n', encoding="utf-16")
-    with pytest.raises(DatasetError, match="is UTF-16 encoded .* save it as UTF-8"):
-        validate_dataset(tmp_path)
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"):  # with and without a BOM
+        (tmp_path / RECIPES_FILE).write_text('{"recipe_id": "a", "title": "t"}\n', encoding=encoding)
+        with pytest.raises(DatasetError, match="is UTF-16 or UTF-32 encoded, not UTF-8: save it as UTF-8"):
+            validate_dataset(tmp_path)
 
 
 def test_write_recipes_jsonl_round_trips(corpus, tmp_path):

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,13 @@ class RejectsWriter:
         self._fh.write(json.dumps(asdict(reject), ensure_ascii=False) + "\n")
         self._fh.flush()
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         """``{"count": N, "by_stage": {stage: n}, "file": path}`` of what was written so far."""
-        return {"count": self.count, "by_stage": dict(sorted(self.by_stage.items())), "file": str(self.path)}
+        return {
+            "count": self.count,
+            "by_stage": dict(sorted(self.by_stage.items())),
+            "file": str(self.path) if self.path else None,
+        }
 
     def extend(self, rejects: Iterable[Reject]) -> None:
         for r in rejects:

@@ -186,11 +186,13 @@ def validate(root: Path, rejects_file: Path | None, no_images: bool, decode: boo
     from toolkit.data.jsonl import validate_dataset
     from toolkit.rejects import RejectsWriter
 
+    if decode and no_images:
+        raise click.UsageError("--decode decodes the photos, --no-images skips them: give one or the other")
     if rejects_file is not None:
         rejects_file.unlink(missing_ok=True)
     with RejectsWriter(rejects_file) as writer:
         report = validate_dataset(root, check_images=not no_images, rejects=writer, decode_images=decode)
-    emit(report.to_dict(), as_json, lambda: _validation_text(report, rejects_file, decode and not no_images))
+    emit(report.to_dict(), as_json, lambda: _validation_text(report, rejects_file, report.decoded))
     if not report.ok:
         sys.exit(1)
 

@@ -194,9 +194,7 @@ def _update(
         lambda: (
             f"{result['index']}: read {result['read']} = indexed {result['indexed']} + unchanged "
             f"{result['unchanged']} + rejected {result['rejected']} + deleted {result['deleted']}; "
-            f"{result['count']} documents"
-            + (f"; rejects in {rejects_path}" if result["rejected"] else "")
-            + _notes_line(result, rejects_path)
+            f"{result['count']} documents" + (f"; rejects in {rejects_path}" if result["rejected"] else "")
         ),
     )
     if result["rejected"]:

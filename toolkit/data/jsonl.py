@@ -50,6 +50,10 @@ def _emit(reject: Reject, sink: RejectsWriter | None) -> None:
         log.warning("rejected %s", reject)
 
 
+#: How a UTF-16 or UTF-32 file starts: a byte order mark, or a record's ``{`` as two or four bytes.
+_WIDE_STARTS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"{\x00", b"\x00{", b"\x00\x00\x00{")
+
+
 def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, list[Reject]]]:
     """Yield (recipe or None, rejects) per non-blank line, streaming the file."""
     first_line: dict[str, int] = {}
@@ -60,10 +64,9 @@ def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, lis
             name = f"{RECIPES_FILE}:line {lineno}"
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw, start = raw[3:], start + 3
-            if lineno == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-                raise DatasetError(
-                    f"{path} is UTF-16 encoded (it starts with a UTF-16 byte order mark); save it as UTF-8"
-                )
+            if lineno == 1 and raw[:4].startswith(_WIDE_STARTS):
+                # a UTF-16/32 byte order mark, or a record's "{" as two or four bytes
+                raise DatasetError(f"{path} is UTF-16 or UTF-32 encoded, not UTF-8: save it as UTF-8")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -188,6 +191,8 @@ class ValidationReport:
     missing_images: int = 0
     unsafe_paths: int = 0
     undecodable_images: int = 0
+    #: whether photos were decoded (``decode_images``), not only checked for presence and safe paths
+    decoded: bool = False
     rejects: list[Reject] = field(default_factory=list)
 
     @property
@@ -214,8 +219,10 @@ def validate_dataset(
     ``check_images``, and decodable too with ``decode_images``, the check build and index make;
     merely declared otherwise).
     """
+    if decode_images and not check_images:
+        raise ValueError("decode_images needs check_images")
     path = recipes_path(root)
-    report = ValidationReport()
+    report = ValidationReport(decoded=decode_images)
     tally = _ImageCheck()
 
     def keep(found: list[Reject]) -> None:

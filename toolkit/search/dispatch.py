@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolkit.data.schema import unencodable
 from toolkit.errors import ToolkitError
 from toolkit.model import check_query_text
 from toolkit.search.engine import Searcher, SearchResult
@@ -72,6 +73,9 @@ def search(
     for part in (text, *plus, *minus):
         if part is not None:
             check_query_text(part)  # clear errors before any tokenising: blank, or not valid Unicode
+    bad_ids = [step_id for step_id in like if unencodable(step_id)]
+    if bad_ids:
+        raise ToolkitError(f"cannot search like these steps: {bad_ids!r} {unencodable(bad_ids[0])}")
     if photo is not None and (text is not None or like):
         raise ToolkitError("give a text or a photo, not both (or --plus/--minus to compose with the photo)")
     params = knn_params(opts.k, opts.num_candidates)

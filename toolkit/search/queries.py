@@ -37,6 +37,15 @@ class Filters:
     #: steps never returned (the examples of a more-like-these query)
     exclude_step_ids: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        from toolkit.data.schema import unencodable
+
+        for name in ("recipe_ids", "ingredients", "tags", "exclude_step_ids"):
+            for value in getattr(self, name):
+                why = unencodable(value) if isinstance(value, str) else ""
+                if why:
+                    raise ConfigError(f"filter {name}: {value!r} {why}")
+
     def clauses(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if self.exclude_step_ids:
