@@ -110,17 +110,25 @@ def test_interrupted_run_resumes_to_the_same_bits(
     progress = json.loads((out / PARTIAL_DIR / "progress.json").read_text())
     assert progress["done"] == 8 and not (out / "vectors.npy").exists()
 
-    with RejectsWriter(rejects_path) as rw:
+    with RejectsWriter(tmp_path / "part.jsonl") as rw:
         part = extract_features(items, enc, out, 4, 0, rejects=rw, progress=False, max_batches=1)
-        assert not part.complete and part.resumed_from == 8
+    assert not part.complete and part.resumed_from == 8
+    with RejectsWriter(tmp_path / "done.jsonl") as rw:
         done = extract_features(items, enc, out, 4, 0, rejects=rw, progress=False)
     assert done.complete and done.resumed_from == 12 and done.encoded == 18 and done.rejected == 4
+    with RejectsWriter(tmp_path / "again.jsonl") as rw:
+        again = extract_features(items, enc, out, 4, 0, rejects=rw, progress=False)
+    assert again.already_done and again.rejected == 4
 
     a, b = load_vector_set(tmp_path / "full"), load_vector_set(out)
     assert a.ids == b.ids
     assert np.asarray(a.vectors).tobytes() == np.asarray(b.vectors).tobytes()
     assert a.meta == b.meta
-    assert sorted(r.record for r in read_rejects(rejects_path)) == sorted(bad_ids)  # each exactly once
+    # every run reports every reject of the rows it covers, each once: its own and those of the runs it resumed
+    rows = {sid: i for i, (sid, _) in enumerate(items)}
+    for name, upto in [("resumed_rejects", 8), ("part", 12), ("done", 22), ("again", 22)]:
+        got = [r.record for r in read_rejects(tmp_path / f"{name}.jsonl")]
+        assert got == sorted((sid for sid in bad_ids if rows[sid] < upto), key=rows.get), name
 
 
 def test_other_encoder_or_items_are_refused_unless_overwrite(

@@ -119,3 +119,10 @@ def test_build_says_what_it_rejected(sample_root: Path, tmp_path: Path) -> None:
     ]
     assert sorted(r["stage"] for r in rows) == ["image", "read", "validate"]
     assert any(r["record"] == "sur:1" and "unpaired surrogate" in r["reason"] for r in rows)
+
+    # a rerun into the same directory (photo features found done) lists the same rejects, once each
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "3 rejected (image 1, read 1, validate 1)" in again.stdout, again.output
+    assert (tmp_path / "m" / "rejects.jsonl").read_text(encoding="utf-8").splitlines() == [
+        json.dumps(r, ensure_ascii=False) for r in rows
+    ]

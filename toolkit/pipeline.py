@@ -166,6 +166,8 @@ def build(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
+    # this run's rejects, all of them: a photo stage that resumes or finds its features done reports its own again
+    (out / REJECTS_FILE).unlink(missing_ok=True)
     with RejectsWriter(out / REJECTS_FILE) as rejects:
         steps = read_steps(root, rejects, read_opts)
         if not steps:
@@ -192,7 +194,6 @@ def build(
         )
         encoder = images.encoder
         timings["image_features"] = time.perf_counter() - t
-    # what this run wrote (appended: a rerun that resumes finished photo features does not repeat their rejects)
     rejected = {**rejects.summary(), "file": REJECTS_FILE}  # relative to the model directory
     if rejects.count:
         stages = ", ".join(f"{k} {v}" for k, v in rejects.by_stage.items())

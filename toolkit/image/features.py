@@ -51,6 +51,9 @@ _FEATURES = "features.npy"
 _STATUS = "status.npy"
 _PROGRESS = "progress.json"
 _COMPACT = "compact.npy"
+#: the rejected photos' reasons (JSON lines with their row), in the partial state and next to a finished set,
+#: so a run that resumes or finds the set finished reports them again
+PHOTO_REJECTS = "photo_rejects.jsonl"
 _PENDING, _OK, _REJECTED = 0, 1, 2
 #: Batches between giving the feature memmap's resident pages back (toolkit.memory.release_pages).
 RELEASE_EVERY = 64
@@ -272,8 +275,29 @@ def _check_state(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, o
 
 
 def _clear_final(out_dir: Path) -> None:
-    for name in (VECTORS, IDS, META):
+    for name in (VECTORS, IDS, META, PHOTO_REJECTS):
         (out_dir / name).unlink(missing_ok=True)
+
+
+def _replay_rejects(path: Path, below: int, rejects: RejectsWriter | None) -> None:
+    """Report again the rejects of rows ``< below`` kept in ``path`` (the last line per row counts: a batch
+    redone after a crash logs its rejects twice)."""
+    rows: dict[int, Reject] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                item = json.loads(line)
+                if item["row"] < below:
+                    rows[item["row"]] = Reject(item["record"], "image", item["reason"])
+    for row in sorted(rows):
+        _report(rows[row], rejects)
+
+
+def _report(reject: Reject, rejects: RejectsWriter | None) -> None:
+    if rejects is not None:
+        rejects.write(reject)
+    else:
+        log.warning("rejected %s", reject)
 
 
 def _open_state(
@@ -391,12 +415,14 @@ def extract_features(
     elif (out_dir / META).is_file():
         final = _read_json(out_dir / META) or {}
         _check_state("a vector set", final, enc_fp, items_fp, out_dir)
+        _replay_rejects(out_dir / PHOTO_REJECTS, total, rejects)
         return result(int(final.get("count", 0)), int(final.get("rejected", 0)), True, total, True)
     elif work.exists():
         shutil.rmtree(work)  # a crash before the first commit file: nothing to keep
 
     feats, status, done = _open_state(work, total, dim, header, state)
     resumed_from = done
+    _replay_rejects(work / PHOTO_REJECTS, done, rejects)
     if done:
         log.info("resuming image features in %s at %d/%d", out_dir, done, total)
     paths = items.paths
@@ -423,7 +449,7 @@ def extract_features(
     batches = 0
     try:
         for batch in loader if len(dataset) else ():
-            _encode_into(batch, encoder, feats, status, items, rejects)
+            _encode_into(batch, encoder, feats, status, items, rejects, work / PHOTO_REJECTS)
             feats.flush()
             if batches % RELEASE_EVERY == 0:
                 release_pages(feats)
@@ -446,6 +472,8 @@ def extract_features(
     meta.update({"items": total, "rejected": n_rej})
     n_ok = _finalize(out_dir, work, items, feats, status, meta)
     del feats, status
+    if (work / PHOTO_REJECTS).is_file():
+        os.replace(work / PHOTO_REJECTS, out_dir / PHOTO_REJECTS)
     shutil.rmtree(work, ignore_errors=True)
     return result(n_ok, n_rej, True, resumed_from)
 
@@ -457,6 +485,7 @@ def _encode_into(
     status: np.ndarray,
     items: Sequence[tuple[str, Path]],
     rejects: RejectsWriter | None,
+    reasons_log: Path,
 ) -> None:
     failed = list(batch.failed)
     if batch.tensor is not None:
@@ -472,10 +501,11 @@ def _encode_into(
         feats[rows[finite]] = vecs[finite]
         status[rows[finite]] = _OK
         failed += [(int(i), "encoder produced non-finite values (NaN/inf)") for i in rows[~finite]]
-    for i, reason in sorted(failed):
-        status[i] = _REJECTED
-        reject = Reject(record=items[i][0], stage="image", reason=f"{reason}: {items[i][1]}")
-        if rejects is not None:
-            rejects.write(reject)
-        else:
-            log.warning("rejected %s", reject)
+    if not failed:
+        return
+    with reasons_log.open("a", encoding="utf-8") as fh:  # before the batch is committed: never lost
+        for i, reason in sorted(failed):
+            status[i] = _REJECTED
+            reject = Reject(record=items[i][0], stage="image", reason=f"{reason}: {items[i][1]}")
+            fh.write(json.dumps({"row": int(i), "record": reject.record, "reason": reject.reason}) + "\n")
+            _report(reject, rejects)
