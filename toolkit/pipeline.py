@@ -19,7 +19,7 @@ from toolkit import __version__
 from toolkit.atomic import write_json_atomic
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.model import MANIFEST, model_fingerprint
-from toolkit.rejects import RejectsWriter
+from toolkit.rejects import RejectsWriter, stage_counts
 from toolkit.stages.evaluate import EvaluateOptions
 from toolkit.stages.images import ImageOptions
 from toolkit.stages.read import (
@@ -196,7 +196,7 @@ def build(
         timings["image_features"] = time.perf_counter() - t
     rejected = {**rejects.summary(), "file": REJECTS_FILE}  # relative to the model directory
     if rejects.count:
-        stages = ", ".join(f"{k} {v}" for k, v in rejects.by_stage.items())
+        stages = stage_counts(rejects.by_stage)
         log.warning("%d rejected (%s), each with its reason in %s", rejects.count, stages, rejects.path)
 
     t = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -43,12 +43,8 @@ class RejectsWriter:
         self._fh.flush()
 
     def summary(self) -> dict[str, Any]:
-        """``{"count": N, "by_stage": {stage: n}, "file": path}`` of what was written so far."""
-        return {
-            "count": self.count,
-            "by_stage": dict(sorted(self.by_stage.items())),
-            "file": str(self.path) if self.path else None,
-        }
+        """``{"count": N, "by_stage": {stage: n}}`` of what was written so far (stages sorted)."""
+        return {"count": self.count, "by_stage": dict(sorted(self.by_stage.items()))}
 
     def extend(self, rejects: Iterable[Reject]) -> None:
         for r in rejects:
@@ -64,6 +60,11 @@ class RejectsWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def stage_counts(by_stage: Mapping[str, int]) -> str:
+    """``"image 1, read 2"``: reject counts by stage, stages sorted (messages for people)."""
+    return ", ".join(f"{stage} {n}" for stage, n in sorted(by_stage.items()))
 
 
 def read_rejects(path: str | Path) -> Iterator[Reject]:

@@ -23,7 +23,9 @@ def _table(result: dict, model_dir: Path) -> str:
     rejected = result.get("rejects") or {}
     line = ""
     if rejected.get("count"):
-        stages = ", ".join(f"{k} {v}" for k, v in rejected["by_stage"].items())
+        from toolkit.rejects import stage_counts
+
+        stages = stage_counts(rejected["by_stage"])
         line = f"{rejected['count']} rejected ({stages}): see {model_dir / rejected['file']}\n"
     return (
         f"model {result['fingerprint']} -> dims {result['dims']}, encoder {result['encoder']['name']}\n"

@@ -154,8 +154,9 @@ def _validation_text(report: ValidationReport, rejects_file: Path | None, decode
         )
         lines.append(f"no rejects: the dataset is valid ({checked})")
         return "\n".join(lines)
-    by_stage = Counter(r.stage for r in report.rejects)
-    stages = ", ".join(f"{stage} {n}" for stage, n in sorted(by_stage.items()))
+    from toolkit.rejects import stage_counts
+
+    stages = stage_counts(Counter(r.stage for r in report.rejects))
     lines.append(f"{len(report.rejects)} rejected ({stages}):")
     lines += [f"  {r}" for r in report.rejects[:SHOWN_REJECTS]]
     more = len(report.rejects) - SHOWN_REJECTS

@@ -106,10 +106,14 @@ def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, lis
 class _ImageCheck:
     missing: int = 0
     unsafe: int = 0
+    undecodable: int = 0
 
 
-def _check_images(root: Path, recipe: Recipe, tally: _ImageCheck) -> tuple[Recipe, list[Reject]]:
-    """Make steps whose photo is unsafe or missing text-only, with a reject (stage ``image``) each."""
+def _check_images(
+    root: Path, recipe: Recipe, tally: _ImageCheck, decode: bool = False
+) -> tuple[Recipe, list[Reject]]:
+    """Make steps whose photo is unsafe or missing (or, with ``decode``, does not decode as the image
+    stage will decode it) text-only, with a reject (stage ``image``) each."""
     rejects: list[Reject] = []
     steps = []
     changed = False
@@ -126,6 +130,9 @@ def _check_images(root: Path, recipe: Recipe, tally: _ImageCheck) -> tuple[Recip
                     tally.missing += 1
                     what = "is a directory, not a file" if real.is_dir() else "not found"
                     why = f"image file {what}: {step.image!r}"
+                elif decode:
+                    why = _decode_error(real)
+                    tally.undecodable += bool(why)
             if why:
                 rejects.append(Reject(recipe.step_id(step), "image", f"{why}; step kept as text-only"))
                 step = replace(step, image=None)
@@ -134,23 +141,15 @@ def _check_images(root: Path, recipe: Recipe, tally: _ImageCheck) -> tuple[Recip
     return (replace(recipe, steps=tuple(steps)) if changed else recipe), rejects
 
 
-def _decode_images(root: Path, recipe: Recipe) -> tuple[Recipe, list[Reject]]:
-    """Decode each (safe, present) photo as the image stage will; a failure makes its step text-only."""
+def _decode_error(path: Path) -> str:
+    """``""`` when ``path`` decodes as the image stage will decode it, else the reason it is not used."""
     from toolkit.image.loading import ImageRejected, load_image
 
-    rejects: list[Reject] = []
-    steps = []
-    for step in recipe.steps:
-        if step.image is not None:
-            try:
-                load_image(resolve_under_root(root, step.image), draft_size=64)
-            except ImageRejected as e:
-                rejects.append(
-                    Reject(recipe.step_id(step), "image", f"photo not used: {e}; step kept as text-only")
-                )
-                step = replace(step, image=None)
-        steps.append(step)
-    return (replace(recipe, steps=tuple(steps)) if rejects else recipe), rejects
+    try:
+        load_image(path, draft_size=64)
+    except ImageRejected as e:
+        return f"photo not used: {e}"
+    return ""
 
 
 def iter_recipes(
@@ -235,17 +234,14 @@ def validate_dataset(
         if recipe is None:
             continue
         if check_images:
-            recipe, found = _check_images(Path(root), recipe, tally)
+            recipe, found = _check_images(Path(root), recipe, tally, decode_images)
             keep(found)
-            if decode_images:
-                recipe, found = _decode_images(Path(root), recipe)
-                report.undecodable_images += len(found)
-                keep(found)
         report.recipes += 1
         report.steps += len(recipe.steps)
         report.steps_with_image += sum(1 for s in recipe.steps if s.image is not None)
     report.missing_images = tally.missing
     report.unsafe_paths = tally.unsafe
+    report.undecodable_images = tally.undecodable
     return report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+from toolkit.data.schema import unencodable
 from toolkit.errors import ToolkitError
 
 
@@ -22,10 +23,9 @@ def resolve_under_root(root: str | Path, rel: str) -> Path:
         raise UnsafePathError("empty image path")
     if "\x00" in rel:
         raise UnsafePathError(f"image path contains a NUL byte: {rel!r}")
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UnsafePathError(f"image path is not valid Unicode (an unpaired surrogate): {rel!r}") from None
+    why = unencodable(rel)
+    if why:
+        raise UnsafePathError(f"image path {why}: {rel!r}")
     norm = rel.replace("\\", "/")
     pure = PurePosixPath(norm)
     if pure.is_absolute() or (len(norm) > 1 and norm[1] == ":"):
