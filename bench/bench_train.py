@@ -1,9 +1,16 @@
 """Benchmark: seconds per training epoch of the two-tower mapping, and how it scales with data size.
 
-Default config (dim 256, hidden 512, batch 128, InfoNCE) on synthetic 300-d text / 2048-d image pairs.
+Default config (dim 256, hidden 512, batch 128, InfoNCE; one text tower of the default bag kind over a
+1k-word table, so figures are per ensemble member) on random token bags and 2048-d image features.
 Full run: 10k and 100k pairs (train_epoch_s is the 100k figure); ``--quick``: 1k and 10k. The ratio
 it is judged by is ``scaling_ratio`` = epoch time at 10x the pairs / epoch time at 1x (ideal: 10,
 linear; well above 10 means per-epoch work grows faster than the data).
+
+The bag tower fine-tunes its word vectors, so its cost may also grow with the vocabulary: an epoch on
+10k pairs (Zipf-distributed words) with a 1k and a 100k-word vocabulary (``--quick``: 2k pairs, 1k and
+20k words), judged by ``vocab_ratio`` (ideal 1: an epoch does not grow with words its batches do not
+hold), and, in the same run at the large vocabulary, the word table updated by dense AdamW
+(``sparse_words`` off, as before 2026-12-06): ``sparse_speedup``.
 
     python bench/bench_train.py [--quick] [--loss infonce|triplet] [--device cpu] [--threads N]
 
@@ -22,25 +29,57 @@ import numpy as np
 import torch
 
 from toolkit.mapping.train import MappingConfig, train_mapping
+from toolkit.text.tokens import TokenBags
 
 TEXT_DIM, IMAGE_DIM = 300, 2048
+SMALL_VOCAB = 1_000
 
 
-def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random pairs with CNN-like non-negative image features (timing only; nothing to learn)."""
+def token_bags(n: int, vocab: int, rng: np.random.Generator) -> TokenBags:
+    """``n`` bags of 3-9 word ids, Zipf-distributed over ``vocab`` words as in real text."""
+    lengths = rng.integers(3, 10, n)
+    ids = (rng.zipf(1.3, int(lengths.sum())) - 1) % vocab
+    return TokenBags(ids.astype(np.int64), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+
+def epoch_seconds(
+    n: int, loss: str, device: str, vocab: int = SMALL_VOCAB, sparse: bool = True, seed: int = 0
+) -> float:
+    """Wall time of one epoch of one text tower of the default kind (a bag of fine-tuned word vectors over a
+    ``vocab``-word table) on ``n`` random pairs with CNN-like non-negative image features (timing only;
+    nothing to learn); set-up and input statistics excluded."""
     rng = np.random.default_rng(seed)
-    text = rng.standard_normal((n, TEXT_DIM), dtype=np.float32)
+    words = rng.standard_normal((vocab, TEXT_DIM), dtype=np.float32)
     image = np.maximum(rng.standard_normal((n, IMAGE_DIM), dtype=np.float32), 0) * 3
-    return text, image
-
-
-def epoch_seconds(n: int, loss: str, device: str) -> float:
-    """Wall time of one training epoch (set-up and input statistics excluded)."""
-    text, image = synthetic(n)
-    config = MappingConfig(epochs=1, loss=loss, device=device)
+    config = MappingConfig(epochs=1, loss=loss, text_members=1, sparse_words=sparse, device=device)
     groups = np.arange(n) // 4  # 4 steps per recipe, as in real data
-    result = train_mapping(text, image, None, None, config, groups, progress=False)
+    bags = token_bags(n, vocab, rng)
+    result = train_mapping(bags, image, None, None, config, groups, progress=False, word_vectors=words)
     return result.history[0].seconds
+
+
+def vocabulary_run(quick: bool, loss: str, device: str) -> dict:
+    """Epoch seconds at a small and a large vocabulary (lazy word updates, the default), and at the large
+    one with dense AdamW on the word table (the baseline), all in one run."""
+    n, large = (2_000, 20_000) if quick else (10_000, 100_000)
+    t_small = epoch_seconds(n, loss, device)
+    t_large = epoch_seconds(n, loss, device, vocab=large)
+    t_dense = epoch_seconds(n, loss, device, vocab=large, sparse=False)
+    print(
+        f"bag tower epoch, {n} pairs: {SMALL_VOCAB} words {t_small:.2f}s, {large} words {t_large:.2f}s "
+        f"(vocab ratio {t_large / t_small:.2f}, ideal 1); dense AdamW on {large} words {t_dense:.2f}s "
+        f"(sparse speedup {t_dense / t_large:.1f}x)"
+    )
+    return {
+        "vocab_pairs": n,
+        "vocab_small": SMALL_VOCAB,
+        "vocab_large": large,
+        "vocab_small_epoch_s": round(t_small, 3),
+        "vocab_large_epoch_s": round(t_large, 3),
+        "vocab_ratio": round(t_large / t_small, 2),
+        "vocab_large_dense_epoch_s": round(t_dense, 3),
+        "sparse_speedup": round(t_dense / t_large, 2),
+    }
 
 
 def run(quick: bool = False, loss: str = "infonce", device: str = "cpu", threads: int | None = None) -> dict:
@@ -61,8 +100,9 @@ def run(quick: bool = False, loss: str = "infonce", device: str = "cpu", threads
         "loss": loss,
         "device": device,
         "torch_threads": torch.get_num_threads(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
+    result.update(vocabulary_run(quick, loss, device))
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(
         f"train epoch ({loss}, {device}, {torch.get_num_threads()} threads): {large} pairs {t_large:.2f}s "
         f"({large / t_large:,.0f} pairs/s); {small} pairs {t_small:.2f}s; "

@@ -176,7 +176,14 @@ KEYS: list[tuple[str, str, str, str | None]] = [
     ("search_overhead_p50_ms", "search", "API search time minus ES took, warm", "<= 10"),
     ("bulk_peak_rss_mb_100k", "bulk", "peak RSS of a 100k-document bulk load", "<= 600"),
     ("bulk_peak_rss_mb_1m", "bulk", "peak RSS of a 1M-document bulk load", "<= 600"),
-    ("train_epoch_s", "train", "mapping training seconds per epoch, 100k pairs", None),
+    ("train_epoch_s", "train", "mapping training seconds per epoch and text tower, 100k pairs", None),
+    ("vocab_ratio", "train", "that epoch (10k pairs) at a 100k-word / a 1k-word vocabulary", "<= 1.5"),
+    (
+        "sparse_speedup",
+        "train",
+        "at 100k words: dense AdamW on the word table / lazy updates (default)",
+        None,
+    ),
     (
         "quality_points_over_linear_min",
         "quality",

@@ -306,3 +306,48 @@ def test_weight_average_is_the_mean_of_the_best_epoch_and_those_after_it() -> No
     assert not np.allclose(runs[True].model.embed_text(val), best.model.embed_text(val), atol=1e-4)
     assert "weight_average" not in replace(config, weight_average=False).fingerprint_dict()
     assert MappingConfig.from_dict({"dim": 16}).weight_average is False  # mappings saved before: best epoch
+
+
+def test_lazy_word_updates_move_only_the_batch_words() -> None:
+    """``sparse_words`` (the default): the word table gets a sparse gradient and lazy Adam, so a step moves
+    only the rows of the words in its batch (its cost does not grow with the vocabulary). Dense AdamW keeps
+    moving a word after its batch, on momentum alone."""
+    from dataclasses import replace
+
+    from toolkit.mapping.losses import SymmetricInfoNCE
+    from toolkit.mapping.train import _optimizers, build_model
+
+    config = MappingConfig(dim=8, hidden=16, text_members=1)
+    assert (
+        config.sparse_words and "sparse_words" not in replace(config, sparse_words=False).fingerprint_dict()
+    )
+    word2vec = np.random.default_rng(3).normal(size=(10, 6)).astype(np.float32)
+    image = torch.from_numpy(np.random.default_rng(4).normal(size=(2, 12)).astype(np.float32))
+    batches = [  # two pairs a batch: words 1 and 2, then 3 and 4
+        (torch.tensor([1, 2]), torch.tensor([0, 1, 2])),
+        (torch.tensor([3, 4]), torch.tensor([0, 1, 2])),
+    ]
+    after: dict[bool, list[torch.Tensor]] = {}
+    for sparse in (True, False):
+        torch.manual_seed(0)
+        model = build_model(6, 12, replace(config, sparse_words=sparse), vocab=10)
+        model.set_word_vectors(word2vec)
+        loss_fn = SymmetricInfoNCE()
+        optimizers = _optimizers(model, loss_fn, replace(config, sparse_words=sparse))
+        assert len(optimizers) == (2 if sparse else 1)
+        words = model.text_towers()[0].words.weight
+        after[sparse] = []
+        for ids, offsets in batches:
+            for o in optimizers:
+                o.zero_grad(set_to_none=True)
+            loss_fn(*model((ids, offsets), image), None).backward()
+            assert words.grad.is_sparse == sparse
+            for o in optimizers:
+                o.step()
+            after[sparse].append(words.detach().clone())
+    first, second = after[True]
+    assert not torch.equal(first[1:3], torch.from_numpy(word2vec[1:3]))  # the batch's words moved
+    assert torch.equal(first[3:], torch.from_numpy(word2vec[3:]))  # no other word did
+    assert torch.equal(second[1:3], first[1:3]) and not torch.equal(second[3:5], first[3:5])
+    dense_first, dense_second = after[False]
+    assert not torch.equal(dense_second[1:3], dense_first[1:3])  # dense AdamW: momentum moves them on

@@ -182,6 +182,7 @@ class BagTower(nn.Module):
         self.in_dim = in_dim
         self.words = nn.Embedding(vocab, in_dim)
         self.tower = Tower(in_dim, dim, hidden, dropout, norm, activation, "mlp")
+        self.sparse_grad = False  # training: the word table's gradient holds only the batch's rows
 
     @property
     def standardize(self) -> Standardize:
@@ -198,7 +199,9 @@ class BagTower(nn.Module):
 
     def mean(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """Mean word vector per bag (``offsets``: ``N + 1`` CSR offsets; every bag non-empty)."""
-        return F.embedding_bag(ids, self.words.weight, offsets, mode="mean", include_last_offset=True)
+        return F.embedding_bag(
+            ids, self.words.weight, offsets, mode="mean", include_last_offset=True, sparse=self.sparse_grad
+        )
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         return self.tower(self.mean(ids, offsets))
