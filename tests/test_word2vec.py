@@ -150,6 +150,16 @@ def test_bad_training_input_is_refused(tokenizer: Tokenizer) -> None:
         train_word2vec([["人参", "切る"]] * 3, Word2VecConfig(vector_size=8, min_count=50))
 
 
+def test_a_word_of_one_training_step_is_kept_by_default() -> None:
+    """The default keeps words seen once (min_count 1): on small collections such a word is often the one
+    a query needs, and the bag tower learns it from its one pair; an explicit min_count still drops it."""
+    sentences = [["人参", "切る", "鍋"], ["人参", "炒める", "鍋"], ["玉葱", "炒める", "鍋"], ["蕪", "煮る"]]
+    kept = train_word2vec(sentences, Word2VecConfig(vector_size=8, epochs=2))
+    assert {"玉葱", "蕪", "煮る"} <= set(kept.index)
+    dropped = train_word2vec(sentences, Word2VecConfig(vector_size=8, epochs=2, min_count=2))
+    assert set(dropped.index) == {"人参", "炒める", "鍋"}
+
+
 def _letters(n: int) -> str:
     """A unique lowercase word per number (tokenised as one unknown noun)."""
     out = ""
