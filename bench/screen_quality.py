@@ -74,19 +74,21 @@ def _cache_draw(dataset: QualitySet, work: Path, options: dict[str, Any]) -> Dra
     from toolkit.rejects import RejectsWriter
 
     train_root, gallery_root = prepare(dataset, work)
-    build_opts = {**BENCH_BUILD, **options}
-    # what the build was made with, the encoder's own fingerprint included (its code may have changed)
+    from dataclasses import asdict
+
     from toolkit.image.encoders import create_encoder
 
-    enc = create_encoder(
-        build_opts["encoder"],
-        weights=build_opts["weights"],
-        image_size=build_opts["image_size"],
-        backend="torch",
-    )
-    tag = json.dumps({**build_opts, "encoder_fingerprint": enc.fingerprint}, sort_keys=True)
-    model_dir = work / dataset.key() / f"model-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
     opts = BuildOptions(**{**BENCH_BUILD, "progress": False, **options})
+    # what the build is made with: every build option and mapping setting, defaults included (a changed
+    # default is a new cache entry), and the encoder's own fingerprint (its code may have changed)
+    enc = create_encoder(opts.encoder, weights=opts.weights, image_size=opts.image_size, backend="torch")
+    made_with = {
+        **asdict(opts),
+        "mapping": asdict(opts.mapping_config()),
+        "encoder_fingerprint": enc.fingerprint,
+    }
+    tag = json.dumps(made_with, sort_keys=True, default=str)
+    model_dir = work / dataset.key() / f"model-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
     if not (model_dir / "manifest.json").is_file():
         build(train_root, model_dir, opts)
     model = SearchModel.load(model_dir)
