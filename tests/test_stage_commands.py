@@ -78,6 +78,7 @@ def test_build_equals_the_stage_commands_in_sequence(sample_root: Path, tmp_path
     [
         (["--dim", "0"], "dim and hidden must be positive"),
         (["--min-count", "0"], "min_count must be a positive integer"),
+        (["--max-vocab", "0"], "max_vocab must be a positive integer"),
         (["--encoder", "nope"], "unknown image encoder 'nope'"),
         (["--batch-size", "0"], "batch_size must be an integer >= 1"),
         (["--stopwords", "missing.txt"], "stopword file missing.txt does not exist"),

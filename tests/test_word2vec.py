@@ -160,6 +160,20 @@ def test_a_word_of_one_training_step_is_kept_by_default() -> None:
     assert set(dropped.index) == {"人参", "炒める", "鍋"}
 
 
+def test_the_vocabulary_is_capped_at_its_most_frequent_words() -> None:
+    """``max_vocab`` bounds the word table on a large collection (its long tail of single words): the most
+    frequent words are kept, and the cap is reported as a bad value when it is not a positive integer."""
+    sentences = [["人参", "鍋", "切る"]] * 3 + [["人参", "鍋", "炒める"], ["人参", "煮る"], ["蕪"]]
+    assert list(train_word2vec(sentences, Word2VecConfig(vector_size=8, epochs=2, max_vocab=3)).index) == [
+        "人参",
+        "鍋",
+        "切る",
+    ]
+    assert len(train_word2vec(sentences, Word2VecConfig(vector_size=8, epochs=2)).index) == 6
+    with pytest.raises(ToolkitError, match="max_vocab must be a positive integer"):
+        Word2VecConfig(max_vocab=0)
+
+
 def _letters(n: int) -> str:
     """A unique lowercase word per number (tokenised as one unknown noun)."""
     out = ""

@@ -61,6 +61,7 @@ class BuildOptions:
     w2v_vector_size: int = Word2VecConfig.vector_size
     w2v_window: int = Word2VecConfig.window
     w2v_min_count: int = Word2VecConfig.min_count
+    w2v_max_vocab: int = Word2VecConfig.max_vocab
     w2v_epochs: int = Word2VecConfig.epochs
     w2v_seed: int = Word2VecConfig.seed
     split_seed: int = ReadOptions.split_seed
@@ -88,6 +89,7 @@ class BuildOptions:
             vector_size=self.w2v_vector_size,
             window=self.w2v_window,
             min_count=self.w2v_min_count,
+            max_vocab=self.w2v_max_vocab,
             epochs=self.w2v_epochs,
             seed=self.w2v_seed,
         )

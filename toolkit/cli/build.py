@@ -63,6 +63,13 @@ def _table(result: dict, model_dir: Path) -> str:
 @click.option(
     "--min-count", type=int, default=BuildOptions.w2v_min_count, show_default=True, help="Word2Vec min_count."
 )
+@click.option(
+    "--max-vocab",
+    type=int,
+    default=BuildOptions.w2v_max_vocab,
+    show_default=True,
+    help="Word2Vec keeps at most this many words (the most frequent).",
+)
 @click.option("--w2v-epochs", type=int, default=BuildOptions.w2v_epochs, show_default=True)
 @click.option("--vector-size", type=int, default=BuildOptions.w2v_vector_size, show_default=True)
 @default_from(f"{CONFIG}.loss", "--loss", type=click.Choice(["infonce", "triplet"]))
@@ -101,6 +108,7 @@ def build_cmd(
     form: str,
     stopwords_file: Path | None,
     min_count: int,
+    max_vocab: int,
     w2v_epochs: int,
     vector_size: int,
     loss: str,
@@ -136,6 +144,7 @@ def build_cmd(
         form=form,
         stopwords_file=stopwords_file,
         w2v_min_count=min_count,
+        w2v_max_vocab=max_vocab,
         w2v_epochs=w2v_epochs,
         w2v_vector_size=vector_size,
         split_seed=split_seed,

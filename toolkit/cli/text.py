@@ -84,6 +84,9 @@ def tokenize_cmd(
 @click.argument("dataset_root", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @default_from(f"{W2V}.min_count", "--min-count", type=int, help="Ignore rarer words.")
+@default_from(
+    f"{W2V}.max_vocab", "--max-vocab", type=int, help="Keep at most this many words (the most frequent)."
+)
 @default_from(f"{W2V}.epochs", "--epochs", type=int, help="Training passes.")
 @default_from(f"{W2V}.seed", "--seed", type=int, help="Random seed.")
 @split_seed_option
@@ -99,6 +102,7 @@ def train_w2v_cmd(
     dataset_root: Path,
     out_dir: Path,
     min_count: int,
+    max_vocab: int,
     epochs: int,
     seed: int,
     split_seed: int,
@@ -120,7 +124,13 @@ def train_w2v_cmd(
     from toolkit.text.word2vec import Word2VecConfig
 
     config = Word2VecConfig(
-        vector_size=vector_size, window=window, min_count=min_count, epochs=epochs, seed=seed, workers=workers
+        vector_size=vector_size,
+        window=window,
+        min_count=min_count,
+        max_vocab=max_vocab,
+        epochs=epochs,
+        seed=seed,
+        workers=workers,
     )
     tokenize = TokenizeOptions(form=form, stopwords_file=stopwords_file)
     read = ReadOptions(split_seed=split_seed)

@@ -40,12 +40,16 @@ class Word2VecConfig:
     # artwork: a tenth to a quarter of the queries hold such a word) that is worth +1.5 R@10; the bag
     # tower fine-tunes it from its one pair (docs/quality-log.md, 2026-12-06)
     min_count: int = 1
+    # at most this many words, the most frequent (gensim's max_final_vocab raises min_count as needed): a
+    # large collection's long tail of single words would otherwise grow every text tower's word table
+    # (300 float32 a word: 120 MB at the cap)
+    max_vocab: int = 100_000
     epochs: int = 20
     seed: int = 0
     workers: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("vector_size", "window", "min_count", "epochs", "workers"):
+        for name in ("vector_size", "window", "min_count", "max_vocab", "epochs", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"word2vec {name} must be a positive integer, got {value!r}")
@@ -233,6 +237,7 @@ def train_word2vec(
         vector_size=config.vector_size,
         window=config.window,
         min_count=config.min_count,
+        max_final_vocab=config.max_vocab,
         sg=0,
         seed=config.seed,
         workers=config.workers,
