@@ -68,7 +68,7 @@ def _table(result: dict, model_dir: Path) -> str:
     type=int,
     default=BuildOptions.w2v_max_vocab,
     show_default=True,
-    help="Word2Vec keeps at most this many words (the most frequent).",
+    help="Word2Vec's top words kept.",
 )
 @click.option("--w2v-epochs", type=int, default=BuildOptions.w2v_epochs, show_default=True)
 @click.option("--vector-size", type=int, default=BuildOptions.w2v_vector_size, show_default=True)
