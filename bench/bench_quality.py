@@ -627,16 +627,27 @@ def render_markdown(data: Mapping[str, Any]) -> str:
                 lines.append(f"| {name} | {config} | {label} | {cells} |")
     summary = data.get("summary", {})
     if summary:
+        # a query with no known word has no vector and is left out of the rows above; over every query
+        # (such a query a miss, as a user sees it) R@10 is model R@10 x queries / all queries
+        counts = {
+            (config, name): (res["queries"], res["queries"] + res["queries_no_known_word"])
+            for config, per_set in data.get("results", {}).items()
+            for name, res in per_set.items()
+        }
         lines += [
             "",
-            "| dataset | config | model R@10 | best linear R@10 | points over linear |",
-            "|---|---|---:|---:|---:|",
+            "| dataset | config | model R@10 | best linear R@10 | points over linear | queries with a known word "
+            "| model R@10 over all queries |",
+            "|---|---|---:|---:|---:|---:|---:|",
         ]
         for config, per_set in summary.items():
             for name, s in per_set.items():
+                known, every = counts.get((config, name), (None, None))
+                over_all = "–" if not every else f"{100 * s['model_R@10'] * known / every:.1f}"
+                queries = "–" if not every else f"{known:,} of {every:,}"
                 lines.append(
                     f"| {name} | {config} | {100 * s['model_R@10']:.1f} | {100 * s['linear_R@10']:.1f} "
-                    f"({s['best_linear']}) | {s['points_over_linear']:+.1f} |"
+                    f"({s['best_linear']}) | {s['points_over_linear']:+.1f} | {queries} | {over_all} |"
                 )
     return "\n".join(lines) + "\n"
 

@@ -35,3 +35,8 @@ def test_run_quality_on_tiny_shifted_sets(es: Elasticsearch, tmp_path: Path) -> 
     assert {"quality_points_over_linear_min", "quality_r10_shifted_mean"} <= set(data)
     md = render_markdown(data)
     assert "| tiny-concepts/never trained | short | **model** |" in md and "points over linear" in md
+    # the summary says how many queries had a known word, and R@10 over all of them (the others misses)
+    tiny = data["results"]["short"]["tiny"]
+    known, every = tiny["queries"], tiny["queries"] + tiny["queries_no_known_word"]
+    over_all = 100 * data["summary"]["short"]["tiny"]["model_R@10"] * known / every
+    assert f"| {known:,} of {every:,} | {over_all:.1f} |" in md
