@@ -6,9 +6,9 @@ Full run: 10k and 100k pairs (train_epoch_s is the 100k figure); ``--quick``: 1k
 it is judged by is ``scaling_ratio`` = epoch time at 10x the pairs / epoch time at 1x (ideal: 10,
 linear; well above 10 means per-epoch work grows faster than the data).
 
-The bag tower fine-tunes its word vectors, so its cost may also grow with the vocabulary: an epoch on
-10k pairs (Zipf-distributed words) with a 1k and a 100k-word vocabulary (``--quick``: 2k pairs, 1k and
-20k words), judged by ``vocab_ratio`` (ideal 1: an epoch does not grow with words its batches do not
+The bag tower fine-tunes its word vectors, so its cost may also grow with the vocabulary: the 10k-pair
+epoch (Zipf-distributed words) with a 1k and a 100k-word vocabulary (``--quick``: 1k pairs, 1k and 20k
+words), judged by ``vocab_ratio`` (ideal 1: an epoch does not grow with words its batches do not
 hold), and, in the same run at the large vocabulary, the word table updated by dense AdamW
 (``sparse_words`` off, as before 2026-12-06): ``sparse_speedup``.
 
@@ -58,11 +58,10 @@ def epoch_seconds(
     return result.history[0].seconds
 
 
-def vocabulary_run(quick: bool, loss: str, device: str) -> dict:
-    """Epoch seconds at a small and a large vocabulary (lazy word updates, the default), and at the large
-    one with dense AdamW on the word table (the baseline), all in one run."""
-    n, large = (2_000, 20_000) if quick else (10_000, 100_000)
-    t_small = epoch_seconds(n, loss, device)
+def vocabulary_run(n: int, t_small: float, large: int, loss: str, device: str) -> dict:
+    """Epoch seconds of ``n`` pairs at a ``large`` vocabulary (lazy word updates, the default) against
+    ``t_small`` at :data:`SMALL_VOCAB` words, and at ``large`` with dense AdamW on the word table (the
+    baseline), all in one run."""
     t_large = epoch_seconds(n, loss, device, vocab=large)
     t_dense = epoch_seconds(n, loss, device, vocab=large, sparse=False)
     print(
@@ -101,7 +100,7 @@ def run(quick: bool = False, loss: str = "infonce", device: str = "cpu", threads
         "device": device,
         "torch_threads": torch.get_num_threads(),
     }
-    result.update(vocabulary_run(quick, loss, device))
+    result.update(vocabulary_run(small, t_small, 20_000 if quick else 100_000, loss, device))
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(
         f"train epoch ({loss}, {device}, {torch.get_num_threads()} threads): {large} pairs {t_large:.2f}s "

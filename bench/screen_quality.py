@@ -29,7 +29,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +74,6 @@ def _cache_draw(dataset: QualitySet, work: Path, options: dict[str, Any]) -> Dra
     from toolkit.rejects import RejectsWriter
 
     train_root, gallery_root = prepare(dataset, work)
-    from dataclasses import asdict
-
     from toolkit.image.encoders import create_encoder
 
     opts = BuildOptions(**{**BENCH_BUILD, "progress": False, **options})

@@ -224,8 +224,8 @@ class TrainResult:
 
 def build_model(text_dim: int, image_dim: int, config: MappingConfig, vocab: int = 0) -> TwoTower:
     """The towers a config describes (random init from the current torch RNG state); ``vocab``: the
-    number of word vectors of a bag text tower."""
-    return TwoTower(
+    number of word vectors of a bag text tower (its gradient sparse with ``sparse_words``)."""
+    model = TwoTower(
         text_dim,
         image_dim,
         dim=config.dim,
@@ -237,6 +237,10 @@ def build_model(text_dim: int, image_dim: int, config: MappingConfig, vocab: int
         text_tower=config.text_tower,
         vocab=vocab if config.text_tower == "bag" else 0,
     )
+    for tower in model.text_towers():
+        if isinstance(tower, BagTower):
+            tower.sparse_grad = config.sparse_words
+    return model
 
 
 def init_from_cca(model: TwoTower, text: np.ndarray, image: np.ndarray, config: MappingConfig) -> None:
@@ -713,9 +717,6 @@ def _optimizers(model: TwoTower, loss_fn: nn.Module, config: MappingConfig) -> l
         )
     ]
     if config.sparse_words and words:
-        for tower in model.text_towers():
-            if isinstance(tower, BagTower):
-                tower.sparse_grad = True
         optimizers.append(torch.optim.SparseAdam(words, lr=config.lr))
     return optimizers
 
