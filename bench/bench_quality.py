@@ -119,9 +119,13 @@ class QualitySet:
         """A directory name that changes with anything that changes the generated data."""
         import hashlib
 
+        from toolkit.data.sample_grammar import GRAMMAR_VERSION
+
+        recipes = self.source == "sample" and "recipes" in (self.train.content, self.gallery.content)
         spec = json.dumps(
             [self.train.to_dict(), self.gallery.to_dict(), self.gallery_seed_offset, PHOTO_SIZE]
             + ([self.source] if self.source != "sample" else [])
+            + ([GRAMMAR_VERSION] if recipes and GRAMMAR_VERSION > 1 else [])
             + ([self.train_photo_ratio] if self.train_photo_ratio != PHOTO_RATIO else []),
             sort_keys=True,
         )

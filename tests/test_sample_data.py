@@ -116,6 +116,22 @@ def test_step_labels_recover_what_the_generator_meant():
     )
 
 
+def test_only_onions_are_fried_to_amber():
+    """「玉ねぎを飴色になるまで炒める」 (the README's first query) has photos to find, and no other food is
+    fried "to amber": onions fried golden or crisp are said (and drawn) amber instead."""
+    fried: Counter[tuple[str, str | None]] = Counter()
+    for index in range(600):
+        recipe, plans = make_recipe(seed=0, index=index, n_recipes=600)
+        for step, plan in zip(recipe.steps, plans, strict=True):
+            if plan.method == "炒める":
+                fried[(plan.main, step_labels(step.text)["doneness"])] += 1
+    amber = grammar.D["amber"]
+    assert {food for food, done in fried if done == amber} <= set(grammar.AMBER_FOODS)
+    assert fried[("玉ねぎ", amber)] >= 2
+    assert not fried[("玉ねぎ", grammar.D["golden"])] and not fried[("玉ねぎ", grammar.D["crisp"])]
+    assert sum(n for (food, done), n in fried.items() if done == grammar.D["golden"]) > 0  # others still are
+
+
 def test_step_labels_of_free_text():
     labels = step_labels("玉ねぎを薄切りにして、中火で5分ほど炒めます。")
     assert labels == {

@@ -429,6 +429,27 @@ def _verb(rng: np.random.Generator, stem: str, te: str) -> str:
     return f"{te}ください。"
 
 
+#: Bumped whenever the same seed and options write other recipe texts or photos (a cache of generated
+#: collections keys on it). 2: only onions are fried to amber (2026-12-06).
+GRAMMAR_VERSION = 2
+
+#: what is fried "to amber" (飴色): onions, browned slowly; the other foods are fried golden instead
+AMBER_FOODS = ("玉ねぎ", "ねぎ")
+
+
+def _doneness(picked: str, method: str, food: str) -> str:
+    """The doneness a step says: ``picked`` from the method's phrases, except that frying takes onions to
+    amber rather than golden or crisp, and nothing else to amber (no extra random draw: the rest of a
+    seeded collection stays as it was)."""
+    if method != "炒める":
+        return picked
+    if food in AMBER_FOODS and picked in (D["golden"], D["crisp"]):
+        return D["amber"]
+    if food not in AMBER_FOODS and picked == D["amber"]:
+        return D["golden"]
+    return picked
+
+
 def make_step_text(
     rng: np.random.Generator, method: str, a: str, b: str, seasonings: list[str], allow_cut: bool = True
 ) -> str:
@@ -460,7 +481,7 @@ def make_step_text(
         slots["V"] = _verb(rng, m.stem, m.te)
     slots["HEAT"] = _pick(rng, HEATS)
     slots["MIN"] = str(_pick(rng, MINUTES))
-    slots["DONE"] = _pick(rng, m.doneness) if m.doneness else ""
+    slots["DONE"] = _doneness(_pick(rng, m.doneness), method, a) if m.doneness else ""
     seas = seasonings or ["塩"]
     slots["SEAS"] = "と".join(seas[:2]) if rng.random() < 0.5 or len(seas) < 2 else seas[0]
     return template.format(**slots)
