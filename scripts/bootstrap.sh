@@ -54,20 +54,31 @@ VENV=$cache/checkouts/$key
 if [ ! -f "$VENV/.complete" ]; then
   rm -rf "$VENV"
   "$PY" -m venv --without-pip "$VENV"
-  purelib() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
-  printf 'import site; site.addsitedir(%s)\n' "'$(purelib "$BASE/bin/python")'" \
-    >"$(purelib "$VENV/bin/python")/zz_jrecipe_search_base.pth"
-  for tool in "$BASE"/bin/*; do
-    name=$(basename "$tool")
-    case $name in activate* | Activate.ps1 | python* | jrs) continue ;; esac
-    [ -e "$VENV/bin/$name" ] && continue
-    if head -c 2 "$tool" | grep -q '^#!' && head -n 1 "$tool" | grep -q "^#!$BASE/bin/python"; then
-      { echo "#!$VENV/bin/python"; tail -n +2 "$tool"; } >"$VENV/bin/$name"   # a console script: run here
-      chmod +x "$VENV/bin/$name"
-    else
-      ln -s "$tool" "$VENV/bin/$name"                                           # a binary (ruff)
-    fi
-  done
+  "$VENV/bin/python" - "$BASE" "$VENV" <<'PYEOF'
+import subprocess, sys, sysconfig
+from pathlib import Path
+base, venv = Path(sys.argv[1]), Path(sys.argv[2])
+base_lib = subprocess.check_output(
+    [str(base / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+).strip()
+# BASE's packages (and their own .pth files) on this environment's path, after its own
+pth = Path(sysconfig.get_paths()["purelib"]) / "zz_jrecipe_search_base.pth"
+pth.write_text(f"import site; site.addsitedir({base_lib!r})\n", encoding="utf-8")
+shebang = f"#!{base}/bin/python".encode()
+for tool in sorted((base / "bin").iterdir()):
+    name, target = tool.name, venv / "bin" / tool.name
+    skip = name.startswith(("activate", "Activate", "python")) or name == "jrs"
+    if skip or not tool.is_file() or target.exists() or target.is_symlink():
+        continue
+    with tool.open("rb") as f:
+        script = f.read(len(shebang)) == shebang
+    if script:  # a console script: run it with this environment's python
+        rest = tool.read_bytes().partition(b"\n")[2]
+        target.write_bytes(f"#!{venv}/bin/python".encode() + b"\n" + rest)
+        target.chmod(0o755)
+    else:  # a binary (ruff) or a script for another interpreter
+        target.symlink_to(tool)
+PYEOF
   touch "$VENV/.complete"
 fi
 ln -sfn "$VENV" .venv
