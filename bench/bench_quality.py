@@ -382,10 +382,16 @@ def chance_row(n: int, q_labels: list[dict[str, Any]], g_labels: list[dict[str, 
 
 
 def through_index(
-    es: Any, model_dir: Path, gallery_root: Path, gallery: Gallery, keep: np.ndarray
+    es: Any,
+    model_dir: Path,
+    gallery_root: Path,
+    gallery: Gallery,
+    keep: np.ndarray,
+    index_options: Mapping[str, Any] | None = None,
 ) -> tuple[Ranking, list[str], dict[str, Any]]:
-    """Index the gallery with ``index_dataset`` and query each kept step's text by kNN (``Searcher.knn``:
-    photos only). Full ranks (for MedR) come from the exact ranking over the indexed vectors."""
+    """Index the gallery with ``index_dataset`` (``index_options``: more ``IndexOptions`` fields) and query
+    each kept step's text by kNN (``Searcher.knn``: photos only). Full ranks (for MedR) come from the exact
+    ranking over the indexed vectors."""
     from toolkit.evaluation.through_index import indexed_photo_vectors
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.model import SearchModel
@@ -395,7 +401,7 @@ def through_index(
     name = f"bench-quality-{uuid.uuid4().hex[:10]}"
     label_of = dict(zip(gallery.ids, gallery.labels, strict=True))
     with tempfile.TemporaryDirectory() as ckpt:
-        opts = IndexOptions(index=name, checkpoint_dir=Path(ckpt))
+        opts = IndexOptions(index=name, checkpoint_dir=Path(ckpt), **dict(index_options or {}))
         try:
             t0 = time.perf_counter()
             loaded = index_dataset(es, gallery_root, model_dir, opts)
@@ -438,7 +444,10 @@ def evaluate_config(
     from toolkit.model import SearchModel
     from toolkit.pipeline import BuildOptions, build
 
-    opts = BuildOptions(**{**BENCH_BUILD, "progress": False, **options})
+    index_options = options.get("index", {})  # IndexOptions fields of the gallery's index; the rest: build
+    opts = BuildOptions(
+        **{**BENCH_BUILD, "progress": False, **{k: v for k, v in options.items() if k != "index"}}
+    )
     model_dir = work / f"model-{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
     manifest = build(train_root, model_dir, opts)
@@ -448,7 +457,9 @@ def evaluate_config(
     text_x, ok = model.text_features(gallery.texts)
     image_x = photo_features(model, gallery.photos)
     rankings: dict[str, Ranking] = {}
-    rankings["model"], indexed_ids, facts = through_index(es, model_dir, gallery_root, gallery, ok)
+    rankings["model"], indexed_ids, facts = through_index(
+        es, model_dir, gallery_root, gallery, ok, index_options
+    )
 
     # every in-memory ranking: the same gallery (every photo) for the same queries (those with a known word);
     # the gallery is reordered so that query q's own photo is row q

@@ -40,6 +40,13 @@ from toolkit.index.template import INDEX_TYPES
 @click.option("--image-base-url", default=None, help="Prefix for image_url (Kibana thumbnails, web page).")
 @click.option("--raw-features", is_flag=True, help="Also index the raw backbone feature (image_feature).")
 @click.option("--restart", is_flag=True, help="Ignore an unfinished load's checkpoint.")
+@default_from(
+    "toolkit.index.indexer:IndexOptions.center_photos",
+    "--center-photos/--no-center-photos",
+    help="A new index centres its photo vectors on the collection's mean photo vector (estimated from up to "
+    "2,000 photos; stored in _meta.photo_centre, used by later loads, --update and photo queries): helps a "
+    "collection that looks unlike the training photos. An existing index keeps what it was created with.",
+)
 @click.option(
     "--update",
     is_flag=True,
@@ -73,6 +80,7 @@ def index_cmd(
     image_base_url: str | None,
     raw_features: bool,
     restart: bool,
+    center_photos: bool,
     update: bool,
     device: str,
     as_json: bool,
@@ -122,6 +130,7 @@ def index_cmd(
         swap=not no_swap,
         restart=restart,
         device=device,
+        center_photos=center_photos,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.rejects.jsonl")
     result = index_dataset(

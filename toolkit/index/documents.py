@@ -17,6 +17,7 @@ from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.data.schema import Recipe, Step
 from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
+from toolkit.index.centring import centred
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.vectorset import VECTORS, Rows, VectorSet, load_vector_set
@@ -74,6 +75,8 @@ class DocumentBuilder:
         self._features_written_ns = features_written_ns
         self.image_base_url = image_base_url.rstrip("/") + "/" if image_base_url else None
         self.raw_features = raw_features
+        #: the index's photo centre (:mod:`toolkit.index.centring`): photo vectors are centred on it
+        self.photo_centre: np.ndarray | None = None
 
     def step_hash(self, recipe: Recipe, step: Step) -> str:
         """What a step's document is made from: the model, the builder's settings, the recipe fields the
@@ -180,7 +183,7 @@ class DocumentBuilder:
         if feats:
             order = sorted(feats)
             raw = np.stack([feats[i] for i in order])
-            image_vecs = self.model.embed_image_features(raw)
+            image_vecs = centred(self.model.embed_image_features(raw), self.photo_centre)
             image_rel = {i: rel for i, _, rel in wanted}
             for j, i in enumerate(order):
                 doc = docs[i]

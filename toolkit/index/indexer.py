@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadCounts, LoadSummary, bulk_load
+from toolkit.index.centring import META_KEY, centre_from_meta, collection_centre
 from toolkit.index.documents import DocStats, DocumentBuilder, build_features, recipe_batches
 from toolkit.index.template import IndexModelInfo, VectorIndexOptions
 from toolkit.model import SearchModel
@@ -68,6 +69,9 @@ class IndexOptions:
     checkpoint_dir: Path | None = None
     #: where photos not in the build's feature set are encoded (``auto``, ``cpu``, ``cuda[:N]``)
     device: str = DEFAULT_DEVICE
+    #: a new index centres its photo vectors on the collection's mean photo vector (toolkit.index.centring);
+    #: an existing index keeps what it was created with
+    center_photos: bool = True
 
 
 def input_fingerprint(dataset_root: Path) -> str:
@@ -153,6 +157,13 @@ def index_dataset(
     )
     # a mismatch (other input or model, or a finished load) starts a new load
     resumable = decision.action == "resume" and ckpt is not None and es.indices.exists(index=ckpt.index)
+    features, written_ns = build_features(model, root)
+    builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
+    creating = not resumable and not (opts.index and es.indices.exists(index=opts.index))
+    if creating and opts.center_photos:
+        centre = collection_centre(builder)
+        if centre is not None:
+            info = replace(info, extra={**info.extra, META_KEY: [float(x) for x in centre]})
     if resumable:
         assert ckpt is not None
         target = ckpt.index
@@ -180,8 +191,10 @@ def index_dataset(
         ckpt.save()
     if opts.keep_replicas and opts.replicas:
         _keep_replicas(es, target, opts.replicas)
-    features, written_ns = build_features(model, root)
-    builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
+    # what the index was created with (a resumed or existing index keeps its own centre, or none)
+    builder.photo_centre = centre_from_meta(lifecycle.index_info(es, target).meta, model.dims)
+    if opts.center_photos and builder.photo_centre is None and not creating:
+        _log.info(f"{target} was created without a photo centre: its photo vectors stay uncentred")
     notes = DocStats()
     with CountingRejects(rejects_path) as rejects:
         summary: LoadSummary = bulk_load(
@@ -209,6 +222,7 @@ def index_dataset(
             "photos_encoded_now": notes.encoded_now,
             "photos_dropped": photos_dropped,
             "model_fingerprint": model.fingerprint,
+            "photos_centred": builder.photo_centre is not None,
             "count": int(es.count(index=target)["count"]),
         }
     )

@@ -23,6 +23,7 @@ from toolkit.device import DEFAULT_DEVICE
 from toolkit.errors import ToolkitError
 from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, LoadCounts, LoadSummary, bulk_load
+from toolkit.index.centring import centre_from_meta
 from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
@@ -159,12 +160,13 @@ def update_index(
     root = Path(dataset_root)
     model = SearchModel.load(model_dir, opts.device)
     target = live_index(es, opts.alias, opts.index)
-    lifecycle.check_index_model(es, target, model.fingerprint)
+    info = lifecycle.check_index_model(es, target, model.fingerprint)
     lifecycle.ensure_content_hash(es, target)
     start = time.monotonic()
     hashes, by_recipe = indexed_hashes(es, target)
     features, written_ns = build_features(model, root)
     builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
+    builder.photo_centre = centre_from_meta(info.meta, model.dims)  # new photos centred like the others
     plan = _Plan()
     with _LostCounter(rejects_path) as rejects:
         batches = _update_batches(root, builder, rejects, hashes, by_recipe, opts.batch_steps, plan)

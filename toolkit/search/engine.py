@@ -12,7 +12,8 @@ import numpy as np
 from elasticsearch import ApiError, BadRequestError, Elasticsearch
 
 from toolkit.errors import ToolkitError
-from toolkit.index.lifecycle import check_index_model
+from toolkit.index.centring import centre_from_meta, centred
+from toolkit.index.lifecycle import check_index_model, index_info
 from toolkit.model import SearchModel, check_query_text
 from toolkit.search.fusion import rrf_fuse
 from toolkit.search.queries import (
@@ -113,8 +114,17 @@ class Searcher:
         self.model = model
         self.index = index
         self._server_rrf: bool | None = None
+        self._centre: tuple[np.ndarray | None] | None = None  # the index's photo centre, read once
         if check:
-            check_index_model(es, index, model.fingerprint)
+            info = check_index_model(es, index, model.fingerprint)
+            self._centre = (centre_from_meta(info.meta, model.dims),)
+
+    @property
+    def photo_centre(self) -> np.ndarray | None:
+        """The centre the index's photo vectors were centred on (``_meta.photo_centre``), or None."""
+        if self._centre is None:
+            self._centre = (centre_from_meta(index_info(self.es, self.index).meta, self.model.dims),)
+        return self._centre[0]
 
     # --- query vectors ---------------------------------------------------------------------------
     def text_vector(self, text: str) -> np.ndarray:
@@ -123,8 +133,8 @@ class Searcher:
     def image_vector(self, path: str | Path) -> np.ndarray:
         from toolkit.image.loading import ImageRejected
 
-        try:
-            return self.model.embed_image_files([Path(path)])[0]
+        try:  # a query photo is centred like the indexed ones, so photo-to-photo cosines compare alike
+            return centred(self.model.embed_image_files([Path(path)]), self.photo_centre)[0]
         except ImageRejected as e:
             raise ToolkitError(f"query photo {path}: {e}") from e
 
