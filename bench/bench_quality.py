@@ -125,7 +125,7 @@ class QualitySet:
         spec = json.dumps(
             [self.train.to_dict(), self.gallery.to_dict(), self.gallery_seed_offset, PHOTO_SIZE]
             + ([self.source] if self.source != "sample" else [])
-            + ([GRAMMAR_VERSION] if recipes and GRAMMAR_VERSION > 1 else [])
+            + ([GRAMMAR_VERSION] if recipes else [])
             + ([self.train_photo_ratio] if self.train_photo_ratio != PHOTO_RATIO else []),
             sort_keys=True,
         )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from toolkit.data.jsonl import iter_recipes
-from toolkit.rejects import Reject
+from toolkit.rejects import RejectsWriter
 
 if TYPE_CHECKING:
     from toolkit.index.documents import DocumentBuilder
@@ -35,13 +35,6 @@ CENTRE_MIN_PHOTOS = 100
 META_KEY = "photo_centre"
 
 
-class _Discard:
-    """A rejects writer for the sampling read: the load's own pass reports every bad record."""
-
-    def write(self, reject: Reject) -> None:  # noqa: D102
-        pass
-
-
 def sample_photo_steps(
     dataset_root: str | Path, sample: int = CENTRE_SAMPLE, seed: int = 0
 ) -> tuple[list[tuple[str, str]], int]:
@@ -50,7 +43,8 @@ def sample_photo_steps(
     rng = np.random.default_rng(seed)
     kept: list[tuple[int, str, str]] = []
     n = 0
-    for recipe in iter_recipes(dataset_root, _Discard(), check_images=True):  # type: ignore[arg-type]
+    # rejects only counted, not written: the load's own pass reports every bad record
+    for recipe in iter_recipes(dataset_root, RejectsWriter(None), check_images=True):
         for step in recipe.steps:
             if not step.image:
                 continue
@@ -78,7 +72,7 @@ def collection_centre(
 
     steps, total = sample_photo_steps(builder.root, sample, seed)
     wanted = [(i, step_id, rel) for i, (step_id, rel) in enumerate(steps)]
-    features = builder._photo_features(wanted, _Discard(), DocStats())  # type: ignore[arg-type]
+    features = builder._photo_features(wanted, RejectsWriter(None), DocStats())
     if len(features) < min_photos:
         log.info(
             "photo vectors not centred: %d readable photos sampled, fewer than %d", len(features), min_photos
