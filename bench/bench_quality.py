@@ -417,7 +417,7 @@ def through_index(
                 hits = [h.step_id for h in searcher.knn(vec, params, filters).hits]
                 own = gallery.ids[q]
                 top_ranks.append(hits.index(own) + 1 if own in hits else K + 1)
-                s = vectors @ vec
+                s = vectors @ searcher.photo_query(vec)
                 full_ranks.append(int((s > s[row_of[own]]).sum()) + 1)
                 hit_labels.append([label_of[h] for h in hits])
             query_s = time.perf_counter() - t0

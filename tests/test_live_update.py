@@ -16,6 +16,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from toolkit.cli.main import cli
 from toolkit.index.centring import centre_from_meta, centred
+from toolkit.index.hubness import correction_from_meta
 from toolkit.index.indexer import IndexOptions, index_dataset
 from toolkit.index.lifecycle import index_info
 from toolkit.index.update import UpdateOptions, update_index
@@ -45,11 +46,18 @@ def _docs(es: Elasticsearch, index: str) -> dict[str, dict]:
 
 def _same_as_fresh(es: Elasticsearch, root: Path, model: Path, updated: str) -> None:
     """The updated index holds exactly the documents a fresh index of ``root`` holds, its photo vectors
-    centred on the centre the updated index recorded when it was created (``_meta.photo_centre``)."""
+    centred on the centre the updated index recorded when it was created (``_meta.photo_centre``) and
+    corrected with its hubness correction (``_meta.photo_hubness``)."""
     fresh = f"jrs-test-fresh-{uuid.uuid4().hex[:10]}"
-    centre = centre_from_meta(index_info(es, updated).meta, SearchModel.load(model).dims)
+    meta = index_info(es, updated).meta
+    loaded = SearchModel.load(model)
+    centre = centre_from_meta(meta, loaded.dims)
+    hub = correction_from_meta(meta, loaded)
+    assert hub is not None  # the default
     try:
-        index_dataset(es, root, model, IndexOptions(alias=fresh, center_photos=False))
+        index_dataset(
+            es, root, model, IndexOptions(alias=fresh, center_photos=False, hubness_correction=False)
+        )
         got, want = _docs(es, updated), _docs(es, fresh)
     finally:
         for idx in es.indices.get(index=f"{fresh}*", ignore_unavailable=True, allow_no_indices=True):
@@ -63,7 +71,7 @@ def _same_as_fresh(es: Elasticsearch, root: Path, model: Path, updated: str) -> 
             if field in doc:
                 expected = np.asarray(doc[field], dtype=np.float32)
                 if field == "image_vector":
-                    expected = centred(expected[None], centre)[0]
+                    expected = hub.photo_layout(centred(expected[None], centre))[0]
                 assert np.allclose(expected, other.pop(field), atol=1e-5)
         assert {k: v for k, v in doc.items() if not k.endswith("_vector")} == other, i
 

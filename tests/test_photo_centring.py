@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
 
+from tests.photovectors import photo_vectors, unit
 from toolkit.index.centring import (
     CENTRE_SAMPLE,
     META_KEY,
@@ -21,6 +22,7 @@ from toolkit.index.centring import (
     sample_photo_steps,
 )
 from toolkit.index.documents import DocumentBuilder
+from toolkit.index.hubness import EXTRA_DIMS
 from toolkit.index.indexer import IndexOptions, index_dataset
 from toolkit.index.lifecycle import index_info
 from toolkit.index.update import UpdateOptions, update_index
@@ -28,13 +30,9 @@ from toolkit.model import SearchModel
 from toolkit.search.engine import Searcher
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 def test_centring_removes_a_common_offset_and_keeps_unit_length() -> None:
     rng = np.random.default_rng(0)
-    vectors = _unit(rng.normal(size=(500, 16)) + 3.0)  # every vector shares one offset
+    vectors = unit(rng.normal(size=(500, 16)) + 3.0)  # every vector shares one offset
     centre = vectors.mean(axis=0)
     out = centred(vectors, centre)
     assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
@@ -72,30 +70,27 @@ def test_too_few_photos_leave_the_vectors_uncentred(sample_root: Path, built_mod
     assert centre is not None and centre.shape == (builder.model.dims,)
 
 
-def _photo_vectors(es: Elasticsearch, index: str) -> dict[str, np.ndarray]:
-    es.indices.refresh(index=index)
-    query = {"query": {"exists": {"field": "image_vector"}}}
-    return {
-        h["_id"]: np.asarray(h["_source"]["image_vector"], np.float32)
-        for h in helpers.scan(es, index=index, query=query, _source=["image_vector"])
-    }
-
-
 def test_a_centred_index_records_its_centre_and_centres_every_photo(
     es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str
 ) -> None:
     try:
         plain = index_dataset(
-            es, sample_root, built_model, IndexOptions(alias=f"{index_name}-plain", center_photos=False)
+            es,
+            sample_root,
+            built_model,
+            IndexOptions(alias=f"{index_name}-plain", center_photos=False, hubness_correction=False),
         )
     finally:
         es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-plain-template")
-    done = index_dataset(es, sample_root, built_model, IndexOptions(alias=index_name))  # the default
+    # centring alone (the hubness correction, on by default, is tested in test_hubness.py)
+    done = index_dataset(
+        es, sample_root, built_model, IndexOptions(alias=index_name, hubness_correction=False)
+    )
     assert done["photos_centred"] and not plain["photos_centred"]
     model = SearchModel.load(built_model)
     centre = centre_from_meta(index_info(es, index_name).meta, model.dims)
     assert centre is not None and META_KEY not in index_info(es, f"{index_name}-plain").meta
-    got, raw = _photo_vectors(es, done["index"]), _photo_vectors(es, plain["index"])
+    got, raw = photo_vectors(es, done["index"]), photo_vectors(es, plain["index"])
     assert sorted(got) == sorted(raw) and len(got) > 100
     ids = sorted(got)
     # each stored photo vector is the model's, centred on the recorded centre
@@ -114,13 +109,13 @@ def test_a_centred_index_records_its_centre_and_centres_every_photo(
         assert np.allclose(query, stored[step_id], atol=1e-4), alias
 
 
-def test_live_updates_centre_new_photos_on_the_recorded_centre(
+def test_live_updates_centre_and_correct_new_photos_like_the_others(
     es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "data"
     shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("*.checkpoint.json"))
     done = index_dataset(es, root, built_model, IndexOptions(alias=index_name, center_photos=True))
-    before = _photo_vectors(es, done["index"])
+    before = photo_vectors(es, done["index"])
     lines = (root / "recipes.jsonl").read_text(encoding="utf-8").splitlines()
     record = json.loads(lines[0])
     step = next(s for s in record["steps"] if s.get("image"))
@@ -129,6 +124,8 @@ def test_live_updates_centre_new_photos_on_the_recorded_centre(
     (root / "recipes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = update_index(es, root, built_model, UpdateOptions(alias=index_name))
     assert result["indexed"] >= 1
-    after = _photo_vectors(es, done["index"])
+    after = photo_vectors(es, done["index"])
     step_id = f"{record['recipe_id']}:{step['position']}"
     assert np.allclose(after[step_id], before[step_id], atol=1e-5)
+    # the index was created with the hubness correction too (the default): the same layout after the update
+    assert after[step_id].shape == (SearchModel.load(built_model).dims + EXTRA_DIMS,)

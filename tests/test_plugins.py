@@ -120,7 +120,10 @@ def test_plugin_encoder_indexes_and_searches_end_to_end(
                 if recipe.step_id(step) == sid:
                     rel = step.image
     hits = searcher.knn(
-        searcher.image_vector(sample_root / rel), KnnParams(5, 50), Filters(), mode="image"
+        searcher.as_stored_photo(searcher.image_vector(sample_root / rel)),
+        KnnParams(5, 50),
+        Filters(),
+        mode="image",
     ).hits
     assert hits[0].step_id == sid and hits[0].score > 0.99
     assert model.encoder().fingerprint == enc.fingerprint  # rebuilt from the manifest, through the plug-in

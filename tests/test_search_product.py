@@ -121,12 +121,13 @@ def test_more_like_these_is_the_mean_photo_vector_without_the_examples(searcher:
     assert result.mode == "like" and len(result.hits) == 6
     assert not set(chosen) & {h.step_id for h in result.hits}
     docs = searcher.es.mget(index=searcher.index, ids=chosen, source_includes=["image_vector"])["docs"]
-    vecs = [np.asarray(d["_source"]["image_vector"]) for d in docs]
+    # the mean of the chosen photos' vectors in the shared space, sent in the photo field's own form
+    vecs = [searcher.stored_photo_vector(np.asarray(d["_source"]["image_vector"])) for d in docs]
     mean = sum(v / np.linalg.norm(v) for v in vecs)
-    mean /= np.linalg.norm(mean)
+    query = searcher.photo_query(mean / np.linalg.norm(mean))
     for h in result.hits:
         v = np.asarray(searcher.es.get(index=searcher.index, id=h.step_id)["_source"]["image_vector"])
-        assert h.score == pytest.approx((1 + float(v @ mean / np.linalg.norm(v))) / 2, abs=1e-4)
+        assert h.score == pytest.approx((1 + float(v @ query / np.linalg.norm(v))) / 2, abs=1e-4)
     with_text = search(searcher, "炒める", like=chosen, options=SearchOptions(k=6))
     assert with_text.hits and any("plus the text" in n for n in with_text.notes)
     assert [h.step_id for h in with_text.hits] != [h.step_id for h in result.hits]

@@ -47,6 +47,13 @@ from toolkit.index.template import INDEX_TYPES
     "2,000 photos; stored in _meta.photo_centre, used by later loads, --update and photo queries): helps a "
     "collection that looks unlike the training photos. An existing index keeps what it was created with.",
 )
+@default_from(
+    "toolkit.index.indexer:IndexOptions.hubness_correction",
+    "--hubness-correction/--no-hubness-correction",
+    help="A new index scores each photo down by how close it sits to every text (CSLS against up to 2,000 "
+    "of the model's training step texts, stored in the photo vector: image_vector gets 2 more dimensions "
+    "and is queried with [v, 1, 0]/sqrt(2)). An existing index keeps what it was created with.",
+)
 @click.option(
     "--update",
     is_flag=True,
@@ -81,6 +88,7 @@ def index_cmd(
     raw_features: bool,
     restart: bool,
     center_photos: bool,
+    hubness_correction: bool,
     update: bool,
     device: str,
     as_json: bool,
@@ -131,6 +139,7 @@ def index_cmd(
         restart=restart,
         device=device,
         center_photos=center_photos,
+        hubness_correction=hubness_correction,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.rejects.jsonl")
     result = index_dataset(

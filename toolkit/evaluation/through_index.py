@@ -123,7 +123,8 @@ def evaluate_through_index(
         except ToolkitError:
             skipped.append(q.step_id)  # no known word: neither kNN nor hybrid can run
             continue
-        exact = [gallery_ids[j] for j in np.argsort(-(gallery @ vec), kind="stable")[:k]]
+        scores = gallery @ searcher.photo_query(vec)  # the field's own similarity, correction included
+        exact = [gallery_ids[j] for j in np.argsort(-scores, kind="stable")[:k]]
         ranks["exact_knn"].append(_rank_of(q.step_id, exact))
         tops["exact_knn"].append(exact)
         asked.append(q.step_id)

@@ -18,6 +18,7 @@ from toolkit.data.schema import Recipe, Step
 from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
 from toolkit.index.centring import centred
+from toolkit.index.hubness import HubCorrection
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.vectorset import VECTORS, Rows, VectorSet, load_vector_set
@@ -77,6 +78,8 @@ class DocumentBuilder:
         self.raw_features = raw_features
         #: the index's photo centre (:mod:`toolkit.index.centring`): photo vectors are centred on it
         self.photo_centre: np.ndarray | None = None
+        #: the index's hubness correction (:mod:`toolkit.index.hubness`): applied after centring
+        self.photo_hub: HubCorrection | None = None
 
     def step_hash(self, recipe: Recipe, step: Step) -> str:
         """What a step's document is made from: the model, the builder's settings, the recipe fields the
@@ -184,6 +187,8 @@ class DocumentBuilder:
             order = sorted(feats)
             raw = np.stack([feats[i] for i in order])
             image_vecs = centred(self.model.embed_image_features(raw), self.photo_centre)
+            if self.photo_hub is not None:
+                image_vecs = self.photo_hub.photo_layout(image_vecs)
             image_rel = {i: rel for i, _, rel in wanted}
             for j, i in enumerate(order):
                 doc = docs[i]

@@ -19,6 +19,8 @@ from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadCounts, LoadSummary, bulk_load
 from toolkit.index.centring import META_KEY, centre_from_meta, collection_centre
 from toolkit.index.documents import DocStats, DocumentBuilder, build_features, recipe_batches
+from toolkit.index.hubness import EXTRA_DIMS, correction_for, correction_from_meta
+from toolkit.index.hubness import META_KEY as HUB_META_KEY
 from toolkit.index.template import IndexModelInfo, VectorIndexOptions
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
@@ -72,6 +74,9 @@ class IndexOptions:
     #: a new index centres its photo vectors on the collection's mean photo vector (toolkit.index.centring);
     #: an existing index keeps what it was created with
     center_photos: bool = True
+    #: a new index corrects its photo vectors for hubness (toolkit.index.hubness: two more dimensions);
+    #: an existing index keeps what it was created with
+    hubness_correction: bool = True
 
 
 def input_fingerprint(dataset_root: Path) -> str:
@@ -164,6 +169,11 @@ def index_dataset(
         centre = collection_centre(builder)
         if centre is not None:
             info = replace(info, extra={**info.extra, META_KEY: [float(x) for x in centre]})
+    hub = correction_for(model) if creating and opts.hubness_correction else None
+    if hub is not None:
+        info = replace(
+            info, image_dims=model.dims + EXTRA_DIMS, extra={**info.extra, HUB_META_KEY: hub.meta()}
+        )
     if resumable:
         assert ckpt is not None
         target = ckpt.index
@@ -195,6 +205,8 @@ def index_dataset(
     builder.photo_centre = centre_from_meta(lifecycle.index_info(es, target).meta, model.dims)
     if opts.center_photos and builder.photo_centre is None and not creating:
         _log.info(f"{target} was created without a photo centre: its photo vectors stay uncentred")
+    meta = lifecycle.index_info(es, target).meta
+    builder.photo_hub = hub if creating else correction_from_meta(meta, model)
     notes = DocStats()
     with CountingRejects(rejects_path) as rejects:
         summary: LoadSummary = bulk_load(
@@ -223,6 +235,7 @@ def index_dataset(
             "photos_dropped": photos_dropped,
             "model_fingerprint": model.fingerprint,
             "photos_centred": builder.photo_centre is not None,
+            "photos_hubness_corrected": builder.photo_hub is not None,
             "count": int(es.count(index=target)["count"]),
         }
     )

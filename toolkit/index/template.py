@@ -64,6 +64,8 @@ class IndexModelInfo:
     backbone: str
     extra: dict[str, Any] = field(default_factory=dict)
     raw_feature_dims: int | None = None
+    #: dims of the photo field when they differ from the model's (hubness-corrected photo vectors)
+    image_dims: int | None = None
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -94,7 +96,7 @@ def render_template(
     mappings["_meta"] = model.meta()
     props = mappings["properties"]
     for name in VECTOR_FIELDS:
-        props[name]["dims"] = model.dims
+        props[name]["dims"] = (model.image_dims or model.dims) if name == "image_vector" else model.dims
         props[name]["similarity"] = opts.similarity
         props[name]["index_options"] = opts.as_mapping()
     if model.raw_feature_dims:

@@ -25,6 +25,7 @@ from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, LoadCounts, LoadSummary, bulk_load
 from toolkit.index.centring import centre_from_meta
 from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
+from toolkit.index.hubness import correction_from_meta
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
 
@@ -167,6 +168,7 @@ def update_index(
     features, written_ns = build_features(model, root)
     builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
     builder.photo_centre = centre_from_meta(info.meta, model.dims)  # new photos centred like the others
+    builder.photo_hub = correction_from_meta(info.meta, model)  # and corrected alike
     plan = _Plan()
     with _LostCounter(rejects_path) as rejects:
         batches = _update_batches(root, builder, rejects, hashes, by_recipe, opts.batch_steps, plan)

@@ -93,6 +93,8 @@ def search(
             base, [searcher.text_vector(p) for p in plus], [searcher.text_vector(m) for m in minus]
         )
         label = "image" if photo is not None and not (plus or minus) else "composed"
+        if label == "image":  # a photo alone is sent as the index stores photos: its own scores 1
+            vector = searcher.as_stored_photo(vector)
         result = searcher.knn(vector, params, opts.filters, mode=label, group=group)
     else:
         assert text is not None

@@ -13,6 +13,13 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch
 
 from toolkit.errors import ToolkitError
 from toolkit.index.centring import centre_from_meta, centred
+from toolkit.index.hubness import (
+    HubCorrection,
+    correction_from_meta,
+    layout_from_meta,
+    lift_query,
+    unlift_photo,
+)
 from toolkit.index.lifecycle import check_index_model, index_info
 from toolkit.model import SearchModel, check_query_text
 from toolkit.search.fusion import rrf_fuse
@@ -114,17 +121,57 @@ class Searcher:
         self.model = model
         self.index = index
         self._server_rrf: bool | None = None
-        self._centre: tuple[np.ndarray | None] | None = None  # the index's photo centre, read once
+        # how the index's photo vectors were made (centre, hubness beta), read once from its _meta
+        self._photo_meta: tuple[np.ndarray | None, float | None] | None = None
+        self._hub: HubCorrection | None = None  # the index's hubness correction, for photo queries
         if check:
-            info = check_index_model(es, index, model.fingerprint)
-            self._centre = (centre_from_meta(info.meta, model.dims),)
+            self._read_photo_meta(check_index_model(es, index, model.fingerprint).meta)
+
+    def _read_photo_meta(self, meta: dict[str, Any]) -> tuple[np.ndarray | None, float | None]:
+        self._photo_meta = (centre_from_meta(meta, self.model.dims), layout_from_meta(meta))
+        return self._photo_meta
+
+    def _photo_layout(self) -> tuple[np.ndarray | None, float | None]:
+        return self._photo_meta or self._read_photo_meta(index_info(self.es, self.index).meta)
 
     @property
     def photo_centre(self) -> np.ndarray | None:
         """The centre the index's photo vectors were centred on (``_meta.photo_centre``), or None."""
-        if self._centre is None:
-            self._centre = (centre_from_meta(index_info(self.es, self.index).meta, self.model.dims),)
-        return self._centre[0]
+        return self._photo_layout()[0]
+
+    @property
+    def photo_hubness_beta(self) -> float | None:
+        """The hubness correction's ``beta`` when the index's photo vectors carry it, else None."""
+        return self._photo_layout()[1]
+
+    def photo_query(self, vector: np.ndarray) -> np.ndarray:
+        """A shared-space query vector in the form the ``image_vector`` field is searched with (with the
+        hubness correction: two more dimensions, :func:`toolkit.index.hubness.lift_query`)."""
+        return vector if self.photo_hubness_beta is None else lift_query(vector)
+
+    def stored_photo_vector(self, stored: np.ndarray) -> np.ndarray:
+        """An indexed ``image_vector`` back in the shared space (drops the hubness correction's dimensions)."""
+        beta = self.photo_hubness_beta
+        return np.asarray(stored, np.float32) if beta is None else unlift_photo(stored, self.model.dims, beta)
+
+    def as_stored_photo(self, vector: np.ndarray) -> np.ndarray:
+        """A shared-space photo vector in the form the index stores it (with the hubness correction: its
+        offset computed from the model's bank, built once). Searched with, a photo finds its own stored
+        photo with cosine 1, as a stored ``image_vector`` pasted into a kNN query does."""
+        if self.photo_hubness_beta is None:
+            return vector
+        if self._hub is None:
+            hub = correction_from_meta(index_info(self.es, self.index).meta, self.model)
+            assert hub is not None  # the index records a correction
+            self._hub = hub
+        return self._hub.photo_layout(np.asarray(vector, np.float32)[None])[0]
+
+    def field_vector(self, vector: np.ndarray, field: str) -> np.ndarray:
+        """``vector`` in the form ``field`` is searched with: for ``image_vector`` a shared-space vector goes
+        through :meth:`photo_query`, one already in the stored form (:meth:`as_stored_photo`) as it is."""
+        if field != "image_vector" or len(vector) != self.model.dims:
+            return vector
+        return self.photo_query(vector)
 
     # --- query vectors ---------------------------------------------------------------------------
     def text_vector(self, text: str) -> np.ndarray:
@@ -184,6 +231,7 @@ class Searcher:
         mode: str = "knn",
         group: Grouping | None = None,
     ) -> SearchResult:
+        vector = self.field_vector(vector, params.field)
         return self._run(mode, knn_request(vector, params, filters), group=group, k=params.k)
 
     def keyword(self, text: str, k: int, filters: Filters, group: Grouping | None = None) -> SearchResult:
@@ -198,7 +246,8 @@ class Searcher:
         group: Grouping | None = None,
     ) -> SearchResult:
         """One request with ``query`` + ``knn``: boosted scores are added by Elasticsearch."""
-        body = hybrid_request(self.tokens(text), self.text_vector(text), params, filters, hybrid)
+        vector = self.field_vector(self.text_vector(text), params.field)
+        body = hybrid_request(self.tokens(text), vector, params, filters, hybrid)
         return self._run("hybrid", body, fusion="score-sum", group=group, k=params.k)
 
     def rrf(
@@ -224,7 +273,7 @@ class Searcher:
         return result
 
     def _rrf(self, text: str, params: KnnParams, filters: Filters, hybrid: HybridParams) -> SearchResult:
-        tokens, vector = self.tokens(text), self.text_vector(text)
+        tokens, vector = self.tokens(text), self.field_vector(self.text_vector(text), params.field)
         if self._server_rrf is not False:
             body = rrf_retriever_request(tokens, vector, params, filters, hybrid)
             try:

@@ -103,7 +103,7 @@ def _similarity_scores(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 
 
 def _vector_scores(
-    searcher: Searcher, words: list[str], hit_vectors: np.ndarray, field_boost: float
+    searcher: Searcher, words: list[str], hit_vectors: np.ndarray, field_boost: float, field: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """kNN scores of the hits for the full query and with each distinct word left out."""
     model = searcher.model
@@ -117,9 +117,9 @@ def _vector_scores(
             from toolkit.text.tokens import TokenBags
 
             bag = TokenBags(np.asarray(selected, dtype=np.int32), np.array([0, len(selected)]))
-            return mapping.embed_text(bag)[0]
+            return searcher.field_vector(mapping.embed_text(bag)[0], field)
         feats = wv.matrix[selected].mean(axis=0, dtype=np.float32)[None, :]
-        return mapping.embed_text(feats)[0]
+        return searcher.field_vector(mapping.embed_text(feats)[0], field)
 
     full = field_boost * _similarity_scores(embed(rows), hit_vectors)
     out: dict[str, np.ndarray] = {}
@@ -173,7 +173,7 @@ def contributions(
         docs = searcher.es.mget(index=searcher.index, ids=ids, source_includes=[params.field])["docs"]
         vectors = np.array([d["_source"][params.field] for d in docs], dtype=np.float32)
         boost = opts.hybrid.knn_boost if opts.mode == "hybrid" else 1.0
-        vec_full, vec_without = _vector_scores(searcher, known, vectors, boost)
+        vec_full, vec_without = _vector_scores(searcher, known, vectors, boost, params.field)
     if opts.mode in ("keyword", "hybrid"):
         tokens = searcher.model.tokenizer.tokenize_all(text)
         boost = opts.hybrid.keyword_boost if opts.mode == "hybrid" else 1.0

@@ -33,7 +33,10 @@ def like_vector(
         if no_photo:
             parts.append(f"without a photo vector: {', '.join(no_photo)}")
         raise ToolkitError("cannot search like these steps (" + "; ".join(parts) + ")")
-    mean = np.mean([normalize(np.asarray(d["_source"][field], dtype=np.float32)) for d in docs], axis=0)
+    stored = [np.asarray(d["_source"][field], dtype=np.float32) for d in docs]
+    if field == "image_vector":  # back in the shared space (an index may store corrected photo vectors)
+        stored = [searcher.stored_photo_vector(v) for v in stored]
+    mean = np.mean([normalize(v) for v in stored], axis=0)
     if text is None:
         return normalize(mean), f"more like {len(ids)} step(s): the mean of their photo vectors"
     vector = compose(mean, [searcher.text_vector(text)])
