@@ -13,6 +13,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from tests.photovectors import photo_vectors, unit
+from toolkit.errors import ToolkitError
 from toolkit.index.centring import (
     CENTRE_SAMPLE,
     META_KEY,
@@ -45,9 +46,9 @@ def test_centring_removes_a_common_offset_and_keeps_unit_length() -> None:
 def test_a_recorded_centre_is_read_back_or_refused() -> None:
     assert centre_from_meta({}, 4) is None
     assert np.array_equal(centre_from_meta({META_KEY: [1, 2, 3, 4]}, 4), np.array([1, 2, 3, 4], np.float32))
-    with pytest.raises(ValueError, match="4 finite numbers"):
+    with pytest.raises(ToolkitError, match="4 finite numbers"):
         centre_from_meta({META_KEY: [1, 2, 3]}, 4)
-    with pytest.raises(ValueError, match="4 finite numbers"):
+    with pytest.raises(ToolkitError, match="4 finite numbers"):
         centre_from_meta({META_KEY: [1, 2, float("nan"), 4]}, 4)
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from toolkit.data.jsonl import iter_recipes
+from toolkit.errors import ToolkitError
 from toolkit.rejects import RejectsWriter
 
 if TYPE_CHECKING:
@@ -102,11 +103,14 @@ def centred(vectors: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
 
 
 def centre_from_meta(meta: dict[str, Any], dims: int) -> np.ndarray | None:
-    """The centre an index recorded in its ``_meta`` (None when it has none); a clear error when broken."""
+    """The centre an index recorded in its ``_meta`` (None when it has none); a :class:`ToolkitError` naming
+    the record when it is broken (the CLI prints it as a user error, not a traceback)."""
     value = meta.get(META_KEY)
     if value is None:
         return None
     centre = np.asarray(value, dtype=np.float32)
     if centre.shape != (dims,) or not np.all(np.isfinite(centre)):
-        raise ValueError(f"the index's _meta.{META_KEY} is not {dims} finite numbers")
+        raise ToolkitError(
+            f"the index's _meta.{META_KEY} is not {dims} finite numbers: re-index (`jrs index` makes a new version)"
+        )
     return centre
