@@ -132,16 +132,25 @@ def correction_for(model: SearchModel) -> HubCorrection | None:
     return None if bank is None else HubCorrection(bank)
 
 
-def correction_from_meta(meta: dict[str, Any], model: SearchModel) -> HubCorrection | None:
-    """The correction an index was created with (``_meta.photo_hubness``), rebuilt from the same model; None
-    when the index has none. A clear error when the record is broken or the bank cannot be rebuilt alike."""
+def recorded_settings(meta: dict[str, Any]) -> tuple[int, float, int] | None:
+    """``(k, beta, bank size)`` an index recorded in ``_meta.photo_hubness``, or None when it has none; a
+    clear error naming the record when it is broken."""
     value = meta.get(META_KEY)
     if value is None:
         return None
     try:
-        k, beta, size = int(value["k"]), float(value["beta"]), int(value["bank"])
+        return int(value["k"]), float(value["beta"]), int(value["bank"])
     except (KeyError, TypeError, ValueError) as e:
         raise ToolkitError(f"the index's _meta.{META_KEY} is broken ({value!r}): {e}") from e
+
+
+def correction_from_meta(meta: dict[str, Any], model: SearchModel) -> HubCorrection | None:
+    """The correction an index was created with (``_meta.photo_hubness``), rebuilt from the same model; None
+    when the index has none. A clear error when the record is broken or the bank cannot be rebuilt alike."""
+    settings = recorded_settings(meta)
+    if settings is None:
+        return None
+    k, beta, size = settings
     bank = text_bank(model, size=max(size, 1))
     if bank is None or len(bank) != size:
         raise ToolkitError(
@@ -153,10 +162,5 @@ def correction_from_meta(meta: dict[str, Any], model: SearchModel) -> HubCorrect
 
 def layout_from_meta(meta: dict[str, Any]) -> float | None:
     """The ``beta`` of an index whose photo field holds corrected vectors, or None (plain unit vectors)."""
-    value = meta.get(META_KEY)
-    if value is None:
-        return None
-    try:
-        return float(value["beta"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ToolkitError(f"the index's _meta.{META_KEY} is broken ({value!r}): {e}") from e
+    settings = recorded_settings(meta)
+    return None if settings is None else settings[1]

@@ -202,10 +202,10 @@ def index_dataset(
     if opts.keep_replicas and opts.replicas:
         _keep_replicas(es, target, opts.replicas)
     # what the index was created with (a resumed or existing index keeps its own centre, or none)
-    builder.photo_centre = centre_from_meta(lifecycle.index_info(es, target).meta, model.dims)
+    meta = lifecycle.index_info(es, target).meta
+    builder.photo_centre = centre_from_meta(meta, model.dims)
     if opts.center_photos and builder.photo_centre is None and not creating:
         _log.info(f"{target} was created without a photo centre: its photo vectors stay uncentred")
-    meta = lifecycle.index_info(es, target).meta
     builder.photo_hub = hub if creating else correction_from_meta(meta, model)
     notes = DocStats()
     with CountingRejects(rejects_path) as rejects:

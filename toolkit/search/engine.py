@@ -123,11 +123,13 @@ class Searcher:
         self._server_rrf: bool | None = None
         # how the index's photo vectors were made (centre, hubness beta), read once from its _meta
         self._photo_meta: tuple[np.ndarray | None, float | None] | None = None
+        self._index_meta: dict[str, Any] = {}
         self._hub: HubCorrection | None = None  # the index's hubness correction, for photo queries
         if check:
             self._read_photo_meta(check_index_model(es, index, model.fingerprint).meta)
 
     def _read_photo_meta(self, meta: dict[str, Any]) -> tuple[np.ndarray | None, float | None]:
+        self._index_meta = meta
         self._photo_meta = (centre_from_meta(meta, self.model.dims), layout_from_meta(meta))
         return self._photo_meta
 
@@ -161,7 +163,7 @@ class Searcher:
         if self.photo_hubness_beta is None:
             return vector
         if self._hub is None:
-            hub = correction_from_meta(index_info(self.es, self.index).meta, self.model)
+            hub = correction_from_meta(self._index_meta, self.model)  # the _meta read with the beta
             assert hub is not None  # the index records a correction
             self._hub = hub
         return self._hub.photo_layout(np.asarray(vector, np.float32)[None])[0]
