@@ -105,24 +105,25 @@ class HubCorrection:
 
 def text_bank(model: SearchModel, size: int = BANK_SIZE, seed: int = 0) -> np.ndarray | None:
     """Unit shared-space vectors of a seeded sample of at most ``size`` training step texts, from the model
-    directory's step vectors (None when the directory has none, e.g. a model copied without them)."""
-    from toolkit.stages.pairs import load_pairs, split_pairs
+    directory's step vectors (None when the directory has none, e.g. a model copied without them).
+
+    Only the sampled rows' step vectors (or token ids) are read (:func:`~toolkit.stages.pairs.sample_pairs`),
+    so the cost is that of ``size`` rows whatever the collection's size."""
+    from toolkit.stages.pairs import sample_pairs
 
     d = Path(model.directory)
     if not (d / "step_vectors" / "meta.json").is_file() or not (d / "image_features" / "meta.json").is_file():
         log.warning("%s has no step vectors: photo vectors are indexed without the hubness correction", d)
         return None
     split_seed = int(model.manifest.get("split_seed", 0))
-    train = split_pairs(load_pairs(d / "step_vectors", d / "image_features"), split_seed)["train"]
-    if len(train) == 0:
+    part = sample_pairs(
+        d / "step_vectors", d / "image_features", "train", size, split_seed=split_seed, seed=seed
+    )
+    if len(part) == 0:
         return None
-    rows = np.arange(len(train))
-    if len(rows) > size:
-        rows = np.sort(np.random.default_rng(seed).choice(len(rows), size, replace=False))
-    part = train.subset(rows)
     mapping = model.mapping.model
     bank = mapping.embed_text(part.text_for(mapping.text_input))
-    train.release()
+    part.release()
     return np.asarray(bank, dtype=np.float32)
 
 

@@ -128,12 +128,51 @@ def load_pairs(text_dir: str | Path, image_dir: str | Path) -> Pairs:
     return Pairs(ids, text, image, w2v, enc, *unpaired, tokens)
 
 
+def _split_codes(ids: Sequence[str], split_seed: int) -> np.ndarray:
+    """Per step id, the position in ``SPLITS`` of its recipe's split (int8)."""
+    codes, recipes = StringColumn.from_strings(ids).prefixes(SEPARATOR).codes()
+    split_code = np.array([SPLITS.index(split_of(r, seed=split_seed)) for r in recipes], dtype=np.int8)
+    return split_code[codes]
+
+
 def split_pairs(pairs: Pairs, split_seed: int = 0) -> dict[str, Pairs]:
     """The pairs of each split (``train``, ``val``, ``test``) by the seeded hash split of their recipe."""
-    codes, recipes = pairs.recipe_codes()
-    split_code = np.array([SPLITS.index(split_of(r, seed=split_seed)) for r in recipes], dtype=np.int8)
-    where = split_code[codes]
+    where = _split_codes(pairs.ids, split_seed)
     return {s: pairs.subset(np.flatnonzero(where == n)) for n, s in enumerate(SPLITS)}
+
+
+def sample_pairs(
+    text_dir: str | Path,
+    image_dir: str | Path,
+    split: str,
+    size: int,
+    *,
+    split_seed: int = 0,
+    seed: int = 0,
+) -> Pairs:
+    """A seeded sample of at most ``size`` pairs of one split, the same rows as sampling
+    ``split_pairs(load_pairs(...))[split]`` with ``np.random.default_rng(seed).choice`` (in pair order).
+
+    Only ids are read for all pairs; vectors and token ids only for the sampled rows (checked finite), so the
+    cost is that of ``size`` rows whatever the collection's size."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    text_vs, image_vs = load_vector_set(text_dir), load_vector_set(image_dir)
+    w2v = _fingerprint_of(text_vs, TEXT_FP, text_dir)
+    enc = _fingerprint_of(image_vs, IMAGE_FP, image_dir)
+    ids, text_rows, image_rows = align_rows(text_vs, image_vs)
+    rows = np.flatnonzero(_split_codes(ids, split_seed) == SPLITS.index(split))
+    if len(rows) > size:
+        rows = rows[np.sort(np.random.default_rng(seed).choice(len(rows), size, replace=False))]
+    part_ids = ids.take(rows)
+    text = Rows(text_vs.vectors, text_rows[rows])
+    _check_finite(part_ids, text, text_dir)
+    tokens = (
+        load_token_bags(text_dir, rows=len(text_vs.ids)).take(text_rows[rows])
+        if has_token_bags(text_dir)
+        else None
+    )
+    return Pairs(part_ids, text, Rows(image_vs.vectors, image_rows[rows]), w2v, enc, tokens=tokens)
 
 
 def check_same_sources(train: Pairs, val: Pairs) -> None:
