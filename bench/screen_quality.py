@@ -62,6 +62,7 @@ class Draw:
     query_tokens: Any  # TokenBags of the queries (bag text tower)
     bank_texts: list[str]  # the training split's step texts
     heldout: np.ndarray  # per query: never trained on
+    unknown: np.ndarray  # per query: a word the model's Word2Vec lacks (dropped from its vector)
     gallery: Gallery  # the gallery's steps as bench_quality reads them
     order: np.ndarray  # gallery rows in gallery_x order (the queries' photos first)
 
@@ -100,7 +101,11 @@ def _cache_draw(dataset: QualitySet, work: Path, options: dict[str, Any]) -> Dra
     else:
         gallery_x = photo_features(model, [gallery.photos[i] for i in order])
         np.savez(cache, gallery_x=gallery_x)
-    tokens, _ = model.text_tokens([t for t, keep in zip(gallery.texts, ok, strict=True) if keep])
+    from toolkit.search.explain import vocabulary_split
+
+    query_texts = [t for t, keep in zip(gallery.texts, ok, strict=True) if keep]
+    tokens, _ = model.text_tokens(query_texts)
+    unknown = np.array([bool(vocabulary_split(model, t)[2]) for t in query_texts], dtype=bool)
     bank: list[str] = []
     with RejectsWriter(None) as rejects:
         for recipe in iter_recipes(train_root, rejects):
@@ -114,6 +119,7 @@ def _cache_draw(dataset: QualitySet, work: Path, options: dict[str, Any]) -> Dra
         query_tokens=tokens,
         bank_texts=bank,
         heldout=np.asarray(gallery.heldout, dtype=bool)[ok],
+        unknown=unknown,
         gallery=gallery,
         order=order,
     )
@@ -149,6 +155,62 @@ def centered(q: np.ndarray, g: np.ndarray, bank: np.ndarray) -> np.ndarray:
     return q @ gc.T
 
 
+def centered_csls(k: int, beta: float) -> Variant:
+    """What the index does by default: photos centred (:func:`centered`), then CSLS (:func:`csls`) on them."""
+    inner = csls(k, beta)
+
+    def score(q: np.ndarray, g: np.ndarray, bank: np.ndarray) -> np.ndarray:
+        gc = g - g.mean(axis=0, keepdims=True)
+        gc /= np.linalg.norm(gc, axis=1, keepdims=True) + 1e-12
+        return inner(q, gc, bank)
+
+    return score
+
+
+def unknown_beta(k: int, beta: float, beta_unknown: float) -> Variant:
+    """Centred CSLS whose weight is ``beta_unknown`` for queries with a word the model lacks (calibrated
+    stacking, as in generalised zero-shot retrieval: such a query is likely about something never trained on,
+    and a photo close to many training texts is likely of something trained on). Needs ``unknown``."""
+
+    def score(q: np.ndarray, g: np.ndarray, bank: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+        gc = g - g.mean(axis=0, keepdims=True)
+        gc /= np.linalg.norm(gc, axis=1, keepdims=True) + 1e-12
+        sims = gc @ bank.T
+        k_ = min(k, sims.shape[1])
+        r = np.mean(np.partition(sims, -k_, axis=1)[:, -k_:], axis=1)
+        b = np.where(unknown, beta_unknown, beta)
+        return q @ gc.T - b[:, None] * r[None, :]
+
+    score.needs_unknown = True  # type: ignore[attr-defined]
+    return score
+
+
+def _sqrtm(c: np.ndarray, inverse: bool = False) -> np.ndarray:
+    w, v = np.linalg.eigh(c)
+    w = np.maximum(w, 1e-9)
+    return (v * (w ** (-0.5 if inverse else 0.5))) @ v.T
+
+
+def coral_csls(shrink: float, add_train_mean: bool, beta: float = 0.5) -> Variant:
+    """Second-moment alignment (CORAL, Sun et al. 2016) of the gallery's photo vectors to the training
+    photos' in the shared space (covariances shrunk by ``shrink`` towards their mean variance), then CSLS."""
+
+    def _shrunk(x: np.ndarray) -> np.ndarray:
+        c = np.cov(x, rowvar=False)
+        return (1 - shrink) * c + shrink * np.trace(c) / len(c) * np.eye(len(c))
+
+    def score(q: np.ndarray, g: np.ndarray, bank: np.ndarray, train: np.ndarray) -> np.ndarray:
+        a = _sqrtm(_shrunk(g), inverse=True) @ _sqrtm(_shrunk(train))
+        gc = (g - g.mean(axis=0, keepdims=True)) @ a
+        if add_train_mean:
+            gc += train.mean(axis=0, keepdims=True)
+        gc /= np.linalg.norm(gc, axis=1, keepdims=True) + 1e-12
+        return csls(10, beta)(q, gc, bank) if beta else q @ gc.T
+
+    score.needs_train = True  # type: ignore[attr-defined]
+    return score
+
+
 VARIANTS: dict[str, Variant] = {
     "plain": plain,
     "csls k10 b0.5": csls(10, 0.5),
@@ -156,6 +218,16 @@ VARIANTS: dict[str, Variant] = {
     "csls k50 b0.5": csls(50, 0.5),
     "csls k50 b1": csls(50, 1.0),
     "centered": centered,
+    **{
+        f"centered+csls k{k} b{b:g}": centered_csls(k, b) for k in (5, 10, 20) for b in (0.25, 0.5, 0.75, 1.0)
+    },
+    **{f"unknown b{b:g}": unknown_beta(10, 0.5, b) for b in (0.75, 1.0, 1.5, 2.0, 3.0)},
+    **{
+        f"coral s{sh:g}{' +mean' if m else ''}{'' if b else ' nocsls'}": coral_csls(sh, m, b)
+        for sh in (0.1, 0.3, 0.6)
+        for m in (False, True)
+        for b in (0.5, 0.0)
+    },
 }
 
 
@@ -177,6 +249,8 @@ def embedded(draw: Draw) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     out = {"model": (mapping.embed_text(q), mapping.embed_image(draw.gallery_x), bank_vec[ok])}
     split_seed = int(model.manifest.get("split_seed", 0))
     pairs = training_pairs(draw.model_dir, split_seed)
+    train_img = np.asarray(pairs["train"][1])
+    TRAIN_PHOTOS["model"] = mapping.embed_image(train_img)
     bank_means, ok = model.text_features(draw.bank_texts)
     for name, lin in linear_baselines(*pairs["train"], *pairs["val"]).items():
         out[name] = (
@@ -184,7 +258,12 @@ def embedded(draw: Draw) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
             lin.embed_image(draw.gallery_x),
             lin.embed_text(bank_means[ok]),
         )
+        TRAIN_PHOTOS[name] = lin.embed_image(train_img)
     return out
+
+
+#: per method, the embedded training photos of the draw being screened (variants that align to them)
+TRAIN_PHOTOS: dict[str, np.ndarray] = {}
 
 
 # --- retraining variants: a feature transform and/or mapping overrides -------------------------------
@@ -541,7 +620,12 @@ def screen(draws: list[Draw], variants: dict[str, Variant]) -> dict[str, list[di
         if draw.heldout.any():
             subsets[f"{draw.name}/never trained"] = draw.heldout
         for vname, fn in variants.items():
-            r10 = {m: ranks_of_own(fn(*vecs)) <= K for m, vecs in emb.items()}
+
+            def extra(m: str, fn: Variant = fn, draw: Draw = draw) -> dict[str, np.ndarray]:
+                got = {"unknown": draw.unknown} if getattr(fn, "needs_unknown", False) else {}
+                return {**got, "train": TRAIN_PHOTOS[m]} if getattr(fn, "needs_train", False) else got
+
+            r10 = {m: ranks_of_own(fn(*vecs, **extra(m))) <= K for m, vecs in emb.items()}
             for sname, sel in subsets.items():
                 got = {m: 100 * float(v[sel].mean()) for m, v in r10.items()}
                 best = max(("cca", "ridge"), key=got.__getitem__)
