@@ -612,6 +612,39 @@ def probe_ceiling(datasets: list[QualitySet], draws: list[Draw], work: Path) -> 
             )
 
 
+def photo_queries(draws: list[Draw]) -> None:
+    """Photo -> photo search on each draw's gallery (centred like an index; the photo itself left out): the
+    share of the top 10 with the photo's main / method label for plain cosine, the stored hubness layout
+    (what a photo query sends) and the CSLS query form."""
+    from toolkit.index.hubness import correction_for, lift_query
+    from toolkit.model import SearchModel
+
+    for draw in draws:
+        model = SearchModel.load(draw.model_dir)
+        g = model.mapping.model.embed_image(draw.gallery_x)
+        g = g - g.mean(axis=0, keepdims=True)
+        g /= np.linalg.norm(g, axis=1, keepdims=True)
+        hub = correction_for(model)
+        if hub is None:
+            continue
+        stored = hub.photo_layout(g)
+        labels = [draw.gallery.labels[i] for i in draw.order]
+        cells = []
+        for form, sims in (
+            ("plain", g @ g.T),
+            ("stored", stored @ stored.T),
+            ("query", lift_query(g) @ stored.T),
+        ):
+            np.fill_diagonal(sims, -np.inf)
+            top = np.argsort(-sims, axis=1)[:, :K]
+            shares = []
+            for key in ("main", "method"):
+                lab = np.array([str(label.get(key)) for label in labels])
+                shares.append(100 * float((lab[top] == lab[:, None]).mean()))
+            cells.append(f"{form} {shares[0]:5.1f} / {shares[1]:5.1f}")
+        print(f"{draw.name:16s} {len(g):5d} photos   " + "   ".join(cells), flush=True)
+
+
 def screen(draws: list[Draw], variants: dict[str, Variant]) -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for draw in draws:
@@ -657,6 +690,9 @@ def main() -> None:
     parser.add_argument(
         "--probe", action="store_true", help="the probe ceiling: what supervised probes read off the features"
     )
+    parser.add_argument(
+        "--photo-queries", action="store_true", help="photo -> photo P@10 main / method per photo vector form"
+    )
     parser.add_argument("--mapping-seeds", default="0", help="mapping seeds of --retrain (averaged)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -681,6 +717,9 @@ def main() -> None:
             print(f"cached {draws[-1].name} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     if args.probe:
         probe_ceiling(datasets, draws, args.work)
+        return
+    if args.photo_queries:
+        photo_queries(draws)
         return
     if args.fusion:
         fusion_sweep(draws, [int(x) for x in args.mapping_seeds.split(",")])
