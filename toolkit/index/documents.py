@@ -18,6 +18,7 @@ from toolkit.data.schema import Recipe, Step
 from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
 from toolkit.index.centring import centred
+from toolkit.index.drift import CentreDrift
 from toolkit.index.hubness import HubCorrection
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
@@ -80,6 +81,8 @@ class DocumentBuilder:
         self.photo_centre: np.ndarray | None = None
         #: the index's hubness correction (:mod:`toolkit.index.hubness`): applied after centring
         self.photo_hub: HubCorrection | None = None
+        #: how the photos built so far sit against ``photo_centre`` (:mod:`toolkit.index.drift`)
+        self.centre_drift = CentreDrift()
 
     def step_hash(self, recipe: Recipe, step: Step) -> str:
         """What a step's document is made from: the model, the builder's settings, the recipe fields the
@@ -186,7 +189,10 @@ class DocumentBuilder:
         if feats:
             order = sorted(feats)
             raw = np.stack([feats[i] for i in order])
-            image_vecs = centred(self.model.embed_image_features(raw), self.photo_centre)
+            shared = self.model.embed_image_features(raw)
+            if self.photo_centre is not None:
+                self.centre_drift.add(shared, self.photo_centre)
+            image_vecs = centred(shared, self.photo_centre)
             if self.photo_hub is not None:
                 image_vecs = self.photo_hub.photo_layout(image_vecs)
             image_rel = {i: rel for i, _, rel in wanted}
