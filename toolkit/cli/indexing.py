@@ -161,23 +161,10 @@ def index_cmd(
             f"{result['text_only']} text-only steps; alias {result['alias']} -> {result['index']}"
             + (f"; rejects in {rejects_path}" if result["rejected"] else "")
             + _notes_line(result, rejects_path)
-            + _drift_line(result)
         ),
     )
     if result["rejected"] or result["stopped_early"]:
         raise SystemExit(1)
-
-
-def _drift_line(result: dict) -> str:
-    """A warning line when the loaded photos sit off the index's photo centre (:mod:`toolkit.index.drift`)."""
-    drift = result.get("photo_drift")
-    if not drift or not drift["shifted"]:
-        return ""
-    return (
-        f"\nwarning: the {drift['photos']} photos loaded sit off the index's photo centre (common offset "
-        f"{drift['ratio']:.2f} of their spread, about {drift['expected']:.3f} for photos like the collection it "
-        "was created from); `jrs index` without --update makes a new version centred on the collection as it is now"
-    )
 
 
 def _notes_line(result: dict, rejects_path: Path) -> str:
@@ -225,9 +212,7 @@ def _update(
         lambda: (
             f"{result['index']}: read {result['read']} = indexed {result['indexed']} + unchanged "
             f"{result['unchanged']} + rejected {result['rejected']} + deleted {result['deleted']}; "
-            f"{result['count']} documents"
-            + (f"; rejects in {rejects_path}" if result["rejected"] else "")
-            + _drift_line(result)
+            f"{result['count']} documents" + (f"; rejects in {rejects_path}" if result["rejected"] else "")
         ),
     )
     if result["rejected"]:
