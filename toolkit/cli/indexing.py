@@ -45,7 +45,8 @@ from toolkit.index.template import INDEX_TYPES
     "--center-photos/--no-center-photos",
     help="A new index centres its photo vectors on the collection's mean photo vector (estimated from up to "
     "2,000 photos; stored in _meta.photo_centre, used by later loads, --update and photo queries): helps a "
-    "collection that looks unlike the training photos. An existing index keeps what it was created with.",
+    "collection that looks unlike the training photos. An existing index keeps what it was created with; a "
+    "load into it warns when its photos do not fit that centre (photo_drift in --json).",
 )
 @default_from(
     "toolkit.index.indexer:IndexOptions.hubness_correction",
