@@ -120,6 +120,7 @@ def text_bank(model: SearchModel, size: int = BANK_SIZE, seed: int = 0) -> np.nd
         d / "step_vectors", d / "image_features", "train", size, split_seed=split_seed, seed=seed
     )
     if len(part) == 0:
+        log.warning("%s has no training pairs: photo vectors are indexed without the hubness correction", d)
         return None
     mapping = model.mapping.model
     bank = mapping.embed_text(part.text_for(mapping.text_input))
