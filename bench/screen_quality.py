@@ -135,24 +135,35 @@ def plain(q: np.ndarray, g: np.ndarray, bank: np.ndarray) -> np.ndarray:
     return q @ g.T
 
 
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+
+
+def _centred(g: np.ndarray) -> np.ndarray:
+    """Photos re-centred on the gallery's own mean in the shared space, then re-normalised."""
+    return _unit_rows(g - g.mean(axis=0, keepdims=True))
+
+
+def _hubness(g: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
+    """``r_k(p)``: the mean cosine of each photo to its ``k`` nearest bank texts."""
+    sims = g @ bank.T
+    k_ = min(k, sims.shape[1])
+    return np.mean(np.partition(sims, -k_, axis=1)[:, -k_:], axis=1)
+
+
 def csls(k: int, beta: float) -> Variant:
-    """Cross-domain similarity local scaling against a fixed query bank: ``cos(q, p) - beta * r_k(p)``,
-    ``r_k(p)`` the mean cosine of photo ``p`` to its ``k`` nearest bank texts (hubs are pushed down)."""
+    """Cross-domain similarity local scaling against a fixed query bank: ``cos(q, p) - beta * r_k(p)``
+    (hubs are pushed down)."""
 
     def score(q: np.ndarray, g: np.ndarray, bank: np.ndarray) -> np.ndarray:
-        sims = g @ bank.T
-        k_ = min(k, sims.shape[1])
-        r = np.mean(np.partition(sims, -k_, axis=1)[:, -k_:], axis=1)
-        return q @ g.T - beta * r[None, :]
+        return q @ g.T - beta * _hubness(g, bank, k)[None, :]
 
     return score
 
 
 def centered(q: np.ndarray, g: np.ndarray, bank: np.ndarray) -> np.ndarray:
-    """Photos re-centred on the gallery's own mean in the shared space, then re-normalised."""
-    gc = g - g.mean(axis=0, keepdims=True)
-    gc /= np.linalg.norm(gc, axis=1, keepdims=True) + 1e-12
-    return q @ gc.T
+    """Photos centred (:func:`_centred`), queries unchanged."""
+    return q @ _centred(g).T
 
 
 def centered_csls(k: int, beta: float) -> Variant:
@@ -160,9 +171,7 @@ def centered_csls(k: int, beta: float) -> Variant:
     inner = csls(k, beta)
 
     def score(q: np.ndarray, g: np.ndarray, bank: np.ndarray) -> np.ndarray:
-        gc = g - g.mean(axis=0, keepdims=True)
-        gc /= np.linalg.norm(gc, axis=1, keepdims=True) + 1e-12
-        return inner(q, gc, bank)
+        return inner(q, _centred(g), bank)
 
     return score
 
@@ -173,11 +182,8 @@ def unknown_beta(k: int, beta: float, beta_unknown: float) -> Variant:
     and a photo close to many training texts is likely of something trained on). Needs ``unknown``."""
 
     def score(q: np.ndarray, g: np.ndarray, bank: np.ndarray, unknown: np.ndarray) -> np.ndarray:
-        gc = g - g.mean(axis=0, keepdims=True)
-        gc /= np.linalg.norm(gc, axis=1, keepdims=True) + 1e-12
-        sims = gc @ bank.T
-        k_ = min(k, sims.shape[1])
-        r = np.mean(np.partition(sims, -k_, axis=1)[:, -k_:], axis=1)
+        gc = _centred(g)
+        r = _hubness(gc, bank, k)
         b = np.where(unknown, beta_unknown, beta)
         return q @ gc.T - b[:, None] * r[None, :]
 
@@ -204,7 +210,7 @@ def coral_csls(shrink: float, add_train_mean: bool, beta: float = 0.5) -> Varian
         gc = (g - g.mean(axis=0, keepdims=True)) @ a
         if add_train_mean:
             gc += train.mean(axis=0, keepdims=True)
-        gc /= np.linalg.norm(gc, axis=1, keepdims=True) + 1e-12
+        gc = _unit_rows(gc)
         return csls(10, beta)(q, gc, bank) if beta else q @ gc.T
 
     score.needs_train = True  # type: ignore[attr-defined]
@@ -627,8 +633,7 @@ def photo_queries(draws: list[Draw]) -> None:
     for draw in draws:
         model = SearchModel.load(draw.model_dir)
         g = model.mapping.model.embed_image(draw.gallery_x)
-        g = g - g.mean(axis=0, keepdims=True)
-        g /= np.linalg.norm(g, axis=1, keepdims=True)
+        g = _centred(g)
         hub = correction_for(model)
         if hub is None:
             continue

@@ -83,7 +83,7 @@ def test_a_live_update_says_when_its_photos_sit_off_the_centre(
     created = index_dataset(es, sample_root, built_model, IndexOptions(alias=index_name))
     assert created["photos_centred"] and not created["photo_drift"]["shifted"]  # its own centre fits it
     new = _new_recipes(tmp_path / "new", variant, seed=5)
-    with caplog.at_level(logging.WARNING, logger="toolkit.index.update"):
+    with caplog.at_level(logging.WARNING, logger="toolkit.index.drift"):
         result = update_index(es, new, built_model, UpdateOptions(alias=index_name))
     drift = result["photo_drift"]
     assert drift["photos"] >= DRIFT_MIN_PHOTOS and drift["shifted"] is shifted

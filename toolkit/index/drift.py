@@ -18,10 +18,13 @@ as it is now.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: fewer photos than this say too little to warn about
 DRIFT_MIN_PHOTOS = 100
@@ -80,3 +83,9 @@ class CentreDrift:
             f"{1 / max(self.count, 1):.3f}): they look unlike that collection, and search ranks them less well. "
             "`jrs index` without --update makes a new version centred on the collection as it is now"
         )
+
+    def report(self, index: str) -> dict[str, Any] | None:
+        """:meth:`summary` for a load into ``index``, with a warning logged when :attr:`shifted`."""
+        if self.shifted:
+            log.warning(self.message(index))
+        return self.summary()

@@ -236,12 +236,10 @@ def index_dataset(
             "model_fingerprint": model.fingerprint,
             "photos_centred": builder.photo_centre is not None,
             "photos_hubness_corrected": builder.photo_hub is not None,
-            "photo_drift": builder.centre_drift.summary(),
+            "photo_drift": builder.centre_drift.report(target),
             "count": int(es.count(index=target)["count"]),
         }
     )
-    if builder.centre_drift.shifted:
-        _log.warning(builder.centre_drift.message(target))
     if summary.counts.read != summary.counts.indexed + summary.counts.rejected + summary.counts.skipped:
         raise ToolkitError(f"internal accounting error: {result}")
     return result

@@ -189,12 +189,10 @@ def update_index(
         "retries": summary.retries,
         "seconds": round(time.monotonic() - start, 3),
         "count": int(es.count(index=target)["count"]),
-        "photo_drift": builder.centre_drift.summary(),
+        "photo_drift": builder.centre_drift.report(target),
     }
     if result["read"] != result["indexed"] + result["unchanged"] + result["rejected"] + result["deleted"]:
         raise ToolkitError(f"internal accounting error: {result}")
-    if builder.centre_drift.shifted:
-        log.warning(builder.centre_drift.message(target))
     return result
 
 

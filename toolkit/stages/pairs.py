@@ -107,25 +107,59 @@ def _check_finite(ids: Sequence[str], x: np.ndarray | Rows, path: str | Path, bl
         raise ToolkitError(f"vector set {path}: {bad.size} vectors contain NaN or infinite values ({shown})")
 
 
+@dataclass(frozen=True)
+class _PairedSets:
+    """Two opened (memory-mapped) vector sets and their rows paired by id; no vector read yet."""
+
+    text_dir: Path
+    image_dir: Path
+    text_vs: VectorSet
+    image_vs: VectorSet
+    word2vec: str
+    encoder: str
+    ids: StringColumn
+    text_rows: np.ndarray
+    image_rows: np.ndarray
+
+    @classmethod
+    def open(cls, text_dir: str | Path, image_dir: str | Path) -> _PairedSets:
+        text_vs, image_vs = load_vector_set(text_dir), load_vector_set(image_dir)
+        w2v = _fingerprint_of(text_vs, TEXT_FP, text_dir)
+        enc = _fingerprint_of(image_vs, IMAGE_FP, image_dir)
+        return cls(
+            Path(text_dir), Path(image_dir), text_vs, image_vs, w2v, enc, *align_rows(text_vs, image_vs)
+        )
+
+    def pairs(self, rows: np.ndarray | None = None, *, check_images: bool = True) -> Pairs:
+        """The pairs at positions ``rows`` (all when None), their vectors checked finite (the photo features
+        only with ``check_images``)."""
+        ids = self.ids if rows is None else self.ids.take(rows)
+        text_rows = self.text_rows if rows is None else self.text_rows[rows]
+        image_rows = self.image_rows if rows is None else self.image_rows[rows]
+        text, image = Rows(self.text_vs.vectors, text_rows), Rows(self.image_vs.vectors, image_rows)
+        _check_finite(ids, text, self.text_dir)
+        if check_images:
+            _check_finite(ids, image, self.image_dir)
+        tokens = (
+            load_token_bags(self.text_dir, rows=len(self.text_vs.ids)).take(text_rows)
+            if has_token_bags(self.text_dir)
+            else None
+        )
+        unpaired = (len(self.text_vs.ids) - len(self.ids), len(self.image_vs.ids) - len(self.ids))
+        return Pairs(
+            ids, text, image, self.word2vec, self.encoder, *(unpaired if rows is None else (0, 0)), tokens
+        )
+
+
 def load_pairs(text_dir: str | Path, image_dir: str | Path) -> Pairs:
     """Load a text and an image vector set and pair their rows by id (text set order)."""
-    text_vs, image_vs = load_vector_set(text_dir), load_vector_set(image_dir)
-    w2v = _fingerprint_of(text_vs, TEXT_FP, text_dir)
-    enc = _fingerprint_of(image_vs, IMAGE_FP, image_dir)
-    ids, text_rows, image_rows = align_rows(text_vs, image_vs)
-    if len(ids) < 2:
+    paired = _PairedSets.open(text_dir, image_dir)
+    if len(paired.ids) < 2:
         raise ToolkitError(
-            f"only {len(ids)} ids are in both {text_dir} ({len(text_vs.ids)} vectors) and "
-            f"{image_dir} ({len(image_vs.ids)} vectors): at least 2 text/image pairs are needed"
+            f"only {len(paired.ids)} ids are in both {text_dir} ({len(paired.text_vs.ids)} vectors) and "
+            f"{image_dir} ({len(paired.image_vs.ids)} vectors): at least 2 text/image pairs are needed"
         )
-    text, image = Rows(text_vs.vectors, text_rows), Rows(image_vs.vectors, image_rows)
-    _check_finite(ids, text, text_dir)
-    _check_finite(ids, image, image_dir)
-    tokens = (
-        load_token_bags(text_dir, rows=len(text_vs.ids)).take(text_rows) if has_token_bags(text_dir) else None
-    )
-    unpaired = (len(text_vs.ids) - len(ids), len(image_vs.ids) - len(ids))
-    return Pairs(ids, text, image, w2v, enc, *unpaired, tokens)
+    return paired.pairs()
 
 
 def _split_codes(ids: Sequence[str], split_seed: int) -> np.ndarray:
@@ -157,22 +191,11 @@ def sample_pairs(
     cost is that of ``size`` rows whatever the collection's size."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    text_vs, image_vs = load_vector_set(text_dir), load_vector_set(image_dir)
-    w2v = _fingerprint_of(text_vs, TEXT_FP, text_dir)
-    enc = _fingerprint_of(image_vs, IMAGE_FP, image_dir)
-    ids, text_rows, image_rows = align_rows(text_vs, image_vs)
-    rows = np.flatnonzero(_split_codes(ids, split_seed) == SPLITS.index(split))
+    paired = _PairedSets.open(text_dir, image_dir)
+    rows = np.flatnonzero(_split_codes(paired.ids, split_seed) == SPLITS.index(split))
     if len(rows) > size:
         rows = rows[np.sort(np.random.default_rng(seed).choice(len(rows), size, replace=False))]
-    part_ids = ids.take(rows)
-    text = Rows(text_vs.vectors, text_rows[rows])
-    _check_finite(part_ids, text, text_dir)
-    tokens = (
-        load_token_bags(text_dir, rows=len(text_vs.ids)).take(text_rows[rows])
-        if has_token_bags(text_dir)
-        else None
-    )
-    return Pairs(part_ids, text, Rows(image_vs.vectors, image_rows[rows]), w2v, enc, tokens=tokens)
+    return paired.pairs(rows, check_images=False)
 
 
 def check_same_sources(train: Pairs, val: Pairs) -> None:
