@@ -250,7 +250,7 @@ def write_kitchen_set(
                 "recipe_id": rid,
                 "title": f"{ing.names[0]}の{rng.choice(('おかず', '一品', '料理', '副菜'))}",
                 "description": "",
-                "ingredients": [ing.names[0]],
+                "ingredients": [{"name": ing.names[0]}],
                 "steps": steps,
                 "tags": [f"main:{ing.key}", f"style:{'+'.join(train_vendors)}"],
             }

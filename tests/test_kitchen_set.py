@@ -33,8 +33,11 @@ def _package_tree(root: Path) -> Path:
 
 
 def _recipes(root: Path) -> list:
+    """The collection's recipes; the generator writes only valid records (no field dropped, no reject)."""
     with RejectsWriter(None) as rejects:
-        return list(iter_recipes(root, rejects))
+        recipes = list(iter_recipes(root, rejects))
+    assert rejects.count == 0
+    return recipes
 
 
 def _method_of(text: str) -> str:
