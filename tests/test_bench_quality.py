@@ -26,8 +26,9 @@ def test_run_quality_on_tiny_shifted_sets(es: Elasticsearch, tmp_path: Path) -> 
         rows = res["rows"]
         assert set(rows) == {"model", "model (exact)", "cca", "ridge", "untrained towers", "chance"}
         assert res["indexed_photos"] == res["gallery_photos"] == rows["chance"]["MedR"] * 2 - 1
-        # through Elasticsearch on a small gallery, kNN finds what the exact ranking finds
-        assert abs(rows["model"]["R@10"] - rows["model (exact)"]["R@10"]) <= 0.05
+        # through Elasticsearch on a small gallery, kNN finds at least what the exact ranking of the raw
+        # vectors finds (the index also centres and hubness-corrects the photo vectors, which may add more)
+        assert rows["model"]["R@10"] >= rows["model (exact)"]["R@10"] - 0.05
         for method in ("model", "cca", "ridge"):
             assert rows[method]["R@10"] > rows["chance"]["R@10"], (name, method, rows[method])
     concepts = data["results"]["short"]["tiny-concepts"]

@@ -6,6 +6,7 @@ Elasticsearch ``dense_vector`` with ``similarity: cosine``/``dot_product``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -255,6 +256,7 @@ class TwoTower(nn.Module):
         linear_dims: int = 0,
         linear_weight: float = 0.0,
         text_members: int = 1,
+        linear_maps: int = 1,
     ) -> None:
         super().__init__()
         if text_tower not in TEXT_TOWERS:
@@ -306,22 +308,31 @@ class TwoTower(nn.Module):
         self.linear: LinearBranch | None = None
         self.linear_weight = 0.0
         if linear_dims:
-            self._add_linear(linear_dims, linear_weight)
+            self._add_linear(linear_dims, linear_weight, linear_maps)
 
-    def _add_linear(self, dims: int, weight: float) -> None:
+    def _add_linear(self, dims: int, weight: float, maps: int) -> None:
         vocab = self.text.vocab if self.text_input == "tokens" else 0
-        self.linear = LinearBranch(self.text_dim, self.image_dim, dims, vocab)
+        self.linear = LinearBranch(self.text_dim, self.image_dim, dims, vocab, maps)
         self.linear_weight = float(weight)
         self.dim = self.tower_dim + dims
         self._arch |= {"linear_dims": dims, "linear_weight": float(weight)}
+        if maps > 1:  # absent for one map: mappings saved before keep their fingerprint
+            self._arch["linear_maps"] = maps
 
-    def set_linear(self, linear: LinearMap, weight: float, word_vectors: np.ndarray | None = None) -> None:
-        """Fuse a fitted CCA (see :mod:`toolkit.mapping.linear_branch`) into the embeddings with share
-        ``weight`` of the cosine; ``word_vectors``: the fixed Word2Vec vectors, for a bag text tower."""
+    def set_linear(
+        self,
+        maps: Sequence[LinearMap],
+        weight: float,
+        word_vectors: np.ndarray | None = None,
+        merge: np.ndarray | None = None,
+    ) -> None:
+        """Fuse fitted CCAs (see :mod:`toolkit.mapping.linear_branch`; ``merge`` with more than one) into
+        the embeddings with share ``weight`` of the cosine; ``word_vectors``: the fixed Word2Vec vectors,
+        for a bag text tower."""
         device = next(self.parameters()).device
-        self._add_linear(int(linear.text_proj.shape[1]), weight)
+        self._add_linear(int(maps[0].text_proj.shape[1]), weight, len(maps))
         assert self.linear is not None
-        self.linear.set_map(linear, word_vectors)
+        self.linear.set_maps(maps, merge, word_vectors)
         self.linear.to(device)
 
     def arch(self) -> dict[str, Any]:

@@ -21,8 +21,10 @@ from torch import nn
 from toolkit.device import resolve_device
 from toolkit.errors import ConfigError
 from toolkit.evaluation.linear import DEFAULT_CCA_COMPONENTS, fit_linear
+from toolkit.evaluation.linear import fit_cca as fit_branch_cca
 from toolkit.evaluation.metrics import pooled_metrics_of
 from toolkit.mapping.cca import canonical_signs, fit_cca
+from toolkit.mapping.linear_branch import fit_merge
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
 from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TEXT_TOWERS, BagTower, TwoTower, input_stats
 from toolkit.progress import track
@@ -52,6 +54,7 @@ LEGACY = {
     "mix_share": 0.0,
     "weight_average": False,
     "sparse_words": False,
+    "linear_strong_reg": None,
 }
 
 
@@ -80,6 +83,11 @@ class MappingConfig:
     # share of the cosine given to a CCA of the same inputs, fused after training (0: towers only;
     # toolkit.mapping.linear_branch); linear_dims CCA dimensions are appended to the dim tower ones
     linear_weight: float = 0.15
+    # a second CCA in the linear branch with this regularisation (close to PLS), merged with the one picked
+    # on the validation pairs into the same linear_dims (toolkit.mapping.linear_branch); None: that one
+    # alone. Screened 2026-12-07 (docs/quality-log.md): neutral on 22 rows at the sets' size (-0.13 R@10),
+    # +1.35 on 18 rows with 3-10x the training recipes (mixed +3.4)
+    linear_strong_reg: float | None = 100.0
     # text towers trained apart (seeds seed, seed + 1, ...) and averaged (TextEnsemble); more than one
     # only with arch fixed_image (one image side); None: DEFAULT_TEXT_MEMBERS there, 1 with other archs
     text_members: int | None = None
@@ -137,6 +145,10 @@ class MappingConfig:
             (
                 0.0 <= self.linear_weight < 1.0 and self.linear_dims >= 1,
                 f"linear_weight must be in [0, 1) and linear_dims >= 1: {self.linear_weight}, {self.linear_dims}",
+            ),
+            (
+                self.linear_strong_reg is None or self.linear_strong_reg > 0,
+                f"linear_strong_reg must be positive or None, got {self.linear_strong_reg}",
             ),
             (
                 self.cca_shrinkage > 0 and self.cca_power >= 0,
@@ -731,8 +743,9 @@ def fit_linear_branch(
     word_vectors: np.ndarray | None = None,
 ) -> None:
     """Fit the CCA of the training pairs (regularisation picked on the validation pairs, as the linear
-    baseline's) and fuse it into ``model`` with share ``config.linear_weight`` of the cosine. A bag tower's
-    pairs are read as their Word2Vec step means (``word_vectors``, the vectors training started from)."""
+    baseline's), with ``config.linear_strong_reg`` a second, strongly regularised one merged with it, and
+    fuse the branch into ``model`` with share ``config.linear_weight`` of the cosine. A bag tower's pairs
+    are read as their Word2Vec step means (``word_vectors``, the vectors training started from)."""
     if isinstance(train_text, TokenBags):
         assert word_vectors is not None
         train_text = _BagMeans(train_text, word_vectors)
@@ -740,11 +753,16 @@ def fit_linear_branch(
             val_text = _BagMeans(val_text, word_vectors)
     # every input is read in blocks (memmaps, Rows and bag means are never materialised)
     linear = fit_linear("cca", train_text, train_img, val_text, val_img, components=config.linear_dims)
-    model.set_linear(linear, config.linear_weight, word_vectors)
+    maps, merge = [linear], None
+    if config.linear_strong_reg is not None:
+        k = int(linear.text_proj.shape[1])
+        maps.append(fit_branch_cca(train_text, train_img, k, config.linear_strong_reg))
+        merge = fit_merge(maps, train_text, train_img)
+    model.set_linear(maps, config.linear_weight, word_vectors, merge)
     log.info(
-        "linear branch: CCA %d dims (reg %g), %.2f of the cosine",
+        "linear branch: CCA %d dims (reg %s), %.2f of the cosine",
         linear.text_proj.shape[1],
-        linear.reg,
+        " + ".join(f"{m.reg:g}" for m in maps),
         config.linear_weight,
     )
 
