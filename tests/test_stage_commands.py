@@ -82,6 +82,7 @@ def test_build_equals_the_stage_commands_in_sequence(sample_root: Path, tmp_path
         (["--encoder", "nope"], "unknown image encoder 'nope'"),
         (["--batch-size", "0"], "batch_size must be an integer >= 1"),
         (["--stopwords", "missing.txt"], "stopword file missing.txt does not exist"),
+        (["--linear-strong-reg", "-1"], "x>=0"),
     ],
 )
 def test_build_refuses_bad_options_before_any_work(
@@ -127,3 +128,25 @@ def test_build_says_what_it_rejected(sample_root: Path, tmp_path: Path) -> None:
     assert (tmp_path / "m" / "rejects.jsonl").read_text(encoding="utf-8").splitlines() == [
         json.dumps(r, ensure_ascii=False) for r in rows
     ]
+
+
+def test_tower_options_give_the_config_defaults_and_zero_turns_the_strong_cca_off() -> None:
+    import click
+
+    from toolkit.cli.options import tower_options
+    from toolkit.mapping.train import MappingConfig
+
+    @click.command()
+    @tower_options("toolkit.mapping.train:MappingConfig")
+    def show(**fields: object) -> None:
+        click.echo(json.dumps(MappingConfig(**fields).to_dict()))
+
+    default = json.loads(CliRunner().invoke(show, []).stdout)
+    assert default["linear_strong_reg"] == MappingConfig().linear_strong_reg is not None
+    assert (
+        json.loads(CliRunner().invoke(show, ["--linear-strong-reg", "0"]).stdout)["linear_strong_reg"] is None
+    )
+    assert (
+        json.loads(CliRunner().invoke(show, ["--linear-strong-reg", "30"]).stdout)["linear_strong_reg"]
+        == 30.0
+    )

@@ -120,6 +120,7 @@ def build_cmd(
     text_members: int,
     mix_share: float | None,
     weight_average: bool,
+    linear_strong_reg: float | None,
     split_seed: int,
     as_json: bool,
     quiet: bool,
@@ -158,6 +159,7 @@ def build_cmd(
             "text_members": text_members,
             "mix_share": mix_share,
             "weight_average": weight_average,
+            "linear_strong_reg": linear_strong_reg,
         },
         progress=progress_enabled(quiet),
     )
