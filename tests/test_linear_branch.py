@@ -9,7 +9,7 @@ import pytest
 
 from tests.test_train_mapping import small_config, synthetic_pairs
 from toolkit.evaluation import linear as linear_mod
-from toolkit.evaluation.linear import fit_cca, fit_linear
+from toolkit.evaluation.linear import fit_cca, fit_linear, pair_moments
 from toolkit.mapping.checkpoint import load_mapping, mapping_fingerprint, save_mapping
 from toolkit.mapping.linear_branch import fit_merge
 from toolkit.mapping.train import MappingConfig, _BagMeans, train_mapping
@@ -171,3 +171,15 @@ def test_cca_from_block_moments_matches_one_block_and_reads_lazy_rows(
     bad[700, 3] = np.nan
     with pytest.raises(ValueError, match="rows 640"):
         fit_cca(Rows(bad), Rows(image))
+
+
+def test_moments_computed_once_serve_every_fit(pairs: dict[str, np.ndarray]) -> None:
+    moments = pair_moments(pairs["tt"], pairs["ti"])
+    assert moments is not None  # more pairs than dimensions: fitted from block moments
+    given = fit_linear("cca", pairs["tt"], pairs["ti"], pairs["vt"], pairs["vi"], moments=moments)
+    own = fit_linear("cca", pairs["tt"], pairs["ti"], pairs["vt"], pairs["vi"])
+    assert given.reg == own.reg and np.array_equal(given.text_proj, own.text_proj)
+    strong = fit_cca(pairs["tt"], pairs["ti"], 16, reg=100.0, moments=moments)
+    assert np.allclose(strong.image_proj, fit_cca(pairs["tt"], pairs["ti"], 16, reg=100.0).image_proj)
+    few = pair_moments(pairs["tt"][:20], pairs["ti"][:20])
+    assert few is None  # fewer pairs than dimensions: fitted in memory, no moments

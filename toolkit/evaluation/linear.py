@@ -196,6 +196,12 @@ def _uses_moments(text: Any, image: Any) -> bool:
     return n > max(text.shape[1], image.shape[1]) and image.shape[0] == n
 
 
+def pair_moments(text: Any, image: Any) -> _Moments | None:
+    """The block moments :func:`fit_cca` fits from (``None`` where it fits in memory instead): computed once,
+    they serve several fits of the same pairs (``moments=``)."""
+    return _moments(text, image, int(text.shape[0])) if _uses_moments(text, image) else None
+
+
 def fit_cca(
     text: Any,
     image: Any,
@@ -265,15 +271,16 @@ def fit_linear(
     val_image: np.ndarray | None = None,
     components: int = DEFAULT_CCA_COMPONENTS,
     grid: Sequence[float] | None = None,
+    moments: _Moments | None = None,
 ) -> LinearMap:
-    """Fit ``method`` (``cca`` or ``ridge``); with validation pairs, the grid value with the best val R@10."""
+    """Fit ``method`` (``cca`` or ``ridge``); with validation pairs, the grid value with the best val R@10.
+    ``moments``: :func:`pair_moments` of ``text``/``image``, when already computed."""
     if method not in LINEAR_METHODS:
         raise ValueError(f"method must be one of {LINEAR_METHODS}, got {method!r}")
     values = list(grid or (CCA_REGS if method == "cca" else RIDGE_ALPHAS))
 
-    moments = None
-    if method == "cca" and _uses_moments(text, image):
-        moments = _moments(text, image, int(text.shape[0]))
+    if method == "cca" and moments is None:
+        moments = pair_moments(text, image)
 
     def fit(v: float) -> LinearMap:
         if method == "cca":

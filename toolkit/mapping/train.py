@@ -20,7 +20,7 @@ from torch import nn
 
 from toolkit.device import resolve_device
 from toolkit.errors import ConfigError
-from toolkit.evaluation.linear import DEFAULT_CCA_COMPONENTS, fit_linear
+from toolkit.evaluation.linear import DEFAULT_CCA_COMPONENTS, fit_linear, pair_moments
 from toolkit.evaluation.linear import fit_cca as fit_branch_cca
 from toolkit.evaluation.metrics import pooled_metrics_of
 from toolkit.mapping.cca import canonical_signs, fit_cca
@@ -752,11 +752,14 @@ def fit_linear_branch(
         if val_text is not None:
             val_text = _BagMeans(val_text, word_vectors)
     # every input is read in blocks (memmaps, Rows and bag means are never materialised)
-    linear = fit_linear("cca", train_text, train_img, val_text, val_img, components=config.linear_dims)
+    moments = pair_moments(train_text, train_img)  # one pass serves both CCAs
+    linear = fit_linear(
+        "cca", train_text, train_img, val_text, val_img, components=config.linear_dims, moments=moments
+    )
     maps, merge = [linear], None
     if config.linear_strong_reg is not None:
         k = int(linear.text_proj.shape[1])
-        maps.append(fit_branch_cca(train_text, train_img, k, config.linear_strong_reg))
+        maps.append(fit_branch_cca(train_text, train_img, k, config.linear_strong_reg, moments))
         merge = fit_merge(maps, train_text, train_img)
     model.set_linear(maps, config.linear_weight, word_vectors, merge)
     log.info(
