@@ -7,7 +7,7 @@ from pathlib import Path
 
 from elasticsearch import Elasticsearch
 
-from bench.bench_quality import QualitySet, render_markdown, run_quality
+from bench.bench_quality import DATASETS, QualitySet, render_markdown, run_quality
 from toolkit.data.sample_variant import SampleVariant
 
 
@@ -41,3 +41,20 @@ def test_run_quality_on_tiny_shifted_sets(es: Elasticsearch, tmp_path: Path) -> 
     known, every = tiny["queries"], tiny["queries"] + tiny["queries_no_known_word"]
     over_all = 100 * data["summary"]["short"]["tiny"]["model_R@10"] * known / every
     assert f"| {known:,} of {every:,} | {over_all:.1f} |" in md
+
+
+def test_more_training_recipes_scale_the_training_side_of_recipe_sets_only() -> None:
+    import pytest
+
+    sets = {d.name: d for d in DATASETS}
+    big = sets["mixed"].with_more_training(10)
+    assert (big.name, big.train_recipes) == ("mixed-x10", 10 * sets["mixed"].train_recipes)
+    assert big.gallery_recipes == sets["mixed"].gallery_recipes and big.gallery == sets["mixed"].gallery
+    assert big.key() != sets["mixed"].key()  # its own cached draw
+    assert sets["kitchen"].with_more_training(3).train_recipes == 3 * sets["kitchen"].train_recipes
+    assert sets["plain"].with_more_training(1) == sets["plain"]
+    for fixed in ("emoji", "concepts"):
+        with pytest.raises(ValueError, match="training side is fixed"):
+            sets[fixed].with_more_training(10)
+    with pytest.raises(ValueError, match="at least 1"):
+        sets["plain"].with_more_training(0)
