@@ -40,6 +40,14 @@ def canonical_signs(u: np.ndarray) -> np.ndarray:
     return signs
 
 
+def leading_directions(moment: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` eigenvectors of the symmetric ``moment`` with the largest eigenvalues (columns, in that
+    order), each with :func:`canonical_signs`: the same matrix gives the same directions."""
+    values, vectors = np.linalg.eigh(moment)
+    top = vectors[:, np.argsort(values)[::-1][:k]]
+    return top * canonical_signs(top)
+
+
 def fit_cca(
     text: np.ndarray, image: np.ndarray, dim: int, shrinkage: float = 0.1, power: float = 0.5
 ) -> CCAProjection:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.evaluation.linear import LinearMap
+from toolkit.mapping.cca import leading_directions
 
 #: Training rows embedded at a time when the merge of two maps is fitted.
 MERGE_BLOCK = 8192
@@ -123,8 +124,8 @@ def _folded(linear: LinearMap) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 def fit_merge(maps: Sequence[LinearMap], text: Any, image: Any) -> np.ndarray:
     """The ``[len(maps) * k, k]`` projection that merges ``maps`` (``k`` variates each): the top ``k``
     principal directions (uncentred: rows are compared by cosine) of the side-by-side unit variates of the
-    training pairs, texts and photos alike. Read in blocks of :data:`MERGE_BLOCK` rows; signs fixed (largest
-    entry positive) so the same pairs give the same merge."""
+    training pairs, texts and photos alike. Read in blocks of :data:`MERGE_BLOCK` rows; signs fixed
+    (:func:`~toolkit.mapping.cca.leading_directions`) so the same pairs give the same merge."""
     dims = {int(m.text_proj.shape[1]) for m in maps}
     if len(maps) < 2 or len(dims) != 1:
         raise ValueError(f"a merge needs two or more maps of the same width, got {sorted(dims)}")
@@ -138,10 +139,7 @@ def fit_merge(maps: Sequence[LinearMap], text: Any, image: Any) -> np.ndarray:
         ):
             side = side.astype(np.float64)
             moment += side.T @ side
-    _, vectors = np.linalg.eigh(moment)
-    top = vectors[:, ::-1][:, :k]
-    signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(k)])
-    return top * signs
+    return leading_directions(moment, k)
 
 
 def fuse(tower: torch.Tensor, linear: torch.Tensor, weight: float) -> torch.Tensor:

@@ -23,7 +23,7 @@ from toolkit.errors import ConfigError
 from toolkit.evaluation.linear import DEFAULT_CCA_COMPONENTS, fit_linear, pair_moments
 from toolkit.evaluation.linear import fit_cca as fit_branch_cca
 from toolkit.evaluation.metrics import pooled_metrics_of
-from toolkit.mapping.cca import canonical_signs, fit_cca
+from toolkit.mapping.cca import fit_cca, leading_directions
 from toolkit.mapping.linear_branch import fit_merge
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
 from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TEXT_TOWERS, BagTower, TwoTower, input_stats
@@ -279,10 +279,8 @@ def init_image_pca(model: TwoTower, image: np.ndarray, chunk: int = 8192) -> Non
         gram += z.T @ z
     centre = total / n
     cov = gram / n - np.outer(centre, centre)
-    values, vectors = np.linalg.eigh(cov)
     k = min(dim, d_in)
-    top = vectors[:, np.argsort(values)[::-1][:k]]
-    top = top * canonical_signs(top)
+    top = leading_directions(cov, k)
     weight = np.zeros((dim, d_in), dtype=np.float32)
     weight[:k] = top.T
     model.image.set_projection(weight)
