@@ -14,7 +14,7 @@ from toolkit.search.engine import Searcher
 from toolkit.search.queries import Filters, HybridParams, KnnParams
 
 
-@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf"])
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf", "linear"])
 @pytest.mark.parametrize("text", ["", "   ", "\u3000\n\t"])
 def test_library_says_the_query_is_empty(
     es, built_model: Path, search_alias: str, text: str, mode: str
@@ -25,6 +25,7 @@ def test_library_says_the_query_is_empty(
         "keyword": lambda: searcher.keyword(text, 5, Filters()),
         "hybrid": lambda: searcher.hybrid(text, KnnParams(), Filters(), HybridParams()),
         "rrf": lambda: searcher.rrf(text, KnnParams(), Filters(), HybridParams()),
+        "linear": lambda: searcher.linear(text, KnnParams(), Filters(), HybridParams()),
     }
     with pytest.raises(ToolkitError, match="^the query is empty$"):
         calls[mode]()
@@ -41,7 +42,7 @@ def test_cli_says_the_query_is_empty(es_settings, built_model: Path, search_alia
     assert "vocabulary" not in result.output
 
 
-@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf"])
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf", "linear"])
 def test_text_that_is_not_valid_unicode_is_refused_in_every_mode(
     es, built_model: Path, search_alias: str, mode: str
 ) -> None:

@@ -101,7 +101,16 @@ def test_evaluate_through_the_index(built_model: Path, search_alias: str, es_set
     assert res.exit_code == 0, res.output
     through = json.loads(res.stdout)["through_index"]
     modes = through["modes"]
-    assert set(modes) == {"knn", "keyword", "hybrid", "rrf", "exact_knn", "cca_exact", "ridge_exact"}
+    assert set(modes) == {
+        "knn",
+        "keyword",
+        "hybrid",
+        "rrf",
+        "linear",
+        "exact_knn",
+        "cca_exact",
+        "ridge_exact",
+    }
     assert set(through["graded"]) == set(modes)
     for mode in ("knn", "cca_exact"):
         g = through["graded"][mode]

@@ -114,6 +114,32 @@ def test_client_side_rrf_fuses_both_lists(searcher: Searcher, steps) -> None:
     assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
 
 
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0), (0.3, 2.0)])
+def test_linear_fusion_is_the_weighted_sum_of_both_normalised_lists(
+    searcher: Searcher, steps, weights: tuple[float, float]
+) -> None:
+    step = next(s for s in steps if s["image"])
+    hybrid = HybridParams(keyword_boost=weights[0], knn_boost=weights[1], window=30)
+    result = searcher.linear(step["text"], KnnParams(10, 100), Filters(), hybrid)
+    assert result.mode == "linear" and result.fusion == "minmax" and len(result.requests) == 2
+    # the same two lists fetched one by one, fused by the formula written out here
+    keyword = searcher.keyword(step["text"], 30, Filters()).hits
+    knn = searcher.knn(searcher.text_vector(step["text"]), KnnParams(30, 100), Filters()).hits
+    expected: dict[str, float] = {}
+    for hits, weight in ((keyword, weights[0]), (knn, weights[1])):
+        lo, hi = min(h.score for h in hits), max(h.score for h in hits)
+        for h in hits:
+            expected[h.step_id] = expected.get(h.step_id, 0.0) + weight * (h.score - lo) / (hi - lo)
+    got = {h.step_id: h.score for h in result.hits}
+    assert len(got) == 10 and all(got[i] == pytest.approx(expected[i], abs=1e-6) for i in got)
+    best = sorted(expected.values(), reverse=True)[:10]
+    assert sorted(got.values(), reverse=True) == pytest.approx(best, abs=1e-6)
+    if weights == (1.0, 0.0):  # the keyword list alone keeps its order
+        assert [h.step_id for h in result.hits] == [h.step_id for h in keyword[:10]]
+    if weights == (0.0, 1.0):
+        assert [h.step_id for h in result.hits] == [h.step_id for h in knn[:10]]
+
+
 def test_filters_restrict_hits(searcher: Searcher, steps) -> None:
     step = next(s for s in steps if s["image"])
     vec = searcher.text_vector(step["text"])

@@ -27,7 +27,7 @@ def searcher(es: Elasticsearch, built_model: Path, search_alias: str) -> Searche
     return Searcher(es, SearchModel.load(built_model), search_alias)
 
 
-@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf"])
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf", "linear"])
 def test_grouped_results_are_one_recipe_each_with_its_best_steps(searcher: Searcher, mode: str) -> None:
     result = search(searcher, QUERY, options=SearchOptions(mode=mode, k=5, group="recipe", per_group=3))
     groups = result.groups
@@ -46,7 +46,7 @@ def test_grouped_results_are_one_recipe_each_with_its_best_steps(searcher: Searc
     expected = group_hits(plain.hits, 5, 3)
     assert [g.recipe_id for g in groups] == [g.recipe_id for g in expected]
     assert [g.steps[0].step_id for g in groups] == [g.steps[0].step_id for g in expected]
-    if mode in ("knn", "rrf"):  # both look only at those 50 steps (keyword/hybrid: at every match)
+    if mode in ("knn", "rrf", "linear"):  # they look only at those 50 steps (keyword/hybrid: every match)
         assert [[h.step_id for h in g.steps] for g in groups] == [
             [h.step_id for h in g.steps] for g in expected
         ]

@@ -8,10 +8,11 @@ from click.testing import CliRunner
 from elasticsearch import Elasticsearch, helpers
 
 from toolkit.cli.main import cli
+from toolkit.errors import ConfigError
 from toolkit.index import lifecycle
 from toolkit.index.template import IndexModelInfo
 from toolkit.search.dispatch import knn_params
-from toolkit.search.fusion import rrf_fuse
+from toolkit.search.fusion import linear_fuse, minmax_scores, rrf_fuse
 from toolkit.search.queries import (
     DEFAULT_NUM_CANDIDATES,
     Filters,
@@ -32,6 +33,32 @@ def test_rrf_fuse_orders_by_reciprocal_rank_sum() -> None:
     # x: 1/2 + 1/4 = .75 ; y: 1/3 + 1/2 = .833 ; z: 1/4 ; w: 1/3
     assert [h["_id"] for h in fused] == ["y", "x", "w", "z"]
     assert fused[0]["_score"] == pytest.approx(1 / 3 + 1 / 2)
+
+
+def test_linear_fuse_sums_weighted_minmax_scores() -> None:
+    a = [{"_id": "x", "_score": 12.0}, {"_id": "y", "_score": 7.0}, {"_id": "z", "_score": 2.0}]
+    b = [{"_id": "y", "_score": 0.9}, {"_id": "w", "_score": 0.8}, {"_id": "x", "_score": 0.5}]
+    assert minmax_scores(a) == pytest.approx([1.0, 0.5, 0.0])
+    fused = linear_fuse([a, b], weights=[1.0, 2.0], k=4)
+    # x: 1 + 2 * 0 = 1 ; y: .5 + 2 * 1 = 2.5 ; z: 0 ; w: 2 * .75 = 1.5
+    assert [h["_id"] for h in fused] == ["y", "w", "x", "z"]
+    assert [h["_score"] for h in fused] == pytest.approx([2.5, 1.5, 1.0, 0.0])
+    # the raw scale does not matter (BM25 in the tens against cosines below 1), only the weights do
+    scaled = [{**h, "_score": h["_score"] * 1000} for h in a]
+    assert [h["_id"] for h in linear_fuse([scaled, b], [1.0, 2.0], 4)] == ["y", "w", "x", "z"]
+    assert [h["_id"] for h in linear_fuse([a, b], [1.0, 0.0], 2)] == ["x", "y"]
+    assert minmax_scores([{"_score": 3.0}, {"_score": 3.0}]) == [1.0, 1.0]
+    assert linear_fuse([[], b], [1.0, 1.0], 1)[0]["_id"] == "y"
+    with pytest.raises(ValueError, match="2 hit lists need 2 weights"):
+        linear_fuse([a, b], [1.0], 3)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"keyword_boost": -1.0}, {"knn_boost": float("nan")}, {"rank_constant": 0}, {"window": 0}]
+)
+def test_fusion_params_are_checked(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        HybridParams(**bad)
 
 
 def test_compose_is_normalised_arithmetic() -> None:

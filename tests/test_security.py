@@ -142,7 +142,7 @@ def test_cli_index_and_search_over_tls_leak_no_secret(
     assert code == 0, outputs[-1]
     indexed = json.loads(out)
     assert indexed["indexed"] == indexed["count"] > 0 and indexed["rejected"] == 0
-    for mode in ("knn", "keyword", "hybrid", "rrf"):
+    for mode in ("knn", "keyword", "hybrid", "rrf", "linear"):
         code, out = run("search", "玉ねぎを炒める", "--model", str(built_model), "--index", "secure",
                         "--mode", mode, "--show-query")  # fmt: skip
         assert code == 0, outputs[-1]

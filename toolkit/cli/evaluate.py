@@ -10,6 +10,7 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.options import default_from
+from toolkit.search.modes import TEXT_MODES
 
 #: Rows of the in-memory table: (label, key in evaluation.json).
 IN_MEMORY_ROWS = (
@@ -99,7 +100,7 @@ def index_table(result: dict[str, Any]) -> str:
     "--mode",
     "modes",
     multiple=True,
-    type=click.Choice(["knn", "keyword", "hybrid", "rrf"]),
+    type=click.Choice(TEXT_MODES),
     help="Modes to run through the index (default: all).",
 )
 @click.option("--limit", type=int, default=None, help="Use at most this many held-out queries.")

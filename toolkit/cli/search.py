@@ -11,6 +11,7 @@ import click
 from toolkit.cli.common import emit, json_option, user_errors
 from toolkit.cli.options import default_from
 from toolkit.device import DEVICE_HELP
+from toolkit.search.modes import TEXT_MODES, modes_help
 
 
 def _line(rank: int | str, h) -> str:
@@ -64,10 +65,10 @@ def _render(result) -> str:
 @click.argument("text", required=False)
 @click.option(
     "--mode",
-    type=click.Choice(["knn", "keyword", "hybrid", "rrf"]),
+    type=click.Choice(TEXT_MODES),
     default="knn",
     show_default=True,
-    help="knn: text -> photo vectors; keyword: BM25 on tokens; hybrid: both in one request; rrf: rank fusion.",
+    help=modes_help(),
 )
 @click.option(
     "--image", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by photo."
@@ -99,8 +100,20 @@ def _render(result) -> str:
 @click.option("--recipe", "recipes", multiple=True, help="Only these recipe ids.")
 @click.option("--ingredient", "ingredients", multiple=True, help="Only recipes with this ingredient.")
 @click.option("--include-text-only", is_flag=True, help="Also return steps without a photo.")
-@click.option("--keyword-boost", type=float, default=1.0, show_default=True)
-@click.option("--knn-boost", type=float, default=1.0, show_default=True)
+@click.option(
+    "--keyword-boost",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="hybrid: multiplies the BM25 score; linear: weight of the normalised keyword list.",
+)
+@click.option(
+    "--knn-boost",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="hybrid: multiplies the kNN score; linear: weight of the normalised kNN list.",
+)
 @click.option(
     "--show-query", is_flag=True, help="Print the exact request body (paste into Kibana Dev Tools)."
 )
@@ -144,9 +157,6 @@ def search_cmd(
     if image is not None and text is not None and not (plus or minus):
         raise click.UsageError("give TEXT or --image, not both (or add --plus/--minus to compose)")
     device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
-    t0 = time.perf_counter()
-    searcher = Searcher(make_client(), SearchModel.load(model_dir, device), index)
-    load_ms = (time.perf_counter() - t0) * 1000
     filters = Filters(recipe_ids=recipes, ingredients=ingredients, include_text_only=include_text_only)
     options = SearchOptions(
         mode=mode,
@@ -157,7 +167,10 @@ def search_cmd(
         group=group,
         per_group=per_group,
         explain=explain,
-    )
+    )  # built before the model loads: bad boosts or groupings are refused before any work
+    t0 = time.perf_counter()
+    searcher = Searcher(make_client(), SearchModel.load(model_dir, device), index)
+    load_ms = (time.perf_counter() - t0) * 1000
     compose_text = text if image is not None else None
     result = search(
         searcher,

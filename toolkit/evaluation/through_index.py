@@ -26,10 +26,11 @@ from toolkit.errors import ToolkitError
 from toolkit.evaluation.graded import Labels, graded_precision
 from toolkit.progress import track
 from toolkit.search.engine import Searcher
+from toolkit.search.modes import TEXT_MODES
 from toolkit.search.queries import DEFAULT_NUM_CANDIDATES, Filters, HybridParams, KnnParams
 from toolkit.stages.read import ReadOptions, read_steps, steps_of_split
 
-INDEX_MODES = ("knn", "keyword", "hybrid", "rrf")
+INDEX_MODES = TEXT_MODES
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ def evaluate_through_index(
                 result = searcher.keyword(q.text, k, filters)
             elif mode == "hybrid":
                 result = searcher.hybrid(q.text, params, filters, hybrid)
+            elif mode == "linear":
+                result = searcher.linear(q.text, params, filters, hybrid)
             else:
                 result = searcher.rrf(q.text, params, filters, hybrid)
                 fusion = result.fusion

@@ -11,6 +11,7 @@ from toolkit.data.schema import unencodable
 from toolkit.errors import ToolkitError
 from toolkit.model import check_query_text
 from toolkit.search.engine import Searcher, SearchResult
+from toolkit.search.modes import TEXT_MODES
 from toolkit.search.queries import (
     DEFAULT_NUM_CANDIDATES,
     Filters,
@@ -20,7 +21,6 @@ from toolkit.search.queries import (
     compose,
 )
 
-TEXT_MODES = ("knn", "keyword", "hybrid", "rrf")
 GROUPS = ("recipe",)
 
 
@@ -118,6 +118,8 @@ def _run_text(
         return searcher.keyword(text, opts.k, opts.filters, group=group)
     if opts.mode == "hybrid":
         return searcher.hybrid(text, params, opts.filters, opts.hybrid, group=group)
+    if opts.mode == "linear":
+        return searcher.linear(text, params, opts.filters, opts.hybrid, group=group)
     return searcher.rrf(text, params, opts.filters, opts.hybrid, group=group)
 
 
@@ -160,7 +162,7 @@ def search_text(
     num_candidates: int | None = None,
     hybrid: HybridParams | None = None,
 ) -> SearchResult:
-    """Run ``text`` in ``mode`` (knn, keyword, hybrid or rrf); a clear error for a bad mode or k."""
+    """Run ``text`` in ``mode`` (one of ``TEXT_MODES``); a clear error for a bad mode or k."""
     if not text or not text.strip():
         raise ToolkitError("the query text is empty")
     opts = SearchOptions(mode, k, num_candidates, filters or Filters(), hybrid or HybridParams())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,21 +22,19 @@ from toolkit.index.hubness import (
 )
 from toolkit.index.lifecycle import check_index_model, index_info
 from toolkit.model import SearchModel, check_query_text
-from toolkit.search.fusion import rrf_fuse
+from toolkit.search.fusion import linear_fuse, rrf_fuse
 from toolkit.search.queries import (
     Filters,
     Grouping,
     HybridParams,
     KnnParams,
     compose,
+    fusion_msearch_bodies,
     hybrid_request,
     keyword_request,
     knn_request,
-    rrf_msearch_bodies,
     rrf_retriever_request,
 )
-
-MODES = ("knn", "keyword", "hybrid", "rrf", "image")
 
 
 @dataclass
@@ -263,30 +261,49 @@ class Searcher:
         """Reciprocal rank fusion: ``retriever.rrf`` when the cluster offers it, else fused here from
         the two ranked lists fetched in one ``_msearch``. Grouped: the fused list of ``k * knn_factor``
         steps is grouped by recipe here (a rank fusion has no single query to collapse)."""
+        return self._fused(self._rrf, text, params, filters, hybrid, group)
+
+    def linear(
+        self,
+        text: str,
+        params: KnnParams,
+        filters: Filters,
+        hybrid: HybridParams,
+        group: Grouping | None = None,
+    ) -> SearchResult:
+        """Score fusion on one scale: each list's scores min-max normalised over its best ``hybrid.window``
+        hits, then summed with the weights ``hybrid.keyword_boost`` and ``hybrid.knn_boost`` (what
+        Elasticsearch's ``linear`` retriever computes with ``normalizer: minmax``), fused here from the
+        two lists fetched in one ``_msearch``. Grouped like :meth:`rrf`."""
+        return self._fused(self._linear, text, params, filters, hybrid, group)
+
+    def _fused(
+        self,
+        run: Callable[[str, KnnParams, Filters, HybridParams], SearchResult],
+        text: str,
+        params: KnnParams,
+        filters: Filters,
+        hybrid: HybridParams,
+        group: Grouping | None,
+    ) -> SearchResult:
         if group is None:
-            return self._rrf(text, params, filters, hybrid)
+            return run(text, params, filters, hybrid)
         wide = group.window(params.k)
-        result = self._rrf(
-            text, KnnParams(wide, max(params.num_candidates, wide), params.field), filters, hybrid
-        )
+        result = run(text, KnnParams(wide, max(params.num_candidates, wide), params.field), filters, hybrid)
         result.groups = group_hits(result.hits, params.k, group.per_group)
         result.hits = [g.steps[0] for g in result.groups]
         result.notes.append(f"grouped by recipe after fusing the best {wide} steps")
         return result
 
-    def _rrf(self, text: str, params: KnnParams, filters: Filters, hybrid: HybridParams) -> SearchResult:
-        tokens, vector = self.tokens(text), self.field_vector(self.text_vector(text), params.field)
-        if self._server_rrf is not False:
-            body = rrf_retriever_request(tokens, vector, params, filters, hybrid)
-            try:
-                result = self._run("rrf", body, fusion="server")
-                self._server_rrf = True
-                return result
-            except (BadRequestError, ApiError) as e:
-                if not _rrf_unavailable(e):
-                    raise
-                self._server_rrf = False
-        bodies = rrf_msearch_bodies(tokens, vector, params, filters, hybrid)
+    def _query_forms(self, text: str, field: str) -> tuple[list[str], np.ndarray]:
+        return self.tokens(text), self.field_vector(self.text_vector(text), field)
+
+    def _both_lists(
+        self, tokens: list[str], vector: np.ndarray, params: KnnParams, filters: Filters, hybrid: HybridParams
+    ) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]], float, float]:
+        """The keyword and the kNN list of the best ``max(hybrid.window, k)`` steps, in one ``_msearch``:
+        the request bodies, the two hit lists, the slower ``took`` and the round trip (ms)."""
+        bodies = fusion_msearch_bodies(tokens, vector, params, filters, hybrid)
         searches: list[dict[str, Any]] = []
         for b in bodies:
             searches.extend([{"index": self.index}, b])
@@ -298,10 +315,30 @@ class Searcher:
             if "error" in r:
                 raise ToolkitError(f"search failed: {r['error'].get('reason', r['error'])}")
             lists.append(r["hits"]["hits"])
+        return bodies, lists, float(max(r["took"] for r in resp["responses"])), total
+
+    def _rrf(self, text: str, params: KnnParams, filters: Filters, hybrid: HybridParams) -> SearchResult:
+        tokens, vector = self._query_forms(text, params.field)
+        if self._server_rrf is not False:
+            body = rrf_retriever_request(tokens, vector, params, filters, hybrid)
+            try:
+                result = self._run("rrf", body, fusion="server")
+                self._server_rrf = True
+                return result
+            except (BadRequestError, ApiError) as e:
+                if not _rrf_unavailable(e):
+                    raise
+                self._server_rrf = False
+        bodies, lists, took, total = self._both_lists(tokens, vector, params, filters, hybrid)
         fused = rrf_fuse(lists, params.k, hybrid.rank_constant)
-        took = float(max(r["took"] for r in resp["responses"]))
         note = "server-side RRF is not available on this cluster: fused client-side"
         return SearchResult("rrf", [Hit.from_es(h) for h in fused], bodies, took, total, "client", [note])
+
+    def _linear(self, text: str, params: KnnParams, filters: Filters, hybrid: HybridParams) -> SearchResult:
+        tokens, vector = self._query_forms(text, params.field)
+        bodies, lists, took, total = self._both_lists(tokens, vector, params, filters, hybrid)
+        fused = linear_fuse(lists, (hybrid.keyword_boost, hybrid.knn_boost), params.k)
+        return SearchResult("linear", [Hit.from_es(h) for h in fused], bodies, took, total, "minmax")
 
 
 def _rrf_unavailable(e: Exception) -> bool:

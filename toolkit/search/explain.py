@@ -158,12 +158,15 @@ def contributions(
     kNN: the cosine score with the word's vector left out of the mean; keyword: BM25 without the token;
     hybrid: the boosted sum of both, as Elasticsearch adds them (the cosine only for hits among the kNN
     section's nearest). ``recomputed`` is the full score recomputed this way, next to the returned one.
-    RRF scores come from ranks and are not explained."""
+    RRF scores come from ranks and linear fusion's from each list's range: neither is explained."""
     hits = result.hits[:EXPLAINED_HITS]
     if not hits:
         return {"method": None, "hits": [], "words": []}
     if opts.mode == "rrf":
         return {"method": None, "note": "rank fusion scores come from ranks: no per-word contribution"}
+    if opts.mode == "linear":
+        note = "linear fusion scales each list by its own best and worst hit: no per-word contribution"
+        return {"method": None, "note": note}
     ids = [h.step_id for h in hits]
     zeros = np.zeros(len(hits))
     vec_full, vec_without = zeros, {}

@@ -6,6 +6,7 @@ Query text only ever reaches Elasticsearch as the string of a ``match`` query on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,11 +119,25 @@ class Grouping:
 
 @dataclass(frozen=True)
 class HybridParams:
+    """How the keyword and the kNN side are combined: ``hybrid`` multiplies their scores by the boosts,
+    ``linear`` weighs their min-max normalised scores by them, ``rrf`` uses ``rank_constant``; ``rrf`` and
+    ``linear`` fuse each side's best ``window`` steps (at least k)."""
+
     keyword_boost: float = 1.0
     knn_boost: float = 1.0
     rank_constant: int = 60
     window: int = 50
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("keyword_boost", "knn_boost"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+        if self.rank_constant < 1 or self.window < 1:
+            raise ConfigError(
+                f"need rank_constant >= 1 and window >= 1, got {self.rank_constant} and {self.window}"
+            )
 
 
 def _vector(v: np.ndarray | Sequence[float]) -> list[float]:
@@ -208,10 +223,10 @@ def rrf_retriever_request(
     }
 
 
-def rrf_msearch_bodies(
+def fusion_msearch_bodies(
     tokens: Sequence[str], vector: np.ndarray, params: KnnParams, filters: Filters, hybrid: HybridParams
 ) -> list[dict[str, Any]]:
-    """The two ranked lists that client-side RRF fuses, sent together in one ``_msearch``."""
+    """The two ranked lists that client-side fusion (RRF, linear) fuses, sent together in one ``_msearch``."""
     window = max(hybrid.window, params.k)
     knn = KnnParams(window, max(params.num_candidates, window), params.field)
     return [keyword_request(tokens, window, filters), knn_request(vector, knn, filters)]
