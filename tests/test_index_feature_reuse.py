@@ -63,6 +63,39 @@ def test_unchanged_photos_reuse_changed_ones_are_encoded(
     assert stale.encoded_now > 0
 
 
+def test_a_step_whose_photo_was_swapped_is_encoded_now(
+    built_model: Path, sample_root: Path, tmp_path: Path
+) -> None:
+    """Two steps trade photos (both files older than the build): each row of the feature set was made from
+    the other file, so both are encoded now and carry their new photo's vector; the rest are reused."""
+    from dataclasses import replace
+
+    model = SearchModel.load(built_model)
+    features, written = build_features(model, sample_root)
+    assert features is not None and features.sources is not None
+    with RejectsWriter(tmp_path / "rejects.jsonl") as rejects:
+        recipes = list(iter_recipes(sample_root, rejects))[:3]
+    first = recipes[0]
+    a, b = [n for n, s in enumerate(first.steps) if s.image][:2]
+    steps = list(first.steps)
+    steps[a], steps[b] = replace(steps[a], image=steps[b].image), replace(steps[b], image=steps[a].image)
+    recipes[0] = replace(first, steps=tuple(steps))
+    builder = DocumentBuilder(model, sample_root, features, features_written_ns=written)
+    with RejectsWriter(tmp_path / "rejects2.jsonl") as rejects:
+        docs, stats = builder.build(recipes, rejects)
+    assert stats.encoded_now == 2
+    swapped = [d for d in docs if d["step_id"] in (first.step_id(steps[a]), first.step_id(steps[b]))]
+    fresh = model.embed_image_files([resolve_under_root(sample_root, d["image_path"]) for d in swapped])
+    np.testing.assert_allclose(np.stack([d["image_vector"] for d in swapped]), fresh, atol=2e-3)
+    # a feature set written before sources were kept cannot say which file a row is: nothing is reused
+    legacy = replace(features, sources=None)
+    with RejectsWriter(tmp_path / "rejects3.jsonl") as rejects:
+        _, stats = DocumentBuilder(model, sample_root, legacy, features_written_ns=written).build(
+            recipes, rejects
+        )
+    assert stats.encoded_now == sum(1 for r in recipes for s in r.steps if s.image)
+
+
 def _reuse(model: SearchModel, root: Path):
     features, written = build_features(model, root)
     return features, None, False, written

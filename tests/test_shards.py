@@ -76,6 +76,10 @@ def test_three_shards_merged_equal_one_unsharded_run(photos, tmp_path: Path) -> 
     assert np.array_equal(np.asarray(b.vectors), np.asarray(a.vectors))
     assert b.meta == a.meta
     assert (merged.rows, merged.items, merged.rejected) == (len(a.ids), len(photos), 1)
+    # both know which photo file each row was encoded from (the rejected photo has no row)
+    by_id = {sid: str(path) for sid, path in photos}
+    assert a.sources is not None and list(a.sources) == [by_id[i] for i in a.ids]
+    assert b.sources is not None and list(b.sources) == list(a.sources)
 
 
 def test_shard_choice_is_stable_and_covers_every_item(photos) -> None:

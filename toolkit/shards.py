@@ -25,7 +25,7 @@ import numpy as np
 
 from toolkit.atomic import atomic_path, write_json_atomic, write_text_atomic
 from toolkit.errors import ConfigError, ToolkitError
-from toolkit.vectorset import IDS, META, VECTORS, load_vector_set
+from toolkit.vectorset import IDS, META, SOURCES, VECTORS, load_sources, load_vector_set, save_sources
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def merge_vector_sets(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> 
     dim = int(first_meta["dim"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (VECTORS, IDS, META):
+    for name in (VECTORS, IDS, META, SOURCES):
         (out / name).unlink(missing_ok=True)
     source = np.concatenate([np.full(len(s[3]), k, dtype=np.int32) for k, s in enumerate(shards)])
     local = np.concatenate([np.arange(len(s[3]), dtype=np.int64) for s in shards])
@@ -218,6 +218,12 @@ def merge_vector_sets(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> 
         }
     )
     write_text_atomic(out / IDS, "".join(f"{i}\n" for i in ids))
+    shard_sources = [load_sources(s[0], len(s[4].ids)) for s in shards]
+    if all(src is not None for src in shard_sources):  # the merged set knows its photo files too
+        save_sources(
+            out,
+            [shard_sources[k][m] for k, m in zip(src_sorted.tolist(), local_sorted.tolist(), strict=True)],  # type: ignore[index]
+        )
     write_json_atomic(out / META, {**meta, "count": len(ids), "dim": dim})
     log.info("merged %d shards into %s: %d rows", len(shards), out, len(ids))
     return MergeResult(out, len(shards), len(ids), dim, int(first_info["items_total"]), rejected)

@@ -22,6 +22,8 @@ from toolkit.memory import release_pages
 VECTORS = "vectors.npy"
 IDS = "ids.txt"
 META = "meta.json"
+#: optional: the file each row was made from (image features: the photo's real path), one per line
+SOURCES = "sources.txt"
 
 
 @dataclass
@@ -35,6 +37,8 @@ class VectorSet:
     ids: Sequence[str]
     vectors: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the file each row was made from (:data:`SOURCES`), when the set keeps them
+    sources: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.ids):
@@ -70,7 +74,7 @@ def save_vector_set(
         release_pages(vectors)
     else:
         _save_npy(d / VECTORS, arr, vectors)
-    _write_ids(d / IDS, ids)
+    write_lines(d / IDS, ids)
     full_meta = {**meta, "count": len(ids), "dim": int(arr.shape[1])}
     (d / META).write_text(json.dumps(full_meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return d
@@ -104,7 +108,8 @@ def _has_newline(ids: Sequence[str]) -> bool:
     return any("\n" in i or "\r" in i for i in ids)
 
 
-def _write_ids(path: Path, ids: Sequence[str], chunk: int = 65536) -> None:
+def write_lines(path: Path, ids: Sequence[str], chunk: int = 65536) -> None:
+    """One string per line, written in chunks (a column of a million never becomes one string)."""
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         batch: list[str] = []
         for i in ids:
@@ -139,12 +144,13 @@ def load_vector_set(directory: str | Path, mmap: bool = True) -> VectorSet:
     if missing:
         raise ModelDirError(f"vector set {d} is incomplete: missing {', '.join(missing)}")
     vectors = np.load(d / VECTORS, mmap_mode="r" if mmap else None)
-    ids = _read_ids(d / IDS)
+    ids = read_lines(d / IDS)
     meta = json.loads((d / META).read_text(encoding="utf-8"))
-    return VectorSet(ids=ids, vectors=vectors, meta=meta)
+    return VectorSet(ids=ids, vectors=vectors, meta=meta, sources=load_sources(d, len(ids)))
 
 
-def _read_ids(path: Path) -> StringColumn:
+def read_lines(path: Path) -> StringColumn:
+    """The lines :func:`write_lines` wrote, as one column; a clear error when the file is not UTF-8."""
     raw = path.read_bytes()
     try:
         raw.decode("utf-8")
@@ -153,6 +159,27 @@ def _read_ids(path: Path) -> StringColumn:
     if b"\r" in raw:  # ids never contain one (save_vector_set refuses them): CRLF line ends
         raw = raw.replace(b"\r\n", b"\n")
     return StringColumn.from_lines(raw)
+
+
+def save_sources(directory: str | Path, sources: Sequence[str]) -> bool:
+    """Write which file each row of the set in ``directory`` was made from (:data:`SOURCES`); False, and no
+    file, when a source holds a line break (then no row can be matched to its file later)."""
+    path = Path(directory) / SOURCES
+    path.unlink(missing_ok=True)
+    if _has_newline(sources):
+        return False
+    write_lines(path, sources)
+    return True
+
+
+def load_sources(directory: str | Path, count: int) -> StringColumn | None:
+    """The :data:`SOURCES` of the set in ``directory``; None when it has none or they do not number
+    ``count`` (a set written before sources were kept, or damaged)."""
+    path = Path(directory) / SOURCES
+    if not path.is_file():
+        return None
+    sources = read_lines(path)
+    return sources if len(sources) == count else None
 
 
 def align_rows(a: VectorSet, b: VectorSet) -> tuple[StringColumn, np.ndarray, np.ndarray]:

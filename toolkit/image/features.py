@@ -42,7 +42,7 @@ from toolkit.memory import release_pages
 from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.resume import decide_resume
-from toolkit.vectorset import IDS, META, VECTORS, save_vector_set
+from toolkit.vectorset import IDS, META, SOURCES, VECTORS, save_sources, save_vector_set
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def _check_state(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, o
 
 
 def _clear_final(out_dir: Path) -> None:
-    for name in (VECTORS, IDS, META, PHOTO_REJECTS):
+    for name in (VECTORS, IDS, META, SOURCES, PHOTO_REJECTS):
         (out_dir / name).unlink(missing_ok=True)
 
 
@@ -350,6 +350,7 @@ def _finalize(
     else:
         compact = np.zeros((0, dim), dtype=np.float32)
     save_vector_set(out_dir, items.ids.take(ok_rows), compact, meta)
+    save_sources(out_dir, items.paths.take(ok_rows))  # which photo file each row is: reuse checks it
     del compact
     return len(ok_rows)
 

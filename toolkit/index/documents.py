@@ -56,8 +56,8 @@ def build_features(model: SearchModel, dataset_root: str | Path) -> tuple[Vector
 
 class DocumentBuilder:
     """Builds documents for whole recipes. A photo's features come from the build's feature set when the
-    set was made from this dataset and the photo has not changed since, else the photo is encoded now with
-    the model's encoder."""
+    set was made from this dataset, its row for the step was encoded from this very file and the file has not
+    changed since, else the photo is encoded now with the model's encoder."""
 
     def __init__(
         self,
@@ -75,6 +75,14 @@ class DocumentBuilder:
         # rows read from the file, not through the map: a million photos' features must not become resident
         self._feature_rows = Rows(features.vectors) if features is not None else None
         self._features_written_ns = features_written_ns
+        # the photo file each feature row was encoded from: a row stands for a step's photo only when it is
+        # that same file (a step's photo may have been swapped for another one that is older than the build)
+        self._feature_sources = features.sources if features is not None else None
+        if features is not None and self._feature_sources is None:
+            log.info(
+                "the build's photo features do not record which file each row was encoded from (a model "
+                "built before they did): every photo is encoded now; rebuild the model to reuse them"
+            )
         self.image_base_url = image_base_url.rstrip("/") + "/" if image_base_url else None
         self.raw_features = raw_features
         #: the index's photo centre (:mod:`toolkit.index.centring`): photo vectors are centred on it
@@ -124,7 +132,7 @@ class DocumentBuilder:
                 rejects.write(Reject(step_id, "image", f"photo not used: {e}"))
                 continue
             row = self._feature_row.get(step_id)
-            if row is not None and self._unchanged_since_build(path):
+            if row is not None and self._same_photo(row, path) and self._unchanged_since_build(path):
                 cached.append((i, row))
             else:
                 to_encode.append((i, step_id, path))
@@ -138,6 +146,10 @@ class DocumentBuilder:
             except ImageRejected as e:
                 rejects.write(Reject(step_id, "image", f"photo not used: {e}"))
         return found
+
+    def _same_photo(self, row: int, path: Path) -> bool:
+        """Row ``row`` was encoded from the file at ``path`` (a set without sources cannot say: no)."""
+        return self._feature_sources is not None and self._feature_sources[row] == str(path)
 
     def _unchanged_since_build(self, path: Path) -> bool:
         try:
