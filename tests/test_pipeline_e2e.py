@@ -142,3 +142,44 @@ def test_build_refuses_an_empty_dataset(tmp_path: Path) -> None:
     (tmp_path / "data" / "recipes.jsonl").write_text('{"recipe_id": "r1"}\n', encoding="utf-8")
     res = CliRunner().invoke(cli, ["build", str(tmp_path / "data"), str(tmp_path / "m"), "--quiet"])
     assert res.exit_code == 2 and "no valid steps" in res.output
+
+
+def test_rebuild_into_a_model_directory_replaces_it(built_model: Path, tmp_path: Path) -> None:
+    """Building other data (other photos) into an existing model directory replaces every stage, the photo
+    features included; a rebuild that fails leaves a directory that is refused, never old and new mixed."""
+    from tests.conftest import E2E_IMAGE_SIZE
+    from toolkit.data.sample import generate_sample
+    from toolkit.pipeline import BuildOptions, build
+    from toolkit.vectorset import load_vector_set
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(built_model, model_dir)
+    old = SearchModel.load(model_dir).fingerprint
+    other = tmp_path / "other"
+    generate_sample(other, 40, seed=11, image_size=E2E_IMAGE_SIZE)
+    options = BuildOptions(
+        encoder="resnet18",
+        weights="random",
+        image_size=E2E_IMAGE_SIZE,
+        mapping={"epochs": 2},
+        eval_draws=1,
+        progress=False,
+    )
+    manifest = build(other, model_dir, options)
+    assert manifest["dataset"] == str(other.resolve())
+    model = SearchModel.load(model_dir)
+    assert model.fingerprint != old
+    features = load_vector_set(model_dir / "image_features")
+    photos = sum(
+        1 for line in (other / "recipes.jsonl").open() for s in json.loads(line)["steps"] if s.get("image")
+    )
+    assert len(features.ids) == photos  # only the new photos (some step ids are the same as before)
+    assert features.sources is not None and all(s.startswith(str(other.resolve())) for s in features.sources)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "recipes.jsonl").write_text('{"recipe_id": "r1"}\n', encoding="utf-8")
+    with pytest.raises(Exception, match="no valid steps"):
+        build(empty, model_dir, options)
+    with pytest.raises(ModelDirError, match="incomplete: missing manifest.json"):
+        SearchModel.load(model_dir)

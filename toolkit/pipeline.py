@@ -167,6 +167,9 @@ def build(
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
+    # a rebuild rewrites the stages one by one: until its new manifest is written the directory is no model
+    # (loading it says it is incomplete) rather than an old manifest over new stages
+    (out / MANIFEST).unlink(missing_ok=True)
     t = time.perf_counter()
     # this run's rejects, all of them: a photo stage that resumes or finds its features done reports its own again
     (out / REJECTS_FILE).unlink(missing_ok=True)
@@ -191,8 +194,14 @@ def build(
         timings["step_vectors"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        # a rebuild (other photos, another encoder) replaces the features; the same ones resume or are reused
         images = write_image_features(
-            photo_items(steps), out / "image_features", image_opts, rejects=rejects, progress=opts.progress
+            photo_items(steps),
+            out / "image_features",
+            image_opts,
+            rejects=rejects,
+            progress=opts.progress,
+            replace_other=True,
         )
         encoder = images.encoder
         timings["image_features"] = time.perf_counter() - t

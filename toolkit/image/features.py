@@ -274,6 +274,23 @@ def _check_state(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, o
         raise FeatureStateError(decision.refusal(out_dir, what, hint))
 
 
+def _holds_other(out_dir: Path, enc_fp: str, items_fp: str) -> bool:
+    """``out_dir`` holds an unfinished run or a vector set made from other items or by another encoder."""
+    for what, path in (
+        ("an unfinished run", out_dir / PARTIAL_DIR / _PROGRESS),
+        ("a vector set", out_dir / META),
+    ):
+        found = _read_json(path)
+        if found is not None:
+            try:
+                _check_state(what, found, enc_fp, items_fp, out_dir)
+            except FeatureStateError as e:
+                log.info("replacing the photo features in %s: %s", out_dir, e)
+                return True
+            return False
+    return False
+
+
 def _clear_final(out_dir: Path) -> None:
     for name in (VECTORS, IDS, META, SOURCES, PHOTO_REJECTS):
         (out_dir / name).unlink(missing_ok=True)
@@ -365,6 +382,7 @@ def extract_features(
     progress: bool = True,
     *,
     overwrite: bool = False,
+    replace_other: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_batches: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
@@ -374,7 +392,8 @@ def extract_features(
 
     Re-running with the same items and encoder fingerprint resumes an interrupted run (or
     returns at once when it already finished); different items or encoder raise
-    :class:`FeatureStateError` unless ``overwrite``. ``max_batches`` stops after that many
+    :class:`FeatureStateError` unless ``overwrite`` (or ``replace_other``, which replaces only such
+    a run or set: what ``jrs build`` does in the model directory it owns). ``max_batches`` stops after that many
     batches (the result is then ``complete=False``); ``on_batch(done, total)`` is called after
     each committed batch. Rejected photos go to ``rejects`` (or the log) with stage ``image``.
     ``num_workers`` DataLoader processes decode the photos (``None``: :func:`default_num_workers`).
@@ -407,7 +426,7 @@ def extract_features(
             out_dir, total, encoded, rejected, dim, encoder.name, enc_fp, complete, resumed, done, secs
         )
 
-    if overwrite:
+    if overwrite or (replace_other and _holds_other(out_dir, enc_fp, items_fp)):
         shutil.rmtree(work, ignore_errors=True)
         _clear_final(out_dir)
     state = _read_json(work / _PROGRESS)

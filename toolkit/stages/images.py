@@ -96,9 +96,11 @@ def write_image_features(
     rejects: RejectsWriter | None = None,
     progress: bool = False,
     encoder: Any = None,
+    replace_other: bool = False,
 ) -> ImageStage:
     """Encode the photo of each ``(step_id, path)`` into a vector set at ``out_dir`` (see
-    :func:`toolkit.image.features.extract_features`: resumes, refuses other encoders unless ``overwrite``)."""
+    :func:`toolkit.image.features.extract_features`: resumes, refuses other encoders unless ``overwrite``;
+    ``replace_other`` replaces a run or set of other photos or another encoder, keeps one to resume)."""
     from toolkit.image.features import extract_features
 
     opts = options or ImageOptions()
@@ -111,6 +113,7 @@ def write_image_features(
         rejects=rejects,
         progress=progress,
         overwrite=opts.overwrite,
+        replace_other=replace_other,
         max_pixels=opts.max_pixels,
     )
     if opts.shard is not None:
