@@ -160,3 +160,46 @@ def test_cli_index_and_search_over_tls_leak_no_secret(
     everything = "\n".join(outputs) + "\n".join(r.getMessage() for r in caplog.records)
     _no_secret(everything, secure)
     assert os.environ.get("ES_API_KEY") is None or os.environ["ES_API_KEY"] not in everything
+
+
+def test_credentials_in_es_url_are_used_and_never_shown(secure: Secure) -> None:
+    """``https://user:password@host:port`` works like ES_USERNAME/ES_PASSWORD; no message repeats the password."""
+    scheme, rest = secure.state.url.split("://", 1)
+    url = f"{scheme}://elastic:{secure.password}@{rest}"
+    env = {"ES_URL": url, "ES_CA_CERTS": secure.ca, "ES_API_KEY": "", "ES_PASSWORD": ""}
+    settings = settings_from_env(env=env)
+    assert settings.url == secure.state.url and settings.describe().endswith("(auth: basic (elastic))")
+    assert make_client(settings).cluster.health()["status"] in ("green", "yellow")
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["es", "ping", "--json"], env=env)
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["url"] == secure.state.url
+    wrong = {**env, "ES_URL": f"{scheme}://elastic:{secure.password}-wrong@{rest}"}
+    refused = runner.invoke(cli, ["es", "ping"], env=wrong)
+    assert refused.exit_code == 3 and "refused the credentials" in refused.output
+    _no_secret(ok.output + refused.output + repr(settings) + settings.describe(), secure)
+    assert "-wrong" not in refused.output
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ES_URL": "http://elastic:S3cret@127.0.0.1:notaport"}, "invalid port"),
+        ({"ES_URL": "127.0.0.1:9200"}, "must look like http"),
+        ({"ES_URL": "http://127.0.0.1:9200", "ES_TIMEOUT": "abc"}, "ES_TIMEOUT must be"),
+        ({"ES_URL": "http://127.0.0.1:9200", "ES_TIMEOUT": "0"}, "ES_TIMEOUT must be"),
+    ],
+)
+def test_bad_connection_settings_are_clear_errors(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        settings_from_env(env=env)
+    assert "S3cret" not in str(info.value)
+    result = CliRunner().invoke(cli, ["es", "ping"], env={"ES_API_KEY": "", "ES_PASSWORD": "", **env})
+    assert result.exit_code == 2 and message in result.output and "S3cret" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unreachable_url_with_a_password_does_not_print_it() -> None:
+    env = {"ES_URL": "http://elastic:S3cretPW@127.0.0.1:9", "ES_API_KEY": "", "ES_PASSWORD": ""}
+    result = CliRunner().invoke(cli, ["es", "ping"], env=env)
+    assert result.exit_code == 3 and "unreachable" in result.output
+    assert "S3cretPW" not in result.output and "http://127.0.0.1:9" in result.output

@@ -13,7 +13,7 @@ from elasticsearch.serializer import OrjsonSerializer
 
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es import node
-from toolkit.es.config import EsSettings, settings_from_env
+from toolkit.es.config import EsSettings, settings_from_env, split_url
 
 
 class EsUnavailable(ToolkitError):
@@ -24,6 +24,9 @@ def resolve_settings(settings: EsSettings | None = None, node_name: str = "defau
     """Use ``ES_URL`` when set; otherwise the running local node (with its password when secured)."""
     s = settings or settings_from_env()
     if s.url:
+        url, user, password = split_url(s.url)  # user:password@ in a URL given in code: basic auth too
+        if user or password:
+            s = replace(s, url=url, username=s.username or user or "elastic", password=s.password or password)
         return s
     state, h = node.status(node_name)
     if state is None or h is None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from toolkit.errors import ConfigError
 
@@ -82,14 +84,15 @@ def settings_from_env(
     if cred_path:
         for k, v in read_credentials_file(cred_path).items():
             env.setdefault(k, v)
+    url, url_user, url_password = split_url(env.get("ES_URL") or None)
     s = EsSettings(
-        url=env.get("ES_URL") or None,
+        url=url,
         api_key=env.get("ES_API_KEY") or None,
-        username=env.get("ES_USERNAME") or None,
-        password=env.get("ES_PASSWORD") or None,
+        username=env.get("ES_USERNAME") or url_user,
+        password=env.get("ES_PASSWORD") or url_password,
         ca_certs=env.get("ES_CA_CERTS") or None,
         verify_certs=_truthy(env.get("ES_VERIFY_CERTS", "1")),
-        request_timeout=float(env.get("ES_TIMEOUT", "30")),
+        request_timeout=_timeout(env.get("ES_TIMEOUT", "30")),
     )
     clean = {k: v for k, v in overrides.items() if v is not None}
     if clean:
@@ -97,6 +100,36 @@ def settings_from_env(
     if s.password and not s.username:
         s = replace(s, username="elastic")
     return s
+
+
+def split_url(url: str | None) -> tuple[str | None, str | None, str | None]:
+    """``url`` without its ``user:password@`` part, and that user and password (percent-decoded): the
+    credentials travel as basic auth and the URL can be printed. :class:`ConfigError` (the URL shown
+    without them) when it is not an ``http(s)://host[:port]`` URL."""
+    if url is None:
+        return None, None, None
+    parts = urlsplit(url.strip())
+    netloc = parts.netloc.rpartition("@")[2]
+    shown = urlunsplit(parts._replace(netloc=netloc))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"ES_URL must look like http(s)://host:port, got {shown!r}")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise ConfigError(f"ES_URL has an invalid port: {shown!r}") from None
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return shown, user, password
+
+
+def _timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"ES_TIMEOUT must be a number of seconds > 0, got {value!r}")
+    return seconds
 
 
 def known_secrets(env: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -107,6 +140,11 @@ def known_secrets(env: dict[str, str] | None = None) -> tuple[str, ...]:
     """
     env = dict(os.environ if env is None else env)
     found = [env.get("ES_API_KEY", ""), env.get("ES_PASSWORD", "")]
+    try:  # a password written into ES_URL, as written and decoded
+        in_url = urlsplit(env.get("ES_URL", "")).password or ""
+        found += [in_url, unquote(in_url)]
+    except ValueError:
+        pass
     path = env.get("ES_CREDENTIALS_FILE")
     if path:
         try:
