@@ -73,6 +73,27 @@ def test_model_fingerprint_mismatch_refused(es: Elasticsearch, index_name: str) 
 def test_missing_index_is_a_clear_error(es: Elasticsearch, index_name: str) -> None:
     with pytest.raises(lifecycle.IndexError_, match="does not exist"):
         lifecycle.index_info(es, index_name)
+    with pytest.raises(lifecycle.IndexError_, match="matches no index"):
+        lifecycle.index_info(es, f"{index_name}-nothing-*")
+
+
+def test_a_target_over_indices_of_other_models_is_refused(es: Elasticsearch, index_name: str) -> None:
+    """A pattern or list naming indices of two models passed the check of the last one alone."""
+    lifecycle.put_template(es, index_name, MODEL)
+    first = lifecycle.create_version(es, index_name)
+    second = lifecycle.create_version(es, index_name)  # the same model: one _meta, searchable together
+    assert lifecycle.check_index_model(es, f"{first},{second}", "f00dfeed").name == second
+    es.indices.put_mapping(
+        index=first,
+        meta={
+            **es.indices.get_mapping(index=first)[first]["mappings"]["_meta"],
+            "model_fingerprint": "0123abcd",
+        },
+    )
+    with pytest.raises(
+        lifecycle.IndexError_, match=f"covers indices made differently \\({first} against {second}"
+    ):
+        lifecycle.check_index_model(es, f"{index_name}-*", "f00dfeed")
 
 
 def test_bbq_hnsw_index_is_created_and_searched(es: Elasticsearch, index_name: str) -> None:

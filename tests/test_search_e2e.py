@@ -210,3 +210,37 @@ def test_cli_search_json_and_show_query(built_model: Path, search_alias: str, es
     assert res.exit_code == 0 and f"POST {search_alias}/_search" in res.output and '"knn"' in res.output
     res = CliRunner().invoke(cli, [*args[:-2], "--index", "jrs-no-such-index"], env=env)
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_cli_elasticsearch_refusals_are_clear_errors(
+    built_model: Path, search_alias: str, es_settings
+) -> None:
+    """A request the cluster refuses (here: more clauses than it allows) is ``Error: ...`` with exit 2."""
+    long_query = "玉ねぎを薄切りにします。" * 3000  # over 16,384 BM25 clauses
+    base = ["search", "--model", str(built_model), "--index", search_alias]
+    result = CliRunner().invoke(
+        cli, [*base[:1], long_query, *base[1:], "--mode", "keyword"], env={"ES_URL": es_settings.url}
+    )
+    assert result.exit_code == 2, result.output
+    assert "Elasticsearch refused the request (HTTP 400)" in result.output
+    assert "maxClauseCount" in result.output and "Traceback" not in result.output
+
+
+def test_elasticsearch_failures_map_to_documented_exit_codes() -> None:
+    from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, NodeConfig
+    from elasticsearch import AuthenticationException, BadRequestError
+
+    from toolkit.cli.common import es_failure, exit_code_of
+
+    meta = lambda status: ApiResponseMeta(  # noqa: E731
+        status, "1.1", HttpHeaders(), 0.01, NodeConfig("http", "localhost", 9200)
+    )
+    body = {"error": {"root_cause": [{"reason": "too many clauses"}], "reason": "all shards failed"}}
+    bad = es_failure(BadRequestError("x", meta(400), body))
+    assert bad is not None and exit_code_of(bad) == 2
+    assert str(bad) == "Elasticsearch refused the request (HTTP 400): too many clauses"
+    refused = es_failure(AuthenticationException("x", meta(401), {}))
+    assert refused is not None and exit_code_of(refused) == 3
+    lost = es_failure(ConnectionError("connection reset"))
+    assert lost is not None and exit_code_of(lost) == 3 and "stopped answering" in str(lost)
+    assert es_failure(ValueError("a bug")) is None  # not an Elasticsearch failure: its traceback stays

@@ -52,6 +52,15 @@ def test_grouped_results_are_one_recipe_each_with_its_best_steps(searcher: Searc
         ]
 
 
+def test_hybrid_returns_only_steps_that_match_a_word_or_are_near(searcher: Searcher) -> None:
+    """A step matching no query word and outside the kNN section's nearest is no hit (it scored 0 once)."""
+    result = search(searcher, QUERY, options=SearchOptions(mode="hybrid", k=5, group="recipe", per_group=10))
+    steps = [h for g in result.groups or [] for h in g.steps]
+    assert steps and all(h.score > 0 for h in steps)
+    plain = search(searcher, QUERY, options=SearchOptions(mode="hybrid", k=10_000, num_candidates=10_000))
+    assert plain.hits and all(h.score > 0 for h in plain.hits)
+
+
 def test_grouping_respects_filters(searcher: Searcher) -> None:
     opts = SearchOptions(mode="hybrid", k=4, group="recipe", filters=Filters(ingredients=("玉ねぎ",)))
     groups = search(searcher, QUERY, options=opts).groups
@@ -133,6 +142,22 @@ def test_more_like_these_is_the_mean_photo_vector_without_the_examples(searcher:
     assert [h.step_id for h in with_text.hits] != [h.step_id for h in result.hits]
     grouped = search(searcher, like=chosen, options=SearchOptions(k=3, group="recipe"))
     assert grouped.groups and len({g.recipe_id for g in grouped.groups}) == 3
+
+
+def test_more_like_these_with_padded_ids_and_composed_texts(searcher: Searcher) -> None:
+    first = search(searcher, QUERY, options=SearchOptions(k=2)).hits[0].step_id
+    padded = search(searcher, like=[f" {first} "], options=SearchOptions(k=5))
+    assert first not in {h.step_id for h in padded.hits}  # the example is left out, padded or not
+    plain = search(searcher, like=[first], options=SearchOptions(k=5))
+    assert [h.step_id for h in padded.hits] == [h.step_id for h in plain.hits]
+    composed = search(searcher, like=[first], plus=["炒める"], minus=["切る"], options=SearchOptions(k=5))
+    assert any("composed with 1 plus and 1 minus" in n for n in composed.notes)
+    assert [h.step_id for h in composed.hits] != [h.step_id for h in plain.hits]
+
+
+def test_a_composed_query_that_cancels_out_is_a_clear_error(searcher: Searcher) -> None:
+    with pytest.raises(ToolkitError, match="the composed query is empty"):
+        search(searcher, "玉ねぎ", minus=["玉ねぎ"], options=SearchOptions())
 
 
 def test_more_like_unknown_steps_names_them(searcher: Searcher) -> None:

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from elasticsearch import Elasticsearch, helpers
 
 from toolkit.cli.main import cli
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.index import lifecycle
 from toolkit.index.template import IndexModelInfo
 from toolkit.search.dispatch import knn_params
@@ -115,9 +115,18 @@ def test_num_candidates_default_is_declared_once_and_reaches_every_entry_point()
     assert DEFAULT_NUM_CANDIDATES == 200  # the README's Scale section measured this choice
     assert KnnParams().num_candidates == knn_params(10).num_candidates == DEFAULT_NUM_CANDIDATES
     assert knn_params(50).num_candidates == 500  # large k: 10 candidates per hit
+    assert knn_params(5000).num_candidates == 10_000  # never over Elasticsearch's ceiling
     assert (
         knn_request(np.ones(4), knn_params(10), Filters())["knn"]["num_candidates"] == DEFAULT_NUM_CANDIDATES
     )
     for command in ("search", "evaluate"):
         help_text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
-        assert f"--num-candidates INTEGER [default: {DEFAULT_NUM_CANDIDATES}]" in help_text, command
+        assert (
+            f"--num-candidates INTEGER kNN candidates per shard [default: {DEFAULT_NUM_CANDIDATES}, or 10 x k"
+            in help_text
+        ), command
+    # an explicit value is used as given, and a bad one is refused (0 used to mean "the default")
+    assert knn_params(10, 300).num_candidates == 300
+    for k, nc in ((10, 0), (20, 10), (10, 20_000), (20_000, None)):
+        with pytest.raises(ToolkitError, match="need 1 <= k <= num_candidates <= 10000"):
+            knn_params(k, nc)

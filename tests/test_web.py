@@ -211,6 +211,12 @@ def test_bad_uploads_are_refused(server: SearchServer) -> None:
         server, "POST", "/api/search/photo", b"not a photo at all", {"Content-Type": "image/jpeg"}
     )
     assert status == 400 and "not an image" in json.loads(body)["error"]
+    error = json.loads(body)["error"]
+    assert "'uploaded photo'" in error and "jrs-upload-" not in error  # not the server's temporary file
+    status, _, body = request(
+        server, "POST", "/api/search/photo?name=dinner.jpg", b"not a photo", {"Content-Type": "image/jpeg"}
+    )
+    assert status == 400 and "the uploaded photo 'dinner.jpg'" in json.loads(body)["error"]
     status, _, body = request(server, "POST", "/api/search/photo", b"", {"Content-Length": "0"})
     assert status == 400 and "empty" in json.loads(body)["error"]
     status, _, body = request(

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import default_from
+from toolkit.cli.options import num_candidates_option
 from toolkit.search.modes import TEXT_MODES
 
 #: Rows of the in-memory table: (label, key in evaluation.json).
@@ -95,7 +95,7 @@ def index_table(result: dict[str, Any]) -> str:
     help="Dataset root of the held-out queries (default: the one the model was built from).",
 )
 @click.option("-k", "k", type=int, default=10, show_default=True)
-@default_from("toolkit.search.queries:KnnParams.num_candidates", "--num-candidates", type=int)
+@num_candidates_option
 @click.option(
     "--mode",
     "modes",
@@ -103,7 +103,9 @@ def index_table(result: dict[str, Any]) -> str:
     type=click.Choice(TEXT_MODES),
     help="Modes to run through the index (default: all).",
 )
-@click.option("--limit", type=int, default=None, help="Use at most this many held-out queries.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Use at most this many held-out queries."
+)
 @click.option(
     "--report",
     "report_path",
@@ -119,7 +121,7 @@ def evaluate_cmd(
     index: str | None,
     dataset: Path | None,
     k: int,
-    num_candidates: int,
+    num_candidates: int | None,
     modes: tuple[str, ...],
     limit: int | None,
     report_path: Path | None,
@@ -186,7 +188,7 @@ def _through_index(
     index: str,
     dataset: Path | None,
     k: int,
-    num_candidates: int,
+    num_candidates: int | None,
     modes: tuple[str, ...],
     limit: int | None,
     quiet: bool,

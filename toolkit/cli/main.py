@@ -7,21 +7,14 @@ import logging
 import click
 
 from toolkit import __version__
-from toolkit.cli.common import EXIT_INTERRUPTED, report_error, set_log_level
-from toolkit.errors import ToolkitError
+from toolkit.cli.common import run_reporting_errors, set_log_level
 
 
 class _Jrs(click.Group):
     """The command group: the same error adapter as :func:`toolkit.cli.common.user_errors` for every command."""
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except ToolkitError as e:
-            ctx.exit(report_error(e))
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
+        return run_reporting_errors(lambda: super(_Jrs, self).invoke(ctx), ctx.exit)
 
 
 @click.group(cls=_Jrs, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

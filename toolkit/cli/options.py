@@ -113,3 +113,16 @@ def default_from(spec: str, *param_decls: str, **kwargs: Any) -> Callable:
     return click.option(
         *param_decls, cls=_DataclassDefault, default=lambda: dataclass_default(spec), **kwargs
     )
+
+
+def _num_candidates_help() -> str:
+    from toolkit.search.queries import DEFAULT_NUM_CANDIDATES, MAX_NUM_CANDIDATES
+
+    return (
+        f"kNN candidates per shard [default: {DEFAULT_NUM_CANDIDATES}, or 10 x k when larger; "
+        f"at most {MAX_NUM_CANDIDATES}]"
+    )
+
+
+#: ``--num-candidates``: unset, the library's rule (:func:`toolkit.search.queries.num_candidates_for`)
+num_candidates_option = click.option("--num-candidates", type=int, default=None, help=_num_candidates_help())

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, user_errors
-from toolkit.cli.options import default_from
+from toolkit.cli.options import default_from, num_candidates_option
 from toolkit.device import DEVICE_HELP
 from toolkit.search.modes import TEXT_MODES, modes_help
 
@@ -96,7 +96,7 @@ def _render(result) -> str:
 )
 @click.option("--index", default="recipes", show_default=True, envvar="JRS_INDEX", help="Alias or index.")
 @click.option("-k", "k", type=int, default=10, show_default=True)
-@default_from("toolkit.search.queries:KnnParams.num_candidates", "--num-candidates", type=int)
+@num_candidates_option
 @click.option("--recipe", "recipes", multiple=True, help="Only these recipe ids.")
 @click.option("--ingredient", "ingredients", multiple=True, help="Only recipes with this ingredient.")
 @click.option("--include-text-only", is_flag=True, help="Also return steps without a photo.")
@@ -133,7 +133,7 @@ def search_cmd(
     model_dir: Path,
     index: str,
     k: int,
-    num_candidates: int,
+    num_candidates: int | None,
     recipes: tuple[str, ...],
     ingredients: tuple[str, ...],
     include_text_only: bool,

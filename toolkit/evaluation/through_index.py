@@ -25,9 +25,10 @@ from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
 from toolkit.evaluation.graded import Labels, graded_precision
 from toolkit.progress import track
+from toolkit.search.dispatch import knn_params
 from toolkit.search.engine import Searcher
 from toolkit.search.modes import TEXT_MODES
-from toolkit.search.queries import DEFAULT_NUM_CANDIDATES, Filters, HybridParams, KnnParams
+from toolkit.search.queries import Filters, HybridParams
 from toolkit.stages.read import ReadOptions, read_steps, steps_of_split
 
 INDEX_MODES = TEXT_MODES
@@ -93,7 +94,7 @@ def evaluate_through_index(
     searcher: Searcher,
     queries: Sequence[Query],
     k: int = 10,
-    num_candidates: int = DEFAULT_NUM_CANDIDATES,
+    num_candidates: int | None = None,
     modes: Sequence[str] = INDEX_MODES,
     progress: bool = False,
     labels: Mapping[str, Labels] | None = None,
@@ -110,7 +111,7 @@ def evaluate_through_index(
         raise ToolkitError(f"unknown evaluation mode(s) {unknown}; choose from {INDEX_MODES}")
     if not queries:
         raise ToolkitError("no held-out queries: the test split has no step with a photo")
-    params, filters, hybrid = KnnParams(k, max(num_candidates, k)), Filters(), HybridParams()
+    params, filters, hybrid = knn_params(k, num_candidates), Filters(), HybridParams()
     gallery_ids, gallery = indexed_photo_vectors(searcher.es, searcher.index)
     ranks: dict[str, list[int | None]] = {m: [] for m in [*modes, "exact_knn"]}
     tops: dict[str, list[list[str]]] = {m: [] for m in [*modes, "exact_knn"]}

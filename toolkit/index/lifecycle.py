@@ -154,15 +154,26 @@ class IndexInfo:
 
 
 def index_info(es: Elasticsearch, target: str) -> IndexInfo:
-    """``_meta`` and document count of ``target`` (an alias or an index); a clear error when missing."""
+    """``_meta`` and document count of ``target`` (an alias or an index, or several that carry the same
+    ``_meta``: one model, one photo centre); a clear error when it names none, or indices that differ."""
     try:
         mappings = es.indices.get_mapping(index=target).body
     except NotFoundError as e:
         raise IndexError_(
             f"index or alias {target!r} does not exist on this cluster; build it with `jrs index`"
         ) from e
-    name = sorted(mappings)[-1]
-    meta = mappings[name]["mappings"].get("_meta", {})
+    if not mappings:
+        raise IndexError_(f"{target!r} matches no index on this cluster; build one with `jrs index`")
+    names = sorted(mappings)
+    metas = {n: mappings[n]["mappings"].get("_meta", {}) for n in names}
+    other = [n for n in names if metas[n] != metas[names[-1]]]
+    if other:
+        raise IndexError_(
+            f"{target!r} covers indices made differently ({', '.join(other)} against {names[-1]}: another "
+            "model or another photo centre), whose scores do not compare; search one alias or index"
+        )
+    name = names[-1]
+    meta = metas[name]
     count = int(es.count(index=target)["count"])
     return IndexInfo(name=name, meta=meta, count=count)
 

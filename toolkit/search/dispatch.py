@@ -7,18 +7,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from toolkit.data.schema import unencodable
 from toolkit.errors import ToolkitError
 from toolkit.model import check_query_text
 from toolkit.search.engine import Searcher, SearchResult
 from toolkit.search.modes import TEXT_MODES
 from toolkit.search.queries import (
-    DEFAULT_NUM_CANDIDATES,
     Filters,
     Grouping,
     HybridParams,
     KnnParams,
     compose,
+    num_candidates_for,
 )
 
 GROUPS = ("recipe",)
@@ -84,14 +86,16 @@ def search(
         from toolkit.search.like import like_vector
 
         vector, note = like_vector(searcher, like, text)
-        filters = _excluding(opts.filters, like)
+        if plus or minus:
+            vector = _composed(searcher, vector, plus, minus)
+            note += f", composed with {len(plus)} plus and {len(minus)} minus text(s)"
+        # the examples are left out by the ids like_vector looked up (padding stripped)
+        filters = _excluding(opts.filters, [s.strip() for s in like if s.strip()])
         result = searcher.knn(vector, params, filters, mode="like", group=group)
         result.notes.append(note)
     elif photo is not None or plus or minus:
         base = searcher.image_vector(photo) if photo is not None else searcher.text_vector(text)  # type: ignore[arg-type]
-        vector = compose(
-            base, [searcher.text_vector(p) for p in plus], [searcher.text_vector(m) for m in minus]
-        )
+        vector = _composed(searcher, base, plus, minus)
         label = "image" if photo is not None and not (plus or minus) else "composed"
         if label == "image":  # a photo alone is sent as the index stores photos: its own scores 1
             vector = searcher.as_stored_photo(vector)
@@ -147,6 +151,18 @@ def _prepare_text(searcher: Searcher, text: str, opts: SearchOptions) -> tuple[s
     return text, [note], explanation
 
 
+def _composed(searcher: Searcher, base: np.ndarray, plus: Sequence[str], minus: Sequence[str]) -> np.ndarray:
+    """normalise(base + Σ plus − Σ minus); a clear error when the texts cancel the base out."""
+    try:
+        return compose(
+            base, [searcher.text_vector(p) for p in plus], [searcher.text_vector(m) for m in minus]
+        )
+    except ValueError as e:
+        raise ToolkitError(
+            f"the composed query is empty: the --plus/--minus texts cancel its base out ({e})"
+        ) from e
+
+
 def _excluding(filters: Filters, step_ids: Sequence[str]) -> Filters:
     from dataclasses import replace
 
@@ -178,6 +194,6 @@ def search_photo(
 
 def knn_params(k: int, num_candidates: int | None = None) -> KnnParams:
     try:
-        return KnnParams(k=k, num_candidates=num_candidates or max(DEFAULT_NUM_CANDIDATES, 10 * k))
+        return KnnParams(k=k, num_candidates=num_candidates_for(k, num_candidates))
     except ValueError as e:
         raise ToolkitError(str(e)) from e

@@ -65,6 +65,16 @@ class Filters:
 #: candidates per shard of a kNN query when none is asked for: 200 lifted the photo field's recall@10 at 100k
 #: learned vectors from 0.64 to 0.73 for 1.1-1.2x the latency (README, Scale section)
 DEFAULT_NUM_CANDIDATES = 200
+#: Elasticsearch's ceiling on a kNN search's ``num_candidates``
+MAX_NUM_CANDIDATES = 10_000
+
+
+def num_candidates_for(k: int, num_candidates: int | None = None) -> int:
+    """``num_candidates`` when given; else :data:`DEFAULT_NUM_CANDIDATES`, or 10 per hit when ``k`` is larger,
+    at most :data:`MAX_NUM_CANDIDATES` (the one rule of the CLI, the library and the evaluation)."""
+    if num_candidates is not None:
+        return num_candidates
+    return min(MAX_NUM_CANDIDATES, max(DEFAULT_NUM_CANDIDATES, 10 * k))
 
 
 @dataclass(frozen=True)
@@ -75,9 +85,10 @@ class KnnParams:
     boost: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.num_candidates < self.k:
+        if not 1 <= self.k <= self.num_candidates <= MAX_NUM_CANDIDATES:
             raise ConfigError(
-                f"need 1 <= k <= num_candidates, got k={self.k}, num_candidates={self.num_candidates}"
+                f"need 1 <= k <= num_candidates <= {MAX_NUM_CANDIDATES}, "
+                f"got k={self.k}, num_candidates={self.num_candidates}"
             )
 
 
@@ -189,9 +200,14 @@ def hybrid_request(
     knn = knn_clause(
         vector, KnnParams(params.k, params.num_candidates, params.field, hybrid.knn_boost), filters
     )
+    # minimum_should_match 1: a bool with a filter would otherwise match every filtered step (score 0)
     return {
         "query": {
-            "bool": {"should": [match_clause(tokens, hybrid.keyword_boost)], "filter": filters.clauses()}
+            "bool": {
+                "should": [match_clause(tokens, hybrid.keyword_boost)],
+                "filter": filters.clauses(),
+                "minimum_should_match": 1,
+            }
         },
         "knn": knn,
         "size": params.k,

@@ -87,12 +87,18 @@ class SearchApp:
         if len(data) > MAX_UPLOAD_BYTES:
             raise BadRequest(f"the uploaded photo is over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
         options = self._options(params, "knn")
+        name = _one(params, "name", "uploaded photo")
         with tempfile.TemporaryDirectory(prefix="jrs-upload-") as tmp:
             path = Path(tmp) / "query-photo"
             path.write_bytes(data)
-            with self._lock:
-                result = search(self.searcher, photo=path, options=options)
-        return self.as_json(result, query=_one(params, "name", "uploaded photo"))
+            try:
+                with self._lock:
+                    result = search(self.searcher, photo=path, options=options)
+            except ToolkitError as e:  # a photo that cannot be used: named by the upload, not the temp file
+                if str(path) not in str(e):
+                    raise
+                raise BadRequest(str(e).replace(f"query photo {path}", f"the uploaded photo {name!r}")) from e
+        return self.as_json(result, query=name)
 
     def _options(self, params: dict[str, list[str]], mode: str) -> SearchOptions:
         group = _one(params, "group", "").strip() or None
