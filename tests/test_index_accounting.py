@@ -50,3 +50,8 @@ def test_documents_refused_by_elasticsearch_are_counted_once(
     rows = read_rejects(rejects)
     assert sorted(r.record for r in rows) == ["tagged2:1", "tagged:1", "tagged:2"]
     assert all(r.stage == "index" and "HTTP 400" in r.reason for r in rows)
+    # loaded again (a new load: the checkpoint says the first finished): the file holds this load's rejects
+    # only, not both loads' (it grew by every load's rejects before)
+    again = index_dataset(es, root, built_model, opts, rejects_path=rejects)
+    assert again["rejected"] == 3
+    assert sorted(r.record for r in read_rejects(rejects)) == ["tagged2:1", "tagged:1", "tagged:2"]

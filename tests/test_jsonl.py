@@ -66,6 +66,28 @@ def test_every_bad_record_is_named_and_every_valid_one_survives(corpus, tmp_path
     assert [s.text for s in emoji_ascii.steps] == ["🍳🔥", "Fry the onions until golden."]
 
 
+def test_huge_numbers_and_overlong_ids_are_rejects_not_crashes(tmp_path):
+    """An integer of 5,000 digits stopped the whole read; a 600-byte recipe id passed validation and then
+    failed a whole bulk request (Elasticsearch ids are at most 512 bytes)."""
+    good = {"recipe_id": "r1", "title": "t", "steps": [{"position": 1, "text": "a"}]}
+    lines = [
+        json.dumps(good),
+        '{"recipe_id": "big", "title": "x", "steps": [{"position": ' + "1" * 5000 + ', "text": "a"}]}',
+        json.dumps({**good, "recipe_id": "r" * 600}),
+        json.dumps({**good, "recipe_id": "長" * 170}),  # 510 bytes in UTF-8
+        json.dumps({**good, "recipe_id": "r" * 480}),  # at the limit: kept
+        json.dumps({**good, "recipe_id": "r2"}),
+    ]
+    (tmp_path / RECIPES_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with RejectsWriter(tmp_path / "rejects.jsonl") as writer:
+        recipes = list(iter_recipes(tmp_path, writer))
+    assert [r.recipe_id for r in recipes] == ["r1", "r" * 480, "r2"]
+    found = {r.record: r.reason for r in read_rejects(tmp_path / "rejects.jsonl")}
+    assert "unreadable JSON value" in found[f"{RECIPES_FILE}:line 2"]
+    assert "600 bytes in UTF-8, over the limit of 480" in found[f"{RECIPES_FILE}:line 3"]
+    assert "510 bytes in UTF-8" in found[f"{RECIPES_FILE}:line 4"]
+
+
 def test_without_image_checks_paths_are_passed_through(corpus):
     recipes = {r.recipe_id: r for r in iter_recipes(corpus, RejectsWriter(None))}
     assert recipes["r008"].steps[0].image == "../../etc/passwd"

@@ -86,6 +86,9 @@ def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, lis
             except RecursionError:
                 yield None, [Reject(name, "read", "malformed JSON: nested too deeply")]
                 continue
+            except ValueError as e:  # e.g. an integer of more digits than Python converts (4,300)
+                yield None, [Reject(name, "read", f"unreadable JSON value: {e}")]
+                continue
             try:
                 recipe, rejects = parse_recipe(obj, name, max_text_len)
             except RecordError as e:

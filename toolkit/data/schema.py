@@ -103,12 +103,23 @@ def check_text(value: Any, max_len: int, *, allow_empty: bool) -> tuple[str | No
     return text, ""
 
 
+#: longest recipe id, in UTF-8 bytes: a step id (``<recipe_id>:<position>``) is an Elasticsearch document id,
+#: at most 512 bytes
+MAX_RECIPE_ID_BYTES = 480
+
+
 def check_recipe_id(value: Any) -> str:
     """Return the reason ``value`` is not a usable recipe id, or ``""`` when it is."""
     if not isinstance(value, str):
         return f"must be a string, got {_show(value)}"
     if not value:
         return "must not be empty"
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_RECIPE_ID_BYTES:
+        return (
+            f"is {size} bytes in UTF-8, over the limit of {MAX_RECIPE_ID_BYTES} "
+            "(its step ids are Elasticsearch document ids, at most 512 bytes)"
+        )
     if value != value.strip():
         return f"must not have surrounding whitespace, got {value!r}"
     if ":" in value:

@@ -199,6 +199,8 @@ def index_dataset(
             path=ckpt_path, index=target, input_fingerprint=in_fp, model_fingerprint=model.fingerprint
         )
         ckpt.save()
+        if rejects_path is not None:  # a new load's rejects only (a resumed one adds to its own)
+            Path(rejects_path).unlink(missing_ok=True)
     if opts.keep_replicas and opts.replicas:
         _keep_replicas(es, target, opts.replicas)
     # what the index was created with (a resumed or existing index keeps its own centre, or none)

@@ -170,6 +170,8 @@ def update_index(
     builder.photo_centre = centre_from_meta(info.meta, model.dims)  # new photos centred like the others
     builder.photo_hub = correction_from_meta(info.meta, model)  # and corrected alike
     plan = _Plan()
+    if rejects_path is not None:  # this update's rejects only
+        Path(rejects_path).unlink(missing_ok=True)
     with _LostCounter(rejects_path) as rejects:
         batches = _update_batches(root, builder, rejects, hashes, by_recipe, opts.batch_steps, plan)
         summary: LoadSummary = bulk_load(
