@@ -155,6 +155,13 @@ def test_more_like_these_with_padded_ids_and_composed_texts(searcher: Searcher) 
     assert [h.step_id for h in composed.hits] != [h.step_id for h in plain.hits]
 
 
+def test_a_mode_that_cannot_apply_is_noted_and_a_lone_filter_value_is_one_value(searcher: Searcher) -> None:
+    first = search(searcher, QUERY, options=SearchOptions(k=1)).hits[0]
+    like = search(searcher, like=[first.step_id], options=SearchOptions(mode="keyword", k=3))
+    assert like.mode == "like" and any("--mode keyword applies to a text alone" in n for n in like.notes)
+    assert Filters(ingredients="玉ねぎ").ingredients == ("玉ねぎ",)  # not its three characters
+
+
 def test_a_composed_query_that_cancels_out_is_a_clear_error(searcher: Searcher) -> None:
     with pytest.raises(ToolkitError, match="the composed query is empty"):
         search(searcher, "玉ねぎ", minus=["玉ねぎ"], options=SearchOptions())

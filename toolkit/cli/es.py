@@ -91,7 +91,7 @@ def status_cmd(name: str, as_json: bool) -> None:
 def ping_cmd(as_json: bool) -> None:
     """Check that the configured cluster (ES_URL, else the local node) answers with these credentials.
 
-    Exit status 2 with one line naming the URL (never a secret) when it does not.
+    Exit status 3 with one line naming the URL (never a secret) when it does not (2: bad settings).
     """
     from toolkit.es.client import make_client, ping, resolve_settings
 

@@ -82,6 +82,11 @@ def search(
         raise ToolkitError("give a text or a photo, not both (or --plus/--minus to compose with the photo)")
     params = knn_params(opts.k, opts.num_candidates)
     group = opts.grouping()
+    ignored = (
+        f"--mode {opts.mode} applies to a text alone: a photo, like-these or composed query is a kNN search"
+        if opts.mode != "knn" and (photo is not None or like or plus or minus)
+        else None
+    )
     if like:
         from toolkit.search.like import like_vector
 
@@ -110,6 +115,8 @@ def search(
 
             explanation["contributions"] = contributions(searcher, text, opts, params, result)
             result.explanation = explanation
+    if ignored:
+        result.notes.append(ignored)
     return result
 
 

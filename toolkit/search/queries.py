@@ -42,6 +42,8 @@ class Filters:
         from toolkit.data.schema import unencodable
 
         for name in ("recipe_ids", "ingredients", "tags", "exclude_step_ids"):
+            if isinstance(getattr(self, name), str):  # one value, not its characters
+                object.__setattr__(self, name, (getattr(self, name),))
             for value in getattr(self, name):
                 why = unencodable(value) if isinstance(value, str) else ""
                 if why:
