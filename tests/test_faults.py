@@ -121,3 +121,28 @@ def test_throttled_documents_are_resent_not_rejected(
         f"bulk request to {result['index']} failed (2 document(s) throttled (HTTP 429))"
     ]
     assert result["retries"] == 1
+
+
+def test_a_failed_load_leaves_no_index_with_refresh_off(
+    es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str, tmp_path
+) -> None:
+    """A load that stops with an error restores the index's settings (refresh was off while loading); the
+    checkpoint still resumes it."""
+    import pytest
+
+    from toolkit.index import lifecycle
+
+    class Stop(Exception):
+        pass
+
+    def fail(_counts) -> None:
+        raise Stop
+
+    opts = IndexOptions(alias=index_name, batch_steps=32, checkpoint_dir=tmp_path)
+    with pytest.raises(Stop):
+        index_dataset(es, sample_root, built_model, opts, on_batch=fail)
+    (version,) = lifecycle.list_versions(es, index_name)
+    flat = es.indices.get_settings(index=version, flat_settings=True)[version]["settings"]
+    assert flat.get("index.refresh_interval", "1s") != "-1"
+    result = index_dataset(es, sample_root, built_model, opts)  # resumed into the same version
+    assert result["index"] == version and result["indexed"] + result["skipped"] == result["read"]

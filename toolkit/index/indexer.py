@@ -210,18 +210,24 @@ def index_dataset(
         _log.info(f"{target} was created without a photo centre: its photo vectors stay uncentred")
     builder.photo_hub = hub if creating else correction_from_meta(meta, model)
     notes = DocStats()
-    with CountingRejects(rejects_path) as rejects:
-        summary: LoadSummary = bulk_load(
-            es,
-            target,
-            _batches(root, builder, rejects, ckpt.position, opts.batch_steps, notes),
-            rejects,
-            checkpoint=ckpt,
-            options=opts.bulk,
-            progress=progress,
-            on_batch=on_batch,
-        )
-        photos_dropped = rejects.photos_dropped
+    try:
+        with CountingRejects(rejects_path) as rejects:
+            summary: LoadSummary = bulk_load(
+                es,
+                target,
+                _batches(root, builder, rejects, ckpt.position, opts.batch_steps, notes),
+                rejects,
+                checkpoint=ckpt,
+                options=opts.bulk,
+                progress=progress,
+                on_batch=on_batch,
+            )
+            photos_dropped = rejects.photos_dropped
+    except BaseException:
+        # a load that fails (or is interrupted) leaves no index with refresh off: what it loaded is searchable
+        # and a live index keeps serving updates; the checkpoint still resumes it
+        _restore_quietly(es, target, restore)
+        raise
     lifecycle.finish_load(es, target, restore)
     previous: list[str] = []
     if opts.index is None and opts.swap and not summary.stopped_early:
@@ -245,6 +251,13 @@ def index_dataset(
     if summary.counts.read != summary.counts.indexed + summary.counts.rejected + summary.counts.skipped:
         raise ToolkitError(f"internal accounting error: {result}")
     return result
+
+
+def _restore_quietly(es: Elasticsearch, index: str, restore: dict[str, Any]) -> None:
+    try:
+        lifecycle.finish_load(es, index, restore)
+    except Exception as e:  # the cluster may be what failed: the load's own error is the one to report
+        _log.warning(f"could not restore the settings of {index} after the failed load: {type(e).__name__}")
 
 
 def _keep_replicas(es: Elasticsearch, index: str, replicas: int) -> None:
