@@ -53,6 +53,6 @@ def test_no_password_is_hard_coded() -> None:
                 assert str(value).startswith("${") and ":?" in str(value), f"{name}.{key} must come from .env"
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     for line in example.splitlines():
-        if line.startswith(("ELASTIC_PASSWORD", "KIBANA_PASSWORD")):
+        if line.startswith(("ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD")):
             assert line.split("=", 1)[1] == "", line
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()

@@ -48,6 +48,7 @@ def test_alias_is_configurable() -> None:
 class _Recorder(BaseHTTPRequestHandler):
     seen: list[dict] = []
     status = 200
+    refuse = False
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -55,7 +56,13 @@ class _Recorder(BaseHTTPRequestHandler):
         self.send_response(_Recorder.status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(json.dumps({"success": _Recorder.status == 200, "successCount": 2}).encode())
+        body = {"success": _Recorder.status == 200 and not _Recorder.refuse, "successCount": 2}
+        if _Recorder.refuse:
+            body |= {
+                "successCount": 1,
+                "errors": [{"id": "x", "type": "search", "error": {"type": "conflict"}}],
+            }
+        self.wfile.write(json.dumps(body).encode())
 
     def log_message(self, *args) -> None:
         pass
@@ -68,6 +75,7 @@ def fake_kibana():
     thread.start()
     _Recorder.seen.clear()
     _Recorder.status = 200
+    _Recorder.refuse = False
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
 
@@ -90,3 +98,25 @@ def test_import_failure_is_clear_and_hides_password(fake_kibana: str) -> None:
     with pytest.raises(ToolkitError, match="HTTP 403") as e:
         import_saved_objects(settings)
     assert "hunter2" not in str(e.value) and "hunter2" not in repr(settings)
+
+
+def test_objects_kibana_refuses_are_an_error(fake_kibana: str) -> None:
+    _Recorder.refuse = True  # HTTP 200, success false: an import that did not happen is no success
+    with pytest.raises(
+        ToolkitError, match=r"Kibana refused 1 saved object\(s\) \(search x: conflict\); imported 1"
+    ):
+        import_saved_objects(KibanaSettings.from_env(env={"KIBANA_URL": fake_kibana}))
+
+
+def test_credentials_default_to_elasticsearch_ones() -> None:
+    import base64
+
+    def auth(env: dict[str, str]) -> str | None:
+        return KibanaSettings.from_env(env=env).headers().get("Authorization")
+
+    basic = "Basic " + base64.b64encode(b"elastic:pw").decode()
+    assert auth({"KIBANA_PASSWORD": "pw"}) == basic  # a password alone: the elastic user's
+    assert auth({"ES_PASSWORD": "pw"}) == basic
+    assert auth({"ES_API_KEY": "k"}) == "ApiKey k"
+    assert auth({"ES_API_KEY": "k", "KIBANA_USERNAME": "u", "KIBANA_PASSWORD": "p"}).startswith("Basic ")
+    assert auth({}) is None

@@ -28,6 +28,9 @@ class KibanaSettings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> KibanaSettings:
+        """``KIBANA_*`` variables, then flag overrides. Without Kibana credentials of their own, the
+        Elasticsearch ones (``ES_API_KEY``, ``ES_USERNAME``/``ES_PASSWORD``: Kibana signs in the same users);
+        a password without a user is the ``elastic`` user's, as for Elasticsearch."""
         e = dict(os.environ if env is None else env)
         values = {
             "url": e.get("KIBANA_URL", "http://localhost:5601"),
@@ -38,6 +41,12 @@ class KibanaSettings:
             "space": e.get("KIBANA_SPACE") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if not (values["api_key"] or values["username"] or values["password"]):
+            values["api_key"] = e.get("ES_API_KEY") or None
+            values["username"] = e.get("ES_USERNAME") or None
+            values["password"] = e.get("ES_PASSWORD") or None
+        if values["password"] and not values["username"]:
+            values["username"] = "elastic"
         return cls(**values)
 
     def headers(self) -> dict[str, str]:
@@ -89,4 +98,14 @@ def import_saved_objects(
         raise ToolkitError(
             f"Kibana import failed: HTTP {resp.status}: {resp.data[:500].decode(errors='replace')}"
         )
-    return json.loads(resp.data)
+    result = json.loads(resp.data)
+    if result.get("success") is False:  # HTTP 200 with objects refused: say which and why
+        errors = result.get("errors") or []
+        named = "; ".join(
+            f"{err.get('type')} {err.get('id')}: {(err.get('error') or {}).get('type', 'refused')}"
+            for err in errors[:5]
+        )
+        raise ToolkitError(
+            f"Kibana refused {len(errors)} saved object(s) ({named}); imported {result.get('successCount', 0)}"
+        )
+    return result

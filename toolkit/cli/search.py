@@ -92,9 +92,21 @@ def _render(result) -> str:
 @click.option("--plus", multiple=True, help="Add a text to the query vector (composed search).")
 @click.option("--minus", multiple=True, help="Subtract a text from the query vector (composed search).")
 @click.option(
-    "--model", "model_dir", envvar="JRS_MODEL", required=True, type=click.Path(exists=True, path_type=Path)
+    "--model",
+    "model_dir",
+    envvar="JRS_MODEL",
+    show_envvar=True,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
 )
-@click.option("--index", default="recipes", show_default=True, envvar="JRS_INDEX", help="Alias or index.")
+@click.option(
+    "--index",
+    default="recipes",
+    show_default=True,
+    envvar="JRS_INDEX",
+    show_envvar=True,
+    help="Alias or index.",
+)
 @click.option("-k", "k", type=int, default=10, show_default=True)
 @num_candidates_option
 @click.option("--recipe", "recipes", multiple=True, help="Only these recipe ids.")

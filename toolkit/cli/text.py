@@ -50,7 +50,10 @@ split_seed_option = click.option(
 )
 @form_option
 @click.option(
-    "--all", "all_tokens", is_flag=True, help="Print every surface token (the keyword-search stream)."
+    "--all",
+    "all_tokens",
+    is_flag=True,
+    help="Print every token, particles included, in --form (the keyword-search stream).",
 )
 @stopwords_option
 @json_option
@@ -66,7 +69,8 @@ def tokenize_cmd(
     """Print the tokens of TEXT... (or of each line of --file), one line of space-separated tokens per text.
 
     By default only content words are printed (lemmas, particles and symbols dropped): the Word2Vec
-    stream. --all prints every surface token instead.
+    stream. --all prints every token instead (in --form: the UniDic lemma by default), as the index's
+    ``tokens`` field holds them.
     """
     from toolkit.stages.text import tokenize_texts
 

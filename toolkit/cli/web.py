@@ -18,10 +18,18 @@ from toolkit.errors import ToolkitError
     "--model",
     "model_dir",
     envvar="JRS_MODEL",
+    show_envvar=True,
     required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
-@click.option("--index", default="recipes", show_default=True, envvar="JRS_INDEX", help="Alias or index.")
+@click.option(
+    "--index",
+    default="recipes",
+    show_default=True,
+    envvar="JRS_INDEX",
+    show_envvar=True,
+    help="Alias or index.",
+)
 @click.option(
     "--dataset",
     "dataset_root",
