@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -126,3 +127,24 @@ def _num_candidates_help() -> str:
 
 #: ``--num-candidates``: unset, the library's rule (:func:`toolkit.search.queries.num_candidates_for`)
 num_candidates_option = click.option("--num-candidates", type=int, default=None, help=_num_candidates_help())
+
+
+#: ``--model``: a model directory from ``jrs build`` (or ``JRS_MODEL``)
+model_option = click.option(
+    "--model",
+    "model_dir",
+    envvar="JRS_MODEL",
+    show_envvar=True,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model directory (from `jrs build`).",
+)
+#: ``--index``: the alias or index searched (or ``JRS_INDEX``)
+index_option = click.option(
+    "--index",
+    default="recipes",
+    show_default=True,
+    envvar="JRS_INDEX",
+    show_envvar=True,
+    help="Alias or index.",
+)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, user_errors
-from toolkit.cli.options import default_from, num_candidates_option
+from toolkit.cli.options import default_from, index_option, model_option, num_candidates_option
 from toolkit.device import DEVICE_HELP
 from toolkit.search.modes import TEXT_MODES, modes_help
 
@@ -91,22 +91,8 @@ def _render(result) -> str:
 )
 @click.option("--plus", multiple=True, help="Add a text to the query vector (composed search).")
 @click.option("--minus", multiple=True, help="Subtract a text from the query vector (composed search).")
-@click.option(
-    "--model",
-    "model_dir",
-    envvar="JRS_MODEL",
-    show_envvar=True,
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-)
-@click.option(
-    "--index",
-    default="recipes",
-    show_default=True,
-    envvar="JRS_INDEX",
-    show_envvar=True,
-    help="Alias or index.",
-)
+@model_option
+@index_option
 @click.option("-k", "k", type=int, default=10, show_default=True)
 @num_candidates_option
 @click.option("--recipe", "recipes", multiple=True, help="Only these recipe ids.")

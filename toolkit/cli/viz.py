@@ -7,17 +7,9 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.cli.options import index_option, model_option
 from toolkit.search.modes import TEXT_MODES, modes_help
 
-model_option = click.option(
-    "--model",
-    "model_dir",
-    envvar="JRS_MODEL",
-    show_envvar=True,
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Model directory (from `jrs build`).",
-)
 dataset_option = click.option(
     "--dataset",
     "dataset_root",
@@ -30,14 +22,7 @@ dataset_option = click.option(
 @click.command("grid")
 @click.argument("text", required=False)
 @model_option
-@click.option(
-    "--index",
-    default="recipes",
-    show_default=True,
-    envvar="JRS_INDEX",
-    show_envvar=True,
-    help="Alias or index.",
-)
+@index_option
 @dataset_option
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by photo.")
 @click.option("--mode", type=click.Choice(TEXT_MODES), default="knn", show_default=True, help=modes_help())

@@ -8,28 +8,14 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import user_errors
-from toolkit.cli.options import default_from
+from toolkit.cli.options import default_from, index_option, model_option
 from toolkit.device import DEVICE_HELP
 from toolkit.errors import ToolkitError
 
 
 @click.command("web")
-@click.option(
-    "--model",
-    "model_dir",
-    envvar="JRS_MODEL",
-    show_envvar=True,
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-)
-@click.option(
-    "--index",
-    default="recipes",
-    show_default=True,
-    envvar="JRS_INDEX",
-    show_envvar=True,
-    help="Alias or index.",
-)
+@model_option
+@index_option
 @click.option(
     "--dataset",
     "dataset_root",
