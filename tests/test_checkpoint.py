@@ -59,6 +59,20 @@ def test_own_fingerprint_follows_weights_and_config(trained) -> None:
     assert mapping_fingerprint(twin, config) != base
 
 
+def test_the_device_trained_on_does_not_change_the_fingerprint(tmp_path: Path, trained) -> None:
+    """Same seed, same weights on ``auto`` or ``cpu``: one model, one fingerprint (an index built with one is
+    searchable with the other). A mapping saved when the device was hashed as given still loads."""
+    model, config, text, _ = trained
+    on_cpu = MappingConfig(**(config.to_dict() | {"device": "cpu"}))
+    assert mapping_fingerprint(model, on_cpu) == mapping_fingerprint(model, config)
+    save_mapping(tmp_path, model, on_cpu, FPS)
+    meta = json.loads((tmp_path / "mapping.json").read_text(encoding="utf-8"))
+    old = mapping_fingerprint(model, on_cpu, device_as_given=True)
+    assert old != meta["fingerprint"]
+    (tmp_path / "mapping.json").write_text(json.dumps(meta | {"fingerprint": old}), encoding="utf-8")
+    assert load_mapping(tmp_path, expected=FPS).fingerprint == old  # its indices keep matching
+
+
 @pytest.mark.parametrize(
     "key,wrong,words",
     [("word2vec", "3c4d000000000000", "word vectors"), ("encoder", "ffff", "image encoder")],

@@ -183,3 +183,21 @@ def test_rebuild_into_a_model_directory_replaces_it(built_model: Path, tmp_path:
         build(empty, model_dir, options)
     with pytest.raises(ModelDirError, match="incomplete: missing manifest.json"):
         SearchModel.load(model_dir)
+
+
+def test_bad_weights_stop_a_build_before_it_touches_the_model(
+    built_model: Path, sample_root: Path, tmp_path: Path
+) -> None:
+    from toolkit.errors import ToolkitError
+    from toolkit.pipeline import BuildOptions, build
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(built_model, model_dir)
+    before = {p.name: p.stat().st_mtime_ns for p in model_dir.rglob("*") if p.is_file()}
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a state_dict")
+    for weights in (str(bad), "nope"):
+        with pytest.raises(ToolkitError, match="weights file"):
+            build(sample_root, model_dir, BuildOptions(encoder="resnet18", weights=weights))
+    after = {p.name: p.stat().st_mtime_ns for p in model_dir.rglob("*") if p.is_file()}
+    assert after == before and SearchModel.load(model_dir).fingerprint

@@ -164,6 +164,8 @@ def build(
         opts.evaluate_options(),
     )
     root, out = check_dataset_root(dataset_root), Path(model_dir)
+    # the encoder (its weights read) before any work: a bad --weights stops here, the model directory untouched
+    encoder = image_opts.create_encoder()
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
@@ -195,15 +197,15 @@ def build(
 
         t = time.perf_counter()
         # a rebuild (other photos, another encoder) replaces the features; the same ones resume or are reused
-        images = write_image_features(
+        write_image_features(
             photo_items(steps),
             out / "image_features",
             image_opts,
             rejects=rejects,
             progress=opts.progress,
+            encoder=encoder,
             replace_other=True,
         )
-        encoder = images.encoder
         timings["image_features"] = time.perf_counter() - t
     rejected = {**rejects.summary(), "file": REJECTS_FILE}  # relative to the model directory
     if rejects.count:

@@ -41,11 +41,17 @@ class LoadedMapping:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def mapping_fingerprint(model: TwoTower, config: MappingConfig) -> str:
-    """Hash of the weights (every state_dict tensor, by name) together with config and architecture."""
+def mapping_fingerprint(model: TwoTower, config: MappingConfig, *, device_as_given: bool = False) -> str:
+    """Hash of the weights (every state_dict tensor, by name) together with config and architecture.
+
+    Where training ran does not decide the weights (same seed, same weights on ``auto`` or ``cpu``), so the
+    device is hashed as its default; ``device_as_given`` gives the hash of mappings saved before that."""
     state = model.state_dict()
+    settings = config.fingerprint_dict()
+    if not device_as_given:
+        settings["device"] = "auto"
     parts: list[Any] = [
-        config.fingerprint_dict(),
+        settings,
         {k: v for k, v in model.arch().items() if k != "arch" or v != "mlp"},
     ]
     for name in sorted(state):
@@ -155,6 +161,8 @@ def load_mapping(directory: str | Path, expected: dict[str, str] | None = None) 
     except Exception as exc:  # unpickling / shape errors: the file does not match its metadata
         raise ModelDirError(f"{d / WEIGHTS} cannot be loaded into the recorded architecture: {exc}") from exc
     actual = mapping_fingerprint(model, config)
+    if actual != meta.get("fingerprint") and config.device != "auto":  # saved with its device in the hash
+        actual = mapping_fingerprint(model, config, device_as_given=True)
     if actual != meta.get("fingerprint"):
         raise ModelDirError(
             f"{d} is inconsistent: mapping.json names fingerprint {meta.get('fingerprint')}, "

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.device import DEFAULT_DEVICE, resolve_device
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.image.loading import DEFAULT_MAX_PIXELS
 from toolkit.rejects import RejectsWriter
 from toolkit.shards import extract_shard_features, parse_shard
@@ -69,15 +69,25 @@ class ImageOptions:
         return kw
 
     def create_encoder(self) -> Any:
+        """The encoder, its weights loaded; a weights file torch cannot read is one clear error."""
         from toolkit.image.encoders import create_encoder
 
-        return create_encoder(
-            self.encoder,
-            weights=self.weights,
-            device=resolve_device(self.device),
-            backend=self.backend,
-            **self.encoder_kwargs(),
-        )
+        try:
+            return create_encoder(
+                self.encoder,
+                weights=self.weights,
+                device=resolve_device(self.device),
+                backend=self.backend,
+                **self.encoder_kwargs(),
+            )
+        except ToolkitError:
+            raise
+        except Exception as e:  # e.g. a file that is no state_dict of this network
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            raise ConfigError(
+                f"cannot load image encoder {self.encoder!r} with weights {self.weights!r}: "
+                f"{type(e).__name__}: {first}"
+            ) from e
 
 
 @dataclass
