@@ -156,6 +156,30 @@ def test_other_encoder_or_items_are_refused_unless_overwrite(
         extract_features(items, a, out, 4, 0, progress=False)
 
 
+def test_a_set_older_than_its_photos_is_refused_or_replaced(
+    dataset: tuple[list[tuple[str, Path]], dict[str, str]], tmp_path: Path
+) -> None:
+    """Same ids and paths, new pictures (a photo edited or replaced in place): the set is not reused."""
+    import os
+
+    items, _ = dataset
+    enc = create_encoder("pixels", image_size=8)
+    out = tmp_path / "out"
+    first = extract_features(items, enc, out, 4, 0, progress=False)
+    before = np.asarray(load_vector_set(out).vectors).copy()
+    edited = items[0][1]
+    Image.new("RGB", (20, 20), (250, 10, 10)).save(edited)  # another picture at the same path
+    future = (out / "meta.json").stat().st_mtime_ns + 1  # newer than the set, older than a rewrite
+    os.utime(edited, ns=(future, future))
+    with pytest.raises(FeatureStateError, match=r"1 photo\(s\) that changed after it was written"):
+        extract_features(items, enc, out, 4, 0, progress=False)
+    again = extract_features(items, enc, out, 4, 0, progress=False, replace_other=True)
+    assert not again.already_done and again.encoded == first.encoded
+    after = load_vector_set(out).vectors
+    assert not np.array_equal(after[0], before[0]) and np.array_equal(after[1:], before[1:])
+    assert extract_features(items, enc, out, 4, 0, progress=False).already_done  # unchanged since: reused
+
+
 def test_all_rejected_gives_an_empty_vector_set(tmp_path: Path) -> None:
     bad = _bad_files(_write_photos(tmp_path / "photos", 1)[0].parent)
     items = [(f"r{i}:1", p) for i, p in enumerate(bad.values())]

@@ -274,8 +274,9 @@ def _check_state(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, o
         raise FeatureStateError(decision.refusal(out_dir, what, hint))
 
 
-def _holds_other(out_dir: Path, enc_fp: str, items_fp: str) -> bool:
-    """``out_dir`` holds an unfinished run or a vector set made from other items or by another encoder."""
+def _holds_other(out_dir: Path, enc_fp: str, items_fp: str, paths: Sequence[str]) -> bool:
+    """``out_dir`` holds an unfinished run or a vector set made from other items or by another encoder, or a
+    vector set older than some of its photos."""
     for what, path in (
         ("an unfinished run", out_dir / PARTIAL_DIR / _PROGRESS),
         ("a vector set", out_dir / META),
@@ -284,11 +285,32 @@ def _holds_other(out_dir: Path, enc_fp: str, items_fp: str) -> bool:
         if found is not None:
             try:
                 _check_state(what, found, enc_fp, items_fp, out_dir)
+                if path.name == META:
+                    _check_photos_unchanged(out_dir, paths)
             except FeatureStateError as e:
                 log.info("replacing the photo features in %s: %s", out_dir, e)
                 return True
             return False
     return False
+
+
+def _check_photos_unchanged(out_dir: Path, paths: Sequence[str]) -> None:
+    """Refuse the vector set in ``out_dir`` when a photo file changed after it was written: the same step ids
+    and paths do not make the same photos (one that cannot be read is a reject again, replayed)."""
+    written = (out_dir / META).stat().st_mtime_ns
+    changed, first = 0, ""
+    for p in paths:
+        try:
+            newer = os.stat(p).st_mtime_ns > written
+        except OSError:
+            newer = False
+        if newer:
+            changed, first = changed + 1, first or str(p)
+    if changed:
+        raise FeatureStateError(
+            f"{out_dir} holds features of {changed} photo(s) that changed after it was written (first: {first}); "
+            "use overwrite=True (--overwrite) to encode them again"
+        )
 
 
 def _clear_final(out_dir: Path) -> None:
@@ -426,7 +448,7 @@ def extract_features(
             out_dir, total, encoded, rejected, dim, encoder.name, enc_fp, complete, resumed, done, secs
         )
 
-    if overwrite or (replace_other and _holds_other(out_dir, enc_fp, items_fp)):
+    if overwrite or (replace_other and _holds_other(out_dir, enc_fp, items_fp, items.paths)):
         shutil.rmtree(work, ignore_errors=True)
         _clear_final(out_dir)
     state = _read_json(work / _PROGRESS)
@@ -435,6 +457,7 @@ def extract_features(
     elif (out_dir / META).is_file():
         final = _read_json(out_dir / META) or {}
         _check_state("a vector set", final, enc_fp, items_fp, out_dir)
+        _check_photos_unchanged(out_dir, items.paths)
         _replay_rejects(out_dir / PHOTO_REJECTS, total, rejects)
         return result(int(final.get("count", 0)), int(final.get("rejected", 0)), True, total, True)
     elif work.exists():
