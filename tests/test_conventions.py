@@ -19,10 +19,14 @@ from toolkit.index.bulk import bulk_load
 from toolkit.index.indexer import index_dataset
 from toolkit.index.template import VectorIndexOptions
 from toolkit.index.update import update_index
-from toolkit.mapping.train import train_mapping
+from toolkit.mapping.train import MappingConfig, train_mapping
 from toolkit.pipeline import build
 from toolkit.search.queries import Grouping, KnnParams
 from toolkit.seeding import torch_seeded
+from toolkit.stages.evaluate import EvaluateOptions
+from toolkit.stages.images import ImageOptions
+from toolkit.stages.read import ReadOptions
+from toolkit.text.word2vec import Word2VecConfig
 from toolkit.viz.embedding_map import write_embedding_map
 
 STAGES: list[Callable] = [
@@ -57,6 +61,17 @@ def test_no_logging_callables_and_progress_is_a_flag(fn: Callable) -> None:
         lambda: KnnParams(k=0),
         lambda: Grouping(per_group=0),
         lambda: SimCLRAugment(size=4),
+        # seeds every generator takes (NumPy and gensim: 32 bits), checked before any work
+        lambda: MappingConfig(seed=-1),
+        lambda: MappingConfig(seed=2**64),
+        lambda: Word2VecConfig(seed=2**32),
+        lambda: ImageOptions(seed=-1),
+        lambda: EvaluateOptions(baseline_seed=2**70),
+        lambda: ReadOptions(split_seed=2**32),
+        # a step size that can only diverge
+        lambda: MappingConfig(lr=float("inf")),
+        lambda: MappingConfig(lr=float("nan")),
+        lambda: MappingConfig(weight_decay=float("inf")),
     ],
 )
 def test_option_classes_raise_config_errors(make: Callable) -> None:

@@ -105,3 +105,15 @@ def test_bad_inputs_are_refused(text, image, message):
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="method"):
         fit_linear("pls", np.zeros((5, 2)), np.zeros((5, 2)))
+
+
+def test_pairs_whose_texts_never_vary_are_a_clear_error() -> None:
+    """Every step text the same (fewer pairs than dimensions): once a ZeroDivisionError deep in the CCA."""
+    from toolkit.errors import ToolkitError
+    from toolkit.evaluation.linear import fit_cca
+
+    rng = np.random.default_rng(0)
+    text = np.tile(rng.normal(size=(1, 50)), (20, 1)).astype(np.float32)
+    image = rng.normal(size=(20, 60)).astype(np.float32)
+    with pytest.raises(ToolkitError, match="do not vary on one side"):
+        fit_cca(text, image)

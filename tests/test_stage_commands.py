@@ -150,3 +150,25 @@ def test_tower_options_give_the_config_defaults_and_zero_turns_the_strong_cca_of
         json.loads(CliRunner().invoke(show, ["--linear-strong-reg", "30"]).stdout)["linear_strong_reg"]
         == 30.0
     )
+
+
+def test_stage_commands_write_each_runs_rejects_once(sample_root: Path, tmp_path: Path) -> None:
+    """train-w2v and step-vectors rerun into the same directory: the file holds the last run's rejects (it
+    kept every run's before), and a text file that is not UTF-8 is a clear usage error."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(sample_root, data)
+    with (data / "recipes.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"recipe_id": "broken", "title": "壊れた行"\n')
+    w2v, vectors = tmp_path / "w2v", tmp_path / "vectors"
+    for _ in range(2):
+        assert _run(["train-w2v", str(data), str(w2v), "--epochs", "1"])["rejects"] == 1
+        assert _run(["step-vectors", str(data), str(w2v), str(vectors)])["rejects"] >= 1
+    assert len((w2v / "rejects.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+    lines = (vectors / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == _run(["step-vectors", str(data), str(w2v), str(vectors)])["rejects"]
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00")
+    res = CliRunner().invoke(cli, ["tokenize", "--file", str(binary)])
+    assert res.exit_code == 2 and "is not UTF-8 text" in res.output and "Traceback" not in res.output

@@ -76,7 +76,12 @@ def tokenize_cmd(
 
     inputs = list(texts)
     if file is not None:
-        inputs.extend(line.rstrip("\r\n") for line in file)
+        try:
+            inputs.extend(line.rstrip("\r\n") for line in file)
+        except UnicodeDecodeError as e:
+            raise click.BadParameter(
+                f"{file.name} is not UTF-8 text ({e.reason} at byte {e.start})", param_hint="--file"
+            ) from None
     if not inputs:
         raise click.UsageError("give TEXT arguments or --file")
     options = TokenizeOptions(form=form, stopwords_file=stopwords_file)
@@ -140,6 +145,7 @@ def train_w2v_cmd(
     read = ReadOptions(split_seed=split_seed)
     check_dataset_root(dataset_root)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / REJECTS_FILE).unlink(missing_ok=True)  # this run's rejects only
     with RejectsWriter(out_dir / REJECTS_FILE) as rejects:
         steps = read_steps(dataset_root, rejects, read)
         rejected = rejects.count
@@ -204,6 +210,7 @@ def step_vectors_cmd(
     check_dataset_root(dataset_root)
     wv = WordVectors.load(model_dir, expected_fingerprint=expect_fingerprint)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / REJECTS_FILE).unlink(missing_ok=True)  # this run's rejects only
     with RejectsWriter(out_dir / REJECTS_FILE) as rejects:
         steps = read_steps(dataset_root, rejects, read)
         ids = [s.step_id for s in steps_of_split(steps, split)]

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.errors import ToolkitError
 from toolkit.evaluation.metrics import full_metrics
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,11 @@ def _basis(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.eye(z.shape[1]), z
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     keep = s > s[0] * 1e-10 if s.size else np.zeros(0, dtype=bool)
+    if not keep.any():
+        raise ToolkitError(
+            "the training pairs do not vary on one side (every step text, or every photo, gives the same "
+            "vector): there is nothing to learn a text-photo link from"
+        )
     basis = vt[keep].T
     return basis, z @ basis
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from toolkit.device import resolve_device
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.evaluation.linear import DEFAULT_CCA_COMPONENTS, fit_linear, pair_moments
 from toolkit.evaluation.linear import fit_cca as fit_branch_cca
 from toolkit.evaluation.metrics import pooled_metrics_of
@@ -28,7 +28,7 @@ from toolkit.mapping.linear_branch import fit_merge
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
 from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TEXT_TOWERS, BagTower, TwoTower, input_stats
 from toolkit.progress import track
-from toolkit.seeding import seed_everything
+from toolkit.seeding import check_seed, seed_everything
 from toolkit.text.tokens import TokenBags
 from toolkit.vectorset import Rows
 
@@ -41,6 +41,8 @@ DEFAULT_TEXT_MEMBERS = 3
 #: Mixed pairs per batch of a bag text tower, as a share of the batch (``MappingConfig.mix_share``)
 DEFAULT_MIX_SHARE = 0.5
 INITS = ("random", "cca")
+#: The largest learning rate taken: Adam steps of that size already wreck unit-scale weights
+MAX_LR = 1.0
 #: Values of options that mappings saved before they existed were trained with (absent keys mean these).
 LEGACY = {
     "arch": "mlp",
@@ -166,8 +168,8 @@ class MappingConfig:
             (self.margin > 0, f"margin must be positive, got {self.margin}"),
             (0 < self.temperature <= 1, f"temperature must be in (0, 1], got {self.temperature}"),
             (
-                self.lr > 0 and self.weight_decay >= 0,
-                f"lr must be > 0 and weight_decay >= 0: {self.lr}, {self.weight_decay}",
+                0 < self.lr <= MAX_LR and 0 <= self.weight_decay <= 1,
+                f"lr must be in (0, {MAX_LR}] and weight_decay in [0, 1]: {self.lr}, {self.weight_decay}",
             ),
             (self.batch_size >= 2, f"batch_size must be at least 2, got {self.batch_size}"),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
@@ -181,6 +183,7 @@ class MappingConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        check_seed("mapping seed", self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -662,6 +665,11 @@ def _train_towers(
                 loss_fn.clamp_parameters()
             total_loss += float(loss.detach())
             batches += 1
+        if not math.isfinite(total_loss):  # per epoch: a check per batch would sync a GPU every step
+            raise ToolkitError(
+                f"training diverged in epoch {epoch} (the loss is {total_loss}): lower the learning rate "
+                f"(--lr, now {config.lr}) or the weight decay (--weight-decay, now {config.weight_decay})"
+            )
         stats = EpochStats(
             epoch=epoch,
             loss=total_loss / max(1, batches),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolkit.errors import ConfigError
+from toolkit.seeding import check_seed
 from toolkit.stages.pairs import Pairs
 
 
@@ -24,6 +25,8 @@ class EvaluateOptions:
             raise ConfigError(f"evaluation pool must be at least 2 pairs, got {self.pool}")
         if self.draws < 1:
             raise ConfigError(f"evaluation draws must be at least 1, got {self.draws}")
+        check_seed("evaluation seed", self.seed)
+        check_seed("baseline seed", self.baseline_seed)
 
 
 def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from toolkit.device import DEFAULT_DEVICE, resolve_device
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.image.loading import DEFAULT_MAX_PIXELS
 from toolkit.rejects import RejectsWriter
+from toolkit.seeding import check_seed
 from toolkit.shards import extract_shard_features, parse_shard
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class ImageOptions:
         positive("batch_size", self.batch_size)
         positive("workers", self.workers, allow_none=True, minimum=0)
         positive("image_size", self.image_size, allow_none=True)
-        positive("seed", self.seed, allow_none=True, minimum=0)
+        check_seed("image seed", self.seed, allow_none=True)
         positive("max_pixels", self.max_pixels)
         resolve_device(self.device)
         if self.shard is not None:

@@ -15,6 +15,7 @@ from toolkit.data.splits import SPLITS, split_of
 from toolkit.errors import ConfigError
 from toolkit.image.items import PhotoItems
 from toolkit.rejects import RejectsWriter
+from toolkit.seeding import check_seed
 from toolkit.stages.step_table import StepRecord, StepTable, StepTableBuilder
 
 __all__ = [
@@ -45,8 +46,7 @@ class ReadOptions:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
-            raise ConfigError(f"split seed must be a non-negative integer, got {self.split_seed!r}")
+        check_seed("split seed", self.split_seed)
 
 
 def check_split(split: str) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 from toolkit.errors import ConfigError, ModelDirError, ToolkitError
 from toolkit.fingerprint import check_fingerprint, fingerprint
+from toolkit.seeding import check_seed
 from toolkit.text.tokenizer import TokenizerConfig
 
 VECTORS_FILE = "word2vec.npy"
@@ -53,8 +54,7 @@ class Word2VecConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"word2vec {name} must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"word2vec seed must be a non-negative integer, got {self.seed!r}")
+        check_seed("word2vec seed", self.seed)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "sg": 0}
