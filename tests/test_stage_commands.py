@@ -172,3 +172,21 @@ def test_stage_commands_write_each_runs_rejects_once(sample_root: Path, tmp_path
     binary.write_bytes(b"\xff\xfe\x00")
     res = CliRunner().invoke(cli, ["tokenize", "--file", str(binary)])
     assert res.exit_code == 2 and "is not UTF-8 text" in res.output and "Traceback" not in res.output
+
+
+def test_stages_refuse_a_split_seed_other_than_word2vecs(sample_root: Path, tmp_path: Path) -> None:
+    """Word2Vec trained on seed 3's training split: splitting with seed 0 later would let its test recipes
+    in (their words shaped the vectors), so step-vectors of a split and train-mapping refuse it."""
+    w2v, vectors = tmp_path / "w2v", tmp_path / "vectors"
+    _run(["train-w2v", str(sample_root), str(w2v), "--epochs", "1", "--split-seed", "3"])
+    assert json.loads((w2v / "word2vec.json").read_text(encoding="utf-8"))["stats"]["split_seed"] == 3
+    _run(["step-vectors", str(sample_root), str(w2v), str(vectors)])  # every step: no split involved
+    runner = CliRunner()
+    res = runner.invoke(
+        cli, ["step-vectors", str(sample_root), str(w2v), str(tmp_path / "t"), "--split", "test"]
+    )
+    assert res.exit_code == 2 and "trained on the training split of seed 3" in res.output, res.output
+    args = ["train-mapping", str(vectors), str(vectors), str(tmp_path / "m"), "--word2vec", str(w2v)]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 2 and "pass --split-seed 3" in res.output, res.output
+    assert not (tmp_path / "m").exists()

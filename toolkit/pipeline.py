@@ -183,7 +183,14 @@ def build(
         timings["read"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        w2v = train_word2vec_model(steps, out / "word2vec", w2v_config, tokenize_opts, progress=opts.progress)
+        w2v = train_word2vec_model(
+            steps,
+            out / "word2vec",
+            w2v_config,
+            tokenize_opts,
+            split_seed=opts.split_seed,
+            progress=opts.progress,
+        )
         wv = w2v.wv
         timings["word2vec"] = time.perf_counter() - t
 

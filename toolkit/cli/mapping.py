@@ -114,6 +114,10 @@ def train_mapping_cmd(
         from toolkit.text.word2vec import WordVectors
 
         wv = WordVectors.load(word2vec_dir)
+        if val_text is None:  # split here: the same split Word2Vec learnt from, or its test recipes leak in
+            from toolkit.stages.text import check_split_seed
+
+            check_split_seed(wv, split_seed, "train-mapping")
     pairs = load_pairs(text_vecset, image_vecset)
     held_out = 0
     if val_text is not None and val_image is not None:

@@ -149,7 +149,9 @@ def train_w2v_cmd(
     with RejectsWriter(out_dir / REJECTS_FILE) as rejects:
         steps = read_steps(dataset_root, rejects, read)
         rejected = rejects.count
-    stage = train_word2vec_model(steps, out_dir, config, tokenize, progress=progress_enabled(quiet))
+    stage = train_word2vec_model(
+        steps, out_dir, config, tokenize, split_seed=split_seed, progress=progress_enabled(quiet)
+    )
     wv, recipes, sentences = stage.wv, stage.train_recipes, stage.train_steps
     info: dict[str, Any] = {
         "out_dir": str(out_dir),

@@ -62,9 +62,12 @@ def train_word2vec_model(
     config: Any = None,
     tokenize: TokenizeOptions | None = None,
     *,
+    split_seed: int | None = None,
     progress: bool = False,
 ) -> Word2VecStage:
-    """Train Word2Vec (a ``Word2VecConfig``) on the tokens of the TRAINING-split steps; save it in ``out_dir``."""
+    """Train Word2Vec (a ``Word2VecConfig``) on the tokens of the TRAINING-split steps; save it in ``out_dir``
+    with ``split_seed``, the seed that split ``steps`` (later stages refuse another: see
+    :func:`check_split_seed`)."""
     from toolkit.text.corpus import EncodedCorpus
     from toolkit.text.word2vec import Word2VecConfig, train_word2vec
 
@@ -78,10 +81,24 @@ def train_word2vec_model(
     for text in track(texts, progress, "tokenizing training steps", "step"):
         sentences.add(tokenizer.tokenize(text))
     wv = train_word2vec(sentences, config, tokenizer_config=tokenizer.config)
+    if split_seed is not None:
+        wv.stats["split_seed"] = split_seed
     wv.save(out_dir)
     recipes = recipe_count(train)
     log.info("word2vec: %d words from %d training steps (%s)", len(wv), len(sentences), wv.fingerprint)
     return Word2VecStage(wv, recipes, len(sentences))
+
+
+def check_split_seed(wv: Any, split_seed: int, what: str) -> None:
+    """Refuse ``split_seed`` when Word2Vec ``wv`` was trained on another seed's training split: its words then
+    come from recipes this split holds out, and the held-out figures would be too good. Word2Vec models that
+    do not record their seed (trained before they did) pass."""
+    trained = (wv.stats or {}).get("split_seed")
+    if trained is not None and trained != split_seed:
+        raise ConfigError(
+            f"{what} uses split seed {split_seed}, but the Word2Vec model was trained on the training split of "
+            f"seed {trained}: its test recipes would leak in; pass --split-seed {trained} or retrain Word2Vec"
+        )
 
 
 def write_step_vectors(
@@ -100,6 +117,8 @@ def write_step_vectors(
     from toolkit.text.tokenizer import Tokenizer
 
     check_split(split)
+    if split != "all":  # a split's vectors: held out (or not) the way the Word2Vec model was
+        check_split_seed(wv, split_seed, f"step vectors of the {split} split")
     chosen = steps_of_split(steps, split)
     if not chosen:
         raise ConfigError(f"no steps to encode (split {split})")
