@@ -66,6 +66,7 @@ def test_no_logging_callables_and_progress_is_a_flag(fn: Callable) -> None:
         lambda: MappingConfig(seed=2**64),
         lambda: Word2VecConfig(seed=2**32),
         lambda: ImageOptions(seed=-1),
+        lambda: ImageOptions(encoder="pixels", image_size=100_000),
         lambda: EvaluateOptions(baseline_seed=2**70),
         lambda: ReadOptions(split_seed=2**32),
         # a step size that can only diverge

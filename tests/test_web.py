@@ -175,6 +175,7 @@ def test_recipe_groups_explanations_and_more_like_these(server: SearchServer) ->
         ({"q": QUERY, "k": "ten"}, "k must be a whole number"),
         ({"q": "   "}, "type a query"),
         ({"q": "ｘｙｚｚｙ"}, "vocabulary"),
+        ({"q": "玉ねぎ" * 700}, "over the limit of 2000"),  # a 500 on the stdlib server once
     ],
 )
 def test_bad_searches_are_clear_400s(server: SearchServer, params: dict, message: str) -> None:
@@ -192,6 +193,7 @@ VALIDATED = {
     "unknown mode 'sql'": "mode: Input should be 'knn', 'keyword' or 'hybrid'",
     "k must be between 1 and 100": "k: Input should be greater than or equal to 1",
     "k must be a whole number": "k: Input should be a valid integer",
+    "over the limit of 2000": "q: String should have at most 2000 characters",
 }
 
 

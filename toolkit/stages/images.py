@@ -18,6 +18,11 @@ from toolkit.shards import extract_shard_features, parse_shard
 log = logging.getLogger(__name__)
 
 
+#: the largest input side taken (pixels): the CNNs are trained at 224-300 px, and the raw-pixel encoder's
+#: features grow with its square
+MAX_IMAGE_SIZE = 2048
+
+
 @dataclass(frozen=True)
 class ImageOptions:
     """Which encoder embeds the photos, and how the photos are fed to it."""
@@ -47,6 +52,8 @@ class ImageOptions:
         positive("batch_size", self.batch_size)
         positive("workers", self.workers, allow_none=True, minimum=0)
         positive("image_size", self.image_size, allow_none=True)
+        if self.image_size is not None and self.image_size > MAX_IMAGE_SIZE:
+            raise ConfigError(f"image image_size must be at most {MAX_IMAGE_SIZE} px, got {self.image_size}")
         check_seed("image seed", self.seed, allow_none=True)
         positive("max_pixels", self.max_pixels)
         resolve_device(self.device)

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from toolkit.data.paths import UnsafePathError
 from toolkit.errors import ToolkitError
-from toolkit.web.app import MAX_K, MAX_PER_GROUP, MAX_UPLOAD_BYTES, NotFound, SearchApp
+from toolkit.web.app import MAX_K, MAX_PER_GROUP, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, NotFound, SearchApp
 from toolkit.web.server import SECURITY_HEADERS, page_html
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,9 @@ def create_api(app: SearchApp) -> FastAPI:
 
     @api.get("/api/search", summary="Search by text, or like chosen steps")
     def search(
-        q: Annotated[str, Query(description="the query text (optional with `like`)", max_length=2000)] = "",
+        q: Annotated[
+            str, Query(description="the query text (optional with `like`)", max_length=MAX_QUERY_CHARS)
+        ] = "",
         mode: Literal["knn", "keyword", "hybrid"] = "knn",
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 12,
         ingredient: Annotated[list[str], Query(description="only recipes with this ingredient")] = [],  # noqa: B006

@@ -26,6 +26,8 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 MAX_K = 100
 MAX_PER_GROUP = 10
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+#: longest query text, in characters (both servers)
+MAX_QUERY_CHARS = 2000
 
 
 class NotFound(ToolkitError):
@@ -75,6 +77,8 @@ class SearchApp:
             raise BadRequest(f"unknown mode {mode!r}; choose one of {', '.join(PAGE_MODES)}")
         if not text and not like:
             raise BadRequest("type a query")
+        if len(text) > MAX_QUERY_CHARS:
+            raise BadRequest(f"the query is {len(text)} characters, over the limit of {MAX_QUERY_CHARS}")
         options = self._options(params, mode)
         with self._lock:
             result = search(self.searcher, text or None, like=like, options=options)
