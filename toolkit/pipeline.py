@@ -214,7 +214,8 @@ def build(
             replace_other=True,
         )
         timings["image_features"] = time.perf_counter() - t
-    rejected = {**rejects.summary(), "file": REJECTS_FILE}  # relative to the model directory
+    # relative to the model directory; none is written when nothing was rejected
+    rejected = {**rejects.summary(), "file": REJECTS_FILE if rejects.count else None}
     if rejects.count:
         stages = stage_counts(rejects.by_stage)
         log.warning("%d rejected (%s), each with its reason in %s", rejects.count, stages, rejects.path)
