@@ -120,7 +120,7 @@ def test_csv_without_header_quoted_fields_and_bad_rows(tmp_path):
         (
             "steps.txt:line 11",
             "validate",
-        ): "1 step row(s) for recipe id 'zz99', which is not in the recipes table",
+        ): "1 step row(s) for recipe id 'zz99', which is not among the recipes read",
     }
     dup = [r for r in rejects if r.record == "i9j0:3"]
     assert len(dup) == 2 and all("duplicate position 3 (lines 9, 10)" in r.reason for r in dup)
@@ -172,3 +172,36 @@ def test_cli_import_cookpad(tmp_path):
     data = json.loads(result.output)
     assert (data["recipes"], data["paired"], data["rejects"]) == (2, 4, 9)
     assert len(list(read_rejects(data["rejects_file"]))) == 9
+
+
+def _tables(src: Path, recipes: str, steps: str) -> Path:
+    src.mkdir()
+    (src / "recipes.tsv").write_text(recipes, encoding="utf-8")
+    (src / "steps.tsv").write_text(steps, encoding="utf-8")
+    return src
+
+
+def test_a_two_column_header_is_enough_and_a_header_missing_a_column_is_refused(tmp_path):
+    steps = "recipe_id\tposition\tmemo\na001\t1\t玉ねぎを切る。\n"
+    src = _tables(tmp_path / "two", "id\ttitle\na001\t肉じゃが\n", steps)
+    summary, rejects = _convert(src, tmp_path / "out-two")
+    assert (summary.recipes, summary.steps, rejects) == (1, 1, [])
+    # a header naming known columns but not the title: never read as a recipe called "title" or "name"
+    src = _tables(tmp_path / "no-title", "id\tuser_id\tname\tdescription\na001\tu1\t肉じゃが\td\n", steps)
+    with pytest.raises(CookpadError, match="names the columns id, user_id, description but not title"):
+        _convert(src, tmp_path / "out-no-title")
+    src = _tables(
+        tmp_path / "no-memo", "id\ttitle\na001\t肉じゃが\n", "recipe_id\tposition\ttext\na001\t1\tx\n"
+    )
+    with pytest.raises(CookpadError, match="but not memo"):
+        _convert(src, tmp_path / "out-no-memo")
+
+
+def test_a_valid_row_after_a_rejected_one_of_the_same_id_is_kept(tmp_path):
+    recipes = "id\ttitle\na001\t\na001\t肉じゃが\n"  # line 2: empty title (rejected); line 3: valid
+    src = _tables(tmp_path / "src", recipes, "recipe_id\tposition\tmemo\na001\t1\t玉ねぎを切る。\nzz\t1\tx\n")
+    summary, rejects = _convert(src, tmp_path / "out")
+    assert summary.recipes == 1 and summary.steps == 1
+    reasons = {r.record: r.reason for r in rejects}
+    assert "title" in reasons["recipes.tsv:line 2"] and "recipes.tsv:line 3" not in reasons
+    assert "not among the recipes read" in reasons["steps.tsv:line 3"]

@@ -27,12 +27,23 @@ def test_hand_counted_precision_and_chance():
 
 
 def test_short_lists_and_missing_labels():
+    gallery = [ONION_FRY, ONION_BOIL, CABBAGE_FRY, EGG_STEAM]
     out = graded_precision(
-        [ONION_FRY, {"main": None, "method": "炒める"}], [[ONION_FRY], [CABBAGE_FRY]], [ONION_FRY], k=4
+        [ONION_FRY, {"main": None, "method": "炒める"}], [[ONION_FRY], [CABBAGE_FRY]], gallery, k=4
     )
     assert out["main"] == pytest.approx(0.25)  # one hit of four slots; the second query has no main
     assert out["main_queries"] == 1 and out["method_queries"] == 2
     assert out["method"] == pytest.approx((0.25 + 0.25) / 2)
+
+
+def test_a_gallery_smaller_than_k_is_scored_on_its_size():
+    """Two photos, k = 10: ranking both scores what chance says for one of two relevant (it scored 1/10
+    against a chance of 1/2 once: chance above anything a method could reach)."""
+    gallery = [ONION_FRY, EGG_STEAM]
+    out = graded_precision([ONION_FRY], [[ONION_FRY, EGG_STEAM]], gallery, k=10)
+    assert out["main"] == pytest.approx(0.5) == out["main_chance"]
+    perfect = graded_precision([ONION_FRY], [[ONION_FRY]], [ONION_FRY], k=10)
+    assert perfect["main"] == pytest.approx(1.0) and perfect["main_chance"] == pytest.approx(1.0)
 
 
 def test_from_scores_ranks_best_first():

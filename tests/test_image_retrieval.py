@@ -102,3 +102,15 @@ def test_evaluate_images_command(sample_root: Path) -> None:
     assert json.loads(res.output)["results"][0]["criteria"]["method"]["k"] == 5
     bad = CliRunner().invoke(cli, ["evaluate-images", str(sample_root), "-e", "nope", "-q"])
     assert bad.exit_code == 2 and "unknown image encoder 'nope'" in bad.output
+
+
+def test_lift_without_chance_is_null_not_infinity() -> None:
+    """No candidate shares a label: chance 0, and ``lift`` is None (JSON null; ``Infinity`` is no JSON)."""
+    import json
+
+    from toolkit.evaluation.image_retrieval import precision_at_k
+
+    vectors = np.eye(4, dtype=np.float32) + 0.1
+    out = precision_at_k(vectors, [{"a"}, {"b"}, {"c"}, {"d"}], k=2)
+    assert out["chance"] == 0 and out["lift"] is None
+    json.dumps(out, allow_nan=False)

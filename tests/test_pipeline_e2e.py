@@ -121,6 +121,16 @@ def test_evaluate_through_the_index(built_model: Path, search_alias: str, es_set
     assert through["hnsw_recall@10"] >= 0.9
     assert modes["hybrid"]["R@10"] >= modes["knn"]["R@10"]
     assert modes["keyword"]["R@10"] > 0.5  # a step's own text finds it
+    # graded precision is named at the k it was computed at (it said @10 whatever -k was)
+    short = CliRunner().invoke(cli, [*args[:-2], "--limit", "10", "-k", "3"], env=env)
+    assert short.exit_code == 0, short.output
+    assert all(g["k"] == 3 for g in json.loads(short.stdout)["through_index"]["graded"].values())
+    text = CliRunner().invoke(
+        cli, [a for a in args if a != "--json"][:-2] + ["--limit", "10", "-k", "3"], env=env
+    )
+    assert (
+        "graded precision@3 (through the index" in text.output and "precision@10 (through" not in text.output
+    )
 
 
 def test_evaluate_writes_the_html_report(built_model: Path, search_alias: str, es_settings, tmp_path) -> None:

@@ -141,8 +141,16 @@ def embedding_map_cmd(
 @click.option(
     "--query", "queries", multiple=True, help="Sample query (repeatable) [default: evaluation steps]."
 )
-@click.option("--samples", type=int, default=4, show_default=True, help="Sample queries when none are given.")
-@click.option("-k", "k", type=int, default=10, show_default=True, help="Photos per sample grid.")
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Sample queries when none are given.",
+)
+@click.option(
+    "-k", "k", type=click.IntRange(1, 100), default=10, show_default=True, help="Photos per sample grid."
+)
 @json_option
 @quiet_option
 @user_errors

@@ -126,7 +126,9 @@ def sniff_table(path: Path, table: str) -> _Table:
         text = text[: text.rfind("\n") + 1] or text
     if text.startswith("\ufeff"):
         text = text[1:]
-    need = len(REQUIRED[table]) if table != "recipes" else 3
+    # without a header the recipes table's columns are Cookpad's order (title third); a header names them
+    headless_need = len(REQUIRED[table]) if table != "recipes" else 3
+    need = headless_need
     candidates: list[tuple[str, int, list[list[str]]]] = []
     for delimiter in ("\t", ","):
         quoting = csv.QUOTE_MINIMAL
@@ -136,6 +138,7 @@ def sniff_table(path: Path, table: str) -> _Table:
         widths = Counter(len(r) for r in rows)
         if rows:
             width, freq = widths.most_common(1)[0]
+            need = len(REQUIRED[table]) if _is_header(rows[0], table) else headless_need
             if width >= need and freq >= 0.8 * len(rows):
                 candidates.append((delimiter, quoting, rows))
     if not candidates:
@@ -145,14 +148,31 @@ def sniff_table(path: Path, table: str) -> _Table:
         )
     preferred = "," if path.suffix == ".csv" else "\t"
     delimiter, quoting, rows = next((c for c in candidates if c[0] == preferred), candidates[0])
-    first = [cell.strip().lstrip("\ufeff").lower() for cell in rows[0]]
-    named = [_ALIASES.get(c, c) if table == "recipes" else c for c in first]
-    header = all(col in named for col in REQUIRED[table])
+    named = _header_names(rows[0], table)
+    header = _is_header(rows[0], table)
+    known = [c for c in named if c in COLUMNS[table]]
+    if not header and len(known) >= 2:  # a header that lacks a column: its rows must not be read by position
+        missing = [c for c in REQUIRED[table] if c not in named]
+        raise CookpadError(
+            f"{path.name}: the first row names the columns {', '.join(known)} but not {', '.join(missing)} "
+            f"(a {table} table needs {', '.join(REQUIRED[table])})"
+        )
     if header:
         columns = {name: i for i, name in reversed(list(enumerate(named)))}
     else:
         columns = {name: i for i, name in enumerate(COLUMNS[table])}
     return _Table(table, path, delimiter, quoting, header, columns)
+
+
+def _header_names(row: list[str], table: str) -> list[str]:
+    first = [cell.strip().lstrip("\ufeff").lower() for cell in row]
+    return [_ALIASES.get(c, c) if table == "recipes" else c for c in first]
+
+
+def _is_header(row: list[str], table: str) -> bool:
+    """The row names every column the table needs."""
+    named = _header_names(row, table)
+    return all(col in named for col in REQUIRED[table])
 
 
 def _read_rows(tbl: _Table) -> Iterator[tuple[int, dict[str, str] | None, str]]:
@@ -362,6 +382,7 @@ def convert_cookpad(
                     "CREATE TABLE ingredients (recipe_id TEXT, line INTEGER, name TEXT, quantity TEXT)"
                 )
                 db.execute("CREATE TABLE seen (recipe_id TEXT PRIMARY KEY, line INTEGER)")
+                db.execute("CREATE TABLE rejected (recipe_id TEXT, line INTEGER)")
                 _load(db, steps_tbl, sink, progress)
                 if ing_tbl is not None:
                     _load(db, ing_tbl, sink, progress)
@@ -406,7 +427,6 @@ def _recipes(
                 Reject(where, "validate", f"duplicate recipe id {rid!r} (first on line {first[0]}); dropped")
             )
             continue
-        db.execute("INSERT INTO seen VALUES (?, ?)", (rid, line))
         obj = {
             "recipe_id": rid,
             "title": row["title"],
@@ -418,7 +438,10 @@ def _recipes(
             recipe, found = parse_recipe(obj, where, max_len)
         except RecordError as e:
             sink.add(Reject(where, "validate", e.detail))
+            db.execute("INSERT INTO rejected VALUES (?, ?)", (rid, line))
             continue
+        # seen once valid: a later valid row of an id whose first row was rejected is kept, not a duplicate
+        db.execute("INSERT INTO seen VALUES (?, ?)", (rid, line))
         for r in found:
             sink.add(r)
         steps = []
@@ -442,11 +465,18 @@ def _orphans(db: sqlite3.Connection, tbl: _Table, sink: _Rejects) -> None:
         f"SELECT recipe_id, COUNT(*), MIN(line) FROM {kind} "
         "WHERE recipe_id NOT IN (SELECT recipe_id FROM seen) GROUP BY recipe_id ORDER BY MIN(line)"
     )
-    for rid, count, line in db.execute(query):
+    for rid, count, line in db.execute(query).fetchall():
+        rejected = db.execute("SELECT MIN(line) FROM rejected WHERE recipe_id = ?", (rid,)).fetchone()[0]
+        where = (
+            f"whose recipe row (line {rejected}) was rejected"
+            if rejected is not None
+            else "which is not among the recipes read (absent, or its row could not be read: see the "
+            "recipes table's rejects)"
+        )
         sink.add(
             Reject(
                 f"{tbl.name}:line {line}",
                 "validate",
-                f"{count} {kind.rstrip('s')} row(s) for recipe id {rid!r}, which is not in the recipes table",
+                f"{count} {kind.rstrip('s')} row(s) for recipe id {rid!r}, {where}",
             )
         )

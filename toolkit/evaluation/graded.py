@@ -39,8 +39,9 @@ def graded_precision(
     """Mean precision@k per criterion of ranked hit labels, next to chance over ``gallery_labels``.
 
     ``ranked[q]`` holds the labels of query ``q``'s hits, best first (only the first ``k`` count; a
-    shorter list is scored on ``k`` all the same: missing hits are not relevant). Queries whose own
-    label is missing for a criterion are left out of that criterion.
+    shorter list is scored on ``k`` all the same: missing hits are not relevant). A gallery of fewer than
+    ``k`` items is scored on its size (what a ranking of all of it can reach; chance is on the same scale).
+    Queries whose own label is missing for a criterion are left out of that criterion.
     """
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k}")
@@ -49,6 +50,7 @@ def graded_precision(
     if not gallery_labels:
         raise ValueError("graded precision needs a non-empty gallery")
     out: dict[str, Any] = {"k": int(k)}
+    depth = min(int(k), len(gallery_labels))
     for name, keys in CRITERIA.items():
         counts = Counter(_key(g, keys) for g in gallery_labels)
         precisions, chances = [], []
@@ -56,7 +58,7 @@ def graded_precision(
             want = _key(q, keys)
             if want is None:
                 continue
-            precisions.append(sum(1 for h in list(hits)[:k] if _key(h, keys) == want) / k)
+            precisions.append(sum(1 for h in list(hits)[:k] if _key(h, keys) == want) / depth)
             chances.append(counts.get(want, 0) / len(gallery_labels))
         out[name] = float(np.mean(precisions)) if precisions else None
         out[f"{name}_chance"] = float(np.mean(chances)) if chances else None

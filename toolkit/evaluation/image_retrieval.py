@@ -93,7 +93,7 @@ def precision_at_k(
     return {
         "precision": p,
         "chance": ch,
-        "lift": p / ch if ch > 0 else float("inf"),
+        "lift": p / ch if ch > 0 else None,  # None (JSON null): no chance to compare with
         "k": int(k),
         "queries": len(precisions),
     }

@@ -85,9 +85,11 @@ def _graded(
     q = [labels.get(recipe_of(i), {}) for i in queries]
     hits = [[labels.get(recipe_of(h), {}) for h in top] for top in tops]
     out = graded_precision(q, hits, [labels.get(recipe_of(g), {}) for g in gallery], k)
-    return {c: out[c] for c in ("main", "method", "both")} | {
-        f"{c}_chance": out[f"{c}_chance"] for c in ("main", "method", "both")
-    }
+    return (
+        {"k": out["k"]}
+        | {c: out[c] for c in ("main", "method", "both")}
+        | {f"{c}_chance": out[f"{c}_chance"] for c in ("main", "method", "both")}
+    )
 
 
 def evaluate_through_index(
