@@ -146,3 +146,33 @@ def test_a_failed_load_leaves_no_index_with_refresh_off(
     assert flat.get("index.refresh_interval", "1s") != "-1"
     result = index_dataset(es, sample_root, built_model, opts)  # resumed into the same version
     assert result["index"] == version and result["indexed"] + result["skipped"] == result["read"]
+
+
+def test_a_stop_between_the_last_batch_and_the_swap_resumes_the_same_version(
+    es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str, tmp_path, monkeypatch
+) -> None:
+    """The checkpoint said "done" before the alias swap: a rerun after a stop there built a whole new version
+    and left the loaded one orphaned. Now it resumes the loaded version, swaps, and loads nothing again."""
+    import pytest
+
+    from toolkit.index import lifecycle
+
+    opts = IndexOptions(alias=index_name, batch_steps=64, checkpoint_dir=tmp_path)
+    real_swap = lifecycle.swap_alias
+
+    def stop(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lifecycle, "swap_alias", stop)
+    with pytest.raises(KeyboardInterrupt):
+        index_dataset(es, sample_root, built_model, opts)
+    (loaded,) = lifecycle.list_versions(es, index_name)
+    monkeypatch.setattr(lifecycle, "swap_alias", real_swap)
+    result = index_dataset(es, sample_root, built_model, opts)
+    assert result["index"] == loaded and result["swapped"] and result["indexed"] == 0
+    assert lifecycle.list_versions(es, index_name) == [loaded]
+    assert lifecycle.alias_targets(es, index_name) == [loaded]
+    assert es.count(index=loaded)["count"] == result["count"] > 0
+    # --index may name an alias: the load goes to the index behind it (it was a KeyError)
+    again = index_dataset(es, sample_root, built_model, IndexOptions(alias=index_name, index=index_name))
+    assert again["index"] == loaded and again["read"] == again["indexed"] + again["skipped"]

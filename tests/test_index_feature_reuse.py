@@ -87,6 +87,29 @@ def test_a_step_whose_photo_was_swapped_is_encoded_now(
     swapped = [d for d in docs if d["step_id"] in (first.step_id(steps[a]), first.step_id(steps[b]))]
     fresh = model.embed_image_files([resolve_under_root(sample_root, d["image_path"]) for d in swapped])
     np.testing.assert_allclose(np.stack([d["image_vector"] for d in swapped]), fresh, atol=2e-3)
+    # a photo replaced at its own path by an older file (cp -p, rsync -a, a restore): not the build's photo
+    import os
+    import shutil
+
+    copy_root = tmp_path / "copy"
+    shutil.copytree(sample_root, copy_root)
+    copied = build_features(model, sample_root)[0]
+    plain = list(iter_recipes(copy_root, RejectsWriter(None)))[:3]
+    with_photo = [s for r in plain for s in r.steps if s.image]
+    target, donor = (resolve_under_root(copy_root, s.image) for s in with_photo[:2])
+    shutil.copy2(donor, target)
+    old = os.stat(target).st_mtime_ns - 10**9
+    os.utime(target, ns=(old, old))
+    real_root, real_copy = os.path.realpath(sample_root), os.path.realpath(copy_root)
+    sources = [s.replace(real_root, real_copy, 1) for s in copied.sources]
+    moved = replace(copied, sources=sources)  # the build's rows, as if built on the copy
+    with RejectsWriter(tmp_path / "rejects4.jsonl") as rejects:
+        docs, stats = DocumentBuilder(model, copy_root, moved, features_written_ns=written).build(
+            plain, rejects
+        )
+    assert stats.encoded_now == 1  # only the replaced photo
+    doc = next(d for d in docs if resolve_under_root(copy_root, d["image_path"]) == target)
+    np.testing.assert_allclose(doc["image_vector"], model.embed_image_files([target])[0], atol=2e-3)
     # a feature set written before sources were kept cannot say which file a row is: nothing is reused
     legacy = replace(features, sources=None)
     with RejectsWriter(tmp_path / "rejects3.jsonl") as rejects:

@@ -49,6 +49,10 @@ def test_alias_swap_is_atomic_and_old_versions_kept_until_asked(es: Elasticsearc
     lifecycle.swap_alias(es, alias, v3)
     assert lifecycle.remove_old_versions(es, alias, keep=1) == [v1]
     assert lifecycle.list_versions(es, alias) == [v2, v3]
+    # a version newer than the alias's (a load still running) is never removed, even with --keep 0
+    v4 = lifecycle.create_version(es, alias)
+    assert lifecycle.remove_old_versions(es, alias, keep=0) == [v2]
+    assert lifecycle.list_versions(es, alias) == [v3, v4]
 
 
 def test_finish_load_restores_settings(es: Elasticsearch, index_name: str) -> None:
@@ -59,6 +63,18 @@ def test_finish_load_restores_settings(es: Elasticsearch, index_name: str) -> No
     lifecycle.finish_load(es, index_name, restore)
     flat = es.indices.get_settings(index=index_name, flat_settings=True)[index_name]["settings"]
     assert flat["index.refresh_interval"] == "5s"
+
+
+def test_aliases_whose_names_nest_have_their_own_templates(es: Elasticsearch, index_name: str) -> None:
+    """``X-*`` and ``X-v2-*`` overlap: with one priority the second template was refused."""
+    lifecycle.put_template(es, index_name, MODEL)
+    nested = f"{index_name}-v2"
+    try:
+        lifecycle.put_template(es, nested, MODEL)
+        assert lifecycle.create_version(es, nested) == f"{nested}-000001"
+        assert lifecycle.create_version(es, index_name) == f"{index_name}-000001"
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=lifecycle.template_name(nested))
 
 
 def test_model_fingerprint_mismatch_refused(es: Elasticsearch, index_name: str) -> None:

@@ -188,3 +188,26 @@ def test_cli_update_and_delete(
     assert (data["indexed"], data["unchanged"], data["count"]) == (removed, n - removed, n)
     res = runner.invoke(cli, ["delete", "--alias", f"{alias}-none", "--recipe", "x"], env=env)
     assert res.exit_code == 2 and "points at 0 indices" in res.output
+
+
+def test_an_update_stopped_by_max_errors_says_so(
+    es: Elasticsearch, dataset: Path, built_model: Path, index_name: str
+) -> None:
+    """--update --max-errors: the stop is reported (it was silent: the recipes after it were neither compared
+    nor updated), and the CLI exits 1 naming it."""
+    from toolkit.index.bulk import BulkOptions
+
+    alias = index_name
+    index_dataset(es, dataset, built_model, IndexOptions(alias=alias))
+    records = _lines(dataset)
+    records[-1]["title"] += "（改）"
+    _write(dataset, records, extra=['{"recipe_id": "bad1"', '{"recipe_id": "bad2"'])
+    lines = (dataset / "recipes.jsonl").read_text(encoding="utf-8").splitlines()
+    (dataset / "recipes.jsonl").write_text("\n".join(lines[-2:] + lines[:-2]) + "\n", encoding="utf-8")
+    opts = UpdateOptions(alias=alias, batch_steps=16, bulk=BulkOptions(max_errors=1))
+    result = update_index(es, dataset, built_model, opts)
+    assert result["stopped_early"] and result["read"] < _steps(records)
+    env = {"ES_URL": es.transport.node_pool.get().base_url}
+    cli_args = ["index", str(dataset), str(built_model), "--alias", alias, "--update", "--max-errors", "1"]
+    res = CliRunner().invoke(cli, cli_args, env=env)
+    assert res.exit_code == 1 and "stopped early (--max-errors)" in res.output, res.output

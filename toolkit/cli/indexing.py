@@ -159,13 +159,24 @@ def index_cmd(
         lambda: (
             f"{result['index']}: read {result['read']}, indexed {result['indexed']}, rejected {result['rejected']}, "
             f"skipped {result['skipped']} ({result['docs_per_s']:.0f} docs/s); "
-            f"{result['text_only']} text-only steps; alias {result['alias']} -> {result['index']}"
+            f"{result['text_only']} text-only steps; "
+            + _alias_line(result)
             + (f"; rejects in {rejects_path}" if result["rejected"] else "")
             + _notes_line(result, rejects_path)
         ),
     )
     if result["rejected"] or result["stopped_early"]:
         raise SystemExit(1)
+
+
+def _alias_line(result: dict) -> str:
+    """What happened to the alias: moved to the new index, or why not."""
+    if result["alias"] is None:
+        return f"loaded into {result['index']} (no alias moved)"
+    if result["swapped"]:
+        return f"alias {result['alias']} -> {result['index']}"
+    why = "the load stopped early (--max-errors)" if result["stopped_early"] else "--no-swap"
+    return f"alias {result['alias']} not moved ({why}); {result['index']} holds this load"
 
 
 def _notes_line(result: dict, rejects_path: Path) -> str:
@@ -213,10 +224,17 @@ def _update(
         lambda: (
             f"{result['index']}: read {result['read']} = indexed {result['indexed']} + unchanged "
             f"{result['unchanged']} + rejected {result['rejected']} + deleted {result['deleted']}; "
-            f"{result['count']} documents" + (f"; rejects in {rejects_path}" if result["rejected"] else "")
+            f"{result['count']} documents"
+            + (f"; rejects in {rejects_path}" if result["rejected"] else "")
+            + (
+                "\nstopped early (--max-errors): the recipes after the stop were not updated; fix the "
+                "rejected records (or raise --max-errors) and run the update again"
+                if result["stopped_early"]
+                else ""
+            )
         ),
     )
-    if result["rejected"]:
+    if result["rejected"] or result["stopped_early"]:
         raise SystemExit(1)
 
 

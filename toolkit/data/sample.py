@@ -178,7 +178,9 @@ def generate_sample(
     out_file, images = root / RECIPES_FILE, root / IMAGES_DIR
     if out_file.exists() or images.exists():
         if not overwrite:
-            raise ConfigError(f"{str(root)!r} already holds a dataset; pass overwrite=True (--overwrite) to replace it")
+            raise ConfigError(
+                f"{str(root)!r} already holds a dataset; pass overwrite=True (--overwrite) to replace it"
+            )
         out_file.unlink(missing_ok=True)
         shutil.rmtree(images, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from toolkit.atomic import write_json_atomic
+from toolkit.data.columns import StringColumnBuilder
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.encoders import ImageEncoder, encoder_metadata
@@ -274,6 +275,23 @@ def _check_state(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, o
         raise FeatureStateError(decision.refusal(out_dir, what, hint))
 
 
+def file_source(path: str | Path) -> str:
+    """A photo file as a feature set's source line: ``size<TAB>mtime_ns<TAB>path`` (``-1`` when unreadable)."""
+    try:
+        st = os.stat(path)
+        size, mtime = st.st_size, st.st_mtime_ns
+    except OSError:
+        size = mtime = -1
+    return f"{size}\t{mtime}\t{path}"
+
+
+def same_file(source: str, path: str | Path) -> bool:
+    """``path`` is the file ``source`` (a :func:`file_source` line) recorded: same path, size and mtime. A
+    picture replaced at that path by an older file (``cp -p``, ``rsync -a``, a restore) is not the same."""
+    parts = source.split("\t", 2)
+    return len(parts) == 3 and parts[2] == str(path) and parts[:2] == file_source(path).split("\t", 2)[:2]
+
+
 def _holds_other(out_dir: Path, enc_fp: str, items_fp: str, paths: Sequence[str]) -> bool:
     """``out_dir`` holds an unfinished run or a vector set made from other items or by another encoder, or a
     vector set older than some of its photos."""
@@ -389,7 +407,10 @@ def _finalize(
     else:
         compact = np.zeros((0, dim), dtype=np.float32)
     save_vector_set(out_dir, items.ids.take(ok_rows), compact, meta)
-    save_sources(out_dir, items.paths.take(ok_rows))  # which photo file each row is: reuse checks it
+    sources = StringColumnBuilder()  # which photo file each row is, as it was: reuse checks it
+    for path in items.paths.take(ok_rows):
+        sources.append(file_source(path))
+    save_sources(out_dir, sources.build())
     del compact
     return len(ok_rows)
 

@@ -273,8 +273,12 @@ def bulk_load(
     options: BulkOptions | None = None,
     progress: bool = False,
     on_batch: Callable[[LoadCounts], None] | None = None,
+    *,
+    mark_done: bool = True,
 ) -> LoadSummary:
-    """Load ``batches`` into ``index``; after each batch the checkpoint (if any) records the position.
+    """Load ``batches`` into ``index``; after each batch the checkpoint (if any) records the position, and
+    at the end that the load is done (unless ``mark_done`` is False: the caller marks it once its own last
+    steps, such as an alias swap, are done too, so an interruption before them resumes instead).
 
     Batches are sent on worker threads while the next one is built; each is accounted (counts,
     rejects, checkpoint, the progress bar over steps read, ``on_batch`` with the batch's counts) in input
@@ -341,7 +345,7 @@ def bulk_load(
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     summary.seconds = time.monotonic() - start
-    if checkpoint is not None and not summary.stopped_early:
+    if checkpoint is not None and mark_done and not summary.stopped_early:
         checkpoint.done = True
         checkpoint.save()
     return summary

@@ -148,8 +148,11 @@ class DocumentBuilder:
         return found
 
     def _same_photo(self, row: int, path: Path) -> bool:
-        """Row ``row`` was encoded from the file at ``path`` (a set without sources cannot say: no)."""
-        return self._feature_sources is not None and self._feature_sources[row] == str(path)
+        """Row ``row`` was encoded from the file now at ``path``: same path, size and mtime (a set without
+        sources cannot say: no)."""
+        from toolkit.image.features import same_file
+
+        return self._feature_sources is not None and same_file(self._feature_sources[row], path)
 
     def _unchanged_since_build(self, path: Path) -> bool:
         try:

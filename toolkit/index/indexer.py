@@ -187,7 +187,10 @@ def index_dataset(
             if not es.indices.exists(index=target):
                 lifecycle.put_template(es, target, info, opts.vector_options, opts.replicas)
                 es.indices.create(index=target, **_template_body(es, target))
+                # the template only made this one index: left behind it would shape any later `<name>-*`
+                es.indices.delete_index_template(name=lifecycle.template_name(target))
             else:
+                target = lifecycle.concrete_index(es, target)  # --index may name an alias
                 lifecycle.check_index_model(es, target, model.fingerprint)
                 lifecycle.ensure_content_hash(es, target)
         else:
@@ -221,21 +224,27 @@ def index_dataset(
                 options=opts.bulk,
                 progress=progress,
                 on_batch=on_batch,
+                mark_done=False,  # done once the alias is swapped: a rerun after a stop in between resumes
             )
             photos_dropped = rejects.photos_dropped
+        lifecycle.finish_load(es, target, restore)
     except BaseException:
         # a load that fails (or is interrupted) leaves no index with refresh off: what it loaded is searchable
         # and a live index keeps serving updates; the checkpoint still resumes it
         _restore_quietly(es, target, restore)
         raise
-    lifecycle.finish_load(es, target, restore)
     previous: list[str] = []
-    if opts.index is None and opts.swap and not summary.stopped_early:
+    swapped = opts.index is None and opts.swap and not summary.stopped_early
+    if swapped:
         previous = lifecycle.swap_alias(es, opts.alias, target)
+    if not summary.stopped_early:
+        ckpt.done = True
+        ckpt.save()
     result = summary.as_dict()
     result.update(
         {
             "alias": None if opts.index else opts.alias,
+            "swapped": swapped,
             "previous": previous,
             "text_only": notes.text_only,
             "no_text_vector": notes.no_text_vector,

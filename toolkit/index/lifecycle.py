@@ -46,6 +46,19 @@ def alias_targets(es: Elasticsearch, alias: str) -> list[str]:
         return []
 
 
+def concrete_index(es: Elasticsearch, name: str) -> str:
+    """The index ``name`` names: itself, or the one index the alias ``name`` points at (a clear error when
+    the alias points at several: a load or update writes to one index)."""
+    targets = alias_targets(es, name) if es.indices.exists_alias(name=name) else []
+    if not targets:
+        return name
+    if len(targets) != 1:
+        raise IndexError_(
+            f"{name!r} is an alias of {len(targets)} indices ({', '.join(targets)}); name one of them with --index"
+        )
+    return targets[0]
+
+
 def put_template(
     es: Elasticsearch,
     alias: str,
@@ -135,9 +148,15 @@ def swap_alias(es: Elasticsearch, alias: str, index: str) -> list[str]:
 
 
 def remove_old_versions(es: Elasticsearch, alias: str, keep: int = 1) -> list[str]:
-    """Delete versions not behind the alias, keeping the newest ``keep`` of them. Only on request."""
+    """Delete versions older than the one behind the alias, keeping the newest ``keep`` of them. Only on
+    request. Versions newer than it (a load still running, or one made with ``--no-swap``) are never
+    removed, nor is anything while the alias points at no version."""
     live = set(alias_targets(es, alias))
-    old = [v for v in list_versions(es, alias) if v not in live]
+    versions = list_versions(es, alias)
+    newest_live = max((v for v in versions if v in live), default=None)
+    if newest_live is None:
+        return []
+    old = [v for v in versions if v not in live and v < newest_live]
     doomed = old[: max(0, len(old) - keep)]
     for name in doomed:
         es.indices.delete(index=name)

@@ -89,6 +89,9 @@ def render_template(
     opts = options or VectorIndexOptions()
     body = copy.deepcopy(load_template())
     body["index_patterns"] = [f"{alias}-*"]
+    # overlapping patterns need distinct priorities (``recipes-*`` and ``recipes-test-*``): the longer name is the
+    # more specific one and wins
+    body["priority"] = int(body.get("priority", 200)) + len(alias)
     settings = body["template"]["settings"]
     settings["number_of_replicas"] = replicas
     settings["number_of_shards"] = shards

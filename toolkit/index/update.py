@@ -58,7 +58,7 @@ def live_index(es: Elasticsearch, alias: str, index: str | None = None) -> str:
     if index:
         if not es.indices.exists(index=index):
             raise lifecycle.IndexError_(f"index {index!r} does not exist; build it with `jrs index`")
-        return index
+        return lifecycle.concrete_index(es, index)
     targets = lifecycle.alias_targets(es, alias)
     if len(targets) != 1:
         raise lifecycle.IndexError_(
@@ -192,6 +192,8 @@ def update_index(
         "seconds": round(time.monotonic() - start, 3),
         "count": int(es.count(index=target)["count"]),
         "photo_drift": builder.centre_drift.report(target),
+        # --max-errors reached: the recipes after the stop were neither compared nor updated
+        "stopped_early": summary.stopped_early,
     }
     if result["read"] != result["indexed"] + result["unchanged"] + result["rejected"] + result["deleted"]:
         raise ToolkitError(f"internal accounting error: {result}")
