@@ -106,7 +106,7 @@ def test_damaged_directories_are_refused(tmp_path: Path, trained) -> None:
     save_mapping(tmp_path / "a", model, config, FPS)
     meta_path = tmp_path / "a" / "mapping.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta["config"]["lr"] = 123.0  # config edited after training
+    meta["config"]["lr"] = 0.123  # config edited after training
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ModelDirError, match="inconsistent"):
         load_mapping(tmp_path / "a")
