@@ -230,7 +230,8 @@ def test_elasticsearch_failures_map_to_documented_exit_codes() -> None:
     from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, NodeConfig
     from elasticsearch import AuthenticationException, BadRequestError
 
-    from toolkit.cli.common import es_failure, exit_code_of
+    from toolkit.cli.common import exit_code_of
+    from toolkit.es.client import es_failure
 
     meta = lambda status: ApiResponseMeta(  # noqa: E731
         status, "1.1", HttpHeaders(), 0.01, NodeConfig("http", "localhost", 9200)

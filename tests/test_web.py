@@ -264,3 +264,21 @@ def test_only_photo_files_inside_the_root_are_served(trap_server: SearchServer) 
 def test_web_command_refuses_a_root_without_recipes(tmp_path: Path, built_model: Path) -> None:
     res = CliRunner().invoke(cli, ["web", "--model", str(built_model), "--dataset", str(tmp_path)])
     assert res.exit_code == 2 and f"dataset root {tmp_path} has no recipes.jsonl" in res.output
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_elasticsearch_gone_is_a_503_the_page_can_show(
+    searcher: Searcher, sample_root: Path, stack: str
+) -> None:
+    """Elasticsearch stops answering while the page is served: a JSON 503 that says so, with the security
+    headers (FastAPI sent a bare text/plain 500 the page could not parse; stdlib said "internal error")."""
+    import copy
+
+    gone = copy.copy(searcher)
+    gone.es = Elasticsearch("http://127.0.0.1:9", max_retries=0, request_timeout=2)
+    for server in _serve(SearchApp(gone, sample_root), stack):
+        for path in ("/api/info", "/api/search?q=%E7%8E%89%E3%81%AD%E3%81%8E"):
+            status, headers, body = request(server, "GET", path)
+            assert status == 503, (path, body)
+            assert "Elasticsearch stopped answering" in json.loads(body)["error"]
+            assert "Content-Security-Policy" in headers

@@ -106,28 +106,6 @@ def report_error(error: ToolkitError) -> int:
     return exit_code_of(error)
 
 
-def es_failure(error: BaseException) -> ToolkitError | None:
-    """An Elasticsearch failure that reached a command, as the toolkit error it stands for (``None``: it is
-    not one): an error response (HTTP 4xx/5xx) names its status and reason (exit 2; refused credentials or
-    permissions exit 3, like an unreachable cluster); a connection lost mid-command exits 3."""
-    from elastic_transport import TransportError
-    from elasticsearch import ApiError
-
-    from toolkit.es.client import EsUnavailable
-
-    if isinstance(error, ApiError):
-        status = error.meta.status
-        body = error.body if isinstance(error.body, dict) else {}
-        cause = body.get("error", {}) if isinstance(body.get("error"), dict) else {}
-        roots = cause.get("root_cause") or [cause]
-        reason = (roots[0] or {}).get("reason") or cause.get("reason") or error.message
-        kind = EsUnavailable if status in (401, 403) else ToolkitError
-        return kind(f"Elasticsearch refused the request (HTTP {status}): {reason}")
-    if isinstance(error, TransportError):
-        return EsUnavailable(f"Elasticsearch stopped answering: {type(error).__name__}")
-    return None
-
-
 def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) -> Any:
     """``call()``; a toolkit or Elasticsearch error becomes ``Error: ...`` and ``exit(its status)``, Ctrl-C
     ``exit(130)``; anything else propagates (a bug: its traceback is wanted)."""
@@ -139,6 +117,8 @@ def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) ->
         click.echo("interrupted", err=True)
         return exit(EXIT_INTERRUPTED)
     except Exception as e:
+        from toolkit.es.client import es_failure
+
         failure = es_failure(e)
         if failure is None:
             raise

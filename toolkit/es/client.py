@@ -111,3 +111,23 @@ def ping(client: Elasticsearch, settings: EsSettings) -> dict:
                 "set ES_CA_CERTS to the CA certificate that signed it"
             ) from e
         raise EsUnavailable(f"Elasticsearch at {settings.url} is unreachable: {type(e).__name__}") from e
+
+
+def es_failure(error: BaseException) -> ToolkitError | None:
+    """An Elasticsearch failure that reached a command, as the toolkit error it stands for (``None``: it is
+    not one): an error response (HTTP 4xx/5xx) names its status and reason (exit 2; refused credentials or
+    permissions exit 3, like an unreachable cluster); a connection lost mid-command exits 3."""
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    if isinstance(error, ApiError):
+        status = error.meta.status
+        body = error.body if isinstance(error.body, dict) else {}
+        cause = body.get("error", {}) if isinstance(body.get("error"), dict) else {}
+        roots = cause.get("root_cause") or [cause]
+        reason = (roots[0] or {}).get("reason") or cause.get("reason") or error.message
+        kind = EsUnavailable if status in (401, 403) else ToolkitError
+        return kind(f"Elasticsearch refused the request (HTTP {status}): {reason}")
+    if isinstance(error, TransportError):
+        return EsUnavailable(f"Elasticsearch stopped answering: {type(error).__name__}")
+    return None

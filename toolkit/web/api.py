@@ -16,8 +16,9 @@ from fastapi.responses import JSONResponse, Response
 
 from toolkit.data.paths import UnsafePathError
 from toolkit.errors import ToolkitError
+from toolkit.es.client import es_failure
 from toolkit.web.app import MAX_K, MAX_PER_GROUP, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, NotFound, SearchApp
-from toolkit.web.server import SECURITY_HEADERS, page_html
+from toolkit.web.server import SECURITY_HEADERS, error_status, page_html
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,20 @@ def create_api(app: SearchApp) -> FastAPI:
 
     @api.exception_handler(ToolkitError)
     async def bad(request: Request, exc: ToolkitError) -> JSONResponse:
-        return _error(400, str(exc))
+        return _error(error_status(exc), str(exc))
+
+    @api.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        # runs outside the middleware: the security headers are added here
+        failure = es_failure(exc)
+        if failure is None:
+            log.exception("request %s failed", request.url.path)
+        status, message = (
+            (error_status(failure), str(failure)) if failure else (500, "internal error (see the server log)")
+        )
+        response = _error(status, message)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     @api.get("/", include_in_schema=False)
     def page() -> Response:

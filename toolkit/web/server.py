@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from toolkit.data.paths import UnsafePathError
 from toolkit.errors import ToolkitError
-from toolkit.web.app import MAX_UPLOAD_BYTES, BadRequest, NotFound, SearchApp
+from toolkit.es.client import EsUnavailable, es_failure
+from toolkit.web.app import MAX_UPLOAD_BYTES, NotFound, SearchApp
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ SECURITY_HEADERS = {
         "script-src 'self' 'unsafe-inline'; font-src 'self'; connect-src 'self'"
     ),
 }
+
+
+def error_status(error: ToolkitError) -> int:
+    """The HTTP status of a toolkit error on either server: 503 while Elasticsearch cannot be used (it may come
+    back: the same request then works), else 400."""
+    return HTTPStatus.SERVICE_UNAVAILABLE if isinstance(error, EsUnavailable) else HTTPStatus.BAD_REQUEST
 
 
 def page_html() -> bytes:
@@ -73,9 +80,15 @@ class Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.FORBIDDEN, str(e))
         except NotFound as e:
             self._error(HTTPStatus.NOT_FOUND, str(e))
-        except (BadRequest, ToolkitError, ValueError) as e:
+        except ToolkitError as e:
+            self._error(HTTPStatus(error_status(e)), str(e))
+        except ValueError as e:
             self._error(HTTPStatus.BAD_REQUEST, str(e))
-        except Exception:  # report without leaking internals to the page
+        except Exception as e:  # report without leaking internals to the page
+            failure = es_failure(e)
+            if failure is not None:  # Elasticsearch unreachable or refusing: say so
+                self._error(HTTPStatus(error_status(failure)), str(failure))
+                return
             log.exception("request %s failed", self.path)
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the server log)")
 
