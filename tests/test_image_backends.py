@@ -137,6 +137,13 @@ def test_graph_is_exported_once_and_reused(cache: Path, photo_files: list[Path])
     other = create_encoder("resnet18", weights="random", image_size=32, seed=1, backend=backend)
     other.encode_batch(torch.zeros(1, 3, 32, 32))
     assert other.fingerprint != first.fingerprint and (graph_dir(other.fingerprint) / GRAPH_FILE).is_file()
+    # a cached graph cut short (a full disk, a killed export) is exported again, and checked again
+    with graph.open("r+b") as fh:
+        fh.truncate(1000)
+    again = create_encoder("resnet18", weights="random", image_size=32, backend=backend)
+    assert (again.backend, again.precision) == (first.backend, first.precision)
+    np.testing.assert_allclose(_encode(again, photo_files[:3]), a, rtol=0, atol=1e-6)
+    assert graph.stat().st_size > 1000
 
 
 @needs_runtime

@@ -135,6 +135,13 @@ def test_transparency_is_composited_on_white(tmp_path: Path) -> None:
     Image.new("LA", (4, 4), (0, 0)).save(tmp_path / "la.png")
     assert load_image(tmp_path / "la.png").getpixel((0, 0)) == (255, 255, 255)
 
+    # an RGB PNG whose transparent colour is red (tRNS): red is background, drawn white (it stayed red)
+    rgb = np.zeros((4, 4, 3), dtype=np.uint8)
+    rgb[0, 0] = (255, 0, 0)
+    Image.fromarray(rgb).save(tmp_path / "rgb-trns.png", transparency=(255, 0, 0))
+    img = load_image(tmp_path / "rgb-trns.png")
+    assert img.getpixel((0, 0)) == (255, 255, 255) and img.getpixel((1, 1)) == (0, 0, 0)
+
 
 def test_animated_gif_gives_first_frame(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (16, 16), c) for c in [(255, 0, 0), (0, 255, 0), (0, 0, 255)]]

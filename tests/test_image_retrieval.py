@@ -104,6 +104,27 @@ def test_evaluate_images_command(sample_root: Path) -> None:
     assert bad.exit_code == 2 and "unknown image encoder 'nope'" in bad.output
 
 
+def test_evaluate_images_cache_follows_the_photos_and_device_auto_works(
+    sample_root: Path, tmp_path: Path
+) -> None:
+    """The feature cache of one split is replaced for another (it was refused, asking for an --overwrite the
+    command lacks); ``--device auto`` resolves like everywhere else (it was a torch traceback)."""
+    base = [
+        "evaluate-images",
+        str(sample_root),
+        "-e",
+        "pixels",
+        "--image-size",
+        "8",
+        "--cache-dir",
+        str(tmp_path),
+    ]
+    for split in ("test", "val"):
+        res = CliRunner().invoke(cli, [*base, "--split", split, "--device", "auto", "--json", "-q"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output)["results"]
+
+
 def test_lift_without_chance_is_null_not_infinity() -> None:
     """No candidate shares a label: chance 0, and ``lift`` is None (JSON null; ``Infinity`` is no JSON)."""
     import json

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.device import resolve_device
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.evaluation.metrics import l2_normalize
 
@@ -192,14 +193,17 @@ def evaluate_image_encoders(
     try:
         runs = []
         for spec in specs:
-            kw: dict[str, Any] = {"device": device}
+            kw: dict[str, Any] = {"device": resolve_device(device)}  # auto / a missing GPU: one clear answer
             if image_size:
                 kw["image_size"] = int(image_size)
             enc = create_encoder(spec.name, weights=spec.weights or None, **kw)
             if getattr(enc, "message", ""):
                 log.info(enc.message)
             out = Path(cache_dir) / enc.fingerprint
-            extract_features(photos.items, enc, out, batch_size=batch_size, progress=progress)
+            # a cache: features of other photos (another split or dataset) are replaced, not refused
+            extract_features(
+                photos.items, enc, out, batch_size=batch_size, progress=progress, replace_other=True
+            )
             vs = load_vector_set(out, mmap=False)
             runs.append((spec, enc, dict(zip(vs.ids, np.asarray(vs.vectors), strict=True))))
     finally:

@@ -36,7 +36,7 @@ import os
 import platform
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -288,8 +288,38 @@ class Verdict:
         return self.min_cosine >= MIN_COSINE
 
 
-def _verdict_key(backend: str, precision: str, version: str) -> str:
-    return f"{backend}/{precision}/{version}/{cpu_model()}"
+def _verdict_key(backend: str, precision: str, version: str, graphs: Sequence[Path] = ()) -> str:
+    """Which check a verdict is of: backend, precision, runtime version, CPU, and the graph files as they are
+    (size and mtime: a re-exported or replaced graph is checked again)."""
+    stamps = []
+    for g in graphs:
+        try:
+            st = g.stat()
+            stamps.append(f"{g.name}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            stamps.append(f"{g.name}:missing")
+    return "/".join([backend, precision, version, cpu_model(), *stamps])
+
+
+def _attempts(
+    tried: Sequence[tuple[str, str]], directory: Path
+) -> Iterator[tuple[str, str, bool, set[tuple[str, str]]]]:
+    """Each candidate ``(backend, precision, fresh, retry)``: ``fresh`` when its graph is not cached yet; a
+    candidate the caller adds to ``retry`` (its cached graph failed and was removed) comes again, fresh."""
+    retry: set[tuple[str, str]] = set()
+    for backend, precision in tried:
+        fresh = not all(g.is_file() for g in _graph_files(directory, precision))
+        yield backend, precision, fresh, retry
+        if (backend, precision) in retry:
+            yield backend, precision, True, retry
+
+
+def _graph_files(directory: Path, precision: str) -> list[Path]:
+    return (
+        [directory / STEM_FILE, directory / REST_FILE]
+        if precision == STEM_PRECISION
+        else [directory / GRAPH_FILE]
+    )
 
 
 def _read_verdicts(directory: Path) -> dict[str, Any]:
@@ -346,15 +376,15 @@ def select_backend(
     threads = torch.get_num_threads()
     reasons: list[str] = []
     calib: tuple[torch.Tensor, np.ndarray] | None = None
-    for backend, precision in tried:
+    for backend, precision, fresh, fresh_retry in _attempts(tried, directory):
         version = runtime_version(backend) or "?"
-        key = _verdict_key(backend, precision, version)
         try:
             if precision == STEM_PRECISION:
                 export_split(model, crop, directory)
                 path = directory
             else:
                 path = export_onnx(model, crop, directory / GRAPH_FILE)
+            key = _verdict_key(backend, precision, version, _graph_files(directory, precision))
             known = _read_verdicts(directory).get(key)
             if known is not None and known.get("min_cosine", -1.0) < MIN_COSINE:
                 reasons.append(f"{backend} {precision}: cosine {known['min_cosine']:.5f} < {MIN_COSINE}")
@@ -381,6 +411,14 @@ def select_backend(
         except ConfigError:
             raise
         except Exception as e:  # an exporter or runtime failure: try the next backend
+            if not fresh:  # a cached graph that does not load (cut short, damaged): export it again, once
+                log.warning(
+                    "%s: the cached graph in %s does not load (%s): exporting it again", what, directory, e
+                )
+                for g in _graph_files(directory, precision):
+                    g.unlink(missing_ok=True)
+                fresh_retry.add((backend, precision))
+                continue
             log.warning(
                 "%s: backend %s %s unavailable: %s: %s", what, backend, precision, type(e).__name__, e
             )

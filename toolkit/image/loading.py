@@ -81,7 +81,7 @@ def _on_white(img: Image.Image) -> Image.Image:
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert a loaded image of any PIL mode to 8-bit RGB (see the module policy)."""
     mode = img.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in img.info:
         return img
     if mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in img.info):
         return _on_white(img)
