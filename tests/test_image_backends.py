@@ -185,3 +185,33 @@ def test_environment_chooses_the_default_backend(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("JRS_IMAGE_BACKEND", "bogus")
     with pytest.raises(ConfigError, match="unknown image backend"):
         create_encoder("resnet18", weights="random", image_size=32)
+
+
+@needs_runtime
+def test_a_finished_set_found_again_reports_its_own_backend(
+    cache: Path, sample_root: Path, tmp_path: Path
+) -> None:
+    """embed-images into a set made with torch, run again with another backend: the set is reused and the
+    report says torch (it said the new run's backend, which encoded nothing)."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from toolkit.cli.main import cli
+
+    args = [
+        "embed-images",
+        str(sample_root),
+        str(tmp_path / "f"),
+        "--encoder",
+        "resnet18",
+        "--weights",
+        "random",
+    ]
+    args += ["--image-size", "32", "--json", "-q"]
+    first = CliRunner().invoke(cli, [*args, "--backend", "torch"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(cli, [*args, "--backend", INSTALLED[0]])
+    assert again.exit_code == 0, again.output
+    out = _json.loads(again.stdout)
+    assert out["already_done"] and out["encoder_backend"] == "torch"

@@ -82,6 +82,18 @@ def test_three_shards_merged_equal_one_unsharded_run(photos, tmp_path: Path) -> 
     assert b.sources is not None and list(b.sources) == list(a.sources)
 
 
+def test_shards_run_on_other_backends_merge_as_mixed(photos, tmp_path: Path) -> None:
+    """One shard encoded on another backend: the merged set says "mixed" and lists them (it named the first)."""
+    dirs = _embed_shards(photos, tmp_path, 2, _encoder())
+    meta_path = dirs[1] / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta_path.write_text(json.dumps({**meta, "encoder_backend": "openvino", "encoder_precision": "f32"}))
+    merge_vector_sets(dirs, tmp_path / "merged")
+    out = load_vector_set(tmp_path / "merged").meta
+    assert out["encoder_backend"] == "mixed" and len(out["encoder_backends"]) == 2
+    assert "openvino f32" in out["encoder_backends"]
+
+
 def test_shard_choice_is_stable_and_covers_every_item(photos) -> None:
     # fixed values: BLAKE2b of the id, the same in every process and on every machine
     assert [shard_of(f"r{i}:1", 3) for i in range(6)] == [shard_of(f"r{i}:1", 3) for i in range(6)]

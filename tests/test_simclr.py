@@ -139,8 +139,13 @@ def test_finished_run_is_reused_resumed_or_refused(
     assert resumed.encoder_fingerprint == load_result(run_dir).encoder_fingerprint
 
 
-def test_bad_settings_are_named(sample_root: Path, tmp_path: Path) -> None:
+def test_bad_settings_are_named(sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     items = _photos(sample_root, 4)
+    with monkeypatch.context() as env:  # refused before training, not after it
+        env.setenv("JRS_IMAGE_BACKEND", "bogus")
+        with pytest.raises(ConfigError, match="unknown image backend 'bogus'"):
+            train_simclr(items, SimCLRConfig(**CONFIG), tmp_path / "bogus")
+    assert not (tmp_path / "bogus").exists()
     with pytest.raises(ConfigError, match="cannot fine-tune 'pixels'"):
         train_simclr(items, SimCLRConfig(**{**CONFIG, "arch": "pixels"}), tmp_path)
     with pytest.raises(ConfigError, match="at least 2 photos"):

@@ -210,6 +210,9 @@ def merge_vector_sets(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> 
     ids = [shards[k][4].ids[m] for k, m in zip(src_sorted.tolist(), local_sorted.tolist(), strict=True)]
     rejected = sum(int(s[2].get("rejected", 0)) for s in shards)
     meta = {k: v for k, v in first_meta.items() if k not in ("count", "dim")}
+    ran = sorted({f"{s[2].get('encoder_backend')} {s[2].get('encoder_precision')}" for s in shards})
+    if len(ran) > 1:  # shards run on other backends (each within tolerance of torch): say so, not the first's
+        meta.update({"encoder_backend": "mixed", "encoder_precision": None, "encoder_backends": ran})
     meta.update(
         {
             "items_fingerprint": first_info["all_items_fingerprint"],

@@ -150,13 +150,15 @@ def embed_images_cmd(
         message = getattr(encoder, "message", "")
         total_rejects = rejects.count
     workers = options.workers
+    # what the set was made with (a finished set found again keeps its own backend), else this run's encoder
+    made = _written_meta(out_dir)
     out = {
         **result.to_dict(),
         "workers": workers,
         "encoder_weights": getattr(encoder, "weights_source", ""),
         "encoder_message": message,
-        "encoder_backend": getattr(encoder, "backend", "own"),
-        "encoder_precision": getattr(encoder, "precision", None),
+        "encoder_backend": made.get("encoder_backend", getattr(encoder, "backend", "own")),
+        "encoder_precision": made.get("encoder_precision", getattr(encoder, "precision", None)),
         "rejects_total": total_rejects,
         "rejects_file": str(rejects_path) if rejects_path else None,
     }
@@ -204,3 +206,12 @@ def encoders_cmd(as_json: bool) -> None:
 
 
 commands = [embed_images_cmd, encoders_cmd]
+
+
+def _written_meta(out_dir: Path) -> dict:
+    from toolkit.vectorset import META
+
+    try:
+        return json.loads((out_dir / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

@@ -354,8 +354,11 @@ def train_simclr(
     Re-running with the same photos and configuration resumes from ``checkpoint.pt`` (or returns
     at once when finished); anything else raises :class:`SimCLRStateError` unless ``overwrite``.
     """
+    from toolkit.image.backends import check_backend, default_backend
+
     t0 = time.perf_counter()
     config.check()
+    check_backend(default_backend())  # the tuned encoder is made with it at the end: refuse a bad one first
     items = list(items)
     if len(items) < 2:
         raise ConfigError(f"SimCLR needs at least 2 photos, got {len(items)}")
