@@ -76,19 +76,25 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def built_model(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory built by ``toolkit.pipeline.build`` on ``sample_root``."""
-    from toolkit.pipeline import BuildOptions, build
+    from toolkit.pipeline import build
 
     out = tmp_path_factory.mktemp("model")
-    options = BuildOptions(
+    build(sample_root, out, e2e_build_options())
+    return out
+
+
+def e2e_build_options(epochs: int = 15, eval_draws: int = 3):
+    """The small build the end-to-end tests use: ResNet-18 with random weights on small photos."""
+    from toolkit.pipeline import BuildOptions
+
+    return BuildOptions(
         encoder="resnet18",
         weights="random",
         image_size=E2E_IMAGE_SIZE,
-        mapping={"epochs": 15},
-        eval_draws=3,
+        mapping={"epochs": epochs},
+        eval_draws=eval_draws,
         progress=False,
     )
-    build(sample_root, out, options)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -82,19 +82,12 @@ def test_evaluation_compares_encoders_on_held_out_photos(sample_root: Path, tmp_
     assert len([p for p in tmp_path.iterdir() if (p / "vectors.npy").is_file()]) == 2
 
 
+def _evaluate_pixels(root: Path, *more: str) -> list[str]:
+    return ["evaluate-images", str(root), "-e", "pixels", "--image-size", "8", *more]
+
+
 def test_evaluate_images_command(sample_root: Path) -> None:
-    args = [
-        "evaluate-images",
-        str(sample_root),
-        "-e",
-        "pixels",
-        "--image-size",
-        "8",
-        "--k",
-        "5",
-        "--split",
-        "test",
-    ]
+    args = _evaluate_pixels(sample_root, "--k", "5", "--split", "test")
     res = CliRunner().invoke(cli, [*args, "-q"])
     assert res.exit_code == 0, res.output
     assert "image->image precision@5" in res.output and "pixels" in res.output
@@ -109,16 +102,7 @@ def test_evaluate_images_cache_follows_the_photos_and_device_auto_works(
 ) -> None:
     """The feature cache of one split is replaced for another (it was refused, asking for an --overwrite the
     command lacks); ``--device auto`` resolves like everywhere else (it was a torch traceback)."""
-    base = [
-        "evaluate-images",
-        str(sample_root),
-        "-e",
-        "pixels",
-        "--image-size",
-        "8",
-        "--cache-dir",
-        str(tmp_path),
-    ]
+    base = _evaluate_pixels(sample_root, "--cache-dir", str(tmp_path))
     for split in ("test", "val"):
         res = CliRunner().invoke(cli, [*base, "--split", split, "--device", "auto", "--json", "-q"])
         assert res.exit_code == 0, res.output

@@ -157,9 +157,9 @@ def test_build_refuses_an_empty_dataset(tmp_path: Path) -> None:
 def test_rebuild_into_a_model_directory_replaces_it(built_model: Path, tmp_path: Path) -> None:
     """Building other data (other photos) into an existing model directory replaces every stage, the photo
     features included; a rebuild that fails leaves a directory that is refused, never old and new mixed."""
-    from tests.conftest import E2E_IMAGE_SIZE
+    from tests.conftest import E2E_IMAGE_SIZE, e2e_build_options
     from toolkit.data.sample import generate_sample
-    from toolkit.pipeline import BuildOptions, build
+    from toolkit.pipeline import build
     from toolkit.vectorset import load_vector_set
 
     model_dir = tmp_path / "model"
@@ -167,14 +167,7 @@ def test_rebuild_into_a_model_directory_replaces_it(built_model: Path, tmp_path:
     old = SearchModel.load(model_dir).fingerprint
     other = tmp_path / "other"
     generate_sample(other, 40, seed=11, image_size=E2E_IMAGE_SIZE)
-    options = BuildOptions(
-        encoder="resnet18",
-        weights="random",
-        image_size=E2E_IMAGE_SIZE,
-        mapping={"epochs": 2},
-        eval_draws=1,
-        progress=False,
-    )
+    options = e2e_build_options(epochs=2, eval_draws=1)
     manifest = build(other, model_dir, options)
     assert manifest["dataset"] == str(other.resolve())
     model = SearchModel.load(model_dir)

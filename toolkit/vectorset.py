@@ -161,6 +161,23 @@ def read_lines(path: Path) -> StringColumn:
     return StringColumn.from_lines(raw)
 
 
+def file_source(path: str | Path) -> str:
+    """A file as a vector set's source line: ``size<TAB>mtime_ns<TAB>path`` (``-1`` when unreadable)."""
+    try:
+        st = os.stat(path)
+        size, mtime = st.st_size, st.st_mtime_ns
+    except OSError:
+        size = mtime = -1
+    return f"{size}\t{mtime}\t{path}"
+
+
+def same_file(source: str, path: str | Path) -> bool:
+    """``path`` is the file ``source`` (a :func:`file_source` line) recorded: same path, size and mtime. A
+    picture replaced at that path by an older file (``cp -p``, ``rsync -a``, a restore) is not the same."""
+    parts = source.split("\t", 2)
+    return len(parts) == 3 and parts[2] == str(path) and parts[:2] == file_source(path).split("\t", 2)[:2]
+
+
 def save_sources(directory: str | Path, sources: Sequence[str]) -> bool:
     """Write which file each row of the set in ``directory`` was made from (:data:`SOURCES`); False, and no
     file, when a source holds a line break (then no row can be matched to its file later)."""

@@ -43,7 +43,7 @@ from toolkit.memory import release_pages
 from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.resume import decide_resume
-from toolkit.vectorset import IDS, META, SOURCES, VECTORS, save_sources, save_vector_set
+from toolkit.vectorset import IDS, META, SOURCES, VECTORS, file_source, save_sources, save_vector_set
 
 log = logging.getLogger(__name__)
 
@@ -273,23 +273,6 @@ def _check_state(what: str, found: dict[str, Any], enc_fp: str, items_fp: str, o
     if decision.action == "mismatch":
         hint = "use another output directory or overwrite=True (--overwrite) to replace it"
         raise FeatureStateError(decision.refusal(out_dir, what, hint))
-
-
-def file_source(path: str | Path) -> str:
-    """A photo file as a feature set's source line: ``size<TAB>mtime_ns<TAB>path`` (``-1`` when unreadable)."""
-    try:
-        st = os.stat(path)
-        size, mtime = st.st_size, st.st_mtime_ns
-    except OSError:
-        size = mtime = -1
-    return f"{size}\t{mtime}\t{path}"
-
-
-def same_file(source: str, path: str | Path) -> bool:
-    """``path`` is the file ``source`` (a :func:`file_source` line) recorded: same path, size and mtime. A
-    picture replaced at that path by an older file (``cp -p``, ``rsync -a``, a restore) is not the same."""
-    parts = source.split("\t", 2)
-    return len(parts) == 3 and parts[2] == str(path) and parts[:2] == file_source(path).split("\t", 2)[:2]
 
 
 def _holds_other(out_dir: Path, enc_fp: str, items_fp: str, paths: Sequence[str]) -> bool:

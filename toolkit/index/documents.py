@@ -22,7 +22,7 @@ from toolkit.index.drift import CentreDrift
 from toolkit.index.hubness import HubCorrection
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
-from toolkit.vectorset import VECTORS, Rows, VectorSet, load_vector_set
+from toolkit.vectorset import VECTORS, Rows, VectorSet, load_vector_set, same_file
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,6 @@ class DocumentBuilder:
     def _same_photo(self, row: int, path: Path) -> bool:
         """Row ``row`` was encoded from the file now at ``path``: same path, size and mtime (a set without
         sources cannot say: no)."""
-        from toolkit.image.features import same_file
-
         return self._feature_sources is not None and same_file(self._feature_sources[row], path)
 
     def _unchanged_since_build(self, path: Path) -> bool:
