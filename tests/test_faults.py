@@ -176,3 +176,43 @@ def test_a_stop_between_the_last_batch_and_the_swap_resumes_the_same_version(
     # --index may name an alias: the load goes to the index behind it (it was a KeyError)
     again = index_dataset(es, sample_root, built_model, IndexOptions(alias=index_name, index=index_name))
     assert again["index"] == loaded and again["read"] == again["indexed"] + again["skipped"]
+
+
+def test_a_load_rerun_with_other_index_options_starts_a_new_version(
+    es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str, tmp_path
+) -> None:
+    """An interrupted load resumed with other index options (`--index-type flat`, no hubness correction)
+    used to go on into the index made with the old ones, silently. Now it starts a new version that has
+    them; the same options resume as before."""
+    import pytest
+
+    from toolkit.index import lifecycle
+    from toolkit.index.template import VectorIndexOptions
+
+    class Stop(Exception):
+        pass
+
+    def fail(_counts) -> None:
+        raise Stop
+
+    opts = IndexOptions(alias=index_name, batch_steps=32, checkpoint_dir=tmp_path)
+    with pytest.raises(Stop):
+        index_dataset(es, sample_root, built_model, opts, on_batch=fail)
+    (first,) = lifecycle.list_versions(es, index_name)
+    other = IndexOptions(
+        alias=index_name,
+        batch_steps=32,
+        checkpoint_dir=tmp_path,
+        vector_options=VectorIndexOptions(type="flat"),
+        hubness_correction=False,
+    )
+    result = index_dataset(es, sample_root, built_model, other)
+    assert result["index"] != first and result["skipped"] == 0 and result["indexed"] > 0
+    assert not result["photos_hubness_corrected"]
+    mapping = es.indices.get_mapping(index=result["index"])[result["index"]]["mappings"]["properties"]
+    assert mapping["image_vector"]["index_options"]["type"] == "flat"
+    with pytest.raises(Stop):  # the same options still resume the same version
+        index_dataset(es, sample_root, built_model, opts, on_batch=fail)
+    third = lifecycle.list_versions(es, index_name)[-1]
+    resumed = index_dataset(es, sample_root, built_model, opts)
+    assert resumed["index"] == third and resumed["skipped"] > 0

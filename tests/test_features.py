@@ -171,13 +171,44 @@ def test_a_set_older_than_its_photos_is_refused_or_replaced(
     Image.new("RGB", (20, 20), (250, 10, 10)).save(edited)  # another picture at the same path
     future = (out / "meta.json").stat().st_mtime_ns + 1  # newer than the set, older than a rewrite
     os.utime(edited, ns=(future, future))
-    with pytest.raises(FeatureStateError, match=r"1 photo\(s\) that changed after it was written"):
+    with pytest.raises(FeatureStateError, match=r"1 photo\(s\) that changed after they were encoded"):
         extract_features(items, enc, out, 4, 0, progress=False)
     again = extract_features(items, enc, out, 4, 0, progress=False, replace_other=True)
     assert not again.already_done and again.encoded == first.encoded
     after = load_vector_set(out).vectors
     assert not np.array_equal(after[0], before[0]) and np.array_equal(after[1:], before[1:])
     assert extract_features(items, enc, out, 4, 0, progress=False).already_done  # unchanged since: reused
+
+
+def test_a_photo_replaced_by_an_older_file_is_caught(
+    dataset: tuple[list[tuple[str, Path]], dict[str, str]], tmp_path: Path
+) -> None:
+    """``cp -p`` / ``rsync -a`` put another picture at a photo's path with an mtime older than the set: the
+    recorded source (size, mtime) tells it, where a comparison with the set's own write time cannot."""
+    import os
+    import shutil
+
+    items, bad_ids = dataset
+    enc = create_encoder("pixels", image_size=8)
+    out = tmp_path / "out"
+    extract_features(items, enc, out, 4, 0, progress=False)
+    before = np.asarray(load_vector_set(out).vectors).copy()
+    target = items[2][1]
+    donor = tmp_path / "donor.png"
+    Image.new("RGB", (33, 21), (10, 200, 30)).save(donor)
+    old = (out / "meta.json").stat().st_mtime_ns - 10**9
+    os.utime(donor, ns=(old, old))
+    shutil.copy2(donor, target)  # keeps the donor's old mtime
+    assert target.stat().st_mtime_ns < (out / "meta.json").stat().st_mtime_ns
+    with pytest.raises(FeatureStateError, match=rf"1 photo\(s\) that changed .*first: {target}"):
+        extract_features(items, enc, out, 4, 0, progress=False)
+    again = extract_features(items, enc, out, 4, 0, progress=False, replace_other=True)
+    assert not again.already_done
+    after = load_vector_set(out)
+    row = after.ids.index(items[2][0])
+    assert not np.array_equal(after.vectors[row], before[row])
+    assert bad_ids  # rejected rows sit between the recorded ones: none of them counts as changed
+    assert extract_features(items, enc, out, 4, 0, progress=False).already_done
 
 
 def test_all_rejected_gives_an_empty_vector_set(tmp_path: Path) -> None:

@@ -215,3 +215,5 @@ def test_a_finished_set_found_again_reports_its_own_backend(
     assert again.exit_code == 0, again.output
     out = _json.loads(again.stdout)
     assert out["already_done"] and out["encoder_backend"] == "torch"
+    # the finished set was found again without resolving the new backend: no graph exported or verified
+    assert not (cache / "graphs").exists() or not any((cache / "graphs").rglob(GRAPH_FILE))

@@ -144,7 +144,6 @@ def build(
 ) -> dict[str, Any]:
     """Run every stage; return the manifest (also written to ``model_dir/manifest.json``) and the evaluation."""
     from toolkit.evaluation.metrics import full_metrics_of
-    from toolkit.image.encoders import encoder_metadata
     from toolkit.stages.evaluate import evaluate_mapping
     from toolkit.stages.images import write_image_features
     from toolkit.stages.mapping import train_mapping_model
@@ -265,7 +264,7 @@ def build(
             "options": image_opts.encoder_kwargs(),
             "dim": int(encoder.dim),
             "fingerprint": encoder.fingerprint,
-            **{k: v for k, v in encoder_metadata(encoder).items() if k == "encoder_weights"},
+            "encoder_weights": getattr(encoder, "weights_source", ""),  # as encoder_metadata says it
         },
         "dataset": str(root.resolve()),
         "split_seed": opts.split_seed,

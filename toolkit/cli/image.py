@@ -157,8 +157,13 @@ def embed_images_cmd(
         "workers": workers,
         "encoder_weights": getattr(encoder, "weights_source", ""),
         "encoder_message": message,
-        "encoder_backend": made.get("encoder_backend", getattr(encoder, "backend", "own")),
-        "encoder_precision": made.get("encoder_precision", getattr(encoder, "precision", None)),
+        # the encoder's backend is resolved (a graph exported and verified) only when the set does not say
+        "encoder_backend": made["encoder_backend"]
+        if "encoder_backend" in made
+        else getattr(encoder, "backend", "own"),
+        "encoder_precision": (
+            made["encoder_precision"] if "encoder_precision" in made else getattr(encoder, "precision", None)
+        ),
         "rejects_total": total_rejects,
         "rejects_file": str(rejects_path) if rejects_path else None,
     }

@@ -43,7 +43,17 @@ from toolkit.memory import release_pages
 from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.resume import decide_resume
-from toolkit.vectorset import IDS, META, SOURCES, VECTORS, file_source, save_sources, save_vector_set
+from toolkit.vectorset import (
+    IDS,
+    META,
+    SOURCES,
+    VECTORS,
+    file_source,
+    load_sources,
+    same_file,
+    save_sources,
+    save_vector_set,
+)
 
 log = logging.getLogger(__name__)
 
@@ -296,22 +306,40 @@ def _holds_other(out_dir: Path, enc_fp: str, items_fp: str, paths: Sequence[str]
 
 
 def _check_photos_unchanged(out_dir: Path, paths: Sequence[str]) -> None:
-    """Refuse the vector set in ``out_dir`` when a photo file changed after it was written: the same step ids
-    and paths do not make the same photos (one that cannot be read is a reject again, replayed)."""
+    """Refuse the vector set in ``out_dir`` when a photo file changed after it was encoded: the same step ids
+    and paths do not make the same photos. A row whose source file was recorded (``sources.txt``) must be that
+    same file (size and mtime: a picture replaced by an older one, ``cp -p`` or ``rsync -a``, is caught); a
+    rejected photo, or any photo of a set written before sources were kept, must be older than the set (one
+    that still cannot be read is a reject again, replayed)."""
     written = (out_dir / META).stat().st_mtime_ns
-    changed, first = 0, ""
+    count = int((_read_json(out_dir / META) or {}).get("count", -1))
+    sources = load_sources(out_dir, count) if count >= 0 else None
+    changed, first, row = 0, "", 0
     for p in paths:
-        try:
-            newer = os.stat(p).st_mtime_ns > written
-        except OSError:
-            newer = False
-        if newer:
+        if sources is not None and row < len(sources) and _source_path(sources[row]) == str(p):
+            stale = not same_file(sources[row], p)  # rows keep the items' order: a merge, no lookup table
+            row += 1
+        else:
+            stale = _newer_than(p, written)
+        if stale:
             changed, first = changed + 1, first or str(p)
     if changed:
         raise FeatureStateError(
-            f"{out_dir} holds features of {changed} photo(s) that changed after it was written (first: {first}); "
+            f"{out_dir} holds features of {changed} photo(s) that changed after they were encoded (first: {first}); "
             "use overwrite=True (--overwrite) to encode them again"
         )
+
+
+def _source_path(source: str) -> str:
+    """The path of a :func:`~toolkit.vectorset.file_source` line."""
+    return source.split("\t", 2)[-1]
+
+
+def _newer_than(path: str | Path, written_ns: int) -> bool:
+    try:
+        return os.stat(path).st_mtime_ns > written_ns
+    except OSError:
+        return False
 
 
 def _clear_final(out_dir: Path) -> None:

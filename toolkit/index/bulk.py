@@ -101,6 +101,8 @@ class Checkpoint:
     index: str = ""
     input_fingerprint: str = ""
     model_fingerprint: str = ""
+    #: what shapes the index and its documents (toolkit.index.indexer.options_fingerprint)
+    options_fingerprint: str = ""
     position: int = 0
     counts: LoadCounts = field(default_factory=LoadCounts)
     done: bool = False

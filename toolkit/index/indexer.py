@@ -79,9 +79,30 @@ class IndexOptions:
     hubness_correction: bool = True
 
 
+_RESUME_LABELS = {
+    "input_fingerprint": "input",
+    "model_fingerprint": "model",
+    "options_fingerprint": "index options",
+}
+
+
 def input_fingerprint(dataset_root: Path) -> str:
+    """The dataset's recipes file as it is now: path, size and mtime (ns: a rewrite within a second counts)."""
     st = os.stat(recipes_path(dataset_root))
-    return fingerprint(str(dataset_root.resolve()), st.st_size, int(st.st_mtime))
+    return fingerprint(str(dataset_root.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def options_fingerprint(opts: IndexOptions) -> str:
+    """What of ``opts`` shapes a new index and its documents: a load resumes only under the same ones (the
+    replicas and bulk settings do not matter)."""
+    return fingerprint(
+        "index-options/1",
+        asdict(opts.vector_options),
+        opts.image_base_url,
+        opts.raw_features,
+        opts.center_photos,
+        opts.hubness_correction,
+    )
 
 
 def _batches(
@@ -151,17 +172,26 @@ def index_dataset(
         backbone=model.encoder_name,
         raw_feature_dims=model.manifest["encoder"]["dim"] if opts.raw_features else None,
     )
-    in_fp = input_fingerprint(root)
+    in_fp, opt_fp = input_fingerprint(root), options_fingerprint(opts)
     ckpt_dir = opts.checkpoint_dir or Path(model_dir) / "loads"
     ckpt_path = ckpt_dir / f"{opts.index or opts.alias}.checkpoint.json"
     ckpt = Checkpoint.load(ckpt_path)
     decision = decide_resume(
         None if ckpt is None else asdict(ckpt),
-        {"done": False, "input_fingerprint": in_fp, "model_fingerprint": model.fingerprint},
+        {
+            "done": False,
+            "input_fingerprint": in_fp,
+            "model_fingerprint": model.fingerprint,
+            "options_fingerprint": opt_fp,
+        },
         overwrite=opts.restart,
+        labels=_RESUME_LABELS,
     )
-    # a mismatch (other input or model, or a finished load) starts a new load
+    # a mismatch (other input, model or index options, or a finished load) starts a new load
     resumable = decision.action == "resume" and ckpt is not None and es.indices.exists(index=ckpt.index)
+    if decision.action == "mismatch" and ckpt is not None and not ckpt.done:
+        changed = "; ".join(decision.differences)
+        _log.info(f"not resuming the unfinished load into {ckpt.index} ({changed}): starting a new one")
     features, written_ns = build_features(model, root)
     builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
     creating = not resumable and not (opts.index and es.indices.exists(index=opts.index))
@@ -199,7 +229,11 @@ def index_dataset(
         restore = lifecycle.begin_load(es, target)
         restore["index.number_of_replicas"] = opts.replicas
         ckpt = Checkpoint(
-            path=ckpt_path, index=target, input_fingerprint=in_fp, model_fingerprint=model.fingerprint
+            path=ckpt_path,
+            index=target,
+            input_fingerprint=in_fp,
+            model_fingerprint=model.fingerprint,
+            options_fingerprint=opt_fp,
         )
         ckpt.save()
         if rejects_path is not None:  # a new load's rejects only (a resumed one adds to its own)
