@@ -168,10 +168,46 @@ def test_ingredients_table_is_optional(tmp_path):
 def test_cli_import_cookpad(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(import_cookpad, [str(CSV), str(out), "--json", "--quiet"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    assert result.exit_code == 1, result.output  # finished, but rows were rejected
+    data = json.loads(result.stdout)
     assert (data["recipes"], data["paired"], data["rejects"]) == (2, 4, 9)
+    assert sum(data["rejects_by_stage"].values()) == data["rejects"]
     assert len(list(read_rejects(data["rejects_file"]))) == 9
+    clean = CliRunner().invoke(import_cookpad, [str(TSV), str(tmp_path / "clean"), "--json", "--quiet"])
+    assert clean.exit_code == 0, clean.output
+    assert json.loads(clean.stdout)["rejects"] == 0 and json.loads(clean.stdout)["rejects_file"] is None
+
+
+def test_import_cookpad_keeps_the_valid_rows_and_exits_1_on_a_bad_one(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "recipes.csv").write_text("id,title\na001,肉じゃが\nb002,カレー\n", encoding="utf-8")
+    steps = "recipe_id,position,memo\na001,1,玉ねぎを切る。\na001,x,炒める。\nb002,1,煮込む。\n"
+    (src / "steps.csv").write_text(steps, encoding="utf-8")
+    out, rejects_file = tmp_path / "out", tmp_path / "bad.jsonl"
+    args = [str(src), str(out), "--rejects", str(rejects_file), "--quiet"]
+    result = CliRunner().invoke(import_cookpad, args)
+    assert result.exit_code == 1, result.output
+    assert f"see {rejects_file}" in result.stdout and "1 rejected" in result.stdout
+    recipes = {r.recipe_id: [s.text for s in r.steps] for r in iter_recipes(out, RejectsWriter(None))}
+    assert recipes == {"a001": ["玉ねぎを切る。"], "b002": ["煮込む。"]}  # valid rows are never lost
+    (reject,) = read_rejects(rejects_file)
+    assert reject.record == "a001:x" and "steps.csv line 3" in reject.reason
+    assert "position must be a positive integer" in reject.reason
+    as_json = CliRunner().invoke(import_cookpad, [*args, "--json"])
+    assert as_json.exit_code == 1, as_json.output
+    data = json.loads(as_json.stdout)
+    assert (data["recipes"], data["rejects"], data["rejects_file"]) == (2, 1, str(rejects_file))
+    assert data["rejects_by_stage"] == {"validate": 1}
+    assert len(list(read_rejects(rejects_file))) == 1  # rewritten, not appended to
+
+
+def test_a_blank_line_before_the_header_does_not_make_the_header_a_row(tmp_path):
+    steps = "\nrecipe_id\tposition\tmemo\na001\t1\t玉ねぎを切る。\n"
+    src = _tables(tmp_path / "src", "\n\nid\ttitle\na001\t肉じゃが\n", steps)
+    summary, rejects = _convert(src, tmp_path / "out")
+    assert (summary.recipes, summary.steps, rejects) == (1, 1, [])
+    assert [r.recipe_id for r in iter_recipes(tmp_path / "out", RejectsWriter(None))] == ["a001"]
 
 
 def _tables(src: Path, recipes: str, steps: str) -> Path:

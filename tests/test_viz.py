@@ -124,6 +124,97 @@ def test_grid_shows_unsafe_or_missing_photos_as_placeholders(tmp_path: Path, sam
         assert (tile == grid_mod.NO_PHOTO).all()  # grey, never the red photo outside the root
 
 
+def _grid_args(built_model: Path, search_alias: str, sample_root: Path, out: Path, *extra: str) -> list[str]:
+    model = ["--model", str(built_model), "--index", search_alias, "--dataset", str(sample_root)]
+    return ["grid", QUERY, *model, *extra, "--out", str(out), "--json"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("g.jpg", "JPEG"), ("g.JPEG", "JPEG"), ("g.webp", "WEBP"), ("g.png", "PNG")]
+)
+def test_grid_writes_the_format_its_suffix_names(
+    tmp_path: Path, built_model: Path, search_alias: str, sample_root: Path, env, name: str, expected: str
+) -> None:
+    if expected not in {grid_mod.SUFFIX_FORMATS[s] for s in grid_mod.supported_suffixes()}:
+        pytest.skip(f"this Pillow cannot write {expected}")
+    out = tmp_path / name
+    args = _grid_args(built_model, search_alias, sample_root, out, "-k", "2")
+    res = CliRunner().invoke(cli, args, env=env)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    Image.open(out).verify()  # raises on a broken file
+    with Image.open(out) as img:
+        assert img.format == expected == summary["format"]
+        assert img.size == (summary["width"], summary["height"]) and len(summary["cells"]) == 2
+    assert summary["bytes"] == out.stat().st_size
+
+
+def test_grid_and_map_refuse_an_unknown_suffix_before_any_work(
+    tmp_path: Path, built_model: Path, search_alias: str, sample_root: Path
+) -> None:
+    nowhere = {"ES_URL": "http://127.0.0.1:9"}  # a search would fail with exit 3, not 2
+    for out in (tmp_path / "grid.gif", tmp_path / "grid"):
+        res = CliRunner().invoke(cli, _grid_args(built_model, search_alias, sample_root, out), env=nowhere)
+        assert res.exit_code == 2, res.output
+        assert "--out" in res.output and str(out) in res.output
+        assert all(suffix in res.output for suffix in grid_mod.supported_suffixes())
+        assert not out.exists()
+    photo = next(sample_root.rglob("*.jpg"))
+    for extra, said in (
+        (["--columns", "0"], "--columns"),
+        (["--image", str(photo), "--mode", "keyword"], "kNN"),
+    ):
+        args = [
+            a for a in _grid_args(built_model, search_alias, sample_root, tmp_path / "g.png") if a != QUERY
+        ]
+        res = CliRunner().invoke(
+            cli, [*args, *extra], env=nowhere
+        )  # refused, where it was ignored or a late error
+        assert res.exit_code == 2 and said in res.output, res.output
+    with pytest.raises(grid_mod.GridFormatError, match="grid.bmp"):
+        grid_mod.write_grid("テスト", [], sample_root, tmp_path / "grid.bmp")
+    out = tmp_path / "map.jpg"  # the embedding map is drawn as PNG only
+    args = ["embedding-map", "--model", str(built_model), "--dataset", str(sample_root), "--out", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and str(out) in res.output and ".png" in res.output
+    assert not out.exists()
+
+
+def _ink_columns(img: Image.Image, top: int, bottom: int) -> np.ndarray:
+    """Indexes of the pixel columns with any non-background pixel between rows ``top`` and ``bottom``."""
+    band = np.asarray(img.convert("RGB").crop((0, top, img.width, bottom)))
+    return np.flatnonzero((band != grid_mod.BACKGROUND).any(axis=(0, 2)))
+
+
+def test_a_grid_without_hits_shows_its_whole_header_and_says_so(
+    tmp_path: Path, built_model: Path, search_alias: str, sample_root: Path, env
+) -> None:
+    out = tmp_path / "none.png"
+    args = _grid_args(built_model, search_alias, sample_root, out, "--ingredient", "存在しない食材")
+    res = CliRunner().invoke(cli, args, env=env)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["cells"] == []
+    subtitle = next(line for line in summary["header"] if search_alias in line)  # "mode knn, top 10, index …"
+    lay = grid_mod.GridLayout()
+    img = Image.open(out)
+    assert img.width == summary["width"] >= pil_font(lay.body_size).getlength(subtitle) + 2 * lay.pad
+    assert summary["header"][-1] == grid_mod.NO_HITS
+    assert pil_font(lay.title_size).getlength(grid_mod.NO_HITS) + 2 * lay.pad <= img.width
+    ink = _ink_columns(img, 0, img.height)
+    assert ink.size and ink.max() < img.width - lay.pad // 2  # nothing runs into the right edge
+    # a grid narrower than its header (one column) wraps the text instead: every line fits, none is lost
+    narrow = grid_mod.GridLayout(columns=1)
+    image, small = grid_mod.render_grid(QUERY, [], sample_root, subtitle, narrow)
+    body = pil_font(narrow.body_size)
+    lines = grid_mod.wrap_text(subtitle, body, image.width - 2 * narrow.pad, grid_mod.HEADER_LINES)
+    assert "".join(lines) == subtitle and len(lines) > 1
+    drawn = small["header"]
+    assert any(drawn[i : i + len(lines)] == lines for i in range(len(drawn)))
+    assert "".join(drawn[drawn.index(lines[-1]) + 1 :]) == grid_mod.NO_HITS  # the note, wrapped, after it
+    assert _ink_columns(image, 0, image.height).max() < image.width - narrow.pad // 2
+
+
 def test_embedding_map_colours_points_by_category_and_marks_queries(
     tmp_path: Path, built_model: Path, sample_root: Path
 ) -> None:

@@ -4,7 +4,7 @@ Exit codes (documented in the README, "Exit codes"):
 
 ====  ==========================================================================
 0     success
-1     finished, but some records were rejected (``jrs validate``, ``jrs index``)
+1     finished, but some records were rejected (``jrs validate``, ``jrs import-cookpad``, ``jrs index``)
 2     usage or configuration error, bad input, model/data mismatch (any ToolkitError)
 3     Elasticsearch unreachable or failing
 130   interrupted (Ctrl-C)

@@ -214,9 +214,13 @@ def validate(root: Path, rejects_file: Path | None, no_images: bool, decode: boo
 def import_cookpad(
     src: Path, out: Path, copy_images: bool, rejects_file: Path | None, as_json: bool, quiet: bool
 ) -> None:
-    """Convert a Cookpad (NII IDR) export in SRC to the JSONL layout in OUT."""
+    """Convert a Cookpad (NII IDR) export in SRC to the JSONL layout in OUT.
+
+    Exit status 1 if any row was rejected (the valid ones are still written; reasons in the rejects file).
+    """
+    from toolkit.cli.common import EXIT_REJECTS
     from toolkit.data.cookpad import convert_cookpad
-    from toolkit.rejects import RejectsWriter
+    from toolkit.rejects import RejectsWriter, stage_counts
 
     rejects_file = rejects_file or out / "import_rejects.jsonl"
     rejects_file.unlink(missing_ok=True)
@@ -224,14 +228,21 @@ def import_cookpad(
         summary = convert_cookpad(
             src, out, link_images=not copy_images, rejects=writer, progress=progress_enabled(quiet)
         )
-    data = {**summary.to_dict(), "rejects_file": str(rejects_file) if summary.rejects else None}
+    by_stage = writer.summary()["by_stage"]
+    data = {
+        **summary.to_dict(),
+        "rejects_by_stage": by_stage,
+        "rejects_file": str(rejects_file) if summary.rejects else None,
+    }
     text = (
         f"wrote {summary.recipes} recipes, {summary.steps} steps ({summary.paired} with photos, "
         f"{summary.text_only} text-only) to {summary.out_file}"
     )
     if summary.rejects:
-        text += f"\n{summary.rejects} rejected: see {rejects_file}"
+        text += f"\n{summary.rejects} rejected ({stage_counts(by_stage)}): see {rejects_file}"
     emit(data, as_json, text)
+    if summary.rejects:
+        sys.exit(EXIT_REJECTS)
 
 
 commands = [sample_data, validate, import_cookpad]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import index_option, model_option
+from toolkit.cli.options import default_from, index_option, model_option
 from toolkit.search.modes import TEXT_MODES, modes_help
 
 dataset_option = click.option(
@@ -19,6 +20,36 @@ dataset_option = click.option(
 )
 
 
+def _grid_out(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """``jrs grid --out``: a suffix that names the image format, checked before any search."""
+    from toolkit.viz.grid import GridFormatError, image_format
+
+    try:
+        image_format(value)
+    except GridFormatError as e:
+        raise click.BadParameter(str(e), ctx, param) from e
+    return value
+
+
+def _png_out(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """``--out`` of a picture only written as PNG: a ``.png`` path, never PNG bytes under another suffix."""
+    if value.suffix.lower() != ".png":
+        raise click.BadParameter(f"{value}: this picture is written as PNG; name it *.png", ctx, param)
+    return value
+
+
+def _out_option(check: Callable[[click.Context, click.Parameter, Path], Path], help_text: str) -> Callable:
+    """The required ``--out`` / ``-o`` picture path, checked by ``check`` while the options are read."""
+    return click.option(
+        "--out",
+        "-o",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        callback=check,
+        help=help_text,
+    )
+
+
 @click.command("grid")
 @click.argument("text", required=False)
 @model_option
@@ -27,11 +58,11 @@ dataset_option = click.option(
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by photo.")
 @click.option("--mode", type=click.Choice(TEXT_MODES), default="knn", show_default=True, help=modes_help())
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Photos in the grid.")
-@click.option("--columns", type=int, default=5, show_default=True)
-@click.option("--ingredient", "ingredients", multiple=True, help="Only recipes with this ingredient.")
-@click.option(
-    "--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write."
+@default_from(
+    "toolkit.viz.grid:GridLayout.columns", "--columns", type=click.IntRange(min=1), help="Photos per row."
 )
+@click.option("--ingredient", "ingredients", multiple=True, help="Only recipes with this ingredient.")
+@_out_option(_grid_out, "Picture to write; its suffix picks the format: .png, .jpg/.jpeg or .webp.")
 @json_option
 @user_errors
 def grid_cmd(
@@ -47,8 +78,7 @@ def grid_cmd(
     out: Path,
     as_json: bool,
 ) -> None:
-    """Render the top-k photos for TEXT (or --image) as one PNG with rank, score, title and step text."""
-    from toolkit.errors import ToolkitError
+    """Render the top-k photos for TEXT (or --image) as one picture with rank, score, title and step text."""
     from toolkit.es.client import make_client
     from toolkit.model import SearchModel
     from toolkit.search.dispatch import search_photo, search_text
@@ -59,8 +89,8 @@ def grid_cmd(
 
     if (text is None) == (image is None):
         raise click.UsageError("give a query TEXT or --image PATH (one of them)")
-    if columns < 1:
-        raise ToolkitError(f"--columns must be at least 1, got {columns}")
+    if image is not None and mode != "knn":
+        raise click.UsageError(f"--mode {mode} applies to a query TEXT: a photo query is a kNN search")
     root = dataset_root_for(model_dir, dataset_root)
     searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
     filters = Filters(ingredients=ingredients)
@@ -78,9 +108,7 @@ def grid_cmd(
 @click.command("embedding-map")
 @model_option
 @dataset_option
-@click.option(
-    "--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write."
-)
+@_out_option(_png_out, "PNG to write.")
 @click.option(
     "--color-by",
     default="method",

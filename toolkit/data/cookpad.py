@@ -181,7 +181,7 @@ def _read_rows(tbl: _Table) -> Iterator[tuple[int, dict[str, str] | None, str]]:
     need = max(tbl.columns[c] for c in REQUIRED[tbl.kind]) + 1
     with tbl.path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
         reader = csv.reader(fh, delimiter=tbl.delimiter, quoting=tbl.quoting, strict=False)
-        first = True
+        first, header_pending = True, tbl.header
         while True:
             try:
                 row = next(reader)
@@ -195,9 +195,10 @@ def _read_rows(tbl: _Table) -> Iterator[tuple[int, dict[str, str] | None, str]]:
                 first = False
                 if row and row[0].startswith("\ufeff"):
                     row[0] = row[0][1:]
-                if tbl.header:
-                    continue
             if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if header_pending:  # the first non-blank row, as sniff_table saw it
+                header_pending = False
                 continue
             bad = next((c for c in row if _BAD_UTF8.search(c)), None)
             if bad is not None:
