@@ -17,6 +17,8 @@ import pytest
 from elasticsearch import Elasticsearch
 from PIL import Image
 
+from toolkit.search.modes import TEXT_MODES
+
 QUERY = "玉ねぎを薄切りにします。"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -126,13 +128,16 @@ def test_search_page_in_chromium(
     assert page.evaluate("() => document.fonts.check('16px IPAexGothic', '玉ねぎ')")
     _screenshot(page, tmp_path / "knn.png")
 
-    # switching the mode searches again
+    # the switch offers every text mode, and switching the mode searches again
+    radios = page.eval_on_selector_all("input[name=mode]", "rs => rs.map(r => r.value)")
+    assert radios == list(TEXT_MODES)
     page.check("input[name=mode][value=keyword]")
     hits = _wait_results(page, "keyword", 6)
     assert hits[0]["text"] == QUERY
-    page.check("input[name=mode][value=hybrid]")
-    hits = _wait_results(page, "hybrid", 6)
-    assert QUERY in [h["text"] for h in hits]
+    for mode in [m for m in TEXT_MODES if m not in ("knn", "keyword")]:  # the fused modes: both lists
+        page.check(f"input[name=mode][value={mode}]")
+        hits = _wait_results(page, mode, 6)
+        assert QUERY in [h["text"] for h in hits] and f"mode {mode}" in page.inner_text("#status")
 
     # the ingredient filter
     page.select_option("#ingredient", "玉ねぎ")

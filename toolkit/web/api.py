@@ -1,24 +1,30 @@
 """The search page and its API on FastAPI (served by uvicorn), with an OpenAPI description at ``/docs``.
 
-The same :class:`SearchApp` as the standard-library server: the same searches, the same photo-path safety
-(photos only from the dataset root) and the same upload limit; FastAPI adds request validation (4xx with
-the parameter and the reason) and the documented schema.
+The same :class:`SearchApp` as the standard-library server: the same searches, the same parameter checks
+(:func:`toolkit.web.params.parse_search`: a 400 naming the parameter and the reason, word for word the
+stdlib server's), the same photo-path safety (photos only from the dataset root), the same upload limit and
+stall timeout, and ``HEAD`` like ``GET`` without the body; FastAPI adds the documented schema.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Annotated, Literal
+from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from toolkit.data.paths import UnsafePathError
 from toolkit.errors import ToolkitError
 from toolkit.es.client import es_failure
-from toolkit.web.app import MAX_K, MAX_PER_GROUP, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, NotFound, SearchApp
-from toolkit.web.server import SECURITY_HEADERS, error_status, page_html
+from toolkit.web.app import MAX_UPLOAD_BYTES, NotFound, SearchApp
+from toolkit.web.params import PHOTO_PARAMS, TEXT_PARAMS, openapi_parameters, query_params
+from toolkit.web.server import READ_TIMEOUT_S, SECURITY_HEADERS, error_status, page_html, stalled_message
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +33,67 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def create_api(app: SearchApp) -> FastAPI:
+class HeadAsGet:
+    """ASGI middleware: ``HEAD`` runs the ``GET`` route and sends its status and headers, no body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+class UploadFailed(Exception):
+    """The upload could not be read: ``status`` and ``message`` say why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _raw_query(request: Request) -> dict[str, list[str]]:
+    """The query string as it came (the stdlib server reads the request line as latin-1 too)."""
+    return query_params(request.scope.get("query_string", b"").decode("latin-1"))
+
+
+async def _read_upload(request: Request, timeout: float) -> bytes:
+    """The body, up to :data:`MAX_UPLOAD_BYTES`; :class:`UploadFailed` when too big, stalled or cut short."""
+    too_big = UploadFailed(413, f"photos up to {MAX_UPLOAD_BYTES} bytes")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
+        raise too_big
+    data = bytearray()
+    chunks = request.stream()
+    while True:
+        try:
+            data += await asyncio.wait_for(chunks.__anext__(), timeout)
+        except StopAsyncIteration:
+            return bytes(data)
+        except asyncio.TimeoutError:
+            log.warning("upload from %s stalled for %s s", request.client, timeout)
+            raise UploadFailed(408, stalled_message(timeout)) from None
+        except ClientDisconnect:
+            raise UploadFailed(400, f"the upload ended after {len(data)} of {length or '?'} bytes") from None
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise too_big
+
+
+def create_api(app: SearchApp, read_timeout: float = READ_TIMEOUT_S) -> FastAPI:
     """A FastAPI application over ``app``: ``/``, ``/api/info``, ``/api/search``, ``/api/search/photo``,
-    ``/photo/{path}``, ``/assets/font.ttf``; ``/docs`` and ``/openapi.json`` describe the API."""
+    ``/photo/{path}``, ``/assets/font.ttf``; ``/docs`` and ``/openapi.json`` describe the API. The query
+    parameters are read by :func:`toolkit.web.params.parse_search` (documented from its table), an upload
+    that stalls for ``read_timeout`` seconds is answered 408."""
     api = FastAPI(title="jrecipe-search", version="1", description=__doc__)
+    api.add_middleware(HeadAsGet)
 
     @api.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -86,59 +149,34 @@ def create_api(app: SearchApp) -> FastAPI:
             headers={"Cache-Control": "max-age=86400"},
         )
 
-    @api.get("/api/info", summary="Index, model, modes and the common ingredients")
-    def info() -> dict:
+    @api.get("/api/info", summary="Index, model, the text modes and the common ingredients")
+    def info() -> dict[str, Any]:
         return app.info()
 
-    @api.get("/api/search", summary="Search by text, or like chosen steps")
-    def search(
-        q: Annotated[
-            str, Query(description="the query text (optional with `like`)", max_length=MAX_QUERY_CHARS)
-        ] = "",
-        mode: Literal["knn", "keyword", "hybrid"] = "knn",
-        k: Annotated[int, Query(ge=1, le=MAX_K)] = 12,
-        ingredient: Annotated[list[str], Query(description="only recipes with this ingredient")] = [],  # noqa: B006
-        recipe: Annotated[list[str], Query(description="only these recipe ids")] = [],  # noqa: B006
-        group: Literal["recipe"] | None = None,
-        per_group: Annotated[int, Query(ge=1, le=MAX_PER_GROUP)] = 3,
-        explain: bool = False,
-        like: Annotated[list[str], Query(description="step ids: more like these photos")] = [],  # noqa: B006
-    ) -> dict:
-        params = {"q": [q], "mode": [mode], "k": [str(k)], "ingredient": ingredient, "recipe": recipe}
-        params |= {"per_group": [str(per_group)], "explain": ["1" if explain else "0"], "like": like}
-        if group:
-            params["group"] = [group]
-        return app.search(params)
+    @api.get(
+        "/api/search",
+        summary="Search by text, or like chosen steps",
+        openapi_extra={"parameters": openapi_parameters(TEXT_PARAMS)},
+    )
+    def search(request: Request) -> dict[str, Any]:
+        return app.search(_raw_query(request))
 
     @api.post(
         "/api/search/photo",
         summary="Search by an uploaded photo (the request body is the photo's bytes)",
         openapi_extra={
-            "requestBody": {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}
+            "parameters": openapi_parameters(PHOTO_PARAMS),
+            "requestBody": {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}},
         },
     )
-    async def search_photo(
-        request: Request,
-        k: Annotated[int, Query(ge=1, le=MAX_K)] = 12,
-        name: str = "uploaded photo",
-        group: Literal["recipe"] | None = None,
-        ingredient: Annotated[list[str], Query()] = [],  # noqa: B006
-        recipe: Annotated[list[str], Query()] = [],  # noqa: B006
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
-            return _error(413, f"photos up to {MAX_UPLOAD_BYTES} bytes")
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > MAX_UPLOAD_BYTES:
-                return _error(413, f"photos up to {MAX_UPLOAD_BYTES} bytes")
-        params = {"k": [str(k)], "name": [name], "ingredient": ingredient, "recipe": recipe}
-        if group:
-            params["group"] = [group]
-        from starlette.concurrency import run_in_threadpool
-
-        result = await run_in_threadpool(app.search_by_photo, bytes(data), params)
+    async def search_photo(request: Request) -> Response:
+        try:
+            data = await _read_upload(request, read_timeout)
+        except UploadFailed as e:  # the rest of the body is not read: the connection cannot be reused
+            response = _error(e.status, str(e))
+            response.headers["Connection"] = "close"
+            return response
+        result = await run_in_threadpool(app.search_by_photo, data, _raw_query(request))
         return JSONResponse(result)
 
     @api.get("/photo/{rel:path}", include_in_schema=False)
@@ -156,7 +194,9 @@ def create_api(app: SearchApp) -> FastAPI:
 class ApiServer:
     """uvicorn serving :func:`create_api` on a socket bound here (port 0: any free port), in a thread."""
 
-    def __init__(self, app: SearchApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: SearchApp, host: str = "127.0.0.1", port: int = 0, read_timeout: float = READ_TIMEOUT_S
+    ) -> None:
         import socket
         import threading
 
@@ -166,7 +206,7 @@ class ApiServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.server_address = self.sock.getsockname()
-        config = uvicorn.Config(create_api(app), log_level="warning", access_log=False)
+        config = uvicorn.Config(create_api(app, read_timeout), log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 import tempfile
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,25 +18,17 @@ from urllib.parse import quote
 
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.errors import ToolkitError
-from toolkit.search.dispatch import SearchOptions, search
+from toolkit.search.dispatch import search
 from toolkit.search.engine import Hit, Searcher, SearchResult
-from toolkit.search.queries import Filters
+from toolkit.search.modes import MODE_HELP, TEXT_MODES
+from toolkit.web.params import BadRequest, parse_search
 
-PAGE_MODES = ("knn", "keyword", "hybrid")
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
-MAX_K = 100
-MAX_PER_GROUP = 10
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
-#: longest query text, in characters (both servers)
-MAX_QUERY_CHARS = 2000
 
 
 class NotFound(ToolkitError):
     """The requested photo does not exist (or is not a photo file)."""
-
-
-class BadRequest(ToolkitError):
-    """A request parameter is missing or invalid."""
 
 
 @dataclass
@@ -52,7 +45,8 @@ class SearchApp:
 
     # --- search ----------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        """Model, index, modes and the most common ingredients (for the filter list)."""
+        """Model, index, the text modes (with what each does) and the most common ingredients (for the filter
+        list)."""
         resp = self.searcher.es.search(
             index=self.searcher.index,
             size=0,
@@ -62,36 +56,30 @@ class SearchApp:
         return {
             "index": self.searcher.index,
             "model": self.searcher.model.fingerprint,
-            "modes": list(PAGE_MODES),
+            "modes": list(TEXT_MODES),
+            "mode_help": dict(MODE_HELP),
             "ingredients": sorted(b["key"] for b in buckets),
             "documents": int(resp["hits"]["total"]["value"]),
         }
 
-    def search(self, params: dict[str, list[str]]) -> dict[str, Any]:
+    def search(self, params: Mapping[str, Sequence[str]]) -> dict[str, Any]:
         """``q``, ``mode``, ``k``, ``ingredient``/``recipe`` (repeatable), ``group`` (``recipe``),
-        ``per_group``, ``explain`` (``1``), ``like`` (repeatable step ids) -> hits (and groups)."""
-        text = _one(params, "q", "").strip()
-        mode = _one(params, "mode", "knn")
-        like = tuple(v.strip() for v in params.get("like", []) if v.strip())
-        if mode not in PAGE_MODES:
-            raise BadRequest(f"unknown mode {mode!r}; choose one of {', '.join(PAGE_MODES)}")
-        if not text and not like:
-            raise BadRequest("type a query")
-        if len(text) > MAX_QUERY_CHARS:
-            raise BadRequest(f"the query is {len(text)} characters, over the limit of {MAX_QUERY_CHARS}")
-        options = self._options(params, mode)
+        ``per_group``, ``explain`` (``1``), ``like`` (repeatable step ids) -> hits (and groups); the
+        parameters are checked by :func:`toolkit.web.params.parse_search`."""
+        req = parse_search(params)
         with self._lock:
-            result = search(self.searcher, text or None, like=like, options=options)
-        return self.as_json(result, query=text or f"like {', '.join(like)}")
+            result = search(self.searcher, req.text or None, like=req.like, options=req.options)
+        return self.as_json(result, query=req.text or f"like {', '.join(req.like)}")
 
-    def search_by_photo(self, data: bytes, params: dict[str, list[str]]) -> dict[str, Any]:
-        """Query by an uploaded photo (its bytes); the upload is decoded with the safe loader."""
+    def search_by_photo(self, data: bytes, params: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+        """Query by an uploaded photo (its bytes) with ``k``, ``name``, ``group`` and the filters; the upload is
+        decoded with the safe loader."""
+        req = parse_search(params, photo=True)
         if not data:
             raise BadRequest("the uploaded photo is empty")
         if len(data) > MAX_UPLOAD_BYTES:
             raise BadRequest(f"the uploaded photo is over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
-        options = self._options(params, "knn")
-        name = _one(params, "name", "uploaded photo")
+        options, name = req.options, req.name
         with tempfile.TemporaryDirectory(prefix="jrs-upload-") as tmp:
             path = Path(tmp) / "query-photo"
             path.write_bytes(data)
@@ -103,22 +91,6 @@ class SearchApp:
                     raise
                 raise BadRequest(str(e).replace(f"query photo {path}", f"the uploaded photo {name!r}")) from e
         return self.as_json(result, query=name)
-
-    def _options(self, params: dict[str, list[str]], mode: str) -> SearchOptions:
-        group = _one(params, "group", "").strip() or None
-        if group not in (None, "recipe"):
-            raise BadRequest(f"unknown group {group!r}; the only grouping is 'recipe'")
-        explain = _one(params, "explain", "").strip().lower()
-        if explain not in ("", "0", "1", "true", "false"):
-            raise BadRequest(f"explain must be 1 or 0, got {explain!r}")
-        return SearchOptions(
-            mode=mode,
-            k=_k(params),
-            filters=_filters(params),
-            group=group,
-            per_group=_int(params, "per_group", 3, 1, MAX_PER_GROUP),
-            explain=explain in ("1", "true"),
-        )
 
     def as_json(self, result: SearchResult, query: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -171,32 +143,6 @@ def hit_json(h: Hit, rank: int) -> dict[str, Any]:
 
 def photo_url(rel: str) -> str:
     return "/photo/" + quote(rel, safe="/")
-
-
-def _one(params: dict[str, list[str]], name: str, default: str) -> str:
-    values = params.get(name)
-    return values[-1] if values else default
-
-
-def _k(params: dict[str, list[str]]) -> int:
-    return _int(params, "k", 12, 1, MAX_K)
-
-
-def _int(params: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
-    raw = _one(params, name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _filters(params: dict[str, list[str]]) -> Filters:
-    ingredients = tuple(v for v in params.get("ingredient", []) if v.strip())
-    recipes = tuple(v.strip() for v in params.get("recipe", []) if v.strip())
-    return Filters(recipe_ids=recipes, ingredients=ingredients)
 
 
 __all__ = ["BadRequest", "NotFound", "SearchApp", "UnsafePathError", "photo_url"]

@@ -2,11 +2,13 @@
 
 Routes: ``GET /`` the page, ``GET /assets/font.ttf`` the shipped Japanese font, ``GET /api/info``,
 ``GET /api/search?q=&mode=&k=&ingredient=&recipe=``, ``POST /api/search/photo`` (body: the photo's
-bytes), ``GET /photo/<path under the dataset root>``.
+bytes), ``GET /photo/<path under the dataset root>``; ``HEAD`` answers like ``GET`` without the body. Every
+read and write on a connection gives up after :data:`READ_TIMEOUT_S` seconds without progress.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import threading
@@ -14,12 +16,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from toolkit.data.paths import UnsafePathError
 from toolkit.errors import ToolkitError
 from toolkit.es.client import EsUnavailable, es_failure
+from toolkit.search.modes import MODE_HELP, TEXT_MODES
 from toolkit.web.app import MAX_UPLOAD_BYTES, NotFound, SearchApp
+from toolkit.web.params import query_params
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,10 @@ SECURITY_HEADERS = {
         "script-src 'self' 'unsafe-inline'; font-src 'self'; connect-src 'self'"
     ),
 }
+#: seconds a connection may stay silent mid-request (both servers): then 408 (a stalled upload) or closed
+READ_TIMEOUT_S = 30.0
+#: where the page's mode switch goes (filled from :data:`toolkit.search.modes.TEXT_MODES`)
+MODES_MARK = b"<!-- modes -->"
 
 
 def error_status(error: ToolkitError) -> int:
@@ -39,8 +47,23 @@ def error_status(error: ToolkitError) -> int:
     return HTTPStatus.SERVICE_UNAVAILABLE if isinstance(error, EsUnavailable) else HTTPStatus.BAD_REQUEST
 
 
+def stalled_message(timeout: float) -> str:
+    return f"the upload stalled: no data for {timeout:g} s"
+
+
 def page_html() -> bytes:
-    return resources.files("toolkit.web").joinpath("static/index.html").read_bytes()
+    """The search page, its mode switch offering every text mode (the first checked)."""
+    page = resources.files("toolkit.web").joinpath("static/index.html").read_bytes()
+    return page.replace(MODES_MARK, mode_switch().encode("utf-8"))
+
+
+def mode_switch() -> str:
+    """One radio button per text mode, titled with what it does."""
+    return "\n".join(
+        f'<label title="{html.escape(MODE_HELP[m])}"><input type="radio" name="mode" value="{html.escape(m)}"'
+        f"{' checked' if i == 0 else ''}> {html.escape(m)}</label>"
+        for i, m in enumerate(TEXT_MODES)
+    )
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -49,6 +72,10 @@ class Handler(BaseHTTPRequestHandler):
     server: SearchServer
     server_version = "jrs-web"
     sys_version = ""
+
+    def setup(self) -> None:
+        self.timeout = self.server.read_timeout  # socket timeout for every read and write
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler API
         log.info("%s %s", self.address_string(), format % args)
@@ -108,7 +135,7 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/api/info":
             self._guard(lambda: self._json(HTTPStatus.OK, app.info()))
         elif url.path == "/api/search":
-            self._guard(lambda: self._json(HTTPStatus.OK, app.search(parse_qs(url.query))))
+            self._guard(lambda: self._json(HTTPStatus.OK, app.search(query_params(url.query))))
         elif url.path.startswith("/photo/"):
             self._guard(lambda: self._photo(unquote(url.path[len("/photo/") :])))
         else:
@@ -117,7 +144,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         if url.path != "/api/search/photo":
-            self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}")
+            self._error(HTTPStatus.NOT_FOUND, f"no such page: {url.path}")
             return
         try:
             length = int(self.headers.get("Content-Length", ""))
@@ -128,9 +155,26 @@ class Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"photos up to {MAX_UPLOAD_BYTES} bytes")
             self.close_connection = True
             return
-        data = self.rfile.read(length)
-        params = parse_qs(url.query)
+        data = self._read_body(length)
+        if data is None:
+            return
+        params = query_params(url.query)
         self._guard(lambda: self._json(HTTPStatus.OK, self.server.app.search_by_photo(data, params)))
+
+    def _read_body(self, length: int) -> bytes | None:
+        """The upload's ``length`` bytes; None after answering 408 (stalled) or 400 (cut short)."""
+        try:
+            data = self.rfile.read(length)
+        except TimeoutError:
+            log.warning("upload from %s stalled for %s s", self.address_string(), self.server.read_timeout)
+            self.close_connection = True
+            self._error(HTTPStatus.REQUEST_TIMEOUT, stalled_message(self.server.read_timeout))
+            return None
+        if len(data) < length:
+            self.close_connection = True
+            self._error(HTTPStatus.BAD_REQUEST, f"the upload ended after {len(data)} of {length} bytes")
+            return None
+        return data
 
     def _photo(self, rel: str) -> None:
         path, content_type = self.server.app.photo(rel)
@@ -138,10 +182,15 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class SearchServer(ThreadingHTTPServer):
+    """One thread per request; a connection silent for ``read_timeout`` seconds is answered or closed."""
+
     daemon_threads = True
 
-    def __init__(self, app: SearchApp, host: str = "127.0.0.1", port: int = 8000) -> None:
+    def __init__(
+        self, app: SearchApp, host: str = "127.0.0.1", port: int = 8000, read_timeout: float = READ_TIMEOUT_S
+    ) -> None:
         self.app = app
+        self.read_timeout = read_timeout
         super().__init__((host, port), Handler)
 
     @property
@@ -151,10 +200,10 @@ class SearchServer(ThreadingHTTPServer):
 
 
 def start_in_thread(
-    app: SearchApp, host: str = "127.0.0.1", port: int = 0
+    app: SearchApp, host: str = "127.0.0.1", port: int = 0, read_timeout: float = READ_TIMEOUT_S
 ) -> tuple[SearchServer, threading.Thread]:
     """Serve in a background thread (port 0: any free port); stop with ``server.shutdown()``."""
-    server = SearchServer(app, host, port)
+    server = SearchServer(app, host, port, read_timeout)
     thread = threading.Thread(target=server.serve_forever, name="jrs-web", daemon=True)
     thread.start()
     return server, thread

@@ -1,0 +1,166 @@
+"""The search API's query parameters, read and checked in one place for both servers.
+
+Both servers hand the raw query string to :func:`query_params` and the search to :func:`parse_search` (through
+:class:`toolkit.web.app.SearchApp`), so an odd spelling gets the same status and message from either: a
+single-valued parameter given twice is an error, a blank value means the default, a whole number is ASCII
+digits, a flag is 1/0, true/false, yes/no or on/off, unknown parameters are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from toolkit.errors import ToolkitError
+from toolkit.search.dispatch import SearchOptions
+from toolkit.search.modes import TEXT_MODES, modes_help
+from toolkit.search.queries import Filters
+
+DEFAULT_K = 12
+MAX_K = 100
+DEFAULT_PER_GROUP = 3
+MAX_PER_GROUP = 10
+#: longest query text, in characters (after trimming)
+MAX_QUERY_CHARS = 2000
+DEFAULT_PHOTO_NAME = "uploaded photo"
+GROUPS = ("recipe",)
+FLAGS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+#: longest slice of a bad value quoted back in an error
+SHOWN_CHARS = 40
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+#: name -> (JSON schema, description): the parameters :func:`parse_search` reads (``array``: repeatable)
+SEARCH_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
+    "q": ({"type": "string", "maxLength": MAX_QUERY_CHARS}, "the query text (optional with `like`)"),
+    "mode": ({"type": "string", "enum": list(TEXT_MODES), "default": "knn"}, modes_help()),
+    "k": ({"type": "integer", "minimum": 1, "maximum": MAX_K, "default": DEFAULT_K}, "how many hits"),
+    "ingredient": (_STRINGS, "only recipes with this ingredient"),
+    "recipe": (_STRINGS, "only these recipe ids"),
+    "group": (
+        {"type": "string", "enum": list(GROUPS)},
+        "`recipe`: one hit per recipe, its best steps inside",
+    ),
+    "per_group": (
+        {"type": "integer", "minimum": 1, "maximum": MAX_PER_GROUP, "default": DEFAULT_PER_GROUP},
+        "steps shown per recipe (with `group`)",
+    ),
+    "explain": ({"type": "boolean", "default": False}, "add the tokens and each word's effect"),
+    "like": (_STRINGS, "step ids: more like these photos"),
+    "name": ({"type": "string", "default": DEFAULT_PHOTO_NAME}, "the uploaded photo's name (in messages)"),
+}
+TEXT_PARAMS = ("q", "mode", "k", "ingredient", "recipe", "group", "per_group", "explain", "like")
+PHOTO_PARAMS = ("k", "name", "group", "ingredient", "recipe")
+
+
+class BadRequest(ToolkitError):
+    """A request parameter is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search as the parameters ask for it: ``text`` (trimmed, may be empty), ``like`` step ids, the
+    uploaded photo's ``name`` and the search options."""
+
+    text: str
+    like: tuple[str, ...]
+    name: str
+    options: SearchOptions
+
+
+def query_params(query: str) -> dict[str, list[str]]:
+    """The parameters of a raw query string, read the same way on both servers (blank values kept)."""
+    return parse_qs(query, keep_blank_values=True)
+
+
+def parse_search(params: Mapping[str, Sequence[str]], *, photo: bool = False) -> SearchRequest:
+    """Check every search parameter (see :data:`SEARCH_PARAMS`); ``photo``: a query by photo, no text needed.
+    Raises :class:`BadRequest` with the parameter and the reason."""
+    text = _single(params, "q")
+    mode = _choice(params, "mode", TEXT_MODES) or "knn"
+    like = tuple(v.strip() for v in params.get("like", ()) if v.strip())
+    if not photo and not text and not like:
+        raise BadRequest("type a query")
+    if len(text) > MAX_QUERY_CHARS:
+        raise BadRequest(f"the query is {len(text)} characters, over the limit of {MAX_QUERY_CHARS}")
+    options = SearchOptions(
+        mode="knn" if photo else mode,
+        k=_whole(params, "k", DEFAULT_K, MAX_K),
+        filters=_filters(params),
+        group=_choice(params, "group", GROUPS) or None,
+        per_group=_whole(params, "per_group", DEFAULT_PER_GROUP, MAX_PER_GROUP),
+        explain=_flag(params, "explain"),
+    )
+    return SearchRequest(text, like, _single(params, "name") or DEFAULT_PHOTO_NAME, options)
+
+
+def openapi_parameters(names: Sequence[str]) -> list[dict[str, Any]]:
+    """The OpenAPI description of the query parameters ``names`` (from :data:`SEARCH_PARAMS`)."""
+    return [
+        {
+            "name": n,
+            "in": "query",
+            "required": False,
+            "schema": SEARCH_PARAMS[n][0],
+            "description": SEARCH_PARAMS[n][1],
+        }
+        for n in names
+    ]
+
+
+def _single(params: Mapping[str, Sequence[str]], name: str) -> str:
+    """The one value of ``name``, trimmed ("" when absent or blank); given twice is an error."""
+    values = params.get(name, ())
+    if len(values) > 1:
+        raise BadRequest(f"{name} is given {len(values)} times; give it once")
+    return values[0].strip() if values else ""
+
+
+def _choice(params: Mapping[str, Sequence[str]], name: str, choices: Sequence[str]) -> str:
+    value = _single(params, name)
+    if value and value not in choices:
+        raise BadRequest(f"unknown {name} {_show(value)}; choose one of {', '.join(choices)}")
+    return value
+
+
+def _whole(params: Mapping[str, Sequence[str]], name: str, default: int, high: int) -> int:
+    raw = _single(params, name)
+    if not raw:
+        return default
+    if not _WHOLE.fullmatch(raw):
+        raise BadRequest(f"{name} must be a whole number, got {_show(raw)}")
+    if len(raw.lstrip("+-0")) > len(str(high)) or not 1 <= int(raw) <= high:
+        raise BadRequest(f"{name} must be between 1 and {high}, got {_show(raw)}")
+    return int(raw)
+
+
+def _flag(params: Mapping[str, Sequence[str]], name: str) -> bool:
+    raw = _single(params, name)
+    if raw and raw.lower() not in FLAGS:
+        raise BadRequest(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), got {_show(raw)}")
+    return FLAGS.get(raw.lower(), False)
+
+
+def _filters(params: Mapping[str, Sequence[str]]) -> Filters:
+    ingredients = tuple(v for v in params.get("ingredient", ()) if v.strip())
+    recipes = tuple(v.strip() for v in params.get("recipe", ()) if v.strip())
+    return Filters(recipe_ids=recipes, ingredients=ingredients)
+
+
+def _show(value: str) -> str:
+    """``value`` quoted for an error message, cut to :data:`SHOWN_CHARS` characters."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
