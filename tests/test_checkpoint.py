@@ -85,7 +85,8 @@ def test_mismatched_input_fingerprint_is_refused(
     with pytest.raises(FingerprintMismatch) as info:
         load_mapping(tmp_path, expected=FPS | {key: wrong})
     message = str(info.value)
-    assert message.startswith(f"{key} fingerprint mismatch")
+    # the mapping expects what it was trained with and finds the current vectors' fingerprint
+    assert message.startswith(f"{key} fingerprint mismatch: expected {FPS[key]}, found {wrong}")
     assert f"was trained with {words} {FPS[key]}" in message and wrong in message
     assert (
         load_mapping(tmp_path, expected={key: FPS[key]}).fingerprints == FPS

@@ -204,6 +204,22 @@ def test_openapi_description(server: SearchServer) -> None:
     assert {"q", "mode", "k", "group", "per_group", "explain", "like", "ingredient", "recipe"} <= names
     status, _, body = request(server, "GET", "/docs")
     assert status == 200 and b"swagger" in body.lower()
+    # the page works offline: every script and style it loads is served by this server (no CDN)
+    page = body.decode("utf-8")
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    for asset in assets:
+        status, headers, content = request(server, "GET", asset)
+        assert (
+            status == 200
+            and len(content) > 1000
+            and headers["Content-Type"].split(";")[0]
+            in (
+                "text/javascript",
+                "application/javascript",
+                "text/css",
+            )
+        )
 
 
 def test_bad_uploads_are_refused(server: SearchServer) -> None:

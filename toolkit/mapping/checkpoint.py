@@ -140,7 +140,9 @@ def check_input_fingerprints(directory: str | Path, stored: dict[str, str], expe
                 f"is {have}; "
                 "retrain the mapping on vectors from this model, or use the model it was trained with"
             )
-        raise FingerprintMismatch(key, have, trained or "none", hint)
+        raise FingerprintMismatch(
+            key, trained or "none", have, hint
+        )  # the mapping expects what it trained on
 
 
 def load_mapping(directory: str | Path, expected: dict[str, str] | None = None) -> LoadedMapping:

@@ -87,13 +87,45 @@ async def _read_upload(request: Request, timeout: float) -> bytes:
             raise too_big
 
 
+#: where ``/docs`` loads Swagger UI's script and style from: this server (the ``swagger-ui-bundle`` package), so
+#: the page works offline; FastAPI's default fetches them from a CDN
+DOCS_ASSETS = "/docs-assets"
+
+
+def _serve_docs(api: FastAPI) -> None:
+    """``/docs``: Swagger UI over ``/openapi.json``, its assets served locally when ``swagger-ui-bundle`` is
+    installed (else from FastAPI's CDN, with a warning: blank offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+        log.warning("swagger-ui-bundle is not installed: /docs loads Swagger UI from a CDN (blank offline)")
+    assets: dict[str, str] = {}
+    if swagger_ui_path is not None:
+        from starlette.staticfiles import StaticFiles
+
+        api.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+        assets = {
+            "swagger_js_url": f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            "swagger_css_url": f"{DOCS_ASSETS}/swagger-ui.css",
+            "swagger_favicon_url": f"{DOCS_ASSETS}/favicon-32x32.png",
+        }
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="jrecipe-search API", **assets)
+
+
 def create_api(app: SearchApp, read_timeout: float = READ_TIMEOUT_S) -> FastAPI:
     """A FastAPI application over ``app``: ``/``, ``/api/info``, ``/api/search``, ``/api/search/photo``,
     ``/photo/{path}``, ``/assets/font.ttf``; ``/docs`` and ``/openapi.json`` describe the API. The query
     parameters are read by :func:`toolkit.web.params.parse_search` (documented from its table), an upload
     that stalls for ``read_timeout`` seconds is answered 408."""
-    api = FastAPI(title="jrecipe-search", version="1", description=__doc__)
+    api = FastAPI(title="jrecipe-search", version="1", description=__doc__, docs_url=None)
     api.add_middleware(HeadAsGet)
+    _serve_docs(api)
 
     @api.middleware("http")
     async def security_headers(request: Request, call_next):
