@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from toolkit.errors import ToolkitError
+from toolkit.cli.main import cli
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.es.node import free_port
 from toolkit.index.template import IndexModelInfo, render_template
 from toolkit.kibana import DATA_VIEW_ID, KibanaSettings, import_saved_objects, saved_objects
+
+#: What a test's ``jrs kibana import`` must not inherit from the shell running the tests
+CLEAN = {
+    k: ""
+    for k in (
+        "KIBANA_URL", "KIBANA_USERNAME", "KIBANA_PASSWORD", "KIBANA_API_KEY", "KIBANA_CA_CERTS", "KIBANA_SPACE",
+        "ES_URL", "ES_API_KEY", "ES_USERNAME", "ES_PASSWORD", "ES_CREDENTIALS_FILE", "ES_CA_CERTS",
+    )
+}  # fmt: skip
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _kibana(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["kibana", *args], env={**CLEAN, **(env or {})})
+    return result.exit_code, result.output
+
+
+def _one_clear_line(code: int, out: str, *fragments: str) -> None:
+    assert code == 2, out
+    assert out.startswith("Error: ") and out.count("\n") == 1 and "Traceback" not in out, out
+    for fragment in fragments:
+        assert fragment in out, out
 
 
 def _mapping_fields() -> set[str]:
@@ -49,13 +79,17 @@ class _Recorder(BaseHTTPRequestHandler):
     seen: list[dict] = []
     status = 200
     refuse = False
+    page: bytes | None = None  # an answer that is not Kibana's JSON (a proxy's login page)
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Recorder.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
         self.send_response(_Recorder.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/html" if _Recorder.page else "application/json")
         self.end_headers()
+        if _Recorder.page:
+            self.wfile.write(_Recorder.page)
+            return
         body = {"success": _Recorder.status == 200 and not _Recorder.refuse, "successCount": 2}
         if _Recorder.refuse:
             body |= {
@@ -76,6 +110,7 @@ def fake_kibana():
     _Recorder.seen.clear()
     _Recorder.status = 200
     _Recorder.refuse = False
+    _Recorder.page = None
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
 
@@ -108,15 +143,84 @@ def test_objects_kibana_refuses_are_an_error(fake_kibana: str) -> None:
         import_saved_objects(KibanaSettings.from_env(env={"KIBANA_URL": fake_kibana}))
 
 
-def test_credentials_default_to_elasticsearch_ones() -> None:
-    import base64
+def test_credentials_default_to_elasticsearch_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JRS_HOME", str(tmp_path / "home"))  # no local node to take a password from
 
     def auth(env: dict[str, str]) -> str | None:
         return KibanaSettings.from_env(env=env).headers().get("Authorization")
 
-    basic = "Basic " + base64.b64encode(b"elastic:pw").decode()
+    basic = _basic("elastic", "pw")
     assert auth({"KIBANA_PASSWORD": "pw"}) == basic  # a password alone: the elastic user's
     assert auth({"ES_PASSWORD": "pw"}) == basic
     assert auth({"ES_API_KEY": "k"}) == "ApiKey k"
     assert auth({"ES_API_KEY": "k", "KIBANA_USERNAME": "u", "KIBANA_PASSWORD": "p"}).startswith("Basic ")
     assert auth({}) is None
+    # the same credentials the Elasticsearch client signs in with: ES_URL's user:password@, the credentials file
+    assert auth({"ES_URL": "https://ops:p%40ss@es.example.com:9200"}) == _basic("ops", "p@ss")
+    creds = tmp_path / "es.env"
+    creds.write_text("ES_USERNAME=ops\nES_PASSWORD='from file'\n", encoding="utf-8")
+    creds.chmod(0o600)
+    assert auth({"ES_CREDENTIALS_FILE": str(creds)}) == _basic("ops", "from file")
+    assert auth({"ES_CREDENTIALS_FILE": str(creds), "KIBANA_API_KEY": "kk"}) == "ApiKey kk"  # its own first
+
+
+def test_password_in_kibana_url_is_basic_auth_and_never_printed(fake_kibana: str) -> None:
+    with_password = fake_kibana.replace("http://", "http://elastic:s3cret@")
+    for args, env in (([], {"KIBANA_URL": with_password}), (["--url", with_password], {})):
+        code, out = _kibana("import", *args, env=env)
+        assert code == 0 and out == f"imported 2 saved objects into {fake_kibana}\n", out
+        assert _Recorder.seen[-1]["headers"]["Authorization"] == _basic("elastic", "s3cret")
+    settings = KibanaSettings.from_env(env={"KIBANA_URL": with_password})
+    assert settings.url == fake_kibana and "s3cret" not in repr(settings)
+
+
+def test_unreachable_kibana_says_why_without_the_password() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with_password = url.replace("http://", "http://elastic:s3cret@")
+    for args, env in (([], {"KIBANA_URL": with_password}), (["--url", with_password], {})):
+        code, out = _kibana("import", *args, env=env)
+        _one_clear_line(code, out, f"Kibana at {url} is unreachable: Connection refused")
+        assert "s3cret" not in out
+
+
+def test_an_answer_that_is_not_json_is_a_clear_error(fake_kibana: str) -> None:
+    _Recorder.page = b"<!DOCTYPE html>\n<html><title>Sign in</title>\n" + b"x" * 500
+    with pytest.raises(
+        ToolkitError, match=r"answered HTTP 200 without a JSON result .*<!DOCTYPE html> <html>"
+    ):
+        import_saved_objects(KibanaSettings.from_env(env={"KIBANA_URL": fake_kibana, "KIBANA_API_KEY": "k"}))
+    code, out = _kibana("import", "--url", fake_kibana, env={"KIBANA_PASSWORD": "s3cret"})
+    _one_clear_line(code, out, "HTTP 200", "<title>Sign in</title>", "xxx...")
+    assert len(out) < 500 and "s3cret" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--url", "localhost:5601"], {}, "--url must look like http(s)://host[:port], got 'localhost:5601'"),
+        ([], {"KIBANA_URL": "elastic:s3cret@localhost:5601"}, "KIBANA_URL must look like"),
+        ([], {"KIBANA_URL": "http://elastic:s3/cret@localhost:5601"}, "must be written %2F"),
+        (["--url", "http://elastic:s3cret@[::1:5601"], {}, "--url is not a valid URL"),
+        (
+            ["--url", "https://h:5601", "--ca-certs", "/no/ca.crt"],
+            {},
+            "--ca-certs file not found: /no/ca.crt",
+        ),
+        (["--url", "https://h:5601"], {"KIBANA_CA_CERTS": "/no/ca.crt"}, "KIBANA_CA_CERTS file not found"),
+        (["--space", "a/b"], {}, "--space must be a Kibana space id"),
+        (["--alias", "\udcff"], {"KIBANA_API_KEY": "k"}, "the alias is not valid UTF-8 text"),
+        (["--username", "u\udcff"], {}, "--username is not valid UTF-8 text"),
+    ],
+)
+def test_bad_kibana_settings_are_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
+    code, out = _kibana("import", *args, env=env)
+    _one_clear_line(code, out, message)
+    assert "cret" not in out
+
+
+def test_export_with_an_alias_that_is_not_utf8_is_a_clear_error() -> None:
+    _one_clear_line(*_kibana("export", "--alias", "\udcff"), "the alias is not valid UTF-8 text")
+    with pytest.raises(ConfigError, match="must not be empty"):
+        saved_objects(" ")
+    code, out = _kibana("export", "--alias", "レシピ")
+    assert code == 0 and '"title": "レシピ"' in out

@@ -203,3 +203,30 @@ def test_unreachable_url_with_a_password_does_not_print_it() -> None:
     result = CliRunner().invoke(cli, ["es", "ping"], env=env)
     assert result.exit_code == 3 and "unreachable" in result.output
     assert "S3cretPW" not in result.output and "http://127.0.0.1:9" in result.output
+
+
+def test_password_beyond_ascii_is_sent_and_refused_cleanly(secure: Secure) -> None:
+    """elasticsearch-py encodes a (user, password) pair as ASCII: a password such as パスワード was a traceback."""
+    env = {
+        "ES_URL": secure.state.url,
+        "ES_CA_CERTS": secure.ca,
+        "ES_API_KEY": "",
+        "ES_PASSWORD": "パスワード",
+    }
+    result = CliRunner().invoke(cli, ["es", "ping"], env=env)
+    assert result.exit_code == 3 and "refused the credentials (HTTP 401)" in result.output, result.output
+    assert "パスワード" not in result.output and "Traceback" not in result.output
+
+
+def test_kibana_over_tls_needs_the_ca_and_says_so(secure: Secure) -> None:
+    """An HTTPS server whose CA is not given (the secure node stands in for Kibana): a clear line, not
+    ``MaxRetryError``; with ``--ca-certs`` the request goes through (and Elasticsearch, being no Kibana, says no)."""
+    runner = CliRunner()
+    env = {"KIBANA_URL": secure.state.url, "KIBANA_PASSWORD": secure.password, "KIBANA_CA_CERTS": ""}
+    unverified = runner.invoke(cli, ["kibana", "import"], env=env)
+    assert unverified.exit_code == 2, unverified.output
+    assert f"the TLS certificate of Kibana at {secure.state.url} could not be verified" in unverified.output
+    assert "--ca-certs" in unverified.output
+    verified = runner.invoke(cli, ["kibana", "import", "--ca-certs", secure.ca], env=env)
+    assert verified.exit_code == 2 and "Kibana import failed: HTTP 4" in verified.output, verified.output
+    _no_secret(unverified.output + verified.output, secure)

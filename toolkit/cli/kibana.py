@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from toolkit.cli.common import emit, json_option, user_errors
+from toolkit.kibana import DEFAULT_URL
 
 
 @click.group("kibana")
@@ -13,7 +14,7 @@ def kibana_group() -> None:
 
 
 @kibana_group.command("import")
-@click.option("--url", default=None, help="Kibana URL (env KIBANA_URL, default http://localhost:5601).")
+@click.option("--url", default=None, help=f"Kibana URL (env KIBANA_URL, default {DEFAULT_URL}).")
 @click.option("--username", default=None, help="Basic-auth user (env KIBANA_USERNAME).")
 @click.option("--password-prompt", is_flag=True, help="Ask for the password (else env KIBANA_PASSWORD).")
 @click.option("--space", default=None, help="Kibana space (env KIBANA_SPACE).")
@@ -42,7 +43,8 @@ def import_cmd(
 
 
 @kibana_group.command("export")
-@click.option("--alias", default="recipes", show_default=True)
+@click.option("--alias", default="recipes", show_default=True, help="Alias the data view covers.")
+@user_errors
 def export_cmd(alias: str) -> None:
     """Print the saved objects as NDJSON (for Kibana's Stack Management > Saved objects > Import)."""
     from toolkit.kibana import saved_objects, to_ndjson

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import replace
 from typing import Any
@@ -22,6 +23,19 @@ class EsUnavailable(ToolkitError):
 
 def resolve_settings(settings: EsSettings | None = None, node_name: str = "default") -> EsSettings:
     """Use ``ES_URL`` when set; otherwise the running local node (with its password when secured)."""
+    s = resolve_credentials(settings, node_name)
+    if not s.url:
+        raise ConfigError(
+            "no Elasticsearch to talk to: set ES_URL (and ES_API_KEY or ES_USERNAME/ES_PASSWORD) "
+            "or start the local node with `jrs es up`"
+        )
+    return s
+
+
+def resolve_credentials(settings: EsSettings | None = None, node_name: str = "default") -> EsSettings:
+    """The URL and credentials the client signs in with: ``settings`` (default: ``ES_*`` variables and the
+    credentials file) with a ``user:password@`` in the URL as basic auth, else the running local node's URL,
+    CA and password; ``url`` stays None when there is neither (Kibana falls back on these credentials)."""
     s = settings or settings_from_env()
     if s.url:
         url, user, password = split_url(s.url)  # user:password@ in a URL given in code: basic auth too
@@ -30,10 +44,7 @@ def resolve_settings(settings: EsSettings | None = None, node_name: str = "defau
         return s
     state, h = node.status(node_name)
     if state is None or h is None:
-        raise ConfigError(
-            "no Elasticsearch to talk to: set ES_URL (and ES_API_KEY or ES_USERNAME/ES_PASSWORD) "
-            "or start the local node with `jrs es up`"
-        )
+        return s
     s = replace(s, url=state.url)
     if state.ca_certs and not s.ca_certs:
         s = replace(s, ca_certs=state.ca_certs)
@@ -83,8 +94,10 @@ def make_client(settings: EsSettings | None = None, check: bool = True, **kwargs
     }
     if s.api_key:
         opts["api_key"] = s.api_key
-    elif s.username:
-        opts["basic_auth"] = (s.username, s.password or "")
+    elif s.username:  # encoded here: elasticsearch-py encodes a (user, password) pair as ASCII only
+        opts["basic_auth"] = base64.b64encode(f"{s.username}:{s.password or ''}".encode()).decode()
+    if s.ca_certs and not s.url.startswith("https://"):
+        raise ConfigError(f"ES_CA_CERTS is for an https:// URL, but Elasticsearch is at {s.url}")
     if s.ca_certs:
         opts["ca_certs"] = s.ca_certs
     if not s.verify_certs:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -20,6 +22,17 @@ ENV_VARS = (
     "ES_VERIFY_CERTS",
     "ES_TIMEOUT",
 )
+
+#: Variables whose whole value is a secret, and URL variables whose ``user:password@`` is one: Kibana's too,
+#: so the one scrubber (:func:`known_secrets`) covers every command.
+SECRET_VARS = ("ES_API_KEY", "ES_PASSWORD", "KIBANA_API_KEY", "KIBANA_PASSWORD")
+URL_VARS = ("ES_URL", "KIBANA_URL")
+
+#: The port of an ``http(s)://`` URL that names none
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: ``scheme://`` (or ``scheme//``, its colon forgotten) at the start of a URL: a ``user:password@`` follows it
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:?//")
 
 
 @dataclass(frozen=True)
@@ -55,23 +68,55 @@ def _truthy(value: str) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
-def read_credentials_file(path: str | Path) -> dict[str, str]:
-    """Read ``KEY=VALUE`` lines from a credentials file that only its owner can read (mode 0600)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"credentials file {p} does not exist")
-    mode = stat.S_IMODE(p.stat().st_mode)
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"credentials file {p} is readable by others (mode {mode:o}); run: chmod 600 {p}")
-    out: dict[str, str] = {}
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+def _expand(path: str | Path) -> Path:
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # ~user of no known user: the path as written
+        return Path(path)
+
+
+def _credential_lines(text: str) -> Iterator[tuple[int, str | None, str]]:
+    """``(line number, KEY, VALUE)`` of each ``KEY=VALUE`` line (quotes stripped); ``KEY`` None: not one."""
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        if "=" not in line:
+        key, eq, value = line.partition("=")
+        yield n, key.strip() if eq else None, value.strip().strip('"').strip("'")
+
+
+def read_credentials_file(path: str | Path) -> dict[str, str]:
+    """Read ``KEY=VALUE`` lines from a credentials file that only its owner can read (mode 0600)."""
+    p = _expand(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"credentials file {p} does not exist") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"credentials file {p} cannot be read: {getattr(e, 'strerror', None) or e}"
+        ) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"credentials file {p} is a directory, not a KEY=VALUE file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"credentials file {p} is not a regular file")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"credentials file {p} is readable by others (mode {mode:o}); run: chmod 600 {p}")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"credentials file {p} cannot be read: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"credentials file {p} is not UTF-8 text (line {line}: {e.reason})") from None
+    out: dict[str, str] = {}
+    for n, key, value in _credential_lines(text):
+        if key is None:
             raise ConfigError(f"credentials file {p} line {n}: expected KEY=VALUE")
-        k, v = line.split("=", 1)
-        out[k.strip()] = v.strip().strip('"').strip("'")
+        out[key] = value
     return out
 
 
@@ -83,7 +128,8 @@ def settings_from_env(
     cred_path = credentials_file or env.get("ES_CREDENTIALS_FILE")
     if cred_path:
         for k, v in read_credentials_file(cred_path).items():
-            env.setdefault(k, v)
+            if not env.get(k):  # a variable set (not empty) wins over the file
+                env[k] = v
     url, url_user, url_password = split_url(env.get("ES_URL") or None)
     s = EsSettings(
         url=url,
@@ -99,27 +145,113 @@ def settings_from_env(
         s = replace(s, **clean)
     if s.password and not s.username:
         s = replace(s, username="elastic")
+    check_credentials(s.api_key, s.username, s.password, ("ES_API_KEY", "ES_USERNAME", "ES_PASSWORD"))
+    check_ca_certs(s.ca_certs, "ES_CA_CERTS")
     return s
 
 
-def split_url(url: str | None) -> tuple[str | None, str | None, str | None]:
+def check_credentials(
+    api_key: str | None, username: str | None, password: str | None, names: tuple[str, str, str]
+) -> None:
+    """:class:`ConfigError` naming the variable (or flag, ``names``) whose credential no HTTP header can carry:
+    an API key that is not printable ASCII, a user or password that is not UTF-8 (bytes of another encoding
+    in the environment); the value itself is never shown."""
+    if api_key and not (api_key.isascii() and api_key.isprintable()):
+        raise ConfigError(f"{names[0]} must be the key Elasticsearch gave (printable ASCII, e.g. base64)")
+    for value, name in ((username, names[1]), (password, names[2])):
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{name} is not valid UTF-8 text") from None
+
+
+def check_ca_certs(path: str | None, name: str) -> None:
+    """:class:`ConfigError` naming ``name`` when the CA certificate ``path`` is not a file."""
+    if not path:
+        return
+    p = _expand(path)
+    if p.is_dir():
+        raise ConfigError(f"{name} names a directory, not a CA certificate file: {path}")
+    if not p.is_file():
+        raise ConfigError(f"{name} file not found: {path}")
+
+
+def _userinfo(url: str) -> tuple[str, str | None, str]:
+    """``url`` cut around its ``user:password@``: what precedes it, it (without the ``@``; None: none) and the
+    rest. It runs from after ``//`` (or the start) to the last ``@``, so it is found even in a URL that does
+    not parse (a ``/``, ``?`` or ``#`` in the password, no scheme)."""
+    m = _SCHEME.match(url)
+    start = m.end() if m else 0
+    userinfo, at, rest = url[start:].rpartition("@")
+    return (url[:start], userinfo, rest) if at else (url[:start], None, url[start:])
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its ``user:password@`` shown as ``***@``: safe to print, even when it does not parse."""
+    before, userinfo, rest = _userinfo(url)
+    return url if userinfo is None else f"{before}***@{rest}"
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The ``user:password`` in ``url`` and its password, as written and percent-decoded (none without a
+    password); never raises."""
+    userinfo = _userinfo(url.strip())[1] or ""
+    password = userinfo.partition(":")[2]
+    return (userinfo, unquote(userinfo), password, unquote(password)) if password else ()
+
+
+def split_url(url: str | None, name: str = "ES_URL") -> tuple[str | None, str | None, str | None]:
     """``url`` without its ``user:password@`` part, and that user and password (percent-decoded): the
-    credentials travel as basic auth and the URL can be printed. :class:`ConfigError` (the URL shown
-    without them) when it is not an ``http(s)://host[:port]`` URL."""
+    credentials travel as basic auth and the URL can be printed. :class:`ConfigError` naming ``name`` (the
+    URL shown without them) when it is not an ``http(s)://host[:port]`` URL."""
     if url is None:
         return None, None, None
-    parts = urlsplit(url.strip())
-    netloc = parts.netloc.rpartition("@")[2]
-    shown = urlunsplit(parts._replace(netloc=netloc))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"ES_URL must look like http(s)://host:port, got {shown!r}")
+    url = url.strip()
+    before, userinfo, rest = _userinfo(url)
+    user, _, password = (userinfo or "").partition(":")
+    checked = _checked_url(before + rest, name, redact_url(url), userinfo or "")
+    return checked, unquote(user) or None, unquote(password) or None
+
+
+def _checked_url(bare: str, name: str, shown: str, userinfo: str) -> str:
+    """``bare`` (a URL without its ``user:password@``) with its port written out, as elasticsearch-py needs;
+    :class:`ConfigError` naming ``name`` and showing ``shown`` when it is not ``http(s)://host[:port]``."""
+    expected = f"{name} must look like http(s)://host[:port], got {shown!r}"
+    if any(c in userinfo for c in "/?#"):
+        raise ConfigError(
+            f"{expected}; a '/', '?' or '#' in the user or password must be written %2F, %3F, %23"
+        )
     try:
-        parts.port  # noqa: B018 - parsing it is the check
+        parts = urlsplit(bare)
+    except ValueError as e:  # an unclosed IPv6 bracket, ...
+        raise ConfigError(f"{name} is not a valid URL ({e}): {shown!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(expected)
+    try:
+        port = DEFAULT_PORTS[parts.scheme] if parts.port is None else parts.port
     except ValueError:
-        raise ConfigError(f"ES_URL has an invalid port: {shown!r}") from None
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return shown, user, password
+        port = 0
+    if not 0 < port < 65536:
+        raise ConfigError(f"{name} has an invalid port: {shown!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"{expected}: a path, query or fragment is not supported")
+    if not _host_parses(parts.netloc):
+        raise ConfigError(f"{name} has an invalid host name: {shown!r}")
+    netloc = f"{parts.netloc.rstrip(':')}:{port}" if parts.port is None else parts.netloc
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _host_parses(netloc: str) -> bool:
+    """Whether the HTTP clients (urllib3, under elasticsearch-py too) accept ``host[:port]``: no spaces, no
+    control characters, no bytes that are not UTF-8."""
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    try:
+        parse_url(f"http://{netloc}")
+    except (LocationParseError, UnicodeError):
+        return False
+    return True
 
 
 def _timeout(value: str) -> float:
@@ -132,26 +264,31 @@ def _timeout(value: str) -> float:
     return seconds
 
 
+def _credentials_quietly(path: str | None) -> dict[str, str]:
+    """The ``KEY=VALUE`` pairs of a credentials file whatever its mode or encoding ({}: none to read)."""
+    if not path:
+        return {}
+    try:
+        p = _expand(path)
+        if not p.is_file():  # a FIFO would block
+            return {}
+        text = p.read_bytes().decode("utf-8-sig", errors="replace")
+    except (OSError, ValueError):
+        return {}
+    return {key: value for _, key, value in _credential_lines(text) if key}
+
+
 def known_secrets(env: dict[str, str] | None = None) -> tuple[str, ...]:
     """Every secret the environment could hold (for scrubbing messages); never raises.
 
     Unlike :func:`settings_from_env` it also reads a credentials file whose mode is refused, so a
-    message about that file cannot leak what is in it.
+    message about that file cannot leak what is in it; a ``user:password@`` counts even in a URL that
+    does not parse.
     """
     env = dict(os.environ if env is None else env)
-    found = [env.get("ES_API_KEY", ""), env.get("ES_PASSWORD", "")]
-    try:  # a password written into ES_URL, as written and decoded
-        in_url = urlsplit(env.get("ES_URL", "")).password or ""
-        found += [in_url, unquote(in_url)]
-    except ValueError:
-        pass
-    path = env.get("ES_CREDENTIALS_FILE")
-    if path:
-        try:
-            for line in Path(path).expanduser().read_text(encoding="utf-8").splitlines():
-                key, _, value = line.partition("=")
-                if key.strip() in ("ES_API_KEY", "ES_PASSWORD"):
-                    found.append(value.strip().strip('"').strip("'"))
-        except (OSError, UnicodeDecodeError):
-            pass
+    found: list[str] = []
+    for source in (env, _credentials_quietly(env.get("ES_CREDENTIALS_FILE"))):
+        found += [source.get(var, "") for var in SECRET_VARS]
+        for var in URL_VARS:
+            found += url_secrets(source.get(var, ""))
     return tuple(sorted({s for s in found if s}, key=len, reverse=True))

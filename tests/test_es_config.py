@@ -1,0 +1,147 @@
+"""Connection settings without a cluster: a bad ``ES_URL``, credentials file or credential is one clear line
+(exit 2) that never shows a secret, and the scrubber knows every secret the environment holds."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli.main import cli
+from toolkit.errors import ConfigError
+from toolkit.es.client import make_client
+from toolkit.es.config import known_secrets, settings_from_env, split_url
+
+#: What a test's ``jrs es ping`` must not inherit from the shell running the tests
+CLEAN = {"ES_API_KEY": "", "ES_PASSWORD": "", "ES_USERNAME": "", "ES_CREDENTIALS_FILE": "", "ES_CA_CERTS": ""}
+
+
+def _ping(env: dict[str, str]) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["es", "ping"], env={**CLEAN, **env})
+    return result.exit_code, result.output
+
+
+def _one_clear_line(code: int, out: str, *fragments: str) -> None:
+    assert code == 2, out
+    assert out.startswith("Error: ") and out.count("\n") == 1 and "Traceback" not in out, out
+    for fragment in fragments:
+        assert fragment in out, out
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://elastic:s3/cret@127.0.0.1:9200", "must be written %2F"),
+        ("http://elastic:s3#cret@127.0.0.1:9200", "must be written %2F"),
+        ("http://elastic:s3?cret@127.0.0.1:9200", "must be written %2F"),
+        ("elastic:s3cret@127.0.0.1:9200", "got '***@127.0.0.1:9200'"),
+        ("https//elastic:s3cret@127.0.0.1:9200", "got 'https//***@127.0.0.1:9200'"),
+        ("http://elastic:s3cret@[::1:9200", "not a valid URL (Invalid IPv6 URL)"),
+        ("http://elastic:s3cret@127.0.0.1:notaport", "invalid port"),
+    ],
+)
+def test_a_malformed_url_never_shows_its_password(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="ES_URL") as info:
+        settings_from_env(env={"ES_URL": url})
+    assert "cret" not in str(info.value) and message in str(info.value)
+    code, out = _ping({"ES_URL": url})
+    _one_clear_line(code, out, message)
+    assert "cret" not in out
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9200/path", "http://127.0.0.1:9200/?x=1", "http://h:9200#f"]
+)
+def test_a_url_with_a_path_query_or_fragment_is_refused(url: str) -> None:
+    code, out = _ping({"ES_URL": url})
+    _one_clear_line(code, out, "a path, query or fragment is not supported", repr(url))
+    assert split_url("http://127.0.0.1:9200/")[0] == "http://127.0.0.1:9200/"  # a bare "/" is no path
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://bad host:9200", "invalid host name"),
+        ("http://h\udcff:9200", "invalid host name"),  # a byte that is not UTF-8 in the variable
+        ("http://127.0.0.1:0", "invalid port"),
+    ],
+)
+def test_a_host_or_port_no_client_takes_is_refused(url: str, message: str) -> None:
+    _one_clear_line(*_ping({"ES_URL": url}), message)
+
+
+def test_a_url_without_a_port_gets_the_schemes_default() -> None:
+    assert split_url("http://127.0.0.1")[0] == "http://127.0.0.1:80"
+    assert split_url("https://elastic:pw@search.example.com/") == (
+        "https://search.example.com:443/",
+        "elastic",
+        "pw",
+    )
+    make_client(
+        settings_from_env(env={"ES_URL": "http://127.0.0.1"}), check=False
+    )  # elasticsearch-py takes it
+
+
+def test_known_secrets_cover_urls_that_do_not_parse_and_kibana(tmp_path: Path) -> None:
+    secrets = known_secrets({"ES_URL": "http://elastic:s3/cret@127.0.0.1:9200"})
+    assert {"elastic:s3/cret", "s3/cret"} <= set(secrets)
+    assert "s3cret" in known_secrets({"ES_URL": "elastic:s3cret@127.0.0.1:9200"})
+    assert "p@ss w" in known_secrets({"ES_URL": "http://u:p%40ss%20w@[::1:9200"})
+    kibana = {"KIBANA_PASSWORD": "kpw", "KIBANA_API_KEY": "kkey", "KIBANA_URL": "http://u:kurl@h:5601"}
+    assert {"kpw", "kkey", "kurl", "u:kurl"} <= set(known_secrets(kibana))
+    creds = tmp_path / "es.env"
+    creds.write_bytes(b"ES_URL=http://elastic:in-file@h:9200\n\xff\n")  # not UTF-8, mode 0644: read anyway
+    assert "in-file" in known_secrets({"ES_CREDENTIALS_FILE": str(creds)})
+    assert known_secrets({"ES_URL": "http://h:9200", "ES_CREDENTIALS_FILE": str(tmp_path)}) == ()
+
+
+def test_credentials_file_that_cannot_be_read_is_named_with_the_reason(tmp_path: Path) -> None:
+    creds = tmp_path / "es.env"
+    creds.write_bytes(b"# latin-1\nES_PASSWORD=s\xe9cret\n")
+    creds.chmod(0o600)
+    cases = [(creds, f"credentials file {creds} is not UTF-8 text (line 2"), (tmp_path, "is a directory")]
+    for path, message in cases:
+        with pytest.raises(ConfigError, match="credentials file"):
+            settings_from_env(env={"ES_CREDENTIALS_FILE": str(path)})
+        _one_clear_line(*_ping({"ES_CREDENTIALS_FILE": str(path), "ES_URL": "http://127.0.0.1:9"}), message)
+
+
+def test_an_empty_variable_does_not_hide_the_credentials_file(tmp_path: Path) -> None:
+    creds = tmp_path / "es.env"
+    creds.write_text("ES_PASSWORD=from-file\n", encoding="utf-8")
+    creds.chmod(0o600)
+    s = settings_from_env(env={"ES_CREDENTIALS_FILE": str(creds), "ES_PASSWORD": "", "ES_URL": "http://h:1"})
+    assert (s.username, s.password) == ("elastic", "from-file")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ES_PASSWORD": "s3cret\udcff"}, "ES_PASSWORD is not valid UTF-8 text"),
+        ({"ES_API_KEY": "キー"}, "ES_API_KEY must be the key Elasticsearch gave"),
+        ({"ES_CA_CERTS": "/no/such/ca.crt"}, "ES_CA_CERTS file not found: /no/such/ca.crt"),
+        ({"ES_CA_CERTS": "/"}, "ES_CA_CERTS names a directory"),
+    ],
+)
+def test_credentials_no_request_can_carry_are_clear_errors(env: dict[str, str], message: str) -> None:
+    code, out = _ping({"ES_URL": "http://127.0.0.1:9", **env})
+    _one_clear_line(code, out, message)
+    assert "s3cret" not in out
+
+
+def test_a_ca_certificate_for_a_plain_http_url_is_a_clear_error(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not used\n", encoding="utf-8")
+    _one_clear_line(
+        *_ping({"ES_URL": "http://127.0.0.1:9", "ES_CA_CERTS": str(ca)}), "is for an https:// URL"
+    )
+
+
+def test_a_password_beyond_ascii_is_sent_as_utf8_basic_auth() -> None:
+    es = make_client(
+        settings_from_env(env={"ES_URL": "http://127.0.0.1:9", "ES_PASSWORD": "パスワード"}), check=False
+    )
+    sent = es._headers["authorization"]  # elasticsearch-py refused it (UnicodeEncodeError) before
+    assert sent == "Basic " + base64.b64encode("elastic:パスワード".encode()).decode()
