@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from toolkit.data.sample import generate_sample
 from toolkit.errors import ConfigError
 from toolkit.image.encoders import create_encoder
-from toolkit.image.features import extract_features
+from toolkit.image.features import PHOTO_REJECTS, extract_features
+from toolkit.rejects import RejectsWriter
 from toolkit.shards import (
     ShardMergeError,
     extract_shard_features,
@@ -80,6 +81,18 @@ def test_three_shards_merged_equal_one_unsharded_run(photos, tmp_path: Path) -> 
     by_id = {sid: str(path) for sid, path in photos}
     assert a.sources is not None and [s.split("\t", 2)[2] for s in a.sources] == [by_id[i] for i in a.ids]
     assert b.sources is not None and list(b.sources) == list(a.sources)
+    # the rejected photo's reason too, numbered as the unsharded run numbers it (it had none: 2 shards kept
+    # theirs under their own row numbers, the merge wrote none)
+    assert merged.photo_rejects == tmp_path / "merged" / PHOTO_REJECTS
+    whole_rejects = (tmp_path / "whole" / PHOTO_REJECTS).read_text(encoding="utf-8")
+    assert (tmp_path / "merged" / PHOTO_REJECTS).read_text(encoding="utf-8") == whole_rejects
+    assert json.loads(whole_rejects)["row"] == 5
+    # and a run that finds the merged set done reports it again, as it does for the unsharded set
+    with RejectsWriter(None) as rejects:
+        again = extract_features(
+            photos, encoder, tmp_path / "merged", batch_size=1, progress=False, rejects=rejects
+        )
+    assert again.already_done and rejects.count == 1
 
 
 def test_shards_run_on_other_backends_merge_as_mixed(photos, tmp_path: Path) -> None:
@@ -181,3 +194,94 @@ def test_cli_embed_images_shards_merge_to_the_unsharded_set(tmp_path: Path) -> N
     )
     bad = runner.invoke(cli, [*base[:2], str(tmp_path / "x"), *base[2:], "--shard", "3/2"])
     assert bad.exit_code == 2 and "1 <= I <= N" in bad.output
+
+
+@pytest.fixture(scope="module")
+def two_shards(photos, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return _embed_shards(photos, tmp_path_factory.mktemp("two"), 2, create_encoder("pixels"))
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def test_merge_refuses_to_write_into_a_shard_or_a_directory_in_use(two_shards, tmp_path: Path) -> None:
+    """OUT_DIR one of the shards overwrote it (and deleted its sources.txt); a vector set or any directory
+    with files was written into: refused, and nothing in them changes."""
+    from toolkit.cli.main import cli
+
+    before = _files(two_shards[0])
+    runner = CliRunner()
+    for out in (two_shards[0], two_shards[0] / ".." / two_shards[0].name):
+        for extra in ([], ["--overwrite"]):
+            res = runner.invoke(cli, ["merge-vectors", str(out), *map(str, two_shards), *extra])
+            assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+            assert "is the shard" in res.output and "Traceback" not in res.output
+    assert _files(two_shards[0]) == before
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine", encoding="utf-8")
+    res = runner.invoke(cli, ["merge-vectors", str(mine), *map(str, two_shards)])
+    assert res.exit_code == 2 and f"Error: OUT_DIR {mine} is not empty; pass --overwrite" in res.output
+    assert _files(mine) == {"notes.txt": b"mine"}
+    res = runner.invoke(cli, ["merge-vectors", str(mine), *map(str, two_shards), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "mine" and (mine / "vectors.npy").is_file()
+
+    res = runner.invoke(cli, ["merge-vectors", str(mine), *map(str, two_shards)])  # now a vector set
+    assert res.exit_code == 2 and "holds a vector set; pass --overwrite" in res.output
+
+
+def test_merge_overwrite_replaces_every_file_of_another_set(two_shards, tmp_path: Path) -> None:
+    """A copy of a text vector set merged over with --overwrite kept its token files (and a shard's copy its
+    shard.json): a set of two kinds. Now every file of the old set goes; other files stay."""
+    text = tmp_path / "text"
+    shutil.copytree(two_shards[0], text)  # a shard copy: shard.json, positions.npy ...
+    np.save(text / "token_ids.npy", np.arange(3))  # ... and a text set's token bags
+    np.save(text / "token_offsets.npy", np.array([0, 3]))
+    (text / "rejects.jsonl").write_text(
+        '{"record": "r:1", "stage": "text", "reason": "x"}\n', encoding="utf-8"
+    )
+    (text / "README").write_text("mine", encoding="utf-8")
+    with pytest.raises(ShardMergeError, match="holds a vector set; pass --overwrite"):
+        merge_vector_sets(two_shards, text)
+    merge_vector_sets(two_shards, text, overwrite=True)
+    fresh = merge_vector_sets(two_shards, tmp_path / "fresh")
+    assert sorted(_files(text)) == sorted([*_files(tmp_path / "fresh"), "README"])
+    assert fresh.photo_rejects is not None and (text / PHOTO_REJECTS).is_file()
+    assert load_vector_set(text).ids == load_vector_set(tmp_path / "fresh").ids
+
+
+def test_damaged_or_old_shards_are_named(two_shards, photos, tmp_path: Path) -> None:
+    """shard.json = ``{`` was a JSONDecodeError traceback; a shard whose rejects do not say where they are in
+    the item list (written before shards recorded it) would merge into a set without its rejects."""
+    from toolkit.cli.main import cli
+
+    broken = tmp_path / "broken"
+    shutil.copytree(two_shards[0], broken)
+    (broken / "shard.json").write_text("{", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["merge-vectors", str(tmp_path / "m"), str(broken), str(two_shards[1])])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "Traceback" not in res.output
+    assert res.output.startswith(f"Error: {broken / 'shard.json'} is damaged (not valid JSON"), res.output
+    assert not (tmp_path / "m").exists()
+
+    old = [tmp_path / "old1", tmp_path / "old2"]
+    for src, dst in zip(two_shards, old, strict=True):
+        shutil.copytree(src, dst)
+    holder = next(d for d in old if (d / PHOTO_REJECTS).is_file())
+    lines = [json.loads(line) for line in (holder / PHOTO_REJECTS).read_text(encoding="utf-8").splitlines()]
+    (holder / PHOTO_REJECTS).write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "position"}) + "\n" for r in lines)
+    )
+    with pytest.raises(
+        ShardMergeError, match=f"{holder}: 1 of its photos were rejected.*rerun `jrs embed-images"
+    ):
+        merge_vector_sets(old, tmp_path / "m")
+    # the rerun it asks for finds the photos done and records where the reject is
+    index = json.loads((holder / "shard.json").read_text(encoding="utf-8"))["index"]
+    rerun = extract_shard_features(
+        photos, parse_shard(f"{index}/2"), create_encoder("pixels"), holder, progress=False
+    )
+    assert rerun.already_done
+    assert merge_vector_sets(old, tmp_path / "m").rejected == 1

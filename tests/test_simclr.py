@@ -184,6 +184,20 @@ def test_simclr_command_json(sample_root: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "cannot fine-tune 'vgg'" in bad.output
 
 
+def test_simclr_refuses_a_model_directory(sample_root: Path, tmp_path: Path) -> None:
+    """`jrs simclr data model` dropped backbone.pt, a 138 MB checkpoint.pt and loss.png among a model's files."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.json").write_text('{"format": "jrs-model"}', encoding="utf-8")
+    args = ["simclr", str(sample_root), str(model), "--arch", "resnet18", "--init", "random", "--epochs", "1"]
+    res = CliRunner().invoke(
+        cli, [*args, "--image-size", "16", "--batch-size", "4", "--max-photos", "4", "-q"]
+    )
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert f"Error: {model} is a model directory (it holds manifest.json): simclr would" in res.output
+    assert [p.name for p in model.iterdir()] == ["manifest.json"]
+
+
 def test_fine_tuned_encoder_end_to_end(
     es: Elasticsearch, index_name: str, sample_root: Path, run_dir: Path, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from conftest import E2E_IMAGE_SIZE
 from toolkit.cli.main import cli
 from toolkit.mapping.checkpoint import load_mapping
 from toolkit.text.word2vec import WordVectors
-from toolkit.vectorset import load_vector_set
+from toolkit.vectorset import load_vector_set, save_vector_set
 
 IMAGE = ["--encoder", "resnet18", "--weights", "random", "--image-size", str(E2E_IMAGE_SIZE)]
 MAPPING = ["--epochs", "3", "--dim", "64", "--seed", "1"]
@@ -190,3 +190,147 @@ def test_stages_refuse_a_split_seed_other_than_word2vecs(sample_root: Path, tmp_
     res = runner.invoke(cli, args)
     assert res.exit_code == 2 and "pass --split-seed 3" in res.output, res.output
     assert not (tmp_path / "m").exists()
+
+
+def test_train_mapping_refuses_options_of_another_loss(tmp_path: Path) -> None:
+    """--margin 5 --mining hard with the default infonce loss were accepted and silently unused."""
+    sv, img, out = tmp_path / "sv", tmp_path / "img", tmp_path / "m"
+    sv.mkdir(), img.mkdir()
+    base = ["train-mapping", str(sv), str(img), str(out)]
+    for extra, option in (
+        (["--margin", "5"], "--margin"),
+        (["--mining", "hard", "--loss", "infonce"], "--mining"),
+    ):
+        res = CliRunner().invoke(cli, [*base, *extra])
+        assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+        assert f"Error: {option} applies to --loss triplet only, not infonce" in res.output
+    # the triplet loss reads them: the command goes on (to the empty vector sets)
+    triplet = ["--loss", "triplet", "--margin", "5", "--mining", "hard", "--text-tower", "mean"]
+    res = CliRunner().invoke(cli, [*base, *triplet])
+    assert res.exit_code == 2 and "is incomplete" in res.output, res.output
+    assert not out.exists()
+
+
+def test_step_vectors_names_its_rejects_file_only_when_it_wrote_one(tmp_path: Path) -> None:
+    """It printed ``(0 rejects in OUT/rejects.jsonl)`` and wrote no such file; train-w2v names none either."""
+    from toolkit.data.sample import generate_sample
+
+    data, w2v, sv = tmp_path / "data", tmp_path / "w2v", tmp_path / "sv"
+    generate_sample(data, 8, seed=1, image_size=16)
+    res = CliRunner().invoke(
+        cli, ["train-w2v", str(data), str(w2v), "--epochs", "1", "--min-count", "1", "-q"]
+    )
+    assert res.exit_code == 0 and res.stdout.rstrip().endswith("(0 rejects)"), res.output
+    res = CliRunner().invoke(cli, ["step-vectors", str(data), str(w2v), str(sv), "-q"])
+    assert res.exit_code == 0 and res.stdout.rstrip().endswith("(0 rejects)"), res.output
+    assert not (sv / "rejects.jsonl").exists() and not (w2v / "rejects.jsonl").exists()
+    assert _run(["step-vectors", str(data), str(w2v), str(sv)])["rejects_file"] is None
+
+    with (data / "recipes.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"recipe_id": "broken"\n')
+    res = CliRunner().invoke(cli, ["step-vectors", str(data), str(w2v), str(sv), "-q"])
+    assert res.exit_code == 0 and f"(1 rejects in {sv / 'rejects.jsonl'})" in res.stdout, res.output
+    assert len((sv / "rejects.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+    assert _run(["step-vectors", str(data), str(w2v), str(sv)])["rejects_file"] == str(sv / "rejects.jsonl")
+
+
+def _vector_sets(root: Path, recipes: int) -> tuple[Path, Path, list[str]]:
+    """Random text and photo vector sets of ``recipes`` recipes of two steps (the mapping's quality is not
+    the point here)."""
+    ids = [f"r{k:04d}:{p}" for k in range(recipes) for p in (1, 2)]
+    rng = np.random.default_rng(0)
+    text, image = root / "text", root / "image"
+    save_vector_set(text, ids, rng.normal(size=(len(ids), 12)), {"word2vec_fingerprint": "w2v-x"})
+    save_vector_set(image, ids, rng.normal(size=(len(ids), 10)), {"encoder_fingerprint": "enc-x"})
+    return text, image, ids
+
+
+def _subset(src: Path, dst: Path, keep: list[str]) -> Path:
+    """The rows of ``keep`` of the vector set ``src``, as a vector set at ``dst``."""
+    vs = load_vector_set(src)
+    rows = [list(vs.ids).index(i) for i in keep]
+    return save_vector_set(dst, keep, np.asarray(vs.vectors)[rows], vs.meta)
+
+
+SMALL = ["--text-tower", "mean", "--text-members", "1", "--epochs", "1", "--dim", "8", "--hidden", "16", "-q"]
+
+
+def test_evaluate_vectors_refuses_the_mappings_training_recipes(tmp_path: Path) -> None:
+    """A text set of split "all" (the training pairs included) gave inflated metrics without a word, while
+    train-mapping refuses validation pairs that share its training recipes: evaluate-vectors now does too."""
+    from toolkit.data.splits import split_of
+
+    text, image, ids = _vector_sets(tmp_path, 150)
+    mapping = tmp_path / "m"
+    assert (
+        CliRunner().invoke(cli, ["train-mapping", str(text), str(image), str(mapping), *SMALL]).exit_code == 0
+    )
+    train = {i.split(":")[0] for i in ids if split_of(i.split(":")[0]) == "train"}
+
+    res = CliRunner().invoke(cli, ["evaluate-vectors", str(mapping), str(text), str(image), "-q"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert (
+        f"Error: {len(train)} of the 150 recipes of {text} are among the mapping's training recipes"
+        in res.output
+    )
+    report = _run(["evaluate-vectors", str(mapping), str(text), str(image), "--include-training"])
+    assert len(report["warnings"]) == 1 and "the metrics are optimistic" in report["warnings"][0]
+
+    test = _subset(text, tmp_path / "test", [i for i in ids if i.split(":")[0] not in train])
+    assert _run(["evaluate-vectors", str(mapping), str(test), str(image)])["warnings"] == []
+
+    # validation pairs given: every pair of the training sets was trained on
+    given = tmp_path / "given"
+    args = [
+        "train-mapping",
+        str(text),
+        str(image),
+        str(given),
+        "--val-text",
+        str(test),
+        "--val-image",
+        str(image),
+    ]
+    res = CliRunner().invoke(cli, [*args, *SMALL])
+    assert res.exit_code == 2 and "in both the training and validation sets" in res.output  # as before
+    args[1] = str(_subset(text, tmp_path / "tr", [i for i in ids if i.split(":")[0] in train]))
+    assert CliRunner().invoke(cli, [*args, *SMALL]).exit_code == 0
+    res = CliRunner().invoke(cli, ["evaluate-vectors", str(given), str(text), str(image), "-q"])
+    assert res.exit_code == 2 and f"training recipes (the pairs of {tmp_path / 'tr'}" in res.output, (
+        res.output
+    )
+
+
+def test_a_build_mappings_training_recipes_come_from_its_model(tmp_path: Path) -> None:
+    """A mapping of `jrs build` records no sources: its model's manifest gives the split seed, its step vectors
+    and photo features the pairs."""
+    from types import SimpleNamespace
+
+    from toolkit.cli.mapping import _training_recipes
+    from toolkit.data.splits import split_of
+
+    model = tmp_path / "model"
+    text, image, ids = _vector_sets(model, 40)
+    text.rename(model / "step_vectors"), image.rename(model / "image_features")
+    (model / "mapping").mkdir()
+    manifest = {"mapping_fingerprint": "fp", "split_seed": 3}
+    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    recipes, where = _training_recipes(str(model / "mapping"), SimpleNamespace(meta={}, fingerprint="fp"))
+    assert recipes == {i.split(":")[0] for i in ids if split_of(i.split(":")[0], seed=3) == "train"}
+    assert where == f"the train split of {model / 'step_vectors'}, split seed 3"
+    assert _training_recipes(str(model / "mapping"), SimpleNamespace(meta={}, fingerprint="other")) is None
+
+
+def test_train_mapping_says_how_many_texts_had_no_photo(tmp_path: Path) -> None:
+    """Trained on one shard of the photos, it said nothing of the two thirds of texts left unpaired."""
+    text, image, ids = _vector_sets(tmp_path, 100)
+    kept = ids[: len(ids) // 3]
+    shard = _subset(image, tmp_path / "shard", kept)
+    (shard / "shard.json").write_text("{}", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["train-mapping", str(text), str(shard), str(tmp_path / "m"), *SMALL])
+    assert res.exit_code == 0, res.output
+    unpaired = len(ids) - len(kept)
+    assert f"{unpaired} of {len(ids)} text vectors have no photo vector in {shard}, left out" in res.stdout
+    assert "is one shard of the photos: merge the shards with `jrs merge-vectors`" in res.stdout
+    report = _run(["train-mapping", str(text), str(shard), str(tmp_path / "m2"), *SMALL[:-1]])
+    assert report["unpaired_text"] == unpaired

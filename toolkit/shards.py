@@ -4,10 +4,11 @@ A step belongs to shard ``I`` of ``N`` when a stable hash of its step id (BLAKE2
 salted ``hash()``) is ``I - 1`` modulo ``N``, so every machine computes the same split from the
 same dataset without talking to the others. Each shard's output directory is an ordinary vector
 set plus ``shard.json`` (which shard, of how many, of which item list) and ``positions.npy`` (each
-row's position in the full item list). :func:`merge_vector_sets` checks that the shards belong
-together (same encoder, same full item list, every shard exactly once, no id twice) and writes
-one vector set that is row for row what one unsharded run writes: same ids, order, vectors and
-metadata. Vectors are copied in blocks into a memory-mapped file, never all in memory.
+row's position in the full item list); its ``photo_rejects.jsonl`` also gives each rejected photo's
+position. :func:`merge_vector_sets` checks that the shards belong together (same encoder, same full
+item list, every shard exactly once, no id twice, every photo a row or a reject) and writes one vector
+set that is row for row what one unsharded run writes: same ids, order, vectors, metadata and photo
+rejects. Vectors are copied in blocks into a memory-mapped file, never all in memory.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,10 @@ log = logging.getLogger(__name__)
 
 SHARD_FILE = "shard.json"
 POSITIONS = "positions.npy"
+#: key added to each line of a shard's photo rejects: the photo's position in the full item list
+REJECT_POSITION = "position"
+#: what ``shard.json`` holds (besides its format), and of which type
+_SHARD_KEYS = {"index": int, "count": int, "items_total": int, "all_items_fingerprint": str, "rows": int}
 #: Rows copied at a time when merging.
 MERGE_BLOCK = 16384
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -92,8 +99,23 @@ def extract_shard_features(
     if result.complete:
         position_of = {sid: int(p) for (sid, _), p in zip(selected, positions, strict=True)}
         ids = load_vector_set(out_dir).ids
+        _locate_rejects(Path(out_dir), positions)
         _write_shard_info(Path(out_dir), shard, items_fingerprint(items), len(items), ids, position_of)
     return result
+
+
+def _locate_rejects(d: Path, positions: np.ndarray) -> None:
+    """Add to each line of the shard's photo rejects (numbered by the shard's own rows, which its reruns
+    replay) the photo's position in the full item list (:data:`REJECT_POSITION`), which the merge numbers
+    them by."""
+    from toolkit.image.features import PHOTO_REJECTS
+
+    path = d / PHOTO_REJECTS
+    if not path.is_file():
+        return
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    located = [{**item, REJECT_POSITION: int(positions[item["row"]])} for item in lines]
+    write_text_atomic(path, "".join(json.dumps(item) + "\n" for item in located))
 
 
 def _write_shard_info(
@@ -121,9 +143,16 @@ class MergeResult:
     dim: int
     items: int
     rejected: int
+    #: the rejected photos' reasons (:data:`~toolkit.image.features.PHOTO_REJECTS`), when any
+    photo_rejects: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "out_dir": str(self.out_dir)}
+        photo_rejects = str(self.photo_rejects) if self.photo_rejects else None
+        return {**self.__dict__, "out_dir": str(self.out_dir), "photo_rejects": photo_rejects}
+
+
+def _rerun_hint(d: Path) -> str:
+    return f"rerun `jrs embed-images DATASET {d} --shard I/N` with its options (it finds its photos done)"
 
 
 def _read_shard(d: Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray, Any]:
@@ -132,24 +161,92 @@ def _read_shard(d: Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray, An
         raise ShardMergeError(
             f"{d} is not a shard vector set: no {SHARD_FILE} (made by embed-images --shard)"
         )
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    vs = load_vector_set(d)
-    positions = np.load(d / POSITIONS)
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except ValueError as e:  # not JSON, not UTF-8
+        raise ShardMergeError(f"{info_path} is damaged (not valid JSON: {e}); {_rerun_hint(d)}") from e
+    try:
+        vs = load_vector_set(d)
+        positions = np.load(d / POSITIONS)
+    except (ValueError, OSError) as e:  # damaged meta.json or .npy, a file missing
+        raise ShardMergeError(f"{d} is a damaged shard vector set ({e}); {_rerun_hint(d)}") from e
+    bad = [
+        k for k, kind in _SHARD_KEYS.items() if not isinstance(info, dict) or type(info.get(k)) is not kind
+    ]
+    if bad:
+        raise ShardMergeError(f"{info_path} is damaged: no valid {', '.join(bad)}; {_rerun_hint(d)}")
     if positions.shape != (len(vs.ids),) or info.get("rows") != len(vs.ids):
         raise ShardMergeError(f"{d}: {POSITIONS} has {positions.shape[0]} rows, the vector set {len(vs.ids)}")
     return info, vs.meta, positions, vs
 
 
-def merge_vector_sets(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResult:
+def _read_photo_rejects(d: Path, meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The shard's rejected photos by their position in the full item list (the last line of a row counts,
+    as when a run replays them); refuses a shard whose rejects lack their positions."""
+    from toolkit.image.features import PHOTO_REJECTS
+
+    path, rows = d / PHOTO_REJECTS, {}
+    try:
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    item = json.loads(line)
+                    rows[int(item["row"])] = item
+        located = {int(item[REJECT_POSITION]): item for item in rows.values() if REJECT_POSITION in item}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ShardMergeError(f"{path} is damaged ({e}); {_rerun_hint(d)}") from e
+    rejected = int(meta.get("rejected", 0))
+    if len(located) != rejected:
+        raise ShardMergeError(
+            f"{d}: {rejected} of its photos were rejected, but its {PHOTO_REJECTS} gives the item-list position of "
+            f"{len(located)} (a shard written before shards recorded them); {_rerun_hint(d)}"
+        )
+    return located
+
+
+def _check_out_dir(out: Path, dirs: Sequence[Path], overwrite: bool) -> None:
+    """Refuse an ``out`` that is one of the shards, or (unless ``overwrite``) a vector set or a non-empty
+    directory."""
+    for d in dirs:
+        if out.exists() and d.exists() and os.path.samefile(out, d):
+            raise ShardMergeError(f"OUT_DIR {out} is the shard {d}: merging into it would destroy the shard")
+    if out.exists() and not out.is_dir():
+        raise ShardMergeError(f"OUT_DIR {out} is a file, not a directory")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        what = "holds a vector set" if (out / META).is_file() else "is not empty"
+        raise ShardMergeError(
+            f"OUT_DIR {out} {what}; pass --overwrite to replace it (or use a new directory)"
+        )
+
+
+def _clear_out_dir(out: Path) -> None:
+    """Remove every file an earlier vector set (of any stage, or an unfinished run) left in ``out``; other
+    files stay."""
+    from toolkit.image.features import PARTIAL_DIR, PHOTO_REJECTS
+    from toolkit.pipeline import REJECTS_FILE
+    from toolkit.text.tokens import TOKEN_IDS, TOKEN_OFFSETS
+
+    names = (VECTORS, IDS, META, SOURCES, PHOTO_REJECTS, SHARD_FILE, POSITIONS, TOKEN_IDS, TOKEN_OFFSETS)
+    for name in (*names, REJECTS_FILE):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
+
+
+def merge_vector_sets(
+    shard_dirs: Sequence[str | Path], out_dir: str | Path, *, overwrite: bool = False
+) -> MergeResult:
     """Merge the shard vector sets in ``shard_dirs`` (any order) into one at ``out_dir``.
 
     Refuses (:class:`ShardMergeError`, naming the directory and the reason) shards of different
     encoders or item lists, a shard given twice or missing, ids in two shards, and rows whose
-    positions disagree with their shard.
+    positions disagree with their shard; an ``out_dir`` that is one of the shards, and (unless
+    ``overwrite``, which replaces every file of the set there) one holding a vector set or other files.
     """
     dirs = [Path(d) for d in shard_dirs]
     if not dirs:
         raise ShardMergeError("no shard directories given")
+    out = Path(out_dir)
+    _check_out_dir(out, dirs, overwrite)  # before any reading; emptied once the shards pass their checks
     shards = [(d, *_read_shard(d)) for d in dirs]
     first_dir, first_info, first_meta = shards[0][0], shards[0][1], shards[0][2]
     keys = ("count", "items_total", "all_items_fingerprint")
@@ -189,12 +286,11 @@ def merge_vector_sets(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> 
         wrong = [sid for sid in vs.ids if shard_of(sid, count) != info["index"]]
         if wrong:
             raise ShardMergeError(f"{d}: step {wrong[0]!r} does not belong to shard {info['index']}/{count}")
+    photo_rejects = _merged_rejects(shards, sorted_pos, int(first_info["items_total"]))
 
     dim = int(first_meta["dim"])
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (VECTORS, IDS, META, SOURCES):
-        (out / name).unlink(missing_ok=True)
+    _clear_out_dir(out)
     source = np.concatenate([np.full(len(s[3]), k, dtype=np.int32) for k, s in enumerate(shards)])
     local = np.concatenate([np.arange(len(s[3]), dtype=np.int64) for s in shards])
     src_sorted, local_sorted = source[order], local[order]
@@ -227,6 +323,46 @@ def merge_vector_sets(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> 
             out,
             [shard_sources[k][m] for k, m in zip(src_sorted.tolist(), local_sorted.tolist(), strict=True)],  # type: ignore[index]
         )
+    rejects_file = _write_photo_rejects(out, photo_rejects)
     write_json_atomic(out / META, {**meta, "count": len(ids), "dim": dim})
     log.info("merged %d shards into %s: %d rows", len(shards), out, len(ids))
-    return MergeResult(out, len(shards), len(ids), dim, int(first_info["items_total"]), rejected)
+    return MergeResult(
+        out, len(shards), len(ids), dim, int(first_info["items_total"]), rejected, rejects_file
+    )
+
+
+def _merged_rejects(shards: Sequence[tuple], rows: np.ndarray, total: int) -> dict[int, dict[str, Any]]:
+    """Every shard's rejected photos by position in the item list; refuses rejects that are rows too, out of
+    range, or that with the (sorted, checked) row positions ``rows`` do not cover the ``total`` photos."""
+    rejects: dict[int, dict[str, Any]] = {}
+    for d, _, meta, _, _ in shards:
+        for position, item in _read_photo_rejects(d, meta).items():
+            if position in rejects or not 0 <= position < total:
+                raise ShardMergeError(
+                    f"{d}: rejected photo {item.get('record')!r} is placed outside the item list or where another "
+                    "shard's is (a position twice or out of range)"
+                )
+            rejects[position] = item
+    placed = np.fromiter(rejects, dtype=np.int64, count=len(rejects))
+    if np.isin(placed, rows).any():
+        raise ShardMergeError("shards overlap: a photo is both a row and a rejected photo")
+    if len(rows) + len(rejects) != total:
+        raise ShardMergeError(
+            f"the shards hold {len(rows)} rows and {len(rejects)} rejected photos, but the item list has {total}"
+        )
+    return rejects
+
+
+def _write_photo_rejects(out: Path, rejects: dict[int, dict[str, Any]]) -> Path | None:
+    """The merged :data:`~toolkit.image.features.PHOTO_REJECTS`, numbered by position in the item list as one
+    unsharded run numbers its rows (none when no photo was rejected, as there)."""
+    from toolkit.image.features import PHOTO_REJECTS
+
+    if not rejects:
+        return None
+    lines = (
+        json.dumps({"row": p, "record": rejects[p]["record"], "reason": rejects[p]["reason"]}) + "\n"
+        for p in sorted(rejects)
+    )
+    write_text_atomic(out / PHOTO_REJECTS, "".join(lines))
+    return out / PHOTO_REJECTS

@@ -5,7 +5,8 @@ Exit codes (documented in the README, "Exit codes"):
 ====  ==========================================================================
 0     success
 1     finished, but some records were rejected (``jrs validate``, ``jrs import-cookpad``, ``jrs index``)
-2     usage or configuration error, bad input, model/data mismatch (any ToolkitError)
+2     usage or configuration error, bad input, model/data mismatch (any ToolkitError), a path that
+      cannot be written or read
 3     Elasticsearch unreachable or failing
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
@@ -16,8 +17,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import click
@@ -106,9 +110,41 @@ def report_error(error: ToolkitError) -> int:
     return exit_code_of(error)
 
 
+#: functions (their name's start) whose failing on a file means it could not be written
+_WRITERS = (
+    *("mkdir", "makedirs", "mkstemp", "create", "write", "save", "dump", "touch"),
+    *("copy", "move", "replace", "rename", "unlink", "remove", "rmtree", "symlink", "chmod"),
+)
+
+
+def _failed_to(tb: TracebackType | None) -> str:
+    """``"write"`` or ``"read"``: what the innermost call of ``tb`` did with its file (its ``mode`` argument,
+    else its name)."""
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "read"
+    mode = tb.tb_frame.f_locals.get("mode")
+    if isinstance(mode, str) and set(mode) <= set("rwaxbt+") and len(set(mode) & set("rwax")) == 1:
+        return "write" if set(mode) & set("wax+") else "read"
+    return "write" if tb.tb_frame.f_code.co_name.lstrip("_").startswith(_WRITERS) else "read"
+
+
+def file_error(error: OSError) -> ToolkitError | None:
+    """An operating-system error on a named file (a path that cannot be created, written or read) as the
+    toolkit error ``cannot write|read PATH: reason`` (exit 2); ``None`` for one that names no file."""
+    if error.filename is None:
+        return None
+    name = error.filename
+    path = os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
+    reason = error.strerror or type(error).__name__
+    return ToolkitError(f"cannot {_failed_to(error.__traceback__)} {path}: {reason}")
+
+
 def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) -> Any:
-    """``call()``; a toolkit or Elasticsearch error becomes ``Error: ...`` and ``exit(its status)``, Ctrl-C
-    ``exit(130)``; anything else propagates (a bug: its traceback is wanted)."""
+    """``call()``; a toolkit or Elasticsearch error, or a file the system refused (an :class:`OSError` naming
+    it), becomes ``Error: ...`` and ``exit(its status)``, Ctrl-C ``exit(130)``; anything else propagates (a
+    bug: its traceback is wanted)."""
     try:
         return call()
     except ToolkitError as e:
@@ -120,9 +156,23 @@ def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) ->
         from toolkit.es.client import es_failure
 
         failure = es_failure(e)
+        if failure is None and isinstance(e, OSError):
+            failure = file_error(e)
         if failure is None:
             raise
         return exit(report_error(failure))
+
+
+def refuse_model_dir(out_dir: str | Path, command: str) -> None:
+    """Refuse writing ``command``'s output into a model directory of `jrs build` (one holding its
+    ``manifest.json``): its files would mix with the model's."""
+    from toolkit.model import MANIFEST
+
+    if (Path(out_dir) / MANIFEST).is_file():
+        raise ToolkitError(
+            f"{out_dir} is a model directory (it holds {MANIFEST}): {command} would write its files among the "
+            "model's; choose another output directory"
+        )
 
 
 def user_errors(fn: Callable) -> Callable:

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.cli.common import (
+    emit,
+    json_option,
+    progress_enabled,
+    quiet_option,
+    refuse_model_dir,
+    user_errors,
+)
 from toolkit.device import DEVICE_HELP
 
 
@@ -117,6 +124,7 @@ def simclr_cmd(
     from toolkit.rejects import RejectsWriter
     from toolkit.stages.read import ReadOptions, photo_items, read_steps
 
+    refuse_model_dir(out_dir, "simclr")
     if threads is not None:
         torch.set_num_threads(threads)
     config = SimCLRConfig(

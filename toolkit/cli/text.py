@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.cli.common import (
+    emit,
+    json_option,
+    progress_enabled,
+    quiet_option,
+    refuse_model_dir,
+    user_errors,
+)
 from toolkit.cli.options import default_from
 from toolkit.stages.read import SPLIT_CHOICES, ReadOptions
 from toolkit.stages.text import FORMS, TokenizeOptions
@@ -15,6 +22,12 @@ from toolkit.stages.text import FORMS, TokenizeOptions
 W2V = "toolkit.text.word2vec:Word2VecConfig"
 
 REJECTS_FILE = "rejects.jsonl"
+
+
+def _rejects_note(rejects: int, path: Path) -> str:
+    """``0 rejects``, or ``N rejects in PATH``: the file is written only when something was rejected."""
+    return f"{rejects} rejects in {path}" if rejects else "0 rejects"
+
 
 form_option = click.option(
     "--form",
@@ -125,7 +138,7 @@ def train_w2v_cmd(
 ) -> None:
     """Train Word2Vec (CBOW) on the steps of the TRAINING-split recipes of DATASET_ROOT; save it in OUT_DIR.
 
-    Rejected records go to OUT_DIR/rejects.jsonl.
+    Rejected records go to OUT_DIR/rejects.jsonl (written only when there are any).
     """
     from toolkit.rejects import RejectsWriter
     from toolkit.stages.read import check_dataset_root, read_steps
@@ -144,6 +157,7 @@ def train_w2v_cmd(
     tokenize = TokenizeOptions(form=form, stopwords_file=stopwords_file)
     read = ReadOptions(split_seed=split_seed)
     check_dataset_root(dataset_root)
+    refuse_model_dir(out_dir, "train-w2v")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / REJECTS_FILE).unlink(missing_ok=True)  # this run's rejects only
     with RejectsWriter(out_dir / REJECTS_FILE) as rejects:
@@ -163,12 +177,13 @@ def train_w2v_cmd(
         "vocab_size": len(wv),
         "dim": wv.dim,
         "rejects": rejected,
+        "rejects_file": str(out_dir / REJECTS_FILE) if rejected else None,
     }
     emit(
         info,
         as_json,
         f"word2vec {wv.fingerprint}: {len(wv)} words x {wv.dim} from {sentences} steps of {recipes} "
-        f"training recipes -> {out_dir} ({rejected} rejects)",
+        f"training recipes -> {out_dir} ({_rejects_note(rejected, out_dir / REJECTS_FILE)})",
     )
 
 
@@ -201,7 +216,7 @@ def step_vectors_cmd(
     """Write the mean Word2Vec vector of every step of DATASET_ROOT as a vector set in OUT_DIR.
 
     MODEL_DIR holds a model from `jrs train-w2v`. Steps with no in-vocabulary token are left out and
-    reported (with the rest of the rejects) in OUT_DIR/rejects.jsonl.
+    reported (with the rest of the rejects) in OUT_DIR/rejects.jsonl (written only when there are any).
     """
     from toolkit.rejects import RejectsWriter
     from toolkit.stages.read import check_dataset_root, read_steps, steps_of_split
@@ -211,6 +226,7 @@ def step_vectors_cmd(
     read = ReadOptions(split_seed=split_seed)
     check_dataset_root(dataset_root)
     wv = WordVectors.load(model_dir, expected_fingerprint=expect_fingerprint)
+    refuse_model_dir(out_dir, "step-vectors")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / REJECTS_FILE).unlink(missing_ok=True)  # this run's rejects only
     with RejectsWriter(out_dir / REJECTS_FILE) as rejects:
@@ -227,13 +243,14 @@ def step_vectors_cmd(
         "vectors": len(result.ids),
         "no_token": sum(1 for r in result.rejects if r.reason.startswith("no in-vocabulary")),
         "rejects": total_rejects,
+        "rejects_file": str(out_dir / REJECTS_FILE) if total_rejects else None,
         "word2vec_fingerprint": wv.fingerprint,
     }
     emit(
         info,
         as_json,
         f"{len(result.ids)} step vectors of {len(ids)} steps -> {out_dir} "
-        f"({total_rejects} rejects in {out_dir / REJECTS_FILE})",
+        f"({_rejects_note(total_rejects, out_dir / REJECTS_FILE)})",
     )
 
 

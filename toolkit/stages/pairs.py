@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,3 +208,24 @@ def check_same_sources(train: Pairs, val: Pairs) -> None:
             f"{len(overlap)} recipes are in both the training and validation sets "
             f"(e.g. {sorted(overlap)[0]}): validation would be optimistic"
         )
+
+
+def check_held_out(
+    pairs: Pairs, training: Collection[str], trained_on: str, what: str, *, allow: bool = False
+) -> str | None:
+    """Refuse ``pairs`` (``what`` names them) holding recipes a mapping was trained on (``training``;
+    ``trained_on`` says where they come from), as :func:`check_same_sources` refuses them for validation: the
+    metrics would be optimistic. ``allow``: return that as a warning instead (None when there are none)."""
+    recipes = pairs.recipe_codes()[1]
+    seen = sorted(r for r in recipes if r in training)
+    if not seen:
+        return None
+    message = (
+        f"{len(seen)} of the {len(recipes)} recipes of {what} are among the mapping's training recipes "
+        f"({trained_on}; e.g. {seen[0]}): the metrics are optimistic"
+    )
+    if allow:
+        return message
+    raise ToolkitError(
+        f"{message}; evaluate held-out pairs (e.g. `jrs step-vectors ... --split test`) or pass --include-training"
+    )
