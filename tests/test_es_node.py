@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 from elasticsearch import Elasticsearch
 
+from tests.localnodes import HEAP, node_name
+from toolkit.cli.main import cli
+from toolkit.es import node
 from toolkit.es.client import EsUnavailable, make_client
 from toolkit.es.config import EsSettings, settings_from_env
-from toolkit.es.node import free_port
+from toolkit.es.node import NodeError, free_port
 
 
 def test_round_trip_create_bulk_search(es: Elasticsearch, index_name: str) -> None:
@@ -53,3 +62,102 @@ def test_settings_repr_never_shows_secrets() -> None:
     )
     assert "s3cr3t-key" not in repr(s) and "pw-123" not in repr(s) and "pw-123" not in s.describe()
     assert s.username == "elastic" and s.secrets == ("s3cr3t-key", "pw-123")
+
+
+# --- jrs es up: bad options and a start that runs out of time ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--name", "../evil"], "node name '../evil' is not allowed"),
+        (["--name", ".hidden"], "node name '.hidden' is not allowed"),
+        (["--port", "70000"], "70000 is not in the range 1<=x<=65535"),
+        (["--port", "-1"], "-1 is not in the range 1<=x<=65535"),
+        (["--timeout", "-5"], "-5.0 is not in the range x>0"),
+        (["--timeout", "0"], "0.0 is not in the range x>0"),
+        (["--version", "../8.19.21"], "'../8.19.21' is not a release number like 8.19.21"),
+    ],
+)
+def test_es_up_refuses_bad_options_before_touching_anything(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    """A traversing name made a directory outside nodes/, a port out of range was an OverflowError
+    traceback, a negative timeout a TimeoutExpired traceback."""
+    home = tmp_path / "home"
+    result = CliRunner().invoke(cli, ["es", "up", *args], env={"JRS_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert expected in result.stderr and "Traceback" not in result.output
+    assert not home.exists() and not (tmp_path / "evil").exists()
+
+
+def test_library_refuses_bad_names_and_ports() -> None:
+    with pytest.raises(NodeError, match="is not allowed"):
+        node.node_dir("../../etc")
+    with pytest.raises(NodeError, match="port 70000 is not a TCP port"):
+        free_port(70000)
+    with pytest.raises(NodeError, match="more than 0 seconds"):
+        node.up(name="never-started", timeout=-5)
+
+
+MAVEN_NOT_FOUND = (
+    "\x1b[0m[ERROR] Failed to execute goal org.apache.maven.plugins:maven-dependency-plugin:2.8:copy "
+    "(default-cli) on project standalone-pom: Unable to find artifact. "
+    "org.elasticsearch.distribution.integ-test-zip:elasticsearch:zip:1.2.3 was not found in "
+    "https://repo.maven.apache.org/maven2 during a previous attempt.\n[ERROR] \n"
+    + "[ERROR] Try downloading the file manually from the project website.\n"
+    * 25
+)
+
+
+def test_unknown_version_is_one_line_and_the_maven_output_is_kept(tmp_path: Path) -> None:
+    """``--version 1.2.3`` printed ~30 lines of Maven [ERROR] output. (Maven itself is stood in for by a
+    script replaying what it prints for a version Central does not have.)"""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "maven.out").write_text(MAVEN_NOT_FOUND, encoding="utf-8")
+    fake = bin_dir / "mvn"
+    fake.write_text(f"#!/bin/sh\ncat {tmp_path / 'maven.out'}\nexit 1\n", encoding="utf-8")
+    fake.chmod(0o755)
+    home = tmp_path / "home"
+    env = {"JRS_HOME": str(home), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = CliRunner().invoke(cli, ["es", "up", "--name", "t", "--version", "1.2.3"], env=env)
+    assert result.exit_code == 2, result.output
+    log = home / "downloads" / "elasticsearch-1.2.3.maven.log"
+    assert result.stderr.splitlines() == [
+        "Error: fetching Elasticsearch 1.2.3 from Maven Central failed: no such version "
+        "(org.elasticsearch.distribution.integ-test-zip:elasticsearch:zip:1.2.3 was not found in "
+        f"https://repo.maven.apache.org/maven2); full Maven output in {log}"
+    ]
+    assert log.read_text(encoding="utf-8").count("[ERROR]") == 27
+
+
+def _node_processes(ndir: Path) -> list[int]:
+    """Running Elasticsearch JVMs using ``ndir``'s config (whatever wrote or did not write a PID file)."""
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    return [pid for pid in pids if node._pid_is_node(pid, ndir)]
+
+
+def test_a_start_past_its_timeout_stops_the_node_it_started() -> None:
+    """``jrs es up --timeout 1`` was a TimeoutExpired traceback that left a daemonised node running with no
+    state.json: `es status` said not running, `es down` stopped nothing, it had to be killed by hand."""
+    name = node_name("timeout")
+    ndir = node.node_dir(name)
+    env = {"JRS_ES_HEAP": HEAP, "ES_URL": ""}
+    try:
+        result = CliRunner().invoke(cli, ["es", "up", "--name", name, "--timeout", "1"], env=env)
+        assert result.exit_code == 2, result.output
+        (line,) = [x for x in result.stderr.splitlines() if x.startswith("Error:")]
+        assert line.startswith("Error: Elasticsearch did not become healthy within 1 s (--timeout); ")
+        assert "stopped the Elasticsearch processes it started (pid " in line, line
+        pids = [int(p) for p in re.search(r"\(pid ([\d, ]+)\)", line).group(1).split(", ")]
+        assert pids and not any(node._running(p) for p in pids)
+        assert _node_processes(ndir) == []
+        assert not (ndir / "state.json").exists()
+        status = CliRunner().invoke(cli, ["es", "status", "--name", name], env=env)
+        assert status.exit_code == 1 and "not running" in status.output
+    finally:
+        for pid in _node_processes(ndir):  # never leave a node behind, whatever the assertions said
+            os.kill(pid, signal.SIGKILL)
+        node.destroy(name)

@@ -119,3 +119,32 @@ def test_lift_without_chance_is_null_not_infinity() -> None:
     out = precision_at_k(vectors, [{"a"}, {"b"}, {"c"}, {"d"}], k=2)
     assert out["chance"] == 0 and out["lift"] is None
     json.dumps(out, allow_nan=False)
+
+
+def test_evaluate_images_refuses_a_criterion_no_recipe_has(sample_root: Path) -> None:
+    """``--criterion nosuch`` printed ``0.0 / chance 0.0`` and exited 0."""
+    res = CliRunner().invoke(cli, [*_evaluate_pixels(sample_root), "--criterion", "dish|nosuch", "-q"])
+    assert res.exit_code == 2, res.output
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("Error: criterion 'dish|nosuch': no recipe of the heldout photos of ")
+    assert line.endswith("has a nosuch: tag (tag prefixes found: dish, main, method)"), line
+
+
+def test_evaluate_images_refuses_two_encoders_under_one_label(sample_root: Path) -> None:
+    """``-e a=pixels -e a=resnet18:random`` gave two rows labelled ``a``."""
+    args = ["evaluate-images", str(sample_root), "-e", "a=pixels", "-e", "a=resnet18:random", "-q"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    assert "Error: encoder label 'a' is given to more than one -e; give each its own LABEL=" in res.stderr
+    same = CliRunner().invoke(
+        cli, ["evaluate-images", str(sample_root), "-e", "pixels", "-e", "pixels", "-q"]
+    )
+    assert same.exit_code == 2 and "encoder label 'pixels' is given to more than one -e" in same.stderr
+
+
+def test_evaluate_images_reports_the_image_size_it_applied(sample_root: Path) -> None:
+    """``image_size`` was null in the JSON for the pixels encoder although --image-size 8 was applied."""
+    res = CliRunner().invoke(cli, [*_evaluate_pixels(sample_root, "--split", "test"), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.stdout)["results"]
+    assert row["image_size"] == 8 and row["dim"] == 8 * 8 * 3

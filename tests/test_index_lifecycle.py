@@ -150,3 +150,35 @@ def test_jrs_index_builds_a_bbq_hnsw_index(
     assert {props[f]["index_options"]["type"] for f in ("image_vector", "text_vector")} == {"bbq_hnsw"}
     help_text = CliRunner().invoke(cli, ["index", "--help"]).output
     assert "bbq_hnsw" in help_text and "default: hnsw" in help_text.replace("\n", " ")
+
+
+def test_indices_keep_must_be_a_count_and_removals_are_printed(
+    es: Elasticsearch, index_name: str, es_settings
+) -> None:
+    """``--remove-old --keep -1`` deleted every old version and printed nothing about it; ``--keep`` without
+    ``--remove-old`` was silently accepted."""
+    alias = index_name
+    lifecycle.put_template(es, alias, MODEL)
+    v1, v2, v3 = (lifecycle.create_version(es, alias) for _ in range(3))
+    lifecycle.swap_alias(es, alias, v3)
+    with pytest.raises(ConfigError, match="keep must be a whole number >= 0"):
+        lifecycle.remove_old_versions(es, alias, keep=-1)
+    assert lifecycle.list_versions(es, alias) == [v1, v2, v3]  # nothing deleted
+    env = {"ES_URL": es_settings.url}
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["indices", "--alias", alias, *args], env=env)
+
+    bad = run("--remove-old", "--keep", "-1")
+    assert bad.exit_code == 2 and "Invalid value for '--keep': -1 is not in the range x>=0" in bad.stderr
+    alone = run("--keep", "0")
+    assert alone.exit_code == 2 and "--keep applies to --remove-old" in alone.stderr
+    assert lifecycle.list_versions(es, alias) == [v1, v2, v3]
+    kept = run("--remove-old")  # --keep 1: the newest old version stays
+    assert kept.exit_code == 0, kept.output
+    assert kept.stdout.splitlines() == [f"  {v2}  0 docs", f"* {v3}  0 docs", f"removed {v1}"]
+    none = run("--remove-old")
+    assert none.stdout.splitlines()[-1] == "removed nothing (no old version beyond --keep)"
+    removed = run("--remove-old", "--keep", "0", "--json")
+    assert json.loads(removed.stdout)["removed"] == [v2]
+    assert lifecycle.list_versions(es, alias) == [v3]

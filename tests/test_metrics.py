@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from toolkit.errors import VectorError
 from toolkit.evaluation.baselines import (
     chance_metrics,
     chance_result,
@@ -153,7 +154,7 @@ def test_bad_inputs_are_named() -> None:
         retrieval_metrics(bad, x)
     zero = x.copy()
     zero[1] = 0
-    with pytest.raises(ValueError, match="row 1 is all zeros"):
+    with pytest.raises(VectorError, match="row 1 is all zeros"):  # a ToolkitError: one line in the CLI
         pooled_metrics(x, zero)
     with pytest.raises(ValueError, match="paired"):
         full_metrics(x, x[:3])

@@ -107,3 +107,17 @@ def test_commands_refuse_a_model_directory(work: dict[str, Path], tmp_path: Path
         f"Error: {model} is a model directory (it holds manifest.json): {command[0]} would"
     )
     assert sorted(p.name for p in model.iterdir()) == ["manifest.json"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report"])
+def test_a_report_path_that_cannot_be_written_is_refused_before_any_work(
+    command: str, work: dict[str, Path], built_model: Path
+) -> None:
+    """The report is written at the end of an evaluation through the index: the path is checked first (with
+    Elasticsearch unreachable, the work would have exited 3)."""
+    out = work["blocker"] / "r.html"
+    flag = "--report" if command == "evaluate" else "--out"
+    args = [command, str(built_model), flag, str(out), "--index", "recipes"]
+    res = CliRunner().invoke(cli, args, env={"ES_URL": "http://127.0.0.1:9"})
+    assert res.exit_code == 2 and f"cannot write {out}" in res.output, res.output
+    assert "is not a writable directory" in res.output and not out.exists()

@@ -94,6 +94,24 @@ def test_evaluate_prints_model_next_to_baselines(built_model: Path) -> None:
     assert "graded precision@10" in res.stdout
 
 
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["-k", "5"], "-k applies"),
+        (["--mode", "knn"], "--mode applies"),
+        (["--limit", "3", "--num-candidates", "50"], "--num-candidates, --limit apply"),
+    ],
+)
+def test_evaluate_refuses_index_options_without_an_index(
+    built_model: Path, extra: list[str], named: str
+) -> None:
+    """``-k 5`` and ``--mode knn`` only apply through the index; without --index they were silently ignored."""
+    res = CliRunner().invoke(cli, ["evaluate", str(built_model), *extra])
+    assert res.exit_code == 2, res.output
+    assert f"Error: {named} to the queries run through an index: add --index ALIAS" in res.stderr
+    assert "held-out" not in res.stdout  # refused before any evaluation
+
+
 def test_evaluate_through_the_index(built_model: Path, search_alias: str, es_settings) -> None:
     env = {"ES_URL": es_settings.url}
     args = ["evaluate", str(built_model), "--index", search_alias, "--json", "--quiet", "--limit", "30"]

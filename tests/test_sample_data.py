@@ -182,3 +182,55 @@ def test_cli_sample_data(tmp_path):
     result = runner.invoke(sample_data, [str(out), "--recipes", "4"])
     assert result.exit_code == 2 and "already holds a dataset" in result.output
     assert runner.invoke(sample_data, ["--help"]).exit_code == 0
+
+
+def test_an_interrupted_run_is_named_as_such_and_overwrite_redoes_it(tmp_path):
+    """After Ctrl-C, images/ stayed without recipes.jsonl and a rerun was refused as "already holds a
+    dataset". A real `jrs sample-data` process is interrupted with SIGINT while it draws."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "big"
+    cmd = [str(Path(sys.executable).with_name("jrs")), "sample-data", str(out), "--recipes", "20000", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((out / "images").glob("*/*.jpg")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert (out / "images").is_dir() and not (out / "recipes.jsonl").exists()
+    rerun = CliRunner().invoke(sample_data, [str(out), "--recipes", "3"])
+    assert rerun.exit_code == 2
+    assert (
+        f"Error: {str(out)!r} holds images/ but no recipes.jsonl: an unfinished run (interrupted?) left its "
+        "photos there; pass overwrite=True (--overwrite) to replace them"
+    ) in rerun.stderr
+    redo = CliRunner().invoke(sample_data, [str(out), "--recipes", "3", "--image-size", "16", "--overwrite"])
+    assert redo.exit_code == 0, redo.output
+    assert validate_dataset(out).recipes == 3 and len(list((out / "images").iterdir())) <= 3
+
+
+def test_validate_says_an_empty_dataset_holds_no_recipes(tmp_path):
+    """An empty recipes.jsonl was "no rejects: the dataset is valid" (exit 0), which build then refused."""
+    from toolkit.cli.data import validate
+
+    (tmp_path / "recipes.jsonl").write_text("\n\n", encoding="utf-8")
+    res = CliRunner().invoke(validate, [str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.splitlines() == [
+        f"Error: {tmp_path / 'recipes.jsonl'} holds no recipes: there is nothing to build or index"
+    ]
+    assert CliRunner().invoke(validate, [str(tmp_path), "--json"]).exit_code == 2
+    # only rejected records: exit 1 (rejects), and the text says nothing is left
+    (tmp_path / "recipes.jsonl").write_text('{"recipe_id": "r1"}\n', encoding="utf-8")
+    res = CliRunner().invoke(validate, [str(tmp_path)])
+    assert res.exit_code == 1 and "no recipe is valid: there is nothing to build or index" in res.stdout

@@ -339,3 +339,26 @@ def test_cli_tokenize(tmp_path) -> None:
     ]
     result = runner.invoke(tokenize_cmd, [])
     assert result.exit_code != 0 and "TEXT" in result.output
+
+
+def test_cli_tokenize_refuses_an_argument_that_is_not_utf8() -> None:
+    """A terminal in another encoding hands Python surrogate escapes: one usage error, not a traceback."""
+    import subprocess
+    import sys
+
+    code = "import sys; from toolkit.cli.main import cli; sys.argv[0] = 'jrs'; cli()"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "tokenize",
+            "玉ねぎ",
+            b"\xff\xe7\x82\x92".decode("utf-8", "surrogateescape"),
+        ],
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "TEXT 2" in res.stderr and "UTF-8" in res.stderr

@@ -402,3 +402,40 @@ def test_write_report_takes_plain_metrics_without_a_searcher(tmp_path: Path, bui
 def test_recall_curve_from_ranks() -> None:
     curve = recall_curve({"t": np.array([1, 3, 3, 4])}, 4)
     assert curve["t"] == [0.25, 0.25, 0.75, 1.0]
+
+
+def test_report_refuses_sample_options_without_an_index(tmp_path: Path, built_model: Path) -> None:
+    """``--query`` without ``--index`` was silently ignored (0 sample queries)."""
+    out = tmp_path / "r.html"
+    for extra, named in (
+        (["--query", "x"], "--query shapes"),
+        (["--samples", "2"], "--samples shapes"),
+        (["-k", "4", "--query", "x"], "--query, -k shape"),
+    ):
+        res = CliRunner().invoke(cli, ["report", str(built_model), "--out", str(out), *extra])
+        assert res.exit_code == 2, res.output
+        assert f"Error: {named} the sample queries, which are searched in an index: add --index ALIAS" in (
+            res.stderr
+        )
+        assert not out.exists()
+
+
+def test_report_refuses_a_query_that_is_not_utf8(
+    tmp_path: Path, built_model: Path, search_alias: str, env
+) -> None:
+    """``--query $'\\xff'`` (a surrogate-escaped byte in argv) was a UnicodeEncodeError traceback."""
+    out = tmp_path / "r.html"
+    for query, why in (("\udcff", "is not valid Unicode"), ("  ", "is empty")):
+        args = ["report", str(built_model), "--out", str(out), "--index", search_alias, "--query", query]
+        res = CliRunner().invoke(cli, args, env=env)
+        assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+        (line,) = res.stderr.splitlines()
+        assert line.startswith("Error: the query ") and why in line, line
+        assert not out.exists()
+
+
+def test_write_report_refuses_an_evaluation_that_is_not_a_dict(tmp_path: Path, built_model: Path) -> None:
+    from toolkit.errors import ToolkitError
+
+    with pytest.raises(ToolkitError, match="the evaluation to report is a list, not a dict of results"):
+        write_report(built_model, tmp_path / "r.html", evaluation=[])  # type: ignore[arg-type]

@@ -17,3 +17,7 @@ class ConfigError(ToolkitError, ValueError):
 
 class ModelDirError(ToolkitError):
     """A model directory is missing files or was produced by something else."""
+
+
+class VectorError(ToolkitError, ValueError):
+    """Vectors that cannot be ranked: not a 2-D array, NaN or infinite values, or a row of zeros."""

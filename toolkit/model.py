@@ -12,7 +12,6 @@ Layout written by :func:`toolkit.pipeline.build`::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +25,9 @@ from toolkit.fingerprint import check_fingerprint, fingerprint
 
 MANIFEST = "manifest.json"
 REQUIRED = ("manifest.json", "word2vec", "mapping")
+#: What every manifest :func:`toolkit.pipeline.build` writes holds (``encoder``: an object with these).
+MANIFEST_KEYS = ("fingerprint", "word2vec_fingerprint", "dims", "encoder")
+ENCODER_KEYS = ("name", "fingerprint")
 
 
 def model_fingerprint(word2vec_fp: str, encoder_fp: str, mapping_fp: str) -> str:
@@ -40,7 +42,24 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
     missing = [name for name in REQUIRED if not (d / name).exists()]
     if missing:
         raise ModelDirError(f"model directory {d} is incomplete: missing {', '.join(missing)}")
-    return json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+    return _parse_manifest(d / MANIFEST)
+
+
+def _parse_manifest(path: Path) -> dict[str, Any]:
+    """The manifest at ``path``; a :class:`ModelDirError` naming the file when it is damaged."""
+    from toolkit.vectorset import read_json_object
+
+    fix = "rebuild the model with `jrs build`"
+    manifest = read_json_object(path, fix)
+    encoder = manifest.get("encoder")
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if isinstance(encoder, dict):
+        missing += [f"encoder.{k}" for k in ENCODER_KEYS if k not in encoder]
+    elif "encoder" not in missing:
+        missing.append("encoder (an object)")
+    if missing:
+        raise ModelDirError(f"{path} is not a complete model manifest (missing {', '.join(missing)}); {fix}")
+    return manifest
 
 
 def check_query_text(text: str | None) -> str:

@@ -143,10 +143,45 @@ def load_vector_set(directory: str | Path, mmap: bool = True) -> VectorSet:
     missing = [n for n in (VECTORS, IDS, META) if not (d / n).is_file()]
     if missing:
         raise ModelDirError(f"vector set {d} is incomplete: missing {', '.join(missing)}")
-    vectors = np.load(d / VECTORS, mmap_mode="r" if mmap else None)
+    fix = "make the set again (rerun the stage that wrote it)"
+    vectors = _load_array(d / VECTORS, mmap, fix)
     ids = read_lines(d / IDS)
-    meta = json.loads((d / META).read_text(encoding="utf-8"))
+    meta = read_json_object(d / META, fix)
+    if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+        raise ModelDirError(
+            f"vector set {d} is inconsistent: {VECTORS} has shape {vectors.shape} but {IDS} has {len(ids)} ids; {fix}"
+        )
     return VectorSet(ids=ids, vectors=vectors, meta=meta, sources=load_sources(d, len(ids)))
+
+
+def _load_array(path: Path, mmap: bool, fix: str) -> np.ndarray:
+    """The ``.npy`` array at ``path``; a :class:`ModelDirError` naming it when it is truncated or damaged."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        raise ModelDirError(f"{path} is truncated or not a .npy array ({e}); {fix}") from None
+
+
+def read_json_object(path: str | Path, fix: str = "") -> dict[str, Any]:
+    """The JSON object in ``path``; a :class:`ModelDirError` naming the file when it cannot be read, is not
+    UTF-8, not JSON or not an object (``fix``: what to do about it, appended to the message)."""
+    path = Path(path)
+    hint = f"; {fix}" if fix else ""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ModelDirError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}){hint}") from None
+    except json.JSONDecodeError as e:
+        raise ModelDirError(f"{path} is not valid JSON: {e}{hint}") from None
+    except OSError as e:
+        raise ModelDirError(f"{path} cannot be read: {e.strerror or e}{hint}") from None
+    if not isinstance(obj, dict):
+        raise ModelDirError(f"{path} holds a JSON {_json_type(obj)}, not an object{hint}")
+    return obj
+
+
+def _json_type(obj: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(obj), "number")
 
 
 def read_lines(path: Path) -> StringColumn:

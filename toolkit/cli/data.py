@@ -157,6 +157,8 @@ def _validation_text(report: ValidationReport, rejects_file: Path | None, decode
     from toolkit.rejects import stage_counts
 
     stages = stage_counts(Counter(r.stage for r in report.rejects))
+    if not report.recipes:
+        lines.append("no recipe is valid: there is nothing to build or index")
     lines.append(f"{len(report.rejects)} rejected ({stages}):")
     lines += [f"  {r}" for r in report.rejects[:SHOWN_REJECTS]]
     more = len(report.rejects) - SHOWN_REJECTS
@@ -184,7 +186,7 @@ def _validation_text(report: ValidationReport, rejects_file: Path | None, decode
 @user_errors
 def validate(root: Path, rejects_file: Path | None, no_images: bool, decode: bool, as_json: bool) -> None:
     """Check a dataset root (recipes.jsonl + photos); exit status 1 if anything is rejected."""
-    from toolkit.data.jsonl import validate_dataset
+    from toolkit.data.jsonl import DatasetError, recipes_path, validate_dataset
     from toolkit.rejects import RejectsWriter
 
     if decode and no_images:
@@ -193,6 +195,8 @@ def validate(root: Path, rejects_file: Path | None, no_images: bool, decode: boo
         rejects_file.unlink(missing_ok=True)
     with RejectsWriter(rejects_file) as writer:
         report = validate_dataset(root, check_images=not no_images, rejects=writer, decode_images=decode)
+    if report.ok and report.recipes == 0:
+        raise DatasetError(f"{recipes_path(root)} holds no recipes: there is nothing to build or index")
     emit(report.to_dict(), as_json, lambda: _validation_text(report, rejects_file, report.decoded))
     if not report.ok:
         sys.exit(1)

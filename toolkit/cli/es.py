@@ -10,8 +10,21 @@ from toolkit.cli.common import emit, json_option, user_errors
 from toolkit.es import node
 from toolkit.versions import ES_VERSION
 
+
+def _node_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--name``: a safe node name (it names a directory under the toolkit's ``nodes/``)."""
+    try:
+        return node.check_name(value)
+    except node.NodeError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
 name_option = click.option(
-    "--name", default="default", show_default=True, help="Node name (several can run)."
+    "--name",
+    default="default",
+    show_default=True,
+    callback=_node_name,
+    help="Node name (several can run): letters, digits, '_', '.', '-'.",
 )
 
 
@@ -33,7 +46,12 @@ def es_group() -> None:
     show_default=True,
     help="Elasticsearch version (env JRS_ES_VERSION); 9.x runs on a JDK 21+.",
 )
-@click.option("--port", type=int, default=None, help="HTTP port (default: 9200 if free, else any free port).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="HTTP port (default: 9200 if free, else any free port).",
+)
 @click.option(
     "--security/--no-security",
     default=False,
@@ -41,7 +59,13 @@ def es_group() -> None:
     help="Enable x-pack security: a password for `elastic` and HTTPS with a CA made for the node.",
 )
 @click.option("--tls/--no-tls", default=None, help="HTTPS on/off (default: on with --security).")
-@click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for health.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=180,
+    show_default=True,
+    help="Seconds to wait for health; a node not healthy by then is stopped.",
+)
 @json_option
 @user_errors
 def up_cmd(

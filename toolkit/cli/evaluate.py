@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import num_candidates_option
+from toolkit.cli.options import given_on_command_line, num_candidates_option, writable_file
 from toolkit.search.modes import TEXT_MODES
 
 #: Rows of the in-memory table: (label, key in evaluation.json).
@@ -85,6 +84,15 @@ def index_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Options that only apply through the index (``--index``): (flag, parameter).
+INDEX_ONLY_OPTIONS = (
+    ("-k", "k"),
+    ("--num-candidates", "num_candidates"),
+    ("--mode", "modes"),
+    ("--limit", "limit"),
+)
+
+
 @click.command("evaluate")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--index", default=None, help="Also run the held-out queries through this alias or index.")
@@ -94,7 +102,7 @@ def index_table(result: dict[str, Any]) -> str:
     default=None,
     help="Dataset root of the held-out queries (default: the one the model was built from).",
 )
-@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Hits per query through the index.")
 @num_candidates_option
 @click.option(
     "--mode",
@@ -104,19 +112,25 @@ def index_table(result: dict[str, Any]) -> str:
     help="Modes to run through the index (default: all).",
 )
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=None, help="Use at most this many held-out queries."
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use at most this many held-out queries (through the index).",
 )
 @click.option(
     "--report",
     "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
+    callback=writable_file,
     help="Also write a self-contained HTML report (metrics, recall@K curve, baselines, sample photo grids).",
 )
 @json_option
 @quiet_option
 @user_errors
+@click.pass_context
 def evaluate_cmd(
+    ctx: click.Context,
     model_dir: Path,
     index: str | None,
     dataset: Path | None,
@@ -129,17 +143,21 @@ def evaluate_cmd(
     quiet: bool,
 ) -> None:
     """Held-out text->image metrics of MODEL_DIR next to baselines; with --index, also through Elasticsearch."""
-    from toolkit.errors import ModelDirError
     from toolkit.model import read_manifest
+    from toolkit.viz.report import load_evaluation
 
+    if not index:
+        given = [f for f, p in INDEX_ONLY_OPTIONS if given_on_command_line(ctx, p)]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to the queries run through an "
+                "index: add --index ALIAS"
+            )
     manifest = read_manifest(model_dir)
-    ev_path = model_dir / "evaluation.json"
-    if not ev_path.is_file():
-        raise ModelDirError(f"{ev_path} is missing: the model directory was not built by `jrs build`")
     data: dict[str, Any] = {
         "model_dir": str(model_dir),
         "fingerprint": manifest["fingerprint"],
-        "in_memory": json.loads(ev_path.read_text(encoding="utf-8")),
+        "in_memory": load_evaluation(model_dir),
     }
     data["in_memory"].update(_linear_baselines(model_dir, manifest, dataset))
     searcher = None

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import default_from
+from toolkit.cli.options import default_from, given_on_command_line
 from toolkit.device import DEVICE_HELP
 from toolkit.index.template import INDEX_TYPES
 
@@ -269,14 +269,23 @@ def delete_cmd(recipes: tuple[str, ...], alias: str, index_name: str | None, as_
 @click.command("indices")
 @click.option("--alias", default="recipes", show_default=True)
 @click.option("--remove-old", is_flag=True, help="Delete versions the alias does not point at.")
-@click.option("--keep", type=int, default=1, show_default=True, help="Old versions kept with --remove-old.")
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Old versions kept with --remove-old (0: none).",
+)
 @json_option
 @user_errors
-def indices_cmd(alias: str, remove_old: bool, keep: int, as_json: bool) -> None:
+@click.pass_context
+def indices_cmd(ctx: click.Context, alias: str, remove_old: bool, keep: int, as_json: bool) -> None:
     """List the versions behind an alias (and remove old ones on request)."""
     from toolkit.es.client import make_client
     from toolkit.index import lifecycle
 
+    if given_on_command_line(ctx, "keep") and not remove_old:
+        raise click.UsageError("--keep applies to --remove-old: add --remove-old to delete old versions")
     es = make_client()
     removed = lifecycle.remove_old_versions(es, alias, keep) if remove_old else []
     live = lifecycle.alias_targets(es, alias)
@@ -285,14 +294,17 @@ def indices_cmd(alias: str, remove_old: bool, keep: int, as_json: bool) -> None:
         for v in lifecycle.list_versions(es, alias)
     ]
     data = {"alias": alias, "versions": versions, "removed": removed}
-    emit(
-        data,
-        as_json,
-        lambda: (
-            "\n".join(f"{'*' if v['live'] else ' '} {v['index']}  {v['count']} docs" for v in versions)
-            or f"no versions of {alias}"
-        ),
-    )
+    emit(data, as_json, lambda: _versions_text(alias, versions, removed, remove_old))
+
+
+def _versions_text(alias: str, versions: list[dict], removed: list[str], remove_old: bool) -> str:
+    """The versions left (``*``: behind the alias), then one line per index ``--remove-old`` deleted."""
+    lines = [f"{'*' if v['live'] else ' '} {v['index']}  {v['count']} docs" for v in versions]
+    lines = lines or [f"no versions of {alias}"]
+    lines += [f"removed {name}" for name in removed]
+    if remove_old and not removed:
+        lines.append("removed nothing (no old version beyond --keep)")
+    return "\n".join(lines)
 
 
 commands = [index_cmd, delete_cmd, indices_cmd]

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
 from toolkit.cli.common import (
     emit,
@@ -23,7 +22,7 @@ from toolkit.cli.common import (
     refuse_model_dir,
     user_errors,
 )
-from toolkit.cli.options import LINEAR_WEIGHT_HELP, default_from, tower_options
+from toolkit.cli.options import LINEAR_WEIGHT_HELP, default_from, given_on_command_line, tower_options
 from toolkit.device import DEVICE_HELP, resolve_device
 from toolkit.errors import ConfigError
 from toolkit.stages.evaluate import EvaluateOptions
@@ -39,12 +38,7 @@ LOSS_ONLY = {"margin": "triplet", "mining": "triplet"}
 def check_loss_options(ctx: click.Context, loss: str) -> None:
     """Refuse an option of :data:`LOSS_ONLY` given on the command line for a ``loss`` that does not read it."""
     for name, owner in LOSS_ONLY.items():
-        given = ctx.get_parameter_source(name) not in (
-            None,
-            ParameterSource.DEFAULT,
-            ParameterSource.DEFAULT_MAP,
-        )
-        if given and loss != owner:
+        if given_on_command_line(ctx, name) and loss != owner:
             option = "--" + name.replace("_", "-")
             raise ConfigError(
                 f"{option} applies to --loss {owner} only, not {loss}: drop it or pass --loss {owner}"

@@ -148,3 +148,27 @@ index_option = click.option(
     show_envvar=True,
     help="Alias or index.",
 )
+
+
+def given_on_command_line(ctx: click.Context, *names: str) -> list[str]:
+    """Which of the parameters ``names`` the user set (on the command line or by an environment variable),
+    not left at their default: options that only apply with another one are refused when given alone."""
+    from click.core import ParameterSource
+
+    unset = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    return [name for name in names if ctx.get_parameter_source(name) not in unset]
+
+
+def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Click callback for an output file written at the end of long work: refused while the options are read
+    when it could not be created (its nearest existing folder is not a writable directory), not after the work."""
+    if value is None:
+        return value
+    import os
+
+    folder = value.parent if str(value.parent) else Path(".")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write {value}: {folder} is not a writable directory", ctx, param)
+    return value

@@ -97,6 +97,12 @@ def tokenize_cmd(
             ) from None
     if not inputs:
         raise click.UsageError("give TEXT arguments or --file")
+    from toolkit.data.schema import unencodable
+
+    for number, text in enumerate(texts, 1):
+        why = unencodable(text)
+        if why:  # bytes of another encoding, e.g. from a terminal not set to UTF-8
+            raise click.BadParameter(f"TEXT {number} {why}; give UTF-8 text", param_hint="TEXT")
     options = TokenizeOptions(form=form, stopwords_file=stopwords_file)
     rows = tokenize_texts(inputs, options, all_tokens=all_tokens)
     emit(rows, as_json, lambda: "\n".join(" ".join(r["tokens"]) for r in rows))

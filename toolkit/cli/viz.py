@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import default_from, index_option, model_option
+from toolkit.cli.options import default_from, given_on_command_line, index_option, model_option, writable_file
 from toolkit.search.modes import TEXT_MODES, modes_help
 
 dataset_option = click.option(
@@ -159,30 +159,49 @@ def embedding_map_cmd(
     emit(summary, as_json, f"wrote {out}: {summary['points']} points ({projection}); {color_by}: {cats}")
 
 
+#: ``jrs report`` options that only apply to the sample queries searched with --index: (flag, parameter).
+REPORT_SAMPLE_OPTIONS = (("--query", "queries"), ("--samples", "samples"), ("-k", "k"))
+
+
 @click.command("report")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="HTML to write."
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    callback=writable_file,
+    help="HTML to write.",
 )
 @dataset_option
 @click.option("--index", default=None, help="Alias or index: adds sample queries with their photo grids.")
 @click.option(
-    "--query", "queries", multiple=True, help="Sample query (repeatable) [default: evaluation steps]."
+    "--query",
+    "queries",
+    multiple=True,
+    help="Sample query (repeatable; needs --index) [default: evaluation steps].",
 )
 @click.option(
     "--samples",
     type=click.IntRange(min=1),
     default=4,
     show_default=True,
-    help="Sample queries when none are given.",
+    help="Sample queries when none are given (needs --index).",
 )
 @click.option(
-    "-k", "k", type=click.IntRange(1, 100), default=10, show_default=True, help="Photos per sample grid."
+    "-k",
+    "k",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="Photos per sample grid (needs --index).",
 )
 @json_option
 @quiet_option
 @user_errors
+@click.pass_context
 def report_cmd(
+    ctx: click.Context,
     model_dir: Path,
     out: Path,
     dataset_root: Path | None,
@@ -193,9 +212,23 @@ def report_cmd(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Write a self-contained HTML report of MODEL_DIR: metrics, recall@K curve, baselines, sample grids."""
+    """Write a self-contained HTML report of MODEL_DIR: metrics, recall@K curve, baselines, sample grids.
+
+    --query, --samples and -k shape the sample grids, which need --index (they are searched there).
+    """
+    from toolkit.model import check_query_text, read_manifest
     from toolkit.viz.report import write_report
 
+    if not index:
+        given = [f for f, p in REPORT_SAMPLE_OPTIONS if given_on_command_line(ctx, p)]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} the sample queries, which are "
+                "searched in an index: add --index ALIAS"
+            )
+    for q in queries:
+        check_query_text(q)
+    read_manifest(model_dir)  # a damaged model directory is an error, not a note in the page
     searcher = None
     if index:
         from toolkit.es.client import make_client

@@ -147,6 +147,17 @@ def _check_args(n_recipes: int, seed: int, image_size: int, photo_ratio: float, 
         raise ConfigError(f"workers must be at least 1, got {workers}")
 
 
+def _occupied(root: Path, out_file: Path) -> str:
+    """Why ``root`` is refused without ``overwrite``: a dataset, or the photos of a run that never finished
+    (``recipes.jsonl`` is written last, atomically: photos without it are an interrupted run's)."""
+    if out_file.exists():
+        return f"{str(root)!r} already holds a dataset; pass overwrite=True (--overwrite) to replace it"
+    return (
+        f"{str(root)!r} holds {IMAGES_DIR}/ but no {RECIPES_FILE}: an unfinished run (interrupted?) left its "
+        "photos there; pass overwrite=True (--overwrite) to replace them"
+    )
+
+
 def generate_sample(
     root: str | Path,
     n_recipes: int,
@@ -178,9 +189,7 @@ def generate_sample(
     out_file, images = root / RECIPES_FILE, root / IMAGES_DIR
     if out_file.exists() or images.exists():
         if not overwrite:
-            raise ConfigError(
-                f"{str(root)!r} already holds a dataset; pass overwrite=True (--overwrite) to replace it"
-            )
+            raise ConfigError(_occupied(root, out_file))
         out_file.unlink(missing_ok=True)
         shutil.rmtree(images, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ certificate from a CA made for the node (``<node dir>/certs/ca.crt``; the CA key
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -43,6 +44,12 @@ _log = logging.getLogger(__name__)
 
 NODE_USER = "jrs-es"
 DEFAULT_HEAP = "1g"
+#: A node name: a directory under ``<home>/nodes`` (no path separators, no leading dot).
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: An Elasticsearch release number (``8.19.21``, ``9.1.0-SNAPSHOT``).
+VERSION_FORMAT = re.compile(r"\d+\.\d+\.\d+(?:-[A-Za-z0-9.]+)?")
+#: Seconds a stopped node gets to exit on SIGTERM before SIGKILL.
+STOP_GRACE = 30.0
 
 
 class NodeError(ToolkitError):
@@ -75,8 +82,25 @@ def toolkit_home() -> Path:
     return Path.home() / ".cache" / "jrecipe-search"
 
 
+def check_name(name: str) -> str:
+    """``name`` when it is a safe node name (letters, digits, ``_ . -``; a directory under ``nodes/``)."""
+    if not NODE_NAME.fullmatch(name or ""):
+        raise NodeError(
+            f"node name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_version(version: str) -> str:
+    """``version`` when it looks like an Elasticsearch release number (``8.19.21``)."""
+    if not VERSION_FORMAT.fullmatch(version or ""):
+        raise NodeError(f"Elasticsearch version {version!r} is not a release number like 8.19.21")
+    return version
+
+
 def node_dir(name: str = "default") -> Path:
-    return toolkit_home() / "nodes" / name
+    return toolkit_home() / "nodes" / check_name(name)
 
 
 def _which_or_fail(program: str, hint: str) -> str:
@@ -155,7 +179,7 @@ def java_home(version: str | None = None) -> Path:
 
 def fetch_distribution(version: str | None = None, quiet: bool = True) -> Path:
     """Download the integ-test zip with Maven (once) and return its path."""
-    version = version or es_version()
+    version = check_version(version or es_version())
     downloads = toolkit_home() / "downloads"
     zip_path = downloads / f"elasticsearch-{version}.zip"
     if zip_path.is_file() and zipfile.is_zipfile(zip_path):
@@ -175,14 +199,30 @@ def fetch_distribution(version: str | None = None, quiet: bool = True) -> Path:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=downloads)
     if proc.returncode != 0 or not zip_path.is_file():
-        tail = (proc.stdout + proc.stderr)[-2000:]
-        raise NodeError(f"fetching Elasticsearch {version} failed: {' '.join(cmd)}\n{tail}")
+        log = downloads / f"elasticsearch-{version}.maven.log"
+        log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}", encoding="utf-8")
+        raise NodeError(
+            f"fetching Elasticsearch {version} from Maven Central failed: "
+            f"{maven_failure(proc.stdout + proc.stderr)}; full Maven output in {log}"
+        )
     return zip_path
+
+
+def maven_failure(output: str) -> str:
+    """Maven's reason for a failed ``dependency:copy``, in one line (no such version, no network...)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    missing = re.search(r"(\S+) was not found in (\S+)", text)
+    if missing:
+        return f"no such version ({missing.group(1)} was not found in {missing.group(2)})"
+    errors = [line.removeprefix("[ERROR]").strip() for line in text.splitlines() if "[ERROR]" in line]
+    first = next((e for e in errors if e), "") or (text.strip().splitlines() or ["no output"])[-1]
+    reason = re.sub(r"^Failed to execute goal .*? on project [^:]+: ", "", first)
+    return reason if len(reason) <= 300 else reason[:297] + "..."
 
 
 def install_distribution(version: str | None = None) -> Path:
     """Unpack the distribution (once) and return its home directory."""
-    version = version or es_version()
+    version = check_version(version or es_version())
     dist_root = toolkit_home() / "dist"
     home = dist_root / f"elasticsearch-{version}"
     if (home / "bin" / "elasticsearch").is_file():
@@ -221,6 +261,8 @@ def free_port(preferred: int | None = None, strict: bool = False) -> int:
     The probe uses ``SO_REUSEADDR`` as Elasticsearch does, so a port whose old connections linger in
     TIME_WAIT (a node just killed) still counts as free.
     """
+    if preferred is not None and not 0 <= preferred <= 65535:
+        raise NodeError(f"port {preferred} is not a TCP port (1-65535)")
     candidates = [preferred] if preferred else []
     for port in [*candidates, 0]:
         if port == 0 and strict and preferred:
@@ -465,9 +507,13 @@ def up(
 
     ``tls`` (default: as ``security``) serves HTTPS with a certificate from a CA made for the node;
     ``transport_port`` fixes the transport port (for a cluster of local nodes, with ``extra_settings``).
+    ``timeout`` (seconds, > 0) bounds the start once the distribution is installed: a node not healthy by
+    then is stopped, not left behind.
     Progress notes go to this module's logger at info level.
     """
-    version = version or es_version()
+    version = check_version(version or es_version())
+    if not timeout > 0:
+        raise NodeError(f"the start timeout must be more than 0 seconds, got {timeout}")
     tls = security if tls is None else tls
     ndir = node_dir(name)
     state = read_state(name)
@@ -533,10 +579,8 @@ def up(
     if os.geteuid() == 0:
         os.chown(ndir / "tmp", *_ensure_node_user())
     _log.info(f"starting Elasticsearch {version} on http://127.0.0.1:{http_port} (java: {jhome})")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ndir)
-    if proc.returncode != 0 or not pid_file.is_file():
-        raise NodeError(f"Elasticsearch failed to start (exit {proc.returncode}):\n{_log_tail(ndir, proc)}")
-    pid = int(pid_file.read_text().strip())
+    deadline = time.monotonic() + timeout
+    launcher, proc, pid = _launch(cmd, env, ndir, pid_file, deadline, timeout)
     state = NodeState(
         name=name,
         version=version,
@@ -550,15 +594,129 @@ def up(
         ca_certs=ca_certs,
     )
     (ndir / "state.json").write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            raise NodeError(f"Elasticsearch exited during start-up:\n{_log_tail(ndir, proc)}")
-        h = health(state)
-        if h and h.get("status") in ("yellow", "green"):
-            return state
-        time.sleep(0.5)
-    raise NodeError(f"Elasticsearch did not become healthy within {timeout:.0f}s:\n{_log_tail(ndir, proc)}")
+    try:
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                raise NodeError(f"Elasticsearch exited during start-up:\n{_log_tail(ndir, proc)}")
+            h = health(state)
+            if h and h.get("status") in ("yellow", "green"):
+                return state
+            time.sleep(0.5)
+    except KeyboardInterrupt:  # stop what was started, as on a timeout
+        _abandon_start(launcher, pid_file, ndir)
+        raise
+    raise _timed_out(ndir, timeout, _abandon_start(launcher, pid_file, ndir))
+
+
+def _launch(
+    cmd: list[str], env: dict[str, str], ndir: Path, pid_file: Path, deadline: float, timeout: float
+) -> tuple[subprocess.Popen, subprocess.CompletedProcess, int]:
+    """Run the daemonising start script until it returns: the finished launcher, its output and the node's PID.
+
+    The script runs in a session of its own, so the node it forks can be stopped with it when the start
+    runs past ``deadline`` (or is interrupted) before the node has written its PID file.
+    """
+    launcher = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ndir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = launcher.communicate(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise _timed_out(ndir, timeout, _abandon_start(launcher, pid_file, ndir)) from None
+    except BaseException:
+        _abandon_start(launcher, pid_file, ndir)
+        raise
+    proc = subprocess.CompletedProcess(cmd, launcher.returncode, out, err)
+    pid = _read_pid(pid_file)
+    if proc.returncode != 0 or pid is None:
+        _abandon_start(launcher, pid_file, ndir)
+        raise NodeError(f"Elasticsearch failed to start (exit {proc.returncode}):\n{_log_tail(ndir, proc)}")
+    return launcher, proc, pid
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return _pid_alive(pid)
+    return stat_line.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _group_members(group: int) -> list[int]:
+    """The processes of process group ``group`` (from /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group:
+                members.append(int(entry.name))
+    return members
+
+
+def _abandon_start(launcher: subprocess.Popen, pid_file: Path, ndir: Path) -> list[int]:
+    """Stop a start that failed, ran out of time or was interrupted: the launcher, every process of its
+    session's process group (the node it forks is one, also one forked while this runs) and the node whose
+    PID file it wrote (SIGTERM, SIGKILL after :data:`STOP_GRACE`); forget the node's state. Returns the PIDs
+    stopped, the launcher's aside."""
+    if launcher.poll() is None:
+        launcher.kill()
+    launcher.wait()
+    for pipe in (launcher.stdout, launcher.stderr):
+        if pipe is not None:
+            pipe.close()
+    stopped: set[int] = set()
+    kill_at = time.monotonic() + STOP_GRACE
+    while time.monotonic() < kill_at + 5.0:
+        running = {p for p in _started_processes(launcher.pid, pid_file, ndir) if _running(p)}
+        if not running:
+            break
+        late = time.monotonic() >= kill_at
+        for p in running if late else running - stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL if late else signal.SIGTERM)
+        stopped |= running
+        time.sleep(0.2)
+    (ndir / "state.json").unlink(missing_ok=True)
+    pid_file.unlink(missing_ok=True)
+    return sorted(stopped)
+
+
+def _started_processes(group: int, pid_file: Path, ndir: Path) -> set[int]:
+    """What a start made: the processes of the launcher's group and the node its PID file names."""
+    found = set(_group_members(group))
+    pid = _read_pid(pid_file)
+    if pid is not None and _pid_alive(pid) and _pid_is_node(pid, ndir):
+        found.add(pid)
+    return found
+
+
+def _timed_out(ndir: Path, timeout: float, stopped: list[int]) -> NodeError:
+    """The error of a start that ran past ``timeout``, saying what was stopped."""
+    what = (
+        f"stopped the Elasticsearch processes it started (pid {', '.join(map(str, stopped))})"
+        if stopped
+        else "no Elasticsearch process was left running"
+    )
+    return NodeError(
+        f"Elasticsearch did not become healthy within {timeout:g} s (--timeout); {what}; logs in {ndir / 'logs'}"
+    )
 
 
 def _log_tail(ndir: Path, proc: subprocess.CompletedProcess | None = None, lines: int = 40) -> str:

@@ -100,12 +100,43 @@ def precision_at_k(
     }
 
 
-def criterion_labels(tags: Sequence[Sequence[str]], criterion: str) -> list[set[str]]:
-    """Each item's labels for ``criterion`` (``"dish"``, ``"main|dish"``, …): its tags with those prefixes."""
+def criterion_prefixes(criterion: str) -> list[str]:
+    """The tag prefixes of ``criterion`` (``"dish|main"`` -> ``["dish", "main"]``)."""
     prefixes = [p.strip() for p in criterion.split("|") if p.strip()]
     if not prefixes:
         raise ConfigError(f"empty relevance criterion {criterion!r}")
+    return prefixes
+
+
+def criterion_labels(tags: Sequence[Sequence[str]], criterion: str) -> list[set[str]]:
+    """Each item's labels for ``criterion`` (``"dish"``, ``"main|dish"``, …): its tags with those prefixes."""
+    prefixes = criterion_prefixes(criterion)
     return [{t for t in item if t.split(":", 1)[0] in prefixes and ":" in t} for item in tags]
+
+
+def check_criteria(tags: Sequence[Sequence[str]], criteria: Sequence[str], where: str) -> None:
+    """Refuse a criterion naming a tag prefix no item has (it would score 0 against a chance of 0)."""
+    found = sorted({t.split(":", 1)[0] for item in tags for t in item if ":" in t})
+    for c in criteria:
+        absent = [p for p in criterion_prefixes(c) if p not in found]
+        if absent:
+            raise ConfigError(
+                f"criterion {c!r}: no recipe of {where} has a {', '.join(f'{p}:' for p in absent)} tag "
+                f"(tag prefixes found: {', '.join(found) or 'none'})"
+            )
+
+
+def check_labels(specs: Sequence[EncoderSpec]) -> None:
+    """Refuse two encoders under one label (their rows could not be told apart)."""
+    seen: dict[str, int] = {}
+    for spec in specs:
+        seen[spec.label or spec.name] = seen.get(spec.label or spec.name, 0) + 1
+    repeated = [label for label, n in seen.items() if n > 1]
+    if repeated:
+        raise ConfigError(
+            f"encoder label {', '.join(map(repr, repeated))} is given to more than one -e; "
+            "give each its own LABEL= (e.g. -e a=pixels -e b=resnet18:random)"
+        )
 
 
 # --------------------------------------------------------------------------- datasets and encoders
@@ -181,11 +212,13 @@ def evaluate_image_encoders(
 
     if not specs:
         raise ConfigError("name at least one encoder to evaluate")
+    check_labels(specs)
     photos = collect_photos(root, split, split_seed)
     if len(photos.items) < 2:
         raise ToolkitError(
             f"only {len(photos.items)} photos in the {split} split of {root}; nothing to retrieve"
         )
+    check_criteria(photos.tags, criteria, f"the {split} photos of {root}")
     tmp = None
     if cache_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="jrs-eval-images-")
@@ -219,7 +252,7 @@ def evaluate_image_encoders(
             "weights": getattr(enc, "weights_source", spec.weights),
             "fingerprint": enc.fingerprint,
             "dim": int(enc.dim),
-            "image_size": getattr(getattr(enc, "preprocess", None), "crop", None),
+            "image_size": applied_image_size(enc, image_size),
             "criteria": {},
         }
         for c in criteria:
@@ -237,6 +270,14 @@ def evaluate_image_encoders(
         "criteria": list(criteria),
         "results": results,
     }
+
+
+def applied_image_size(encoder: Any, requested: int | None) -> int | None:
+    """The side of the square an encoder sees: its preprocessing's crop (CNNs) or grid (pixels), else the
+    size it was asked for (a plug-in that does not say)."""
+    pre = getattr(encoder, "preprocess", None)
+    size = getattr(pre, "crop", None) or getattr(pre, "size", None)
+    return int(size) if isinstance(size, int) else requested
 
 
 def results_table(report: dict[str, Any]) -> str:

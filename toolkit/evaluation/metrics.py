@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.errors import VectorError
+
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 DIRECTIONS = ("text_to_image", "image_to_text")
 #: Most rows of queries scored per matrix product.
@@ -29,13 +31,15 @@ def l2_normalize(x: np.ndarray, what: str = "vectors") -> np.ndarray:
     """Float32 copy with unit-length rows; a clear error for non-finite or all-zero rows."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D [N, D] array, got shape {x.shape}")
+        raise VectorError(f"{what} must be a 2-D [N, D] array, got shape {x.shape}")
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():
-        raise ValueError(f"{what} row {int(np.flatnonzero(~finite)[0])} contains NaN or infinite values")
+        raise VectorError(f"{what} row {int(np.flatnonzero(~finite)[0])} contains NaN or infinite values")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if (norms == 0).any():
-        raise ValueError(f"{what} row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros (no direction)")
+        raise VectorError(
+            f"{what} row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros (no direction)"
+        )
     return x / norms
 
 

@@ -150,7 +150,9 @@ def swap_alias(es: Elasticsearch, alias: str, index: str) -> list[str]:
 def remove_old_versions(es: Elasticsearch, alias: str, keep: int = 1) -> list[str]:
     """Delete versions older than the one behind the alias, keeping the newest ``keep`` of them. Only on
     request. Versions newer than it (a load still running, or one made with ``--no-swap``) are never
-    removed, nor is anything while the alias points at no version."""
+    removed, nor is anything while the alias points at no version. A negative ``keep`` is refused."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise ConfigError(f"keep must be a whole number >= 0 (old versions kept), got {keep!r}")
     live = set(alias_targets(es, alias))
     versions = list_versions(es, alias)
     newest_live = max((v for v in versions if v in live), default=None)

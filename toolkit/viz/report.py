@@ -44,13 +44,13 @@ GRADED_CRITERIA = ("main", "method", "both")
 
 
 def load_evaluation(model_dir: str | Path) -> dict[str, Any]:
+    """``MODEL_DIR/evaluation.json``; a :class:`ModelDirError` naming it when it is missing or damaged."""
+    from toolkit.vectorset import read_json_object
+
     path = Path(model_dir) / EVALUATION_FILE
     if not path.is_file():
         raise ModelDirError(f"{path} does not exist; build the model with `jrs build` first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ModelDirError(f"{path} is not valid JSON: {e}") from e
+    return read_json_object(path, "rebuild the model with `jrs build`")
 
 
 def result_sets(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -377,6 +377,10 @@ def write_report(
 
     model_dir = Path(model_dir)
     evaluation = evaluation if evaluation is not None else load_evaluation(model_dir)
+    if not isinstance(evaluation, dict):
+        raise ToolkitError(
+            f"the evaluation to report is a {type(evaluation).__name__}, not a dict of results"
+        )
     if isinstance(evaluation.get("in_memory"), dict):  # the shape `jrs evaluate --json` prints
         through_index = through_index or evaluation.get("through_index")
         evaluation = evaluation["in_memory"]
