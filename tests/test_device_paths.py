@@ -153,3 +153,12 @@ def test_cuda_forward_keeps_the_vectors() -> None:
     got = enc.encode_batch(batch.pin_memory())
     cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
     assert enc.precision == CUDA_PRECISION and float(cos.min()) >= 0.999
+
+
+def test_model_device_is_a_spec_or_a_torch_device(built_model: Path) -> None:
+    from toolkit.errors import ConfigError
+    from toolkit.model import SearchModel
+
+    assert SearchModel.load(built_model, device=torch.device("cpu")).device == "cpu"
+    with pytest.raises(ConfigError, match=r"^device must be a str \(auto, cpu, cuda or cuda:N\), got int 0$"):
+        SearchModel.load(built_model, device=0)  # type: ignore[arg-type]

@@ -245,3 +245,68 @@ def test_elasticsearch_failures_map_to_documented_exit_codes() -> None:
     lost = es_failure(ConnectionError("connection reset"))
     assert lost is not None and exit_code_of(lost) == 3 and "stopped answering" in str(lost)
     assert es_failure(ValueError("a bug")) is None  # not an Elasticsearch failure: its traceback stays
+
+
+def _unreachable() -> Elasticsearch:
+    """A client of a port nothing listens on (found free, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return Elasticsearch(f"http://127.0.0.1:{port}", max_retries=0)
+
+
+def test_library_searches_raise_toolkit_errors_when_elasticsearch_is_unreachable(
+    built_model: Path, sample_root: Path, steps
+) -> None:
+    """Not elastic_transport.ConnectionError: the EsUnavailable the README promises (the CLI's exit 3)."""
+    from elastic_transport import ConnectionError as TransportConnectionError
+
+    from toolkit.es.client import EsUnavailable
+    from toolkit.search.dispatch import SearchOptions, search, search_photo, search_text
+    from toolkit.search.modes import TEXT_MODES
+
+    model = SearchModel.load(built_model)
+    with pytest.raises(EsUnavailable, match="stopped answering") as opened:
+        Searcher(_unreachable(), model, "recipes")
+    assert isinstance(opened.value.__cause__, TransportConnectionError)
+    searcher = Searcher(_unreachable(), model, "recipes", check=False)
+    for mode in TEXT_MODES:
+        with pytest.raises(EsUnavailable) as failed:
+            search_text(searcher, "玉ねぎ", mode=mode)
+        assert isinstance(failed.value.__cause__, TransportConnectionError), mode
+    photo = sample_root / next(s["image"] for s in steps if s["image"])
+    with pytest.raises(EsUnavailable):
+        search_photo(searcher, photo)
+    with pytest.raises(EsUnavailable):
+        search(searcher, like=[steps[0]["step_id"]])
+    with pytest.raises(EsUnavailable):
+        search(searcher, "玉ねぎ", options=SearchOptions(mode="keyword", explain=True))
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid", "rrf", "linear"])
+def test_library_searches_raise_toolkit_errors_for_refused_requests(searcher: Searcher, mode: str) -> None:
+    """What Elasticsearch refuses (more clauses than it allows) is a ToolkitError naming its reason, chained
+    from the client's error: one request (keyword, hybrid) or an item of an _msearch (rrf, linear)."""
+    from elasticsearch import ApiError
+
+    from toolkit.search.dispatch import search_text
+
+    with pytest.raises(
+        ToolkitError, match=r"Elasticsearch refused the request \(HTTP 400\).*maxClauseCount"
+    ) as e:
+        search_text(searcher, "玉ねぎを薄切りにします。" * 3000, mode=mode)
+    assert not isinstance(e.value, ApiError)
+    if mode in ("keyword", "hybrid"):
+        assert isinstance(e.value.__cause__, ApiError)
+
+
+def test_a_searcher_of_a_missing_index_raises_toolkit_errors(es, built_model: Path) -> None:
+    from toolkit.search.dispatch import search_text
+
+    searcher = Searcher(es, SearchModel.load(built_model), "jrs-no-such-index", check=False)
+    with pytest.raises(ToolkitError, match=r"HTTP 404.*no such index \[jrs-no-such-index\]"):
+        search_text(searcher, "玉ねぎ", mode="keyword")
+    with pytest.raises(ToolkitError, match="does not exist"):
+        search_text(searcher, "玉ねぎ")

@@ -4,6 +4,7 @@ the CLI, on the real node with the session's sample index."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,7 @@ def test_more_like_these_with_padded_ids_and_composed_texts(searcher: Searcher) 
 def test_a_mode_that_cannot_apply_is_noted_and_a_lone_filter_value_is_one_value(searcher: Searcher) -> None:
     first = search(searcher, QUERY, options=SearchOptions(k=1)).hits[0]
     like = search(searcher, like=[first.step_id], options=SearchOptions(mode="keyword", k=3))
-    assert like.mode == "like" and any("--mode keyword applies to a text alone" in n for n in like.notes)
+    assert like.mode == "like" and any("keyword" in n and "applies to a text alone" in n for n in like.notes)
     assert Filters(ingredients="玉ねぎ").ingredients == ("玉ねぎ",)  # not its three characters
 
 
@@ -191,3 +192,58 @@ def test_cli_group_explain_and_like(built_model: Path, search_alias: str, es_set
     assert len(hits) == 3 and step not in [h["step_id"] for h in hits]
     res = runner.invoke(cli, [*base, "xyzzyq"], env=env)
     assert res.exit_code == 2 and "nearest known words" in res.output
+
+
+def test_a_keyword_search_notes_a_text_the_model_does_not_know_and_no_hit(searcher: Searcher) -> None:
+    """kNN refuses such a text with suggestions; a keyword search ran it silently and returned nothing."""
+    from toolkit.search.dispatch import search_text
+
+    result = search_text(searcher, "zzzqqq", mode="keyword")
+    assert result.hits == []
+    assert any(
+        "no word of the query is in the model's vocabulary (unknown: zzzqqq; nearest known words: zzzqqq ->"
+        in n
+        for n in result.notes
+    ), result.notes
+    assert any(n.startswith("no hit: no step with a photo holds a word of the query (") for n in result.notes)
+    with pytest.raises(ToolkitError, match="nearest known words: zzzqqq ->"):
+        search_text(searcher, "zzzqqq")  # kNN: the error, as before
+    assert search_text(searcher, QUERY, mode="keyword").notes == []  # known words, hits: nothing to say
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid", "rrf", "linear"])
+def test_a_search_with_no_hit_says_so(searcher: Searcher, mode: str) -> None:
+    nowhere = Filters(recipe_ids=("no-such-recipe",))
+    for group in (None, "recipe"):
+        result = search(searcher, QUERY, options=SearchOptions(mode=mode, filters=nowhere, group=group))
+        assert result.hits == [] and not result.groups
+        assert any(n.startswith("no hit: no step with a photo the filters allow") for n in result.notes)
+
+
+def test_fusion_from_the_knn_list_alone_is_noted(
+    es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    """An index of other recipes than the model learned from: a word it knows that no indexed step holds
+    finds photos by kNN only, and the fused result says so."""
+    from toolkit.index.indexer import IndexOptions, index_dataset
+    from toolkit.search.dispatch import search_text
+
+    lines = (sample_root / "recipes.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+    (tmp_path / "recipes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for line in lines:  # their photos (copies: a link out of the dataset root is not followed)
+        rid = json.loads(line)["recipe_id"]
+        shutil.copytree(sample_root / "images" / rid, tmp_path / "images" / rid)
+    index_dataset(es, tmp_path, built_model, IndexOptions(alias=index_name))
+    searcher = Searcher(es, SearchModel.load(built_model), index_name)
+    es.indices.refresh(index=index_name)
+    word = next(
+        w
+        for w in searcher.model.word_vectors.index
+        if searcher.tokens(w) == [w]
+        and not es.count(index=index_name, query={"term": {"tokens": w}})["count"]
+    )
+    assert search_text(searcher, word, mode="keyword").hits == []
+    for mode in ("rrf", "linear"):
+        result = search_text(searcher, word, mode=mode, k=3)
+        assert len(result.hits) == 3
+        assert "no step holds a word of the query: fused from the kNN list alone" in result.notes

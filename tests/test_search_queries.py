@@ -130,3 +130,66 @@ def test_num_candidates_default_is_declared_once_and_reaches_every_entry_point()
     for k, nc in ((10, 0), (20, 10), (10, 20_000), (20_000, None)):
         with pytest.raises(ToolkitError, match="need 1 <= k <= num_candidates <= 10000"):
             knn_params(k, nc)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"k": 0}, "k must be a whole number >= 1, got 0"),
+        ({"k": "5"}, "k must be a whole number >= 1, got str '5'"),
+        ({"k": 2.5}, "k must be a whole number >= 1, got float 2.5"),
+        ({"k": True}, "k must be a whole number >= 1, got bool True"),
+        ({"mode": "x"}, "unknown search mode 'x'; choose one of knn, keyword"),
+        ({"mode": None}, "unknown search mode None"),
+        (
+            {"k": 50, "num_candidates": 20},
+            "need 1 <= k <= num_candidates <= 10000, got k=50, num_candidates=20",
+        ),
+        ({"num_candidates": "300"}, "num_candidates must be a whole number, got str '300'"),
+        (
+            {"filters": {"tags": ["main:玉ねぎ"]}},
+            r"filters must be a toolkit.Filters \(e.g. Filters\(\*\*filters\)",
+        ),
+        ({"hybrid": {"knn_boost": 2}}, "hybrid must be a toolkit.HybridParams"),
+        ({"group": "tag"}, "unknown grouping 'tag'; choose one of recipe"),
+        ({"group": "recipe", "per_group": 0}, "steps per recipe must be between 1 and 100, got 0"),
+        ({"per_group": "3"}, "per_group must be a whole number, got str '3'"),
+        ({"explain": "yes"}, "explain must be True or False, got str 'yes'"),
+    ],
+)
+def test_search_options_are_checked_when_made(bad: dict, message: str) -> None:
+    """Each bad field is a ConfigError naming it at construction, not at the first search (or never)."""
+    from toolkit.search.dispatch import SearchOptions
+
+    with pytest.raises(ConfigError, match=message):
+        SearchOptions(**bad)
+
+
+def test_search_options_normalise_what_they_accept() -> None:
+    from toolkit.search.dispatch import SearchOptions
+
+    opts = SearchOptions(k=np.int64(7), num_candidates=np.int32(70), filters=None, hybrid=None)
+    assert type(opts.k) is int and opts.k == 7 and type(opts.num_candidates) is int
+    assert opts.filters == Filters() and opts.hybrid == HybridParams()
+    assert SearchOptions(mode="rrf", group="recipe", per_group=5).grouping().per_group == 5
+
+
+def test_filter_and_fusion_values_are_type_checked() -> None:
+    assert Filters(tags=["main:玉ねぎ"]).tags == ("main:玉ねぎ",)  # a list is kept as a tuple
+    assert Filters(recipe_ids=(r for r in ("r1", "r2"))).recipe_ids == ("r1", "r2")  # one pass is enough
+    for bad, message in (
+        ({"tags": 5}, "filter tags must be a str or a sequence of str, got int 5"),
+        ({"tags": b"main"}, "filter tags must be a str or a sequence of str, got bytes"),
+        ({"ingredients": ["玉ねぎ", 3]}, "filter ingredients: every value must be a str, got int 3"),
+        ({"include_text_only": "no"}, "include_text_only must be True or False"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            Filters(**bad)
+    with pytest.raises(ConfigError, match="keyword_boost must be a finite number >= 0, got str '1'"):
+        HybridParams(keyword_boost="1")
+    with pytest.raises(ConfigError, match="window must be a whole number, got float 2.5"):
+        HybridParams(window=2.5)
+    with pytest.raises(ConfigError, match="k must be a whole number, got float 2.5"):
+        KnnParams(k=2.5)
+    with pytest.raises(ConfigError, match="k must be a whole number >= 1, got str '5'"):
+        knn_params("5")

@@ -12,22 +12,57 @@ Layout written by :func:`toolkit.pipeline.build`::
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
 from toolkit.device import DEFAULT_DEVICE, is_cuda, resolve_device
-from toolkit.errors import ModelDirError, ToolkitError
+from toolkit.errors import ConfigError, ModelDirError, ToolkitError
 from toolkit.fingerprint import check_fingerprint, fingerprint
+
+if TYPE_CHECKING:
+    from toolkit.image.loading import PhotoSource
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 REQUIRED = ("manifest.json", "word2vec", "mapping")
 #: What every manifest :func:`toolkit.pipeline.build` writes holds (``encoder``: an object with these).
 MANIFEST_KEYS = ("fingerprint", "word2vec_fingerprint", "dims", "encoder")
 ENCODER_KEYS = ("name", "fingerprint")
+
+#: Held while an image encoder is built: random initial weights are drawn from torch's process-wide generator
+#: (:func:`toolkit.seeding.torch_seeded`), so two builds at once, in any two models, would mix their draws.
+_ENCODER_BUILD = threading.Lock()
+
+T = TypeVar("T")
+
+
+class _built_once(Generic[T]):  # noqa: N801 - used as a decorator, like functools.cached_property
+    """Like ``functools.cached_property``, but built once even when threads ask at the same time (under the
+    instance's ``_lock``; from Python 3.12 ``cached_property`` no longer locks)."""
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        with obj._lock:  # once stored, the instance's attribute is found first and no lock is taken
+            if self.name not in obj.__dict__:
+                obj.__dict__[self.name] = self.build(obj)
+            return obj.__dict__[self.name]
 
 
 def model_fingerprint(word2vec_fp: str, encoder_fp: str, mapping_fp: str) -> str:
@@ -63,7 +98,10 @@ def _parse_manifest(path: Path) -> dict[str, Any]:
 
 
 def check_query_text(text: str | None) -> str:
-    """``text`` unchanged, or a clear error when it is empty, only white space or not valid Unicode."""
+    """``text`` unchanged, or a clear error when it is not a str, empty, only white space or not valid Unicode."""
+    if text is not None and not isinstance(text, str):
+        hint = ": decode it first (e.g. data.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
+        raise ConfigError(f"the query must be a str, got {type(text).__name__}{hint}")
     if text is None or not text.strip():
         raise ToolkitError("the query is empty")
     from toolkit.data.schema import unencodable
@@ -82,17 +120,36 @@ class SearchModel:
 
     ``device`` (``auto``, ``cpu``, ``cuda[:N]``) is where the photo encoder runs; the text side and the
     mapping stay on the CPU (one query, or one batch of texts, is too small to gain from a GPU).
+
+    One model may serve many threads: each lazily built part (tokenizer, photo encoder) is built once.
     """
 
     directory: Path
     manifest: dict[str, Any]
     device: str = DEFAULT_DEVICE
     _encoder: Any = field(default=None, repr=False)
+    _lock: Any = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = DEFAULT_DEVICE) -> SearchModel:
-        """The model in ``model_dir``, its photo encoder to run on ``device`` (resolved now: a bad spec or
-        a missing GPU is a :class:`~toolkit.errors.ConfigError` before anything is loaded)."""
+    def load(
+        cls, model_dir: str | os.PathLike, device: str = DEFAULT_DEVICE, warm: bool = False
+    ) -> SearchModel:
+        """The model in ``model_dir``, its photo encoder to run on ``device`` (a spec or a ``torch.device``,
+        resolved now: a bad spec or a missing GPU is a :class:`~toolkit.errors.ConfigError` before anything is
+        loaded). ``warm``: build the tokenizer and the photo encoder now (:meth:`warm_up`), not on the first
+        query."""
+        if not isinstance(model_dir, (str, os.PathLike)):
+            raise ConfigError(
+                f"model_dir must be a path (str or os.PathLike), got {type(model_dir).__name__}"
+            )
+        if type(device).__name__ == "device" and type(device).__module__ == "torch":
+            device = str(device)  # a torch.device: its spec
+        if device is not None and not isinstance(device, str):
+            raise ConfigError(
+                f"device must be a str (auto, cpu, cuda or cuda:N), got {type(device).__name__} {device!r}"
+            )
+        if not isinstance(warm, bool):
+            raise ConfigError(f"warm must be True or False, got {warm!r}")
         resolved = resolve_device(device)
         d = Path(model_dir)
         manifest = read_manifest(d)
@@ -106,7 +163,16 @@ class SearchModel:
         check_fingerprint(
             "model", manifest["fingerprint"], expected, f"manifest of {d} does not match its parts"
         )
+        if warm:
+            model.warm_up()
         return model
+
+    def warm_up(self) -> SearchModel:
+        """Build what the first text or photo query would otherwise build (the tokenizer, the photo encoder);
+        returns the model."""
+        self.tokenizer  # noqa: B018
+        self.encoder()
+        return self
 
     @property
     def fingerprint(self) -> str:
@@ -120,19 +186,19 @@ class SearchModel:
     def encoder_name(self) -> str:
         return self.manifest["encoder"]["name"]
 
-    @cached_property
+    @_built_once
     def word_vectors(self):
         from toolkit.text.word2vec import WordVectors
 
         return WordVectors.load(self.directory / "word2vec")
 
-    @cached_property
+    @_built_once
     def tokenizer(self):
         from toolkit.text.tokenizer import Tokenizer
 
         return Tokenizer(self.word_vectors.tokenizer_config)
 
-    @cached_property
+    @_built_once
     def mapping(self):
         from toolkit.mapping.checkpoint import load_mapping
 
@@ -145,29 +211,35 @@ class SearchModel:
         )
 
     def encoder(self):
-        """The image encoder the model was trained with, on :attr:`device` (built on first use, fingerprint
-        checked). On the CPU it may run on ONNX Runtime/OpenVINO (``$JRS_IMAGE_BACKEND`` or auto); on CUDA
-        it runs on torch."""
+        """The image encoder the model was trained with, on :attr:`device` (built on first use, once even when
+        threads ask together; fingerprint checked). On the CPU it may run on ONNX Runtime/OpenVINO
+        (``$JRS_IMAGE_BACKEND`` or auto); on CUDA it runs on torch."""
         if self._encoder is None:
-            from toolkit.image.encoders import create_encoder
-
-            spec = self.manifest["encoder"]
-            device = resolve_device(self.device)
-            enc = create_encoder(
-                spec["name"],
-                weights=spec["weights"],
-                device=device,
-                backend="torch" if is_cuda(device) else None,
-                **spec.get("options", {}),
-            )
-            check_fingerprint(
-                "image encoder",
-                spec["fingerprint"],
-                enc.fingerprint,
-                "the encoder's weights differ from those the model was trained with",
-            )
-            self._encoder = enc
+            with _ENCODER_BUILD:
+                if self._encoder is None:
+                    self._encoder = self._build_encoder()
         return self._encoder
+
+    def _build_encoder(self):
+        from toolkit.image.encoders import create_encoder
+
+        spec = self.manifest["encoder"]
+        device = resolve_device(self.device)
+        log.debug("building the image encoder %s on %s", spec["name"], device)
+        enc = create_encoder(
+            spec["name"],
+            weights=spec["weights"],
+            device=device,
+            backend="torch" if is_cuda(device) else None,
+            **spec.get("options", {}),
+        )
+        check_fingerprint(
+            "image encoder",
+            spec["fingerprint"],
+            enc.fingerprint,
+            "the encoder's weights differ from those the model was trained with",
+        )
+        return enc
 
     # --- text -----------------------------------------------------------------------------------
     def text_features(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -225,15 +297,20 @@ class SearchModel:
     def embed_image_features(self, features: np.ndarray) -> np.ndarray:
         return self.mapping.model.embed_image(np.asarray(features, dtype=np.float32))
 
-    def image_features(self, paths: list[Path]) -> np.ndarray:
-        """Backbone features of photo files (raises ImageRejected for a bad file)."""
+    def image_features(self, photos: Sequence[PhotoSource]) -> np.ndarray:
+        """Backbone features of photos: files, or anything :func:`toolkit.image.loading.load_photo` takes
+        (raises ImageRejected for a photo that cannot be used)."""
         import torch
 
-        from toolkit.image.loading import load_image
+        from toolkit.image.loading import load_photo
 
         enc = self.encoder()
-        batch = torch.stack([enc.preprocess(load_image(p)) for p in paths])
+        batch = torch.stack([enc.preprocess(load_photo(p)) for p in photos])
         return enc.encode_batch(batch)
 
-    def embed_image_files(self, paths: list[Path]) -> np.ndarray:
-        return self.embed_image_features(self.image_features(paths))
+    def embed_photos(self, photos: Sequence[PhotoSource]) -> np.ndarray:
+        """Shared-space vectors of photos (paths, bytes, PIL images or uint8 arrays; see ``load_photo``)."""
+        return self.embed_image_features(self.image_features(photos))
+
+    def embed_image_files(self, paths: Sequence[Path]) -> np.ndarray:
+        return self.embed_photos(paths)

@@ -1,4 +1,5 @@
-"""Safe photo loading: one RGB ``PIL.Image`` or an :class:`ImageRejected` with a clear reason.
+"""Safe photo loading: one RGB ``PIL.Image`` or an :class:`ImageRejected` with a clear reason
+(:func:`load_image` for a file, :func:`load_photo` for a path, bytes, a PIL image or an array).
 
 Policy:
 
@@ -17,15 +18,17 @@ Policy:
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 
 #: Default pixel limit (width x height) above which an image is refused as a decompression bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -133,23 +136,66 @@ def load_image(
     """
     p = Path(path)
     _check_file(p)
+    try:
+        with p.open("rb") as fh:
+            return _open_decode(fh, max_pixels, draft_size)
+    except OSError as e:  # the file vanished or became unreadable between stat and open
+        raise ImageRejected(f"image file cannot be read: {e.strerror or e}") from e
+
+
+#: A photo as :func:`load_photo` takes it (a query photo of the Python API).
+PhotoSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
+#: What :func:`load_photo` accepts, in words (its error messages).
+PHOTO_SOURCES = "a path, the bytes of an image file, a PIL.Image or an HxWx3 (RGB) or HxW (grey) uint8 array"
+
+
+def load_photo(
+    photo: PhotoSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """``photo`` as an 8-bit RGB image under the module policy, or :class:`ImageRejected` naming the reason.
+
+    A path is :func:`load_image`; the bytes of an image file are decoded the same way (same formats and
+    checks); a ``PIL.Image`` (its current frame) and an ``H x W x 3`` (RGB) or ``H x W`` (grey) ``uint8``
+    array get the pixel limit, the EXIF orientation and the colour conversion (transparency on white).
+    The caller's image or array is never changed. Anything else is a :class:`~toolkit.errors.ConfigError`
+    naming what was given and what is accepted.
+    """
+    if isinstance(photo, (str, os.PathLike)):
+        return load_image(photo, max_pixels=max_pixels, draft_size=draft_size)
+    if isinstance(photo, (bytes, bytearray, memoryview)):
+        data = bytes(photo)
+        if not data:
+            raise ImageRejected("empty image data (0 bytes)")
+        return _open_decode(io.BytesIO(data), max_pixels, draft_size)
+    if isinstance(photo, Image.Image):
+        return _decode(photo, max_pixels, None)  # no draft: it would change the caller's image
+    if isinstance(photo, np.ndarray):
+        if photo.dtype != np.uint8 or not (photo.ndim == 2 or (photo.ndim == 3 and photo.shape[2] == 3)):
+            raise ConfigError(
+                f"a photo array must be HxWx3 (RGB) or HxW (grey) uint8; got a {photo.dtype} array "
+                f"of shape {photo.shape}"
+            )
+        return _decode(Image.fromarray(np.ascontiguousarray(photo)), max_pixels, None)
+    given = repr(photo)
+    given = given if len(given) <= 60 else given[:57] + "..."
+    raise ConfigError(f"a photo must be {PHOTO_SOURCES}; got {type(photo).__name__} {given}")
+
+
+def _open_decode(fh: BinaryIO, max_pixels: int, draft_size: int | None) -> Image.Image:
+    """The image in the open binary file ``fh``, decoded under the module policy."""
     Image.init()  # register every plugin: Image.open(formats=...) does not do it itself
     with warnings.catch_warnings():
         # Our own max_pixels check is the limit that counts; PIL's warning is noise here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with p.open("rb") as fh:
-                try:
-                    img = Image.open(fh, formats=list(ALLOWED_FORMATS))
-                except Image.DecompressionBombError as e:
-                    raise ImageRejected(f"decompression bomb: {e}") from e
-                except UnidentifiedImageError:
-                    raise ImageRejected(
-                        f"not an image or unsupported format (accepted: {', '.join(ALLOWED_FORMATS)})"
-                    ) from None
-                except (OSError, SyntaxError, ValueError, EOFError) as e:
-                    raise ImageRejected(f"corrupt image header ({type(e).__name__}: {e})") from e
-                with img:
-                    return _decode(img, max_pixels, draft_size)
-        except OSError as e:  # the file vanished or became unreadable between stat and open
-            raise ImageRejected(f"image file cannot be read: {e.strerror or e}") from e
+            img = Image.open(fh, formats=list(ALLOWED_FORMATS))
+        except Image.DecompressionBombError as e:
+            raise ImageRejected(f"decompression bomb: {e}") from e
+        except UnidentifiedImageError:
+            raise ImageRejected(
+                f"not an image or unsupported format (accepted: {', '.join(ALLOWED_FORMATS)})"
+            ) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise ImageRejected(f"corrupt image header ({type(e).__name__}: {e})") from e
+        with img:
+            return _decode(img, max_pixels, draft_size)

@@ -3,16 +3,18 @@ in any mode, optionally grouped by recipe, composed with ``plus``/``minus`` text
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from toolkit.data.schema import unencodable
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.model import check_query_text
-from toolkit.search.engine import Searcher, SearchResult
+from toolkit.search.engine import Searcher, SearchResult, check_searcher_parts, given
 from toolkit.search.modes import TEXT_MODES
 from toolkit.search.queries import (
     Filters,
@@ -21,14 +23,23 @@ from toolkit.search.queries import (
     KnnParams,
     compose,
     num_candidates_for,
+    whole_number,
 )
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from toolkit.image.loading import PhotoSource
+
+log = logging.getLogger(__name__)
 
 GROUPS = ("recipe",)
 
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """How to search: mode, size, filters, fusion weights, grouping and explanation."""
+    """How to search: mode, size, filters, fusion weights, grouping and explanation; checked when made
+    (a :class:`~toolkit.errors.ConfigError` names the bad field). ``filters``/``hybrid`` None: the defaults."""
 
     mode: str = "knn"
     k: int = 10
@@ -41,33 +52,59 @@ class SearchOptions:
     #: tokens, known/unknown words with suggestions, leave-one-word-out contributions
     explain: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, str) or self.mode not in TEXT_MODES:
+            raise ConfigError(f"unknown search mode {self.mode!r}; choose one of {', '.join(TEXT_MODES)}")
+        params = knn_params(self.k, self.num_candidates)  # the one rule of the CLI, the page and the API
+        object.__setattr__(self, "k", params.k)
+        if self.num_candidates is not None:
+            object.__setattr__(self, "num_candidates", params.num_candidates)
+        for name, kind in (("filters", Filters), ("hybrid", HybridParams)):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, kind())
+            elif not isinstance(value, kind):
+                raise ConfigError(
+                    f"{name} must be a toolkit.{kind.__name__} (e.g. {kind.__name__}(**{name}) for a dict), "
+                    f"got {given(value)}"
+                )
+        if self.group is not None and not isinstance(self.group, str):
+            raise ConfigError(f"group must be None or one of {', '.join(GROUPS)}, got {given(self.group)}")
+        object.__setattr__(self, "per_group", whole_number("per_group", self.per_group, None))
+        if not isinstance(self.explain, bool):
+            raise ConfigError(f"explain must be True or False, got {given(self.explain)}")
+        self.grouping()
+
     def grouping(self) -> Grouping | None:
         if self.group is None:
             return None
         if self.group not in GROUPS:
-            raise ToolkitError(f"unknown grouping {self.group!r}; choose one of {', '.join(GROUPS)}")
-        try:
-            return Grouping(per_group=self.per_group)
-        except ValueError as e:
-            raise ToolkitError(str(e)) from e
+            raise ConfigError(f"unknown grouping {self.group!r}; choose one of {', '.join(GROUPS)}")
+        return Grouping(per_group=self.per_group)
 
 
 def search(
     searcher: Searcher,
     text: str | None = None,
     *,
-    photo: str | Path | None = None,
-    like: Sequence[str] = (),
-    plus: Sequence[str] = (),
-    minus: Sequence[str] = (),
+    photo: PhotoSource | None = None,
+    like: Sequence[str] | str = (),
+    plus: Sequence[str] | str = (),
+    minus: Sequence[str] | str = (),
     options: SearchOptions | None = None,
 ) -> SearchResult:
-    """Run one query. Exactly one base: ``text`` (in ``options.mode``), ``photo``, or ``like`` (step ids:
-    the mean of their photo vectors, plus ``text`` when given); ``plus``/``minus`` texts compose a vector
-    query (kNN). Clear errors for a bad mode, k, grouping or a missing query."""
+    """Run one query. Exactly one base: ``text`` (in ``options.mode``), ``photo`` (a path, the bytes of an
+    image file, a ``PIL.Image`` or an ``H x W x 3`` / ``H x W`` ``uint8`` array), or ``like`` (step ids: the
+    mean of their photo vectors, plus ``text`` when given); ``plus``/``minus`` texts compose a vector query
+    (kNN). ``like``, ``plus`` and ``minus`` take a sequence of str, or one str as one item. A clear
+    :class:`~toolkit.errors.ToolkitError` for a bad argument, mode, k, grouping or a missing query."""
+    _check_searcher(searcher)
+    if options is not None and not isinstance(options, SearchOptions):
+        raise ConfigError(f"options must be a toolkit.SearchOptions, got {given(options)}")
     opts = options or SearchOptions()
-    if opts.mode not in TEXT_MODES:
-        raise ToolkitError(f"unknown search mode {opts.mode!r}; choose one of {', '.join(TEXT_MODES)}")
+    if text is not None:
+        _check_text_type("text", text)
+    like, plus, minus = _texts("like", like), _texts("plus", plus), _texts("minus", minus)
     if text is not None and not text.strip():
         text = None
     if text is None and photo is None and not like:
@@ -79,11 +116,16 @@ def search(
     if bad_ids:
         raise ToolkitError(f"cannot search like these steps: {bad_ids!r} {unencodable(bad_ids[0])}")
     if photo is not None and (text is not None or like):
-        raise ToolkitError("give a text or a photo, not both (or --plus/--minus to compose with the photo)")
+        raise ToolkitError(
+            "give a text or a photo, not both (to compose the photo with texts, give them as plus/minus: "
+            "--plus/--minus)"
+        )
+    image = _decoded_photo(photo) if photo is not None else None
     params = knn_params(opts.k, opts.num_candidates)
     group = opts.grouping()
     ignored = (
-        f"--mode {opts.mode} applies to a text alone: a photo, like-these or composed query is a kNN search"
+        f"mode {opts.mode!r} (--mode) applies to a text alone: a photo, like-these or composed query is a "
+        "kNN search"
         if opts.mode != "knn" and (photo is not None or like or plus or minus)
         else None
     )
@@ -99,7 +141,7 @@ def search(
         result = searcher.knn(vector, params, filters, mode="like", group=group)
         result.notes.append(note)
     elif photo is not None or plus or minus:
-        base = searcher.image_vector(photo) if photo is not None else searcher.text_vector(text)  # type: ignore[arg-type]
+        base = _photo_vector(searcher, photo, image) if photo is not None else searcher.text_vector(text)  # type: ignore[arg-type]
         vector = _composed(searcher, base, plus, minus)
         label = "image" if photo is not None and not (plus or minus) else "composed"
         if label == "image":  # a photo alone is sent as the index stores photos: its own scores 1
@@ -166,7 +208,7 @@ def _composed(searcher: Searcher, base: np.ndarray, plus: Sequence[str], minus: 
         )
     except ValueError as e:
         raise ToolkitError(
-            f"the composed query is empty: the --plus/--minus texts cancel its base out ({e})"
+            f"the composed query is empty: the plus/minus texts (--plus/--minus) cancel its base out ({e})"
         ) from e
 
 
@@ -185,22 +227,95 @@ def search_text(
     num_candidates: int | None = None,
     hybrid: HybridParams | None = None,
 ) -> SearchResult:
-    """Run ``text`` in ``mode`` (one of ``TEXT_MODES``); a clear error for a bad mode or k."""
-    if not text or not text.strip():
+    """Run ``text`` in ``mode`` (one of ``TEXT_MODES``); a clear error for a bad argument, mode or k."""
+    _check_searcher(searcher)
+    _check_text_type("text", text)
+    if not text.strip():
         raise ToolkitError("the query text is empty")
-    opts = SearchOptions(mode, k, num_candidates, filters or Filters(), hybrid or HybridParams())
+    opts = SearchOptions(mode, k, num_candidates, filters, hybrid)
     return search(searcher, text, options=opts)
 
 
 def search_photo(
-    searcher: Searcher, photo: str | Path, k: int = 10, filters: Filters | None = None
+    searcher: Searcher, photo: PhotoSource, k: int = 10, filters: Filters | None = None
 ) -> SearchResult:
-    """Query by photo: its shared-space vector against the indexed photos."""
-    return search(searcher, photo=photo, options=SearchOptions(k=k, filters=filters or Filters()))
+    """Query by photo (a path, the bytes of an image file, a ``PIL.Image`` or an ``H x W x 3`` / ``H x W``
+    ``uint8`` array): its shared-space vector against the indexed photos."""
+    _check_searcher(searcher)
+    if photo is None:
+        raise ConfigError("search_photo needs a photo: a path, bytes, a PIL.Image or a uint8 array")
+    return search(searcher, photo=photo, options=SearchOptions(k=k, filters=filters))
 
 
 def knn_params(k: int, num_candidates: int | None = None) -> KnnParams:
+    """``k`` and its candidates (:func:`~toolkit.search.queries.num_candidates_for`), checked."""
+    k = whole_number("k", k)
+    if num_candidates is not None:
+        num_candidates = whole_number("num_candidates", num_candidates, None)
+    return KnnParams(k=k, num_candidates=num_candidates_for(k, num_candidates))
+
+
+def _check_searcher(searcher: object) -> None:
+    """A :class:`ConfigError` unless ``searcher`` is a :class:`Searcher` over a client, a model and an index
+    name (a ``Searcher`` checks them when made; its attributes may have been replaced since)."""
+    if not isinstance(searcher, Searcher):
+        raise ConfigError(
+            "searcher must be a toolkit.Searcher(es, toolkit.SearchModel.load(model_dir), index), "
+            f"got {given(searcher)}"
+        )
+    check_searcher_parts(searcher.es, searcher.model, searcher.index)
+
+
+def _check_text_type(name: str, value: object) -> None:
+    if isinstance(value, (bytes, bytearray)):
+        raise ConfigError(f"{name} must be a str, got bytes: decode it first (e.g. data.decode('utf-8'))")
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a str, got {given(value)}")
+
+
+def _texts(name: str, value: object) -> tuple[str, ...]:
+    """``like``/``plus``/``minus`` as a tuple of str: one str is one item (not its characters), None none."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, Iterable):
+        raise ConfigError(f"{name} must be a str or a sequence of str, got {given(value)}")
+    items = tuple(value)
+    for item in items:
+        _check_text_type(f"every item of {name}", item)
+    return items
+
+
+def _decoded_photo(photo: object) -> Image.Image | None:
+    """A photo given as data (bytes, a PIL image, an array) decoded now by the safe loader, so a bad one fails
+    before any model work; None for a path (the searcher reads the file)."""
+    from toolkit.image.loading import ImageRejected, load_photo
+
+    if isinstance(photo, (str, os.PathLike)):
+        return None
     try:
-        return KnnParams(k=k, num_candidates=num_candidates_for(k, num_candidates))
-    except ValueError as e:
-        raise ToolkitError(str(e)) from e
+        return load_photo(photo)  # type: ignore[arg-type] - a wrong type is its ConfigError
+    except ImageRejected as e:
+        raise ToolkitError(f"query photo ({_photo_label(photo)}): {e}") from e
+
+
+def _photo_label(photo: Any) -> str:
+    if isinstance(photo, np.ndarray):
+        return f"a {'x'.join(map(str, photo.shape))} {photo.dtype} array"
+    if isinstance(photo, (bytes, bytearray, memoryview)):
+        return f"{memoryview(photo).nbytes} bytes"
+    size = getattr(photo, "size", None)
+    return (
+        f"a {size[0]}x{size[1]} {photo.mode} PIL image" if isinstance(size, tuple) else type(photo).__name__
+    )
+
+
+def _photo_vector(searcher: Searcher, photo: PhotoSource, image: Image.Image | None) -> np.ndarray:
+    """The shared-space vector of a query photo, centred like the indexed photos."""
+    if image is None:
+        return searcher.image_vector(photo)  # type: ignore[arg-type] - a path
+    from toolkit.index.centring import centred
+
+    # Searcher.image_vector takes a path: a photo given as data is embedded and centred the same way here
+    return centred(searcher.model.embed_photos([image]), searcher.photo_centre)[0]

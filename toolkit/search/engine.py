@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from elasticsearch import ApiError, BadRequestError, Elasticsearch
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.es.client import es_failure
 from toolkit.index.centring import centre_from_meta, centred
 from toolkit.index.hubness import (
+    EXTRA_DIMS,
     HubCorrection,
     correction_from_meta,
     layout_from_meta,
@@ -35,6 +42,26 @@ from toolkit.search.queries import (
     knn_request,
     rrf_retriever_request,
 )
+
+log = logging.getLogger(__name__)
+
+#: how often (seconds) a :class:`Searcher` asks which indices its alias points at: one ``GET <alias>/_alias``
+#: (about 0.5 ms on a local node, a seventh of a kNN search), so at most once a second by default
+RECHECK_S = 1.0
+
+
+@contextmanager
+def es_errors() -> Iterator[None]:
+    """Elasticsearch failures raised inside as the :class:`ToolkitError` they stand for
+    (:func:`toolkit.es.client.es_failure`: :class:`~toolkit.es.client.EsUnavailable` when the cluster cannot be
+    reached), chained from the original."""
+    try:
+        yield
+    except (ApiError, TransportError) as e:
+        failure = es_failure(e)
+        if failure is None:  # pragma: no cover - every ApiError and TransportError maps to one
+            raise
+        raise failure from e
 
 
 @dataclass
@@ -111,28 +138,132 @@ class SearchResult:
         return asdict(self)
 
 
-class Searcher:
-    """Queries one index (or alias) with the model that built it (fingerprint checked on open)."""
+@dataclass
+class _Target:
+    """The concrete indices a :class:`Searcher`'s index, alias or pattern resolved to, read with their ``_meta``:
+    how their photo vectors were made (centre, hubness ``beta``; the correction itself built on first use)."""
 
-    def __init__(self, es: Elasticsearch, model: SearchModel, index: str, check: bool = True) -> None:
+    indices: tuple[str, ...]
+    meta: dict[str, Any]
+    centre: np.ndarray | None
+    beta: float | None
+    hub: HubCorrection | None = None
+
+
+def given(value: object) -> str:
+    """``value`` for an error message: its type and a short repr."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def check_searcher_parts(es: object, model: object, index: object) -> None:
+    """A :class:`ConfigError` unless ``es`` is an Elasticsearch client, ``model`` a :class:`SearchModel` and
+    ``index`` an index or alias name (what a :class:`Searcher` needs)."""
+    if not isinstance(es, Elasticsearch):
+        raise ConfigError(
+            f"the searcher's es must be an Elasticsearch client (toolkit.make_client()), got {given(es)}"
+        )
+    if not isinstance(model, SearchModel):
+        raise ConfigError(
+            f"the searcher's model must be a toolkit.SearchModel (SearchModel.load(model_dir)), got {given(model)}"
+        )
+    if not isinstance(index, str) or not index.strip():
+        raise ConfigError(f"the searcher's index must be an index or alias name, got {given(index)}")
+
+
+class Searcher:
+    """Queries one index, alias or pattern with the model that built it (fingerprint checked on open, unless
+    ``check=False``).
+
+    It follows an alias that is swapped to a new index (``jrs index`` while a server runs): the concrete indices
+    the name resolved to are remembered with their ``_meta`` (model fingerprint, photo centre, hubness
+    correction); before a request, at most every ``recheck_s`` seconds, it asks again (one ``GET <name>/_alias``;
+    0: before every request). When they changed it reads and checks the ``_meta`` again, logged at INFO: an index
+    of another model raises :class:`~toolkit.fingerprint.FingerprintMismatch` on every search until the name
+    points at one of this model again, and photo queries take the new index's centre and layout. A query vector
+    Elasticsearch refuses for its dimensions (a swap within ``recheck_s``) makes it ask at once and, when the
+    target changed, run the search once more. Elasticsearch failures raise the :class:`ToolkitError` they stand
+    for (:func:`toolkit.es.client.es_failure`: :class:`~toolkit.es.client.EsUnavailable` when unreachable, exit
+    status 3 in the CLI), chained from the original."""
+
+    def __init__(
+        self,
+        es: Elasticsearch,
+        model: SearchModel,
+        index: str,
+        check: bool = True,
+        recheck_s: float = RECHECK_S,
+    ) -> None:
+        check_searcher_parts(es, model, index)
+        if not isinstance(check, bool):
+            raise ConfigError(f"check must be True or False, got {given(check)}")
+        if isinstance(recheck_s, bool) or not isinstance(recheck_s, (int, float)) or not recheck_s >= 0:
+            raise ConfigError(f"recheck_s must be a number of seconds >= 0, got {given(recheck_s)}")
         self.es = es
         self.model = model
         self.index = index
+        self.check = check
+        self.recheck_s = float(recheck_s)
         self._server_rrf: bool | None = None
-        # how the index's photo vectors were made (centre, hubness beta), read once from its _meta
-        self._photo_meta: tuple[np.ndarray | None, float | None] | None = None
-        self._index_meta: dict[str, Any] = {}
-        self._hub: HubCorrection | None = None  # the index's hubness correction, for photo queries
+        self._target: _Target | None = None  # read on open (check) or on the first photo query
+        self._checked_at = -math.inf  # when the alias was last resolved (time.monotonic)
+        self._lock = threading.Lock()
         if check:
-            self._read_photo_meta(check_index_model(es, index, model.fingerprint).meta)
+            self._load()
 
-    def _read_photo_meta(self, meta: dict[str, Any]) -> tuple[np.ndarray | None, float | None]:
-        self._index_meta = meta
-        self._photo_meta = (centre_from_meta(meta, self.model.dims), layout_from_meta(meta))
-        return self._photo_meta
+    # --- the index behind the name ---------------------------------------------------------------
+    def _resolve(self) -> tuple[str, ...]:
+        """The concrete indices ``self.index`` names now (none when it names nothing)."""
+        try:
+            return tuple(sorted(self.es.indices.get_alias(index=self.index).body))
+        except NotFoundError:
+            return ()
+
+    def _load(self, indices: tuple[str, ...] | None = None) -> _Target:
+        """Read (and with ``check`` check) the ``_meta`` of the indices the name resolves to."""
+        with es_errors():
+            if indices is None:
+                indices = self._resolve()
+            if self.check:
+                info = check_index_model(self.es, self.index, self.model.fingerprint)
+            else:
+                info = index_info(self.es, self.index)
+        meta = info.meta
+        target = _Target(indices, meta, centre_from_meta(meta, self.model.dims), layout_from_meta(meta))
+        self._target = target
+        self._checked_at = time.monotonic()
+        return target
+
+    def _follow(self, force: bool = False) -> None:
+        """Re-read the ``_meta`` when the name resolves to other indices than when it was read; asked at most
+        every ``recheck_s`` seconds, or now with ``force``. Nothing before the ``_meta`` was first read."""
+        target = self._target
+        if target is None or (not force and time.monotonic() - self._checked_at < self.recheck_s):
+            return
+        with self._lock:
+            if self._target is not target:  # another thread just re-read it
+                return
+            self._checked_at = time.monotonic()
+            with es_errors():
+                indices = self._resolve()
+            if indices == target.indices:
+                return
+            log.info(
+                "%s now points at %s (was %s): reading its _meta again",
+                self.index,
+                ", ".join(indices) or "no index",
+                ", ".join(target.indices) or "no index",
+            )
+            self._checked_at = -math.inf  # asked again on the next request until the new _meta is accepted
+            self._load(indices)
+
+    def _current(self) -> _Target:
+        self._follow()
+        return self._target or self._load()
 
     def _photo_layout(self) -> tuple[np.ndarray | None, float | None]:
-        return self._photo_meta or self._read_photo_meta(index_info(self.es, self.index).meta)
+        target = self._current()
+        return target.centre, target.beta
 
     @property
     def photo_centre(self) -> np.ndarray | None:
@@ -156,15 +287,16 @@ class Searcher:
 
     def as_stored_photo(self, vector: np.ndarray) -> np.ndarray:
         """A shared-space photo vector in the form the index stores it (with the hubness correction: its
-        offset computed from the model's bank, built once). Searched with, a photo finds its own stored
-        photo with cosine 1, as a stored ``image_vector`` pasted into a kNN query does."""
-        if self.photo_hubness_beta is None:
+        offset computed from the model's bank, built once per index). Searched with, a photo finds its own
+        stored photo with cosine 1, as a stored ``image_vector`` pasted into a kNN query does."""
+        target = self._current()
+        if target.beta is None:
             return vector
-        if self._hub is None:
-            hub = correction_from_meta(self._index_meta, self.model)  # the _meta read with the beta
+        if target.hub is None:
+            hub = correction_from_meta(target.meta, self.model)  # the _meta read with the beta
             assert hub is not None  # the index records a correction
-            self._hub = hub
-        return self._hub.photo_layout(np.asarray(vector, np.float32)[None])[0]
+            target.hub = hub
+        return target.hub.photo_layout(np.asarray(vector, np.float32)[None])[0]
 
     def field_vector(self, vector: np.ndarray, field: str) -> np.ndarray:
         """``vector`` in the form ``field`` is searched with: for ``image_vector`` a shared-space vector goes
@@ -172,6 +304,15 @@ class Searcher:
         if field != "image_vector" or len(vector) != self.model.dims:
             return vector
         return self.photo_query(vector)
+
+    def _relayout(self, vector: np.ndarray, made_under: _Target | None) -> np.ndarray:
+        """A vector in the stored photo form of an index since swapped out, in the current index's form."""
+        dims = self.model.dims
+        if made_under is None or made_under.beta is None or len(vector) != dims + EXTRA_DIMS:
+            return vector
+        if self._target is made_under:
+            return vector
+        return self.as_stored_photo(unlift_photo(vector, dims, made_under.beta))
 
     # --- query vectors ---------------------------------------------------------------------------
     def text_vector(self, text: str) -> np.ndarray:
@@ -204,6 +345,43 @@ class Searcher:
         return tokens
 
     # --- requests --------------------------------------------------------------------------------
+    def msearch(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The responses to ``bodies``, searched on the index in one ``_msearch``; a :class:`ToolkitError` with
+        Elasticsearch's reason when one of them failed."""
+        searches: list[dict[str, Any]] = []
+        for b in bodies:
+            searches.extend([{"index": self.index}, b])
+        self._follow()
+        with es_errors():
+            responses = self.es.msearch(searches=searches)["responses"]
+        for r in responses:
+            if "error" in r:
+                status = r.get("status", "?")
+                raise ToolkitError(
+                    f"Elasticsearch refused the request (HTTP {status}): {_reason(r['error'])}"
+                )
+        return responses
+
+    def mget(self, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        """The documents ``ids`` of the index with ``fields`` of their source (``found`` false when missing)."""
+        self._follow()
+        with es_errors():
+            return self.es.mget(index=self.index, ids=list(ids), source_includes=list(fields))["docs"]
+
+    def _retrying(self, attempt: Callable[[], SearchResult]) -> SearchResult:
+        """``attempt()``; once more when Elasticsearch refused its query vector's dimensions and the name was
+        found to point at another index since (swapped within ``recheck_s``)."""
+        before = self._target
+        try:
+            return attempt()
+        except ToolkitError as e:
+            if "different number of dimensions" not in str(e):
+                raise
+            self._follow(force=True)
+            if self._target is before:
+                raise
+        return attempt()
+
     def _run(
         self,
         mode: str,
@@ -214,8 +392,10 @@ class Searcher:
     ) -> SearchResult:
         if group is not None:
             body = group.apply(body, k or int(body["size"]))
+        self._follow()
         t = time.perf_counter()
-        resp = self.es.search(index=self.index, **body)
+        with es_errors():
+            resp = self.es.search(index=self.index, **body)
         total = (time.perf_counter() - t) * 1000
         raw = resp["hits"]["hits"]
         result = SearchResult(mode, [Hit.from_es(h) for h in raw], [body], float(resp["took"]), total, fusion)
@@ -231,11 +411,30 @@ class Searcher:
         mode: str = "knn",
         group: Grouping | None = None,
     ) -> SearchResult:
-        vector = self.field_vector(vector, params.field)
-        return self._run(mode, knn_request(vector, params, filters), group=group, k=params.k)
+        made_under = self._target  # a photo in the stored form was made for this index's layout
+
+        def attempt() -> SearchResult:
+            self._follow()
+            query = self.field_vector(self._relayout(vector, made_under), params.field)
+            return self._run(mode, knn_request(query, params, filters), group=group, k=params.k)
+
+        return self._retrying(attempt)
 
     def keyword(self, text: str, k: int, filters: Filters, group: Grouping | None = None) -> SearchResult:
-        return self._run("keyword", keyword_request(self.tokens(text), k, filters), group=group, k=k)
+        """BM25 on the step tokens; a note when no step matched, or when no word of the text is in the model's
+        vocabulary (the other modes cannot search it)."""
+        tokens = self.tokens(text)
+        result = self._run("keyword", keyword_request(tokens, k, filters), group=group, k=k)
+        from toolkit.search.explain import unknown_words_note
+
+        note = unknown_words_note(self.model, text)
+        if note:
+            result.notes.append(note)
+        if not result.hits:
+            result.notes.append(
+                f"no hit: no {_steps(filters)} holds a word of the query ({' '.join(tokens)})"
+            )
+        return result
 
     def hybrid(
         self,
@@ -246,9 +445,13 @@ class Searcher:
         group: Grouping | None = None,
     ) -> SearchResult:
         """One request with ``query`` + ``knn``: boosted scores are added by Elasticsearch."""
-        vector = self.field_vector(self.text_vector(text), params.field)
-        body = hybrid_request(self.tokens(text), vector, params, filters, hybrid)
-        return self._run("hybrid", body, fusion="score-sum", group=group, k=params.k)
+
+        def attempt() -> SearchResult:
+            vector = self.field_vector(self.text_vector(text), params.field)
+            body = hybrid_request(self.tokens(text), vector, params, filters, hybrid)
+            return self._run("hybrid", body, fusion="score-sum", group=group, k=params.k)
+
+        return _noted(self._retrying(attempt), filters)
 
     def rrf(
         self,
@@ -287,13 +490,14 @@ class Searcher:
         group: Grouping | None,
     ) -> SearchResult:
         if group is None:
-            return run(text, params, filters, hybrid)
+            return _noted(self._retrying(lambda: run(text, params, filters, hybrid)), filters)
         wide = group.window(params.k)
-        result = run(text, KnnParams(wide, max(params.num_candidates, wide), params.field), filters, hybrid)
+        wide_params = KnnParams(wide, max(params.num_candidates, wide), params.field)
+        result = self._retrying(lambda: run(text, wide_params, filters, hybrid))
         result.groups = group_hits(result.hits, params.k, group.per_group)
         result.hits = [g.steps[0] for g in result.groups]
         result.notes.append(f"grouped by recipe after fusing the best {wide} steps")
-        return result
+        return _noted(result, filters)
 
     def _query_forms(self, text: str, field: str) -> tuple[list[str], np.ndarray]:
         return self.tokens(text), self.field_vector(self.text_vector(text), field)
@@ -304,18 +508,11 @@ class Searcher:
         """The keyword and the kNN list of the best ``max(hybrid.window, k)`` steps, in one ``_msearch``:
         the request bodies, the two hit lists, the slower ``took`` and the round trip (ms)."""
         bodies = fusion_msearch_bodies(tokens, vector, params, filters, hybrid)
-        searches: list[dict[str, Any]] = []
-        for b in bodies:
-            searches.extend([{"index": self.index}, b])
         t = time.perf_counter()
-        resp = self.es.msearch(searches=searches)
+        responses = self.msearch(bodies)
         total = (time.perf_counter() - t) * 1000
-        lists = []
-        for r in resp["responses"]:
-            if "error" in r:
-                raise ToolkitError(f"search failed: {r['error'].get('reason', r['error'])}")
-            lists.append(r["hits"]["hits"])
-        return bodies, lists, float(max(r["took"] for r in resp["responses"])), total
+        lists = [r["hits"]["hits"] for r in responses]
+        return bodies, lists, float(max(r["took"] for r in responses)), total
 
     def _rrf(self, text: str, params: KnnParams, filters: Filters, hybrid: HybridParams) -> SearchResult:
         tokens, vector = self._query_forms(text, params.field)
@@ -325,22 +522,57 @@ class Searcher:
                 result = self._run("rrf", body, fusion="server")
                 self._server_rrf = True
                 return result
-            except (BadRequestError, ApiError) as e:
-                if not _rrf_unavailable(e):
+            except ToolkitError as e:
+                if not (isinstance(e.__cause__, ApiError) and _rrf_unavailable(e.__cause__)):
                     raise
                 self._server_rrf = False
         bodies, lists, took, total = self._both_lists(tokens, vector, params, filters, hybrid)
         fused = rrf_fuse(lists, params.k, hybrid.rank_constant)
-        note = "server-side RRF is not available on this cluster: fused client-side"
-        return SearchResult("rrf", [Hit.from_es(h) for h in fused], bodies, took, total, "client", [note])
+        notes = [
+            "server-side RRF is not available on this cluster: fused client-side",
+            *_one_sided(fused, lists),
+        ]
+        return SearchResult("rrf", [Hit.from_es(h) for h in fused], bodies, took, total, "client", notes)
 
     def _linear(self, text: str, params: KnnParams, filters: Filters, hybrid: HybridParams) -> SearchResult:
         tokens, vector = self._query_forms(text, params.field)
         bodies, lists, took, total = self._both_lists(tokens, vector, params, filters, hybrid)
         fused = linear_fuse(lists, (hybrid.keyword_boost, hybrid.knn_boost), params.k)
-        return SearchResult("linear", [Hit.from_es(h) for h in fused], bodies, took, total, "minmax")
+        notes = _one_sided(fused, lists)
+        return SearchResult("linear", [Hit.from_es(h) for h in fused], bodies, took, total, "minmax", notes)
+
+
+def _reason(error: Any) -> str:
+    """The root cause's reason of an Elasticsearch error object (what the cluster actually complained of)."""
+    if not isinstance(error, dict):
+        return str(error)
+    roots = error.get("root_cause") or [error]
+    return str((roots[0] or {}).get("reason") or error.get("reason") or error)
+
+
+def _steps(filters: Filters) -> str:
+    """The steps a search looked at, for a note."""
+    steps = "step" if filters.include_text_only else "step with a photo"
+    narrowed = filters.recipe_ids or filters.ingredients or filters.tags or filters.exclude_step_ids
+    return f"{steps} the filters allow" if narrowed else steps
+
+
+def _noted(result: SearchResult, filters: Filters) -> SearchResult:
+    """``result`` with a note when nothing matched (hybrid and the fusions)."""
+    if not result.hits:
+        result.notes.append(f"no hit: no {_steps(filters)} matched the query")
+    return result
+
+
+def _one_sided(fused: list[dict[str, Any]], lists: list[list[dict[str, Any]]]) -> list[str]:
+    """A note when client-side fusion had only the kNN list (the keyword list first, empty)."""
+    if fused and not lists[0]:
+        return ["no step holds a word of the query: fused from the kNN list alone"]
+    return []
 
 
 def _rrf_unavailable(e: Exception) -> bool:
     text = str(e).lower()
+    if "different number of dimensions" in text:  # the query vector, not the retriever
+        return False
     return any(s in text for s in ("unknown retriever [rrf]", "non-compliant", "license", "rrf"))

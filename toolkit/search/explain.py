@@ -82,6 +82,21 @@ def vocabulary_split(model: SearchModel, text: str) -> tuple[list[str], list[str
     return tokens, [t for t in tokens if t in index], [t for t in tokens if t not in index]
 
 
+def unknown_words_note(model: SearchModel, text: str) -> str | None:
+    """A note for a text none of whose words the model knows (what the vector modes refuse with an error, said
+    of a keyword search, which needs no vocabulary): the unknown words and the nearest known ones; else None."""
+    tokens, known, unknown = vocabulary_split(model, text)
+    if known:
+        return None
+    if not tokens:
+        return "the query has no word the model embeds (the vector modes refuse it): only a keyword search finds it"
+    hints = "; ".join(f"{w} -> {', '.join(suggestions(model, w)) or 'none'}" for w in dict.fromkeys(unknown))
+    return (
+        f"no word of the query is in the model's vocabulary (unknown: {', '.join(dict.fromkeys(unknown))}; "
+        f"nearest known words: {hints}): only a keyword search finds it"
+    )
+
+
 def explain_tokens(model: SearchModel, text: str) -> dict[str, Any]:
     """The tokens of ``text`` (all, for keywords; filtered, for the vector), known and unknown words."""
     every = model.tokenizer.tokenize_all(text)
@@ -134,15 +149,15 @@ def _keyword_scores(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """BM25 scores of the hits (by id) for all tokens and with each distinct token left out (one _msearch)."""
     variants = [tokens] + [[t for t in tokens if t != w] for w in dict.fromkeys(tokens)]
-    searches: list[dict[str, Any]] = []
+    bodies: list[dict[str, Any]] = []
     for toks in variants:
         query: dict[str, Any] = {"bool": {"filter": [{"ids": {"values": ids}}]}}
         if toks:
             query["bool"]["must"] = [match_clause(toks)]
         else:
             query = {"bool": {"must_not": [{"match_all": {}}]}}
-        searches += [{"index": searcher.index}, {"query": query, "size": len(ids), "_source": False}]
-    resp = searcher.es.msearch(searches=searches)["responses"]
+        bodies.append({"query": query, "size": len(ids), "_source": False})
+    resp = searcher.msearch(bodies)
     scores = []
     for r in resp:
         by_id = {h["_id"]: float(h["_score"] or 0.0) for h in r.get("hits", {}).get("hits", [])}
@@ -173,7 +188,7 @@ def contributions(
     kw_full, kw_without = zeros, {}
     if opts.mode in ("knn", "hybrid"):
         _, known, _ = vocabulary_split(searcher.model, text)
-        docs = searcher.es.mget(index=searcher.index, ids=ids, source_includes=[params.field])["docs"]
+        docs = searcher.mget(ids, [params.field])
         vectors = np.array([d["_source"][params.field] for d in docs], dtype=np.float32)
         boost = opts.hybrid.knn_boost if opts.mode == "hybrid" else 1.0
         vec_full, vec_without = _vector_scores(searcher, known, vectors, boost, params.field)

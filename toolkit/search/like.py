@@ -23,7 +23,7 @@ def like_vector(
         raise ToolkitError("more-like-these needs at least one step id")
     if len(ids) > MAX_LIKE:
         raise ToolkitError(f"more-like-these takes up to {MAX_LIKE} steps, got {len(ids)}")
-    docs = searcher.es.mget(index=searcher.index, ids=ids, source_includes=[field])["docs"]
+    docs = searcher.mget(ids, [field])
     missing = [d["_id"] for d in docs if not d.get("found")]
     no_photo = [d["_id"] for d in docs if d.get("found") and field not in d.get("_source", {})]
     if missing or no_photo:

@@ -7,7 +7,8 @@ Query text only ever reaches Elasticsearch as the string of a ``match`` query on
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,17 @@ SOURCE_FIELDS = [
 ]
 
 
+def whole_number(name: str, value: object, minimum: int | None = 1) -> int:
+    """``value`` as an ``int`` (a Python or NumPy integer, not a bool), or a :class:`ConfigError` naming it
+    (and ``minimum`` when it is smaller; None: the caller checks the range)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        at_least = "" if minimum is None else f" >= {minimum}"
+        raise ConfigError(f"{name} must be a whole number{at_least}, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Filters:
     """Restrict hits to recipes, ingredients or tags; photos only unless ``include_text_only``."""
@@ -42,12 +54,27 @@ class Filters:
         from toolkit.data.schema import unencodable
 
         for name in ("recipe_ids", "ingredients", "tags", "exclude_step_ids"):
-            if isinstance(getattr(self, name), str):  # one value, not its characters
-                object.__setattr__(self, name, (getattr(self, name),))
-            for value in getattr(self, name):
-                why = unencodable(value) if isinstance(value, str) else ""
+            values = getattr(self, name)
+            if isinstance(values, str):  # one value, not its characters
+                values = (values,)
+            elif isinstance(values, (bytes, bytearray)) or not isinstance(values, Iterable):
+                raise ConfigError(
+                    f"filter {name} must be a str or a sequence of str, got {type(values).__name__} {values!r}"
+                )
+            values = tuple(values)
+            for value in values:
+                if not isinstance(value, str):
+                    raise ConfigError(
+                        f"filter {name}: every value must be a str, got {type(value).__name__} {value!r}"
+                    )
+                why = unencodable(value)
                 if why:
                     raise ConfigError(f"filter {name}: {value!r} {why}")
+            object.__setattr__(self, name, values)
+        if not isinstance(self.include_text_only, bool):
+            raise ConfigError(
+                f"filter include_text_only must be True or False, got {self.include_text_only!r}"
+            )
 
     def clauses(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -87,6 +114,8 @@ class KnnParams:
     boost: float = 1.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "k", whole_number("k", self.k, None))
+        object.__setattr__(self, "num_candidates", whole_number("num_candidates", self.num_candidates, None))
         if not 1 <= self.k <= self.num_candidates <= MAX_NUM_CANDIDATES:
             raise ConfigError(
                 f"need 1 <= k <= num_candidates <= {MAX_NUM_CANDIDATES}, "
@@ -105,6 +134,9 @@ class Grouping:
     knn_factor: int = 10
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "per_group", whole_number("steps per recipe (per_group)", self.per_group, None)
+        )
         if not 1 <= self.per_group <= 100:
             raise ConfigError(f"steps per recipe must be between 1 and 100, got {self.per_group}")
 
@@ -145,8 +177,14 @@ class HybridParams:
     def __post_init__(self) -> None:
         for name in ("keyword_boost", "knn_boost"):
             value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(
+                    f"{name} must be a finite number >= 0, got {type(value).__name__} {value!r}"
+                )
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("rank_constant", "window"):
+            object.__setattr__(self, name, whole_number(name, getattr(self, name), None))
         if self.rank_constant < 1 or self.window < 1:
             raise ConfigError(
                 f"need rank_constant >= 1 and window >= 1, got {self.rank_constant} and {self.window}"

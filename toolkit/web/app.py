@@ -8,7 +8,6 @@ the root, nor the dataset's own ``recipes.jsonl`` can be read through the page.
 from __future__ import annotations
 
 import mimetypes
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from urllib.parse import quote
 
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.errors import ToolkitError
+from toolkit.image.loading import ImageRejected, load_photo
 from toolkit.search.dispatch import search
 from toolkit.search.engine import Hit, Searcher, SearchResult
 from toolkit.search.modes import MODE_HELP, TEXT_MODES
@@ -80,16 +80,12 @@ class SearchApp:
         if len(data) > MAX_UPLOAD_BYTES:
             raise BadRequest(f"the uploaded photo is over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
         options, name = req.options, req.name
-        with tempfile.TemporaryDirectory(prefix="jrs-upload-") as tmp:
-            path = Path(tmp) / "query-photo"
-            path.write_bytes(data)
-            try:
-                with self._lock:
-                    result = search(self.searcher, photo=path, options=options)
-            except ToolkitError as e:  # a photo that cannot be used: named by the upload, not the temp file
-                if str(path) not in str(e):
-                    raise
-                raise BadRequest(str(e).replace(f"query photo {path}", f"the uploaded photo {name!r}")) from e
+        try:  # decoded here, outside the lock: a photo that cannot be used is named by the upload
+            image = load_photo(data)
+        except ImageRejected as e:
+            raise BadRequest(f"the uploaded photo {name!r}: {e}") from e
+        with self._lock:
+            result = search(self.searcher, photo=image, options=options)
         return self.as_json(result, query=name)
 
     def as_json(self, result: SearchResult, query: str) -> dict[str, Any]:
