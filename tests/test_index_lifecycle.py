@@ -87,9 +87,9 @@ def test_model_fingerprint_mismatch_refused(es: Elasticsearch, index_name: str) 
 
 
 def test_missing_index_is_a_clear_error(es: Elasticsearch, index_name: str) -> None:
-    with pytest.raises(lifecycle.IndexError_, match="does not exist"):
+    with pytest.raises(lifecycle.IndexNotFound, match="does not exist"):
         lifecycle.index_info(es, index_name)
-    with pytest.raises(lifecycle.IndexError_, match="matches no index"):
+    with pytest.raises(lifecycle.IndexNotFound, match="matches no index"):
         lifecycle.index_info(es, f"{index_name}-nothing-*")
 
 
@@ -107,7 +107,7 @@ def test_a_target_over_indices_of_other_models_is_refused(es: Elasticsearch, ind
         },
     )
     with pytest.raises(
-        lifecycle.IndexError_, match=f"covers indices made differently \\({first} against {second}"
+        lifecycle.IndexNotFound, match=f"covers indices made differently \\({first} against {second}"
     ):
         lifecycle.check_index_model(es, f"{index_name}-*", "f00dfeed")
 

@@ -8,11 +8,14 @@ on first use)::
     es = toolkit.make_client()                                   # ES_URL / ES_API_KEY ..., or the local node
     toolkit.build("data/", "model/", toolkit.BuildOptions(encoder="resnet18", weights="random"))
     toolkit.index_dataset(es, "data/", "model/", toolkit.IndexOptions(alias="recipes"))
+    print(toolkit.evaluate("model/", es, "recipes")["through_index"]["modes"]["knn"])
     searcher = toolkit.Searcher(es, toolkit.SearchModel.load("model/"), "recipes")
     for hit in toolkit.search_text(searcher, "玉ねぎを飴色になるまで炒める", k=5).hits:
         print(hit.score, hit.step_id, hit.image_path)
 
-See the README, "Python API". Errors are :class:`ToolkitError` subclasses with a message meant for people.
+See the README, "Python API". Errors are :class:`ToolkitError` subclasses with a message meant for people
+(Elasticsearch's own exceptions arrive translated, as the CLI reports them: :class:`EsUnavailable` when it
+does not answer); progress bars are off unless asked for.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ _EXPORTS = {
     "ConfigError": "toolkit.errors",
     "ModelDirError": "toolkit.errors",
     "FingerprintMismatch": "toolkit.fingerprint",
+    "DatasetError": "toolkit.data.jsonl",
+    "IndexNotFound": "toolkit.index.lifecycle",
     # Elasticsearch
     "make_client": "toolkit.es.client",
     "EsSettings": "toolkit.es.config",
@@ -43,6 +48,12 @@ _EXPORTS = {
     "IndexOptions": "toolkit.index.indexer",
     "BulkOptions": "toolkit.index.bulk",
     "VectorIndexOptions": "toolkit.index.template",
+    "update_index": "toolkit.index.update",
+    "UpdateOptions": "toolkit.index.update",
+    "delete_recipes": "toolkit.index.update",
+    "remove_old_versions": "toolkit.index.lifecycle",
+    # evaluating
+    "evaluate": "toolkit.evaluation.through_index:evaluate_model",
     # searching
     "SearchModel": "toolkit.model",
     "Searcher": "toolkit.search.engine",

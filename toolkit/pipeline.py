@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 from toolkit import __version__
 from toolkit.atomic import write_json_atomic
+from toolkit.data.jsonl import RECIPES_FILE
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.model import MANIFEST, model_fingerprint
 from toolkit.rejects import RejectsWriter, stage_counts
@@ -45,6 +47,7 @@ class BuildOptions:
     """The options of every stage of :func:`build`; each default is the stage's own (one declaration).
 
     ``mapping`` holds :class:`~toolkit.mapping.train.MappingConfig` fields (e.g. ``{"dim": 128}``).
+    ``progress`` shows progress bars on stderr (off by default; ``jrs build`` shows them on a terminal).
     Everything is validated on construction (:class:`ConfigError`), before any work starts.
     """
 
@@ -68,7 +71,7 @@ class BuildOptions:
     mapping: dict[str, Any] = field(default_factory=dict)
     eval_pool: int = EvaluateOptions.pool
     eval_draws: int = EvaluateOptions.draws
-    progress: bool = True
+    progress: bool = False
 
     def __post_init__(self) -> None:
         self.read_options()
@@ -139,10 +142,48 @@ def _keyword_baseline(
     return keyword_metrics(tokens, tokens, pool=opts.pool, draws=opts.draws)
 
 
+def check_model_dir(dataset_root: Path, model_dir: Path) -> None:
+    """Refuse a model directory whose files would mix with a dataset's: the dataset root itself, or a
+    directory holding a dataset (``recipes.jsonl``)."""
+    same = model_dir.exists() and model_dir.resolve() == dataset_root.resolve()
+    if same or (model_dir / RECIPES_FILE).exists():
+        what = "is the dataset root" if same else f"holds a dataset ({RECIPES_FILE})"
+        raise ToolkitError(
+            f"model directory {str(model_dir)!r} {what}: the model's files would mix with the dataset's; "
+            "choose another directory (e.g. a sibling of the dataset root)"
+        )
+
+
+def _file_error(error: OSError, model_dir: Path) -> ToolkitError:
+    """An operating-system error on a named file as ``cannot write|read PATH: reason`` (write: a path in
+    the model directory)."""
+    path = Path(os.fsdecode(error.filename))
+    try:
+        written = path.resolve().is_relative_to(model_dir.resolve())
+    except OSError:
+        written = False
+    verb = "write" if written else "read"
+    return ToolkitError(f"cannot {verb} {path}: {error.strerror or type(error).__name__}")
+
+
 def build(
     dataset_root: str | Path, model_dir: str | Path, options: BuildOptions | None = None
 ) -> dict[str, Any]:
-    """Run every stage; return the manifest (also written to ``model_dir/manifest.json``) and the evaluation."""
+    """Run every stage; return the manifest (also written to ``model_dir/manifest.json``) and the evaluation.
+
+    A model directory that is (or holds) a dataset is refused, and a file the system refuses (a model
+    directory that cannot be created, a full disk) raises :class:`ToolkitError` naming it, before or
+    instead of the :class:`OSError`."""
+    out = Path(model_dir)
+    try:
+        return _build(check_dataset_root(dataset_root), out, options or BuildOptions())
+    except OSError as e:
+        if e.filename is None:
+            raise
+        raise _file_error(e, out) from e
+
+
+def _build(root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     from toolkit.evaluation.metrics import full_metrics_of
     from toolkit.stages.evaluate import evaluate_mapping
     from toolkit.stages.images import write_image_features
@@ -151,7 +192,6 @@ def build(
     from toolkit.stages.read import photo_items
     from toolkit.stages.text import train_word2vec_model, write_step_vectors
 
-    opts = options or BuildOptions()
     read_opts, tokenize_opts, w2v_config = (
         opts.read_options(),
         opts.tokenize_options(),
@@ -162,7 +202,7 @@ def build(
         opts.mapping_config(),
         opts.evaluate_options(),
     )
-    root, out = check_dataset_root(dataset_root), Path(model_dir)
+    check_model_dir(root, out)
     # the encoder (its weights read) before any work: a bad --weights stops here, the model directory untouched
     encoder = image_opts.create_encoder()
     out.mkdir(parents=True, exist_ok=True)

@@ -143,8 +143,7 @@ def evaluate_cmd(
     quiet: bool,
 ) -> None:
     """Held-out text->image metrics of MODEL_DIR next to baselines; with --index, also through Elasticsearch."""
-    from toolkit.model import read_manifest
-    from toolkit.viz.report import load_evaluation
+    from toolkit.evaluation.through_index import evaluate_model
 
     if not index:
         given = [f for f, p in INDEX_ONLY_OPTIONS if given_on_command_line(ctx, p)]
@@ -153,89 +152,18 @@ def evaluate_cmd(
                 f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to the queries run through an "
                 "index: add --index ALIAS"
             )
-    manifest = read_manifest(model_dir)
-    data: dict[str, Any] = {
-        "model_dir": str(model_dir),
-        "fingerprint": manifest["fingerprint"],
-        "in_memory": load_evaluation(model_dir),
-    }
-    data["in_memory"].update(_linear_baselines(model_dir, manifest, dataset))
-    searcher = None
-    if index:
-        searcher, data["through_index"] = _through_index(
-            model_dir, manifest, index, dataset, k, num_candidates, modes, limit, quiet
-        )
-    if report_path is not None:
-        from toolkit.viz.report import write_report
-
-        write_report(
-            model_dir,
-            report_path,
-            searcher,
-            evaluation=data["in_memory"],
-            through_index=data.get("through_index"),
-            dataset_root=dataset,
-            k=k,
-            progress=progress_enabled(quiet),
-        )
-        data["report"] = str(report_path)
-    emit(data, as_json, lambda: _render(data))
-
-
-def _linear_baselines(model_dir: Path, manifest: dict[str, Any], dataset: Path | None) -> dict[str, Any]:
-    """CCA / ridge on the model's training pairs, evaluated like the model; graded relevance from tags."""
-    from toolkit.evaluation.held_out import held_out_baselines
-    from toolkit.model import SearchModel
-
-    root = dataset or Path(manifest["dataset"])
-    labelled = root if (root / "recipes.jsonl").is_file() else None
-    ev = manifest.get("build_options", {})
-    return held_out_baselines(
+    data = evaluate_model(
         model_dir,
-        int(manifest.get("split_seed", 0)),
-        SearchModel.load(model_dir).mapping.model,
-        labelled,
-        pool=int(ev.get("eval_pool", 1000)),
-        draws=int(ev.get("eval_draws", 10)),
-    )
-
-
-def _through_index(
-    model_dir: Path,
-    manifest: dict[str, Any],
-    index: str,
-    dataset: Path | None,
-    k: int,
-    num_candidates: int | None,
-    modes: tuple[str, ...],
-    limit: int | None,
-    quiet: bool,
-) -> tuple[Any, dict[str, Any]]:
-    """The searcher over ``index`` and the held-out queries' figures through it."""
-    from toolkit.errors import ToolkitError
-    from toolkit.es.client import make_client
-    from toolkit.evaluation.held_out import recipe_labels
-    from toolkit.evaluation.through_index import INDEX_MODES, evaluate_through_index, held_out_queries
-    from toolkit.model import SearchModel
-    from toolkit.search.engine import Searcher
-
-    root = dataset or Path(manifest["dataset"])
-    if not (root / "recipes.jsonl").is_file():
-        raise ToolkitError(f"dataset {root} has no recipes.jsonl; pass --dataset")
-    queries = held_out_queries(root, int(manifest.get("split_seed", 0)))[:limit]
-    searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
-    result = evaluate_through_index(
-        searcher,
-        queries,
-        k,
-        num_candidates,
-        modes or INDEX_MODES,
+        index=index,
+        dataset_root=dataset,
+        k=k,
+        num_candidates=num_candidates,
+        modes=modes,
+        limit=limit,
+        report=report_path,
         progress=progress_enabled(quiet),
-        labels=recipe_labels(root),
-        model_dir=model_dir,
-        split_seed=int(manifest.get("split_seed", 0)),
     )
-    return searcher, result
+    emit(data, as_json, lambda: _render(data))
 
 
 def _render(data: dict[str, Any]) -> str:

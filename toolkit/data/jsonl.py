@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 
 class DatasetError(ToolkitError):
-    """A dataset root that cannot be read at all (missing directory or ``recipes.jsonl``)."""
+    """A dataset that cannot be read at all: a missing root or ``recipes.jsonl``, a ``recipes.jsonl`` that is
+    a directory or encoded in UTF-16/32, or one holding no recipe (``jrs validate``). A bad record is not one:
+    it is rejected, and reading goes on."""
 
 
 def recipes_path(root: str | Path) -> Path:

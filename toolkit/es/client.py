@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import elasticsearch
 from elasticsearch import Elasticsearch
@@ -21,18 +23,24 @@ class EsUnavailable(ToolkitError):
     """Elasticsearch could not be reached or refused the credentials."""
 
 
-def resolve_settings(settings: EsSettings | None = None, node_name: str = "default") -> EsSettings:
-    """Use ``ES_URL`` when set; otherwise the running local node (with its password when secured)."""
+#: The local node (``jrs es up --name``) a client falls back on when no URL is given.
+DEFAULT_NODE = "default"
+
+
+def resolve_settings(settings: EsSettings | None = None, node_name: str = DEFAULT_NODE) -> EsSettings:
+    """Use ``ES_URL`` when set; otherwise the running local node ``node_name`` (with its password when
+    secured)."""
     s = resolve_credentials(settings, node_name)
     if not s.url:
+        up = "jrs es up" if node_name == DEFAULT_NODE else f"jrs es up --name {node_name}"
         raise ConfigError(
             "no Elasticsearch to talk to: set ES_URL (and ES_API_KEY or ES_USERNAME/ES_PASSWORD) "
-            "or start the local node with `jrs es up`"
+            f"or start the local node with `{up}`"
         )
     return s
 
 
-def resolve_credentials(settings: EsSettings | None = None, node_name: str = "default") -> EsSettings:
+def resolve_credentials(settings: EsSettings | None = None, node_name: str = DEFAULT_NODE) -> EsSettings:
     """The URL and credentials the client signs in with: ``settings`` (default: ``ES_*`` variables and the
     credentials file) with a ``user:password@`` in the URL as basic auth, else the running local node's URL,
     CA and password; ``url`` stays None when there is neither (Kibana falls back on these credentials)."""
@@ -80,11 +88,15 @@ class CompatClient(Elasticsearch):
         return super().perform_request(method, path, headers=headers, **kwargs)
 
 
-def make_client(settings: EsSettings | None = None, check: bool = True, **kwargs) -> Elasticsearch:
+def make_client(
+    settings: EsSettings | None = None, check: bool = True, node_name: str = DEFAULT_NODE, **kwargs
+) -> Elasticsearch:
     """Create a client; with ``check`` fail fast (and clearly) when the cluster does not answer.
 
+    ``settings`` default to the ``ES_*`` variables; when they name no URL, the client talks to the running
+    local node ``node_name`` (``jrs es up --name NAME``). ``kwargs`` go to the elasticsearch-py client.
     JSON goes through orjson (several times faster than the stdlib on vectors and large responses)."""
-    s = resolve_settings(settings)
+    s = resolve_settings(settings, node.check_name(node_name))
     opts: dict = {
         "serializer": OrjsonSerializer(),
         "request_timeout": s.request_timeout,
@@ -144,3 +156,26 @@ def es_failure(error: BaseException) -> ToolkitError | None:
     if isinstance(error, TransportError):
         return EsUnavailable(f"Elasticsearch stopped answering: {type(error).__name__}")
     return None
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def raising_toolkit_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn`` with every Elasticsearch failure raised as the toolkit error :func:`es_failure` makes of it
+    (chained from the original), as the CLI reports it; other exceptions pass unchanged."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ToolkitError:
+            raise
+        except Exception as e:
+            failure = es_failure(e)
+            if failure is None:
+                raise
+            raise failure from e
+
+    return wrapper

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.jsonl import iter_recipes
+from toolkit.data.jsonl import RECIPES_FILE, iter_recipes
 from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
 from toolkit.evaluation.graded import Labels, graded_from_scores, graded_precision, tag_labels
@@ -162,3 +162,27 @@ def gallery_baselines(
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         out[name] = {"ranks": ranks, "top": [[have[j] for j in row] for row in top], "fit": lin.describe()}
     return out
+
+
+def model_evaluation(model_dir: str | Path, dataset_root: str | Path | None = None) -> dict[str, Any]:
+    """The ``in_memory`` part of ``jrs evaluate --json``: the build's evaluation (``evaluation.json``) with
+    the linear baselines on the model's training pairs and, where the dataset's recipes carry tags, graded
+    relevance added (:func:`held_out_baselines`). ``dataset_root`` defaults to the one the model was built from."""
+    from toolkit.model import SearchModel, read_manifest
+    from toolkit.viz.report import load_evaluation
+
+    manifest = read_manifest(model_dir)
+    evaluation = load_evaluation(model_dir)
+    root = Path(dataset_root if dataset_root is not None else manifest["dataset"])
+    options = manifest.get("build_options", {})
+    evaluation.update(
+        held_out_baselines(
+            model_dir,
+            int(manifest.get("split_seed", 0)),
+            SearchModel.load(model_dir).mapping.model,
+            root if (root / RECIPES_FILE).is_file() else None,
+            pool=int(options.get("eval_pool", 1000)),
+            draws=int(options.get("eval_draws", 10)),
+        )
+    )
+    return evaluation

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
+from toolkit.data.jsonl import RECIPES_FILE
 from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
+from toolkit.es.client import make_client, raising_toolkit_errors
 from toolkit.evaluation.graded import Labels, graded_precision
 from toolkit.progress import track
 from toolkit.search.dispatch import knn_params
@@ -32,6 +34,8 @@ from toolkit.search.queries import Filters, HybridParams
 from toolkit.stages.read import ReadOptions, read_steps, steps_of_split
 
 INDEX_MODES = TEXT_MODES
+#: Hits per query through the index (``jrs evaluate -k``).
+DEFAULT_K = 10
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def _graded(
 def evaluate_through_index(
     searcher: Searcher,
     queries: Sequence[Query],
-    k: int = 10,
+    k: int = DEFAULT_K,
     num_candidates: int | None = None,
     modes: Sequence[str] = INDEX_MODES,
     progress: bool = False,
@@ -193,3 +197,88 @@ def _baselines(
     text, ok = searcher.model.text_features([q.text for q in queries])
     kept = [(q.step_id, text[n]) for n, q in enumerate(queries) if ok[n]]
     return gallery_baselines(model_dir, split_seed, gallery_ids, kept, k)
+
+
+def index_evaluation(
+    searcher: Searcher,
+    model_dir: str | Path,
+    dataset_root: str | Path | None = None,
+    k: int = DEFAULT_K,
+    num_candidates: int | None = None,
+    modes: Sequence[str] = (),
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The ``through_index`` part of ``jrs evaluate --index --json``: the model's held-out queries (at most
+    ``limit``) through ``searcher`` in ``modes`` (default: all), with the linear baselines and graded relevance
+    (:func:`evaluate_through_index`). ``dataset_root`` defaults to the one the model was built from."""
+    from toolkit.evaluation.held_out import recipe_labels
+    from toolkit.model import read_manifest
+
+    manifest = read_manifest(model_dir)
+    root = Path(dataset_root if dataset_root is not None else manifest["dataset"])
+    if not (root / RECIPES_FILE).is_file():
+        raise ToolkitError(f"dataset {root} has no {RECIPES_FILE}; pass --dataset")
+    split_seed = int(manifest.get("split_seed", 0))
+    return evaluate_through_index(
+        searcher,
+        held_out_queries(root, split_seed)[:limit],
+        k,
+        num_candidates,
+        modes or INDEX_MODES,
+        progress=progress,
+        labels=recipe_labels(root),
+        model_dir=model_dir,
+        split_seed=split_seed,
+    )
+
+
+@raising_toolkit_errors
+def evaluate_model(
+    model_dir: str | Path,
+    es: Elasticsearch | None = None,
+    index: str | None = None,
+    *,
+    dataset_root: str | Path | None = None,
+    k: int = DEFAULT_K,
+    num_candidates: int | None = None,
+    modes: Sequence[str] = (),
+    limit: int | None = None,
+    report: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """What ``jrs evaluate --json`` prints: ``model_dir``, ``fingerprint``, ``in_memory``
+    (:func:`~toolkit.evaluation.held_out.model_evaluation`) and, with ``index`` (an alias or index, queried
+    through ``es``, default :func:`~toolkit.es.client.make_client`), ``through_index``
+    (:func:`index_evaluation`, where ``k``, ``num_candidates``, ``modes`` and ``limit`` apply). ``report``
+    also writes the HTML report there (``report`` in the result). Elasticsearch failures raise
+    :class:`~toolkit.errors.ToolkitError`, as in :func:`toolkit.index.indexer.index_dataset`."""
+    from toolkit.evaluation.held_out import model_evaluation
+    from toolkit.model import SearchModel, read_manifest
+
+    data: dict[str, Any] = {
+        "model_dir": str(model_dir),
+        "fingerprint": read_manifest(model_dir)["fingerprint"],
+        "in_memory": model_evaluation(model_dir, dataset_root),
+    }
+    searcher = None
+    if index:
+        searcher = Searcher(es if es is not None else make_client(), SearchModel.load(model_dir), index)
+        data["through_index"] = index_evaluation(
+            searcher, model_dir, dataset_root, k, num_candidates, modes, limit, progress
+        )
+    if report is not None:
+        from toolkit.viz.report import write_report
+
+        write_report(
+            model_dir,
+            report,
+            searcher,
+            evaluation=data["in_memory"],
+            through_index=data.get("through_index"),
+            dataset_root=dataset_root,
+            k=k,
+            progress=progress,
+        )
+        data["report"] = str(report)
+    return data

@@ -30,7 +30,7 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_exc
 
 from toolkit.atomic import write_json_atomic
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
 
@@ -124,17 +124,50 @@ class Checkpoint:
 
 @dataclass
 class BulkOptions:
+    """How documents are sent (:func:`bulk_load`); validated on construction (:class:`ConfigError`).
+
+    - ``chunk_size`` / ``max_chunk_bytes``: documents / bytes per ``_bulk`` request, at most
+    - ``max_retries``: re-sends of a document Elasticsearch throttles on its own (per-item HTTP 429)
+    - ``initial_backoff`` .. ``max_backoff``: seconds waited before a retry, doubling with each consecutive
+      failure and reset by progress
+    - ``unavailable_timeout``: seconds of failed attempts with nothing acknowledged before the load gives up
+      (it resumes when run again)
+    - ``max_errors``: stop after more than this many rejected records (None: never)
+    - ``concurrency``: batches sent at once (worker threads; 2 lets a one-shard index use two write threads);
+      with ``max_errors`` set, loading is sequential so it stops exactly after the batch that exceeds it
+    """
+
     chunk_size: int = 500
     max_chunk_bytes: int = 8 * 1024 * 1024
     max_retries: int = 8
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
-    #: give up when a batch has had nothing acknowledged for this many seconds of failed attempts
     unavailable_timeout: float = 180.0
     max_errors: int | None = None
-    #: batches sent at once (worker threads); 2 lets a one-shard index use two write threads. With
-    #: ``max_errors`` set, loading is sequential so it stops exactly after the batch that exceeds it.
     concurrency: int = 2
+
+    def __post_init__(self) -> None:
+        check_int("bulk chunk_size", self.chunk_size, 1)
+        check_int("bulk max_chunk_bytes", self.max_chunk_bytes, 1)
+        check_int("bulk max_retries", self.max_retries, 0)
+        check_int("bulk concurrency", self.concurrency, 1)
+        if self.max_errors is not None:
+            check_int("bulk max_errors", self.max_errors, 0)
+        for name in ("initial_backoff", "max_backoff", "unavailable_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise ConfigError(f"bulk {name} must be a number of seconds > 0, got {value!r}")
+        if self.initial_backoff > self.max_backoff:
+            raise ConfigError(
+                f"bulk initial_backoff ({self.initial_backoff}) must not exceed max_backoff ({self.max_backoff})"
+            )
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` when it is an integer >= ``minimum``; else :class:`ConfigError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
 
 
 def _json_default(value: Any) -> Any:

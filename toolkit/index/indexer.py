@@ -14,9 +14,10 @@ from elasticsearch import Elasticsearch
 from toolkit.data.jsonl import iter_recipes, recipes_path
 from toolkit.device import DEFAULT_DEVICE
 from toolkit.errors import ToolkitError
+from toolkit.es.client import raising_toolkit_errors
 from toolkit.fingerprint import fingerprint
 from toolkit.index import lifecycle
-from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadCounts, LoadSummary, bulk_load
+from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadCounts, LoadSummary, bulk_load, check_int
 from toolkit.index.centring import META_KEY, centre_from_meta, collection_centre
 from toolkit.index.documents import DocStats, DocumentBuilder, build_features, recipe_batches
 from toolkit.index.hubness import EXTRA_DIMS, correction_for, correction_from_meta
@@ -56,11 +57,31 @@ class CountingRejects(RejectsWriter):
 
 @dataclass
 class IndexOptions:
+    """How :func:`index_dataset` loads; validated on construction (:class:`~toolkit.errors.ConfigError`).
+
+    - ``alias``: the alias whose next version ``<alias>-NNNNNN`` the load creates (from the template
+      ``<alias>-template``) and then points at
+    - ``index``: load into this concrete index (or the one index behind this alias) instead of a new version
+    - ``vector_options``: how the vector fields are indexed (HNSW, int8, bbq, flat)
+    - ``replicas``: replicas after the load; ``keep_replicas``: keep them during the load too (slower; the load
+      survives losing a node of the cluster)
+    - ``batch_steps``: steps per batch (each batch is checkpointed once acknowledged); ``bulk``: how batches
+      are sent
+    - ``image_base_url``: prefix of each document's ``image_url``; ``raw_features``: also index the raw
+      backbone feature (``image_feature``)
+    - ``swap``: point ``alias`` at the new version once loaded; ``restart``: ignore an unfinished load's
+      checkpoint; ``checkpoint_dir``: where checkpoints go (default ``MODEL_DIR/loads``)
+    - ``device``: where photos not in the build's features are encoded (``auto``, ``cpu``, ``cuda[:N]``)
+    - ``center_photos``: a new index centres its photo vectors on the collection's mean photo vector
+      (:mod:`toolkit.index.centring`); ``hubness_correction``: a new index corrects its photo vectors for
+      hubness (:mod:`toolkit.index.hubness`: two more dimensions). An existing index keeps what it was
+      created with.
+    """
+
     alias: str = "recipes"
-    index: str | None = None  # load into this concrete index instead of a new version
+    index: str | None = None
     vector_options: VectorIndexOptions = field(default_factory=VectorIndexOptions)
     replicas: int = 0
-    #: keep the replicas during the load (slower; the load survives losing a node of the cluster)
     keep_replicas: bool = False
     batch_steps: int = 256
     bulk: BulkOptions = field(default_factory=BulkOptions)
@@ -69,14 +90,14 @@ class IndexOptions:
     swap: bool = True
     restart: bool = False
     checkpoint_dir: Path | None = None
-    #: where photos not in the build's feature set are encoded (``auto``, ``cpu``, ``cuda[:N]``)
     device: str = DEFAULT_DEVICE
-    #: a new index centres its photo vectors on the collection's mean photo vector (toolkit.index.centring);
-    #: an existing index keeps what it was created with
     center_photos: bool = True
-    #: a new index corrects its photo vectors for hubness (toolkit.index.hubness: two more dimensions);
-    #: an existing index keeps what it was created with
     hubness_correction: bool = True
+
+    def __post_init__(self) -> None:
+        lifecycle.check_target(self.alias, self.index)
+        check_int("index replicas", self.replicas, 0)
+        check_int("index batch_steps", self.batch_steps, 1)
 
 
 _RESUME_LABELS = {
@@ -149,6 +170,7 @@ def _batches(
         )
 
 
+@raising_toolkit_errors
 def index_dataset(
     es: Elasticsearch,
     dataset_root: str | Path,
@@ -161,7 +183,26 @@ def index_dataset(
     """Index every step of the dataset; resume an interrupted load of the same input and model.
 
     ``progress`` shows a bar over the steps read; ``on_batch`` is called with each batch's counts once it
-    is acknowledged and checkpointed. Notes go to this module's logger.
+    is acknowledged and checkpointed. Notes go to this module's logger. Elasticsearch failures raise
+    :class:`~toolkit.errors.ToolkitError` (:class:`~toolkit.es.client.EsUnavailable` when it stops answering
+    or refuses the credentials), chained from the client's exception.
+
+    Returns what ``jrs index --json`` prints (less ``rejects_file`` and ``device``), counted for this run:
+
+    - ``index``: the concrete index loaded; ``alias``: the alias (None with ``options.index``);
+      ``swapped``: whether the alias now points at ``index``; ``previous``: the indices it pointed at before
+    - ``read`` = ``indexed`` + ``rejected`` + ``skipped``: records read (steps, or unparsable input lines),
+      indexed, not indexed (reasons in ``rejects_path``), skipped (loaded before the resume point)
+    - ``seconds``, ``docs_per_s``, ``retries`` (bulk requests retried), ``resumed_from`` (recipes already
+      loaded by the run resumed, 0 for a new load), ``stopped_early`` (``bulk.max_errors`` exceeded: the alias
+      was not moved)
+    - ``text_only`` (steps indexed without a photo), ``no_text_vector`` (steps without a text vector),
+      ``photos_encoded_now`` (photos not in the build's features, encoded by this load), ``photos_dropped``
+      (photos that could not be used: their steps indexed text-only)
+    - ``model_fingerprint``; ``photos_centred`` / ``photos_hubness_corrected``: whether the index's photo
+      vectors are centred / hubness-corrected; ``photo_drift``: ``{photos, ratio, expected, shifted}``, how
+      this load's photos sit about the index's photo centre (:mod:`toolkit.index.drift`; None without a
+      centre or photos); ``count``: documents in ``index`` after the load
     """
     opts = options or IndexOptions()
     root = Path(dataset_root)

@@ -3,20 +3,67 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 
 from toolkit.errors import ConfigError, ToolkitError
+from toolkit.es.client import raising_toolkit_errors
 from toolkit.fingerprint import FingerprintMismatch
 from toolkit.index.template import IndexModelInfo, VectorIndexOptions, render_template
 
 LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
+#: What Elasticsearch refuses in an index or alias name (besides upper case and a leading ``-_+``).
+FORBIDDEN_NAME_CHARS = frozenset('\\/*?"<>|,#: ')
+MAX_NAME_BYTES = 255
+#: What a version adds to its alias's name (``-NNNNNN``, :func:`versioned_name`).
+VERSION_SUFFIX_LEN = 7
 
 
-class IndexError_(ToolkitError):
-    """An index or alias is missing or not usable."""
+class IndexNotFound(ToolkitError):
+    """An index or alias is missing, or does not name the one index (or same-made indices) needed."""
+
+
+def __getattr__(name: str) -> Any:
+    """``IndexError_``: the deprecated name of :class:`IndexNotFound` (it read like the builtin IndexError)."""
+    if name == "IndexError_":
+        warnings.warn(
+            "toolkit.index.lifecycle.IndexError_ is deprecated: use IndexNotFound (also toolkit.IndexNotFound)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return IndexNotFound
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_index_name(name: str, field: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """``name`` when Elasticsearch accepts it as an index or alias name; else :class:`ConfigError` naming
+    ``field`` (lower case only; none of ``\\ / * ? " < > | , # :`` or a space; not starting with ``- _ +``;
+    not ``.`` or ``..``; at most ``max_bytes`` bytes of UTF-8)."""
+    if not isinstance(name, str) or not name:
+        problem = "it is empty" if name == "" else f"it is a {type(name).__name__}, not a string"
+    elif name != name.lower():
+        problem = "it has upper-case letters"
+    elif bad := sorted(FORBIDDEN_NAME_CHARS & set(name)):
+        problem = "it contains " + " ".join(repr(c) for c in bad)
+    elif name[0] in "-_+":
+        problem = f"it starts with {name[0]!r}"
+    elif name in (".", ".."):
+        problem = "it is . or .."
+    elif len(name.encode("utf-8")) > max_bytes:
+        problem = f"it is longer than {max_bytes} bytes"
+    else:
+        return name
+    raise ConfigError(f"{field} {name!r} is not a valid Elasticsearch index name: {problem}")
+
+
+def check_target(alias: str, index: str | None) -> None:
+    """Refuse an ``alias`` (whose versions add ``-NNNNNN``) or ``index`` that Elasticsearch would not accept."""
+    check_index_name(alias, "alias", MAX_NAME_BYTES - VERSION_SUFFIX_LEN)
+    if index is not None:
+        check_index_name(index, "index")
 
 
 def template_name(alias: str) -> str:
@@ -53,7 +100,7 @@ def concrete_index(es: Elasticsearch, name: str) -> str:
     if not targets:
         return name
     if len(targets) != 1:
-        raise IndexError_(
+        raise IndexNotFound(
             f"{name!r} is an alias of {len(targets)} indices ({', '.join(targets)}); name one of them with --index"
         )
     return targets[0]
@@ -100,7 +147,7 @@ def create_version(es: Elasticsearch, alias: str) -> str:
     """Create the next ``<alias>-NNNNNN`` index from the template, with bulk-load settings applied."""
     versions = list_versions(es, alias)
     if es.indices.exists(index=alias) and not es.indices.exists_alias(name=alias):
-        raise IndexError_(f"{alias!r} is a concrete index, not an alias; choose another --alias")
+        raise IndexNotFound(f"{alias!r} is a concrete index, not an alias; choose another --alias")
     nxt = (_version_of(alias, versions[-1]) or 0) + 1 if versions else 1
     name = versioned_name(alias, nxt)
     es.indices.create(index=name, settings=LOAD_SETTINGS)
@@ -147,10 +194,13 @@ def swap_alias(es: Elasticsearch, alias: str, index: str) -> list[str]:
     return before
 
 
+@raising_toolkit_errors
 def remove_old_versions(es: Elasticsearch, alias: str, keep: int = 1) -> list[str]:
     """Delete versions older than the one behind the alias, keeping the newest ``keep`` of them. Only on
-    request. Versions newer than it (a load still running, or one made with ``--no-swap``) are never
-    removed, nor is anything while the alias points at no version. A negative ``keep`` is refused."""
+    request (``jrs indices --remove-old``); returns the indices deleted. Versions newer than it (a load still
+    running, or one made with ``--no-swap``) are never removed, nor is anything while the alias points at no
+    version. A negative ``keep`` is refused; Elasticsearch failures raise :class:`~toolkit.errors.ToolkitError`
+    (``EsUnavailable`` when it stops answering)."""
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise ConfigError(f"keep must be a whole number >= 0 (old versions kept), got {keep!r}")
     live = set(alias_targets(es, alias))
@@ -180,16 +230,16 @@ def index_info(es: Elasticsearch, target: str) -> IndexInfo:
     try:
         mappings = es.indices.get_mapping(index=target).body
     except NotFoundError as e:
-        raise IndexError_(
+        raise IndexNotFound(
             f"index or alias {target!r} does not exist on this cluster; build it with `jrs index`"
         ) from e
     if not mappings:
-        raise IndexError_(f"{target!r} matches no index on this cluster; build one with `jrs index`")
+        raise IndexNotFound(f"{target!r} matches no index on this cluster; build one with `jrs index`")
     names = sorted(mappings)
     metas = {n: mappings[n]["mappings"].get("_meta", {}) for n in names}
     other = [n for n in names if metas[n] != metas[names[-1]]]
     if other:
-        raise IndexError_(
+        raise IndexNotFound(
             f"{target!r} covers indices made differently ({', '.join(other)} against {names[-1]}: another "
             "model or another photo centre), whose scores do not compare; search one alias or index"
         )

@@ -21,8 +21,9 @@ from elasticsearch import Elasticsearch, helpers
 from toolkit.data.jsonl import iter_recipes
 from toolkit.device import DEFAULT_DEVICE
 from toolkit.errors import ToolkitError
+from toolkit.es.client import raising_toolkit_errors
 from toolkit.index import lifecycle
-from toolkit.index.bulk import Batch, BulkOptions, LoadCounts, LoadSummary, bulk_load
+from toolkit.index.bulk import Batch, BulkOptions, LoadCounts, LoadSummary, bulk_load, check_int
 from toolkit.index.centring import centre_from_meta
 from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
 from toolkit.index.hubness import correction_from_meta
@@ -34,15 +35,25 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class UpdateOptions:
+    """How :func:`update_index` updates; validated on construction (:class:`~toolkit.errors.ConfigError`).
+
+    - ``alias``: the alias whose one index is updated; ``index``: update this concrete index instead
+    - ``batch_steps``, ``bulk``, ``image_base_url``, ``raw_features``: as in
+      :class:`~toolkit.index.indexer.IndexOptions` (give the ones the index was loaded with)
+    - ``device``: where new or changed photos are encoded (``auto``, ``cpu``, ``cuda[:N]``)
+    """
+
     alias: str = "recipes"
-    #: update this concrete index instead of the one behind ``alias``
     index: str | None = None
     batch_steps: int = 256
     bulk: BulkOptions = field(default_factory=BulkOptions)
     image_base_url: str | None = None
     raw_features: bool = False
-    #: where new or changed photos are encoded (``auto``, ``cpu``, ``cuda[:N]``)
     device: str = DEFAULT_DEVICE
+
+    def __post_init__(self) -> None:
+        lifecycle.check_target(self.alias, self.index)
+        check_int("update batch_steps", self.batch_steps, 1)
 
 
 @dataclass
@@ -57,11 +68,11 @@ def live_index(es: Elasticsearch, alias: str, index: str | None = None) -> str:
     """The one concrete index an update writes to: ``index``, or the index behind ``alias``."""
     if index:
         if not es.indices.exists(index=index):
-            raise lifecycle.IndexError_(f"index {index!r} does not exist; build it with `jrs index`")
+            raise lifecycle.IndexNotFound(f"index {index!r} does not exist; build it with `jrs index`")
         return lifecycle.concrete_index(es, index)
     targets = lifecycle.alias_targets(es, alias)
     if len(targets) != 1:
-        raise lifecycle.IndexError_(
+        raise lifecycle.IndexNotFound(
             f"alias {alias!r} points at {len(targets)} indices ({', '.join(targets) or 'none'}); "
             "an update needs exactly one (build it with `jrs index`, or name one with --index)"
         )
@@ -144,6 +155,7 @@ def delete_documents(
     return deleted, rejected
 
 
+@raising_toolkit_errors
 def update_index(
     es: Elasticsearch,
     dataset_root: str | Path,
@@ -153,9 +165,14 @@ def update_index(
     progress: bool = False,
     on_batch: Callable[[LoadCounts], None] | None = None,
 ) -> dict[str, Any]:
-    """Add new recipes and replace changed steps of ``dataset_root`` in the live index, in place.
+    """Add new recipes and replace changed steps of ``dataset_root`` in the live index, in place
+    (``jrs index --update``): steps a recipe no longer has are deleted; recipes missing from the dataset are
+    kept (:func:`delete_recipes`).
 
-    ``progress`` and ``on_batch`` as in :func:`toolkit.index.indexer.index_dataset`.
+    ``progress``, ``on_batch`` and the errors as in :func:`toolkit.index.indexer.index_dataset`. Returns what
+    ``jrs index --update --json`` prints (less ``rejects_file`` and ``device``): ``index``, ``alias``, ``read``
+    = ``indexed`` + ``unchanged`` + ``rejected`` + ``deleted``, ``retries``, ``seconds``, ``count``
+    (documents after the update), ``photo_drift`` and ``stopped_early``.
     """
     opts = options or UpdateOptions()
     root = Path(dataset_root)
@@ -200,6 +217,7 @@ def update_index(
     return result
 
 
+@raising_toolkit_errors
 def delete_recipes(
     es: Elasticsearch,
     recipe_ids: Iterable[str],
@@ -207,7 +225,10 @@ def delete_recipes(
     index: str | None = None,
     rejects_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Remove every step of ``recipe_ids`` from the live index: ``read`` (steps found) = deleted + rejected."""
+    """Remove every step of ``recipe_ids`` from the live index (``jrs delete``): returns ``index``, ``recipes``
+    (the ids asked for), ``missing`` (those not found), ``read`` (steps found) = ``deleted`` + ``rejected``,
+    and ``count`` (documents left). Errors as in :func:`toolkit.index.indexer.index_dataset`."""
+    lifecycle.check_target(alias, index)
     wanted = list(dict.fromkeys(r.strip() for r in recipe_ids if r.strip()))
     if not wanted:
         raise ToolkitError("name at least one recipe to delete (--recipe ID)")
