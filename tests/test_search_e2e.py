@@ -56,6 +56,9 @@ def test_keyword_finds_the_step_with_that_text(searcher: Searcher, steps) -> Non
     hits = searcher.keyword(step["text"], 10, Filters()).hits
     assert hits[0].text == step["text"]
     assert step["step_id"] in [h.step_id for h in hits]
+    by_id = {s["step_id"]: s for s in steps}
+    for hit in hits:  # each hit carries its recipe's ingredient names (fetched, and dropped before)
+        assert sorted(hit.ingredients) == sorted(set(by_id[hit.step_id]["ingredients"])) and hit.ingredients
 
 
 def test_image_query_finds_the_same_photo_first(searcher: Searcher, sample_root: Path, steps) -> None:

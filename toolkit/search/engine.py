@@ -66,14 +66,32 @@ def es_errors() -> Iterator[None]:
 
 @dataclass
 class Hit:
+    """One step found: its score and what the index holds about it.
+
+    ``score`` is on the scale of the mode that ranked it, comparable within one result only:
+
+    * ``knn`` / photo / like / composed queries: Elasticsearch's vector score, ``(1 + cos) / 2`` of the query
+      and the stored photo vector (centred and hubness-corrected as the index was made; 1 for a photo's own
+      vector);
+    * ``keyword``: BM25 of the query's words in the step's ``tokens`` (UniDic lemmas of its text);
+    * ``hybrid``: the sum of both, each times its boost;
+    * ``rrf``: the sum of ``1 / (rank_constant + rank)`` over the two lists;
+    * ``linear``: the sum of each list's min-max normalised score times its weight (0 to the sum of the boosts).
+    """
+
     score: float
     step_id: str
     recipe_id: str
     title: str
+    #: the step's place in its recipe (1 = first)
     position: int
     text: str
+    #: the photo's path relative to the dataset root (None: a text-only step)
     image_path: str | None = None
+    #: ``--image-base-url`` + the path, when the index was loaded with one
     image_url: str | None = None
+    #: the recipe's ingredient names
+    ingredients: list[str] = field(default_factory=list)
 
     @classmethod
     def from_es(cls, hit: dict[str, Any]) -> Hit:
@@ -87,6 +105,7 @@ class Hit:
             text=s.get("text", ""),
             image_path=s.get("image_path"),
             image_url=s.get("image_url"),
+            ingredients=list(s.get("ingredients") or []),
         )
 
 
@@ -122,6 +141,12 @@ def group_hits(hits: list[Hit], k: int, per_group: int) -> list[Group]:
 
 @dataclass
 class SearchResult:
+    """What one search found: ``hits`` best first (see :class:`Hit` for what ``score`` means per mode), the
+    request bodies sent (``requests``: what Kibana Dev Tools would run), ``took_ms`` (Elasticsearch's own
+    ``took``; the slower of two when a mode sends two lists) and ``total_ms`` (the client's round trip for the
+    search requests), ``fusion`` (how two lists were fused: ``server`` / ``client`` for rrf, ``minmax`` for
+    linear) and ``notes`` (what a user should know about the query: unknown words, an ignored mode, no hit)."""
+
     mode: str
     hits: list[Hit]
     requests: list[dict[str, Any]]
