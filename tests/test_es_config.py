@@ -51,13 +51,38 @@ def test_a_malformed_url_never_shows_its_password(url: str, message: str) -> Non
     assert "cret" not in out
 
 
-@pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:9200/path", "http://127.0.0.1:9200/?x=1", "http://h:9200#f"]
-)
-def test_a_url_with_a_path_query_or_fragment_is_refused(url: str) -> None:
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9200/?x=1", "http://h:9200#f", "http://h:9200/es?x=1"])
+def test_a_url_with_a_query_or_fragment_is_refused(url: str) -> None:
     code, out = _ping({"ES_URL": url})
-    _one_clear_line(code, out, "a path, query or fragment is not supported", repr(url))
-    assert split_url("http://127.0.0.1:9200/")[0] == "http://127.0.0.1:9200/"  # a bare "/" is no path
+    _one_clear_line(code, out, "a query or fragment is not supported", repr(url))
+    assert split_url("http://127.0.0.1:9200/")[0] == "http://127.0.0.1:9200"  # a bare "/" is no path
+
+
+def test_a_path_is_a_proxy_prefix_the_requests_go_under() -> None:
+    """Elasticsearch behind a reverse proxy at a path: the prefix is kept and every request goes under it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    paths: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/search/es/"
+        assert split_url(url)[0] == url.rstrip("/")
+        code, _ = _ping({"ES_URL": url})
+        assert code != 0 and paths and all(p.startswith("/search/es/") for p in paths), paths
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -75,7 +100,7 @@ def test_a_host_or_port_no_client_takes_is_refused(url: str, message: str) -> No
 def test_a_url_without_a_port_gets_the_schemes_default() -> None:
     assert split_url("http://127.0.0.1")[0] == "http://127.0.0.1:80"
     assert split_url("https://elastic:pw@search.example.com/") == (
-        "https://search.example.com:443/",
+        "https://search.example.com:443",  # a trailing / is no prefix
         "elastic",
         "pw",
     )

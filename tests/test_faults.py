@@ -16,6 +16,14 @@ from toolkit.index.bulk import BulkOptions
 from toolkit.index.indexer import IndexOptions, index_dataset
 
 
+class StopLoad(Exception):
+    """An interruption after an acknowledged batch (what Ctrl-C or a crash leaves behind)."""
+
+
+def stop_after_a_batch(_counts) -> None:
+    raise StopLoad
+
+
 def indexed_ids(es: Elasticsearch, index: str) -> list[str]:
     es.indices.refresh(index=index)
     return [
@@ -132,15 +140,9 @@ def test_a_failed_load_leaves_no_index_with_refresh_off(
 
     from toolkit.index import lifecycle
 
-    class Stop(Exception):
-        pass
-
-    def fail(_counts) -> None:
-        raise Stop
-
     opts = IndexOptions(alias=index_name, batch_steps=32, checkpoint_dir=tmp_path)
-    with pytest.raises(Stop):
-        index_dataset(es, sample_root, built_model, opts, on_batch=fail)
+    with pytest.raises(StopLoad):
+        index_dataset(es, sample_root, built_model, opts, on_batch=stop_after_a_batch)
     (version,) = lifecycle.list_versions(es, index_name)
     flat = es.indices.get_settings(index=version, flat_settings=True)[version]["settings"]
     assert flat.get("index.refresh_interval", "1s") != "-1"
@@ -189,15 +191,9 @@ def test_a_load_rerun_with_other_index_options_starts_a_new_version(
     from toolkit.index import lifecycle
     from toolkit.index.template import VectorIndexOptions
 
-    class Stop(Exception):
-        pass
-
-    def fail(_counts) -> None:
-        raise Stop
-
     opts = IndexOptions(alias=index_name, batch_steps=32, checkpoint_dir=tmp_path)
-    with pytest.raises(Stop):
-        index_dataset(es, sample_root, built_model, opts, on_batch=fail)
+    with pytest.raises(StopLoad):
+        index_dataset(es, sample_root, built_model, opts, on_batch=stop_after_a_batch)
     (first,) = lifecycle.list_versions(es, index_name)
     other = IndexOptions(
         alias=index_name,
@@ -211,8 +207,33 @@ def test_a_load_rerun_with_other_index_options_starts_a_new_version(
     assert not result["photos_hubness_corrected"]
     mapping = es.indices.get_mapping(index=result["index"])[result["index"]]["mappings"]["properties"]
     assert mapping["image_vector"]["index_options"]["type"] == "flat"
-    with pytest.raises(Stop):  # the same options still resume the same version
-        index_dataset(es, sample_root, built_model, opts, on_batch=fail)
+    with pytest.raises(StopLoad):  # the same options still resume the same version
+        index_dataset(es, sample_root, built_model, opts, on_batch=stop_after_a_batch)
     third = lifecycle.list_versions(es, index_name)[-1]
     resumed = index_dataset(es, sample_root, built_model, opts)
     assert resumed["index"] == third and resumed["skipped"] > 0
+
+
+def test_a_load_interrupted_before_the_upgrade_still_resumes(
+    es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str, tmp_path
+) -> None:
+    """A checkpoint written before index options were recorded (no options fingerprint, a whole-second input
+    fingerprint) resumes into its index after an upgrade, instead of starting a new version."""
+    import json
+
+    import pytest
+
+    from toolkit.index import lifecycle
+    from toolkit.index.indexer import legacy_input_fingerprint
+
+    opts = IndexOptions(alias=index_name, batch_steps=32, checkpoint_dir=tmp_path)
+    with pytest.raises(StopLoad):
+        index_dataset(es, sample_root, built_model, opts, on_batch=stop_after_a_batch)
+    (first,) = lifecycle.list_versions(es, index_name)
+    path = tmp_path / f"{index_name}.checkpoint.json"
+    old = json.loads(path.read_text(encoding="utf-8"))
+    old.pop("options_fingerprint")
+    old["input_fingerprint"] = legacy_input_fingerprint(sample_root)
+    path.write_text(json.dumps(old), encoding="utf-8")
+    result = index_dataset(es, sample_root, built_model, opts)
+    assert result["index"] == first and result["skipped"] > 0

@@ -123,6 +123,10 @@ def test_import_posts_ndjson_with_xsrf_and_auth(fake_kibana: str) -> None:
     assert req["path"] == "/s/food/api/saved_objects/_import?overwrite=true"
     assert req["headers"]["kbn-xsrf"] == "true" and req["headers"]["Authorization"] == "ApiKey k3y"
     assert b'"jrs-recipes-data-view"' in req["body"] and b"application/ndjson" in req["body"]
+    # Kibana at a base path (server.basePath, a reverse proxy): the API goes under it
+    settings = KibanaSettings.from_env(env={"KIBANA_URL": f"{fake_kibana}/kibana/"})
+    import_saved_objects(settings, alias="recipes")
+    assert _Recorder.seen[-1]["path"] == "/kibana/api/saved_objects/_import?overwrite=true"
 
 
 def test_import_failure_is_clear_and_hides_password(fake_kibana: str) -> None:
@@ -224,3 +228,16 @@ def test_export_with_an_alias_that_is_not_utf8_is_a_clear_error() -> None:
         saved_objects(" ")
     code, out = _kibana("export", "--alias", "レシピ")
     assert code == 0 and '"title": "レシピ"' in out
+
+
+def test_elasticsearch_settings_kibana_does_not_need_do_not_stop_it(caplog) -> None:
+    """Without Kibana credentials the Elasticsearch ones are tried; an Elasticsearch setting that is off (a CA
+    file that is not there) only costs that fallback, with a warning, not the import into an open Kibana."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="toolkit.kibana"):
+        settings = KibanaSettings.from_env(
+            env={"KIBANA_URL": "http://127.0.0.1:5601", "ES_CA_CERTS": "/nonexistent/ca.pem"}
+        )
+    assert settings.username is None and settings.api_key is None and settings.password is None
+    assert any("ES_CA_CERTS" in r.getMessage() for r in caplog.records)

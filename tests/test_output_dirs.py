@@ -72,11 +72,16 @@ def test_file_errors_say_read_or_write_and_others_propagate(
     run_reporting_errors(lambda: missing.read_text(encoding="utf-8"), exits.append)
     run_reporting_errors(lambda: missing.write_text("{}", encoding="utf-8"), exits.append)
     run_reporting_errors(lambda: (tmp_path / "f" / "x").mkdir(parents=True), exits.append)
-    assert exits == [EXIT_ERROR] * 3
+    import shutil
+
+    source = tmp_path / "photo.jpg"  # a copy whose source is missing: the file to read, not the one to write
+    run_reporting_errors(lambda: shutil.copy(source, tmp_path / "out.jpg"), exits.append)
+    assert exits == [EXIT_ERROR] * 4
     assert capsys.readouterr().err.splitlines() == [
         f"Error: cannot read {missing}: No such file or directory",
         f"Error: cannot write {missing}: No such file or directory",
         f"Error: cannot write {tmp_path / 'f' / 'x'}: Not a directory",
+        f"Error: cannot read {source}: No such file or directory",
     ]
 
     def broken_pipe() -> None:

@@ -101,7 +101,11 @@ def _es_credentials(env: dict[str, str]) -> dict[str, str | None]:
     ``user:password@``, else the local node's password)."""
     from toolkit.es.client import resolve_credentials
 
-    es = resolve_credentials(settings_from_env(env))
+    try:
+        es = resolve_credentials(settings_from_env(env))
+    except ConfigError as e:  # an Elasticsearch setting Kibana does not need (a CA file, the URL) is off
+        logger.warning("not signing in to Kibana with the Elasticsearch credentials: %s", e)
+        return {}
     return {"api_key": es.api_key, "username": es.username, "password": es.password}
 
 

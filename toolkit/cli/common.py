@@ -14,6 +14,7 @@ Exit codes (documented in the README, "Exit codes"):
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -138,7 +139,9 @@ def file_error(error: OSError) -> ToolkitError | None:
     name = error.filename
     path = os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
     reason = error.strerror or type(error).__name__
-    return ToolkitError(f"cannot {_failed_to(error.__traceback__)} {path}: {reason}")
+    # a file missing from a folder that exists was to be read (writing would have created it)
+    missing = error.errno == errno.ENOENT and Path(path).parent.is_dir() and not Path(path).exists()
+    return ToolkitError(f"cannot {'read' if missing else _failed_to(error.__traceback__)} {path}: {reason}")
 
 
 def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) -> Any:

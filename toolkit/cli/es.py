@@ -64,7 +64,7 @@ def es_group() -> None:
     type=click.FloatRange(min=0, min_open=True),
     default=180,
     show_default=True,
-    help="Seconds to wait for health; a node not healthy by then is stopped.",
+    help="Seconds from launch to a healthy node (downloads not counted); a node not healthy by then is stopped.",
 )
 @json_option
 @user_errors

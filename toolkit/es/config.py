@@ -233,12 +233,13 @@ def _checked_url(bare: str, name: str, shown: str, userinfo: str) -> str:
         port = 0
     if not 0 < port < 65536:
         raise ConfigError(f"{name} has an invalid port: {shown!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"{expected}: a path, query or fragment is not supported")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{expected}[/path prefix]: a query or fragment is not supported")
     if not _host_parses(parts.netloc):
         raise ConfigError(f"{name} has an invalid host name: {shown!r}")
     netloc = f"{parts.netloc.rstrip(':')}:{port}" if parts.port is None else parts.netloc
-    return urlunsplit(parts._replace(netloc=netloc))
+    # a path is a reverse proxy's prefix (kept; the client puts the API path after it), a trailing / dropped
+    return urlunsplit(parts._replace(netloc=netloc, path=parts.path.rstrip("/")))
 
 
 def _host_parses(netloc: str) -> bool:

@@ -113,6 +113,13 @@ def input_fingerprint(dataset_root: Path) -> str:
     return fingerprint(str(dataset_root.resolve()), st.st_size, st.st_mtime_ns)
 
 
+def legacy_input_fingerprint(dataset_root: Path) -> str:
+    """:func:`input_fingerprint` as checkpoints written before index options were recorded have it (whole-second
+    mtime), so such an interrupted load still resumes after an upgrade."""
+    st = os.stat(recipes_path(dataset_root))
+    return fingerprint(str(dataset_root.resolve()), st.st_size, int(st.st_mtime))
+
+
 def options_fingerprint(opts: IndexOptions) -> str:
     """What of ``opts`` shapes a new index and its documents: a load resumes only under the same ones (the
     replicas and bulk settings do not matter)."""
@@ -217,14 +224,19 @@ def index_dataset(
     ckpt_dir = opts.checkpoint_dir or Path(model_dir) / "loads"
     ckpt_path = ckpt_dir / f"{opts.index or opts.alias}.checkpoint.json"
     ckpt = Checkpoint.load(ckpt_path)
+    expected = {
+        "done": False,
+        "input_fingerprint": in_fp,
+        "model_fingerprint": model.fingerprint,
+        "options_fingerprint": opt_fp,
+    }
+    if ckpt is not None and not ckpt.options_fingerprint:  # written before options were recorded: resumed as
+        expected.update(
+            input_fingerprint=legacy_input_fingerprint(root), options_fingerprint=""
+        )  # it was then
     decision = decide_resume(
         None if ckpt is None else asdict(ckpt),
-        {
-            "done": False,
-            "input_fingerprint": in_fp,
-            "model_fingerprint": model.fingerprint,
-            "options_fingerprint": opt_fp,
-        },
+        expected,
         overwrite=opts.restart,
         labels=_RESUME_LABELS,
     )

@@ -84,16 +84,16 @@ def vocabulary_split(model: SearchModel, text: str) -> tuple[list[str], list[str
 
 def unknown_words_note(model: SearchModel, text: str) -> str | None:
     """A note for a text none of whose words the model knows (what the vector modes refuse with an error, said
-    of a keyword search, which needs no vocabulary): the unknown words and the nearest known ones; else None."""
+    of a keyword search, which needs no vocabulary): the unknown words; else None. No nearest-word suggestions
+    here: they scan the vocabulary per word, too slow for every keyword query (``explain`` gives them)."""
     tokens, known, unknown = vocabulary_split(model, text)
     if known:
         return None
     if not tokens:
         return "the query has no word the model embeds (the vector modes refuse it): only a keyword search finds it"
-    hints = "; ".join(f"{w} -> {', '.join(suggestions(model, w)) or 'none'}" for w in dict.fromkeys(unknown))
     return (
-        f"no word of the query is in the model's vocabulary (unknown: {', '.join(dict.fromkeys(unknown))}; "
-        f"nearest known words: {hints}): only a keyword search finds it"
+        f"no word of the query is in the model's vocabulary (unknown: {', '.join(dict.fromkeys(unknown))}): "
+        "only a keyword search finds it"
     )
 
 

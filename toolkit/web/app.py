@@ -80,11 +80,13 @@ class SearchApp:
         if len(data) > MAX_UPLOAD_BYTES:
             raise BadRequest(f"the uploaded photo is over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
         options, name = req.options, req.name
-        try:  # decoded here, outside the lock: a photo that cannot be used is named by the upload
-            image = load_photo(data)
-        except ImageRejected as e:
-            raise BadRequest(f"the uploaded photo {name!r}: {e}") from e
+        # decoded under the lock, one upload at a time: a 16 MiB file may decode to ~160 MB of pixels (waiting
+        # requests hold only their bytes); a photo that cannot be used is named by the upload
         with self._lock:
+            try:
+                image = load_photo(data)
+            except ImageRejected as e:
+                raise BadRequest(f"the uploaded photo {name!r}: {e}") from e
             result = search(self.searcher, photo=image, options=options)
         return self.as_json(result, query=name)
 
