@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.cliassert import one_clear_error_line
 from toolkit.cli.main import cli
 from toolkit.errors import ConfigError
 from toolkit.es.client import make_client
@@ -21,13 +22,6 @@ CLEAN = {"ES_API_KEY": "", "ES_PASSWORD": "", "ES_USERNAME": "", "ES_CREDENTIALS
 def _ping(env: dict[str, str]) -> tuple[int, str]:
     result = CliRunner().invoke(cli, ["es", "ping"], env={**CLEAN, **env})
     return result.exit_code, result.output
-
-
-def _one_clear_line(code: int, out: str, *fragments: str) -> None:
-    assert code == 2, out
-    assert out.startswith("Error: ") and out.count("\n") == 1 and "Traceback" not in out, out
-    for fragment in fragments:
-        assert fragment in out, out
 
 
 @pytest.mark.parametrize(
@@ -47,14 +41,14 @@ def test_a_malformed_url_never_shows_its_password(url: str, message: str) -> Non
         settings_from_env(env={"ES_URL": url})
     assert "cret" not in str(info.value) and message in str(info.value)
     code, out = _ping({"ES_URL": url})
-    _one_clear_line(code, out, message)
+    one_clear_error_line(code, out, message)
     assert "cret" not in out
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9200/?x=1", "http://h:9200#f", "http://h:9200/es?x=1"])
 def test_a_url_with_a_query_or_fragment_is_refused(url: str) -> None:
     code, out = _ping({"ES_URL": url})
-    _one_clear_line(code, out, "a query or fragment is not supported", repr(url))
+    one_clear_error_line(code, out, "a query or fragment is not supported", repr(url))
     assert split_url("http://127.0.0.1:9200/")[0] == "http://127.0.0.1:9200"  # a bare "/" is no path
 
 
@@ -94,7 +88,7 @@ def test_a_path_is_a_proxy_prefix_the_requests_go_under() -> None:
     ],
 )
 def test_a_host_or_port_no_client_takes_is_refused(url: str, message: str) -> None:
-    _one_clear_line(*_ping({"ES_URL": url}), message)
+    one_clear_error_line(*_ping({"ES_URL": url}), message)
 
 
 def test_a_url_without_a_port_gets_the_schemes_default() -> None:
@@ -130,7 +124,9 @@ def test_credentials_file_that_cannot_be_read_is_named_with_the_reason(tmp_path:
     for path, message in cases:
         with pytest.raises(ConfigError, match="credentials file"):
             settings_from_env(env={"ES_CREDENTIALS_FILE": str(path)})
-        _one_clear_line(*_ping({"ES_CREDENTIALS_FILE": str(path), "ES_URL": "http://127.0.0.1:9"}), message)
+        one_clear_error_line(
+            *_ping({"ES_CREDENTIALS_FILE": str(path), "ES_URL": "http://127.0.0.1:9"}), message
+        )
 
 
 def test_an_empty_variable_does_not_hide_the_credentials_file(tmp_path: Path) -> None:
@@ -152,14 +148,14 @@ def test_an_empty_variable_does_not_hide_the_credentials_file(tmp_path: Path) ->
 )
 def test_credentials_no_request_can_carry_are_clear_errors(env: dict[str, str], message: str) -> None:
     code, out = _ping({"ES_URL": "http://127.0.0.1:9", **env})
-    _one_clear_line(code, out, message)
+    one_clear_error_line(code, out, message)
     assert "s3cret" not in out
 
 
 def test_a_ca_certificate_for_a_plain_http_url_is_a_clear_error(tmp_path: Path) -> None:
     ca = tmp_path / "ca.crt"
     ca.write_text("not used\n", encoding="utf-8")
-    _one_clear_line(
+    one_clear_error_line(
         *_ping({"ES_URL": "http://127.0.0.1:9", "ES_CA_CERTS": str(ca)}), "is for an https:// URL"
     )
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.cliassert import one_clear_error_line
 from toolkit.cli.main import cli
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.node import free_port
@@ -34,13 +35,6 @@ def _basic(user: str, password: str) -> str:
 def _kibana(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(cli, ["kibana", *args], env={**CLEAN, **(env or {})})
     return result.exit_code, result.output
-
-
-def _one_clear_line(code: int, out: str, *fragments: str) -> None:
-    assert code == 2, out
-    assert out.startswith("Error: ") and out.count("\n") == 1 and "Traceback" not in out, out
-    for fragment in fragments:
-        assert fragment in out, out
 
 
 def _mapping_fields() -> set[str]:
@@ -183,7 +177,7 @@ def test_unreachable_kibana_says_why_without_the_password() -> None:
     with_password = url.replace("http://", "http://elastic:s3cret@")
     for args, env in (([], {"KIBANA_URL": with_password}), (["--url", with_password], {})):
         code, out = _kibana("import", *args, env=env)
-        _one_clear_line(code, out, f"Kibana at {url} is unreachable: Connection refused")
+        one_clear_error_line(code, out, f"Kibana at {url} is unreachable: Connection refused")
         assert "s3cret" not in out
 
 
@@ -194,7 +188,7 @@ def test_an_answer_that_is_not_json_is_a_clear_error(fake_kibana: str) -> None:
     ):
         import_saved_objects(KibanaSettings.from_env(env={"KIBANA_URL": fake_kibana, "KIBANA_API_KEY": "k"}))
     code, out = _kibana("import", "--url", fake_kibana, env={"KIBANA_PASSWORD": "s3cret"})
-    _one_clear_line(code, out, "HTTP 200", "<title>Sign in</title>", "xxx...")
+    one_clear_error_line(code, out, "HTTP 200", "<title>Sign in</title>", "xxx...")
     assert len(out) < 500 and "s3cret" not in out
 
 
@@ -216,14 +210,16 @@ def test_an_answer_that_is_not_json_is_a_clear_error(fake_kibana: str) -> None:
         (["--username", "u\udcff"], {}, "--username is not valid UTF-8 text"),
     ],
 )
-def test_bad_kibana_settings_are_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
+def test_bad_kibana_settings_areone_clear_error_line(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
     code, out = _kibana("import", *args, env=env)
-    _one_clear_line(code, out, message)
+    one_clear_error_line(code, out, message)
     assert "cret" not in out
 
 
 def test_export_with_an_alias_that_is_not_utf8_is_a_clear_error() -> None:
-    _one_clear_line(*_kibana("export", "--alias", "\udcff"), "the alias is not valid UTF-8 text")
+    one_clear_error_line(*_kibana("export", "--alias", "\udcff"), "the alias is not valid UTF-8 text")
     with pytest.raises(ConfigError, match="must not be empty"):
         saved_objects(" ")
     code, out = _kibana("export", "--alias", "レシピ")

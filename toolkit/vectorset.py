@@ -206,6 +206,11 @@ def file_source(path: str | Path) -> str:
     return f"{size}\t{mtime}\t{path}"
 
 
+def source_path(source: str) -> str:
+    """The path of a :func:`file_source` line."""
+    return source.split("\t", 2)[-1]
+
+
 def same_file(source: str, path: str | Path) -> bool:
     """``path`` is the file ``source`` (a :func:`file_source` line) recorded: same path, size and mtime. A
     picture replaced at that path by an older file (``cp -p``, ``rsync -a``, a restore) is not the same."""

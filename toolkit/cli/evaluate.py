@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import given_on_command_line, num_candidates_option, writable_file
+from toolkit.cli.options import num_candidates_option, refuse_without_index, writable_file
 from toolkit.search.modes import TEXT_MODES
 
 #: Rows of the in-memory table: (label, key in evaluation.json).
@@ -146,12 +146,9 @@ def evaluate_cmd(
     from toolkit.evaluation.through_index import evaluate_model
 
     if not index:
-        given = [f for f, p in INDEX_ONLY_OPTIONS if given_on_command_line(ctx, p)]
-        if given:
-            raise click.UsageError(
-                f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to the queries run through an "
-                "index: add --index ALIAS"
-            )
+        refuse_without_index(
+            ctx, INDEX_ONLY_OPTIONS, ("applies", "apply"), "to the queries run through an index"
+        )
     data = evaluate_model(
         model_dir,
         index=index,

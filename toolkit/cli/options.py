@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +172,14 @@ def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise click.BadParameter(f"cannot write {value}: {folder} is not a writable directory", ctx, param)
     return value
+
+
+def refuse_without_index(
+    ctx: click.Context, options: Sequence[tuple[str, str]], verbs: tuple[str, str], what: str
+) -> None:
+    """A usage error when any of ``options`` (flag, parameter name) was given although ``--index`` was not:
+    "<flags> <verb> <what>: add --index ALIAS" (``verbs``: the singular and plural verb)."""
+    given = [flag for flag, name in options if given_on_command_line(ctx, name)]
+    if given:
+        verb = verbs[0] if len(given) == 1 else verbs[1]
+        raise click.UsageError(f"{', '.join(given)} {verb} {what}: add --index ALIAS")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import default_from, given_on_command_line, index_option, model_option, writable_file
+from toolkit.cli.options import default_from, index_option, model_option, refuse_without_index, writable_file
 from toolkit.search.modes import TEXT_MODES, modes_help
 
 dataset_option = click.option(
@@ -220,12 +220,12 @@ def report_cmd(
     from toolkit.viz.report import write_report
 
     if not index:
-        given = [f for f, p in REPORT_SAMPLE_OPTIONS if given_on_command_line(ctx, p)]
-        if given:
-            raise click.UsageError(
-                f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} the sample queries, which are "
-                "searched in an index: add --index ALIAS"
-            )
+        refuse_without_index(
+            ctx,
+            REPORT_SAMPLE_OPTIONS,
+            ("shapes", "shape"),
+            "the sample queries, which are searched in an index",
+        )
     for q in queries:
         check_query_text(q)
     read_manifest(model_dir)  # a damaged model directory is an error, not a note in the page

@@ -53,6 +53,7 @@ from toolkit.vectorset import (
     same_file,
     save_sources,
     save_vector_set,
+    source_path,
 )
 
 log = logging.getLogger(__name__)
@@ -316,7 +317,7 @@ def _check_photos_unchanged(out_dir: Path, paths: Sequence[str]) -> None:
     sources = load_sources(out_dir, count) if count >= 0 else None
     changed, first, row = 0, "", 0
     for p in paths:
-        if sources is not None and row < len(sources) and _source_path(sources[row]) == str(p):
+        if sources is not None and row < len(sources) and source_path(sources[row]) == str(p):
             stale = not same_file(sources[row], p)  # rows keep the items' order: a merge, no lookup table
             row += 1
         else:
@@ -328,11 +329,6 @@ def _check_photos_unchanged(out_dir: Path, paths: Sequence[str]) -> None:
             f"{out_dir} holds features of {changed} photo(s) that changed after they were encoded (first: {first}); "
             "use overwrite=True (--overwrite) to encode them again"
         )
-
-
-def _source_path(source: str) -> str:
-    """The path of a :func:`~toolkit.vectorset.file_source` line."""
-    return source.split("\t", 2)[-1]
 
 
 def _newer_than(path: str | Path, written_ns: int) -> bool:

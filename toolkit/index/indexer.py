@@ -109,15 +109,18 @@ _RESUME_LABELS = {
 
 def input_fingerprint(dataset_root: Path) -> str:
     """The dataset's recipes file as it is now: path, size and mtime (ns: a rewrite within a second counts)."""
-    st = os.stat(recipes_path(dataset_root))
-    return fingerprint(str(dataset_root.resolve()), st.st_size, st.st_mtime_ns)
+    return _recipes_file_fingerprint(dataset_root, ns=True)
 
 
 def legacy_input_fingerprint(dataset_root: Path) -> str:
     """:func:`input_fingerprint` as checkpoints written before index options were recorded have it (whole-second
     mtime), so such an interrupted load still resumes after an upgrade."""
+    return _recipes_file_fingerprint(dataset_root, ns=False)
+
+
+def _recipes_file_fingerprint(dataset_root: Path, ns: bool) -> str:
     st = os.stat(recipes_path(dataset_root))
-    return fingerprint(str(dataset_root.resolve()), st.st_size, int(st.st_mtime))
+    return fingerprint(str(dataset_root.resolve()), st.st_size, st.st_mtime_ns if ns else int(st.st_mtime))
 
 
 def options_fingerprint(opts: IndexOptions) -> str:
