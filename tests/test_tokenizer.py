@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from toolkit.cli.text import tokenize_cmd
 from toolkit.errors import ConfigError
-from toolkit.text.tokenizer import Tokenizer, TokenizerConfig, load_stopwords, nfkc
+from toolkit.text.tokenizer import INVISIBLE, Tokenizer, TokenizerConfig, load_stopwords, nfkc
 
 # --- an independent, straightforward reference: fugashi nodes and word.feature --------------------------
 
@@ -25,6 +25,8 @@ _UPPER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 def _clean(s: str, config: TokenizerConfig, normalise: bool) -> str:
     if normalise and config.nfkc:
         s = unicodedata.normalize("NFKC", s)
+    if normalise and config.drop_invisible:
+        s = INVISIBLE.sub("", s)
     s = "".join(s.split())
     return s.translate(_UPPER) if config.lowercase_ascii else s
 
@@ -34,6 +36,8 @@ def reference(text: str, config: TokenizerConfig) -> tuple[list[str], list[str]]
     text = text.replace("\x00", " ")
     if config.nfkc:
         text = unicodedata.normalize("NFKC", text)
+    if config.drop_invisible:
+        text = INVISIBLE.sub("", text)
     stop = {_clean(w, config, True) for w in config.stopwords}
     all_tokens, kept = [], []
     for word in _REF(text):
@@ -150,6 +154,7 @@ EDGE = [
     "ﾌﾗｲﾊﾟﾝにｻﾗﾀﾞ油をひく",
     "12345678901234567890",
     "ーーー〜〜〜・・・",
+    "玉ね\u200bぎを\ufeff炒め\u00adる\u2060、ﾀﾏﾈ\u200dｷﾞ\ufe0f",
 ]
 
 
@@ -210,6 +215,7 @@ CONFIGS = [
     TokenizerConfig(stopwords=frozenset({"炒める", "ＢＰ", "Cm", "の"})),
     TokenizerConfig(nfkc=False),
     TokenizerConfig(lowercase_ascii=False, drop_pos=("助詞",)),
+    TokenizerConfig(drop_invisible=False),
 ]
 
 
@@ -264,6 +270,29 @@ def test_nfkc_and_ascii_lowercase() -> None:
     raw = Tokenizer(TokenizerConfig(nfkc=False)).tokenize_all("１２３")
     assert raw == ["１２３"]
     assert Tokenizer().tokenize("ｶﾀｶﾅ") == Tokenizer().tokenize("カタカナ")
+
+
+def test_invisible_characters_do_not_split_words() -> None:
+    # a zero-width space, BOM, soft hyphen, word joiner or variation selector pasted inside a word (web pages,
+    # word processors) must not change its tokens: the query and the indexed step would not meet
+    tok = Tokenizer()
+    plain = tok.tokenize_both("玉ねぎを炒める")
+    for ch in ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e", "\ufe0f", "\U000e0100"):
+        assert tok.tokenize_both(f"玉ね{ch}ぎを炒{ch}める") == plain, repr(ch)
+    assert tok.tokenize_all("ﾀﾏ\u200bﾈｷﾞ") == ["玉葱"]
+    assert tok.tokenize_all("\u200b\ufeff") == []
+    assert Tokenizer(TokenizerConfig(stopwords=frozenset({"炒\u200bめる"}))).tokenize("玉ねぎを炒める") == [
+        "玉葱"
+    ]
+
+
+def test_configs_saved_before_drop_invisible_keep_their_tokens_and_fingerprint() -> None:
+    saved = {"drop_pos": ["助詞"], "stopwords": [], "form": "lemma", "nfkc": True, "lowercase_ascii": True}
+    old = TokenizerConfig.from_json(saved)
+    assert old.drop_invisible is False and old.to_json() == saved  # the same JSON: the same fingerprint
+    assert Tokenizer(old).tokenize_all("玉ね\u200bぎ") != ["玉葱"]  # as the model's index was made
+    assert TokenizerConfig().to_json()["drop_invisible"] is True
+    assert TokenizerConfig().fingerprint != TokenizerConfig(drop_invisible=False).fingerprint
 
 
 def test_emoji_and_particles_only_give_nothing_filtered() -> None:

@@ -10,8 +10,10 @@ Two streams come out of one MeCab analysis:
   analyzer, so no token ever contains whitespace.
 
 Normalisation: the text is NFKC-normalised before tagging (``nfkc``), NUL characters become spaces,
-whitespace characters MeCab does not skip itself (e.g. ``\\r``, NBSP) are removed from tokens, ASCII
-``A-Z`` are lowercased (``lowercase_ascii``). Lemmas are NFKC-normalised too; a missing lemma (unknown
+invisible default-ignorable characters (zero-width space and joiners, soft hyphen, BOM, bidi marks, variation
+selectors: :data:`INVISIBLE`) are removed (``drop_invisible``; without it a zero-width space inside a word
+splits it: 「玉ね\u200bぎ」 would not be 玉葱), whitespace characters MeCab does not skip itself (e.g. ``\\r``,
+NBSP) are removed from tokens, ASCII ``A-Z`` are lowercased (``lowercase_ascii``). Lemmas are NFKC-normalised too; a missing lemma (unknown
 words, ``*``) falls back to the surface, and UniDic's loanword suffix is cut (``ケーキ-cake`` ->
 ``ケーキ``) unless the surface itself has a hyphen.
 
@@ -56,6 +58,15 @@ _FAST_ARGS = r'-O "" -F%m\\t%phl\\t%phr\\n -U%m\\t%phl\\t%phr\\n -B@\\n -E@'
 _FULL_ARGS = r'-O "" -F%m\\t%phl\\t%phr\\t%f[0]\\t%f[7]\\n -U%m\\t%phl\\t%phr\\t%f[0]\\t*\\n -B@\\n -E@'
 _MARK = "@"
 
+#: Unicode's default-ignorable code points (DerivedCoreProperties.txt, Default_Ignorable_Code_Point): invisible
+#: characters that carry no letter (zero-width space/joiners, soft hyphen, word joiner, BOM, bidi controls,
+#: variation selectors, Hangul fillers, tags), removed before tagging with ``drop_invisible``.
+INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff]+"
+)
+
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 #: Entries kept per tokenizer before its line cache is cleared (one entry per distinct analysed token).
@@ -99,6 +110,9 @@ class TokenizerConfig:
     form: Form = "lemma"
     nfkc: bool = True
     lowercase_ascii: bool = True
+    #: remove :data:`INVISIBLE` characters before tagging; configs saved before this option existed read as False
+    #: (their tokens, and so their fingerprints, stay as they were)
+    drop_invisible: bool = True
 
     def __post_init__(self) -> None:
         if self.form not in ("lemma", "surface"):
@@ -111,20 +125,24 @@ class TokenizerConfig:
         object.__setattr__(self, "stopwords", frozenset(self.stopwords))
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict (stopwords sorted) that :meth:`from_json` reads back."""
-        return {
+        """A JSON-able dict (stopwords sorted) that :meth:`from_json` reads back (``drop_invisible`` only when
+        set, so a config from before that option keeps its fingerprint)."""
+        out: dict[str, Any] = {
             "drop_pos": list(self.drop_pos),
             "stopwords": sorted(self.stopwords),
             "form": self.form,
             "nfkc": self.nfkc,
             "lowercase_ascii": self.lowercase_ascii,
         }
+        if self.drop_invisible:
+            out["drop_invisible"] = True
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | str) -> TokenizerConfig:
         """Build a config from :meth:`to_json` output (a dict or its JSON text)."""
         obj = json.loads(data) if isinstance(data, str) else dict(data)
-        known = {"drop_pos", "stopwords", "form", "nfkc", "lowercase_ascii"}
+        known = {"drop_pos", "stopwords", "form", "nfkc", "lowercase_ascii", "drop_invisible"}
         unknown = set(obj) - known
         if unknown:
             raise ConfigError(f"unknown tokenizer config keys: {', '.join(sorted(unknown))}")
@@ -132,6 +150,7 @@ class TokenizerConfig:
             obj["drop_pos"] = tuple(obj["drop_pos"])
         if "stopwords" in obj:
             obj["stopwords"] = frozenset(obj["stopwords"])
+        obj.setdefault("drop_invisible", False)  # saved before the option existed: tokens as they were then
         return cls(**obj)
 
     @property
@@ -216,6 +235,11 @@ def _prepare_plain(text: str) -> str:
     return text.replace("\x00", " ") if "\x00" in text else text
 
 
+def _drop_invisible(text: str) -> str:
+    """``text`` without :data:`INVISIBLE` characters."""
+    return INVISIBLE.sub("", text)
+
+
 def _strip_ws(token: str) -> str:
     """Remove every whitespace character (Python's definition, a superset of Lucene's)."""
     return "".join(token.split())
@@ -232,7 +256,11 @@ class Tokenizer:
         self._filtered: dict[str, str] = {_MARK: ""}
         self._fast = True
         self._tagger, self._full_tagger = _get_taggers()
-        self._prepare = _prepare_nfkc if self.config.nfkc else _prepare_plain
+        prepare = _prepare_nfkc if self.config.nfkc else _prepare_plain
+        if self.config.drop_invisible:
+            self._prepare = lambda text: _drop_invisible(prepare(text))
+        else:
+            self._prepare = prepare
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Tokenizer, (self.config,))
@@ -249,6 +277,8 @@ class Tokenizer:
     def _norm(self, s: str) -> str:
         if self.config.nfkc:
             s = nfkc(s)
+        if self.config.drop_invisible:
+            s = _drop_invisible(s)
         s = _strip_ws(s)
         return s.translate(_ASCII_LOWER) if self.config.lowercase_ascii else s
 
