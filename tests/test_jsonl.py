@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -105,6 +106,30 @@ def test_image_checks_make_unsafe_and_missing_photos_text_only(corpus, tmp_path)
     assert [r.step_id(s) for r in recipes for s in r.steps] == EXPECTED["steps"]
 
 
+def test_a_photo_name_too_long_for_the_file_system_is_one_reject(tmp_path):
+    """stat() fails with ENAMETOOLONG (not "not found"): that step is made text-only with the reason; validate,
+    build and index used to stop at it with "Error: cannot read ..." and lose every valid record."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "ok.jpg").write_bytes((FIXTURE / "images" / "r001" / "1.jpg").read_bytes())
+    os.mkfifo(tmp_path / "images" / "fifo.jpg")
+    steps = [
+        {"position": 1, "text": "x", "image": "images/" + "a" * 300 + ".jpg"},
+        {"position": 2, "text": "y", "image": "images/ok.jpg"},
+        {"position": 3, "text": "z", "image": "images/fifo.jpg"},
+    ]
+    (tmp_path / RECIPES_FILE).write_text(json.dumps({"recipe_id": "a", "title": "t", "steps": steps}) + "\n")
+    writer = RejectsWriter(None)
+    (recipe,) = iter_recipes(tmp_path, writer, check_images=True)
+    assert [s.image for s in recipe.steps] == [None, "images/ok.jpg", None]
+    report = validate_dataset(tmp_path, decode_images=True)
+    long_name, fifo = report.rejects
+    assert (long_name.record, long_name.stage, report.missing_images) == ("a:1", "image", 2)
+    assert "cannot be read (File name too long)" in long_name.reason and long_name.reason.endswith(
+        "text-only"
+    )
+    assert fifo.record == "a:3" and "image file is not a regular file: 'images/fifo.jpg'" in fifo.reason
+
+
 def test_validate_dataset_reports_counts_and_rejects(corpus):
     report = validate_dataset(corpus)
     assert report.recipes == len(EXPECTED["recipes"])
@@ -134,6 +159,23 @@ def test_bom_crlf_and_blank_lines_are_accepted(tmp_path):
     writer = RejectsWriter(None)
     assert [r.recipe_id for r in iter_recipes(tmp_path, writer)] == ["a", "b"]
     assert writer.count == 0
+
+
+def test_records_run_together_on_one_line_are_named_as_such(tmp_path):
+    """Bare-CR line ends (classic Mac) make the whole file one line: the reject says why, not just "Extra data"."""
+    one, two = (json.dumps({"recipe_id": i, "title": "t"}) for i in "ab")
+    (tmp_path / RECIPES_FILE).write_bytes(f"{one}\r{two}\r".encode())
+    writer = RejectsWriter(tmp_path / "rejects.jsonl")
+    assert list(iter_recipes(tmp_path, writer)) == []
+    (tmp_path / RECIPES_FILE).write_bytes(f"{one} {two}\n".encode())
+    assert list(iter_recipes(tmp_path, writer)) == []
+    writer.close()
+    first, second = read_rejects(tmp_path / "rejects.jsonl")
+    assert (
+        first.record == "recipes.jsonl:line 1"
+        and "bare CR: save it with LF or CRLF line ends" in first.reason
+    )
+    assert "more than one JSON value on the line" in second.reason
 
 
 def test_iter_recipes_is_lazy(tmp_path):

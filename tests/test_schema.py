@@ -152,7 +152,7 @@ def test_empty_image_path_keeps_the_step_text_only():
 
 def test_bad_ingredients_and_tags_are_dropped_alone_and_extra_keys_ignored():
     obj = _recipe(
-        ingredients=[{"name": "卵"}, {"quantity": "1個"}, {"name": "塩", "quantity": 1}, "砂糖"],
+        ingredients=[{"name": "卵"}, {"quantity": "1個"}, {"name": "塩", "quantity": [1]}, "砂糖"],
         tags=["main:卵", 3, ""],
         source="web",
         rating=5,
@@ -174,3 +174,21 @@ def test_bad_ingredients_and_tags_are_dropped_alone_and_extra_keys_ignored():
 def test_null_lists_mean_empty():
     recipe, rejects = parse_recipe({"recipe_id": "r9", "title": "t", "steps": None, "tags": None}, WHERE)
     assert recipe == Recipe("r9", "t") and rejects == []
+
+
+def test_a_null_description_and_numeric_quantities_keep_the_recipe():
+    """``"description": null`` dropped the whole recipe (every valid step with it) and a quantity written as a
+    JSON number dropped its ingredient; null reads as no description, a number as its digits."""
+    obj = _recipe(description=None)
+    obj["ingredients"] = [
+        {"name": "玉ねぎ", "quantity": 2},
+        {"name": "塩", "quantity": 0.5},
+        {"name": "水", "quantity": None},
+        {"name": "油", "quantity": True},
+        {"name": "酢", "quantity": float("nan")},
+    ]
+    recipe, rejects = parse_recipe(obj, WHERE)
+    assert recipe.description == "" and [s.position for s in recipe.steps] == [1, 2]
+    assert [(i.name, i.quantity) for i in recipe.ingredients] == [("玉ねぎ", "2"), ("塩", "0.5"), ("水", "")]
+    assert [r.record for r in rejects] == ["r1:ingredients[3]", "r1:ingredients[4]"]
+    assert all("quantity: must be a string" in r.reason for r in rejects)

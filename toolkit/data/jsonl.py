@@ -83,7 +83,12 @@ def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, lis
             try:
                 obj = json.loads(line.rstrip())
             except json.JSONDecodeError as e:
-                yield None, [Reject(name, "read", f"malformed JSON: {e.msg} (column {e.pos + 1})")]
+                reason = f"malformed JSON: {e.msg} (column {e.pos + 1})"
+                if e.msg == "Extra data" and "\r" in line.rstrip():
+                    reason += "; the file's lines end in a bare CR: save it with LF or CRLF line ends"
+                elif e.msg == "Extra data":
+                    reason += ": more than one JSON value on the line (one recipe per line)"
+                yield None, [Reject(name, "read", reason)]
                 continue
             except RecursionError:
                 yield None, [Reject(name, "read", "malformed JSON: nested too deeply")]
@@ -131,9 +136,9 @@ def _check_images(
                 tally.unsafe += 1
                 why = f"unsafe image path: {e}"
             else:
-                if not real.is_file():
+                what = _not_a_file(real)
+                if what:
                     tally.missing += 1
-                    what = "is a directory, not a file" if real.is_dir() else "not found"
                     why = f"image file {what}: {step.image!r}"
                 elif decode:
                     why = _decode_error(real)
@@ -144,6 +149,18 @@ def _check_images(
                 changed = True
         steps.append(step)
     return (replace(recipe, steps=tuple(steps)) if changed else recipe), rejects
+
+
+def _not_a_file(path: Path) -> str:
+    """``""`` when ``path`` is a file, else what is wrong with it (``"not found"``, ...)."""
+    try:
+        if path.is_file():
+            return ""
+        if path.is_dir():
+            return "is a directory, not a file"
+        return "is not a regular file" if path.exists() else "not found"  # a FIFO or a device
+    except OSError as e:  # e.g. a name longer than the file system allows (ENAMETOOLONG)
+        return f"cannot be read ({e.strerror or e})"
 
 
 def _decode_error(path: Path) -> str:

@@ -35,5 +35,8 @@ def resolve_under_root(root: str | Path, rel: str) -> Path:
     real_root = Path(os.path.realpath(root))
     candidate = Path(os.path.realpath(real_root.joinpath(*pure.parts)))
     if candidate != real_root and real_root not in candidate.parents:
-        raise UnsafePathError(f"image path resolves outside the dataset root: {rel!r}")
+        raise UnsafePathError(
+            f"image path resolves outside the dataset root (a symlink leads out of it): {rel!r}; photos must lie "
+            "under the root (move or copy them there, or bind-mount their folder)"
+        )
     return candidate

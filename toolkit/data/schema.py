@@ -7,6 +7,7 @@ One JSON object per recipe (see ``docs/data-format.md``). Whole-record problems 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +209,16 @@ def _parse_steps(raw: list[Any], recipe_id: str, max_len: int, rejects: list[Rej
     return tuple(kept)
 
 
+def _quantity_text(value: Any) -> Any:
+    """An ingredient's quantity as text: absent or null is ``""``, a JSON number its digits (``2``, ``0.5``:
+    exports often write counts as numbers); anything else is left for :func:`check_text` to refuse."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    return value
+
+
 def _parse_ingredients(raw: list[Any], recipe_id: str, rejects: list[Reject]) -> tuple[Ingredient, ...]:
     out: list[Ingredient] = []
     for i, item in enumerate(raw):
@@ -223,7 +234,7 @@ def _parse_ingredients(raw: list[Any], recipe_id: str, rejects: list[Reject]) ->
         if name is None:
             rejects.append(Reject(record, "validate", f"field {field}.name: {why}"))
             continue
-        quantity, why = check_text(item.get("quantity", ""), 1000, allow_empty=True)
+        quantity, why = check_text(_quantity_text(item.get("quantity")), 1000, allow_empty=True)
         if quantity is None:
             rejects.append(Reject(record, "validate", f"field {field}.quantity: {why}"))
             continue
@@ -265,7 +276,10 @@ def parse_recipe(
     title, why = check_text(obj["title"], max_text_len, allow_empty=False)
     if title is None:
         raise RecordError(where, "title", why, recipe_id)
-    description, why = check_text(obj.get("description", ""), max_text_len, allow_empty=True)
+    raw_description = obj.get("description")
+    description, why = check_text(
+        "" if raw_description is None else raw_description, max_text_len, allow_empty=True
+    )  # null is no description, as null lists are empty lists
     if description is None:
         raise RecordError(where, "description", why, recipe_id)
     lists: dict[str, list[Any]] = {}
