@@ -103,6 +103,18 @@ def test_a_model_can_be_warmed_up_when_loaded(
 
 
 # --- photos as data ----------------------------------------------------------------------------------------
+def test_a_48_megapixel_phone_photo_is_a_query_like_any_other(
+    searcher: Searcher, sample_root: Path, tmp_path: Path
+) -> None:
+    """Refused as a decompression bomb before (the 40 MP limit on the full size); it now decodes at reduced
+    size as the collection's photos do, and finds the photo it shows."""
+    step_id, path = _photo_step(sample_root)
+    big = tmp_path / "phone.jpg"
+    load_image(path).resize((8000, 6000)).save(big, quality=85)
+    for photo in (big, big.read_bytes()):
+        assert search_photo(searcher, photo, k=3).hits[0].step_id == step_id
+
+
 def test_a_photo_may_be_a_path_bytes_a_pil_image_or_an_array(searcher: Searcher, sample_root: Path) -> None:
     step_id, path = _photo_step(sample_root)
     expected = _ranked(search_photo(searcher, path, k=5))
@@ -194,6 +206,15 @@ def test_photo_data_goes_through_the_file_policy(tmp_path: Path) -> None:
     for photo in (array, Image.fromarray(array), buffer.getvalue()):
         with pytest.raises(ImageRejected, match="decompression bomb"):
             load_photo(photo, max_pixels=15)
+
+
+def test_a_pil_image_of_any_mode_becomes_rgb_or_a_named_rejection() -> None:
+    """Every mode PIL converts an RGB image to (premultiplied "La" raised a bare ValueError from search_photo)."""
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    for mode in ("1", "L", "P", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "F", "LA", "PA", "La", "RGBa"):
+        out = load_photo(rgb.convert(mode))
+        assert (out.mode, out.size) == ("RGB", (8, 6)), mode
+    assert load_photo(Image.new("La", (2, 2))).getpixel((0, 0)) == (255, 255, 255)  # transparent: white
 
 
 # --- arguments of the wrong type ---------------------------------------------------------------------------

@@ -57,6 +57,9 @@ def test_no_logging_callables_and_progress_is_a_flag(fn: Callable) -> None:
         lambda: VectorIndexOptions(type="ivf"),
         lambda: VectorIndexOptions(m=0),
         lambda: VectorIndexOptions(ef_construction=-3),
+        # beyond Lucene's limits the node creates the index and then refuses every document
+        lambda: VectorIndexOptions(m=513),
+        lambda: VectorIndexOptions(ef_construction=3201),
         lambda: VectorIndexOptions(similarity="l2_norm"),
         lambda: KnnParams(k=0),
         lambda: Grouping(per_group=0),

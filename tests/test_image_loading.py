@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from toolkit.image.loading import ImageRejected, load_image
+from toolkit.image.loading import ImageRejected, load_image, load_photo
 
 
 def _reason(path: Path, **kw) -> str:
@@ -89,6 +89,23 @@ def test_pixel_limit_is_checked_before_decoding(tmp_path: Path) -> None:
     # Far beyond PIL's own limit: PIL's DecompressionBombError is turned into a rejection too.
     huge = _png_header_only(tmp_path / "huge.png", 100_000, 100_000)
     assert "decompression bomb" in _reason(huge, max_pixels=10**12)
+
+
+def test_a_phone_sized_jpeg_counts_the_pixels_it_decodes(tmp_path: Path) -> None:
+    """A 48 MP phone photo (8000 x 6000) was refused as a decompression bomb everywhere; where a reduced decode
+    applies (the build, the index, query photos, validate) it decodes at 1/8 scale and is used. Decoded in
+    full, or as a PNG, it is still over the limit."""
+    photo = tmp_path / "phone.jpg"
+    Image.new("RGB", (8000, 6000), (200, 120, 40)).save(photo, quality=70)
+    assert load_image(photo, draft_size=224).size == (1000, 750)
+    assert load_photo(photo.read_bytes(), draft_size=224).size == (1000, 750)
+    assert "8000x6000 = 48000000 pixels is over the limit" in _reason(photo)
+    png = tmp_path / "phone.png"
+    Image.new("L", (8000, 6000)).convert("RGB").save(png, compress_level=1)
+    assert "decompression bomb" in _reason(png, draft_size=224)
+    # decoded at reduced size (1/2 here: both sides must stay >= 2000), the limit still holds: it says at what size
+    reason = _reason(photo, max_pixels=10_000_000, draft_size=2000)
+    assert "(decoded at 4000x3000) is over the limit of 10000000" in reason
 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path: Path) -> None:

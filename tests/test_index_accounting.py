@@ -55,3 +55,25 @@ def test_documents_refused_by_elasticsearch_are_counted_once(
     again = index_dataset(es, root, built_model, opts, rejects_path=rejects)
     assert again["rejected"] == 3
     assert sorted(r.record for r in read_rejects(rejects)) == ["tagged2:1", "tagged:1", "tagged:2"]
+
+
+def test_a_load_whose_every_record_is_rejected_leaves_the_alias_where_it_was(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    """A new version that indexed nothing (every record refused) does not replace the live one: searches
+    keep their documents, the empty version stays for a look, and the CLI says why the alias stayed."""
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for root, lines in ((good, [_recipe(f"ok{i}", 2, []) for i in range(5)]), (bad, ["{broken", "[1, 2]"])):
+        root.mkdir()
+        (root / "recipes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    opts = IndexOptions(alias=index_name, checkpoint_dir=tmp_path / "ckpt")
+    first = index_dataset(es, good, built_model, opts, rejects_path=tmp_path / "r1.jsonl")
+    assert first["swapped"] and first["count"] == 10
+    second = index_dataset(es, bad, built_model, opts, rejects_path=tmp_path / "r2.jsonl")
+    assert (second["read"], second["indexed"], second["rejected"], second["count"]) == (2, 0, 2, 0)
+    assert not second["swapped"] and second["previous"] == []
+    assert list(es.indices.get_alias(name=index_name)) == [first["index"]]
+    assert es.count(index=index_name)["count"] == 10
+    from toolkit.cli.indexing import _alias_line
+
+    assert "not moved (every record was rejected)" in _alias_line(second)

@@ -122,3 +122,27 @@ def test_a_step_whose_photo_was_swapped_is_encoded_now(
 def _reuse(model: SearchModel, root: Path):
     features, written = build_features(model, root)
     return features, None, False, written
+
+
+def test_image_url_is_percent_encoded(built_model: Path, other_root: Path, tmp_path: Path) -> None:
+    """``image_url`` is a URL: a photo file name's '#', '?', '%' or space is escaped, so the URL (a Kibana
+    thumbnail, ``jrs web``'s ``/photo/``) names that very file."""
+    import shutil
+    from dataclasses import replace
+    from urllib.parse import unquote, urlsplit
+
+    root = tmp_path / "odd"
+    shutil.copytree(other_root, root)
+    recipe = next(iter_recipes(root, RejectsWriter(None)))
+    step = next(s for s in recipe.steps if s.image)
+    odd = "images/odd/a%2e%2e#1 ?x.jpg"
+    (root / "images" / "odd").mkdir()
+    shutil.copy2(resolve_under_root(root, step.image), root / odd)
+    recipe = replace(recipe, steps=(replace(step, image=odd),))
+    model = SearchModel.load(built_model)
+    builder = DocumentBuilder(model, root, None, "http://127.0.0.1:8000/photo/")
+    with RejectsWriter(tmp_path / "rejects.jsonl") as rejects:
+        (doc,), _ = builder.build([recipe], rejects)
+    url = urlsplit(doc["image_url"])
+    assert not url.query and not url.fragment
+    assert unquote(url.path) == "/photo/" + odd

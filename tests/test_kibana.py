@@ -64,6 +64,14 @@ def test_saved_objects_reference_real_fields_and_each_other() -> None:
     assert source["query"]["query"].split(":")[0] in fields
 
 
+def test_thumbnail_url_is_the_indexed_url_unescaped() -> None:
+    # Kibana's url format fills {{value}} with encodeURIComponent(value): a whole http://... URL would become
+    # "http%3A%2F%2F..." (a relative path: no thumbnail); {{rawValue}} is the value as indexed
+    dv = next(o for o in saved_objects("recipes") if o["type"] == "index-pattern")
+    params = json.loads(dv["attributes"]["fieldFormatMap"])["image_url"]["params"]
+    assert params["urlTemplate"] in (None, "{{rawValue}}")
+
+
 def test_alias_is_configurable() -> None:
     dv = next(o for o in saved_objects("kitchen") if o["type"] == "index-pattern")
     assert dv["attributes"]["title"] == "kitchen"

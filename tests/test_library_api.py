@@ -225,6 +225,44 @@ def test_jrs_index_refuses_a_bad_alias_before_creating_anything(
     assert not list(es.indices.get(index=f"{index_name}*", allow_no_indices=True))
 
 
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        (["--m", "32"], "--m decides"),
+        (["--no-center-photos", "--restart"], "--restart, --center-photos/--no-center-photos decide"),
+        (["--replicas", "1"], "--replicas decides"),
+    ],
+)
+def test_jrs_index_update_refuses_the_options_of_a_new_version(
+    sample_root: Path, built_model: Path, option: list[str], named: str
+) -> None:
+    """``--update`` changes the live index in place: the options that decide how a new version is made were
+    ignored without a word (``--update --replicas 2`` left the replicas as they were)."""
+    args = ["index", str(sample_root), str(built_model), "-q", "--update", *option]
+    res = CliRunner().invoke(cli, args, env={"ES_URL": "http://127.0.0.1:9"})
+    assert res.exit_code == 2, res.output
+    assert named in res.output and "--update changes the live index in place" in res.output
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--replicas", "-1"], "index replicas must be an integer >= 0, got -1"),
+        (["--m", "600"], "HNSW m must be an integer from 1 to 512, got 600"),
+        (["--update", "--chunk-size", "0"], "bulk chunk_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_jrs_index_refuses_a_bad_option_before_reaching_for_the_cluster(
+    sample_root: Path, built_model: Path, option: list[str], message: str
+) -> None:
+    """With no cluster up, a bad option was reported as an unreachable Elasticsearch (exit 3): the options are
+    now checked first, a usage error (exit 2)."""
+    args = ["index", str(sample_root), str(built_model), "-q", "--alias", "recipes", *option]
+    res = CliRunner().invoke(cli, args, env={"ES_URL": "http://127.0.0.1:9"})
+    assert res.exit_code == 2, res.output
+    assert f"Error: {message}" in res.output
+
+
 # --- 6. a named local node ---------------------------------------------------------------------------
 
 
@@ -275,6 +313,23 @@ def test_evaluate_returns_what_jrs_evaluate_json_prints(
     assert "through_index" not in no_index and no_index["in_memory"] == data["in_memory"]
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"k": 5}, "k applies"),
+        ({"modes": ["knn"], "limit": 3}, "modes, limit apply"),
+        ({"num_candidates": 50}, ""),
+    ],
+)
+def test_evaluate_refuses_index_only_arguments_without_an_index(
+    built_model: Path, kwargs: dict[str, object], named: str
+) -> None:
+    """As ``jrs evaluate`` refuses -k / --mode / --limit / --num-candidates without --index, the library
+    refuses them without ``index`` instead of ignoring them."""
+    with pytest.raises(ConfigError, match=f"{named}.*through an index"):
+        toolkit.evaluate(built_model, **kwargs)  # type: ignore[arg-type]
+
+
 def test_delete_and_remove_old_versions_through_the_package(
     es: Elasticsearch, index_name: str, sample_root: Path, built_model: Path, tmp_path: Path
 ) -> None:
@@ -286,6 +341,13 @@ def test_delete_and_remove_old_versions_through_the_package(
     gone = toolkit.delete_recipes(es, [recipe, "no-such-recipe"], alias=index_name)
     assert gone["missing"] == ["no-such-recipe"] and gone["deleted"] == gone["read"] > 0
     assert gone["count"] == second["count"] - gone["deleted"]
+    for bad in ([recipe, " "], [None]):  # a blank id was dropped without a word; None failed in strip
+        with pytest.raises(ConfigError, match="recipe ids must be non-blank strings"):
+            toolkit.delete_recipes(es, bad, alias=index_name)  # type: ignore[list-item]
+    res = CliRunner().invoke(
+        cli, ["delete", "--recipe", "", "--alias", index_name], env={"ES_URL": "http://127.0.0.1:9"}
+    )
+    assert res.exit_code == 2 and "recipe ids must be non-blank strings, got ''" in res.output, res.output
     assert toolkit.remove_old_versions(es, index_name, keep=0) == [first["index"]]
     documented = toolkit.index_dataset.__doc__ or ""
     assert [k for k in second if f"``{k}``" not in documented] == []  # every key of the result described

@@ -215,6 +215,34 @@ def test_cli_search_json_and_show_query(built_model: Path, search_alias: str, es
     assert res.exit_code == 2 and "does not exist" in res.output
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        ["--image", "PHOTO"],
+        ["--like", "r000:1"],
+        ["玉ねぎ", "--plus", "炒める"],
+        ["--image", "PHOTO", "--minus", "x"],
+    ],
+)
+def test_cli_search_refuses_a_mode_its_query_cannot_use(
+    built_model: Path, sample_root: Path, query: list[str]
+) -> None:
+    """A photo, --like or composed query is a kNN search: an explicit other --mode was run as kNN with a note,
+    while ``jrs grid`` refused it; both refuse it now, before any work."""
+    photo = str(next(sample_root.rglob("*.jpg")))
+    args = [
+        "search",
+        *(photo if a == "PHOTO" else a for a in query),
+        "--model",
+        str(built_model),
+        "--mode",
+        "rrf",
+    ]
+    res = CliRunner().invoke(cli, args, env={"ES_URL": "http://127.0.0.1:9"})
+    assert res.exit_code == 2, res.output
+    assert "--mode rrf applies to a query TEXT alone" in res.output
+
+
 def test_cli_elasticsearch_refusals_are_clear_errors(
     built_model: Path, search_alias: str, es_settings
 ) -> None:

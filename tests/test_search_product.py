@@ -114,6 +114,31 @@ def test_unknown_words_are_left_out_and_said_and_suggested(searcher: Searcher) -
         search(searcher, "xyzzyq", options=SearchOptions())
 
 
+def test_a_long_query_of_many_words_costs_a_bounded_number_of_lookups(
+    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Suggestions scan the whole vocabulary per word and each word left out is one more search: a query of
+    hundreds of words (2,000 characters pass the web page) must not cost that per word, under the page's lock."""
+    from toolkit.search import explain
+
+    scans: list[str] = []
+    real = explain.suggestions
+    monkeypatch.setattr(explain, "suggestions", lambda model, w, *a: scans.append(w) or real(model, w, *a))
+    bodies: list[int] = []
+    real_msearch = searcher.msearch
+    monkeypatch.setattr(searcher, "msearch", lambda b: bodies.append(len(b)) or real_msearch(b))
+    unknown = " ".join(f"xq{chr(ord('a') + i // 26)}{chr(ord('a') + i % 26)}zz" for i in range(200))
+    with pytest.raises(ToolkitError, match="nearest known words"):  # knn: no word known
+        search(searcher, unknown, options=SearchOptions())
+    assert 0 < len(scans) <= explain.SUGGESTED_WORDS
+    scans.clear()
+    result = search(searcher, "玉ねぎ " + unknown, options=SearchOptions(mode="hybrid", k=5, explain=True))
+    ex = result.explanation
+    assert len(ex["unknown"]) == 200 and 0 < len(scans) <= explain.SUGGESTED_WORDS
+    assert bodies and max(bodies) <= explain.EXPLAINED_WORDS + 1
+    assert 0 < len(ex["contributions"]["words"]) <= explain.EXPLAINED_WORDS
+
+
 def test_suggestions_by_reading_and_by_surface_form(searcher: Searcher) -> None:
     vocab = list(searcher.model.word_vectors.index)
     katakana = next(w for w in vocab if len(w) >= 3 and all("ァ" <= c <= "ヶ" or c == "ー" for c in w))
@@ -166,6 +191,45 @@ def test_a_mode_that_cannot_apply_is_noted_and_a_lone_filter_value_is_one_value(
 def test_a_composed_query_that_cancels_out_is_a_clear_error(searcher: Searcher) -> None:
     with pytest.raises(ToolkitError, match="the composed query is empty"):
         search(searcher, "玉ねぎ", minus=["玉ねぎ"], options=SearchOptions())
+
+
+def test_composed_texts_with_unknown_words_are_said_and_named(searcher: Searcher) -> None:
+    # some words unknown: searched with the known ones, and said so, as for a plain text query
+    partial = search(searcher, "玉ねぎ xyzzyq", plus=["炒める"], options=SearchOptions(k=3))
+    plain = search(searcher, "玉ねぎ", plus=["炒める"], options=SearchOptions(k=3))
+    assert [h.step_id for h in partial.hits] == [h.step_id for h in plain.hits]
+    assert any("not in the model's vocabulary: xyzzyq" in n for n in partial.notes)
+    noted = search(searcher, "玉ねぎ", plus=["炒める xyzzyq"], options=SearchOptions(k=3))
+    assert any(n.startswith("the plus text '炒める xyzzyq'") and "xyzzyq" in n for n in noted.notes)
+    # a plus/minus text with no known word: the error names that text, not the query
+    with pytest.raises(ToolkitError, match=r"no word of the plus text 'xyzzyq' .*nearest known words"):
+        search(searcher, "玉ねぎ", plus=["xyzzyq"], options=SearchOptions())
+    with pytest.raises(ToolkitError, match=r"no word of the minus text 'を' "):
+        search(searcher, "玉ねぎ", minus=["を"], options=SearchOptions())
+    with pytest.raises(ToolkitError, match=r"^the plus text '  ' \(--plus\): the query is empty"):
+        search(searcher, "玉ねぎ", plus=["  "], options=SearchOptions())
+    first = plain.hits[0].step_id
+    liked = search(searcher, "炒める xyzzyq", like=[first], options=SearchOptions(k=3))
+    assert any("not in the model's vocabulary: xyzzyq" in n for n in liked.notes)
+
+
+def test_the_known_words_note_names_each_word_once(searcher: Searcher) -> None:
+    result = search(searcher, "玉ねぎ玉ねぎ玉ねぎ xyzzyq", options=SearchOptions(k=3))
+    note = next(n for n in result.notes if "searched with the known words" in n)
+    assert note.startswith("searched with the known words 玉葱; not in")
+
+
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid"])
+def test_an_invisible_character_inside_a_word_finds_what_the_word_finds(
+    searcher: Searcher, mode: str
+) -> None:
+    # a zero-width space or soft hyphen pasted into a query (web pages) must not split the word
+    plain = search(searcher, QUERY, options=SearchOptions(mode=mode, k=5))
+    pasted = search(
+        searcher, "玉ね\u200bぎを薄\u00ad切りに\ufeffします。", options=SearchOptions(mode=mode, k=5)
+    )
+    assert [h.step_id for h in pasted.hits] == [h.step_id for h in plain.hits]
+    assert not pasted.notes
 
 
 def test_more_like_unknown_steps_names_them(searcher: Searcher) -> None:
@@ -247,3 +311,19 @@ def test_fusion_from_the_knn_list_alone_is_noted(
         result = search_text(searcher, word, mode=mode, k=3)
         assert len(result.hits) == 3
         assert "no step holds a word of the query: fused from the kNN list alone" in result.notes
+
+
+def test_the_cli_says_which_unknown_words_were_not_looked_up() -> None:
+    """Past :data:`~toolkit.search.explain.SUGGESTED_WORDS` unknown words no suggestion is looked up: the CLI
+    said "nearest known: none" for them, as if the vocabulary had nothing close."""
+    from toolkit.cli.search import _render_explanation
+    from toolkit.search.explain import SUGGESTED_WORDS
+
+    words = [f"w{i}" for i in range(SUGGESTED_WORDS + 2)]
+    ex = {"tokens": words, "keyword_tokens": words, "known": [], "unknown": []}
+    ex["unknown"] = [
+        {"word": w, "suggestions": ["x"] if i < SUGGESTED_WORDS else []} for i, w in enumerate(words)
+    ]
+    lines = _render_explanation(ex)
+    assert sum("(nearest known: x)" in line for line in lines) == SUGGESTED_WORDS
+    assert f"unknown: w{SUGGESTED_WORDS} w{SUGGESTED_WORDS + 1}  (not looked up)" in lines

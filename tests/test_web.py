@@ -272,6 +272,8 @@ def test_only_photo_files_inside_the_root_are_served(trap_server: SearchServer) 
     assert request(trap_server, "GET", "/photo/images/inside.jpg")[2] == ok[2]  # a link that stays inside
     assert request(trap_server, "GET", "/photo/recipes.jsonl")[0] == 404  # inside, but not a photo
     assert request(trap_server, "GET", "/photo/images/missing.jpg")[0] == 404
+    # a name longer than the file system allows (stat fails with ENAMETOOLONG): not found, not a 500
+    assert request(trap_server, "GET", "/photo/images/" + "a" * 300 + ".jpg")[0] == 404
     assert request(trap_server, "GET", "/nowhere")[0] == 404
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.config import check_ca_certs, check_credentials, settings_from_env, split_url
+from toolkit.index.template import DEFAULT_ALIAS
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def _check_alias(alias: str) -> None:
         raise ConfigError("the alias must not be empty")
 
 
-def saved_objects(alias: str = "recipes") -> list[dict[str, Any]]:
+def saved_objects(alias: str = DEFAULT_ALIAS) -> list[dict[str, Any]]:
     """The saved objects, with the data view pointed at ``alias``."""
     _check_alias(alias)
     objs = [
@@ -193,7 +194,7 @@ def _resolved(settings: KibanaSettings) -> KibanaSettings:
 
 
 def import_saved_objects(
-    settings: KibanaSettings, alias: str = "recipes", overwrite: bool = True
+    settings: KibanaSettings, alias: str = DEFAULT_ALIAS, overwrite: bool = True
 ) -> dict[str, Any]:
     """POST the NDJSON to ``/api/saved_objects/_import``; a clear error when Kibana says no."""
     import urllib3  # here: the CLI imports this module for its defaults

@@ -220,6 +220,12 @@ class SearchModel:
                     self._encoder = self._build_encoder()
         return self._encoder
 
+    def photo_draft_size(self) -> int | None:
+        """The shortest side the encoder needs: a big JPEG query photo decodes at reduced size down to it, as
+        the build and the index decode the collection's photos (so a photo of the collection gets the vector
+        the index holds, and a 48 MP phone photo is not refused as too big)."""
+        return getattr(self.encoder(), "load_size", None) or None
+
     def _build_encoder(self):
         from toolkit.image.encoders import create_encoder
 
@@ -305,7 +311,8 @@ class SearchModel:
         from toolkit.image.loading import load_photo
 
         enc = self.encoder()
-        batch = torch.stack([enc.preprocess(load_photo(p)) for p in photos])
+        draft = self.photo_draft_size()
+        batch = torch.stack([enc.preprocess(load_photo(p, draft_size=draft)) for p in photos])
         return enc.encode_batch(batch)
 
     def embed_photos(self, photos: Sequence[PhotoSource]) -> np.ndarray:

@@ -9,7 +9,7 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.options import num_candidates_option, refuse_without_index, writable_file
-from toolkit.search.modes import TEXT_MODES
+from toolkit.search.modes import DEFAULT_K, TEXT_MODES
 
 #: Rows of the in-memory table: (label, key in evaluation.json).
 IN_MEMORY_ROWS = (
@@ -102,7 +102,14 @@ INDEX_ONLY_OPTIONS = (
     default=None,
     help="Dataset root of the held-out queries (default: the one the model was built from).",
 )
-@click.option("-k", "k", type=int, default=10, show_default=True, help="Hits per query through the index.")
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=DEFAULT_K,
+    show_default=True,
+    help="Hits per query through the index.",
+)
 @num_candidates_option
 @click.option(
     "--mode",
@@ -153,7 +160,7 @@ def evaluate_cmd(
         model_dir,
         index=index,
         dataset_root=dataset,
-        k=k,
+        k=k if index else None,
         num_candidates=num_candidates,
         modes=modes,
         limit=limit,

@@ -9,13 +9,13 @@ import click
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.options import default_from, given_on_command_line
 from toolkit.device import DEVICE_HELP
-from toolkit.index.template import INDEX_TYPES
+from toolkit.index.template import DEFAULT_ALIAS, INDEX_TYPES
 
 
 @click.command("index")
 @click.argument("dataset_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--alias", default="recipes", show_default=True, help="Alias over versioned indices.")
+@click.option("--alias", default=DEFAULT_ALIAS, show_default=True, help="Alias over versioned indices.")
 @click.option("--index", "index_name", default=None, help="Load into this concrete index instead.")
 @click.option("--no-swap", is_flag=True, help="Do not point the alias at the new version.")
 @default_from(
@@ -24,19 +24,45 @@ from toolkit.index.template import INDEX_TYPES
     type=click.Choice(INDEX_TYPES),
     help="index_options of the vector fields (bbq_hnsw where the node offers it: Elasticsearch 8.15+).",
 )
-@click.option("--m", "hnsw_m", type=int, default=16, show_default=True, help="HNSW m.")
-@click.option("--ef-construction", type=int, default=100, show_default=True)
-@click.option("--replicas", type=int, default=0, show_default=True, help="Replicas after the load.")
+@default_from("toolkit.index.template:VectorIndexOptions.m", "--m", "hnsw_m", type=int, help="HNSW m.")
+@default_from(
+    "toolkit.index.template:VectorIndexOptions.ef_construction",
+    "--ef-construction",
+    type=int,
+    help="HNSW ef_construction (candidates kept while linking a vector: better graph, slower load).",
+)
+@default_from(
+    "toolkit.index.indexer:IndexOptions.replicas", "--replicas", type=int, help="Replicas after the load."
+)
 @click.option(
     "--keep-replicas",
     is_flag=True,
     help="Keep the replicas during the load (slower; survives losing a node).",
 )
-@click.option("--chunk-size", type=int, default=500, show_default=True, help="Documents per bulk request.")
-@click.option("--max-chunk-bytes", type=int, default=8 * 1024 * 1024, show_default=True)
-@click.option("--max-retries", type=int, default=8, show_default=True)
+@default_from(
+    "toolkit.index.bulk:BulkOptions.chunk_size", "--chunk-size", type=int, help="Documents per bulk request."
+)
+@default_from(
+    "toolkit.index.bulk:BulkOptions.max_chunk_bytes",
+    "--max-chunk-bytes",
+    type=int,
+    help="Bytes per bulk request.",
+)
+@default_from(
+    "toolkit.index.bulk:BulkOptions.max_retries",
+    "--max-retries",
+    type=int,
+    help="Retries of a bulk request the node throttles or drops (with backoff).",
+)
 @click.option("--max-errors", type=int, default=None, help="Stop after more than this many rejects.")
-@click.option("--rejects", "rejects_path", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JSON-lines file of the records not indexed and why (default: MODEL_DIR/loads/ALIAS.rejects.jsonl, "
+    "ALIAS.update-rejects.jsonl with --update).",
+)
 @click.option("--image-base-url", default=None, help="Prefix for image_url (Kibana thumbnails, web page).")
 @click.option("--raw-features", is_flag=True, help="Also index the raw backbone feature (image_feature).")
 @click.option("--restart", is_flag=True, help="Ignore an unfinished load's checkpoint.")
@@ -69,7 +95,9 @@ from toolkit.index.template import INDEX_TYPES
 @json_option
 @quiet_option
 @user_errors
+@click.pass_context
 def index_cmd(
+    ctx: click.Context,
     dataset_root: Path,
     model_dir: Path,
     alias: str,
@@ -106,14 +134,14 @@ def index_cmd(
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.index.template import VectorIndexOptions
 
+    if update:
+        _refuse_load_only_options(ctx)
     device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
-    es = make_client()
     bulk = BulkOptions(
         chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, max_retries=max_retries, max_errors=max_errors
     )
     if update:
         _update(
-            es,
             dataset_root,
             model_dir,
             alias,
@@ -141,10 +169,10 @@ def index_cmd(
         device=device,
         center_photos=center_photos,
         hubness_correction=hubness_correction,
-    )
+    )  # options checked before connecting: a bad option is a usage error even with no cluster up
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.rejects.jsonl")
     result = index_dataset(
-        es,
+        make_client(),
         dataset_root,
         model_dir,
         opts,
@@ -169,13 +197,43 @@ def index_cmd(
         raise SystemExit(1)
 
 
+#: ``jrs index`` options that decide how a new version is made: ``--update`` changes the live index in
+#: place and keeps what it was created with, so it refuses them instead of ignoring them
+LOAD_ONLY_OPTIONS = (
+    ("--no-swap", "no_swap"),
+    ("--index-type", "index_type"),
+    ("--m", "hnsw_m"),
+    ("--ef-construction", "ef_construction"),
+    ("--replicas", "replicas"),
+    ("--keep-replicas", "keep_replicas"),
+    ("--restart", "restart"),
+    ("--center-photos/--no-center-photos", "center_photos"),
+    ("--hubness-correction/--no-hubness-correction", "hubness_correction"),
+)
+
+
+def _refuse_load_only_options(ctx: click.Context) -> None:
+    given = given_on_command_line(ctx, *(name for _, name in LOAD_ONLY_OPTIONS))
+    if given:
+        flags = ", ".join(flag for flag, name in LOAD_ONLY_OPTIONS if name in given)
+        raise click.UsageError(
+            f"{flags} {'decides' if len(given) == 1 else 'decide'} how a new version is made; --update changes "
+            "the live index in place, which keeps the options it was created with"
+        )
+
+
 def _alias_line(result: dict) -> str:
     """What happened to the alias: moved to the new index, or why not."""
     if result["alias"] is None:
         return f"loaded into {result['index']} (no alias moved)"
     if result["swapped"]:
         return f"alias {result['alias']} -> {result['index']}"
-    why = "the load stopped early (--max-errors)" if result["stopped_early"] else "--no-swap"
+    if result["stopped_early"]:
+        why = "the load stopped early (--max-errors)"
+    elif result["count"] == 0 and result["rejected"]:
+        why = "every record was rejected"
+    else:
+        why = "--no-swap"
     return f"alias {result['alias']} not moved ({why}); {result['index']} holds this load"
 
 
@@ -190,7 +248,6 @@ def _notes_line(result: dict, rejects_path: Path) -> str:
 
 
 def _update(
-    es,
     dataset_root: Path,
     model_dir: Path,
     alias: str,
@@ -204,6 +261,7 @@ def _update(
     progress: bool,
 ) -> None:
     """``jrs index --update``: the live index updated in place, counts reconciled."""
+    from toolkit.es.client import make_client
     from toolkit.index.update import UpdateOptions, update_index
 
     opts = UpdateOptions(
@@ -215,7 +273,9 @@ def _update(
         device=device,
     )
     rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.update-rejects.jsonl")
-    result = update_index(es, dataset_root, model_dir, opts, rejects_path=rejects_path, progress=progress)
+    result = update_index(
+        make_client(), dataset_root, model_dir, opts, rejects_path=rejects_path, progress=progress
+    )
     result["rejects_file"] = str(rejects_path)
     result["device"] = device
     emit(
@@ -240,7 +300,7 @@ def _update(
 
 @click.command("delete")
 @click.option("--recipe", "recipes", multiple=True, required=True, help="Recipe id to remove (repeatable).")
-@click.option("--alias", default="recipes", show_default=True, help="Alias whose index is changed.")
+@click.option("--alias", default=DEFAULT_ALIAS, show_default=True, help="Alias whose index is changed.")
 @click.option("--index", "index_name", default=None, help="Change this concrete index instead.")
 @json_option
 @user_errors
@@ -250,8 +310,9 @@ def delete_cmd(recipes: tuple[str, ...], alias: str, index_name: str | None, as_
     Exit status: 0 when every step found was deleted, 1 when some could not be.
     """
     from toolkit.es.client import make_client
-    from toolkit.index.update import delete_recipes
+    from toolkit.index.update import delete_recipes, recipe_ids_to_delete
 
+    recipe_ids_to_delete(recipes)  # checked before connecting: a blank id is a usage error with no cluster up
     result = delete_recipes(make_client(), recipes, alias, index_name)
     emit(
         result,
@@ -267,7 +328,7 @@ def delete_cmd(recipes: tuple[str, ...], alias: str, index_name: str | None, as_
 
 
 @click.command("indices")
-@click.option("--alias", default="recipes", show_default=True)
+@click.option("--alias", default=DEFAULT_ALIAS, show_default=True)
 @click.option("--remove-old", is_flag=True, help="Delete versions the alias does not point at.")
 @click.option(
     "--keep",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from toolkit.cli.common import emit, json_option, user_errors
+from toolkit.index.template import DEFAULT_ALIAS
 from toolkit.kibana import DEFAULT_URL
 
 
@@ -19,7 +20,7 @@ def kibana_group() -> None:
 @click.option("--password-prompt", is_flag=True, help="Ask for the password (else env KIBANA_PASSWORD).")
 @click.option("--space", default=None, help="Kibana space (env KIBANA_SPACE).")
 @click.option("--ca-certs", default=None, help="CA certificate (env KIBANA_CA_CERTS).")
-@click.option("--alias", default="recipes", show_default=True, help="Alias the data view covers.")
+@click.option("--alias", default=DEFAULT_ALIAS, show_default=True, help="Alias the data view covers.")
 @json_option
 @user_errors
 def import_cmd(
@@ -43,7 +44,7 @@ def import_cmd(
 
 
 @kibana_group.command("export")
-@click.option("--alias", default="recipes", show_default=True, help="Alias the data view covers.")
+@click.option("--alias", default=DEFAULT_ALIAS, show_default=True, help="Alias the data view covers.")
 @user_errors
 def export_cmd(alias: str) -> None:
     """Print the saved objects as NDJSON (for Kibana's Stack Management > Saved objects > Import)."""

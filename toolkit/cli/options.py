@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from toolkit.index.template import DEFAULT_ALIAS
+
 #: ``--linear-weight`` of ``jrs build`` and ``jrs train-mapping`` (MappingConfig.linear_weight).
 LINEAR_WEIGHT_HELP = (
     "Share of the cosine given to a CCA of the same features, fused into the vectors after training "
@@ -142,7 +144,7 @@ model_option = click.option(
 #: ``--index``: the alias or index searched (or ``JRS_INDEX``)
 index_option = click.option(
     "--index",
-    default="recipes",
+    default=DEFAULT_ALIAS,
     show_default=True,
     envvar="JRS_INDEX",
     show_envvar=True,

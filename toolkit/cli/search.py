@@ -11,7 +11,7 @@ import click
 from toolkit.cli.common import emit, json_option, user_errors
 from toolkit.cli.options import default_from, index_option, model_option, num_candidates_option
 from toolkit.device import DEVICE_HELP
-from toolkit.search.modes import TEXT_MODES, modes_help
+from toolkit.search.modes import DEFAULT_K, TEXT_MODES, modes_help
 
 
 def _line(rank: int | str, h) -> str:
@@ -29,7 +29,12 @@ def _render_explanation(ex: dict) -> list[str]:
         ),
         f"known: {' '.join(ex['known']) or '(none)'}",
     ]
-    for u in ex["unknown"]:
+    from toolkit.search.explain import SUGGESTED_WORDS
+
+    for i, u in enumerate(ex["unknown"]):
+        if i == SUGGESTED_WORDS:  # past them, no vocabulary scan (a long query must not cost one per word)
+            lines.append(f"unknown: {' '.join(v['word'] for v in ex['unknown'][i:])}  (not looked up)")
+            break
         lines.append(f"unknown: {u['word']}  (nearest known: {', '.join(u['suggestions']) or 'none'})")
     contrib = ex.get("contributions") or {}
     if contrib.get("words"):
@@ -93,7 +98,7 @@ def _render(result) -> str:
 @click.option("--minus", multiple=True, help="Subtract a text from the query vector (composed search).")
 @model_option
 @index_option
-@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("-k", "k", type=int, default=DEFAULT_K, show_default=True)
 @num_candidates_option
 @click.option("--recipe", "recipes", multiple=True, help="Only these recipe ids.")
 @click.option("--ingredient", "ingredients", multiple=True, help="Only recipes with this ingredient.")
@@ -154,6 +159,10 @@ def search_cmd(
         raise click.UsageError("give a query TEXT, --image PATH or --like STEP_ID")
     if image is not None and text is not None and not (plus or minus):
         raise click.UsageError("give TEXT or --image, not both (or add --plus/--minus to compose)")
+    if mode != "knn" and (image is not None or like or plus or minus):
+        raise click.UsageError(
+            f"--mode {mode} applies to a query TEXT alone: a photo, --like or --plus/--minus query is a kNN search"
+        )
     device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
     filters = Filters(recipe_ids=recipes, ingredients=ingredients, include_text_only=include_text_only)
     options = SearchOptions(

@@ -9,7 +9,7 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.options import default_from, index_option, model_option, refuse_without_index, writable_file
-from toolkit.search.modes import TEXT_MODES, modes_help
+from toolkit.search.modes import DEFAULT_K, TEXT_MODES, modes_help
 
 dataset_option = click.option(
     "--dataset",
@@ -57,7 +57,7 @@ def _out_option(check: Callable[[click.Context, click.Parameter, Path], Path], h
 @dataset_option
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by photo.")
 @click.option("--mode", type=click.Choice(TEXT_MODES), default="knn", show_default=True, help=modes_help())
-@click.option("-k", "k", type=int, default=10, show_default=True, help="Photos in the grid.")
+@click.option("-k", "k", type=int, default=DEFAULT_K, show_default=True, help="Photos in the grid.")
 @default_from(
     "toolkit.viz.grid:GridLayout.columns", "--columns", type=click.IntRange(min=1), help="Photos per row."
 )
@@ -90,7 +90,7 @@ def grid_cmd(
     if (text is None) == (image is None):
         raise click.UsageError("give a query TEXT or --image PATH (one of them)")
     if image is not None and mode != "knn":
-        raise click.UsageError(f"--mode {mode} applies to a query TEXT: a photo query is a kNN search")
+        raise click.UsageError(f"--mode {mode} applies to a query TEXT alone: a photo query is a kNN search")
     root = dataset_root_for(model_dir, dataset_root)
     searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
     filters = Filters(ingredients=ingredients)
@@ -192,7 +192,7 @@ REPORT_SAMPLE_OPTIONS = (("--query", "queries"), ("--samples", "samples"), ("-k"
     "-k",
     "k",
     type=click.IntRange(1, 100),
-    default=10,
+    default=DEFAULT_K,
     show_default=True,
     help="Photos per sample grid (needs --index).",
 )

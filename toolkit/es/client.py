@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
@@ -162,20 +163,28 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+@contextmanager
+def es_errors() -> Iterator[None]:
+    """Every Elasticsearch failure raised inside as the toolkit error :func:`es_failure` makes of it
+    (:class:`EsUnavailable` when the cluster cannot be reached), chained from the original, as the CLI
+    reports it; other exceptions (toolkit errors among them) pass unchanged."""
+    try:
+        yield
+    except ToolkitError:
+        raise
+    except Exception as e:
+        failure = es_failure(e)
+        if failure is None:
+            raise
+        raise failure from e
+
+
 def raising_toolkit_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """``fn`` with every Elasticsearch failure raised as the toolkit error :func:`es_failure` makes of it
-    (chained from the original), as the CLI reports it; other exceptions pass unchanged."""
+    """``fn`` run under :func:`es_errors`."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with es_errors():
             return fn(*args, **kwargs)
-        except ToolkitError:
-            raise
-        except Exception as e:
-            failure = es_failure(e)
-            if failure is None:
-                raise
-            raise failure from e
 
     return wrapper

@@ -23,19 +23,18 @@ from elasticsearch import Elasticsearch, helpers
 
 from toolkit.data.jsonl import RECIPES_FILE
 from toolkit.data.step_ids import recipe_of
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.client import make_client, raising_toolkit_errors
 from toolkit.evaluation.graded import Labels, graded_precision
 from toolkit.progress import track
 from toolkit.search.dispatch import knn_params
 from toolkit.search.engine import Searcher
-from toolkit.search.modes import TEXT_MODES
+from toolkit.search.modes import DEFAULT_K, TEXT_MODES
 from toolkit.search.queries import Filters, HybridParams
 from toolkit.stages.read import ReadOptions, read_steps, steps_of_split
 
 INDEX_MODES = TEXT_MODES
 #: Hits per query through the index (``jrs evaluate -k``).
-DEFAULT_K = 10
 
 
 @dataclass(frozen=True)
@@ -240,7 +239,7 @@ def evaluate_model(
     index: str | None = None,
     *,
     dataset_root: str | Path | None = None,
-    k: int = DEFAULT_K,
+    k: int | None = None,
     num_candidates: int | None = None,
     modes: Sequence[str] = (),
     limit: int | None = None,
@@ -250,11 +249,31 @@ def evaluate_model(
     """What ``jrs evaluate --json`` prints: ``model_dir``, ``fingerprint``, ``in_memory``
     (:func:`~toolkit.evaluation.held_out.model_evaluation`) and, with ``index`` (an alias or index, queried
     through ``es``, default :func:`~toolkit.es.client.make_client`), ``through_index``
-    (:func:`index_evaluation`, where ``k``, ``num_candidates``, ``modes`` and ``limit`` apply). ``report``
-    also writes the HTML report there (``report`` in the result). Elasticsearch failures raise
-    :class:`~toolkit.errors.ToolkitError`, as in :func:`toolkit.index.indexer.index_dataset`."""
+    (:func:`index_evaluation`, where ``k`` (default :data:`DEFAULT_K`), ``num_candidates``, ``modes`` and
+    ``limit`` apply; given without ``index`` they raise :class:`~toolkit.errors.ConfigError`, as ``jrs
+    evaluate`` refuses them without ``--index``). ``report`` also writes the HTML report there (``report`` in
+    the result). Elasticsearch failures raise :class:`~toolkit.errors.ToolkitError`, as in
+    :func:`toolkit.index.indexer.index_dataset`."""
     from toolkit.evaluation.held_out import model_evaluation
     from toolkit.model import SearchModel, read_manifest
+
+    if not index:
+        given = [
+            name
+            for name, value in (
+                ("k", k),
+                ("num_candidates", num_candidates),
+                ("modes", modes),
+                ("limit", limit),
+            )
+            if value is not None and not (isinstance(value, (tuple, list)) and not value)
+        ]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to the queries run through an "
+                "index: pass index=ALIAS"
+            )
+    k = DEFAULT_K if k is None else k
 
     data: dict[str, Any] = {
         "model_dir": str(model_dir),

@@ -7,8 +7,9 @@ Policy:
   (:data:`ALLOWED_FORMATS`) are opened, so no exotic decoder (e.g. EPS via Ghostscript) runs;
 * truncated files are rejected (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left off: half a photo
   with grey padding would make a misleading vector);
-* images whose header claims more than ``max_pixels`` pixels are rejected before decoding
-  (as is anything PIL itself refuses as a decompression bomb);
+* images that would decode to more than ``max_pixels`` pixels are rejected before decoding (as is
+  anything PIL itself refuses as a decompression bomb); a big JPEG decoded at reduced size (below) counts
+  the pixels it decodes, so a 48-50 MP phone photo is used where the caller needs a small picture;
 * CMYK -> RGB; 16-bit greyscale is scaled to 8 bits (``v * 255 / 65535``); transparency
   (RGBA, LA, PA, palette with a transparent colour) is composited on white; animated images
   give their first frame; the EXIF orientation is applied;
@@ -30,8 +31,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from toolkit.errors import ConfigError, ToolkitError
 
-#: Default pixel limit (width x height) above which an image is refused as a decompression bomb.
+#: Default pixel limit (width x height decoded) above which an image is refused as a decompression bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
+#: A JPEG decoded at reduced size (``draft_size``) is decoded at 1/8 scale at most: one whose header claims
+#: more than this many times ``max_pixels`` is refused before any decoding
+DRAFT_SCALE_LIMIT = 64
 
 #: PIL formats accepted for photos (JPEG includes multi-picture MPO files from phones).
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
@@ -76,6 +80,8 @@ def _float_to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _on_white(img: Image.Image) -> Image.Image:
+    if img.mode == "La":  # premultiplied: PIL converts it to LA only
+        img = img.convert("LA")
     rgba = img.convert("RGBA")
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return Image.alpha_composite(white, rgba).convert("RGB")
@@ -100,14 +106,22 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def _decode(img: Image.Image, max_pixels: int, draft_size: int | None) -> Image.Image:
     w, h = img.size
-    if w * h > max_pixels:
-        raise ImageRejected(
-            f"decompression bomb: {w}x{h} = {w * h} pixels is over the limit of {max_pixels} (max_pixels)"
-        )
     if w <= 0 or h <= 0:
         raise ImageRejected(f"invalid image size {w}x{h}")
-    if draft_size and img.format in ("JPEG", "MPO") and min(w, h) >= 2 * draft_size:
+    if (
+        draft_size
+        and img.format in ("JPEG", "MPO")
+        and min(w, h) >= 2 * draft_size
+        and w * h <= DRAFT_SCALE_LIMIT * max_pixels
+    ):
         img.draft("RGB", (draft_size, draft_size))
+    # the limit is on the pixels decoded: a 48-50 MP phone JPEG decodes at 1/8 scale where a draft applies
+    dw, dh = img.size
+    if dw * dh > max_pixels:
+        at = "" if (dw, dh) == (w, h) else f" (decoded at {dw}x{dh})"
+        raise ImageRejected(
+            f"decompression bomb: {w}x{h} = {w * h} pixels{at} is over the limit of {max_pixels} (max_pixels)"
+        )
     try:
         img.load()  # a freshly opened file is at its first frame
     except Image.DecompressionBombError as e:
@@ -132,7 +146,8 @@ def load_image(
     """Open ``path`` as an 8-bit RGB image, or raise :class:`ImageRejected` naming the reason.
 
     ``draft_size`` lets big JPEGs decode at 1/2, 1/4 or 1/8 scale while keeping both sides
-    ``>= draft_size``; ``max_pixels`` bounds ``width * height`` read from the header.
+    ``>= draft_size``; ``max_pixels`` bounds the ``width * height`` decoded (the header's, or the reduced
+    size's).
     """
     p = Path(path)
     _check_file(p)
@@ -181,21 +196,44 @@ def load_photo(
     raise ConfigError(f"a photo must be {PHOTO_SOURCES}; got {type(photo).__name__} {given}")
 
 
+def check_photo_data(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Raise :class:`ImageRejected` for the bytes of an image file that cannot be a usable photo by its header
+    alone (empty, not an image, an unsupported format, a corrupt header, too many pixels even at the smallest
+    reduced decode), without decoding it: a query fails before the image encoder is built."""
+    if not len(data):
+        raise ImageRejected("empty image data (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _open(io.BytesIO(bytes(data))) as img:
+            w, h = img.size
+            limit = max_pixels * (DRAFT_SCALE_LIMIT if img.format in ("JPEG", "MPO") else 1)
+            if w * h > limit:
+                raise ImageRejected(
+                    f"decompression bomb: {w}x{h} = {w * h} pixels is over the limit of {max_pixels} (max_pixels)"
+                )
+
+
+def _open(fh: BinaryIO) -> Image.Image:
+    """``Image.open`` of ``fh`` under the module policy (formats, header errors as rejections); call it with
+    PIL's decompression-bomb warning silenced."""
+    Image.init()  # register every plugin: Image.open(formats=...) does not do it itself
+    try:
+        return Image.open(fh, formats=list(ALLOWED_FORMATS))
+    except Image.DecompressionBombError as e:
+        raise ImageRejected(f"decompression bomb: {e}") from e
+    except UnidentifiedImageError:
+        raise ImageRejected(
+            f"not an image or unsupported format (accepted: {', '.join(ALLOWED_FORMATS)})"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageRejected(f"corrupt image header ({type(e).__name__}: {e})") from e
+
+
 def _open_decode(fh: BinaryIO, max_pixels: int, draft_size: int | None) -> Image.Image:
     """The image in the open binary file ``fh``, decoded under the module policy."""
-    Image.init()  # register every plugin: Image.open(formats=...) does not do it itself
     with warnings.catch_warnings():
         # Our own max_pixels check is the limit that counts; PIL's warning is noise here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(fh, formats=list(ALLOWED_FORMATS))
-        except Image.DecompressionBombError as e:
-            raise ImageRejected(f"decompression bomb: {e}") from e
-        except UnidentifiedImageError:
-            raise ImageRejected(
-                f"not an image or unsupported format (accepted: {', '.join(ALLOWED_FORMATS)})"
-            ) from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise ImageRejected(f"corrupt image header ({type(e).__name__}: {e})") from e
+        img = _open(fh)
         with img:
             return _decode(img, max_pixels, draft_size)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from toolkit.index.drift import CentreDrift
 from toolkit.index.hubness import HubCorrection
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
+from toolkit.text.ingredients import ingredient_key
 from toolkit.vectorset import VECTORS, Rows, VectorSet, load_vector_set, same_file
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,11 @@ class DocumentBuilder:
         #: how the photos built so far sit against ``photo_centre`` (:mod:`toolkit.index.drift`)
         self.centre_drift = CentreDrift()
 
+    def ingredient_keys(self, recipe: Recipe) -> list[str]:
+        """The recipe's :func:`~toolkit.text.ingredients.ingredient_key` set, sorted."""
+        tok = self.model.tokenizer
+        return sorted({ingredient_key(tok, i.name) for i in recipe.ingredients if i.name})
+
     def step_hash(self, recipe: Recipe, step: Step) -> str:
         """What a step's document is made from: the model, the builder's settings, the recipe fields the
         document copies, the step and its photo file's size and mtime. Equal hash: the document is the same."""
@@ -110,6 +117,7 @@ class DocumentBuilder:
             recipe.title,
             recipe.description,
             sorted({i.name for i in recipe.ingredients if i.name}),
+            self.ingredient_keys(recipe),
             list(recipe.tags),
             step.position,
             step.text,
@@ -166,6 +174,7 @@ class DocumentBuilder:
         tok = self.model.tokenizer
         for recipe in recipes:
             ingredients = sorted({i.name for i in recipe.ingredients if i.name})
+            ingredient_keys = self.ingredient_keys(recipe)
             title_tokens = " ".join(tok.tokenize_all(recipe.title))
             for step in recipe.steps:
                 step_id = recipe.step_id(step)
@@ -180,6 +189,7 @@ class DocumentBuilder:
                     "text": step.text,
                     "tokens": " ".join(tok.tokenize_all(step.text)),
                     "ingredients": ingredients,
+                    "ingredient_keys": ingredient_keys,
                     "tags": list(recipe.tags),
                     "has_image": False,
                     "content_hash": self.step_hash(recipe, step),
@@ -215,7 +225,8 @@ class DocumentBuilder:
                 doc["has_image"] = True
                 doc["image_path"] = rel
                 if self.image_base_url:
-                    doc["image_url"] = self.image_base_url + rel
+                    # a URL: a file name's '#', '?', '%' or space escaped, as the web page's photo_url does
+                    doc["image_url"] = self.image_base_url + quote(rel, safe="/")
                 doc["image_vector"] = image_vecs[j]
                 if self.raw_features:
                     doc["image_feature"] = raw[j]

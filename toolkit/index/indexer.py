@@ -22,7 +22,7 @@ from toolkit.index.centring import META_KEY, centre_from_meta, collection_centre
 from toolkit.index.documents import DocStats, DocumentBuilder, build_features, recipe_batches
 from toolkit.index.hubness import EXTRA_DIMS, correction_for, correction_from_meta
 from toolkit.index.hubness import META_KEY as HUB_META_KEY
-from toolkit.index.template import IndexModelInfo, VectorIndexOptions
+from toolkit.index.template import DEFAULT_ALIAS, IndexModelInfo, VectorIndexOptions
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.resume import decide_resume
@@ -78,7 +78,7 @@ class IndexOptions:
       created with.
     """
 
-    alias: str = "recipes"
+    alias: str = DEFAULT_ALIAS
     index: str | None = None
     vector_options: VectorIndexOptions = field(default_factory=VectorIndexOptions)
     replicas: int = 0
@@ -200,7 +200,8 @@ def index_dataset(
     Returns what ``jrs index --json`` prints (less ``rejects_file`` and ``device``), counted for this run:
 
     - ``index``: the concrete index loaded; ``alias``: the alias (None with ``options.index``);
-      ``swapped``: whether the alias now points at ``index``; ``previous``: the indices it pointed at before
+      ``swapped``: whether the alias now points at ``index`` (not when the load stopped early, or when
+      every record it read was rejected); ``previous``: the indices it pointed at before
     - ``read`` = ``indexed`` + ``rejected`` + ``skipped``: records read (steps, or unparsable input lines),
       indexed, not indexed (reasons in ``rejects_path``), skipped (loaded before the resume point)
     - ``seconds``, ``docs_per_s``, ``retries`` (bulk requests retried), ``resumed_from`` (recipes already
@@ -265,7 +266,7 @@ def index_dataset(
         target = ckpt.index
         _log.info(f"resuming the load into {target} after {ckpt.position} recipes")
         restore = {"index.refresh_interval": "1s", "index.number_of_replicas": opts.replicas}
-        lifecycle.ensure_content_hash(es, target)
+        lifecycle.ensure_added_fields(es, target)
         lifecycle.begin_load(es, target)
     else:
         if opts.index:
@@ -278,7 +279,7 @@ def index_dataset(
             else:
                 target = lifecycle.concrete_index(es, target)  # --index may name an alias
                 lifecycle.check_index_model(es, target, model.fingerprint)
-                lifecycle.ensure_content_hash(es, target)
+                lifecycle.ensure_added_fields(es, target)
         else:
             lifecycle.put_template(es, opts.alias, info, opts.vector_options, opts.replicas)
             target = lifecycle.create_version(es, opts.alias)
@@ -324,7 +325,16 @@ def index_dataset(
         _restore_quietly(es, target, restore)
         raise
     previous: list[str] = []
+    count = int(es.count(index=target)["count"])
     swapped = opts.index is None and opts.swap and not summary.stopped_early
+    if swapped and count == 0 and summary.counts.rejected:
+        # every record rejected (a mapping the node accepts but every document fails, a wrong model...):
+        # moving the alias would put an empty index in front of the searches the old version answers
+        _log.warning(
+            f"every record of {target} was rejected ({summary.counts.rejected}): alias {opts.alias} not moved "
+            "to it (see the rejects file)"
+        )
+        swapped = False
     if swapped:
         previous = lifecycle.swap_alias(es, opts.alias, target)
     if not summary.stopped_early:
@@ -344,7 +354,7 @@ def index_dataset(
             "photos_centred": builder.photo_centre is not None,
             "photos_hubness_corrected": builder.photo_hub is not None,
             "photo_drift": builder.centre_drift.report(target),
-            "count": int(es.count(index=target)["count"]),
+            "count": count,
         }
     )
     if summary.counts.read != summary.counts.indexed + summary.counts.rejected + summary.counts.skipped:

@@ -174,15 +174,22 @@ def finish_load(es: Elasticsearch, index: str, restore: dict[str, Any]) -> None:
     es.indices.refresh(index=index)
 
 
-#: the per-document content hash live updates compare (``jrs index --update``)
-CONTENT_HASH_FIELD = {"content_hash": {"type": "keyword", "index": False}}
+#: fields added to the template after indices were made with it: a load or update into such an index adds
+#: them first (an additive mapping change; the mapping is strict): the per-document content hash live
+#: updates compare (``jrs index --update``), the spelling-free keys of the recipe's ingredient names
+#: (:func:`toolkit.text.ingredients.ingredient_key`)
+ADDED_FIELDS = {
+    "content_hash": {"type": "keyword", "index": False},
+    "ingredient_keys": {"type": "keyword"},
+}
 
 
-def ensure_content_hash(es: Elasticsearch, index: str) -> None:
-    """Add the ``content_hash`` field to an index made before it existed (an additive mapping change)."""
+def ensure_added_fields(es: Elasticsearch, index: str) -> None:
+    """Add the :data:`ADDED_FIELDS` an index made before them lacks."""
     props = es.indices.get_mapping(index=index).body[index]["mappings"].get("properties", {})
-    if "content_hash" not in props:
-        es.indices.put_mapping(index=index, properties=CONTENT_HASH_FIELD)
+    missing = {name: spec for name, spec in ADDED_FIELDS.items() if name not in props}
+    if missing:
+        es.indices.put_mapping(index=index, properties=missing)
 
 
 def swap_alias(es: Elasticsearch, alias: str, index: str) -> list[str]:

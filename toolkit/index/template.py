@@ -28,6 +28,16 @@ def load_template() -> dict[str, Any]:
     return data
 
 
+#: the alias every command loads, searches and changes where none is given (``jrs index --alias``,
+#: ``jrs search --index``, ``JRS_INDEX``, the Kibana data view)
+DEFAULT_ALIAS = "recipes"
+
+#: Lucene's limits on HNSW m and ef_construction: an index mapped beyond them is created, and then
+#: refuses every document (checked here instead)
+MAX_HNSW_M = 512
+MAX_HNSW_EF_CONSTRUCTION = 3200
+
+
 @dataclass(frozen=True)
 class VectorIndexOptions:
     """How the vector fields are indexed: one of :data:`INDEX_TYPES` (``flat``: exact search)."""
@@ -44,10 +54,10 @@ class VectorIndexOptions:
             )
         if self.similarity not in ("cosine", "dot_product"):
             raise ConfigError("similarity must be cosine or dot_product (vectors are L2-normalised)")
-        for name in ("m", "ef_construction"):
+        for name, top in (("m", MAX_HNSW_M), ("ef_construction", MAX_HNSW_EF_CONSTRUCTION)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"HNSW {name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise ConfigError(f"HNSW {name} must be an integer from 1 to {top}, got {value!r}")
 
     def as_mapping(self) -> dict[str, Any]:
         if self.type.endswith("flat"):

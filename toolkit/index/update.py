@@ -20,13 +20,14 @@ from elasticsearch import Elasticsearch, helpers
 
 from toolkit.data.jsonl import iter_recipes
 from toolkit.device import DEFAULT_DEVICE
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.client import raising_toolkit_errors
 from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, LoadCounts, LoadSummary, bulk_load, check_int
 from toolkit.index.centring import centre_from_meta
 from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
 from toolkit.index.hubness import correction_from_meta
+from toolkit.index.template import DEFAULT_ALIAS
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
 
@@ -43,7 +44,7 @@ class UpdateOptions:
     - ``device``: where new or changed photos are encoded (``auto``, ``cpu``, ``cuda[:N]``)
     """
 
-    alias: str = "recipes"
+    alias: str = DEFAULT_ALIAS
     index: str | None = None
     batch_steps: int = 256
     bulk: BulkOptions = field(default_factory=BulkOptions)
@@ -179,7 +180,7 @@ def update_index(
     model = SearchModel.load(model_dir, opts.device)
     target = live_index(es, opts.alias, opts.index)
     info = lifecycle.check_index_model(es, target, model.fingerprint)
-    lifecycle.ensure_content_hash(es, target)
+    lifecycle.ensure_added_fields(es, target)
     start = time.monotonic()
     hashes, by_recipe = indexed_hashes(es, target)
     features, written_ns = build_features(model, root)
@@ -217,11 +218,25 @@ def update_index(
     return result
 
 
+def recipe_ids_to_delete(recipe_ids: Iterable[str]) -> list[str]:
+    """The distinct ids of ``recipe_ids`` (one string is one id), or a :class:`ConfigError` for none, or for a
+    blank or non-string one (before, a blank id was dropped without a word)."""
+    asked = [recipe_ids] if isinstance(recipe_ids, str) else list(recipe_ids)
+    bad = [r for r in asked if not isinstance(r, str) or not r.strip()]
+    if bad:
+        raise ConfigError(
+            f"recipe ids must be non-blank strings, got {', '.join(map(repr, bad))} (--recipe ID)"
+        )
+    if not asked:
+        raise ConfigError("name at least one recipe to delete (--recipe ID)")
+    return list(dict.fromkeys(r.strip() for r in asked))
+
+
 @raising_toolkit_errors
 def delete_recipes(
     es: Elasticsearch,
     recipe_ids: Iterable[str],
-    alias: str = "recipes",
+    alias: str = DEFAULT_ALIAS,
     index: str | None = None,
     rejects_path: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -229,9 +244,7 @@ def delete_recipes(
     (the ids asked for), ``missing`` (those not found), ``read`` (steps found) = ``deleted`` + ``rejected``,
     and ``count`` (documents left). Errors as in :func:`toolkit.index.indexer.index_dataset`."""
     lifecycle.check_target(alias, index)
-    wanted = list(dict.fromkeys(r.strip() for r in recipe_ids if r.strip()))
-    if not wanted:
-        raise ToolkitError("name at least one recipe to delete (--recipe ID)")
+    wanted = recipe_ids_to_delete(recipe_ids)
     target = live_index(es, alias, index)
     found: dict[str, list[str]] = {}
     for hit in helpers.scan(

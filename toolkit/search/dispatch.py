@@ -15,7 +15,7 @@ from toolkit.data.schema import unencodable
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.model import check_query_text
 from toolkit.search.engine import Searcher, SearchResult, check_searcher_parts, given
-from toolkit.search.modes import TEXT_MODES
+from toolkit.search.modes import DEFAULT_K, TEXT_MODES
 from toolkit.search.queries import (
     Filters,
     Grouping,
@@ -42,7 +42,7 @@ class SearchOptions:
     (a :class:`~toolkit.errors.ConfigError` names the bad field). ``filters``/``hybrid`` None: the defaults."""
 
     mode: str = "knn"
-    k: int = 10
+    k: int = DEFAULT_K
     num_candidates: int | None = None
     filters: Filters = field(default_factory=Filters)
     hybrid: HybridParams = field(default_factory=HybridParams)
@@ -109,9 +109,14 @@ def search(
         text = None
     if text is None and photo is None and not like:
         raise ToolkitError("the query is empty: give a text, a photo or steps to search like")
-    for part in (text, *plus, *minus):
-        if part is not None:
-            check_query_text(part)  # clear errors before any tokenising: blank, or not valid Unicode
+    if text is not None:
+        check_query_text(text)  # clear errors before any tokenising: blank, or not valid Unicode
+    for what, parts in (("plus", plus), ("minus", minus)):
+        for part in parts:
+            try:
+                check_query_text(part)
+            except ToolkitError as e:  # say which text: the query itself is fine
+                raise ToolkitError(f"the {what} text {part!r} (--{what}): {e}") from e
     bad_ids = [step_id for step_id in like if unencodable(step_id)]
     if bad_ids:
         raise ToolkitError(f"cannot search like these steps: {bad_ids!r} {unencodable(bad_ids[0])}")
@@ -120,7 +125,7 @@ def search(
             "give a text or a photo, not both (to compose the photo with texts, give them as plus/minus: "
             "--plus/--minus)"
         )
-    image = _decoded_photo(photo) if photo is not None else None
+    image = _decoded_photo(photo, searcher) if photo is not None else None
     params = knn_params(opts.k, opts.num_candidates)
     group = opts.grouping()
     ignored = (
@@ -128,6 +133,11 @@ def search(
         "kNN search"
         if opts.mode != "knn" and (photo is not None or like or plus or minus)
         else None
+    )
+    composed_notes = (
+        _composed_notes(searcher, None if photo is not None else text, plus, minus)
+        if like or photo is not None or plus or minus
+        else []
     )
     if like:
         from toolkit.search.like import like_vector
@@ -139,6 +149,7 @@ def search(
         # the examples are left out by the ids like_vector looked up (padding stripped)
         filters = _excluding(opts.filters, [s.strip() for s in like if s.strip()])
         result = searcher.knn(vector, params, filters, mode="like", group=group)
+        result.notes[:0] = composed_notes
         result.notes.append(note)
     elif photo is not None or plus or minus:
         base = _photo_vector(searcher, photo, image) if photo is not None else searcher.text_vector(text)  # type: ignore[arg-type]
@@ -147,6 +158,7 @@ def search(
         if label == "image":  # a photo alone is sent as the index stores photos: its own scores 1
             vector = searcher.as_stored_photo(vector)
         result = searcher.knn(vector, params, opts.filters, mode=label, group=group)
+        result.notes[:0] = composed_notes
     else:
         assert text is not None
         text, notes, explanation = _prepare_text(searcher, text, opts)
@@ -179,25 +191,55 @@ def _run_text(
 def _prepare_text(searcher: Searcher, text: str, opts: SearchOptions) -> tuple[str, list[str], dict | None]:
     """Notes on words the model does not know (searching with the known ones; an error with suggestions
     when none is known) and, with ``explain``, the explanation so far."""
-    from toolkit.search.explain import explain_tokens, suggestions, vocabulary_split
+    from toolkit.search.explain import explain_tokens
 
     explanation = explain_tokens(searcher.model, text) if opts.explain else None
     if opts.mode == "keyword":  # BM25 needs no vocabulary
         return text, [], explanation
-    _, known, unknown = vocabulary_split(searcher.model, text)
-    if not unknown:
-        return text, [], explanation
+    note = _vocabulary_note(searcher, text, "the query")
+    return text, [note] if note else [], explanation
+
+
+def _vocabulary_note(searcher: Searcher, text: str, what: str) -> str | None:
+    """A note when some words of ``text`` (``what`` names it: "the query", "the plus text '...'") are not in
+    the model's vocabulary, None when all are; a :class:`ToolkitError` with the nearest known words when none
+    is (a vector cannot be made of it)."""
+    from toolkit.search.explain import SUGGESTED_WORDS, suggestions, vocabulary_split
+
+    tokens, known, unknown = vocabulary_split(searcher.model, text)
     unknown = list(dict.fromkeys(unknown))
     if not known:
-        hints = "; ".join(f"{w} -> {', '.join(suggestions(searcher.model, w)) or 'none'}" for w in unknown)
+        if not unknown:  # only particles, symbols or stopwords
+            if what == "the query":  # embed_query says so
+                return None
+            raise ToolkitError(
+                f"no word of {what} is in the model's vocabulary (tokens after filtering: none)"
+            )
+        hints = "; ".join(
+            f"{w} -> {', '.join(suggestions(searcher.model, w)) or 'none'}" for w in unknown[:SUGGESTED_WORDS]
+        )
         raise ToolkitError(
-            f"no word of the query is in the model's vocabulary (unknown: {', '.join(unknown)}; "
+            f"no word of {what} is in the model's vocabulary (unknown: {', '.join(unknown)}; "
             f"nearest known words: {hints})"
         )
-    note = (
-        f"searched with the known words {' '.join(known)}; not in the model's vocabulary: {' '.join(unknown)}"
+    if not unknown:
+        return None
+    said = "" if what == "the query" else f"{what}: "
+    return (
+        f"{said}searched with the known words {' '.join(dict.fromkeys(known))}; "
+        f"not in the model's vocabulary: {' '.join(unknown)}"
     )
-    return text, [note], explanation
+
+
+def _composed_notes(
+    searcher: Searcher, text: str | None, plus: Sequence[str], minus: Sequence[str]
+) -> list[str]:
+    """:func:`_vocabulary_note` of each text of a composed or more-like-these query (naming the text), so a
+    text with unknown words is said and one with no known word is a clear error before any vector is made."""
+    texts = [("the query", text)] if text is not None else []
+    texts += [(f"the plus text {p!r} (--plus)", p) for p in plus]
+    texts += [(f"the minus text {m!r} (--minus)", m) for m in minus]
+    return [note for what, t in texts if (note := _vocabulary_note(searcher, t, what))]
 
 
 def _composed(searcher: Searcher, base: np.ndarray, plus: Sequence[str], minus: Sequence[str]) -> np.ndarray:
@@ -222,7 +264,7 @@ def search_text(
     searcher: Searcher,
     text: str,
     mode: str = "knn",
-    k: int = 10,
+    k: int = DEFAULT_K,
     filters: Filters | None = None,
     num_candidates: int | None = None,
     hybrid: HybridParams | None = None,
@@ -237,7 +279,7 @@ def search_text(
 
 
 def search_photo(
-    searcher: Searcher, photo: PhotoSource, k: int = 10, filters: Filters | None = None
+    searcher: Searcher, photo: PhotoSource, k: int = DEFAULT_K, filters: Filters | None = None
 ) -> SearchResult:
     """Query by photo (a path, the bytes of an image file, a ``PIL.Image`` or an ``H x W x 3`` / ``H x W``
     ``uint8`` array): its shared-space vector against the indexed photos."""
@@ -287,15 +329,21 @@ def _texts(name: str, value: object) -> tuple[str, ...]:
     return items
 
 
-def _decoded_photo(photo: object) -> Image.Image | None:
+def _decoded_photo(photo: object, searcher: Searcher) -> Image.Image | None:
     """A photo given as data (bytes, a PIL image, an array) decoded now by the safe loader, so a bad one fails
     before any model work; None for a path (the searcher reads the file)."""
-    from toolkit.image.loading import ImageRejected, load_photo
+    from toolkit.image.loading import ImageRejected, check_photo_data, load_photo
 
     if isinstance(photo, (str, os.PathLike)):
         return None
     try:
-        return load_photo(photo)  # type: ignore[arg-type] - a wrong type is its ConfigError
+        # a file's bytes decode like the collection's photos (a big JPEG at reduced size); a PIL image or an
+        # array as given; a wrong type is load_photo's ConfigError, before the encoder is built
+        draft = None
+        if isinstance(photo, (bytes, bytearray, memoryview)):
+            check_photo_data(photo)  # by its header, before the encoder is built for the draft size
+            draft = searcher.model.photo_draft_size()
+        return load_photo(photo, draft_size=draft)  # type: ignore[arg-type]
     except ImageRejected as e:
         raise ToolkitError(f"query photo ({_photo_label(photo)}): {e}") from e
 

@@ -6,18 +6,16 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from toolkit.errors import ConfigError, ToolkitError
-from toolkit.es.client import es_failure
+from toolkit.es.client import es_errors
 from toolkit.index.centring import centre_from_meta, centred
 from toolkit.index.hubness import (
     EXTRA_DIMS,
@@ -48,20 +46,6 @@ log = logging.getLogger(__name__)
 #: how often (seconds) a :class:`Searcher` asks which indices its alias points at: one ``GET <alias>/_alias``
 #: (about 0.5 ms on a local node, a seventh of a kNN search), so at most once a second by default
 RECHECK_S = 1.0
-
-
-@contextmanager
-def es_errors() -> Iterator[None]:
-    """Elasticsearch failures raised inside as the :class:`ToolkitError` they stand for
-    (:func:`toolkit.es.client.es_failure`: :class:`~toolkit.es.client.EsUnavailable` when the cluster cannot be
-    reached), chained from the original."""
-    try:
-        yield
-    except (ApiError, TransportError) as e:
-        failure = es_failure(e)
-        if failure is None:  # pragma: no cover - every ApiError and TransportError maps to one
-            raise
-        raise failure from e
 
 
 @dataclass
@@ -428,6 +412,18 @@ class Searcher:
             result.groups = [Group.from_es(h) for h in raw]
         return result
 
+    def keyed(self, filters: Filters) -> Filters:
+        """``filters`` with the key of each ingredient (:func:`~toolkit.text.ingredients.ingredient_key`, by
+        this model's tokenizer): an ingredient filter matches its spelling variants (たまねぎ, 玉ねぎ, 玉葱)."""
+        if not filters.ingredients or filters.ingredient_keys:
+            return filters
+        from toolkit.text.ingredients import ingredient_key
+
+        tok = self.model.tokenizer
+        return replace(
+            filters, ingredient_keys=tuple(ingredient_key(tok, name) for name in filters.ingredients)
+        )
+
     def knn(
         self,
         vector: np.ndarray,
@@ -437,6 +433,7 @@ class Searcher:
         group: Grouping | None = None,
     ) -> SearchResult:
         made_under = self._target  # a photo in the stored form was made for this index's layout
+        filters = self.keyed(filters)
 
         def attempt() -> SearchResult:
             self._follow()
@@ -449,6 +446,7 @@ class Searcher:
         """BM25 on the step tokens; a note when no step matched, or when no word of the text is in the model's
         vocabulary (the other modes cannot search it)."""
         tokens = self.tokens(text)
+        filters = self.keyed(filters)
         result = self._run("keyword", keyword_request(tokens, k, filters), group=group, k=k)
         from toolkit.search.explain import unknown_words_note
 
@@ -470,6 +468,7 @@ class Searcher:
         group: Grouping | None = None,
     ) -> SearchResult:
         """One request with ``query`` + ``knn``: boosted scores are added by Elasticsearch."""
+        filters = self.keyed(filters)
 
         def attempt() -> SearchResult:
             vector = self.field_vector(self.text_vector(text), params.field)
@@ -489,7 +488,7 @@ class Searcher:
         """Reciprocal rank fusion: ``retriever.rrf`` when the cluster offers it, else fused here from
         the two ranked lists fetched in one ``_msearch``. Grouped: the fused list of ``k * knn_factor``
         steps is grouped by recipe here (a rank fusion has no single query to collapse)."""
-        return self._fused(self._rrf, text, params, filters, hybrid, group)
+        return self._fused(self._rrf, text, params, self.keyed(filters), hybrid, group)
 
     def linear(
         self,
@@ -503,7 +502,7 @@ class Searcher:
         hits, then summed with the weights ``hybrid.keyword_boost`` and ``hybrid.knn_boost`` (what
         Elasticsearch's ``linear`` retriever computes with ``normalizer: minmax``), fused here from the
         two lists fetched in one ``_msearch``. Grouped like :meth:`rrf`."""
-        return self._fused(self._linear, text, params, filters, hybrid, group)
+        return self._fused(self._linear, text, params, self.keyed(filters), hybrid, group)
 
     def _fused(
         self,

@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 #: suggestions offered per unknown word, and top hits whose scores are explained
 SUGGESTIONS = 5
 EXPLAINED_HITS = 5
+#: distinct unknown words given suggestions, and distinct words left out one by one: each costs a scan of the
+#: whole vocabulary or one more search, so a long query of many words (up to 2,000 characters through the web
+#: page) must not cost that per word
+SUGGESTED_WORDS = 10
+EXPLAINED_WORDS = 30
 
 _readings_lock = threading.Lock()
 _readings: dict[str, dict[str, list[str]]] = {}
@@ -106,7 +111,10 @@ def explain_tokens(model: SearchModel, text: str) -> dict[str, Any]:
         "tokens": tokens,
         "dropped": [t for t in every if t not in tokens],
         "known": known,
-        "unknown": [{"word": w, "suggestions": suggestions(model, w)} for w in dict.fromkeys(unknown)],
+        "unknown": [
+            {"word": w, "suggestions": suggestions(model, w) if i < SUGGESTED_WORDS else []}
+            for i, w in enumerate(dict.fromkeys(unknown))
+        ],
     }
 
 
@@ -138,7 +146,7 @@ def _vector_scores(
 
     full = field_boost * _similarity_scores(embed(rows), hit_vectors)
     out: dict[str, np.ndarray] = {}
-    for w in dict.fromkeys(words):
+    for w in list(dict.fromkeys(words))[:EXPLAINED_WORDS]:
         rest = [r for r, x in zip(rows, words, strict=True) if x != w]
         out[w] = field_boost * _similarity_scores(embed(rest), hit_vectors) if rest else np.zeros(len(full))
     return full, out
@@ -147,8 +155,10 @@ def _vector_scores(
 def _keyword_scores(
     searcher: Searcher, tokens: list[str], ids: list[str], boost: float
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """BM25 scores of the hits (by id) for all tokens and with each distinct token left out (one _msearch)."""
-    variants = [tokens] + [[t for t in tokens if t != w] for w in dict.fromkeys(tokens)]
+    """BM25 scores of the hits (by id) for all tokens and with each of the first :data:`EXPLAINED_WORDS`
+    distinct tokens left out (one _msearch)."""
+    left_out = list(dict.fromkeys(tokens))[:EXPLAINED_WORDS]
+    variants = [tokens] + [[t for t in tokens if t != w] for w in left_out]
     bodies: list[dict[str, Any]] = []
     for toks in variants:
         query: dict[str, Any] = {"bool": {"filter": [{"ids": {"values": ids}}]}}
@@ -162,7 +172,7 @@ def _keyword_scores(
     for r in resp:
         by_id = {h["_id"]: float(h["_score"] or 0.0) for h in r.get("hits", {}).get("hits", [])}
         scores.append(boost * np.array([by_id.get(i, 0.0) for i in ids]))
-    return scores[0], dict(zip(dict.fromkeys(tokens), scores[1:], strict=True))
+    return scores[0], dict(zip(left_out, scores[1:], strict=True))
 
 
 def contributions(

@@ -11,6 +11,8 @@ MODE_HELP = {
     "linear": "both lists' scores min-max normalised, then summed with the boosts as weights",
 }
 TEXT_MODES = tuple(MODE_HELP)
+#: hits per query where none is asked for (search, grid, report samples, evaluation through an index)
+DEFAULT_K = 10
 
 
 def modes_help() -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ConfigError
+from toolkit.search.modes import DEFAULT_K
 
 SOURCE_FIELDS = [
     "step_id",
@@ -49,11 +50,15 @@ class Filters:
     include_text_only: bool = False
     #: steps never returned (the examples of a more-like-these query)
     exclude_step_ids: tuple[str, ...] = ()
+    #: the :func:`~toolkit.text.ingredients.ingredient_key` of each of ``ingredients`` (the searcher fills them
+    #: in with its model's tokenizer): a recipe matches an ingredient by its name as written or by its key,
+    #: so たまねぎ finds recipes that wrote 玉ねぎ
+    ingredient_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from toolkit.data.schema import unencodable
 
-        for name in ("recipe_ids", "ingredients", "tags", "exclude_step_ids"):
+        for name in ("recipe_ids", "ingredients", "tags", "exclude_step_ids", "ingredient_keys"):
             values = getattr(self, name)
             if isinstance(values, str):  # one value, not its characters
                 values = (values,)
@@ -71,6 +76,11 @@ class Filters:
                 if why:
                     raise ConfigError(f"filter {name}: {value!r} {why}")
             object.__setattr__(self, name, values)
+        if self.ingredient_keys and len(self.ingredient_keys) != len(self.ingredients):
+            raise ConfigError(
+                f"filter ingredient_keys must have one key per ingredient: {len(self.ingredient_keys)} keys "
+                f"for {len(self.ingredients)} ingredients"
+            )
         if not isinstance(self.include_text_only, bool):
             raise ConfigError(
                 f"filter include_text_only must be True or False, got {self.include_text_only!r}"
@@ -82,8 +92,13 @@ class Filters:
             out.append({"bool": {"must_not": [{"ids": {"values": list(self.exclude_step_ids)}}]}})
         if self.recipe_ids:
             out.append({"terms": {"recipe_id": list(self.recipe_ids)}})
-        for ing in self.ingredients:
-            out.append({"term": {"ingredients": ing}})
+        for ing, key in zip(
+            self.ingredients, self.ingredient_keys or [None] * len(self.ingredients), strict=True
+        ):
+            exact = {"term": {"ingredients": ing}}
+            # an index made before ingredient keys has no such field: the term matches nothing there
+            by_key = [{"term": {"ingredient_keys": key}}] if key else []
+            out.append({"bool": {"should": [exact, *by_key], "minimum_should_match": 1}} if by_key else exact)
         for tag in self.tags:
             out.append({"term": {"tags": tag}})
         if not self.include_text_only:
@@ -108,7 +123,7 @@ def num_candidates_for(k: int, num_candidates: int | None = None) -> int:
 
 @dataclass(frozen=True)
 class KnnParams:
-    k: int = 10
+    k: int = DEFAULT_K
     num_candidates: int = DEFAULT_NUM_CANDIDATES
     field: str = "image_vector"
     boost: float = 1.0

@@ -23,6 +23,7 @@ from toolkit import __version__
 from toolkit.errors import ModelDirError, ToolkitError
 from toolkit.evaluation.metrics import DIRECTIONS, positive_ranks
 from toolkit.search.engine import Searcher
+from toolkit.search.modes import DEFAULT_K
 
 EVALUATION_FILE = "evaluation.json"
 #: Numbers of a result that describe the protocol rather than measure it (not table columns).
@@ -361,7 +362,7 @@ def write_report(
     dataset_root: str | Path | None = None,
     queries: Sequence[str] = (),
     sample_count: int = 4,
-    k: int = 10,
+    k: int = DEFAULT_K,
     mode: str = "knn",
     title: str | None = None,
     progress: bool = False,

@@ -84,7 +84,7 @@ class SearchApp:
         # requests hold only their bytes); a photo that cannot be used is named by the upload
         with self._lock:
             try:
-                image = load_photo(data)
+                image = load_photo(data, draft_size=self.searcher.model.photo_draft_size())
             except ImageRejected as e:
                 raise BadRequest(f"the uploaded photo {name!r}: {e}") from e
             result = search(self.searcher, photo=image, options=options)
@@ -120,7 +120,11 @@ class SearchApp:
         path = resolve_under_root(self.dataset_root, rel)
         if path.suffix.lower() not in PHOTO_SUFFIXES:
             raise NotFound(f"not a photo: {rel!r}")
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError:  # e.g. a name longer than the file system allows
+            found = False
+        if not found:
             raise NotFound(f"no such photo: {rel!r}")
         return path, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
