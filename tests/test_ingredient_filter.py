@@ -70,9 +70,16 @@ def test_an_index_made_before_ingredient_keys_is_given_the_field_and_still_filte
     es.indices.create(index=target, **body["template"])
     root = tmp_path / "data"
     _write(root, next(sample_root.rglob("*.jpg")))
+    old = Searcher(es, model, target, check=False, recheck_s=0)
+    opts = SearchOptions(mode="keyword", filters=Filters(ingredients="玉ねぎ", include_text_only=True))
+    assert any("made before ingredient keys" in n for n in search(old, "野菜", options=opts).notes)
     result = index_dataset(es, root, built_model, IndexOptions(alias=index_name, index=target))
     assert result["rejected"] == 0 and result["indexed"] == 2 * len(RECIPES)
     props = es.indices.get_mapping(index=target).body[target]["mappings"]["properties"]
     assert props["ingredient_keys"] == lifecycle.ADDED_FIELDS["ingredient_keys"]
     searcher = Searcher(es, model, target, check=False)
     assert _recipes(searcher, "玉ねぎ", "keyword") == {"onion1", "onion2"}
+    assert not any("ingredient keys" in n for n in search(searcher, "野菜", options=opts).notes)
+    assert not any(
+        "ingredient keys" in n for n in search(old, "野菜", options=opts).notes
+    )  # looked for again

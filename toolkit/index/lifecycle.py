@@ -229,6 +229,8 @@ class IndexInfo:
     name: str
     meta: dict[str, Any]
     count: int
+    #: the top-level fields every one of the indices maps (an index made before a field was added lacks it)
+    fields: frozenset[str] = frozenset()
 
 
 def index_info(es: Elasticsearch, target: str) -> IndexInfo:
@@ -253,7 +255,10 @@ def index_info(es: Elasticsearch, target: str) -> IndexInfo:
     name = names[-1]
     meta = metas[name]
     count = int(es.count(index=target)["count"])
-    return IndexInfo(name=name, meta=meta, count=count)
+    fields = frozenset.intersection(
+        *(frozenset(mappings[n]["mappings"].get("properties", {})) for n in names)
+    )
+    return IndexInfo(name=name, meta=meta, count=count, fields=fields)
 
 
 def check_index_model(es: Elasticsearch, target: str, fingerprint: str) -> IndexInfo:

@@ -171,6 +171,11 @@ def search(
             result.explanation = explanation
     if ignored:
         result.notes.append(ignored)
+    if opts.filters.ingredients and not searcher.has_field("ingredient_keys"):
+        result.notes.append(
+            "this index was made before ingredient keys: --ingredient matches names as written only (たまねぎ "
+            "does not find 玉ねぎ); `jrs index --update` or a new load adds them"
+        )
     return result
 
 

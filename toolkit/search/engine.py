@@ -157,6 +157,8 @@ class _Target:
     centre: np.ndarray | None
     beta: float | None
     hub: HubCorrection | None = None
+    #: the fields the indices map (:attr:`~toolkit.index.lifecycle.IndexInfo.fields`)
+    fields: frozenset[str] = frozenset()
 
 
 def given(value: object) -> str:
@@ -216,6 +218,7 @@ class Searcher:
         self._server_rrf: bool | None = None
         self._target: _Target | None = None  # read on open (check) or on the first photo query
         self._checked_at = -math.inf  # when the alias was last resolved (time.monotonic)
+        self._fields_checked_at = -math.inf  # when a field the index lacked was last looked for
         self._lock = threading.Lock()
         if check:
             self._load()
@@ -238,7 +241,9 @@ class Searcher:
             else:
                 info = index_info(self.es, self.index)
         meta = info.meta
-        target = _Target(indices, meta, centre_from_meta(meta, self.model.dims), layout_from_meta(meta))
+        target = _Target(
+            indices, meta, centre_from_meta(meta, self.model.dims), layout_from_meta(meta), fields=info.fields
+        )
         self._target = target
         self._checked_at = time.monotonic()
         return target
@@ -411,6 +416,16 @@ class Searcher:
         if group is not None:
             result.groups = [Group.from_es(h) for h in raw]
         return result
+
+    def has_field(self, name: str) -> bool:
+        """Whether the index (every index behind the name) maps field ``name``; a field it lacked is looked for
+        again at most every ``recheck_s`` seconds (``jrs index --update`` adds fields to a live index)."""
+        target = self._current()
+        if name not in target.fields and time.monotonic() - self._fields_checked_at >= self.recheck_s:
+            with es_errors():
+                target.fields = index_info(self.es, self.index).fields
+            self._fields_checked_at = time.monotonic()
+        return name in target.fields
 
     def keyed(self, filters: Filters) -> Filters:
         """``filters`` with the key of each ingredient (:func:`~toolkit.text.ingredients.ingredient_key`, by
