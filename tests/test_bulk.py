@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,26 @@ def test_interrupted_load_resumes_from_checkpoint_with_exact_count(es, target, t
     assert s.counts.read == s.counts.indexed + s.counts.rejected + s.counts.skipped
     assert _count(es, target) == 75
     assert json.loads(ckpt.path.read_text())["done"] is True
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"index": "x-000001", "posi',
+        b"",
+        b"[1]",
+        b'{"counts": {"foo": 1}}',
+        b'{"position": "3"}',
+        b"\xff\xfe",
+    ],
+)
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    """A checkpoint cut short or edited is refused naming the file and --restart, never a traceback."""
+    from toolkit.errors import ToolkitError
+
+    path = tmp_path / "load.checkpoint.json"
+    path.write_bytes(content)
+    with pytest.raises(
+        ToolkitError, match=r"load checkpoint .*load\.checkpoint\.json is damaged .*--restart"
+    ):
+        Checkpoint.load(path)

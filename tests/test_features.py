@@ -156,6 +156,76 @@ def test_other_encoder_or_items_are_refused_unless_overwrite(
         extract_features(items, a, out, 4, 0, progress=False)
 
 
+def test_a_partial_state_cut_short_is_refused_or_started_again(
+    dataset: tuple[list[tuple[str, Path]], dict[str, str]], tmp_path: Path
+) -> None:
+    """A run's features file cut short (a full disk, a copy interrupted) is never zero-filled and resumed."""
+    import os
+
+    items, _ = dataset
+    enc = create_encoder("pixels", image_size=8)
+    full = extract_features(items, enc, tmp_path / "full", 4, 0, progress=False)
+    out = tmp_path / "out"
+    assert not extract_features(items, enc, out, 4, 0, progress=False, max_batches=3).complete
+    partial = out / PARTIAL_DIR / "features.npy"
+    os.truncate(partial, 200)
+    with pytest.raises(FeatureStateError, match="partial state .* is damaged.*overwrite"):
+        extract_features(items, enc, out, 4, 0, progress=False)
+    assert partial.stat().st_size == 200  # not zero-extended by the look
+    res = extract_features(items, enc, out, 4, 0, progress=False, replace_other=True)  # what jrs build does
+    assert res.complete and res.resumed_from == 0
+    a, b = load_vector_set(tmp_path / "full"), load_vector_set(out)
+    assert res.encoded == full.encoded and a.ids == b.ids
+    assert np.asarray(a.vectors).tobytes() == np.asarray(b.vectors).tobytes()
+
+
+@pytest.mark.parametrize("damage", ["vectors", "ids", "meta"])
+def test_a_damaged_finished_set_is_refused_or_encoded_again(
+    dataset: tuple[list[tuple[str, Path]], dict[str, str]], tmp_path: Path, damage: str
+) -> None:
+    """A finished set whose files were cut short is not reused: refused, or encoded again by a build."""
+    items, _ = dataset
+    enc = create_encoder("pixels", image_size=8)
+    out = tmp_path / "out"
+    extract_features(items, enc, out, 4, 0, progress=False)
+    before = load_vector_set(out)
+    ids, vectors = list(before.ids), np.asarray(before.vectors).copy()
+    name = {"vectors": "vectors.npy", "ids": "ids.txt", "meta": "meta.json"}[damage]
+    (out / name).write_bytes((out / name).read_bytes()[:60])
+    with pytest.raises(FeatureStateError, match=rf"damaged vector set .*{name}.*overwrite"):
+        extract_features(items, enc, out, 4, 0, progress=False)
+    res = extract_features(items, enc, out, 4, 0, progress=False, replace_other=True)
+    assert res.complete and not res.already_done and res.resumed_from == 0
+    after = load_vector_set(out)
+    assert list(after.ids) == ids and np.asarray(after.vectors).tobytes() == vectors.tobytes()
+    assert extract_features(items, enc, out, 4, 0, progress=False).already_done
+
+
+def test_a_full_disk_is_an_error_naming_the_file_not_a_crash(
+    dataset: tuple[list[tuple[str, Path]], dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The features file is allocated before any write through its map (sparse, a full disk would be SIGBUS)."""
+    import errno
+    import os
+
+    items, _ = dataset
+    enc = create_encoder("pixels", image_size=8)
+    out = tmp_path / "out"
+    real, calls = os.posix_fallocate, []
+
+    def full(fd: int, offset: int, size: int) -> None:
+        calls.append(size)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        extract_features(items, enc, out, 4, 0, progress=False)
+    assert calls and caught.value.filename == str(out / PARTIAL_DIR / "features.npy")
+    monkeypatch.setattr(os, "posix_fallocate", real)
+    res = extract_features(items, enc, out, 4, 0, progress=False)  # room again: a clean run
+    assert res.complete and res.resumed_from == 0
+
+
 def test_a_set_older_than_its_photos_is_refused_or_replaced(
     dataset: tuple[list[tuple[str, Path]], dict[str, str]], tmp_path: Path
 ) -> None:

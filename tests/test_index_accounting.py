@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from elasticsearch import Elasticsearch
 
 from toolkit.index.indexer import IndexOptions, index_dataset
@@ -77,3 +78,25 @@ def test_a_load_whose_every_record_is_rejected_leaves_the_alias_where_it_was(
     from toolkit.cli.indexing import _alias_line
 
     assert "not moved (every record was rejected)" in _alias_line(second)
+
+
+def test_a_second_load_of_the_same_alias_is_refused_while_the_first_runs(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    """Two loads of one alias at once shared one checkpoint (the last to write won, and a rerun could resume
+    into the other's index); the second is refused before it creates anything."""
+    from toolkit.locks import Busy, exclusive
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "recipes.jsonl").write_text(_recipe("a", 2, []) + "\n", encoding="utf-8")
+    opts = IndexOptions(alias=index_name, checkpoint_dir=tmp_path / "ckpt")
+    lock = tmp_path / "ckpt" / f"{index_name}.checkpoint.lock"
+    lock.parent.mkdir()
+    with (
+        exclusive(lock, "the first load"),
+        pytest.raises(Busy, match=f"a load of {index_name} is already running"),
+    ):
+        index_dataset(es, root, built_model, opts)
+    assert not list(es.indices.get(index=f"{index_name}*", allow_no_indices=True))
+    assert index_dataset(es, root, built_model, opts)["indexed"] == 2  # free again

@@ -91,6 +91,23 @@ def test_file_errors_say_read_or_write_and_others_propagate(
         run_reporting_errors(broken_pipe, exits.append)
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_names_the_file_being_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """A write the disk refuses raises an OSError naming no file: the error line still names it."""
+    exits: list[int] = []
+
+    def write_full() -> None:
+        with open("/dev/full", "w", encoding="utf-8") as fh:
+            fh.write("x" * 100_000)
+
+    run_reporting_errors(write_full, exits.append)
+    run_reporting_errors(lambda: Path("/dev/full").write_text("{}", encoding="utf-8"), exits.append)
+    assert exits == [EXIT_ERROR] * 2
+    assert (
+        capsys.readouterr().err.splitlines() == ["Error: cannot write /dev/full: No space left on device"] * 2
+    )
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -126,3 +143,80 @@ def test_a_report_path_that_cannot_be_written_is_refused_before_any_work(
     res = CliRunner().invoke(cli, args, env={"ES_URL": "http://127.0.0.1:9"})
     assert res.exit_code == 2 and f"cannot write {out}" in res.output, res.output
     assert "is not a writable directory" in res.output and not out.exists()
+
+
+def test_a_full_disk_error_names_the_file_written_not_one_read_beside_it(tmp_path: Path) -> None:
+    """The path of a write the disk refused comes from the traceback's open files: only one open for writing
+    (the input open in the same frame is not it)."""
+    from toolkit.errors import os_error_path
+
+    source = tmp_path / "in.txt"
+    source.write_text("x" * 100_000)
+
+    def copy() -> None:
+        with open(source) as fin, open("/dev/full", "w") as fout:
+            fout.write(fin.read())
+            fout.flush()
+
+    with pytest.raises(OSError) as info:
+        copy()
+    assert os_error_path(info.value) == "/dev/full"
+
+
+def test_a_failed_atomic_write_names_the_target_not_its_temporary_file(tmp_path: Path) -> None:
+    """Writes go through a temporary file beside the target; a disk that refused the write was reported as
+    ``cannot write .../.name.ab4rqox4.tmp``, a file the user never asked for and that no longer exists."""
+    import errno
+
+    from toolkit.atomic import atomic_path
+
+    target = tmp_path / "checkpoint.json"
+    for error in (
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EACCES, "Permission denied"),
+    ):
+        with pytest.raises(OSError) as info, atomic_path(target) as tmp:
+            if error.errno == errno.EACCES:
+                error.filename = str(tmp)
+            raise error
+        assert info.value.filename == str(target) and info.value.errno == error.errno
+        assert list(tmp_path.iterdir()) == []  # the temporary file is gone
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    """Two `jrs build` into one model directory, or two encodings into one feature directory, interleaved
+    their files; the second is now refused by name (the lock goes with the first's process)."""
+    from conftest import e2e_build_options
+
+    from toolkit.image.encoders import create_encoder
+    from toolkit.image.features import extract_features
+    from toolkit.locks import Busy, exclusive
+    from toolkit.pipeline import build
+
+    lock = tmp_path / "x.lock"
+    with (
+        exclusive(lock, "a test run"),
+        pytest.raises(Busy, match="a test run is already running"),
+        exclusive(lock, "a test run"),
+    ):
+        pass
+    with exclusive(lock, "a test run"):  # released when the first block ended
+        pass
+    data = tmp_path / "data"
+    generate_sample(data, n_recipes=3, seed=0, image_size=16)
+    model = tmp_path / "model"
+    model.mkdir()
+    with (
+        exclusive(model, "another build"),
+        pytest.raises(Busy, match=f"a build of {model} is already running"),
+    ):
+        build(data, model, e2e_build_options())
+    assert not (model / "manifest.json").exists()
+    out = tmp_path / "features"
+    out.mkdir()
+    photo = next(data.rglob("*.jpg"))
+    with exclusive(out, "another encoding"), pytest.raises(Busy, match="an encoding of photos into"):
+        extract_features([("r:1", photo)], create_encoder("pixels", image_size=8), out, progress=False)
+    assert extract_features(
+        [("r:1", photo)], create_encoder("pixels", image_size=8), out, progress=False
+    ).complete

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -184,16 +185,14 @@ def test_cli_sample_data(tmp_path):
     assert runner.invoke(sample_data, ["--help"]).exit_code == 0
 
 
-def test_an_interrupted_run_is_named_as_such_and_overwrite_redoes_it(tmp_path):
-    """After Ctrl-C, images/ stayed without recipes.jsonl and a rerun was refused as "already holds a
-    dataset". A real `jrs sample-data` process is interrupted with SIGINT while it draws."""
+def _signalled_sample_run(out: Path, signum: int) -> tuple[int, str]:
+    """A real `jrs sample-data` process sent ``signum`` once it has drawn its first photos: its exit status and
+    stderr."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
-    out = tmp_path / "big"
     cmd = [str(Path(sys.executable).with_name("jrs")), "sample-data", str(out), "--recipes", "20000", "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -201,12 +200,20 @@ def test_an_interrupted_run_is_named_as_such_and_overwrite_redoes_it(tmp_path):
         while not any((out / "images").glob("*/*.jpg")) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130 and "interrupted" in err, err
+    return proc.returncode, err
+
+
+def test_an_interrupted_run_is_named_as_such_and_overwrite_redoes_it(tmp_path):
+    """After Ctrl-C, images/ stayed without recipes.jsonl and a rerun was refused as "already holds a
+    dataset". A real `jrs sample-data` process is interrupted with SIGINT while it draws."""
+    out = tmp_path / "big"
+    code, err = _signalled_sample_run(out, signal.SIGINT)
+    assert code == 130 and "interrupted" in err, err
     assert (out / "images").is_dir() and not (out / "recipes.jsonl").exists()
     rerun = CliRunner().invoke(sample_data, [str(out), "--recipes", "3"])
     assert rerun.exit_code == 2
@@ -217,6 +224,15 @@ def test_an_interrupted_run_is_named_as_such_and_overwrite_redoes_it(tmp_path):
     redo = CliRunner().invoke(sample_data, [str(out), "--recipes", "3", "--image-size", "16", "--overwrite"])
     assert redo.exit_code == 0, redo.output
     assert validate_dataset(out).recipes == 3 and len(list((out / "images").iterdir())) <= 3
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path):
+    """`kill`, `timeout` or a stopping container send SIGTERM: the command ends as on Ctrl-C (its cleanups
+    run, one "interrupted" line, exit 130), not killed at once with status 143 and nothing said."""
+    out = tmp_path / "big"
+    code, err = _signalled_sample_run(out, signal.SIGTERM)
+    assert code == 130 and err == "interrupted\n", (code, err)
+    assert (out / "images").is_dir() and not (out / "recipes.jsonl").exists()
 
 
 def test_validate_says_an_empty_dataset_holds_no_recipes(tmp_path):

@@ -139,6 +139,18 @@ def test_finished_run_is_reused_resumed_or_refused(
     assert resumed.encoder_fingerprint == load_result(run_dir).encoder_fingerprint
 
 
+@pytest.mark.parametrize("name", ["simclr.json", "checkpoint.pt"])
+def test_a_damaged_run_file_is_refused_by_name(
+    run_dir: Path, sample_root: Path, tmp_path: Path, name: str
+) -> None:
+    """A summary or checkpoint cut short (a full disk, a copy interrupted) is one clear error, not a traceback."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / name).write_bytes((run_dir / name).read_bytes()[:40])
+    with pytest.raises(SimCLRStateError, match=rf"{name} is damaged .*overwrite"):
+        train_simclr(_photos(sample_root, 8), SimCLRConfig(**CONFIG), copy)
+
+
 def test_bad_settings_are_named(sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     items = _photos(sample_root, 4)
     with monkeypatch.context() as env:  # refused before training, not after it

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from toolkit.errors import is_disk_error
+
 
 @contextmanager
 def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
@@ -26,6 +28,14 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, mode)
         os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        about_tmp = os.fsdecode(e.filename) == str(tmp) if e.filename is not None else is_disk_error(e)
+        if (
+            about_tmp
+        ):  # the file being written (a full disk names none): say its name, not the temporary one's
+            raise OSError(e.errno, e.strerror, str(target)) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -8,8 +8,10 @@ pages from the process (``madvise(MADV_DONTNEED)``: written data stays in the pa
 
 from __future__ import annotations
 
+import errno
 import logging
 import mmap
+import os
 import resource
 from pathlib import Path
 from typing import Any
@@ -61,3 +63,28 @@ def release_pages(array: Any) -> bool:
         log.debug("madvise failed: %s", e)
         return False
     return True
+
+
+def new_memmap(path: str | Path, dtype: Any, shape: tuple[int, ...]) -> Any:
+    """``np.lib.format.open_memmap(path, "w+", ...)`` with every block of the file allocated now.
+
+    A new memory map's file is sparse: on a full disk a write through the map would kill the process with
+    SIGBUS (no message, nothing cleaned up); allocated up front, a full disk is an ``OSError`` naming the file.
+    """
+    import numpy as np
+
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        if size and hasattr(os, "posix_fallocate"):
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as e:
+                # EINVAL / EOPNOTSUPP: a file system that cannot allocate ahead (the map stays sparse)
+                if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                    del array
+                    raise OSError(e.errno, e.strerror, os.fspath(path)) from None
+    finally:
+        os.close(fd)
+    return array

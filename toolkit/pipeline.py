@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from typing import Any
 from toolkit import __version__
 from toolkit.atomic import write_json_atomic
 from toolkit.data.jsonl import RECIPES_FILE
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError, ToolkitError, os_error_path
+from toolkit.locks import exclusive
 from toolkit.model import MANIFEST, model_fingerprint
 from toolkit.rejects import RejectsWriter, stage_counts
 from toolkit.stages.evaluate import EvaluateOptions
@@ -157,7 +158,7 @@ def check_model_dir(dataset_root: Path, model_dir: Path) -> None:
 def _file_error(error: OSError, model_dir: Path) -> ToolkitError:
     """An operating-system error on a named file as ``cannot write|read PATH: reason`` (write: a path in
     the model directory)."""
-    path = Path(os.fsdecode(error.filename))
+    path = Path(os_error_path(error) or "")
     try:
         written = path.resolve().is_relative_to(model_dir.resolve())
     except OSError:
@@ -176,14 +177,15 @@ def build(
     instead of the :class:`OSError`."""
     out = Path(model_dir)
     try:
-        return _build(check_dataset_root(dataset_root), out, options or BuildOptions())
+        with ExitStack() as held:  # the model directory's lock, taken once it exists
+            return _build(check_dataset_root(dataset_root), out, options or BuildOptions(), held)
     except OSError as e:
-        if e.filename is None:
+        if os_error_path(e) is None:  # a write to a full disk names no file: the one being written
             raise
         raise _file_error(e, out) from e
 
 
-def _build(root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
+def _build(root: Path, out: Path, opts: BuildOptions, held: ExitStack) -> dict[str, Any]:
     from toolkit.evaluation.metrics import full_metrics_of
     from toolkit.stages.evaluate import evaluate_mapping
     from toolkit.stages.images import write_image_features
@@ -206,6 +208,8 @@ def _build(root: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     # the encoder (its weights read) before any work: a bad --weights stops here, the model directory untouched
     encoder = image_opts.create_encoder()
     out.mkdir(parents=True, exist_ok=True)
+    # a second build into the same directory would interleave its stages' files with this one's
+    held.enter_context(exclusive(out, f"a build of {out}"))
     timings: dict[str, float] = {}
 
     # a rebuild rewrites the stages one by one: until its new manifest is written the directory is no model

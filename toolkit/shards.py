@@ -28,6 +28,7 @@ import numpy as np
 
 from toolkit.atomic import atomic_path, write_json_atomic, write_text_atomic
 from toolkit.errors import ConfigError, ToolkitError
+from toolkit.memory import new_memmap
 from toolkit.vectorset import IDS, META, SOURCES, VECTORS, load_sources, load_vector_set, save_sources
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,7 @@ def merge_vector_sets(
     local = np.concatenate([np.arange(len(s[3]), dtype=np.int64) for s in shards])
     src_sorted, local_sorted = source[order], local[order]
     with atomic_path(out / VECTORS) as tmp:
-        merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(order), dim))
+        merged = new_memmap(tmp, np.float32, (len(order), dim))
         for a in range(0, len(order), MERGE_BLOCK):
             src, loc = src_sorted[a : a + MERGE_BLOCK], local_sorted[a : a + MERGE_BLOCK]
             for k in np.unique(src):

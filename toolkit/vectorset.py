@@ -17,7 +17,7 @@ import numpy as np
 
 from toolkit.data.columns import RowIndex, StringColumn
 from toolkit.errors import ModelDirError
-from toolkit.memory import release_pages
+from toolkit.memory import new_memmap, release_pages
 
 VECTORS = "vectors.npy"
 IDS = "ids.txt"
@@ -87,7 +87,7 @@ def create_vectors(directory: str | Path, rows: int, dim: int) -> np.memmap:
     d.mkdir(parents=True, exist_ok=True)
     for name in (IDS, META):  # an old set's ids must not pass for the new vectors'
         (d / name).unlink(missing_ok=True)
-    return np.lib.format.open_memmap(d / VECTORS, mode="w+", dtype=np.float32, shape=(rows, dim))
+    return new_memmap(d / VECTORS, np.float32, (rows, dim))
 
 
 def _maps_file(vectors: Any, path: Path) -> bool:

@@ -8,7 +8,7 @@ Exit codes (documented in the README, "Exit codes"):
 2     usage or configuration error, bad input, model/data mismatch (any ToolkitError), a path that
       cannot be written or read
 3     Elasticsearch unreachable or failing
-130   interrupted (Ctrl-C)
+130   interrupted (Ctrl-C or SIGTERM)
 ====  ==========================================================================
 """
 
@@ -18,9 +18,11 @@ import errno
 import functools
 import json
 import logging
-import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -134,14 +136,16 @@ def _failed_to(tb: TracebackType | None) -> str:
 def file_error(error: OSError) -> ToolkitError | None:
     """An operating-system error on a named file (a path that cannot be created, written or read) as the
     toolkit error ``cannot write|read PATH: reason`` (exit 2); ``None`` for one that names no file."""
-    if error.filename is None:
+    from toolkit.errors import is_disk_error, os_error_path
+
+    path = os_error_path(error)  # a write to a full disk names no file: the one being written
+    if path is None:
         return None
-    name = error.filename
-    path = os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
     reason = error.strerror or type(error).__name__
     # a file missing from a folder that exists was to be read (writing would have created it)
     missing = error.errno == errno.ENOENT and Path(path).parent.is_dir() and not Path(path).exists()
-    return ToolkitError(f"cannot {'read' if missing else _failed_to(error.__traceback__)} {path}: {reason}")
+    verb = "write" if is_disk_error(error) else "read" if missing else _failed_to(error.__traceback__)
+    return ToolkitError(f"cannot {verb} {path}: {reason}")
 
 
 def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) -> Any:
@@ -164,6 +168,29 @@ def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) ->
         if failure is None:
             raise
         return exit(report_error(failure))
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM (``kill``, ``timeout``, a service or container stopping) ends a command as
+    Ctrl-C does: its cleanups run (an index's load settings restored, temporary files removed), one
+    ``interrupted`` line, exit 130. Without it Python dies at once, skipping them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:  # told to ignore it (nohup-like wrappers): keep that
+        yield
+        return
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def refuse_model_dir(out_dir: str | Path, command: str) -> None:

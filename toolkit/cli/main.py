@@ -7,14 +7,15 @@ import logging
 import click
 
 from toolkit import __version__
-from toolkit.cli.common import run_reporting_errors, set_log_level
+from toolkit.cli.common import run_reporting_errors, set_log_level, terminate_as_interrupt
 
 
 class _Jrs(click.Group):
     """The command group: the same error adapter as :func:`toolkit.cli.common.user_errors` for every command."""
 
     def invoke(self, ctx: click.Context):
-        return run_reporting_errors(lambda: super(_Jrs, self).invoke(ctx), ctx.exit)
+        with terminate_as_interrupt():  # SIGTERM stops a command as Ctrl-C does, cleanups included
+            return run_reporting_errors(lambda: super(_Jrs, self).invoke(ctx), ctx.exit)
 
 
 @click.group(cls=_Jrs, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

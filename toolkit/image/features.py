@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import inspect
 import json
 import logging
 import math
@@ -39,7 +40,8 @@ from toolkit.fingerprint import fingerprint
 from toolkit.image.encoders import ImageEncoder, encoder_metadata
 from toolkit.image.items import PhotoItems
 from toolkit.image.loading import DEFAULT_MAX_PIXELS, ImageRejected, load_image
-from toolkit.memory import release_pages
+from toolkit.locks import exclusive
+from toolkit.memory import new_memmap, release_pages
 from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.resume import decide_resume
@@ -50,6 +52,7 @@ from toolkit.vectorset import (
     VECTORS,
     file_source,
     load_sources,
+    read_lines,
     same_file,
     save_sources,
     save_vector_set,
@@ -331,6 +334,25 @@ def _check_photos_unchanged(out_dir: Path, paths: Sequence[str]) -> None:
         )
 
 
+def _set_damage(out_dir: Path, meta: dict[str, Any] | None) -> str | None:
+    """What is wrong with the finished vector set in ``out_dir`` (its ``meta``: None when unreadable): a
+    meta that is no JSON object, a vectors file cut short or damaged, or vectors and ids that do not number
+    what the meta says; None when nothing is."""
+    if meta is None:
+        return f"{META} is not a JSON object"
+    try:
+        vectors = np.load(out_dir / VECTORS, mmap_mode="r", allow_pickle=False)
+        ids = len(read_lines(out_dir / IDS))
+    except (OSError, ValueError, EOFError, ToolkitError) as e:
+        return f"{VECTORS} or {IDS} cannot be read: {e}"
+    expected = (meta.get("count"), meta.get("dim"))
+    if vectors.shape != expected or ids != expected[0]:
+        return (
+            f"{META} says {expected[0]} x {expected[1]}, {VECTORS} holds {vectors.shape} and {IDS} {ids} ids"
+        )
+    return None
+
+
 def _newer_than(path: str | Path, written_ns: int) -> bool:
     try:
         return os.stat(path).st_mtime_ns > written_ns
@@ -371,6 +393,8 @@ def _open_state(
     fpath, spath = work / _FEATURES, work / _STATUS
     if state is not None:
         try:
+            for path in (fpath, spath):  # read-only first: r+ would silently zero-extend a file cut short
+                np.load(path, mmap_mode="r", allow_pickle=False)
             feats = np.lib.format.open_memmap(fpath, mode="r+")
             status = np.lib.format.open_memmap(spath, mode="r+")
         except (OSError, ValueError) as e:
@@ -384,8 +408,8 @@ def _open_state(
             raise FeatureStateError(f"partial state in {work} is inconsistent; rerun with overwrite=True")
         return feats, status, done
     work.mkdir(parents=True, exist_ok=True)
-    feats = np.lib.format.open_memmap(fpath, mode="w+", dtype=np.float32, shape=(total, dim))
-    status = np.lib.format.open_memmap(spath, mode="w+", dtype=np.uint8, shape=(total,))
+    feats = new_memmap(fpath, np.float32, (total, dim))
+    status = new_memmap(spath, np.uint8, (total,))
     write_json_atomic(work / _PROGRESS, {**header, "done": 0}, indent=1)
     return feats, status, 0
 
@@ -402,9 +426,7 @@ def _finalize(
     ok_rows = np.flatnonzero(np.asarray(status) == _OK)
     dim = feats.shape[1]
     if len(ok_rows):
-        compact = np.lib.format.open_memmap(
-            work / _COMPACT, mode="w+", dtype=np.float32, shape=(len(ok_rows), dim)
-        )
+        compact = new_memmap(work / _COMPACT, np.float32, (len(ok_rows), dim))
         for a in range(0, len(ok_rows), COMPACT_CHUNK):
             rows = ok_rows[a : a + COMPACT_CHUNK]
             compact[a : a + len(rows)] = feats[rows]
@@ -422,7 +444,7 @@ def _finalize(
     return len(ok_rows)
 
 
-def extract_features(
+def _extract_features(
     items: Sequence[tuple[str, Path]],
     encoder: ImageEncoder,
     out_dir: str | Path,
@@ -450,6 +472,8 @@ def extract_features(
     ``start_method`` picks how workers start (``"fork"``, ``"forkserver"``, ``"spawn"``;
     default: torch's choice, ``fork`` on Linux); with the latter two the encoder's
     ``preprocess`` is pickled and scripts need the ``if __name__ == "__main__"`` guard.
+    ``out_dir`` is locked while it runs: a second run into it (another `jrs embed-images`, or one beside a
+    `jrs build` of that model) raises :class:`~toolkit.locks.Busy` instead of sharing its files.
     """
     t0 = time.perf_counter()
     if batch_size < 1:
@@ -483,15 +507,34 @@ def extract_features(
     if state is not None:
         _check_state("an unfinished run", state, enc_fp, items_fp, out_dir)
     elif (out_dir / META).is_file():
-        final = _read_json(out_dir / META) or {}
-        _check_state("a vector set", final, enc_fp, items_fp, out_dir)
-        _check_photos_unchanged(out_dir, items.paths)
-        _replay_rejects(out_dir / PHOTO_REJECTS, total, rejects)
-        return result(int(final.get("count", 0)), int(final.get("rejected", 0)), True, total, True)
+        final = _read_json(out_dir / META)
+        damage = _set_damage(out_dir, final)
+        if damage is None:
+            assert final is not None
+            _check_state("a vector set", final, enc_fp, items_fp, out_dir)
+            _check_photos_unchanged(out_dir, items.paths)
+            _replay_rejects(out_dir / PHOTO_REJECTS, total, rejects)
+            return result(int(final.get("count", 0)), int(final.get("rejected", 0)), True, total, True)
+        if not replace_other:
+            raise FeatureStateError(
+                f"{out_dir} holds a damaged vector set ({damage}); use overwrite=True (--overwrite) to encode "
+                "the photos again"
+            )
+        log.info("replacing the damaged photo features in %s: %s", out_dir, damage)
+        _clear_final(out_dir)
+        shutil.rmtree(work, ignore_errors=True)
     elif work.exists():
         shutil.rmtree(work)  # a crash before the first commit file: nothing to keep
 
-    feats, status, done = _open_state(work, total, dim, header, state)
+    try:
+        feats, status, done = _open_state(work, total, dim, header, state)
+    except FeatureStateError as e:
+        if state is None or not replace_other:
+            raise
+        log.info("starting the photo features in %s again: %s", out_dir, e)
+        shutil.rmtree(work, ignore_errors=True)
+        state = None
+        feats, status, done = _open_state(work, total, dim, header, state)
     resumed_from = done
     _replay_rejects(work / PHOTO_REJECTS, done, rejects)
     if done:
@@ -547,6 +590,14 @@ def extract_features(
         os.replace(work / PHOTO_REJECTS, out_dir / PHOTO_REJECTS)
     shutil.rmtree(work, ignore_errors=True)
     return result(n_ok, n_rej, True, resumed_from)
+
+
+@functools.wraps(_extract_features)
+def extract_features(*args: Any, **kwargs: Any) -> FeatureResult:
+    out_dir = Path(inspect.signature(_extract_features).bind(*args, **kwargs).arguments["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(out_dir, f"an encoding of photos into {out_dir}"):
+        return _extract_features(*args, **kwargs)
 
 
 def _encode_into(

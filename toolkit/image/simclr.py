@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,9 +376,10 @@ def train_simclr(
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / SUMMARY
     if summary_path.is_file():
-        done = json.loads(summary_path.read_text(encoding="utf-8"))
-        _check_run(out, done, run_fp)
-        result = _result_from_dict(done["result"])
+        with _damaged(summary_path):
+            done = json.loads(summary_path.read_text(encoding="utf-8"))
+            _check_run(out, done, run_fp)
+            result = _result_from_dict(done["result"])
         result.already_done, result.seconds, result.resumed_from = (
             True,
             time.perf_counter() - t0,
@@ -394,14 +395,15 @@ def train_simclr(
     step = 0
     ckpt_path = out / CHECKPOINT
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        _check_run(out, ckpt, run_fp, format=CHECKPOINT_FORMAT)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        losses = [float(x) for x in ckpt["losses"]]
-        bad = {int(k): str(v) for k, v in ckpt["bad"].items()}
-        step = int(ckpt["step"])
-        torch.set_rng_state(ckpt["rng"])
+        with _damaged(ckpt_path):
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            _check_run(out, ckpt, run_fp, format=CHECKPOINT_FORMAT)
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            losses = [float(x) for x in ckpt["losses"]]
+            bad = {int(k): str(v) for k, v in ckpt["bad"].items()}
+            step = int(ckpt["step"])
+            torch.set_rng_state(ckpt["rng"])
         log.info(f"resuming SimCLR run {run_fp} at step {step}/{total}")
     resumed_from = step
 
@@ -567,6 +569,22 @@ def _result_from_dict(d: dict[str, Any]) -> SimCLRResult:
 def load_result(out_dir: str | Path) -> SimCLRResult:
     """The result recorded in a finished run's ``simclr.json``."""
     return _result_from_dict(json.loads((Path(out_dir) / SUMMARY).read_text(encoding="utf-8"))["result"])
+
+
+@contextmanager
+def _damaged(path: Path) -> Iterator[None]:
+    """A run file that cannot be read or is not what a run writes (cut short, edited) raises
+    :class:`SimCLRStateError` naming it, not whatever its reader raised."""
+    try:
+        yield
+    except SimCLRStateError:
+        raise
+    except Exception as e:  # json, torch's zip reader, a missing key or a wrong type: all mean damaged
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise SimCLRStateError(
+            f"{path} is damaged ({type(e).__name__}: {first}); use --overwrite (overwrite=True) to start the run "
+            "again"
+        ) from e
 
 
 def _check_run(out: Path, found: dict[str, Any], run_fp: str, **expected: Any) -> None:

@@ -112,9 +112,17 @@ class Checkpoint:
         p = Path(path)
         if not p.is_file():
             return None
-        data = json.loads(p.read_text(encoding="utf-8"))
-        data["counts"] = LoadCounts(**data.get("counts", {}))
-        return cls(path=p, **{k: v for k, v in data.items() if k != "path"})
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+            data["counts"] = LoadCounts(**data.get("counts", {}))
+            ckpt = cls(path=p, **{k: v for k, v in data.items() if k != "path"})
+            if not isinstance(ckpt.index, str) or not isinstance(ckpt.position, int) or ckpt.position < 0:
+                raise ValueError("bad index or position")
+        except (ValueError, TypeError, AttributeError) as e:  # cut short, edited, not this file's format
+            raise ToolkitError(
+                f"load checkpoint {p} is damaged ({e}); run with --restart to start a new load"
+            ) from None
+        return ckpt
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

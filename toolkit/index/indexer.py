@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from toolkit.index.documents import DocStats, DocumentBuilder, build_features, r
 from toolkit.index.hubness import EXTRA_DIMS, correction_for, correction_from_meta
 from toolkit.index.hubness import META_KEY as HUB_META_KEY
 from toolkit.index.template import DEFAULT_ALIAS, IndexModelInfo, VectorIndexOptions
+from toolkit.locks import exclusive
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.resume import decide_resume
@@ -214,7 +216,24 @@ def index_dataset(
       vectors are centred / hubness-corrected; ``photo_drift``: ``{photos, ratio, expected, shifted}``, how
       this load's photos sit about the index's photo centre (:mod:`toolkit.index.drift`; None without a
       centre or photos); ``count``: documents in ``index`` after the load
+
+    A second load with the same checkpoint (the same alias or index, into the same model's ``loads/``) while
+    this one runs raises :class:`~toolkit.locks.Busy` before it creates anything.
     """
+    with ExitStack() as held:  # the load's checkpoint locked once its path is known
+        return _index_dataset(es, dataset_root, model_dir, options, rejects_path, progress, on_batch, held)
+
+
+def _index_dataset(
+    es: Elasticsearch,
+    dataset_root: str | Path,
+    model_dir: str | Path,
+    options: IndexOptions | None,
+    rejects_path: str | Path | None,
+    progress: bool,
+    on_batch: Callable[[LoadCounts], None] | None,
+    held: ExitStack,
+) -> dict[str, Any]:
     opts = options or IndexOptions()
     root = Path(dataset_root)
     model = SearchModel.load(model_dir, opts.device)
@@ -227,7 +246,10 @@ def index_dataset(
     in_fp, opt_fp = input_fingerprint(root), options_fingerprint(opts)
     ckpt_dir = opts.checkpoint_dir or Path(model_dir) / "loads"
     ckpt_path = ckpt_dir / f"{opts.index or opts.alias}.checkpoint.json"
-    ckpt = Checkpoint.load(ckpt_path)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    # two loads of one alias at once would share this checkpoint (and resume into each other's index)
+    held.enter_context(exclusive(ckpt_path.with_suffix(".lock"), f"a load of {opts.index or opts.alias}"))
+    ckpt = None if opts.restart else Checkpoint.load(ckpt_path)  # --restart: even a damaged one ignored
     expected = {
         "done": False,
         "input_fingerprint": in_fp,
@@ -292,7 +314,11 @@ def index_dataset(
             model_fingerprint=model.fingerprint,
             options_fingerprint=opt_fp,
         )
-        ckpt.save()
+        try:
+            ckpt.save()
+        except BaseException:  # e.g. a read-only model directory: no index is left with refresh off
+            _restore_quietly(es, target, restore)
+            raise
         if rejects_path is not None:  # a new load's rejects only (a resumed one adds to its own)
             Path(rejects_path).unlink(missing_ok=True)
     if opts.keep_replicas and opts.replicas:
