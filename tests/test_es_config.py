@@ -49,6 +49,8 @@ def test_a_malformed_url_never_shows_its_password(url: str, message: str) -> Non
 def test_a_url_with_a_query_or_fragment_is_refused(url: str) -> None:
     code, out = _ping({"ES_URL": url})
     one_clear_error_line(code, out, "a query or fragment is not supported", repr(url))
+    # the expected form comes before the URL given, not glued after it
+    assert f"host[:port][/path prefix], got {url!r}: a query" in out
     assert split_url("http://127.0.0.1:9200/")[0] == "http://127.0.0.1:9200"  # a bare "/" is no path
 
 

@@ -234,7 +234,10 @@ def _checked_url(bare: str, name: str, shown: str, userinfo: str) -> str:
     if not 0 < port < 65536:
         raise ConfigError(f"{name} has an invalid port: {shown!r}")
     if parts.query or parts.fragment:
-        raise ConfigError(f"{expected}[/path prefix]: a query or fragment is not supported")
+        raise ConfigError(
+            f"{name} must look like http(s)://host[:port][/path prefix], got {shown!r}: a query or fragment is"
+            " not supported"
+        )
     if not _host_parses(parts.netloc):
         raise ConfigError(f"{name} has an invalid host name: {shown!r}")
     netloc = f"{parts.netloc.rstrip(':')}:{port}" if parts.port is None else parts.netloc
