@@ -167,6 +167,7 @@ def test_cli_update_and_delete(
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert (data["read"], data["indexed"], data["unchanged"]) == (n, 0, n)
+    assert data["rejects_file"] is None  # named only when written, as other commands do (it named no file)
     gone = [records[0]["recipe_id"], records[1]["recipe_id"]]
     res = runner.invoke(
         cli,

@@ -179,7 +179,9 @@ def index_cmd(
         rejects_path=rejects_path,
         progress=progress_enabled(quiet),
     )
-    result["rejects_file"] = str(rejects_path)
+    result["rejects_file"] = (
+        str(rejects_path) if rejects_path.is_file() else None
+    )  # as other commands: None when none
     result["device"] = device
     emit(
         result,
@@ -276,7 +278,9 @@ def _update(
     result = update_index(
         make_client(), dataset_root, model_dir, opts, rejects_path=rejects_path, progress=progress
     )
-    result["rejects_file"] = str(rejects_path)
+    result["rejects_file"] = (
+        str(rejects_path) if rejects_path.is_file() else None
+    )  # as other commands: None when none
     result["device"] = device
     emit(
         result,

@@ -123,8 +123,7 @@ def write_image_features(
 
     opts = options or ImageOptions()
     encoder = encoder or opts.create_encoder()
-    message = getattr(encoder, "message", "")
-    log.info("image encoder: %s (%d-d) %s", encoder.name, encoder.dim, message)
+    log.info("image encoder: %s (%d-d)", encoder.name, encoder.dim)  # its message: logged where it is made
     kwargs: dict[str, Any] = dict(
         batch_size=opts.batch_size,
         num_workers=opts.workers,
