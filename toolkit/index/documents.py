@@ -93,11 +93,17 @@ class DocumentBuilder:
         self.photo_hub: HubCorrection | None = None
         #: how the photos built so far sit against ``photo_centre`` (:mod:`toolkit.index.drift`)
         self.centre_drift = CentreDrift()
+        self._last_keys: tuple[Recipe | None, list[str]] = (None, [])
 
     def ingredient_keys(self, recipe: Recipe) -> list[str]:
-        """The recipe's :func:`~toolkit.text.ingredients.ingredient_key` set, sorted."""
-        tok = self.model.tokenizer
-        return sorted({ingredient_key(tok, i.name) for i in recipe.ingredients if i.name})
+        """The recipe's :func:`~toolkit.text.ingredients.ingredient_key` set, sorted (made once per recipe: its
+        steps' documents and hashes ask one after the other)."""
+        last, keys = self._last_keys
+        if last is not recipe:
+            tok = self.model.tokenizer
+            keys = sorted({ingredient_key(tok, i.name) for i in recipe.ingredients if i.name})
+            self._last_keys = (recipe, keys)
+        return keys
 
     def step_hash(self, recipe: Recipe, step: Step) -> str:
         """What a step's document is made from: the model, the builder's settings, the recipe fields the
