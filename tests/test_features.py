@@ -201,6 +201,33 @@ def test_a_damaged_finished_set_is_refused_or_encoded_again(
     assert extract_features(items, enc, out, 4, 0, progress=False).already_done
 
 
+def test_a_finished_set_that_cannot_be_read_just_now_is_not_deleted(
+    dataset: tuple[list[tuple[str, Path]], dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An I/O error, a permission refused, too many open files or no memory for the map says nothing of the
+    set: before, it was called damaged, and a build (``replace_other``) deleted a finished set of every photo's
+    features and encoded them all again."""
+    import errno
+
+    items, _ = dataset
+    enc = create_encoder("pixels", image_size=8)
+    out = tmp_path / "out"
+    extract_features(items, enc, out, 4, 0, progress=False)
+    real_load = np.load
+
+    def busy(path, *args, **kwargs):
+        if Path(path) == out / "vectors.npy":
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", busy)
+    with pytest.raises(OSError, match="Too many open files"):
+        extract_features(items, enc, out, 4, 0, progress=False, replace_other=True)
+    monkeypatch.setattr(np, "load", real_load)
+    assert (out / "vectors.npy").is_file()
+    assert extract_features(items, enc, out, 4, 0, progress=False).already_done
+
+
 def test_a_full_disk_is_an_error_naming_the_file_not_a_crash(
     dataset: tuple[list[tuple[str, Path]], dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

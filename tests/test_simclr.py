@@ -237,3 +237,19 @@ def test_fine_tuned_encoder_end_to_end(
     hits = searcher.knn(searcher.image_vector(photo), KnnParams(k=5), Filters(), mode="image").hits
     assert hits[0].step_id == step_id  # its own photo, encoded again by the reloaded simclr encoder
     assert searcher.knn(searcher.text_vector("玉ねぎを炒めます。"), KnnParams(k=5), Filters()).hits
+
+
+def test_a_run_file_that_cannot_be_read_just_now_is_not_called_damaged(tmp_path: Path) -> None:
+    """A permission refused or an I/O error says nothing of the checkpoint: advising --overwrite there would
+    throw away a good checkpoint's training."""
+    import errno
+
+    from toolkit.image.simclr import _damaged
+
+    path = tmp_path / "checkpoint.pt"
+    for error in (PermissionError(errno.EACCES, "Permission denied", str(path)), OSError(errno.EIO, "I/O")):
+        with pytest.raises(OSError) as caught, _damaged(path):
+            raise error
+        assert caught.value is error
+    with pytest.raises(SimCLRStateError, match="checkpoint.pt is damaged"), _damaged(path):
+        raise RuntimeError("PytorchStreamReader failed reading zip archive")

@@ -42,3 +42,25 @@ def test_vectors_filled_in_place_are_saved_without_a_copy(tmp_path: Path) -> Non
         assert (tmp_path / "old" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
     with pytest.raises(ValueError, match="newlines"):
         vectorset.save_vector_set(tmp_path / "bad", StringColumn.from_strings(["a", "b\nc"]), data[:2], {})
+
+
+def test_a_failed_allocation_leaves_no_file_holding_the_disk(tmp_path, monkeypatch) -> None:
+    """``posix_fallocate`` on a disk that fills keeps the blocks it got before failing: the half-allocated
+    file must not stay behind (the disk left full by the very check meant to handle a full disk, and a
+    sparse ``vectors.npy`` without ids in the directory)."""
+    import errno
+    import os
+
+    from toolkit.vectorset import create_vectors
+
+    real = os.posix_fallocate
+
+    def fills_up(fd: int, offset: int, size: int) -> None:
+        real(fd, offset, size // 2)  # what the disk had room for
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", fills_up)
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        create_vectors(tmp_path / "set", 1000, 64)
+    assert caught.value.filename == str(tmp_path / "set" / "vectors.npy")
+    assert not (tmp_path / "set" / "vectors.npy").exists()

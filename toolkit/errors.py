@@ -27,9 +27,9 @@ class VectorError(ToolkitError, ValueError):
     """Vectors that cannot be ranked: not a 2-D array, NaN or infinite values, or a row of zeros."""
 
 
-#: errors of a file system that cannot take what is written (full, over quota, read-only, failing): the
-#: ``OSError`` of a ``write`` names no file
-_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+#: errors of a file system that cannot take what is written (full, over quota, file too big, read-only): the
+#: ``OSError`` of a ``write`` names no file. Not EIO: a failing disk says so on reads too
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 def os_error_path(error: OSError) -> str | None:

@@ -84,6 +84,9 @@ def new_memmap(path: str | Path, dtype: Any, shape: tuple[int, ...]) -> Any:
                 # EINVAL / EOPNOTSUPP: a file system that cannot allocate ahead (the map stays sparse)
                 if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
                     del array
+                    # the blocks allocated before the disk filled stay with the file: removed, a failed
+                    # allocation does not leave the disk full (nor a sparse vectors file behind)
+                    Path(path).unlink(missing_ok=True)
                     raise OSError(e.errno, e.strerror, os.fspath(path)) from None
     finally:
         os.close(fd)

@@ -34,7 +34,6 @@ from toolkit.search.queries import Filters, HybridParams
 from toolkit.stages.read import ReadOptions, read_steps, steps_of_split
 
 INDEX_MODES = TEXT_MODES
-#: Hits per query through the index (``jrs evaluate -k``).
 
 
 @dataclass(frozen=True)

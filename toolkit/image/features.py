@@ -343,7 +343,9 @@ def _set_damage(out_dir: Path, meta: dict[str, Any] | None) -> str | None:
     try:
         vectors = np.load(out_dir / VECTORS, mmap_mode="r", allow_pickle=False)
         ids = len(read_lines(out_dir / IDS))
-    except (OSError, ValueError, EOFError, ToolkitError) as e:
+    except (FileNotFoundError, ValueError, EOFError, ToolkitError) as e:
+        # missing, cut short or not the format: damage. Any other OSError (permission, I/O, too many open
+        # files, no memory for the map) says nothing of the set, which `jrs build` would delete and encode again
         return f"{VECTORS} or {IDS} cannot be read: {e}"
     expected = (meta.get("count"), meta.get("dim"))
     if vectors.shape != expected or ids != expected[0]:
@@ -397,7 +399,7 @@ def _open_state(
                 np.load(path, mmap_mode="r", allow_pickle=False)
             feats = np.lib.format.open_memmap(fpath, mode="r+")
             status = np.lib.format.open_memmap(spath, mode="r+")
-        except (OSError, ValueError) as e:
+        except (FileNotFoundError, ValueError, EOFError) as e:  # another OSError is no damage: raised as is
             raise FeatureStateError(
                 f"partial state in {work} is damaged ({e}); rerun with overwrite=True"
             ) from e

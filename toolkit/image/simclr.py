@@ -579,12 +579,19 @@ def _damaged(path: Path) -> Iterator[None]:
         yield
     except SimCLRStateError:
         raise
+    except OSError as e:
+        if not isinstance(e, FileNotFoundError):
+            raise  # a read refused or failing (permission, I/O, memory) says nothing of the file: no --overwrite
+        raise _damaged_error(path, e) from e
     except Exception as e:  # json, torch's zip reader, a missing key or a wrong type: all mean damaged
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise SimCLRStateError(
-            f"{path} is damaged ({type(e).__name__}: {first}); use --overwrite (overwrite=True) to start the run "
-            "again"
-        ) from e
+        raise _damaged_error(path, e) from e
+
+
+def _damaged_error(path: Path, e: Exception) -> SimCLRStateError:
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    return SimCLRStateError(
+        f"{path} is damaged ({type(e).__name__}: {first}); use --overwrite (overwrite=True) to start the run again"
+    )
 
 
 def _check_run(out: Path, found: dict[str, Any], run_fp: str, **expected: Any) -> None:

@@ -28,6 +28,10 @@ from toolkit.vectorset import VECTORS, Rows, VectorSet, load_vector_set, same_fi
 
 log = logging.getLogger(__name__)
 
+#: ingredient names whose key a builder remembers (cleared when full): a key is asked for every step's hash, and
+#: the same few hundred names (塩, 砂糖, 醤油...) recur across a collection's recipes
+INGREDIENT_KEY_CACHE = 100_000
+
 
 @dataclass
 class DocStats:
@@ -93,17 +97,25 @@ class DocumentBuilder:
         self.photo_hub: HubCorrection | None = None
         #: how the photos built so far sit against ``photo_centre`` (:mod:`toolkit.index.drift`)
         self.centre_drift = CentreDrift()
-        self._last_keys: tuple[Recipe | None, list[str]] = (None, [])
+        self._ingredient_keys: dict[str, str] = {}  # name -> key (:data:`INGREDIENT_KEY_CACHE`)
 
     def ingredient_keys(self, recipe: Recipe) -> list[str]:
-        """The recipe's :func:`~toolkit.text.ingredients.ingredient_key` set, sorted (made once per recipe: its
-        steps' documents and hashes ask one after the other)."""
-        last, keys = self._last_keys
-        if last is not recipe:
-            tok = self.model.tokenizer
-            keys = sorted({ingredient_key(tok, i.name) for i in recipe.ingredients if i.name})
-            self._last_keys = (recipe, keys)
-        return keys
+        """The recipe's :func:`~toolkit.text.ingredients.ingredient_key` set, sorted. Each name is tokenised
+        once per builder, not once per step (:meth:`step_hash` asks for every step of every recipe, also for
+        the unchanged ones of ``jrs index --update``)."""
+        keys = self._ingredient_keys
+        out: set[str] = set()
+        for ingredient in recipe.ingredients:
+            name = ingredient.name
+            if not name:
+                continue
+            key = keys.get(name)
+            if key is None:
+                if len(keys) >= INGREDIENT_KEY_CACHE:
+                    keys.clear()
+                key = keys[name] = ingredient_key(self.model.tokenizer, name)
+            out.add(key)
+        return sorted(out)
 
     def step_hash(self, recipe: Recipe, step: Step) -> str:
         """What a step's document is made from: the model, the builder's settings, the recipe fields the

@@ -422,9 +422,11 @@ class Searcher:
         again at most every ``recheck_s`` seconds (``jrs index --update`` adds fields to a live index)."""
         target = self._current()
         if name not in target.fields and time.monotonic() - self._fields_checked_at >= self.recheck_s:
-            with es_errors():
-                target.fields = index_info(self.es, self.index).fields
             self._fields_checked_at = time.monotonic()
+            try:
+                target.fields = index_info(self.es, self.index).fields
+            except Exception as e:  # a note's lookup must not fail a search that has its hits: asked again later
+                log.debug("could not read the fields of %s: %s", self.index, type(e).__name__)
         return name in target.fields
 
     def keyed(self, filters: Filters) -> Filters:
