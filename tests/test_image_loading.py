@@ -193,3 +193,33 @@ def test_big_jpeg_decodes_at_reduced_size_with_draft(tmp_path: Path) -> None:
     assert load_image(path).size == (2000, 1600)
     # never below what the caller needs
     assert min(load_image(path, draft_size=900).size) >= 900
+
+
+def test_loading_photos_from_many_threads_leaves_the_warning_filters_as_they_were(noise_jpeg: Path) -> None:
+    """A search service decodes query photos in several threads at once: PIL's decompression-bomb warning is
+    silenced while a photo decodes, and no filter is left behind (``warnings.catch_warnings`` restores the
+    process-wide list each thread saved on entry, so overlapping threads left the filter installed for good)."""
+    import sys
+    import threading
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = noise_jpeg.read_bytes()
+    before = list(warnings.filters)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: the overlap is what is tested
+    start = threading.Barrier(8)
+
+    def load(i: int) -> None:
+        if i < 8:
+            start.wait()
+        for _ in range(20):
+            load_photo(data)
+            load_image(noise_jpeg)
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(load, range(40)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert warnings.filters == before

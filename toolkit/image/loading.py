@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from toolkit.errors import ConfigError, ToolkitError
+from toolkit.quiet import silenced
 
 #: Default pixel limit (width x height decoded) above which an image is refused as a decompression bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -202,15 +202,13 @@ def check_photo_data(data: bytes | bytearray | memoryview, max_pixels: int = DEF
     reduced decode), without decoding it: a query fails before the image encoder is built."""
     if not len(data):
         raise ImageRejected("empty image data (0 bytes)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with _open(io.BytesIO(bytes(data))) as img:
-            w, h = img.size
-            limit = max_pixels * (DRAFT_SCALE_LIMIT if img.format in ("JPEG", "MPO") else 1)
-            if w * h > limit:
-                raise ImageRejected(
-                    f"decompression bomb: {w}x{h} = {w * h} pixels is over the limit of {max_pixels} (max_pixels)"
-                )
+    with silenced(Image.DecompressionBombWarning), _open(io.BytesIO(bytes(data))) as img:
+        w, h = img.size
+        limit = max_pixels * (DRAFT_SCALE_LIMIT if img.format in ("JPEG", "MPO") else 1)
+        if w * h > limit:
+            raise ImageRejected(
+                f"decompression bomb: {w}x{h} = {w * h} pixels is over the limit of {max_pixels} (max_pixels)"
+            )
 
 
 def _open(fh: BinaryIO) -> Image.Image:
@@ -231,9 +229,7 @@ def _open(fh: BinaryIO) -> Image.Image:
 
 def _open_decode(fh: BinaryIO, max_pixels: int, draft_size: int | None) -> Image.Image:
     """The image in the open binary file ``fh``, decoded under the module policy."""
-    with warnings.catch_warnings():
-        # Our own max_pixels check is the limit that counts; PIL's warning is noise here.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with silenced(Image.DecompressionBombWarning):  # our own max_pixels check is the limit that counts
         img = _open(fh)
         with img:
             return _decode(img, max_pixels, draft_size)

@@ -425,7 +425,9 @@ class Searcher:
             self._fields_checked_at = time.monotonic()
             try:
                 target.fields = index_info(self.es, self.index).fields
-            except Exception as e:  # a note's lookup must not fail a search that has its hits: asked again later
+            except (
+                Exception
+            ) as e:  # a note's lookup must not fail a search that has its hits: asked again later
                 log.debug("could not read the fields of %s: %s", self.index, type(e).__name__)
         return name in target.fields
 

@@ -13,7 +13,6 @@ it as a :class:`~toolkit.rejects.Reject` (stage ``text``).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -27,6 +26,7 @@ from toolkit.errors import ToolkitError
 from toolkit.fingerprint import check_fingerprint
 from toolkit.memory import release_pages
 from toolkit.progress import track
+from toolkit.quiet import silenced
 from toolkit.rejects import Reject
 from toolkit.text.tokenizer import Tokenizer
 from toolkit.text.tokens import TokenBags, save_token_bags
@@ -99,8 +99,7 @@ def mean_vectors(
         out = np.empty((n, dim), dtype=np.float32)
     elif out.shape != (n, dim) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous float32 array of shape {(n, dim)}, got {out.shape}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # read-only (memory-mapped) arrays: never written to
+    with silenced(UserWarning, "The given NumPy array is not writable"):  # memory-mapped: never written to
         weight = torch.from_numpy(matrix)
     ids_t, offsets_t, out_t = torch.from_numpy(flat_ids), torch.from_numpy(offsets), torch.from_numpy(out)
     counts = torch.from_numpy(np.maximum(np.diff(offsets), 1).astype(np.float32)).unsqueeze(1)
