@@ -107,12 +107,12 @@ class QualitySet:
         generators (the emoji set's training side is its artwork, the concept set's its 110 objects)."""
         if factor < 1:
             raise ValueError(f"the training factor must be at least 1, got {factor}")
+        if factor == 1:  # the default: every set as it is (the fixed ones too)
+            return self
         if self.source == "emoji" or self.train.content == "concepts":
             raise ValueError(
                 f"{self.name}: its training side is fixed, it cannot be drawn {factor} times larger"
             )
-        if factor == 1:
-            return self
         return replace(self, train_recipes=self.train_recipes * factor, name=f"{self.name}-x{factor}")
 
     def scaled(self, factor: float) -> QualitySet:
