@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import default_from, given_on_command_line
+from toolkit.cli.options import default_from, given_on_command_line, refuse_given
 from toolkit.device import DEVICE_HELP
 from toolkit.index.template import DEFAULT_ALIAS, INDEX_TYPES
 
@@ -135,7 +135,13 @@ def index_cmd(
     from toolkit.index.template import VectorIndexOptions
 
     if update:
-        _refuse_load_only_options(ctx)
+        refuse_given(
+            ctx,
+            LOAD_ONLY_OPTIONS,
+            ("decides", "decide"),
+            "how a new version is made; --update changes the live index in place, which keeps the options it "
+            "was created with",
+        )
     device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
     bulk = BulkOptions(
         chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, max_retries=max_retries, max_errors=max_errors
@@ -212,16 +218,6 @@ LOAD_ONLY_OPTIONS = (
     ("--center-photos/--no-center-photos", "center_photos"),
     ("--hubness-correction/--no-hubness-correction", "hubness_correction"),
 )
-
-
-def _refuse_load_only_options(ctx: click.Context) -> None:
-    given = given_on_command_line(ctx, *(name for _, name in LOAD_ONLY_OPTIONS))
-    if given:
-        flags = ", ".join(flag for flag, name in LOAD_ONLY_OPTIONS if name in given)
-        raise click.UsageError(
-            f"{flags} {'decides' if len(given) == 1 else 'decide'} how a new version is made; --update changes "
-            "the live index in place, which keeps the options it was created with"
-        )
 
 
 def _alias_line(result: dict) -> str:

@@ -176,12 +176,19 @@ def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None
     return value
 
 
-def refuse_without_index(
-    ctx: click.Context, options: Sequence[tuple[str, str]], verbs: tuple[str, str], what: str
+def refuse_given(
+    ctx: click.Context, options: Sequence[tuple[str, str]], verbs: tuple[str, str], reason: str
 ) -> None:
-    """A usage error when any of ``options`` (flag, parameter name) was given although ``--index`` was not:
-    "<flags> <verb> <what>: add --index ALIAS" (``verbs``: the singular and plural verb)."""
+    """A usage error when any of ``options`` (flag, parameter name) was given where it does not apply:
+    "<flags> <verb> <reason>" (``verbs``: the singular and plural verb)."""
     given = [flag for flag, name in options if given_on_command_line(ctx, name)]
     if given:
         verb = verbs[0] if len(given) == 1 else verbs[1]
-        raise click.UsageError(f"{', '.join(given)} {verb} {what}: add --index ALIAS")
+        raise click.UsageError(f"{', '.join(given)} {verb} {reason}")
+
+
+def refuse_without_index(
+    ctx: click.Context, options: Sequence[tuple[str, str]], verbs: tuple[str, str], what: str
+) -> None:
+    """:func:`refuse_given` for options that need ``--index``: "<flags> <verb> <what>: add --index ALIAS"."""
+    refuse_given(ctx, options, verbs, f"{what}: add --index ALIAS")

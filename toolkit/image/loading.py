@@ -118,10 +118,7 @@ def _decode(img: Image.Image, max_pixels: int, draft_size: int | None) -> Image.
     # the limit is on the pixels decoded: a 48-50 MP phone JPEG decodes at 1/8 scale where a draft applies
     dw, dh = img.size
     if dw * dh > max_pixels:
-        at = "" if (dw, dh) == (w, h) else f" (decoded at {dw}x{dh})"
-        raise ImageRejected(
-            f"decompression bomb: {w}x{h} = {w * h} pixels{at} is over the limit of {max_pixels} (max_pixels)"
-        )
+        raise _bomb(w, h, max_pixels, "" if (dw, dh) == (w, h) else f" (decoded at {dw}x{dh})")
     try:
         img.load()  # a freshly opened file is at its first frame
     except Image.DecompressionBombError as e:
@@ -196,6 +193,13 @@ def load_photo(
     raise ConfigError(f"a photo must be {PHOTO_SOURCES}; got {type(photo).__name__} {given}")
 
 
+def _bomb(w: int, h: int, max_pixels: int, decoded_at: str = "") -> ImageRejected:
+    """The rejection of a ``w`` x ``h`` image over the pixel limit (``decoded_at``: the reduced size, if any)."""
+    return ImageRejected(
+        f"decompression bomb: {w}x{h} = {w * h} pixels{decoded_at} is over the limit of {max_pixels} (max_pixels)"
+    )
+
+
 def check_photo_data(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Raise :class:`ImageRejected` for the bytes of an image file that cannot be a usable photo by its header
     alone (empty, not an image, an unsupported format, a corrupt header, too many pixels even at the smallest
@@ -206,9 +210,7 @@ def check_photo_data(data: bytes | bytearray | memoryview, max_pixels: int = DEF
         w, h = img.size
         limit = max_pixels * (DRAFT_SCALE_LIMIT if img.format in ("JPEG", "MPO") else 1)
         if w * h > limit:
-            raise ImageRejected(
-                f"decompression bomb: {w}x{h} = {w * h} pixels is over the limit of {max_pixels} (max_pixels)"
-            )
+            raise _bomb(w, h, max_pixels)
 
 
 def _open(fh: BinaryIO) -> Image.Image:

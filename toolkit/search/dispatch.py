@@ -211,7 +211,7 @@ def _vocabulary_note(searcher: Searcher, text: str, what: str) -> str | None:
     is (a vector cannot be made of it)."""
     from toolkit.search.explain import SUGGESTED_WORDS, suggestions, vocabulary_split
 
-    tokens, known, unknown = vocabulary_split(searcher.model, text)
+    _, known, unknown = vocabulary_split(searcher.model, text)
     unknown = list(dict.fromkeys(unknown))
     if not known:
         if not unknown:  # only particles, symbols or stopwords
