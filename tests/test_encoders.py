@@ -379,3 +379,80 @@ def test_broken_plugins_are_named(plugin_dir: Path) -> None:
     with pytest.raises(PluginError, match="'not-an-encoder'.*without"):
         create_encoder("not-an-encoder")
     assert "resnet18" in available_encoders()  # a broken plug-in does not break the rest
+
+
+def _dist(site: Path, dist: str, module: str, code: str, entry_points: str) -> None:
+    """An installed-looking distribution ``dist`` with ``module``.py and its encoder entry points."""
+    (site / f"{module}.py").write_text(textwrap.dedent(code), encoding="utf-8")
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{entry_points}")
+
+
+_NAMED_ENCODER = """
+    import numpy as np
+
+    class Named:
+        dim, fingerprint = 3, "named-v1"
+
+        def __init__(self, name):
+            self.name = name
+
+        def preprocess(self, img):
+            import torch
+            return torch.zeros(3, 2, 2)
+
+        def encode_batch(self, batch):
+            return np.zeros((batch.shape[0], 3), np.float32)
+
+    def make_grey(weights=None, device="cpu", **kw):
+        return Named("grey")
+
+    def make_other_name(weights=None, device="cpu", **kw):
+        return Named("grey")  # registered as 'greyish': a model would record 'grey' and not find it again
+"""
+
+
+@pytest.fixture
+def clashing_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two distributions: both claim 'grey', one is registered under another name than its encoder's, and one
+    is named like the built-in resnet18."""
+    _dist(
+        tmp_path,
+        "jrs-grey-a",
+        "jrs_grey_a",
+        _NAMED_ENCODER,
+        "grey = jrs_grey_a:make_grey\ngreyish = jrs_grey_a:make_other_name\nresnet18 = jrs_grey_a:make_grey\n",
+    )
+    _dist(tmp_path, "jrs-grey-b", "jrs_grey_b", _NAMED_ENCODER, "grey = jrs_grey_b:make_grey\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for mod in ("jrs_grey_a", "jrs_grey_b"):
+        sys.modules.pop(mod, None)
+
+
+def test_a_plugin_named_otherwise_than_registered_is_refused(clashing_plugins: Path) -> None:
+    """The manifest records ``encoder.name``: a model built with 'greyish' could not be searched later."""
+    with pytest.raises(
+        PluginError, match="'greyish'.*returned an encoder named 'grey'.*must name it 'greyish'"
+    ):
+        create_encoder("greyish")
+
+
+def test_a_name_two_plugins_claim_is_refused_not_picked(clashing_plugins: Path) -> None:
+    info = {i.name: i for i in describe_encoders()}["grey"]
+    assert "jrs_grey_a:make_grey" in info.origin and "jrs_grey_b:make_grey" in info.origin
+    with pytest.raises(PluginError, match=r"'grey' is claimed by 2 plug-ins.*jrs-grey-a.*jrs-grey-b"):
+        create_encoder("grey")
+
+
+def test_a_plugin_named_like_a_builtin_is_never_used_and_said_so(
+    clashing_plugins: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="toolkit.image.encoders"):
+        enc = create_encoder("resnet18", weights="random", image_size=16)
+    assert type(enc).__module__ == "toolkit.image.backbones" and enc.dim == 512
+    assert any(
+        "jrs_grey_a:make_grey" in r.getMessage() and "never used" in r.getMessage() for r in caplog.records
+    )

@@ -253,3 +253,161 @@ def test_a_run_file_that_cannot_be_read_just_now_is_not_called_damaged(tmp_path:
         assert caught.value is error
     with pytest.raises(SimCLRStateError, match="checkpoint.pt is damaged"), _damaged(path):
         raise RuntimeError("PytorchStreamReader failed reading zip archive")
+
+
+# --- determinism, resume, bad inputs -------------------------------------------------------------------
+
+#: 16 photos in batches of 8: two steps per epoch, so an interrupt can land mid-epoch.
+RESUME = {**CONFIG, "epochs": 2, "checkpoint_every": 50}
+
+
+def _backbone_digest(out: Path) -> str:
+    from toolkit.image.backbones import state_dict_digest
+
+    return state_dict_digest(torch.load(out / "backbone.pt", weights_only=True)["state_dict"])
+
+
+@pytest.fixture(scope="module")
+def reference_run(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[float]]:
+    """The uninterrupted run of RESUME on 16 photos: its backbone digest and per-step losses."""
+    out = tmp_path_factory.mktemp("reference")
+    train_simclr(_photos(sample_root, 16), SimCLRConfig(**RESUME), out)
+    return _backbone_digest(out), json.loads((out / "simclr.json").read_text(encoding="utf-8"))["losses"]
+
+
+def test_workers_do_not_change_the_run(
+    sample_root: Path, tmp_path: Path, reference_run: tuple[str, list[float]]
+) -> None:
+    """num_workers is a runtime setting (not in the run fingerprint): the augmentations must not depend on it."""
+    train_simclr(_photos(sample_root, 16), SimCLRConfig(**{**RESUME, "num_workers": 1}), tmp_path)
+    assert _backbone_digest(tmp_path) == reference_run[0]
+
+
+@pytest.mark.parametrize("when", ["during the loss", "after the update"])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_backbone(
+    sample_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reference_run: tuple[str, list[float]],
+    when: str,
+) -> None:
+    """Ctrl-C at step 2 of 4 (mid-epoch), then the same command again: the same backbone and losses as a run
+    never interrupted. After the optimiser's update the checkpoint must not count that step as undone."""
+    import toolkit.image.simclr as simclr
+
+    calls = {"n": 0}
+
+    def interrupt_second(real):  # the second call raises Ctrl-C, before or after doing its work
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2 and when == "during the loss":
+                raise KeyboardInterrupt
+            out = real(*args, **kwargs)
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+            return out
+
+        return wrapped
+
+    with monkeypatch.context() as patch:
+        if when == "during the loss":
+            patch.setattr(simclr, "gradcache_backward", interrupt_second(simclr.gradcache_backward))
+        else:
+            patch.setattr(torch.optim.AdamW, "step", interrupt_second(torch.optim.AdamW.step))
+        with pytest.raises(KeyboardInterrupt):
+            train_simclr(_photos(sample_root, 16), SimCLRConfig(**RESUME), tmp_path)
+    assert not (tmp_path / "backbone.pt").exists()
+    train_simclr(_photos(sample_root, 16), SimCLRConfig(**RESUME), tmp_path)
+    losses = json.loads((tmp_path / "simclr.json").read_text(encoding="utf-8"))["losses"]
+    assert losses == reference_run[1]
+    assert _backbone_digest(tmp_path) == reference_run[0]
+
+
+def test_a_chunk_of_one_image_is_never_run(sample_root: Path, tmp_path: Path) -> None:
+    """Batch 5 in chunks of 2 left one image for a last chunk: batch-norm raised 'Expected more than 1 value per
+    channel when training' (a traceback). Chunk size 1 is refused up front."""
+    cfg = SimCLRConfig(**{**CONFIG, "epochs": 1, "batch_size": 5, "chunk_size": 2})
+    result = train_simclr(_photos(sample_root, 5), cfg, tmp_path / "run")
+    assert result.steps == 1 and math.isfinite(result.last_loss)
+    with pytest.raises(ConfigError, match="chunk_size must be >= 2"):
+        train_simclr(_photos(sample_root, 4), SimCLRConfig(**{**CONFIG, "chunk_size": 1}), tmp_path / "one")
+
+
+def test_no_usable_photo_is_an_error_naming_them(sample_root: Path, tmp_path: Path) -> None:
+    """Photos that all fail to decode used to give a 'fine-tuned' backbone trained on 0 photos (NaN losses)."""
+    items = []
+    for n in range(4):
+        junk = tmp_path / f"junk{n}.jpg"
+        junk.write_bytes(b"not a photo")
+        items.append((f"r9:{n}", junk))
+    items.append(_photos(sample_root, 1)[0])
+    cfg = SimCLRConfig(**{**CONFIG, "epochs": 1, "batch_size": 5})
+    with pytest.raises(ConfigError, match=r"at least 2 usable photos: 4 of the 5 .*r9:0: not an image"):
+        train_simclr(items, cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "backbone.pt").exists()
+
+
+def _small_dataset(root: Path) -> Path:
+    from toolkit.data.sample import generate_sample
+
+    generate_sample(root, 6, seed=0, image_size=32)
+    return root
+
+
+def test_simclr_command_reports_rejects_and_bad_settings(tmp_path: Path) -> None:
+    root = _small_dataset(tmp_path / "data")
+    photo = next(iter(sorted((root / "images").rglob("*.jpg"))))
+    photo.unlink()
+    base = ["simclr", str(root), str(tmp_path / "run"), "--arch", "resnet18", "--init", "random"]
+    base += [
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--chunk-size",
+        "2",
+        "--split",
+        "all",
+    ]
+    res = CliRunner().invoke(cli, [*base, "-q"])
+    assert res.exit_code == 0, res.output
+    assert f"images/{photo.parent.name}/{photo.name}" in res.output and "not found" in res.output
+    for bad, message in (
+        (["--seed", "-1"], "simclr seed must be an integer from 0"),
+        (["--chunk-size", "1"], "'--chunk-size': 1 is not in the range x>=2"),
+    ):
+        res = CliRunner().invoke(cli, [*base, *bad, "-q"])
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+
+
+def test_simclr_command_without_photos_says_why(tmp_path: Path) -> None:
+    import shutil
+
+    root = _small_dataset(tmp_path / "data")
+    shutil.rmtree(root / "images")
+    args = ["simclr", str(root), str(tmp_path / "run"), "--init", "random", "--image-size", "16", "-q"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert f"the train split of {root} has 0; " in res.output and "were rejected as missing" in res.output
+
+
+def test_the_loss_curve_is_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plot cut short (full disk, Ctrl-C) must leave the earlier loss.png, not half a PNG."""
+    from matplotlib.figure import Figure
+
+    from toolkit.image.simclr import plot_loss
+
+    path = tmp_path / "loss.png"
+    assert plot_loss([3.0, 2.5, 2.0, 1.8], 2, path, batch_size=4) == path
+    before = path.read_bytes()
+
+    def cut_short(self, fname, **kw):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", cut_short)
+    with pytest.raises(OSError):
+        plot_loss([3.0, 2.0], 2, path, batch_size=4)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["loss.png"]

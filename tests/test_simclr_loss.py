@@ -114,3 +114,15 @@ def test_batchnorm_running_stats_update_once() -> None:
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
     gradcache_backward(model, x, x + 0.1, 3, lambda p, q: nt_xent(p, q, 0.5), model)
     assert int(model[1].num_batches_tracked) == 4  # 2 views x 2 chunks, second pass only
+
+
+@pytest.mark.parametrize(
+    ("n", "chunk", "sizes"),
+    [(10, 3, [3, 3, 4]), (5, 2, [2, 3]), (9, 4, [4, 5]), (8, 4, [4, 4]), (3, 8, [3]), (10, 1, [1] * 10)],
+)
+def test_view_chunks_leave_no_single_image_behind(n: int, chunk: int, sizes: list[int]) -> None:
+    """A chunk of one image cannot pass a batch-norm layer in training mode: it joins the chunk before it."""
+    slices = view_chunks(n, chunk)
+    for view in (0, 1):
+        assert [e - s for v, s, e in slices if v == view] == sizes
+    assert view_chunks(0, 3) == []

@@ -22,7 +22,7 @@ backend_option = click.option(
 )
 
 
-class _Rejects(RejectsWriter):
+class EchoRejects(RejectsWriter):
     """A rejects file, or (without one) warnings on stderr; counts either way."""
 
     def write(self, reject: Reject) -> None:
@@ -141,7 +141,7 @@ def embed_images_cmd(
         tune_malloc_for_inference()
     if threads is not None:
         torch.set_num_threads(threads)
-    with _Rejects(rejects_path) as rejects:
+    with EchoRejects(rejects_path) as rejects:
         items = photo_items(read_steps(dataset_root, rejects))
         stage = write_image_features(
             items, out_dir, options, rejects=rejects, progress=progress_enabled(quiet)

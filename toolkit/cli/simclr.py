@@ -18,6 +18,27 @@ from toolkit.cli.common import (
 from toolkit.device import DEVICE_HELP
 
 
+def _where_rejects(rejects_path: Path | None) -> str:
+    return f"see {rejects_path}" if rejects_path else "listed above"
+
+
+def _check_photos(items: list, split: str, root: Path, image_rejects: int, rejects_path: Path | None) -> None:
+    """A clear error when the split has fewer than the 2 photos SimCLR needs."""
+    if len(items) >= 2:
+        return
+    from toolkit.errors import ConfigError
+
+    why = (
+        f"; {image_rejects} photos of the dataset were rejected as missing or unsafe ({_where_rejects(rejects_path)})"
+        if image_rejects
+        else ""
+    )
+    hint = " or --split all" if split == "train" else ""
+    raise ConfigError(
+        f"SimCLR needs at least 2 photos: the {split} split of {root} has {len(items)}{why}; add photos{hint}"
+    )
+
+
 def _select(items: list, max_photos: int | None, seed: int) -> list:
     if max_photos is None or len(items) <= max_photos:
         return items
@@ -52,8 +73,9 @@ def _select(items: list, max_photos: int | None, seed: int) -> list:
     "--chunk-size",
     default=32,
     show_default=True,
-    type=click.IntRange(min=1),
-    help="Images per forward pass (GradCache accumulation); bounds memory.",
+    type=click.IntRange(min=2),
+    help="Images per forward pass (GradCache accumulation); bounds memory. At least 2: batch-norm "
+    "needs two images.",
 )
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--weight-decay", default=1e-6, show_default=True, type=click.FloatRange(min=0))
@@ -120,8 +142,8 @@ def simclr_cmd(
     """
     import torch
 
+    from toolkit.cli.image import EchoRejects
     from toolkit.image.simclr import SimCLRConfig, default_arch, train_simclr
-    from toolkit.rejects import RejectsWriter
     from toolkit.stages.read import ReadOptions, photo_items, read_steps
 
     refuse_model_dir(out_dir, "simclr")
@@ -145,8 +167,10 @@ def simclr_cmd(
         checkpoint_every=checkpoint_every,
         progress=progress_enabled(quiet),
     )
-    with RejectsWriter(rejects_path) as rejects:
+    config.check()  # before reading the photos
+    with EchoRejects(rejects_path) as rejects:
         items = photo_items(read_steps(dataset_root, rejects, ReadOptions(split_seed=split_seed)), split)
+        _check_photos(items, split, dataset_root, rejects.by_stage["image"], rejects_path)
         items = _select(items, max_photos, seed)
         result = train_simclr(items, config, out_dir, rejects=rejects, overwrite=overwrite)
     out = result.to_dict()
@@ -154,8 +178,9 @@ def simclr_cmd(
     def text() -> str:
         state = "already finished" if result.already_done else f"{result.seconds:.0f}s on {result.device}"
         losses = " -> ".join(f"{x:.3f}" for x in result.epoch_losses)
+        rejected = f" ({result.rejected} rejected: {_where_rejects(rejects_path)})" if result.rejected else ""
         return (
-            f"SimCLR {result.arch}: {result.steps} steps on {result.images} photos [{state}]\n"
+            f"SimCLR {result.arch}: {result.steps} steps on {result.images} photos{rejected} [{state}]\n"
             f"NT-Xent per epoch: {losses}\n"
             f"backbone: {result.backbone} (encoder fingerprint {result.encoder_fingerprint}, "
             f"base {result.base_encoder_fingerprint})\n"

@@ -83,10 +83,18 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
 
 
 def view_chunks(n: int, chunk: int) -> list[tuple[int, int, int]]:
-    """``(view, start, end)`` slices covering both views of ``n`` images, ``chunk`` images at a time."""
+    """``(view, start, end)`` slices covering both views of ``n`` images, ``chunk`` images at a time.
+
+    With ``chunk >= 2`` no slice holds a single image (a batch-norm layer in training mode cannot
+    normalise one): a last image left over joins the slice before it, which then holds ``chunk + 1``.
+    """
     if chunk < 1:
         raise ValueError(f"chunk size must be >= 1, got {chunk}")
-    return [(v, s, min(n, s + chunk)) for v in (0, 1) for s in range(0, n, chunk)]
+    starts = list(range(0, n, chunk))
+    if chunk >= 2 and len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    ends = [*starts[1:], n] if starts else []
+    return [(v, s, e) for v in (0, 1) for s, e in zip(starts, ends, strict=True)]
 
 
 def gradcache_backward(

@@ -21,7 +21,10 @@ and why, e.g. the ``weights="auto"`` fallback).
 Built-in encoders live in :mod:`toolkit.image.backbones` and :mod:`toolkit.image.finetuned`.
 Third-party packages add encoders through the entry-point group ``jrecipe_search.encoders``;
 each entry point names a factory with the signature of :func:`create_encoder` minus ``name``. Plug-ins are imported only when
-used, and one that fails to import or to build is reported by name.
+used, and one that fails to import or to build is reported by name. A plug-in's encoder must carry the name it
+is registered under (a model rebuilds its encoder by that name); a name that two installed plug-ins claim is
+refused rather than one of them picked, and a plug-in named like a built-in encoder is never used (a warning
+says so).
 
 Minimal plug-in::
 
@@ -124,17 +127,45 @@ def _load_builtins() -> None:
         importlib.import_module(module)
 
 
-def _plugin_entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _plugin_entry_points() -> dict[str, list[EntryPoint]]:
+    """Entry points by encoder name; more than one when installed distributions claim the same name."""
+    found: dict[str, list[EntryPoint]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        claims = found.setdefault(ep.name, [])
+        if all(other.value != ep.value for other in claims):
+            claims.append(ep)
+    return {name: sorted(claims, key=lambda ep: ep.value) for name, claims in found.items()}
+
+
+def _claimant(ep: EntryPoint) -> str:
+    """``value`` of an entry point, with the distribution that declares it when known."""
+    dist = getattr(ep, "dist", None)
+    name = dist.metadata["Name"] if dist is not None else None
+    return f"{ep.value} ({name})" if name else ep.value
+
+
+def _shadowed(name: str, eps: list[EntryPoint]) -> None:
+    log.warning(
+        "encoder plug-in %s is registered under %r, the name of a built-in encoder: it is never used "
+        "(rename its entry point in group %s)",
+        ", ".join(_claimant(ep) for ep in eps),
+        name,
+        ENTRY_POINT_GROUP,
+    )
 
 
 def describe_encoders() -> list[EncoderInfo]:
     """Built-in, registered and plug-in encoders (plug-ins are listed without being imported)."""
     _load_builtins()
     out = {name: EncoderInfo(name, origin, desc) for name, (_, origin, desc) in _REGISTRY.items()}
-    for name, ep in _plugin_entry_points().items():
-        if name not in out:
-            out[name] = EncoderInfo(name, f"plugin {ep.value}", "")
+    for name, eps in _plugin_entry_points().items():
+        if name in out:
+            _shadowed(name, eps)
+        elif len(eps) > 1:
+            claims = " | ".join(ep.value for ep in eps)
+            out[name] = EncoderInfo(name, f"plugin {claims}", "claimed by several plug-ins: unusable")
+        else:
+            out[name] = EncoderInfo(name, f"plugin {eps[0].value}", "")
     return [out[n] for n in sorted(out)]
 
 
@@ -145,13 +176,21 @@ def available_encoders() -> list[str]:
 
 def _resolve_factory(name: str) -> tuple[EncoderFactory, str]:
     _load_builtins()
+    eps = _plugin_entry_points().get(name, [])
     if name in _REGISTRY:
+        if eps:
+            _shadowed(name, eps)
         factory, origin, _ = _REGISTRY[name]
         return factory, origin
-    ep = _plugin_entry_points().get(name)
-    if ep is None:
+    if not eps:
         known = ", ".join(available_encoders())
         raise ConfigError(f"unknown image encoder {name!r}; available: {known}")
+    if len(eps) > 1:
+        raise PluginError(
+            f"encoder name {name!r} is claimed by {len(eps)} plug-ins ({'; '.join(_claimant(e) for e in eps)}, "
+            f"group {ENTRY_POINT_GROUP}): uninstall all but one"
+        )
+    ep = eps[0]
     try:
         factory = ep.load()
     except Exception as e:  # any import-time failure of third-party code
@@ -172,6 +211,11 @@ def _check_encoder(obj: Any, name: str, origin: str) -> ImageEncoder:
         raise PluginError(f"encoder {name!r} ({origin}) has invalid dim {obj.dim!r}")
     if not isinstance(obj.fingerprint, str) or not obj.fingerprint:
         raise PluginError(f"encoder {name!r} ({origin}) has no fingerprint")
+    if origin.startswith("plugin") and obj.name != name:
+        raise PluginError(
+            f"encoder plug-in {name!r} ({origin}) returned an encoder named {obj.name!r}: a model records its "
+            f"encoder by name and rebuilds it by that name, so the plug-in must name it {name!r}"
+        )
     return obj
 
 

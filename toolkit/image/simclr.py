@@ -14,6 +14,11 @@ Output directory::
     OUT/loss.png        loss curve (needs matplotlib)
 
 The same code runs on CUDA (bf16 autocast) when ``device`` is ``cuda`` or ``auto`` finds one.
+
+Randomness is a function of the seed alone: the augmentation of photo ``i`` in epoch ``e`` draws from a
+generator seeded with ``(seed, e, i)`` and the network's random layers at step ``s`` from one seeded with
+``(seed, s)``. So a run gives the same backbone whatever ``num_workers``, and a run interrupted and resumed
+gives the backbone the uninterrupted run gives.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from toolkit.image.loading import ImageRejected, load_image
 from toolkit.progress import progress_bar
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.resume import decide_resume
-from toolkit.seeding import seed_everything
+from toolkit.seeding import check_seed, seed_everything, torch_seeded
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,10 @@ CHECKPOINT = "checkpoint.pt"
 SUMMARY = "simclr.json"
 LOSS_PNG = "loss.png"
 CHECKPOINT_FORMAT = "jrs-simclr-checkpoint/1"
+#: Streams of :func:`derived_seed`: a photo's augmentation in an epoch, the network's random layers in a step.
+AUGMENT_STREAM, STEP_STREAM = 1, 2
+#: Rejected photos named in the error when too few photos can be used.
+NAMED_REJECTS = 3
 
 #: Architectures that can be fine-tuned, and the sub-module whose state_dict their encoder loads.
 FINETUNABLE: dict[str, str] = {"resnet18": "", "resnet50": "", "efficientnet-lite0": "net"}
@@ -106,6 +115,7 @@ class SimCLRConfig:
     def check(self) -> None:
         if self.arch not in FINETUNABLE:
             raise ConfigError(f"cannot fine-tune {self.arch!r}; supported: {', '.join(FINETUNABLE)}")
+        check_seed("simclr seed", self.seed)
         for name in ("image_size", "epochs", "batch_size", "chunk_size", "proj_hidden", "proj_dim"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"simclr {name} must be >= 1, got {getattr(self, name)}")
@@ -113,6 +123,11 @@ class SimCLRConfig:
             raise ConfigError(f"simclr image_size must be >= 16, got {self.image_size}")
         if self.batch_size < 2:
             raise ConfigError("simclr batch_size must be >= 2 (NT-Xent needs negatives)")
+        if self.chunk_size < 2:
+            raise ConfigError(
+                f"simclr chunk_size must be >= 2, got {self.chunk_size}: batch-norm layers (the projection "
+                "head's among them) need two images per forward pass"
+            )
         if self.temperature <= 0 or self.lr <= 0:
             raise ConfigError("simclr temperature and lr must be > 0")
         if self.max_steps is not None and self.max_steps < 1:
@@ -225,17 +240,25 @@ def backbone_state(model: SimCLRModel, arch: str) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- data
 
 
-class PhotoViews(Dataset):
-    """Item ``i``: ``(i, view_a, view_b)`` of photo ``i``, or ``(i, reason, None)`` when it cannot be used."""
+def derived_seed(*keys: int) -> int:
+    """A 64-bit seed made from non-negative integers (the run's seed, a stream, an epoch, a photo, a step)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0])
 
-    def __init__(self, paths: Sequence[str], augment: SimCLRAugment) -> None:
+
+class PhotoViews(Dataset):
+    """Item ``(epoch, i)`` (or ``i``: epoch 0): ``(i, view_a, view_b)`` of photo ``i``, augmented with the
+    generator of ``(seed, epoch, i)``; ``(i, reason, None)`` when the photo cannot be used."""
+
+    def __init__(self, paths: Sequence[str], augment: SimCLRAugment, seed: int = 0) -> None:
         self.paths = list(paths)
         self.augment = augment
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, Any, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[int, Any, Any]:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
         size = self.augment.size
         try:
             img = load_image(self.paths[i], draft_size=2 * size)
@@ -248,7 +271,8 @@ class PhotoViews(Dataset):
             img = img.resize(
                 (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR
             )
-        a, b = self.augment(img)
+        with torch_seeded(derived_seed(self.seed, AUGMENT_STREAM, epoch, i)):
+            a, b = self.augment(img)
         return i, a, b
 
 
@@ -260,8 +284,9 @@ def _collate(samples: list[tuple[int, Any, Any]]) -> tuple[torch.Tensor, torch.T
     return torch.stack([a for a, _ in ok]), torch.stack([b for _, b in ok]), failed
 
 
-class EpochBatches(Sampler[list[int]]):
-    """Batches of a seeded permutation per epoch, from batch ``start`` on (to resume mid-epoch)."""
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """Batches of a seeded permutation per epoch, from batch ``start`` on (to resume mid-epoch); each item is
+    ``(epoch, photo index)``, the key of :class:`PhotoViews`."""
 
     def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0) -> None:
         self.n, self.batch_size, self.seed, self.epoch, self.start = n, batch_size, seed, epoch, start
@@ -270,11 +295,11 @@ class EpochBatches(Sampler[list[int]]):
     def per_epoch(n: int, batch_size: int) -> int:
         return max(1, n // batch_size)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist()
         bs = min(self.batch_size, self.n)
         for b in range(self.start, self.per_epoch(self.n, self.batch_size)):
-            yield order[b * bs : (b + 1) * bs]
+            yield [(self.epoch, i) for i in order[b * bs : (b + 1) * bs]]
 
     def __len__(self) -> int:
         return self.per_epoch(self.n, self.batch_size) - self.start
@@ -333,8 +358,11 @@ def plot_loss(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -403,7 +431,7 @@ def train_simclr(
             losses = [float(x) for x in ckpt["losses"]]
             bad = {int(k): str(v) for k, v in ckpt["bad"].items()}
             step = int(ckpt["step"])
-            torch.set_rng_state(ckpt["rng"])
+        _check_usable(items, bad)
         log.info(f"resuming SimCLR run {run_fp} at step {step}/{total}")
     resumed_from = step
 
@@ -417,15 +445,15 @@ def train_simclr(
             "optimizer": opt.state_dict(),
             "losses": losses,
             "bad": {str(k): v for k, v in bad.items()},
-            "rng": torch.get_rng_state(),
         }
         _save_atomic(state, ckpt_path)
 
     weights, note = resolve_init(config.arch, config.init)
     if note:
         log.info(note)
+    batch = min(config.batch_size, len(items))
     log.info(
-        f"SimCLR {config.arch} ({weights}) on {len(items)} photos, {config.image_size} px, batch {config.batch_size} "
+        f"SimCLR {config.arch} ({weights}) on {len(items)} photos, {config.image_size} px, batch {batch} "
         f"in chunks of {config.chunk_size}, {total} steps ({spe}/epoch) on {device}"
     )
     pre = enc.preprocess
@@ -437,7 +465,7 @@ def train_simclr(
         mean=tuple(getattr(pre, "mean", SimCLRAugment.mean)),
         std=tuple(getattr(pre, "std", SimCLRAugment.std)),
     )
-    dataset = PhotoViews([str(p) for _, p in items], augment)
+    dataset = PhotoViews([str(p) for _, p in items], augment, config.seed)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
     def embed(x: torch.Tensor) -> torch.Tensor:
@@ -448,6 +476,7 @@ def train_simclr(
         return nt_xent(a, b, config.temperature)
 
     bar = progress_bar(config.progress, "simclr", "step", total=total, initial=step)
+    updating = False  # between the optimiser's update and the step count: a checkpoint now would be wrong
     try:
         while step < total:
             epoch, start = divmod(step, spe)
@@ -465,16 +494,21 @@ def train_simclr(
                     if i not in bad:
                         bad[i] = reason
                         _reject(rejects, items[i], reason)
+                _check_usable(items, bad)
                 if view_a.shape[0] >= 2:
                     for g in opt.param_groups:
                         g["lr"] = learning_rate(step, total, config.lr, config.warmup_fraction)
                     opt.zero_grad(set_to_none=True)
+                    torch.manual_seed(derived_seed(config.seed, STEP_STREAM, step))  # dropout/drop-connect
                     loss = gradcache_backward(embed, view_a, view_b, config.chunk_size, loss_fn, model)
+                    updating = True
                     opt.step()
                     losses.append(float(loss))
                 else:
+                    updating = True
                     losses.append(float("nan"))
                 step += 1
+                updating = False
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=epoch + 1)
                 if step % config.checkpoint_every == 0 or step % spe == 0 or step >= total:
@@ -482,8 +516,11 @@ def train_simclr(
                 if step >= total:
                     break
     except KeyboardInterrupt:
-        checkpoint()
-        log.info(f"interrupted: checkpoint at step {step} in {ckpt_path}; run again to resume")
+        if updating:  # the weights are a step ahead of the count: keep the last periodic checkpoint
+            log.info(f"interrupted during an update: run again to resume from the last checkpoint in {out}")
+        else:
+            checkpoint()
+            log.info(f"interrupted: checkpoint at step {step} in {ckpt_path}; run again to resume")
         raise
     finally:
         bar.close()
@@ -600,6 +637,19 @@ def _check_run(out: Path, found: dict[str, Any], run_fp: str, **expected: Any) -
     decision = decide_resume(found, {**expected, "run_fingerprint": run_fp}, labels=labels)
     if decision.action == "mismatch":
         raise SimCLRStateError(decision.refusal(out, "a SimCLR run"))
+
+
+def _check_usable(items: Sequence[tuple[str, Path]], bad: dict[int, str]) -> None:
+    """:class:`ConfigError` naming the first rejected photos when fewer than 2 photos can be used."""
+    usable = len(items) - len(bad)
+    if usable >= 2:
+        return
+    named = "; ".join(f"{items[i][0]}: {reason}" for i, reason in sorted(bad.items())[:NAMED_REJECTS])
+    more = f"; and {len(bad) - NAMED_REJECTS} more" if len(bad) > NAMED_REJECTS else ""
+    raise ConfigError(
+        f"SimCLR needs at least 2 usable photos: {len(bad)} of the {len(items)} photos could not be used "
+        f"({named}{more})"
+    )
 
 
 def _reject(rejects: RejectsWriter | None, item: tuple[str, Path], reason: str) -> None:
