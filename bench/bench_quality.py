@@ -354,7 +354,9 @@ def photo_features(model: Any, photos: Sequence[Path], batch: int = 64) -> np.nd
 @dataclass
 class Ranking:
     """Per query (in query order): the 1-based rank of its own photo (top-k only: ``K + 1`` beyond), its
-    exact full rank, and the labels of its top ``K`` hits."""
+    exact full rank, and the labels of its top ``K`` hits. Exact ranks are positions in the ranking the top
+    hits are read from (score descending, equal scores in gallery order:
+    :func:`toolkit.evaluation.graded.order_ranks`), so a photo counts for R@K exactly when it is in the top K."""
 
     top_ranks: np.ndarray
     full_ranks: np.ndarray
@@ -374,11 +376,10 @@ class Ranking:
 
 def exact_ranking(text_emb: np.ndarray, image_emb: np.ndarray, g_labels: list[dict[str, Any]]) -> Ranking:
     """Exact cosine ranking; query ``q``'s own photo is gallery row ``q`` (embeddings L2-normalised)."""
-    from toolkit.evaluation.graded import top_k_indices
+    from toolkit.evaluation.graded import order_ranks, top_k_indices
 
     scores = text_emb @ image_emb.T
-    n = scores.shape[0]
-    full = (scores > scores[np.arange(n), np.arange(n)][:, None]).sum(axis=1) + 1
+    full = order_ranks(scores, np.arange(scores.shape[0]))
     top = top_k_indices(scores, K)
     return Ranking(full, full, [[g_labels[j] for j in row] for row in top])
 
@@ -406,6 +407,7 @@ def through_index(
     """Index the gallery with ``index_dataset`` (``index_options``: more ``IndexOptions`` fields) and query
     each kept step's text by kNN (``Searcher.knn``: photos only). Full ranks (for MedR) come from the exact
     ranking over the indexed vectors."""
+    from toolkit.evaluation.graded import order_ranks
     from toolkit.evaluation.through_index import indexed_photo_vectors
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.model import SearchModel
@@ -432,7 +434,7 @@ def through_index(
                 own = gallery.ids[q]
                 top_ranks.append(hits.index(own) + 1 if own in hits else K + 1)
                 s = vectors @ searcher.photo_query(vec)
-                full_ranks.append(int((s > s[row_of[own]]).sum()) + 1)
+                full_ranks.append(int(order_ranks(s[None, :], [row_of[own]])[0]))
                 hit_labels.append([label_of[h] for h in hits])
             query_s = time.perf_counter() - t0
         finally:

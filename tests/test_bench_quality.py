@@ -62,3 +62,17 @@ def test_more_training_recipes_scale_the_training_side_of_recipe_sets_only() -> 
             sets[fixed].with_more_training(10)
     with pytest.raises(ValueError, match="at least 1"):
         sets["plain"].with_more_training(0)
+
+
+def test_exact_ranks_agree_with_the_top_hits_on_ties() -> None:
+    """Two identical photos: the exact rank is the position in the top-hit list the P@10 is read from (it was
+    the optimistic count of strictly higher scores: both duplicates at rank 1, though one is listed second)."""
+    import numpy as np
+
+    from bench.bench_quality import exact_ranking
+
+    image = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
+    labels = [{"main": "a"}, {"main": "b"}, {"main": "c"}]
+    ranking = exact_ranking(image.copy(), image, labels)
+    assert ranking.full_ranks.tolist() == [1, 2, 1]
+    assert [hits[0] for hits in ranking.hit_labels] == [labels[0], labels[0], labels[2]]

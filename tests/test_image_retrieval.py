@@ -148,3 +148,19 @@ def test_evaluate_images_reports_the_image_size_it_applied(sample_root: Path) ->
     assert res.exit_code == 0, res.output
     (row,) = json.loads(res.stdout)["results"]
     assert row["image_size"] == 8 and row["dim"] == 8 * 8 * 3
+
+
+def test_queries_without_a_label_are_left_out() -> None:
+    """An unlabelled photo has nothing relevant to find: it scored 0 against a chance of 0, pulling both
+    towards 0 by the share of unlabelled photos (as graded precision leaves such queries out). It still
+    serves as a (never relevant) neighbour of the others."""
+    angles = [0.0, 0.02, 0.04, 0.03, np.pi / 2, np.pi / 2 - 0.02]
+    x = np.array([[np.cos(a), np.sin(a)] for a in angles], np.float32)
+    labels: list[set[str]] = [{"a"}, {"a"}, {"a"}, set(), set(), set()]
+    out = precision_at_k(x, labels, k=1)
+    # nearest neighbours: 0 -> 1, 1 -> 3 (unlabelled: not relevant), 2 -> 3 (not relevant)
+    assert out["queries"] == 3
+    assert out["precision"] == pytest.approx(1 / 3)
+    assert out["chance"] == pytest.approx(2 / 5)
+    with pytest.raises(ValueError, match="no item has a label"):
+        precision_at_k(x, [set()] * 6, k=1)

@@ -48,24 +48,35 @@ def graded_table(graded: dict[str, dict[str, Any]], where: str) -> str:
     lines.append(f"{'method':<16} {'main':>6} {'method':>7} {'both':>6}")
     chance = next((g for name, g in graded.items() if name in ("chance", "exact_knn")), None)
     for name, g in graded.items():
-        cells = [
-            f"{100 * g[c]:6.1f}" if isinstance(g.get(c), float) else "     -"
-            for c in ("main", "method", "both")
-        ]
+        cells = [_percent(g.get(c)) for c in ("main", "method", "both")]
         lines.append(f"{name:<16} {cells[0]} {cells[1]:>7} {cells[2]}")
     if chance is not None and "main_chance" in chance:
-        cells = [f"{100 * chance[f'{c}_chance']:6.1f}" for c in ("main", "method", "both")]
+        # a criterion no query has a label for has no chance either (None): a dash, like its rows
+        cells = [_percent(chance.get(f"{c}_chance")) for c in ("main", "method", "both")]
         lines.append(f"{'chance':<16} {cells[0]} {cells[1]:>7} {cells[2]}")
     return "\n".join(lines)
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:6.1f}" if isinstance(value, float) else "     -"
 
 
 def index_table(result: dict[str, Any]) -> str:
     """Per-mode figures of :func:`toolkit.evaluation.through_index.evaluate_through_index`."""
     k = result["k"]
     keys = [key for key in next(iter(result["modes"].values())) if key != "n"]
+    skipped = [
+        f"{len(result[key])} {what}"
+        for key, what in (
+            ("skipped_no_known_word", "with no known word"),
+            ("skipped_photo_not_in_index", "whose photo is not in the index"),
+        )
+        if result.get(key)
+    ]
     lines = [
-        f"through index {result['index']}: {result['queries']} queries, gallery {result['gallery']} photos, "
-        f"k={k}, num_candidates={result['num_candidates']}",
+        f"through index {result['index']}: {result['queries']} queries"
+        + (f" ({', '.join(skipped)} left out)" if skipped else "")
+        + f", gallery {result['gallery']} photos, k={k}, num_candidates={result['num_candidates']}",
         "mode        " + "  ".join(f"{key:>7}" for key in keys),
     ]
     for mode, m in result["modes"].items():

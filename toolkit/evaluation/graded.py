@@ -67,14 +67,32 @@ def graded_precision(
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """``[Q, min(k, N)]`` indices of the highest scores per row, best first (ties: lower index first)."""
+    """``[Q, min(k, N)]`` indices of the highest scores per row, best first (ties: lower index first, also
+    for the ties at the ``k``-th place: which of equal scores make the cut never depends on the partition)."""
     scores = np.asarray(scores)
-    kk = min(int(k), scores.shape[1])
-    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < scores.shape[1] else None
-    if part is None:
+    q, n = scores.shape
+    kk = min(int(k), n)
+    if kk >= n:
         return np.argsort(-scores, axis=1, kind="stable")[:, :kk]
+    # the k-th highest score of each row; every higher score is in, and the equal ones by index
+    kth = -np.partition(-scores, kk - 1, axis=1)[:, kk - 1 : kk]
+    above = scores > kth
+    tied = scores == kth
+    need = kk - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    part = np.nonzero(chosen)[1].reshape(q, kk)  # row by row, in index order
     order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
     return np.take_along_axis(part, order, axis=1)
+
+
+def order_ranks(scores: np.ndarray, columns: Sequence[int] | np.ndarray) -> np.ndarray:
+    """1-based position of column ``columns[r]`` in row ``r``'s ranking by :func:`top_k_indices` (score
+    descending, ties by lower index): rank ``<= k`` exactly when the column is in that row's top ``k``."""
+    scores = np.asarray(scores)
+    cols = np.asarray(columns, dtype=np.int64)
+    own = scores[np.arange(scores.shape[0]), cols][:, None]
+    earlier = np.arange(scores.shape[1])[None, :] < cols[:, None]
+    return ((scores > own) | ((scores == own) & earlier)).sum(axis=1).astype(np.int64) + 1
 
 
 def graded_from_scores(

@@ -17,9 +17,17 @@ import numpy as np
 from toolkit.data.jsonl import RECIPES_FILE, iter_recipes
 from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ToolkitError
-from toolkit.evaluation.graded import Labels, graded_from_scores, graded_precision, tag_labels
+from toolkit.evaluation import metrics
+from toolkit.evaluation.graded import (
+    Labels,
+    graded_from_scores,
+    graded_precision,
+    order_ranks,
+    tag_labels,
+    top_k_indices,
+)
 from toolkit.evaluation.linear import LinearMap, linear_baselines
-from toolkit.evaluation.metrics import full_metrics, pooled_metrics
+from toolkit.evaluation.metrics import full_metrics_of, full_rows, pooled_metrics
 from toolkit.rejects import RejectsWriter
 from toolkit.stages.pairs import load_pairs, split_pairs
 from toolkit.text.tokens import TokenBags
@@ -92,12 +100,17 @@ def held_out_baselines(
     dataset_root: str | Path | None = None,
     pool: int = 1000,
     draws: int = 10,
+    max_pairs: int | None = None,
 ) -> dict[str, Any]:
     """Linear baselines on the held-out split (pooled like the model, and whole-split), and graded
     precision@10 of the model, the baselines and chance where the dataset's recipes carry tags.
 
-    ``mapping`` is the trained :class:`~toolkit.mapping.towers.TwoTower`.
+    ``mapping`` is the trained :class:`~toolkit.mapping.towers.TwoTower`. "Whole split" is what the build's
+    ``model_full`` ranks (:func:`~toolkit.evaluation.metrics.full_metrics_of`): all pairs, or the same seeded
+    sample of ``max_pairs`` (default :data:`~toolkit.evaluation.metrics.FULL_MAX_PAIRS`) of a larger split, so
+    the baselines and graded precision are ranked on the very same pairs and gallery as the model.
     """
+    max_pairs = metrics.FULL_MAX_PAIRS if max_pairs is None else max_pairs
     pairs = model_pairs(model_dir, split_seed)
     test_name = "test" if len(pairs["test"].ids) >= 2 else "val"
     test = pairs[test_name]
@@ -110,17 +123,42 @@ def held_out_baselines(
         t, i = lin.embed_text(test.text), lin.embed_image(test.image)
         embedded[name] = (t, i)
         out[f"{name}_pooled"] = pooled_metrics(t, i, pool=pool, draws=draws, seed=0) | {"fit": lin.describe()}
-        out[f"{name}_full"] = full_metrics(t, i)
+        out[f"{name}_full"] = full_metrics_of(_same, _same, t, i, max_pairs=max_pairs)
     if dataset_root is not None:
         labels = labels_of_steps(test.ids, recipe_labels(dataset_root))
+        rows = full_rows(len(labels), max_pairs)
+        if rows is not None:
+            labels = [labels[r] for r in rows]
+            embedded = {name: (t[rows], i[rows]) for name, (t, i) in embedded.items()}
         if any(labels):
-            graded = {
-                name: graded_from_scores(t @ i.T, labels, labels, GRADED_K)
-                for name, (t, i) in embedded.items()
-            }
+            graded = {name: _graded(t, i, labels) for name, (t, i) in embedded.items()}
             graded["chance"] = _chance(labels)
+            if rows is not None:
+                for g in graded.values():
+                    g["sampled_from"] = len(test.ids)
             out["graded"] = graded
     return out
+
+
+def _same(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+#: Query rows whose text x photo scores are held at a time by :func:`_graded`.
+GRADED_BLOCK = 1024
+
+
+def _graded(text: np.ndarray, image: np.ndarray, labels: list[Labels]) -> dict[str, Any]:
+    """:func:`~toolkit.evaluation.graded.graded_from_scores` of ``text @ image.T``, a block of queries at a time."""
+    if len(labels) <= GRADED_BLOCK:
+        return graded_from_scores(text @ image.T, labels, labels, GRADED_K)
+    top = np.concatenate(
+        [
+            top_k_indices(text[a : a + GRADED_BLOCK] @ image.T, GRADED_K)
+            for a in range(0, len(labels), GRADED_BLOCK)
+        ]
+    )
+    return graded_precision(labels, [[labels[j] for j in row] for row in top], labels, GRADED_K)
 
 
 def _chance(labels: list[Labels]) -> dict[str, Any]:
@@ -153,13 +191,18 @@ def gallery_baselines(
         return out
     position = {g: n for n, g in enumerate(have)}
     text = np.stack([q[1] for q in queries])
+    own = [position.get(step_id) for step_id, _ in queries]
+    found = np.flatnonzero([o is not None for o in own])
     for name, lin in fitted.items():
         scores = lin.embed_text(text) @ lin.embed_image(gallery).T
-        ranks: list[int | None] = []
-        for r, (step_id, _) in enumerate(queries):
-            own = position.get(step_id)
-            ranks.append(None if own is None else int((scores[r] > scores[r, own]).sum()) + 1)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        # the position in the ranking ``top`` lists (ties by gallery order, as exact kNN through the index):
+        # a rank <= k exactly when the photo is in the top k
+        ranks: list[int | None] = [None] * len(queries)
+        if found.size:
+            at = order_ranks(scores[found], [own[r] for r in found])
+            for r, rank in zip(found, at, strict=True):
+                ranks[r] = int(rank)
+        top = top_k_indices(scores, k)
         out[name] = {"ranks": ranks, "top": [[have[j] for j in row] for row in top], "fit": lin.describe()}
     return out
 

@@ -55,7 +55,9 @@ def precision_at_k(
     ``labels[i]`` is item ``i``'s label set (or one label): a neighbour is relevant when the sets
     intersect. Items with the same ``groups`` value never retrieve each other (nor themselves).
     Queries with fewer than ``k`` candidates are scored on those they have; queries with none
-    are skipped. Returns ``precision`` (mean), ``chance`` (mean share of relevant candidates),
+    are skipped, and so are queries with no label (nothing can be relevant to them: they would pull
+    precision and chance towards 0 by the share of unlabelled items; as in
+    :func:`toolkit.evaluation.graded.graded_precision`). They are still neighbours of the others. Returns ``precision`` (mean), ``chance`` (mean share of relevant candidates),
     ``lift`` (precision / chance), ``k`` and ``queries``.
     """
     if int(k) != k or k < 1:
@@ -67,6 +69,7 @@ def precision_at_k(
     if len(labels) != n or (groups is not None and len(groups) != n):
         raise ValueError(f"{n} vectors but {len(labels)} label sets and {len(groups or [])} groups")
     lab = _label_matrix(labels)
+    labelled = lab.any(axis=1)
     group_ids = np.unique(np.asarray(groups), return_inverse=True)[1] if groups is not None else np.arange(n)
     precisions, chances = [], []
     for start in range(0, n, block):
@@ -84,11 +87,13 @@ def precision_at_k(
         )
         for r in range(stop - start):
             c = int(candidates[r])
-            if c == 0:
+            if c == 0 or not labelled[start + r]:
                 continue
             precisions.append(top_rel[r].sum() / min(k, c))
             chances.append((relevant[r] & ~excluded[r]).sum() / c)
     if not precisions:
+        if not labelled.any():
+            raise ValueError("no item has a label: nothing can be relevant")
         raise ValueError("no query has any candidate neighbour (every item is in the same group?)")
     p, ch = float(np.mean(precisions)), float(np.mean(chances))
     return {

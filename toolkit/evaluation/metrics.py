@@ -221,10 +221,18 @@ def full_metrics_of(
     """:func:`full_metrics` of the embedded pairs, over at most ``max_pairs`` of them (a seeded sample,
     reported as ``sampled_from``), embedding only those."""
     n = _paired_len(text, image)
-    if n <= max_pairs:
+    rows = full_rows(n, max_pairs, seed)
+    if rows is None:
         return full_metrics(embed_text(text), embed_image(image), ks)
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=max_pairs, replace=False))
     return {**full_metrics(embed_text(text[rows]), embed_image(image[rows]), ks), "sampled_from": n}
+
+
+def full_rows(n: int, max_pairs: int = FULL_MAX_PAIRS, seed: int = 0) -> np.ndarray | None:
+    """The rows :func:`full_metrics_of` ranks of ``n`` pairs: None for all of them (``n <= max_pairs``), else
+    its seeded sample of ``max_pairs`` (sorted), so other methods can be ranked on the very same pairs."""
+    if n <= max_pairs:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_pairs, replace=False))
 
 
 def check_ks(ks: Sequence[int]) -> list[int]:

@@ -1,7 +1,9 @@
 """Evaluation through Elasticsearch: the held-out queries run through the index, next to the exact result.
 
 Protocol: every test-split step with a photo is a query (its text); its one relevant hit is its own photo.
-The gallery is every photo in the index, so these figures are harder than the 1k-pool ones. For kNN the
+The gallery is every photo in the index, so these figures are harder than the 1k-pool ones. A query whose
+photo is not in the index (not indexed, or dropped as unusable) has no relevant hit to find: it is left out
+of every mode (``skipped_photo_not_in_index``), as one with no known word is (``skipped_no_known_word``). For kNN the
 exact top-k (brute force over the indexed ``image_vector`` values, same cosine) is computed too, so
 ``hnsw_recall@k`` (overlap of the approximate and exact top-k) shows what HNSW costs in recall.
 
@@ -117,6 +119,14 @@ def evaluate_through_index(
         raise ToolkitError("no held-out queries: the test split has no step with a photo")
     params, filters, hybrid = knn_params(k, num_candidates), Filters(), HybridParams()
     gallery_ids, gallery = indexed_photo_vectors(searcher.es, searcher.index)
+    indexed = set(gallery_ids)
+    no_photo = [q.step_id for q in queries if q.step_id not in indexed]
+    if len(no_photo) == len(queries):
+        raise ToolkitError(
+            f"none of the {len(queries)} held-out queries has its photo in index {searcher.index} "
+            f"(e.g. {no_photo[0]}): is it the index of this dataset?"
+        )
+    queries = [q for q in queries if q.step_id in indexed]
     ranks: dict[str, list[int | None]] = {m: [] for m in [*modes, "exact_knn"]}
     tops: dict[str, list[list[str]]] = {m: [] for m in [*modes, "exact_knn"]}
     asked: list[str] = []
@@ -158,13 +168,15 @@ def evaluate_through_index(
         "gallery": len(gallery_ids),
         "queries": len(ranks["exact_knn"]),
         "skipped_no_known_word": skipped,
+        "skipped_photo_not_in_index": no_photo,
         "k": k,
         "num_candidates": params.num_candidates,
         "modes": {m: _rank_metrics(ranks[m], k) for m in [*modes, "exact_knn"]},
     }
     if model_dir is not None:
+        answered = set(asked)
         base = _baselines(
-            searcher, model_dir, split_seed, gallery_ids, [q for q in queries if q.step_id in set(asked)], k
+            searcher, model_dir, split_seed, gallery_ids, [q for q in queries if q.step_id in answered], k
         )
         for name, res in base.items():
             if isinstance(res, dict) and "ranks" in res:
