@@ -17,6 +17,8 @@ from toolkit.es.config import known_secrets, settings_from_env, split_url
 
 #: What a test's ``jrs es ping`` must not inherit from the shell running the tests
 CLEAN = {"ES_API_KEY": "", "ES_PASSWORD": "", "ES_USERNAME": "", "ES_CREDENTIALS_FILE": "", "ES_CA_CERTS": ""}
+#: An HTTPS URL nothing answers (where ``ES_CA_CERTS`` applies)
+HTTPS = "https://127.0.0.1:9"
 
 
 def _ping(env: dict[str, str]) -> tuple[int, str]:
@@ -144,8 +146,8 @@ def test_an_empty_variable_does_not_hide_the_credentials_file(tmp_path: Path) ->
     [
         ({"ES_PASSWORD": "s3cret\udcff"}, "ES_PASSWORD is not valid UTF-8 text"),
         ({"ES_API_KEY": "キー"}, "ES_API_KEY must be the key Elasticsearch gave"),
-        ({"ES_CA_CERTS": "/no/such/ca.crt"}, "ES_CA_CERTS file not found: /no/such/ca.crt"),
-        ({"ES_CA_CERTS": "/"}, "ES_CA_CERTS names a directory"),
+        ({"ES_URL": HTTPS, "ES_CA_CERTS": "/no/such/ca.crt"}, "ES_CA_CERTS file not found: /no/such/ca.crt"),
+        ({"ES_URL": HTTPS, "ES_CA_CERTS": "/"}, "ES_CA_CERTS names a directory"),
     ],
 )
 def test_credentials_no_request_can_carry_are_clear_errors(env: dict[str, str], message: str) -> None:
@@ -154,12 +156,30 @@ def test_credentials_no_request_can_carry_are_clear_errors(env: dict[str, str], 
     assert "s3cret" not in out
 
 
-def test_a_ca_certificate_for_a_plain_http_url_is_a_clear_error(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.crt"
-    ca.write_text("not used\n", encoding="utf-8")
-    one_clear_error_line(
-        *_ping({"ES_URL": "http://127.0.0.1:9", "ES_CA_CERTS": str(ca)}), "is for an https:// URL"
+@pytest.mark.parametrize("ca", ["missing", "a file", "a directory"])
+def test_a_ca_certificate_with_a_plain_http_url_is_ignored_with_a_warning(
+    es_settings, tmp_path: Path, ca: str
+) -> None:
+    """An ``ES_CA_CERTS`` kept exported for an HTTPS cluster stopped every command against a plain-HTTP one:
+    a missing file with "file not found" (exit 2), an existing one with "is for an https:// URL". It is now
+    left out with a warning saying it applies to HTTPS only; with https:// a missing file is still refused."""
+    if not es_settings.url.startswith("http://"):
+        pytest.skip("needs a plain-HTTP cluster")
+    path = {"missing": tmp_path / "ca.crt", "a file": tmp_path / "ca.pem", "a directory": tmp_path}[ca]
+    if ca == "a file":
+        path.write_text("not used\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["es", "ping"], env={**CLEAN, "ES_URL": es_settings.url, "ES_CA_CERTS": str(path)}
     )
+    assert result.exit_code == 0, result.output
+    warning = (
+        f"ES_CA_CERTS ({path}) is ignored: it applies to https:// URLs only, and ES_URL is {es_settings.url}"
+    )
+    assert warning in result.output
+    assert settings_from_env(env={**CLEAN, "ES_URL": "http://h:1", "ES_CA_CERTS": str(path)}).ca_certs is None
+    if ca == "missing":
+        with pytest.raises(ConfigError, match="ES_CA_CERTS file not found"):
+            settings_from_env(env={**CLEAN, "ES_URL": HTTPS, "ES_CA_CERTS": str(path)})
 
 
 def test_a_password_beyond_ascii_is_sent_as_utf8_basic_auth() -> None:

@@ -77,6 +77,8 @@ def test_settings_repr_never_shows_secrets() -> None:
         (["--timeout", "-5"], "-5.0 is not in the range x>0"),
         (["--timeout", "0"], "0.0 is not in the range x>0"),
         (["--version", "../8.19.21"], "'../8.19.21' is not a release number like 8.19.21"),
+        # Elasticsearch serves plain HTTP without security: the node never answered https://, the start timed out
+        (["--tls"], "--tls needs --security: without security Elasticsearch serves plain HTTP"),
     ],
 )
 def test_es_up_refuses_bad_options_before_touching_anything(

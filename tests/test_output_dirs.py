@@ -91,6 +91,53 @@ def test_file_errors_say_read_or_write_and_others_propagate(
         run_reporting_errors(broken_pipe, exits.append)
 
 
+def test_a_refused_write_says_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A write the system refuses was reported as ``cannot read``: a file created in a folder that exists but
+    cannot hold one (``/proc`` answers "No such file or directory", as for a missing input), or permission
+    refused where only a write can be (a file that can be read, a new file in a folder that can be searched)."""
+    import errno
+
+    readable = tmp_path / "readable.txt"
+    readable.write_text("x", encoding="utf-8")
+
+    def create(path: Path, mode: str = "wb") -> None:  # as the kernel answers pathlib's open under /proc
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
+
+    def publish(path: Path) -> None:  # a builtin open(path, "w") refused: its mode is in no Python frame
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    calls = [
+        lambda: create(tmp_path / "new.png"),
+        lambda: publish(readable),
+        lambda: publish(tmp_path / "new.txt"),
+        lambda: (tmp_path / "missing.json").read_text(encoding="utf-8"),  # still a read
+    ]
+    expected = [
+        f"Error: cannot write {tmp_path / 'new.png'}: No such file or directory",
+        f"Error: cannot write {readable}: Permission denied",
+        f"Error: cannot write {tmp_path / 'new.txt'}: Permission denied",
+        f"Error: cannot read {tmp_path / 'missing.json'}: No such file or directory",
+    ]
+    if Path("/proc/self").is_dir() and Path("/sys/kernel").is_dir():  # the real thing, where it can be tried
+        from PIL import Image
+
+        calls += [
+            lambda: Path("/proc/jrs-test.png").write_bytes(b"x"),
+            lambda: Image.new("RGB", (2, 2)).save("/proc/jrs-test.png"),
+            lambda: open("/sys/kernel/jrs-test", "w"),  # noqa: SIM115 - it fails
+        ]
+        expected += ["Error: cannot write /proc/jrs-test.png: ", "Error: cannot write /proc/jrs-test.png: "]
+        expected += ["Error: cannot write /sys/kernel/jrs-test: "]
+    exits: list[int] = []
+    for call in calls:
+        run_reporting_errors(call, exits.append)
+    lines = capsys.readouterr().err.splitlines()
+    assert exits == [EXIT_ERROR] * len(calls)
+    assert len(lines) == len(expected) and all(
+        line.startswith(want) for line, want in zip(lines, expected, strict=True)
+    ), lines
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_names_the_file_being_written(capsys: pytest.CaptureFixture[str]) -> None:
     """A write the disk refuses raises an OSError naming no file: the error line still names it."""

@@ -327,3 +327,21 @@ def test_the_cli_says_which_unknown_words_were_not_looked_up() -> None:
     lines = _render_explanation(ex)
     assert sum("(nearest known: x)" in line for line in lines) == SUGGESTED_WORDS
     assert f"unknown: w{SUGGESTED_WORDS} w{SUGGESTED_WORDS + 1}  (not looked up)" in lines
+
+
+def test_explanation_json_says_which_unknown_words_were_not_looked_up(searcher: Searcher) -> None:
+    """Past :data:`~toolkit.search.explain.SUGGESTED_WORDS` unknown words the JSON said ``"suggestions": []``,
+    as if nothing in the vocabulary were close: now ``looked_up`` false and ``suggestions`` null."""
+    from toolkit.search import explain
+
+    words = [f"xq{chr(ord('a') + i)}zz" for i in range(explain.SUGGESTED_WORDS + 2)]
+    result = search(
+        searcher, "玉ねぎ " + " ".join(words), options=SearchOptions(mode="knn", k=3, explain=True)
+    )
+    unknown = result.explanation["unknown"]
+    assert [u["word"] for u in unknown] == words
+    for u in unknown[: explain.SUGGESTED_WORDS]:
+        assert u["looked_up"] is True and isinstance(u["suggestions"], list)
+    assert unknown[explain.SUGGESTED_WORDS :] == [
+        {"word": w, "looked_up": False, "suggestions": None} for w in words[explain.SUGGESTED_WORDS :]
+    ]

@@ -56,6 +56,60 @@ def test_wrap_text_fits_the_width_and_marks_cut_text() -> None:
     assert short == ["塩をふる"]
 
 
+def test_wrap_text_breaks_at_spaces_and_japanese_anywhere() -> None:
+    """Words were split mid-word ("gol" / "den") where a space offered a break; Japanese, which has no spaces,
+    still fills each line, and no line starts with closing punctuation."""
+    font = pil_font(15)
+    text = "Slice the onions thinly and fry them until golden brown, stirring now and then."
+    lines = grid_mod.wrap_text(text, font, 120, 10)
+    assert " ".join(lines) == text and len(lines) > 3
+    assert all(font.getlength(line) <= 120 for line in lines)
+    ids = grid_mod.wrap_text("recipe_000123_step_4_of_the_long_name", font, 120, 10)
+    assert "".join(ids) == "recipe_000123_step_4_of_the_long_name" and all(x.endswith("_") for x in ids[:-1])
+    japanese = "玉ねぎを飴色になるまで中火でじっくり炒めます。塩、こしょうで味を調えます。"
+    lines = grid_mod.wrap_text(japanese, font, 120, 10)
+    assert "".join(lines) == japanese and all(font.getlength(line) <= 120 for line in lines)
+    assert all(font.getlength(line) > 120 - 2 * 15 for line in lines[:-1])  # full, but for one kept with "、"
+    assert not any(line[0] in "、。" for line in lines)
+    wide = grid_mod.wrap_text("a " + "x" * 60, font, 120, 3)  # a word wider than a line is cut
+    assert wide[0] == "a" and wide[-1].endswith("…") and all(font.getlength(x) <= 120 for x in wide)
+
+
+def test_grid_captions_stay_in_their_cells(tmp_path: Path) -> None:
+    """A long recipe id was drawn across the gap into the next cell: every caption line now fits its cell
+    (cut with an ellipsis, the step number kept), and nothing is drawn between or beside the cells."""
+    long_id = "r" + "0123456789" * 8
+    hits = [
+        Hit(
+            0.9,
+            f"{long_id}:12",
+            long_id,
+            "とても長いタイトルのレシピ" * 4,
+            12,
+            "Slice the onions thinly " * 5,
+            None,
+        ),
+        Hit(0.8, "r2:1", "r2", "短い", 1, "塩をふる", None),
+        Hit(0.7, f"{long_id}:3", long_id, "Title", 3, "玉ねぎを飴色になるまで炒めます。" * 5, None),
+    ]
+    lay = grid_mod.GridLayout(columns=3)
+    image, summary = grid_mod.render_grid("テスト", hits, tmp_path, layout=lay)
+    boxes = [c["box"] for c in summary["cells"]]
+    top = boxes[0][1]
+    pixels = np.asarray(image.crop((0, top, image.width, image.height)))
+    edges = [0, *(x for box in boxes for x in (box[0], box[2])), image.width]
+    for left, right in zip(edges[::2], edges[1::2], strict=True):  # the gaps between and beside the cells
+        gap = pixels[:, left + 2 : right - 2]  # a glyph's anti-aliased edge may touch the gap's first pixel
+        assert (gap == grid_mod.BACKGROUND).all(), (left, right)
+    body, small = pil_font(lay.body_size), pil_font(max(10, lay.body_size - 2))
+    first = summary["cells"][0]["caption"]
+    assert first[2].endswith("… (step 12)") and first[2].startswith("r0123") and first[1].endswith("…")
+    for cell in summary["cells"]:
+        _, title, step_id, *text = cell["caption"]
+        assert small.getlength(step_id) <= lay.photo_w
+        assert all(body.getlength(x) <= lay.photo_w for x in [title, *text])
+
+
 def test_grid_command_draws_the_searched_photos_in_rank_order(
     tmp_path: Path, es, built_model: Path, search_alias: str, sample_root: Path, env
 ) -> None:
@@ -208,10 +262,12 @@ def test_a_grid_without_hits_shows_its_whole_header_and_says_so(
     image, small = grid_mod.render_grid(QUERY, [], sample_root, subtitle, narrow)
     body = pil_font(narrow.body_size)
     lines = grid_mod.wrap_text(subtitle, body, image.width - 2 * narrow.pad, grid_mod.HEADER_LINES)
-    assert "".join(lines) == subtitle and len(lines) > 1
+    unspaced = lambda text: text.replace(" ", "")  # noqa: E731 - a line broken at a space drops it
+    assert unspaced("".join(lines)) == unspaced(subtitle) and len(lines) > 1
     drawn = small["header"]
     assert any(drawn[i : i + len(lines)] == lines for i in range(len(drawn)))
-    assert "".join(drawn[drawn.index(lines[-1]) + 1 :]) == grid_mod.NO_HITS  # the note, wrapped, after it
+    note = "".join(drawn[drawn.index(lines[-1]) + 1 :])  # the note, wrapped, after it
+    assert unspaced(note) == unspaced(grid_mod.NO_HITS)
     assert _ink_columns(image, 0, image.height).max() < image.width - narrow.pad // 2
 
 

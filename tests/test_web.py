@@ -36,14 +36,16 @@ def searcher(es: Elasticsearch, built_model: Path, search_alias: str) -> Searche
 STACKS = ["stdlib", "fastapi"]
 
 
-def _serve(app: SearchApp, stack: str, read_timeout: float = READ_TIMEOUT_S) -> Iterator[SearchServer]:
+def _serve(
+    app: SearchApp, stack: str, read_timeout: float = READ_TIMEOUT_S, allowed_hosts: tuple[str, ...] = ()
+) -> Iterator[SearchServer]:
     if stack == "fastapi":
-        api = ApiServer(app, read_timeout=read_timeout).start()
+        api = ApiServer(app, read_timeout=read_timeout, allowed_hosts=allowed_hosts).start()
         yield api  # type: ignore[misc]
         api.shutdown()
         api.server_close()
         return
-    server, thread = start_in_thread(app, read_timeout=read_timeout)
+    server, thread = start_in_thread(app, read_timeout=read_timeout, allowed_hosts=allowed_hosts)
     yield server
     server.shutdown()
     server.server_close()
@@ -328,7 +330,7 @@ def test_head_answers_like_get_without_a_body(server: SearchServer, path: str) -
     """HEAD on every GET route: GET's status and headers, no body (FastAPI answered 405)."""
     if path == "/photo":
         path = search(server, q=QUERY, k=1)[1]["hits"][0]["photo_url"]
-    ask = f"{{}} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ask = f"{{}} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     get_status, get_headers, get_body = head_and_body(raw_exchange(server, ask.format("GET").encode()))
     status, headers, body = head_and_body(raw_exchange(server, ask.format("HEAD").encode()))
     assert status == get_status and get_body and body == b""
@@ -351,7 +353,7 @@ def test_a_stalled_upload_is_answered_408_and_the_server_stays_responsive(
         with socket.create_connection(server.server_address[:2], timeout=STALL_S * 10) as sock:
             started = time.monotonic()
             sock.sendall(
-                b"POST /api/search/photo HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                b"POST /api/search/photo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                 b"Content-Length: 1000\r\n\r\n" + b"\xff\xd8" * 5
             )
             assert request(server, "GET", "/")[0] == 200  # not blocked by the stalled upload
@@ -368,3 +370,132 @@ def test_a_stalled_request_head_is_closed(searcher: Searcher, sample_root: Path)
         assert raw_exchange(server, b"GET / HTTP/1.1\r\nHost:", timeout=STALL_S * 10) == b""
         assert time.monotonic() - started < STALL_S * 5
         assert request(server, "GET", "/")[0] == 200
+
+
+#: Host names a loopback server answers, and names a page elsewhere could have pointed at 127.0.0.1
+LOOPBACK_HOSTS = [
+    "127.0.0.1:{port}",
+    "localhost:{port}",
+    "localhost",
+    "[::1]:{port}",
+    "127.0.0.2",
+    "LocalHost",
+]
+REBOUND_HOSTS = [
+    "evil.example:{port}",
+    "evil.example",
+    "127.0.0.1.evil.example",
+    "localhost.evil.example",
+    "",
+]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_loopback_server_answers_only_loopback_and_allowed_host_names(
+    searcher: Searcher, sample_root: Path, stack: str
+) -> None:
+    """DNS rebinding: a page elsewhere points a name of its own at 127.0.0.1 and its requests reach the loopback
+    server with that name in Host. Both servers answered any Host; now 421 with a short JSON reason (the docs,
+    uploads and HEAD included), and the names given with --allowed-host are answered."""
+    for server in _serve(SearchApp(searcher, sample_root), stack, allowed_hosts=("recipes.lan", "[fe80::1]")):
+        port = server.server_address[1]
+        allowed = [*LOOPBACK_HOSTS, "recipes.lan:8000", "RECIPES.LAN", "[fe80::1]:80"]
+        for host in (h.format(port=port) for h in allowed):
+            assert request(server, "GET", "/api/info", headers={"Host": host})[0] == 200, host
+        for host in (h.format(port=port) for h in REBOUND_HOSTS):
+            for method, path, body in [
+                ("GET", "/", None),
+                ("GET", "/api/info", None),
+                ("GET", "/docs", None),
+            ] + [
+                ("POST", "/api/search/photo?k=1", b"\xff\xd8" * 8),
+                ("HEAD", "/", None),
+            ]:
+                status, headers, got = request(server, method, path, body, {"Host": host})
+                assert status == 421, (host, method, path, status)
+                assert "Content-Security-Policy" in headers
+                if method == "HEAD":
+                    assert got == b""
+                    continue
+                error = json.loads(got)["error"]
+                assert f"host {host!r} is not served here" in error or "Host header is missing" in error, (
+                    error
+                )
+                assert len(error) < 200
+        assert request(server, "GET", "/")[0] == 200  # still serving
+
+
+def test_which_hosts_are_checked() -> None:
+    """Only a server on a loopback address checks unless names are allowed; a name that cannot be a host is
+    refused naming it."""
+    from toolkit.errors import ConfigError
+    from toolkit.web.hosts import HostCheck, host_name
+
+    assert HostCheck.for_server("0.0.0.0") is None and HostCheck.for_server("192.0.2.1") is None
+    assert HostCheck.for_server("localhost") == HostCheck.for_server("::1") == HostCheck()
+    lan = HostCheck.for_server("0.0.0.0", ["Recipes.LAN:8000", "fe80::1", "[fe80:0::2]"])
+    assert lan is not None and lan.allowed == {"recipes.lan", "fe80::1", "fe80::2"}
+    assert lan.refusal(["192.0.2.1:8000"]) is not None and lan.refusal(["localhost:8000"]) is None
+    assert lan.refusal(["localhost", "localhost"]) == "the Host header is given 2 times"
+    for bad in ("", "a b", "x:y", "[::1", "[foo]", "a/b", "user@host"):
+        assert host_name(bad) is None, bad
+        with pytest.raises(ConfigError, match=re.escape(f"--allowed-host {bad!r} is not a host name")):
+            HostCheck.for_server("127.0.0.1", [bad])
+
+
+def test_web_command_allowed_hosts_from_flags_and_the_environment(
+    tmp_path: Path, built_model: Path, search_alias: str, sample_root: Path, es_settings, monkeypatch
+) -> None:
+    from toolkit.web.hosts import ALLOWED_HOSTS_ENV
+
+    bad = CliRunner().invoke(cli, ["web", "--model", str(tmp_path), "--allowed-host", "a b"])
+    assert bad.exit_code == 2 and "--allowed-host 'a b' is not a host name or address" in bad.output
+    seen: list = []
+    monkeypatch.setattr(SearchServer, "serve_forever", lambda self: seen.append(self.host_check))
+    args = ["web", "--model", str(built_model), "--index", search_alias, "--dataset", str(sample_root)]
+    args += ["--server", "stdlib", "--port", "0"]
+    env = {"ES_URL": es_settings.url, ALLOWED_HOSTS_ENV: "a.lan  b.lan"}
+    res = CliRunner().invoke(cli, args, env=env)
+    assert res.exit_code == 0, res.output
+    assert "answering the Host names localhost, 127.0.0.1, [::1], a.lan, b.lan" in res.output
+    res = CliRunner().invoke(
+        cli, [*args, "--allowed-host", "c.lan"], env=env
+    )  # the flag replaces the variable
+    assert res.exit_code == 0, res.output
+    assert [c.allowed for c in seen] == [{"a.lan", "b.lan"}, {"c.lan"}]
+
+
+def _control_characters(text: str) -> list[str]:
+    import unicodedata
+
+    return [c for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_response_reflects_control_characters(searcher: Searcher, sample_root: Path, stack: str) -> None:
+    """A 404 names the path: FastAPI's reflected DEL, C1 and U+2028 decoded and raw, and answered a path with
+    CR/LF in FastAPI's own shape ({"detail": ...}, not the page's {"error": ...}); the stdlib server reflected a
+    raw DEL. Both now say the same thing, as the path was sent (percent-encoded), with no raw control byte."""
+    paths = ["/a%0d%0aX-Injected:%20yes", "/a%7f%c2%85b%e2%80%a8", "/docs-assets/a%0d%0ab", "/photo%0a"]
+    for server in _serve(SearchApp(searcher, sample_root), stack):
+        for path in paths:
+            status, headers, body = request(server, "GET", path)
+            assert status == 404 and "X-Injected" not in headers, (path, body)
+            assert json.loads(body) == {"error": f"no such page: {path}"}
+            assert not _control_characters(body.decode("utf-8"))
+        raw = raw_exchange(server, b"GET /a\x7fb HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        status, _, body = head_and_body(raw)
+        assert status in (400, 404) and not _control_characters(body.decode("utf-8")), body  # h11: 400
+        assert status == 400 or json.loads(body) == {"error": "no such page: /a\\x7fb"}
+
+
+def test_explanation_says_which_unknown_words_were_not_looked_up(server: SearchServer) -> None:
+    """The API gave ``"suggestions": []`` past the looked-up words (the page said "no suggestion")."""
+    from toolkit.search.explain import SUGGESTED_WORDS
+
+    words = [f"xq{chr(ord('a') + i)}zz" for i in range(SUGGESTED_WORDS + 2)]
+    status, data = search(server, q="玉ねぎ " + " ".join(words), explain=1, k=3)
+    assert status == 200, data
+    unknown = data["explanation"]["unknown"]
+    assert [u["looked_up"] for u in unknown] == [True] * SUGGESTED_WORDS + [False] * 2
+    assert [u["suggestions"] is None for u in unknown] == [False] * SUGGESTED_WORDS + [True] * 2

@@ -196,3 +196,24 @@ def test_search_page_in_chromium(
     )
     assert errors == []
     page.close()
+
+
+def test_the_page_says_which_unknown_words_were_not_looked_up(browser, server: str) -> None:
+    """Past the looked-up unknown words the page said "→ no suggestion", as if nothing were close."""
+    from toolkit.search.explain import SUGGESTED_WORDS
+
+    words = [f"xq{chr(ord('a') + i)}zz" for i in range(SUGGESTED_WORDS + 2)]
+    page = browser.new_page(viewport={"width": 1200, "height": 900}, locale="ja-JP")
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server)
+    page.wait_for_selector("body[data-ready='1']")
+    page.fill("#q", "玉ねぎ " + " ".join(words))
+    page.check("#explain")
+    page.click("#go")
+    page.wait_for_selector("#explanation .unknown.skipped")
+    lines = page.eval_on_selector_all("#explanation .unknown", "us => us.map(u => u.textContent)")
+    assert len(lines) == SUGGESTED_WORDS + 1 and all("→" in line for line in lines[:-1])
+    assert lines[-1] == f"unknown: {words[-2]} {words[-1]} (not looked up)"
+    assert errors == []
+    page.close()

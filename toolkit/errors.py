@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+from types import FrameType
 
 
 class ToolkitError(Exception):
@@ -62,3 +63,65 @@ def _open_for_writing(value: object) -> bool:
 def is_disk_error(error: OSError) -> bool:
     """``error`` is a file system refusing a write (full, over quota, read-only, failing)."""
     return error.errno in _DISK_ERRNOS
+
+
+#: functions (their name's start) whose failing on a file means it could not be written
+_WRITERS = (
+    *("mkdir", "makedirs", "mkstemp", "create", "write", "save", "dump", "touch", "atomic"),
+    *("copy", "move", "replace", "rename", "unlink", "remove", "rmtree", "symlink", "chmod"),
+)
+#: of those, the ones given two paths, a source read and a destination written: a missing file is the source
+_TWO_PATHS = ("copy", "move", "replace", "rename", "symlink")
+
+
+def os_error_verb(error: OSError) -> str:
+    """``"write"`` or ``"read"``: what failed on the file :func:`os_error_path` names. Evidence, strongest first:
+    a disk refusing a write; the mode the innermost call was opening a file with (``Path.write_text``...);
+    permission refused on a file that can be read, or to create one (a write); the innermost function's name
+    (``save``, ``mkdir``...; a copy's or a rename's missing file is its source: a read); a file missing from a
+    folder that exists (a read: a write would have created it, but on ``/proc`` or ``/sys``); else a read."""
+    if is_disk_error(error):
+        return "write"
+    frame = _innermost_frame(error)
+    mode = frame.f_locals.get("mode") if frame else None
+    if isinstance(mode, str) and set(mode) <= set("rwaxbt+") and len(set(mode) & set("rwax")) == 1:
+        return "write" if set(mode) & set("wax+") else "read"
+    path = os_error_path(error)
+    if error.errno in (errno.EACCES, errno.EPERM) and path and _refused_a_write(path):
+        return "write"
+    name = frame.f_code.co_name.lstrip("_") if frame else ""
+    if name.startswith(_WRITERS) and not name.startswith(_TWO_PATHS):
+        return "write"
+    missing = error.errno == errno.ENOENT and path is not None and _missing_from_a_folder(path)
+    return "write" if name.startswith(_TWO_PATHS) and not missing else "read"
+
+
+def _innermost_frame(error: BaseException) -> FrameType | None:
+    """The innermost frame of ``error``'s traceback, or of the error it re-raises under another name (an
+    :class:`OSError` ``from`` one of the same errno: the atomic writer names its target so)."""
+    cause = error.__cause__
+    while isinstance(cause, OSError) and isinstance(error, OSError) and cause.errno == error.errno:
+        error, cause = cause, cause.__cause__
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame if tb is not None else None
+
+
+def _refused_a_write(path: str) -> bool:
+    """Permission was refused on ``path``: a write, when it can be read, or when it does not exist in a folder
+    that can be searched (only creating it can be refused there)."""
+    try:
+        if os.path.lexists(path):
+            return os.access(path, os.R_OK)
+        folder = os.path.dirname(os.path.abspath(path))
+        return os.path.isdir(folder) and os.access(folder, os.X_OK)
+    except (OSError, ValueError):
+        return False
+
+
+def _missing_from_a_folder(path: str) -> bool:
+    try:
+        return os.path.isdir(os.path.dirname(os.path.abspath(path))) and not os.path.lexists(path)
+    except (OSError, ValueError):
+        return False

@@ -14,7 +14,6 @@ Exit codes (documented in the README, "Exit codes"):
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import logging
@@ -24,7 +23,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import click
@@ -113,39 +111,16 @@ def report_error(error: ToolkitError) -> int:
     return exit_code_of(error)
 
 
-#: functions (their name's start) whose failing on a file means it could not be written
-_WRITERS = (
-    *("mkdir", "makedirs", "mkstemp", "create", "write", "save", "dump", "touch"),
-    *("copy", "move", "replace", "rename", "unlink", "remove", "rmtree", "symlink", "chmod"),
-)
-
-
-def _failed_to(tb: TracebackType | None) -> str:
-    """``"write"`` or ``"read"``: what the innermost call of ``tb`` did with its file (its ``mode`` argument,
-    else its name)."""
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return "read"
-    mode = tb.tb_frame.f_locals.get("mode")
-    if isinstance(mode, str) and set(mode) <= set("rwaxbt+") and len(set(mode) & set("rwax")) == 1:
-        return "write" if set(mode) & set("wax+") else "read"
-    return "write" if tb.tb_frame.f_code.co_name.lstrip("_").startswith(_WRITERS) else "read"
-
-
 def file_error(error: OSError) -> ToolkitError | None:
     """An operating-system error on a named file (a path that cannot be created, written or read) as the
     toolkit error ``cannot write|read PATH: reason`` (exit 2); ``None`` for one that names no file."""
-    from toolkit.errors import is_disk_error, os_error_path
+    from toolkit.errors import os_error_path, os_error_verb
 
     path = os_error_path(error)  # a write to a full disk names no file: the one being written
     if path is None:
         return None
     reason = error.strerror or type(error).__name__
-    # a file missing from a folder that exists was to be read (writing would have created it)
-    missing = error.errno == errno.ENOENT and Path(path).parent.is_dir() and not Path(path).exists()
-    verb = "write" if is_disk_error(error) else "read" if missing else _failed_to(error.__traceback__)
-    return ToolkitError(f"cannot {verb} {path}: {reason}")
+    return ToolkitError(f"cannot {os_error_verb(error)} {path}: {reason}")
 
 
 def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) -> Any:

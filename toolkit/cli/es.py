@@ -58,7 +58,12 @@ def es_group() -> None:
     show_default=True,
     help="Enable x-pack security: a password for `elastic` and HTTPS with a CA made for the node.",
 )
-@click.option("--tls/--no-tls", default=None, help="HTTPS on/off (default: on with --security).")
+@click.option(
+    "--tls/--no-tls",
+    default=None,
+    help="HTTPS on/off (default: on with --security; --tls needs --security, without which Elasticsearch "
+    "serves plain HTTP).",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -72,6 +77,10 @@ def up_cmd(
     name: str, version: str, port: int | None, security: bool, tls: bool | None, timeout: float, as_json: bool
 ) -> None:
     """Start the node (or reuse the running one) and print its URL."""
+    if (
+        tls and not security
+    ):  # Elasticsearch ignores its HTTPS settings then: the node never answered https://
+        raise click.UsageError("--tls needs --security: without security Elasticsearch serves plain HTTP")
     state = node.up(
         name=name,
         version=version,

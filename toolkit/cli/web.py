@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import click
@@ -11,6 +10,7 @@ from toolkit.cli.common import user_errors
 from toolkit.cli.options import default_from, index_option, model_option
 from toolkit.device import DEVICE_HELP
 from toolkit.errors import ToolkitError
+from toolkit.web.hosts import ALLOWED_HOSTS_ENV, HostCheck, is_loopback
 
 
 @click.command("web")
@@ -26,6 +26,16 @@ from toolkit.errors import ToolkitError
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    envvar=ALLOWED_HOSTS_ENV,
+    show_envvar=True,
+    metavar="HOST",
+    help="Another Host name or address the page answers to (repeatable; the variable: separated by spaces). "
+    "On a loopback --host only localhost, 127.0.0.1 and [::1] are answered (421 otherwise: DNS rebinding).",
+)
+@click.option(
     "--server",
     "stack",
     type=click.Choice(["fastapi", "stdlib"]),
@@ -38,7 +48,14 @@ from toolkit.errors import ToolkitError
 )
 @user_errors
 def web_cmd(
-    model_dir: Path, index: str, dataset_root: Path | None, host: str, port: int, stack: str, device: str
+    model_dir: Path,
+    index: str,
+    dataset_root: Path | None,
+    host: str,
+    port: int,
+    allowed_hosts: tuple[str, ...],
+    stack: str,
+    device: str,
 ) -> None:
     """Serve the search page and its API until interrupted (Ctrl-C); the API is described at /docs."""
     from toolkit.device import describe, resolve_device
@@ -49,22 +66,25 @@ def web_cmd(
     from toolkit.web.app import SearchApp
     from toolkit.web.server import SearchServer
 
-    device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
+    check = HostCheck.for_server(host, allowed_hosts)  # before any work: a bad name is a clear error
+    device = resolve_device(device)  # so is a bad device spec or a missing GPU
     root = dataset_root_for(model_dir, dataset_root)
     app = SearchApp(Searcher(make_client(), SearchModel.load(model_dir, device), index), root)
     try:
         if stack == "fastapi":
             from toolkit.web.api import ApiServer
 
-            server = ApiServer(app, host, port)
+            server = ApiServer(app, host, port, allowed_hosts=allowed_hosts)
         else:
-            server = SearchServer(app, host, port)
+            server = SearchServer(app, host, port, allowed_hosts=allowed_hosts)
     except OSError as e:
         raise ToolkitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
-    if not _is_loopback(host):
+    if not is_loopback(host):
         click.echo(
             f"warning: listening on {host}: anyone who can reach it can search and see the photos", err=True
         )
+    if check is not None and check.allowed:
+        click.echo(f"answering the Host names {check.describe()}", err=True)
     click.echo(
         f"serving {index} with photos from {root} at {server.url}, uploads encoded on {describe(device)} "
         "(Ctrl-C to stop)",
@@ -76,13 +96,6 @@ def web_cmd(
         pass
     finally:
         server.server_close()
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 commands = [web_cmd]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -12,6 +13,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from toolkit.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ENV_VARS = (
     "ES_URL",
@@ -123,7 +126,8 @@ def read_credentials_file(path: str | Path) -> dict[str, str]:
 def settings_from_env(
     env: dict[str, str] | None = None, credentials_file: str | Path | None = None, **overrides
 ) -> EsSettings:
-    """Build settings from ``ES_*`` variables (and an optional 0600 credentials file), then flag overrides."""
+    """Build settings from ``ES_*`` variables (and an optional 0600 credentials file), then flag overrides.
+    ``ES_CA_CERTS`` with an ``http://`` ``ES_URL`` is left out with a warning (it applies to HTTPS only)."""
     env = dict(os.environ if env is None else env)
     cred_path = credentials_file or env.get("ES_CREDENTIALS_FILE")
     if cred_path:
@@ -146,8 +150,20 @@ def settings_from_env(
     if s.password and not s.username:
         s = replace(s, username="elastic")
     check_credentials(s.api_key, s.username, s.password, ("ES_API_KEY", "ES_USERNAME", "ES_PASSWORD"))
+    s = _without_ca_for_http(s)
     check_ca_certs(s.ca_certs, "ES_CA_CERTS")
     return s
+
+
+def _without_ca_for_http(s: EsSettings) -> EsSettings:
+    """``s`` without its CA certificate when its URL is ``http://`` (nothing to verify: a CA kept exported for
+    another cluster, or a missing file, must not stop a plain-HTTP one), with a warning saying so."""
+    if not (s.ca_certs and s.url and s.url.startswith("http://")):
+        return s
+    log.warning(
+        "ES_CA_CERTS (%s) is ignored: it applies to https:// URLs only, and ES_URL is %s", s.ca_certs, s.url
+    )
+    return replace(s, ca_certs=None)
 
 
 def check_credentials(

@@ -103,7 +103,9 @@ def unknown_words_note(model: SearchModel, text: str) -> str | None:
 
 
 def explain_tokens(model: SearchModel, text: str) -> dict[str, Any]:
-    """The tokens of ``text`` (all, for keywords; filtered, for the vector), known and unknown words."""
+    """The tokens of ``text`` (all, for keywords; filtered, for the vector), known and unknown words: each
+    distinct unknown word with ``looked_up`` and its ``suggestions`` (the first :data:`SUGGESTED_WORDS`; past
+    them ``looked_up`` is false and ``suggestions`` None: not looked up, which an empty list would not say)."""
     every = model.tokenizer.tokenize_all(text)
     tokens, known, unknown = vocabulary_split(model, text)
     return {
@@ -112,10 +114,14 @@ def explain_tokens(model: SearchModel, text: str) -> dict[str, Any]:
         "dropped": [t for t in every if t not in tokens],
         "known": known,
         "unknown": [
-            {"word": w, "suggestions": suggestions(model, w) if i < SUGGESTED_WORDS else []}
-            for i, w in enumerate(dict.fromkeys(unknown))
+            unknown_word(model, w, i < SUGGESTED_WORDS) for i, w in enumerate(dict.fromkeys(unknown))
         ],
     }
+
+
+def unknown_word(model: SearchModel, word: str, look_up: bool) -> dict[str, Any]:
+    """``{"word", "looked_up", "suggestions"}`` of an unknown ``word``: suggestions None when not looked up."""
+    return {"word": word, "looked_up": look_up, "suggestions": suggestions(model, word) if look_up else None}
 
 
 def _similarity_scores(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:

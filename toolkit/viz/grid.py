@@ -67,28 +67,70 @@ class GridLayout:
         return self.photo_h + 8 + 3 * self.line_h + self.text_lines * self.line_h
 
 
+#: characters a line does not start with (closing brackets, punctuation, joiners: they end the line before)
+NO_LINE_START = frozenset(",.;:!?)]}>%-_/、。，．・：；？！）」』】〕〉》ー")
+#: characters a line does not end with (opening brackets: they go to the next line with what they open)
+NO_LINE_END = frozenset("([{<（「『【〔〈《")
+ELLIPSIS = "…"
+
+
 def wrap_text(text: str, font: ImageFont.FreeTypeFont, width: int, max_lines: int) -> list[str]:
-    """Break ``text`` into lines no wider than ``width`` px (by character: Japanese has no spaces);
-    the last kept line ends with an ellipsis when text is left over."""
+    """Break ``text`` into at most ``max_lines`` lines no wider than ``width`` px: at a space or after
+    punctuation when the line has one, else anywhere (Japanese has no spaces; a word wider than a line is
+    cut); the last line ends with an ellipsis when text is left over."""
     lines: list[str] = []
-    current = ""
-    for ch in text.replace("\n", " "):
-        if font.getlength(current + ch) <= width:
-            current += ch
-            continue
-        lines.append(current)
-        current = ch
-        if len(lines) == max_lines:
-            break
-    else:
-        if current:
-            lines.append(current)
-        return lines
-    last = lines[-1]
-    while last and font.getlength(last + "…") > width:
-        last = last[:-1]
-    lines[-1] = last + "…"
+    rest = text.replace("\n", " ").strip()
+    while rest and len(lines) < max_lines - 1:
+        line, rest = _next_line(rest, font, width)
+        lines.append(line)
+    if rest and max_lines > 0:
+        lines.append(ellipsize(rest, font, width))
     return lines
+
+
+def ellipsize(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """``text`` if it fits in ``width`` px, else its longest start that fits followed by an ellipsis."""
+    if font.getlength(text) <= width:
+        return text
+    n = _fitting(text, font, width - font.getlength(ELLIPSIS))
+    return text[:n].rstrip() + ELLIPSIS
+
+
+def _fitting(text: str, font: ImageFont.FreeTypeFont, width: float) -> int:
+    """How many characters from the start of ``text`` fit in ``width`` px (binary search)."""
+    low, high = 0, len(text)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if font.getlength(text[:mid]) <= width:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _next_line(text: str, font: ImageFont.FreeTypeFont, width: int) -> tuple[str, str]:
+    """The first line of ``text`` (no wider than ``width``) and the rest: broken at the last place
+    :func:`_breakable` allows, else after as many characters as fit (at least one)."""
+    n = max(1, _fitting(text, font, width))
+    if n >= len(text):
+        return text, ""
+    at = next((i for i in range(n, 0, -1) if _breakable(text[i - 1], text[i])), n)
+    return text[:at].rstrip(), text[at:].lstrip()
+
+
+def _breakable(before: str, after: str) -> bool:
+    """A line may break between ``before`` and ``after``: at a space; not inside a word of Latin letters or
+    digits, before closing punctuation or after an opening bracket; anywhere else (Japanese)."""
+    if before.isspace() or after.isspace():
+        return True
+    if after in NO_LINE_START or before in NO_LINE_END:
+        return False
+    return not (_word_char(before) and _word_char(after))
+
+
+def _word_char(ch: str) -> bool:
+    """A letter or digit of a script written with spaces between words (before the CJK blocks)."""
+    return ch.isalnum() and ord(ch) < 0x2E80
 
 
 def _photo_tile(root: Path, rel: str | None, size: tuple[int, int]) -> tuple[Image.Image, str]:
@@ -157,8 +199,9 @@ def render_grid(
     layout: GridLayout | None = None,
 ) -> tuple[Image.Image, dict[str, Any]]:
     """Draw the grid; return the image and a summary (``header``: the text lines drawn, query, subtitle and
-    the no-hit note; one entry per cell with its pixel box). Text too wide for a full row of photos wraps:
-    none is cut at the edge."""
+    the no-hit note; one entry per cell with its pixel box and ``caption``, the lines drawn under it). Text too
+    wide for a full row of photos wraps: none is cut at the edge; a caption is cut to its cell (an ellipsis
+    marks the cut), so none runs into the next one."""
     lay = layout or GridLayout()
     root = Path(dataset_root)
     body_font, small_font = pil_font(lay.body_size), pil_font(max(10, lay.body_size - 2))
@@ -180,18 +223,10 @@ def render_grid(
         canvas.paste(tile, (x0, y0))
         if status != "ok":
             draw.text((x0 + 8, y0 + 8), "写真なし", font=body_font, fill=MUTED)
-        ty = y0 + lay.photo_h + 8
-        draw.text((x0, ty), f"#{i + 1}", font=body_font, fill=ACCENT)
-        draw.text((x0 + 40, ty), f"score {hit.score:.4f}", font=body_font, fill=INK)
-        ty += lay.line_h
-        title = wrap_text(hit.title, body_font, lay.photo_w, 1)
-        draw.text((x0, ty), title[0] if title else "", font=body_font, fill=INK)
-        ty += lay.line_h
-        draw.text((x0, ty), f"{hit.step_id} (step {hit.position})", font=small_font, fill=MUTED)
-        ty += lay.line_h
-        for line in wrap_text(hit.text, body_font, lay.photo_w, lay.text_lines):
-            draw.text((x0, ty), line, font=body_font, fill=INK)
-            ty += lay.line_h
+        caption = _caption(hit, i + 1, lay, body_font, small_font)
+        for row, parts in enumerate(caption):
+            for dx, text, font, fill in parts:
+                draw.text((x0 + dx, y0 + lay.photo_h + 8 + row * lay.line_h), text, font=font, fill=fill)
         cells.append(
             {
                 "rank": i + 1,
@@ -200,6 +235,7 @@ def render_grid(
                 "image_path": hit.image_path,
                 "photo": status,
                 "box": [x0, y0, x0 + lay.photo_w, y0 + lay.photo_h],
+                "caption": [" ".join(text for _, text, _, _ in parts) for parts in caption],
             }
         )
     summary = {
@@ -211,6 +247,36 @@ def render_grid(
         "cells": cells,
     }
     return canvas, summary
+
+
+#: where the score starts on a caption's first line, after the rank
+SCORE_X = 40
+#: A piece of a caption line: x offset in the cell, text, font, colour.
+_Part = tuple[int, str, ImageFont.FreeTypeFont, tuple[int, int, int]]
+
+
+def _caption(
+    hit: Hit, rank: int, lay: GridLayout, body: ImageFont.FreeTypeFont, small: ImageFont.FreeTypeFont
+) -> list[list[_Part]]:
+    """The lines under a photo, each cut to the cell's width (an ellipsis marks the cut): rank and score, the
+    recipe title, the step id (a long id is cut before its ``(step N)``) and the step text (wrapped)."""
+    width = lay.photo_w
+    step = f" (step {hit.position})"
+    room = width - small.getlength(step)
+    step_id = f"{hit.step_id}{step}"
+    if small.getlength(step_id) > width:
+        step_id = (
+            ellipsize(hit.step_id, small, int(room)) + step if room > 0 else ellipsize(step_id, small, width)
+        )
+    lines = [
+        [
+            (0, f"#{rank}", body, ACCENT),
+            (SCORE_X, ellipsize(f"score {hit.score:.4f}", body, width - SCORE_X), body, INK),
+        ],
+        [(0, ellipsize(hit.title, body, width), body, INK)],
+        [(0, step_id, small, MUTED)],
+    ]
+    return lines + [[(0, line, body, INK)] for line in wrap_text(hit.text, body, width, lay.text_lines)]
 
 
 def image_format(path: str | Path) -> str:

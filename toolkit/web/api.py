@@ -3,19 +3,22 @@
 The same :class:`SearchApp` as the standard-library server: the same searches, the same parameter checks
 (:func:`toolkit.web.params.parse_search`: a 400 naming the parameter and the reason, word for word the
 stdlib server's), the same photo-path safety (photos only from the dataset root), the same upload limit and
-stall timeout, and ``HEAD`` like ``GET`` without the body; FastAPI adds the documented schema.
+stall timeout, the same ``Host`` check (:mod:`toolkit.web.hosts`) and 404, and ``HEAD`` like ``GET`` without
+the body; FastAPI adds the documented schema.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,8 +26,17 @@ from toolkit.data.paths import UnsafePathError
 from toolkit.errors import ToolkitError
 from toolkit.es.client import es_failure
 from toolkit.web.app import MAX_UPLOAD_BYTES, NotFound, SearchApp
+from toolkit.web.hosts import LOOPBACK_ONLY, MISDIRECTED, HostCheck
 from toolkit.web.params import PHOTO_PARAMS, TEXT_PARAMS, openapi_parameters, query_params
-from toolkit.web.server import READ_TIMEOUT_S, SECURITY_HEADERS, error_status, page_html, stalled_message
+from toolkit.web.server import (
+    READ_TIMEOUT_S,
+    SECURITY_HEADERS,
+    error_status,
+    not_found_message,
+    page_html,
+    stalled_message,
+    visible,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +62,35 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+class HostGuard:
+    """ASGI middleware: a request whose ``Host`` ``check`` refuses is answered
+    :data:`~toolkit.web.hosts.MISDIRECTED` before any route (the docs included)."""
+
+    def __init__(self, app: ASGIApp, check: HostCheck) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hosts = [value.decode("latin-1") for name, value in scope["headers"] if name == b"host"]
+        why = self.check.refusal(hosts)
+        if why is None:
+            await self.app(scope, receive, send)
+            return
+        log.warning("refused a request from %s: %s", scope.get("client"), visible(why))
+        response = _error(MISDIRECTED, why)
+        response.headers.update({**SECURITY_HEADERS, "Connection": "close"})
+        await response(scope, receive, send)
+
+
+def _raw_path(request: Request) -> str:
+    """The path as it came, percent-encoded (what the stdlib server's 404 shows)."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1").partition("?")[0] if raw else request.url.path
 
 
 class UploadFailed(Exception):
@@ -118,12 +159,17 @@ def _serve_docs(api: FastAPI) -> None:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="jrecipe-search API", **assets)
 
 
-def create_api(app: SearchApp, read_timeout: float = READ_TIMEOUT_S) -> FastAPI:
+def create_api(
+    app: SearchApp, read_timeout: float = READ_TIMEOUT_S, host_check: HostCheck | None = LOOPBACK_ONLY
+) -> FastAPI:
     """A FastAPI application over ``app``: ``/``, ``/api/info``, ``/api/search``, ``/api/search/photo``,
     ``/photo/{path}``, ``/assets/font.ttf``; ``/docs`` and ``/openapi.json`` describe the API. The query
     parameters are read by :func:`toolkit.web.params.parse_search` (documented from its table), an upload
-    that stalls for ``read_timeout`` seconds is answered 408."""
+    that stalls for ``read_timeout`` seconds is answered 408, a ``Host`` that ``host_check`` refuses 421
+    (default: loopback names only; None: any)."""
     api = FastAPI(title="jrecipe-search", version="1", description=__doc__, docs_url=None)
+    if host_check is not None:  # before any route (inside HeadAsGet: a refused HEAD has no body either)
+        api.add_middleware(HostGuard, check=host_check)
     api.add_middleware(HeadAsGet)
     _serve_docs(api)
 
@@ -139,6 +185,14 @@ def create_api(app: SearchApp, read_timeout: float = READ_TIMEOUT_S) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = [f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
         return _error(400, "; ".join(parts))
+
+    @api.exception_handler(HTTPException)
+    async def routing(request: Request, exc: HTTPException) -> JSONResponse:
+        # no route (404; FastAPI's own body is {"detail": ...}) or not this method (405): the page's shape
+        message = not_found_message(_raw_path(request)) if exc.status_code == 404 else str(exc.detail)
+        response = _error(exc.status_code, message)
+        response.headers.update(exc.headers or {})
+        return response
 
     @api.exception_handler(UnsafePathError)
     async def unsafe(request: Request, exc: UnsafePathError) -> JSONResponse:
@@ -216,29 +270,33 @@ def create_api(app: SearchApp, read_timeout: float = READ_TIMEOUT_S) -> FastAPI:
         path, content_type = app.photo(rel)
         return Response(path.read_bytes(), media_type=content_type, headers={"Cache-Control": "max-age=3600"})
 
-    @api.api_route("/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
-    def nowhere(rest: str) -> JSONResponse:
-        return _error(404, f"no such page: /{rest}")
-
     return api
 
 
 class ApiServer:
-    """uvicorn serving :func:`create_api` on a socket bound here (port 0: any free port), in a thread."""
+    """uvicorn serving :func:`create_api` on a socket bound here (port 0: any free port), in a thread; on a
+    loopback ``host`` only loopback ``Host`` names and ``allowed_hosts`` are answered."""
 
     def __init__(
-        self, app: SearchApp, host: str = "127.0.0.1", port: int = 0, read_timeout: float = READ_TIMEOUT_S
+        self,
+        app: SearchApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        read_timeout: float = READ_TIMEOUT_S,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         import socket
         import threading
 
         import uvicorn
 
+        self.host_check = HostCheck.for_server(host, allowed_hosts)  # first: a bad name binds nothing
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.server_address = self.sock.getsockname()
-        config = uvicorn.Config(create_api(app, read_timeout), log_level="warning", access_log=False)
+        api = create_api(app, read_timeout, self.host_check)
+        config = uvicorn.Config(api, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -3,7 +3,8 @@
 Routes: ``GET /`` the page, ``GET /assets/font.ttf`` the shipped Japanese font, ``GET /api/info``,
 ``GET /api/search?q=&mode=&k=&ingredient=&recipe=``, ``POST /api/search/photo`` (body: the photo's
 bytes), ``GET /photo/<path under the dataset root>``; ``HEAD`` answers like ``GET`` without the body. Every
-read and write on a connection gives up after :data:`READ_TIMEOUT_S` seconds without progress.
+read and write on a connection gives up after :data:`READ_TIMEOUT_S` seconds without progress. A server on a
+loopback address answers only loopback ``Host`` names and the allowed ones (:mod:`toolkit.web.hosts`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import html
 import json
 import logging
 import threading
+import unicodedata
+from collections.abc import Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -23,6 +26,7 @@ from toolkit.errors import ToolkitError
 from toolkit.es.client import EsUnavailable, es_failure
 from toolkit.search.modes import MODE_HELP, TEXT_MODES
 from toolkit.web.app import MAX_UPLOAD_BYTES, NotFound, SearchApp
+from toolkit.web.hosts import MISDIRECTED, HostCheck
 from toolkit.web.params import query_params
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,20 @@ def error_status(error: ToolkitError) -> int:
 
 def stalled_message(timeout: float) -> str:
     return f"the upload stalled: no data for {timeout:g} s"
+
+
+def not_found_message(raw_path: str) -> str:
+    """The 404 of both servers: the path as requested (percent-encoded as sent), control characters escaped."""
+    return f"no such page: {visible(raw_path)}"
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters (C0, DEL, C1, line and paragraph separators) written as escapes
+    (``\\r``, ``\\x7f``, ``\\u2028``): a response or a log line never carries one raw."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
+        for c in text
+    )
 
 
 def page_html() -> bytes:
@@ -78,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler API
-        log.info("%s %s", self.address_string(), format % args)
+        log.info("%s %s", self.address_string(), visible(format % args))
 
     # --- responses -------------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str, cache: str = "no-store") -> None:
@@ -98,6 +116,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"error": message})
+
+    def _host_refused(self) -> bool:
+        """Answer :data:`~toolkit.web.hosts.MISDIRECTED` (and close) for a ``Host`` this server does not
+        serve; False when it does."""
+        check = self.server.host_check
+        why = check.refusal(self.headers.get_all("Host") or []) if check else None
+        if why is None:
+            return False
+        log.warning("refused a request from %s: %s", self.address_string(), visible(why))
+        self.close_connection = True  # an upload's body is left unread
+        self._error(MISDIRECTED, why)
+        return True
 
     def _guard(self, fn) -> None:
         """Map errors to status codes: bad input 400, unsafe path 403, missing 404, else 500."""
@@ -124,6 +154,8 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        if self._host_refused():
+            return
         url = urlsplit(self.path)
         app = self.server.app
         if url.path in ("/", "/index.html"):
@@ -139,12 +171,14 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path.startswith("/photo/"):
             self._guard(lambda: self._photo(unquote(url.path[len("/photo/") :])))
         else:
-            self._error(HTTPStatus.NOT_FOUND, f"no such page: {url.path}")
+            self._error(HTTPStatus.NOT_FOUND, not_found_message(url.path))
 
     def do_POST(self) -> None:
+        if self._host_refused():
+            return
         url = urlsplit(self.path)
         if url.path != "/api/search/photo":
-            self._error(HTTPStatus.NOT_FOUND, f"no such page: {url.path}")
+            self._error(HTTPStatus.NOT_FOUND, not_found_message(url.path))
             return
         try:
             length = int(self.headers.get("Content-Length", ""))
@@ -182,15 +216,23 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class SearchServer(ThreadingHTTPServer):
-    """One thread per request; a connection silent for ``read_timeout`` seconds is answered or closed."""
+    """One thread per request; a connection silent for ``read_timeout`` seconds is answered or closed. On a
+    loopback ``host`` only loopback ``Host`` names and ``allowed_hosts`` are answered
+    (:meth:`HostCheck.for_server`)."""
 
     daemon_threads = True
 
     def __init__(
-        self, app: SearchApp, host: str = "127.0.0.1", port: int = 8000, read_timeout: float = READ_TIMEOUT_S
+        self,
+        app: SearchApp,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        read_timeout: float = READ_TIMEOUT_S,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.read_timeout = read_timeout
+        self.host_check = HostCheck.for_server(host, allowed_hosts)
         super().__init__((host, port), Handler)
 
     @property
@@ -200,10 +242,14 @@ class SearchServer(ThreadingHTTPServer):
 
 
 def start_in_thread(
-    app: SearchApp, host: str = "127.0.0.1", port: int = 0, read_timeout: float = READ_TIMEOUT_S
+    app: SearchApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    read_timeout: float = READ_TIMEOUT_S,
+    allowed_hosts: Iterable[str] = (),
 ) -> tuple[SearchServer, threading.Thread]:
     """Serve in a background thread (port 0: any free port); stop with ``server.shutdown()``."""
-    server = SearchServer(app, host, port, read_timeout)
+    server = SearchServer(app, host, port, read_timeout, allowed_hosts)
     thread = threading.Thread(target=server.serve_forever, name="jrs-web", daemon=True)
     thread.start()
     return server, thread
