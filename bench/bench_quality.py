@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine  # noqa: E402
 from toolkit.data.sample_variant import PHOTO_RATIO, SampleVariant  # noqa: E402
+from toolkit.index.feature_stats import FeatureStats  # noqa: E402
 
 #: What every benchmark build uses unless a configuration overrides it: what a default build does offline.
 BENCH_BUILD: dict[str, Any] = {
@@ -403,13 +404,15 @@ def through_index(
     gallery: Gallery,
     keep: np.ndarray,
     index_options: Mapping[str, Any] | None = None,
-) -> tuple[Ranking, list[str], dict[str, Any]]:
+) -> tuple[Ranking, list[str], dict[str, Any], FeatureStats | None]:
     """Index the gallery with ``index_dataset`` (``index_options``: more ``IndexOptions`` fields) and query
     each kept step's text by kNN (``Searcher.knn``: photos only). Full ranks (for MedR) come from the exact
-    ranking over the indexed vectors."""
+    ranking over the indexed vectors. Also the statistics the index read its photo features with
+    (:mod:`toolkit.index.feature_stats`; None when it read them as they are)."""
     from toolkit.evaluation.graded import order_ranks
     from toolkit.evaluation.through_index import indexed_photo_vectors
     from toolkit.index.indexer import IndexOptions, index_dataset
+    from toolkit.index.lifecycle import index_info
     from toolkit.model import SearchModel
     from toolkit.search.engine import Searcher
     from toolkit.search.queries import Filters, KnnParams
@@ -422,7 +425,9 @@ def through_index(
             t0 = time.perf_counter()
             loaded = index_dataset(es, gallery_root, model_dir, opts)
             index_s = time.perf_counter() - t0
-            searcher = Searcher(es, SearchModel.load(model_dir), name)
+            model = SearchModel.load(model_dir)
+            searcher = Searcher(es, model, name)
+            stats = FeatureStats.from_meta(index_info(es, name).meta, int(model.manifest["encoder"]["dim"]))
             ids, vectors = indexed_photo_vectors(es, name)
             row_of = {i: r for r, i in enumerate(ids)}
             params, filters = KnnParams(K, 100), Filters()
@@ -444,8 +449,9 @@ def through_index(
         "index_s": round(index_s, 1),
         "query_ms": round(1000 * query_s / max(1, len(top_ranks)), 1),
         "docs": loaded.get("count"),
+        "features_adapted": stats is not None,
     }
-    return Ranking(np.asarray(top_ranks), np.asarray(full_ranks), hit_labels), ids, facts
+    return Ranking(np.asarray(top_ranks), np.asarray(full_ranks), hit_labels), ids, facts, stats
 
 
 # --- one dataset, one configuration ---------------------------------------------------------------
@@ -457,6 +463,7 @@ def evaluate_config(
     """Build on the training collection with ``options`` and measure every row on the gallery."""
     from toolkit.evaluation.baselines import random_towers, untrained_arch
     from toolkit.evaluation.linear import linear_baselines
+    from toolkit.index.feature_stats import adapted
     from toolkit.model import SearchModel
     from toolkit.pipeline import BuildOptions, build
 
@@ -473,14 +480,15 @@ def evaluate_config(
     text_x, ok = model.text_features(gallery.texts)
     image_x = photo_features(model, gallery.photos)
     rankings: dict[str, Ranking] = {}
-    rankings["model"], indexed_ids, facts = through_index(
+    rankings["model"], indexed_ids, facts, stats = through_index(
         es, model_dir, gallery_root, gallery, ok, index_options
     )
 
     # every in-memory ranking: the same gallery (every photo) for the same queries (those with a known word);
-    # the gallery is reordered so that query q's own photo is row q
+    # the gallery is reordered so that query q's own photo is row q. The photo features are those the index
+    # read: with the gallery's own statistics when it adapts them, for the baselines too (the same features)
     order = np.concatenate([np.flatnonzero(ok), np.flatnonzero(~ok)])
-    gal_x = image_x[order]
+    gal_x = adapted(image_x[order], stats, model)
     g_labels = [gallery.labels[i] for i in order]
     q_text = text_x[ok]
     mapping = model.mapping.model

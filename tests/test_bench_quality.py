@@ -9,6 +9,7 @@ from elasticsearch import Elasticsearch
 
 from bench.bench_quality import DATASETS, QualitySet, render_markdown, run_quality
 from toolkit.data.sample_variant import SampleVariant
+from toolkit.index.centring import CENTRE_MIN_PHOTOS
 
 
 def test_run_quality_on_tiny_shifted_sets(es: Elasticsearch, tmp_path: Path) -> None:
@@ -26,6 +27,9 @@ def test_run_quality_on_tiny_shifted_sets(es: Elasticsearch, tmp_path: Path) -> 
         rows = res["rows"]
         assert set(rows) == {"model", "model (exact)", "cca", "ridge", "untrained towers", "chance"}
         assert res["indexed_photos"] == res["gallery_photos"] == rows["chance"]["MedR"] * 2 - 1
+        # the index reads the gallery's features with the gallery's own statistics from CENTRE_MIN_PHOTOS on,
+        # and the in-memory rankings (baselines included) read the same features then
+        assert res["features_adapted"] == (res["indexed_photos"] >= CENTRE_MIN_PHOTOS)
         # through Elasticsearch on a small gallery, kNN finds at least what the exact ranking of the raw
         # vectors finds (the index also centres and hubness-corrects the photo vectors, which may add more)
         assert rows["model"]["R@10"] >= rows["model (exact)"]["R@10"] - 0.05

@@ -67,6 +67,15 @@ from toolkit.index.template import DEFAULT_ALIAS, INDEX_TYPES
 @click.option("--raw-features", is_flag=True, help="Also index the raw backbone feature (image_feature).")
 @click.option("--restart", is_flag=True, help="Ignore an unfinished load's checkpoint.")
 @default_from(
+    "toolkit.index.indexer:IndexOptions.adapt_features",
+    "--adapt-features/--no-adapt-features",
+    help="A new index reads its photos' backbone features with the collection's own per-feature mean and "
+    "standard deviation instead of the training photos' (from the same sample as the centre; stored in "
+    "_meta.photo_feature_stats, used by later loads, --update and photo queries): helps a collection drawn or "
+    "photographed unlike the training photos, changes little one like them. An existing index keeps what it "
+    "was created with.",
+)
+@default_from(
     "toolkit.index.indexer:IndexOptions.center_photos",
     "--center-photos/--no-center-photos",
     help="A new index centres its photo vectors on the collection's mean photo vector (estimated from up to "
@@ -116,6 +125,7 @@ def index_cmd(
     image_base_url: str | None,
     raw_features: bool,
     restart: bool,
+    adapt_features: bool,
     center_photos: bool,
     hubness_correction: bool,
     update: bool,
@@ -173,6 +183,7 @@ def index_cmd(
         swap=not no_swap,
         restart=restart,
         device=device,
+        adapt_features=adapt_features,
         center_photos=center_photos,
         hubness_correction=hubness_correction,
     )  # options checked before connecting: a bad option is a usage error even with no cluster up
@@ -215,6 +226,7 @@ LOAD_ONLY_OPTIONS = (
     ("--replicas", "replicas"),
     ("--keep-replicas", "keep_replicas"),
     ("--restart", "restart"),
+    ("--adapt-features/--no-adapt-features", "adapt_features"),
     ("--center-photos/--no-center-photos", "center_photos"),
     ("--hubness-correction/--no-hubness-correction", "hubness_correction"),
 )

@@ -28,6 +28,7 @@ from toolkit.evaluation.graded import (
 )
 from toolkit.evaluation.linear import LinearMap, linear_baselines
 from toolkit.evaluation.metrics import full_metrics_of, full_rows, pooled_metrics
+from toolkit.index.feature_stats import FeatureStats, adapted
 from toolkit.rejects import RejectsWriter
 from toolkit.stages.pairs import load_pairs, split_pairs
 from toolkit.text.tokens import TokenBags
@@ -172,19 +173,25 @@ def gallery_baselines(
     gallery_ids: list[str],
     queries: list[tuple[str, np.ndarray]],
     k: int = GRADED_K,
+    feature_stats: FeatureStats | None = None,
 ) -> dict[str, Any]:
     """The linear baselines over an index's photo gallery, for the same queries (exact ranking).
 
     ``queries`` are ``(step_id, raw text feature)``; gallery photos are looked up in the model's own
     ``image_features`` by step id (photos it does not have are left out of the baselines' gallery and
-    counted). Returns per method the ranks of each query's own photo (``None``: not in the gallery) and
-    the top-``k`` step ids.
+    counted), and read with ``feature_stats`` when the index reads its photos with them (the same features
+    as the model's). Returns per method the ranks of each query's own photo (``None``: not in the gallery)
+    and the top-``k`` step ids.
     """
     d = Path(model_dir)
     feats = load_vector_set(d / "image_features")
     row_of = feats.index()
     have = [g for g in gallery_ids if g in row_of]
     gallery = np.asarray(feats.vectors[[row_of[g] for g in have]]) if have else np.zeros((0, 0))
+    if have and feature_stats is not None:
+        from toolkit.model import SearchModel
+
+        gallery = adapted(gallery, feature_stats, SearchModel.load(d))
     fitted = fit_model_baselines(model_pairs(d, split_seed))
     out: dict[str, Any] = {"gallery": len(have), "gallery_missing_features": len(gallery_ids) - len(have)}
     if not have or not queries:

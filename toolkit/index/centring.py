@@ -15,6 +15,7 @@ updates and photo queries all centre with the same vector.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from toolkit.data.jsonl import iter_recipes
 from toolkit.errors import ToolkitError
+from toolkit.index.feature_stats import FeatureStats, adapted
 from toolkit.rejects import RejectsWriter
 
 if TYPE_CHECKING:
@@ -61,31 +63,64 @@ def sample_photo_steps(
     return [(step_id, rel) for _, step_id, rel in kept], n
 
 
-def collection_centre(
-    builder: DocumentBuilder,
-    sample: int = CENTRE_SAMPLE,
-    min_photos: int = CENTRE_MIN_PHOTOS,
-    seed: int = 0,
-) -> np.ndarray | None:
-    """The mean shared-space photo vector of the builder's collection (from a sample of ``sample``
-    photos), or None when fewer than ``min_photos`` photos could be read."""
+@dataclass(frozen=True)
+class PhotoSample:
+    """Backbone features ``[n, D]`` of a sample of a collection's photos, and how many photo steps it has."""
+
+    features: np.ndarray
+    total: int
+
+
+def sample_features(builder: DocumentBuilder, sample: int = CENTRE_SAMPLE, seed: int = 0) -> PhotoSample:
+    """The backbone features of a seeded uniform sample of at most ``sample`` of the builder's photos (those
+    that could be read)."""
     from toolkit.index.documents import DocStats
 
     steps, total = sample_photo_steps(builder.root, sample, seed)
     wanted = [(i, step_id, rel) for i, (step_id, rel) in enumerate(steps)]
     features = builder._photo_features(wanted, RejectsWriter(None), DocStats())
-    if len(features) < min_photos:
+    dims = int(builder.model.manifest["encoder"]["dim"])
+    raw = np.stack([features[i] for i in sorted(features)]) if features else np.zeros((0, dims), np.float32)
+    return PhotoSample(raw, total)
+
+
+def collection_feature_stats(photos: PhotoSample, min_photos: int = CENTRE_MIN_PHOTOS) -> FeatureStats | None:
+    """The per-feature statistics of the sampled photos (:mod:`toolkit.index.feature_stats`), or None when
+    fewer than ``min_photos`` photos could be read."""
+    n = len(photos.features)
+    if n < min_photos:
         log.info(
-            "photo vectors not centred: %d readable photos sampled, fewer than %d", len(features), min_photos
+            "photo features not re-standardised: %d readable photos sampled, fewer than %d", n, min_photos
         )
         return None
-    raw = np.stack([features[i] for i in sorted(features)])
-    vectors = builder.model.embed_image_features(raw)
+    log.info("photo features re-standardised on the statistics of %d of %d photos", n, photos.total)
+    return FeatureStats.of(photos.features)
+
+
+def collection_centre(
+    builder: DocumentBuilder,
+    sample: int = CENTRE_SAMPLE,
+    min_photos: int = CENTRE_MIN_PHOTOS,
+    seed: int = 0,
+    *,
+    photos: PhotoSample | None = None,
+    stats: FeatureStats | None = None,
+) -> np.ndarray | None:
+    """The mean shared-space photo vector of the builder's collection (from ``photos``, or a sample of
+    ``sample`` photos; their features re-standardised with ``stats`` when given), or None when fewer than
+    ``min_photos`` photos could be read."""
+    if photos is None:
+        photos = sample_features(builder, sample, seed)
+    raw = photos.features
+    if len(raw) < min_photos:
+        log.info("photo vectors not centred: %d readable photos sampled, fewer than %d", len(raw), min_photos)
+        return None
+    vectors = builder.model.embed_image_features(adapted(raw, stats, builder.model))
     centre = vectors.astype(np.float64).mean(axis=0).astype(np.float32)
     log.info(
         "photo vectors centred on the mean of %d of %d photos (norm %.3f)",
         len(raw),
-        total,
+        photos.total,
         float(np.linalg.norm(centre)),
     )
     return centre

@@ -20,6 +20,7 @@ from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
 from toolkit.index.centring import centred
 from toolkit.index.drift import CentreDrift
+from toolkit.index.feature_stats import FeatureStats, adapted
 from toolkit.index.hubness import HubCorrection
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
@@ -91,6 +92,8 @@ class DocumentBuilder:
             )
         self.image_base_url = image_base_url.rstrip("/") + "/" if image_base_url else None
         self.raw_features = raw_features
+        #: the index's photo feature statistics (:mod:`toolkit.index.feature_stats`): features are read with them
+        self.feature_stats: FeatureStats | None = None
         #: the index's photo centre (:mod:`toolkit.index.centring`): photo vectors are centred on it
         self.photo_centre: np.ndarray | None = None
         #: the index's hubness correction (:mod:`toolkit.index.hubness`): applied after centring
@@ -230,7 +233,7 @@ class DocumentBuilder:
         if feats:
             order = sorted(feats)
             raw = np.stack([feats[i] for i in order])
-            shared = self.model.embed_image_features(raw)
+            shared = self.model.embed_image_features(adapted(raw, self.feature_stats, self.model))
             if self.photo_centre is not None:
                 self.centre_drift.add(shared, self.photo_centre)
             image_vecs = centred(shared, self.photo_centre)

@@ -19,8 +19,16 @@ from toolkit.es.client import raising_toolkit_errors
 from toolkit.fingerprint import fingerprint
 from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadCounts, LoadSummary, bulk_load, check_int
-from toolkit.index.centring import META_KEY, centre_from_meta, collection_centre
+from toolkit.index.centring import (
+    META_KEY,
+    centre_from_meta,
+    collection_centre,
+    collection_feature_stats,
+    sample_features,
+)
 from toolkit.index.documents import DocStats, DocumentBuilder, build_features, recipe_batches
+from toolkit.index.feature_stats import META_KEY as FEATURE_META_KEY
+from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.hubness import EXTRA_DIMS, correction_for, correction_from_meta
 from toolkit.index.hubness import META_KEY as HUB_META_KEY
 from toolkit.index.template import DEFAULT_ALIAS, IndexModelInfo, VectorIndexOptions
@@ -74,8 +82,10 @@ class IndexOptions:
     - ``swap``: point ``alias`` at the new version once loaded; ``restart``: ignore an unfinished load's
       checkpoint; ``checkpoint_dir``: where checkpoints go (default ``MODEL_DIR/loads``)
     - ``device``: where photos not in the build's features are encoded (``auto``, ``cpu``, ``cuda[:N]``)
-    - ``center_photos``: a new index centres its photo vectors on the collection's mean photo vector
-      (:mod:`toolkit.index.centring`); ``hubness_correction``: a new index corrects its photo vectors for
+    - ``adapt_features``: a new index reads its photos' backbone features with the collection's own
+      per-feature mean and standard deviation (:mod:`toolkit.index.feature_stats`); ``center_photos``: a new
+      index centres its photo vectors on the collection's mean photo vector (:mod:`toolkit.index.centring`);
+      ``hubness_correction``: a new index corrects its photo vectors for
       hubness (:mod:`toolkit.index.hubness`: two more dimensions). An existing index keeps what it was
       created with.
     """
@@ -93,6 +103,7 @@ class IndexOptions:
     restart: bool = False
     checkpoint_dir: Path | None = None
     device: str = DEFAULT_DEVICE
+    adapt_features: bool = True
     center_photos: bool = True
     hubness_correction: bool = True
 
@@ -135,6 +146,7 @@ def options_fingerprint(opts: IndexOptions) -> str:
         opts.raw_features,
         opts.center_photos,
         opts.hubness_correction,
+        *(["adapt-features"] if opts.adapt_features else []),  # absent when off: older checkpoints resume
     )
 
 
@@ -212,8 +224,9 @@ def index_dataset(
     - ``text_only`` (steps indexed without a photo), ``no_text_vector`` (steps without a text vector),
       ``photos_encoded_now`` (photos not in the build's features, encoded by this load), ``photos_dropped``
       (photos that could not be used: their steps indexed text-only)
-    - ``model_fingerprint``; ``photos_centred`` / ``photos_hubness_corrected``: whether the index's photo
-      vectors are centred / hubness-corrected; ``photo_drift``: ``{photos, ratio, expected, shifted}``, how
+    - ``model_fingerprint``; ``photo_features_adapted`` / ``photos_centred`` / ``photos_hubness_corrected``:
+      whether the index reads its photo features with the collection's statistics / centres / hubness-corrects
+      its photo vectors; ``photo_drift``: ``{photos, ratio, expected, shifted}``, how
       this load's photos sit about the index's photo centre (:mod:`toolkit.index.drift`; None without a
       centre or photos); ``count``: documents in ``index`` after the load
 
@@ -274,8 +287,12 @@ def _index_dataset(
     features, written_ns = build_features(model, root)
     builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
     creating = not resumable and not (opts.index and es.indices.exists(index=opts.index))
-    if creating and opts.center_photos:
-        centre = collection_centre(builder)
+    if creating and (opts.adapt_features or opts.center_photos):
+        photos = sample_features(builder)
+        stats = collection_feature_stats(photos) if opts.adapt_features else None
+        if stats is not None:
+            info = replace(info, extra={**info.extra, FEATURE_META_KEY: stats.meta()})
+        centre = collection_centre(builder, photos=photos, stats=stats) if opts.center_photos else None
         if centre is not None:
             info = replace(info, extra={**info.extra, META_KEY: [float(x) for x in centre]})
     hub = correction_for(model) if creating and opts.hubness_correction else None
@@ -325,6 +342,7 @@ def _index_dataset(
         _keep_replicas(es, target, opts.replicas)
     # what the index was created with (a resumed or existing index keeps its own centre, or none)
     meta = lifecycle.index_info(es, target).meta
+    builder.feature_stats = FeatureStats.from_meta(meta, int(model.manifest["encoder"]["dim"]))
     builder.photo_centre = centre_from_meta(meta, model.dims)
     if opts.center_photos and builder.photo_centre is None and not creating:
         _log.info(f"{target} was created without a photo centre: its photo vectors stay uncentred")
@@ -377,6 +395,7 @@ def _index_dataset(
             "photos_encoded_now": notes.encoded_now,
             "photos_dropped": photos_dropped,
             "model_fingerprint": model.fingerprint,
+            "photo_features_adapted": builder.feature_stats is not None,
             "photos_centred": builder.photo_centre is not None,
             "photos_hubness_corrected": builder.photo_hub is not None,
             "photo_drift": builder.centre_drift.report(target),

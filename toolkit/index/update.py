@@ -26,6 +26,7 @@ from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, LoadCounts, LoadSummary, bulk_load, check_int
 from toolkit.index.centring import centre_from_meta
 from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
+from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.hubness import correction_from_meta
 from toolkit.index.template import DEFAULT_ALIAS
 from toolkit.model import SearchModel
@@ -185,6 +186,9 @@ def update_index(
     hashes, by_recipe = indexed_hashes(es, target)
     features, written_ns = build_features(model, root)
     builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
+    builder.feature_stats = FeatureStats.from_meta(
+        info.meta, int(model.manifest["encoder"]["dim"])
+    )  # read alike
     builder.photo_centre = centre_from_meta(info.meta, model.dims)  # new photos centred like the others
     builder.photo_hub = correction_from_meta(info.meta, model)  # and corrected alike
     plan = _Plan()

@@ -368,7 +368,5 @@ def _photo_vector(searcher: Searcher, photo: PhotoSource, image: Image.Image | N
     """The shared-space vector of a query photo, centred like the indexed photos."""
     if image is None:
         return searcher.image_vector(photo)  # type: ignore[arg-type] - a path
-    from toolkit.index.centring import centred
-
-    # Searcher.image_vector takes a path: a photo given as data is embedded and centred the same way here
-    return centred(searcher.model.embed_photos([image]), searcher.photo_centre)[0]
+    # Searcher.image_vector takes a path: a photo given as data is read like the index's photos here
+    return searcher.photo_vectors([image])[0]

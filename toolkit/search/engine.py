@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
@@ -17,6 +17,7 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.client import es_errors
 from toolkit.index.centring import centre_from_meta, centred
+from toolkit.index.feature_stats import FeatureStats, adapted
 from toolkit.index.hubness import (
     EXTRA_DIMS,
     HubCorrection,
@@ -40,6 +41,9 @@ from toolkit.search.queries import (
     knn_request,
     rrf_retriever_request,
 )
+
+if TYPE_CHECKING:
+    from toolkit.image.loading import PhotoSource
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +163,8 @@ class _Target:
     hub: HubCorrection | None = None
     #: the fields the indices map (:attr:`~toolkit.index.lifecycle.IndexInfo.fields`)
     fields: frozenset[str] = frozenset()
+    #: the statistics the indices read photo features with (:mod:`toolkit.index.feature_stats`), or None
+    feature_stats: FeatureStats | None = None
 
 
 def given(value: object) -> str:
@@ -242,7 +248,12 @@ class Searcher:
                 info = index_info(self.es, self.index)
         meta = info.meta
         target = _Target(
-            indices, meta, centre_from_meta(meta, self.model.dims), layout_from_meta(meta), fields=info.fields
+            indices,
+            meta,
+            centre_from_meta(meta, self.model.dims),
+            layout_from_meta(meta),
+            fields=info.fields,
+            feature_stats=FeatureStats.from_meta(meta, int(self.model.manifest["encoder"]["dim"])),
         )
         self._target = target
         self._checked_at = time.monotonic()
@@ -283,6 +294,11 @@ class Searcher:
     def photo_centre(self) -> np.ndarray | None:
         """The centre the index's photo vectors were centred on (``_meta.photo_centre``), or None."""
         return self._photo_layout()[0]
+
+    @property
+    def photo_feature_stats(self) -> FeatureStats | None:
+        """The statistics the index reads photo features with (``_meta.photo_feature_stats``), or None."""
+        return self._current().feature_stats
 
     @property
     def photo_hubness_beta(self) -> float | None:
@@ -332,11 +348,19 @@ class Searcher:
     def text_vector(self, text: str) -> np.ndarray:
         return self.model.embed_query(text)
 
+    def photo_vectors(self, photos: Sequence[PhotoSource]) -> np.ndarray:
+        """Shared-space vectors of query photos (paths, bytes, PIL images or arrays), read like the index's
+        photos: their features with its feature statistics, then centred on its centre, so photo-to-photo
+        cosines compare alike (raises ImageRejected for a photo that cannot be used)."""
+        target = self._current()
+        features = adapted(self.model.image_features(photos), target.feature_stats, self.model)
+        return centred(self.model.embed_image_features(features), target.centre)
+
     def image_vector(self, path: str | Path) -> np.ndarray:
         from toolkit.image.loading import ImageRejected
 
-        try:  # a query photo is centred like the indexed ones, so photo-to-photo cosines compare alike
-            return centred(self.model.embed_image_files([Path(path)]), self.photo_centre)[0]
+        try:
+            return self.photo_vectors([Path(path)])[0]
         except ImageRejected as e:
             raise ToolkitError(f"query photo {path}: {e}") from e
 

@@ -1,0 +1,93 @@
+"""Re-standardising an index's photo features on the collection's own statistics.
+
+The image side of a mapping reads backbone features standardised with the training photos' per-feature mean
+and standard deviation. A collection drawn, lit or photographed unlike the training photos shifts those
+statistics as a whole (a palette, a camera, a background), and the shift reaches the shared space. Reading the
+collection's features with its *own* per-feature mean and standard deviation instead removes it before the
+mapping, as AdaBN re-estimates batch-norm statistics on a new domain (Li et al., 2016). A collection like
+the training photos has about their statistics, so the features barely change there. Screened on cached
+benchmark draws (docs/quality-log.md, 2026-12-07): objects never trained on +1.1 R@10 over 4 draws × 3
+mapping seeds, none lower; recipe and artwork galleries within ±1.
+
+The statistics come from the same seeded sample of photos as the photo centre
+(:mod:`toolkit.index.centring`), are computed once when an index is created and are stored in its
+``_meta.photo_feature_stats``, so later loads, live updates and photo queries read photos the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from toolkit.errors import ToolkitError
+
+if TYPE_CHECKING:
+    from toolkit.model import SearchModel
+
+META_KEY = "photo_feature_stats"
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Per-feature mean and standard deviation of a collection's backbone photo features."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> FeatureStats:
+        """The statistics of ``features`` (``[N, D]``; a constant feature gets std 1, as in training)."""
+        from toolkit.mapping.towers import input_stats
+
+        mean, std = input_stats(np.asarray(features, dtype=np.float32))
+        return cls(mean, std)
+
+    def meta(self) -> dict[str, list[float]]:
+        """The form stored in the index's ``_meta``."""
+        return {"mean": [float(x) for x in self.mean], "std": [float(x) for x in self.std]}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], dims: int) -> FeatureStats | None:
+        """The statistics an index recorded (None when it has none); a :class:`ToolkitError` naming the record
+        when they are broken or do not fit features of ``dims`` dimensions."""
+        value = meta.get(META_KEY)
+        if value is None:
+            return None
+        try:
+            mean = np.asarray(value["mean"], dtype=np.float32)
+            std = np.asarray(value["std"], dtype=np.float32)
+        except (TypeError, KeyError, ValueError) as e:
+            raise ToolkitError(f"the index's _meta.{META_KEY} is broken ({e}): re-index (`jrs index`)") from e
+        if (
+            mean.shape != (dims,)
+            or std.shape != (dims,)
+            or not np.all(np.isfinite(mean))
+            or not np.all(std > 0)
+        ):
+            raise ToolkitError(
+                f"the index's _meta.{META_KEY} is not {dims} finite means and positive standard deviations "
+                "(the model's photo features): re-index (`jrs index` makes a new version)"
+            )
+        return cls(mean, std)
+
+
+def training_stats(model: SearchModel) -> FeatureStats:
+    """The statistics the model's image side standardises its input with (its training photos')."""
+    stats = model.mapping.model.get_input_stats()
+    return FeatureStats(stats["image_mean"], stats["image_std"])
+
+
+def adapted(features: np.ndarray, stats: FeatureStats | None, model: SearchModel) -> np.ndarray:
+    """``features`` (``[N, D]``) moved from the collection's statistics ``stats`` to the model's training
+    statistics, so that the image side standardises them with the collection's own; as they are without."""
+    if stats is None:
+        return features
+    x = np.asarray(features, dtype=np.float32)
+    if x.shape[-1] != stats.mean.shape[0]:
+        raise ValueError(
+            f"feature statistics have {stats.mean.shape[0]} dimensions, the features {x.shape[-1]}"
+        )
+    train = training_stats(model)
+    return ((x - stats.mean) / stats.std * train.std + train.mean).astype(np.float32)
