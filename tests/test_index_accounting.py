@@ -95,7 +95,7 @@ def test_a_second_load_of_the_same_alias_is_refused_while_the_first_runs(
     lock.parent.mkdir()
     with (
         exclusive(lock, "the first load"),
-        pytest.raises(Busy, match=f"a load of {index_name} is already running"),
+        pytest.raises(Busy, match=f"a load or update of {index_name} is already running"),
     ):
         index_dataset(es, root, built_model, opts)
     assert not list(es.indices.get(index=f"{index_name}*", allow_no_indices=True))

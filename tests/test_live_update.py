@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from elasticsearch import Elasticsearch, helpers
 
 from toolkit.cli.main import cli
+from toolkit.index import lifecycle
 from toolkit.index.centring import centre_from_meta, centred
 from toolkit.index.hubness import correction_from_meta
 from toolkit.index.indexer import IndexOptions, index_dataset
@@ -212,3 +213,126 @@ def test_an_update_stopped_by_max_errors_says_so(
     cli_args = ["index", str(dataset), str(built_model), "--alias", alias, "--update", "--max-errors", "1"]
     res = CliRunner().invoke(cli, cli_args, env=env)
     assert res.exit_code == 1 and "stopped early (--max-errors)" in res.output, res.output
+
+
+def _legacy_hash(model_fp: str, root: Path, recipe, step) -> str:
+    """A step's ``content_hash`` as loads wrote it before it covered the ingredient keys (the formula of
+    that release, written out here: the same parts, less the keys)."""
+    from toolkit.fingerprint import fingerprint
+
+    photo = None
+    if step.image:
+        st = (root / step.image).stat()
+        photo = [st.st_size, st.st_mtime_ns]
+    names = sorted({i.name for i in recipe.ingredients if i.name})
+    parts = (recipe.recipe_id, recipe.title, recipe.description, names, list(recipe.tags))
+    return fingerprint(model_fp, None, False, *parts, step.position, step.text, step.image, photo, length=20)
+
+
+def _made_before_ingredient_keys(es: Elasticsearch, root: Path, model: Path, alias: str) -> str:
+    """``root`` indexed behind ``alias`` as a release before ingredient keys left it: no ``ingredient_keys``
+    in the mapping or the documents, each document's hash the legacy one. Returns the index."""
+    from toolkit.data.jsonl import iter_recipes
+
+    fresh = index_dataset(es, root, model, IndexOptions(alias=alias))["index"]
+    fp = SearchModel.load(model).fingerprint
+    hashes = {r.step_id(s): _legacy_hash(fp, root, r, s) for r in iter_recipes(root) for s in r.steps}
+    mapping = es.indices.get_mapping(index=fresh)[fresh]["mappings"]
+    del mapping["properties"]["ingredient_keys"]
+    old = f"{alias}-old"
+    es.indices.create(index=old, mappings=mapping)
+    docs = []
+    for i, doc in _docs(es, fresh).items():
+        del doc["ingredient_keys"]
+        docs.append({"_index": old, "_id": i, "_source": {**doc, "content_hash": hashes[i]}})
+    helpers.bulk(es, docs, refresh=True)
+    lifecycle.swap_alias(es, alias, old)
+    es.indices.delete(index=fresh)
+    return old
+
+
+def test_an_update_gives_an_index_made_before_ingredient_keys_its_keys_without_new_vectors(
+    es: Elasticsearch,
+    dataset: Path,
+    built_model: Path,
+    index_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every hash changed with the ingredient keys: the first update of an older index rebuilt and re-embedded
+    every document. A document whose hash is the legacy hash of the step now gets its keys and new hash only
+    (a partial update); a step changed since is rebuilt; the result equals a fresh index."""
+    alias = index_name
+    records = _lines(dataset)[:15]  # photos of a copied dataset are encoded again: a few recipes suffice
+    _write(dataset, records)
+    old = _made_before_ingredient_keys(es, dataset, built_model, alias)
+    n = _steps(records)
+    records[3]["steps"][0]["text"] = "鶏肉を一口大に切って、強火でこんがり焼きます。"
+    _write(dataset, records)
+    embedded: list[str] = []
+    real = SearchModel.embed_texts
+
+    def counting(self: SearchModel, texts: list[str]):
+        embedded.extend(texts)
+        return real(self, texts)
+
+    monkeypatch.setattr(SearchModel, "embed_texts", counting)
+    with caplog.at_level("INFO", logger="toolkit.index.update"):
+        result = update_index(es, dataset, built_model, UpdateOptions(alias=alias, batch_steps=64))
+    assert embedded == [records[3]["steps"][0]["text"]]  # the changed step only, not all n
+    assert (result["index"], result["read"], result["indexed"], result["unchanged"]) == (old, n, n, 0)
+    assert (result["rejected"], result["deleted"], result["count"]) == (0, 0, n)
+    assert f"{n - 1} documents indexed before ingredient keys were given their keys only" in caplog.text
+    _same_as_fresh(es, dataset, built_model, alias)  # keys and hashes as a fresh load writes them
+    again = update_index(es, dataset, built_model, UpdateOptions(alias=alias))
+    assert (again["indexed"], again["unchanged"]) == (0, n)
+
+
+def test_a_legacy_hash_is_not_trusted_where_the_old_document_had_another_image_url(tmp_path: Path) -> None:
+    """Documents indexed before ingredient keys wrote ``image_url`` unescaped: a photo whose name needs
+    escaping is rebuilt, not given its keys only."""
+    from types import SimpleNamespace
+
+    from toolkit.data.schema import Recipe, Step
+    from toolkit.index.documents import DocumentBuilder
+
+    model = SimpleNamespace(fingerprint="m", tokenizer=None)
+    plain = DocumentBuilder(model, tmp_path, image_base_url="http://photos/")  # type: ignore[arg-type]
+    recipe = Recipe("r", "t", steps=(Step(1, "切る", "images/a b.jpg"), Step(2, "煮る", "images/ab.jpg")))
+    spaced, safe = recipe.steps
+    assert plain.legacy_step_hash(recipe, spaced) is None
+    assert plain.legacy_step_hash(recipe, safe) == _legacy_hash_with_url(tmp_path, recipe, safe)
+    no_url = DocumentBuilder(model, tmp_path)  # type: ignore[arg-type]
+    assert no_url.legacy_step_hash(recipe, spaced) is not None
+
+
+def _legacy_hash_with_url(root: Path, recipe, step) -> str:
+    from toolkit.fingerprint import fingerprint
+
+    parts = (recipe.recipe_id, recipe.title, recipe.description, [], [])
+    return fingerprint(
+        "m", "http://photos/", False, *parts, step.position, step.text, step.image, [-1, -1], length=20
+    )
+
+
+def test_a_second_update_of_the_same_alias_is_refused_while_one_runs(
+    es: Elasticsearch, dataset: Path, built_model: Path, index_name: str, es_settings
+) -> None:
+    """``jrs index --update`` took no lock: two updates of one alias at once both did the work. It takes the
+    lock loads take (the alias's, in MODEL_DIR/loads): the second is refused, exit 2 naming the lock."""
+    from toolkit.locks import Busy, exclusive
+
+    alias = index_name
+    records = _lines(dataset)[:3]
+    _write(dataset, records)
+    index_dataset(es, dataset, built_model, IndexOptions(alias=alias))
+    n = _steps(records)
+    lock = built_model / "loads" / f"{alias}.checkpoint.lock"
+    with exclusive(lock, "the first update"):
+        with pytest.raises(Busy, match=f"a load or update of {alias} is already running"):
+            update_index(es, dataset, built_model, UpdateOptions(alias=alias))
+        args = ["index", str(dataset), str(built_model), "--alias", alias, "--update"]
+        res = CliRunner().invoke(cli, args, env={"ES_URL": es_settings.url})
+        assert res.exit_code == 2, res.output
+        assert "is already running in another process" in res.output and str(lock) in res.output
+    assert update_index(es, dataset, built_model, UpdateOptions(alias=alias))["unchanged"] == n  # free again

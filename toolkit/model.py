@@ -129,6 +129,7 @@ class SearchModel:
     device: str = DEFAULT_DEVICE
     _encoder: Any = field(default=None, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False, compare=False)
+    _warmed: bool = field(default=False, repr=False, compare=False)
 
     @classmethod
     def load(
@@ -137,7 +138,7 @@ class SearchModel:
         """The model in ``model_dir``, its photo encoder to run on ``device`` (a spec or a ``torch.device``,
         resolved now: a bad spec or a missing GPU is a :class:`~toolkit.errors.ConfigError` before anything is
         loaded). ``warm``: build the tokenizer and the photo encoder now (:meth:`warm_up`), not on the first
-        query."""
+        query (and a Searcher made with the model builds its index's photo hubness bank when it opens)."""
         if not isinstance(model_dir, (str, os.PathLike)):
             raise ConfigError(
                 f"model_dir must be a path (str or os.PathLike), got {type(model_dir).__name__}"
@@ -168,11 +169,22 @@ class SearchModel:
         return model
 
     def warm_up(self) -> SearchModel:
-        """Build what the first text or photo query would otherwise build (the tokenizer, the photo encoder);
-        returns the model."""
+        """Build what the first text or photo query would otherwise build: the tokenizer, the photo encoder
+        (a blank photo encoded: its inference backend chosen and run once) and Pillow's decoders; returns the
+        model. A :class:`~toolkit.search.engine.Searcher` made with a warmed-up model also builds what its
+        index needs (the photo hubness bank) when it opens."""
+        from PIL import Image
+
         self.tokenizer  # noqa: B018
-        self.encoder()
+        Image.init()  # the file format plug-ins the first photo opened would import
+        self.image_features([Image.new("RGB", (64, 64), "white")])
+        self._warmed = True
         return self
+
+    @property
+    def warmed(self) -> bool:
+        """Whether :meth:`warm_up` ran (``SearchModel.load(warm=True)``)."""
+        return self._warmed
 
     @property
     def fingerprint(self) -> str:

@@ -192,9 +192,23 @@ def dumps_source(src: dict[str, Any]) -> bytes:
     return orjson.dumps(src, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+#: the key of a batch document that changes some fields of an indexed document instead of replacing it
+#: (:func:`partial_doc`)
+PARTIAL = "_partial"
+
+
+def partial_doc(doc_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A batch document that sets ``fields`` of the indexed document ``doc_id`` (a bulk ``update``; refused as
+    a reject when the document is gone), counted like a document sent whole."""
+    return {"_id": doc_id, PARTIAL: fields}
+
+
 def _actions(index: str, docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Bulk actions with the source already serialised (``streaming_bulk`` passes bytes through)."""
     for d in docs:
+        if PARTIAL in d:
+            yield {"_op_type": "update", "_index": index, "_id": d["_id"], "doc": d[PARTIAL]}
+            continue
         src = {k: v for k, v in d.items() if k != "_id"}
         yield {"_op_type": "index", "_index": index, "_id": d["_id"], "_source": dumps_source(src)}
 

@@ -123,6 +123,19 @@ class DocumentBuilder:
     def step_hash(self, recipe: Recipe, step: Step) -> str:
         """What a step's document is made from: the model, the builder's settings, the recipe fields the
         document copies, the step and its photo file's size and mtime. Equal hash: the document is the same."""
+        return fingerprint(*self._hash_parts(recipe, step, self.ingredient_keys(recipe)), length=20)
+
+    def legacy_step_hash(self, recipe: Recipe, step: Step) -> str | None:
+        """The hash :meth:`step_hash` gave before it covered the ingredient keys (documents indexed before
+        them carry it): a document with it is the one built now less ``ingredient_keys``. None where that
+        older document differs in more: its ``image_url`` was not percent-encoded yet (a file name with a
+        space, ``#``, ``?`` or ``%``), so only a rebuild makes it current."""
+        if self.image_base_url and step.image and quote(step.image, safe="/") != step.image:
+            return None
+        return fingerprint(*self._hash_parts(recipe, step, None), length=20)
+
+    def _hash_parts(self, recipe: Recipe, step: Step, ingredient_keys: list[str] | None) -> list[Any]:
+        """What :meth:`step_hash` hashes, in order; without ``ingredient_keys`` (None) the legacy parts."""
         photo: list[int] | None = None
         if step.image:
             try:
@@ -130,22 +143,30 @@ class DocumentBuilder:
                 photo = [st.st_size, st.st_mtime_ns]
             except (UnsafePathError, OSError):
                 photo = [-1, -1]
-        return fingerprint(
-            self.model.fingerprint,
-            self.image_base_url,
-            self.raw_features,
+        recipe_parts: list[Any] = [
             recipe.recipe_id,
             recipe.title,
             recipe.description,
             sorted({i.name for i in recipe.ingredients if i.name}),
-            self.ingredient_keys(recipe),
+        ]
+        if ingredient_keys is not None:
+            recipe_parts.append(ingredient_keys)
+        return [
+            self.model.fingerprint,
+            self.image_base_url,
+            self.raw_features,
+            *recipe_parts,
             list(recipe.tags),
             step.position,
             step.text,
             step.image,
             photo,
-            length=20,
-        )
+        ]
+
+    def image_url(self, rel: str) -> str | None:
+        """The ``image_url`` of the photo at ``rel`` (None without ``image_base_url``): a URL, a file name's
+        ``#``, ``?``, ``%`` or space escaped, as the web page's photo_url does."""
+        return self.image_base_url + quote(rel, safe="/") if self.image_base_url else None
 
     def _photo_features(
         self, wanted: list[tuple[int, str, str]], rejects: RejectsWriter, stats: DocStats
@@ -246,8 +267,7 @@ class DocumentBuilder:
                 doc["has_image"] = True
                 doc["image_path"] = rel
                 if self.image_base_url:
-                    # a URL: a file name's '#', '?', '%' or space escaped, as the web page's photo_url does
-                    doc["image_url"] = self.image_base_url + quote(rel, safe="/")
+                    doc["image_url"] = self.image_url(rel)
                 doc["image_vector"] = image_vecs[j]
                 if self.raw_features:
                     doc["image_feature"] = raw[j]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,25 @@ NOTE_STAGES = ("image", "text")
 LOADER_STAGE = "index"
 
 _log = logging.getLogger(__name__)
+
+
+def loads_dir(model_dir: str | Path) -> Path:
+    """Where loads keep their checkpoints and locks by default: ``MODEL_DIR/loads``."""
+    return Path(model_dir) / "loads"
+
+
+def checkpoint_path(checkpoint_dir: str | Path, name: str) -> Path:
+    """The checkpoint of loads into ``name`` (an alias or index)."""
+    return Path(checkpoint_dir) / f"{name}.checkpoint.json"
+
+
+def load_lock(checkpoint_dir: str | Path, name: str) -> AbstractContextManager[None]:
+    """The lock a load into ``name`` (an alias or index) and a live update of it hold while they write
+    (``NAME.checkpoint.lock`` next to the checkpoint): two at once would write one index, and two loads would
+    share one checkpoint. The second raises :class:`~toolkit.locks.Busy` naming the lock."""
+    path = checkpoint_path(checkpoint_dir, name).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return exclusive(path, f"a load or update of {name}")
 
 
 class CountingRejects(RejectsWriter):
@@ -230,8 +249,9 @@ def index_dataset(
       this load's photos sit about the index's photo centre (:mod:`toolkit.index.drift`; None without a
       centre or photos); ``count``: documents in ``index`` after the load
 
-    A second load with the same checkpoint (the same alias or index, into the same model's ``loads/``) while
-    this one runs raises :class:`~toolkit.locks.Busy` before it creates anything.
+    A second load or a live update with the same checkpoint (the same alias or index, into the same model's
+    ``loads/``) while this one runs raises :class:`~toolkit.locks.Busy` (:func:`load_lock`) before it creates
+    anything.
     """
     with ExitStack() as held:  # the load's checkpoint locked once its path is known
         return _index_dataset(es, dataset_root, model_dir, options, rejects_path, progress, on_batch, held)
@@ -257,11 +277,10 @@ def _index_dataset(
         raw_feature_dims=model.manifest["encoder"]["dim"] if opts.raw_features else None,
     )
     in_fp, opt_fp = input_fingerprint(root), options_fingerprint(opts)
-    ckpt_dir = opts.checkpoint_dir or Path(model_dir) / "loads"
-    ckpt_path = ckpt_dir / f"{opts.index or opts.alias}.checkpoint.json"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = opts.checkpoint_dir or loads_dir(model_dir)
+    ckpt_path = checkpoint_path(ckpt_dir, opts.index or opts.alias)
     # two loads of one alias at once would share this checkpoint (and resume into each other's index)
-    held.enter_context(exclusive(ckpt_path.with_suffix(".lock"), f"a load of {opts.index or opts.alias}"))
+    held.enter_context(load_lock(ckpt_dir, opts.index or opts.alias))
     ckpt = None if opts.restart else Checkpoint.load(ckpt_path)  # --restart: even a damaged one ignored
     expected = {
         "done": False,

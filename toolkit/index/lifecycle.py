@@ -12,6 +12,7 @@ from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.client import raising_toolkit_errors
 from toolkit.fingerprint import FingerprintMismatch
+from toolkit.index.hubness import META_KEY as HUB_META_KEY
 from toolkit.index.template import IndexModelInfo, VectorIndexOptions, render_template
 
 LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
@@ -24,6 +25,16 @@ VERSION_SUFFIX_LEN = 7
 
 class IndexNotFound(ToolkitError):
     """An index or alias is missing, or does not name the one index (or same-made indices) needed."""
+
+
+#: ``_meta`` entries that indices searched together must share (:func:`index_info`), with what they stand for:
+#: vectors of one model, photo vectors laid out alike. Others may differ: the toolkit version that made each,
+#: its photo centre (only a photo query is centred on it: refused over indices centred apart).
+SHARED_META = {
+    "model_fingerprint": "model",
+    "dims": "vector size",
+    HUB_META_KEY: "photo hubness correction",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -224,18 +235,24 @@ def remove_old_versions(es: Elasticsearch, alias: str, keep: int = 1) -> list[st
 
 @dataclass(frozen=True)
 class IndexInfo:
-    """What an index (or the index behind an alias) says about itself."""
+    """What an index (or the indices behind an alias) says about itself: ``name`` and ``meta`` are the last
+    index's (by name: the newest version)."""
 
     name: str
     meta: dict[str, Any]
     count: int
     #: the top-level fields every one of the indices maps (an index made before a field was added lacks it)
     fields: frozenset[str] = frozenset()
+    #: every index ``target`` covers, sorted
+    indices: tuple[str, ...] = ()
+    #: the ``_meta`` entries the indices do not all share (never those of :data:`SHARED_META`)
+    differing: frozenset[str] = frozenset()
 
 
 def index_info(es: Elasticsearch, target: str) -> IndexInfo:
-    """``_meta`` and document count of ``target`` (an alias or an index, or several that carry the same
-    ``_meta``: one model, one photo centre); a clear error when it names none, or indices that differ."""
+    """``_meta`` and document count of ``target`` (an alias or an index, or several that share the
+    :data:`SHARED_META` entries: one model, one photo layout); a clear error when it names none, or indices
+    whose vectors do not compare."""
     try:
         mappings = es.indices.get_mapping(index=target).body
     except NotFoundError as e:
@@ -246,19 +263,33 @@ def index_info(es: Elasticsearch, target: str) -> IndexInfo:
         raise IndexNotFound(f"{target!r} matches no index on this cluster; build one with `jrs index`")
     names = sorted(mappings)
     metas = {n: mappings[n]["mappings"].get("_meta", {}) for n in names}
-    other = [n for n in names if metas[n] != metas[names[-1]]]
-    if other:
-        raise IndexNotFound(
-            f"{target!r} covers indices made differently ({', '.join(other)} against {names[-1]}: another "
-            "model or another photo centre), whose scores do not compare; search one alias or index"
-        )
     name = names[-1]
     meta = metas[name]
+    check_shared_meta(target, metas)
+    differing = frozenset(k for n in names for k in {*metas[n], *meta} if metas[n].get(k) != meta.get(k))
     count = int(es.count(index=target)["count"])
     fields = frozenset.intersection(
         *(frozenset(mappings[n]["mappings"].get("properties", {})) for n in names)
     )
-    return IndexInfo(name=name, meta=meta, count=count, fields=fields)
+    return IndexInfo(
+        name=name, meta=meta, count=count, fields=fields, indices=tuple(names), differing=differing
+    )
+
+
+def check_shared_meta(target: str, metas: dict[str, dict[str, Any]]) -> None:
+    """Refuse a ``target`` whose indices (``metas``: each one's ``_meta``) differ in a :data:`SHARED_META`
+    entry (their vectors do not compare), naming the target, the indices and what differs."""
+    names = sorted(metas)
+    last = metas[names[-1]]
+    other = [n for n in names if any(metas[n].get(k) != last.get(k) for k in SHARED_META)]
+    if not other:
+        return
+    what = [v for k, v in SHARED_META.items() if any(metas[n].get(k) != last.get(k) for n in other)]
+    raise IndexNotFound(
+        f"{target!r} covers indices made differently ({', '.join(other)} against {names[-1]}: another "
+        f"{' and another '.join(what)}), whose vectors do not compare: it points at {', '.join(names)}; "
+        f"search one of them, or point {target!r} at indices of one model"
+    )
 
 
 def check_index_model(es: Elasticsearch, target: str, fingerprint: str) -> IndexInfo:

@@ -19,15 +19,25 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from toolkit.data.jsonl import iter_recipes
+from toolkit.data.schema import Recipe, Step
 from toolkit.device import DEFAULT_DEVICE
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.client import raising_toolkit_errors
 from toolkit.index import lifecycle
-from toolkit.index.bulk import Batch, BulkOptions, LoadCounts, LoadSummary, bulk_load, check_int
+from toolkit.index.bulk import (
+    Batch,
+    BulkOptions,
+    LoadCounts,
+    LoadSummary,
+    bulk_load,
+    check_int,
+    partial_doc,
+)
 from toolkit.index.centring import centre_from_meta
 from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
 from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.hubness import correction_from_meta
+from toolkit.index.indexer import load_lock, loads_dir
 from toolkit.index.template import DEFAULT_ALIAS
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
@@ -60,10 +70,12 @@ class UpdateOptions:
 
 @dataclass
 class _Plan:
-    """Per-run tallies that do not go through the bulk loader."""
+    """Per-run tallies that do not go through the bulk loader (``keys_only``: of the documents sent, those
+    given their ingredient keys only, :func:`_compare`)."""
 
     unchanged: int = 0
     stale: list[str] = field(default_factory=list)
+    keys_only: int = 0
 
 
 def live_index(es: Elasticsearch, alias: str, index: str | None = None) -> str:
@@ -107,22 +119,44 @@ def _update_batches(
     seen = 0
     groups = recipe_batches(iter_recipes(root, rejects, check_images=True), batch_steps)
     for group in groups:
-        todo = []
+        todo, partial = [], []
         for recipe in group:
             ids = {recipe.step_id(s): s for s in recipe.steps}
-            changed = tuple(
-                s for sid, s in ids.items() if hashes.get(sid, "") != builder.step_hash(recipe, s)
-            )
-            plan.unchanged += len(ids) - len(changed)
+            changed, keys_only = _compare(builder, recipe, ids, hashes)
+            plan.unchanged += len(ids) - len(changed) - len(keys_only)
+            plan.keys_only += len(keys_only)
             plan.stale += sorted(by_recipe.get(recipe.recipe_id, set()) - set(ids))
+            partial += keys_only
             if changed:
                 todo.append(replace(recipe, steps=changed))
-        docs = builder.build(todo, rejects)[0] if todo else []
+        docs = (builder.build(todo, rejects)[0] if todo else []) + partial
         lost, seen = rejects.lost - seen, rejects.lost
         yield Batch(docs=docs, read=len(docs) + lost, rejected=lost)
     if rejects.lost - seen:
         lost = rejects.lost - seen
         yield Batch(docs=[], read=lost, rejected=lost)
+
+
+def _compare(
+    builder: DocumentBuilder, recipe: Recipe, ids: dict[str, Step], hashes: dict[str, str | None]
+) -> tuple[tuple[Step, ...], list[dict[str, Any]]]:
+    """The steps of ``recipe`` (``ids``: by step id) whose document must be built and sent, and partial
+    updates (ingredient keys and hash) of those whose indexed document differs from the one built now only
+    by its ingredient keys: indexed before the hash covered them, it carries the legacy hash
+    (:meth:`~toolkit.index.documents.DocumentBuilder.legacy_step_hash`), and its texts and photo need no
+    new vectors."""
+    changed: list[Step] = []
+    keys_only: list[dict[str, Any]] = []
+    for sid, step in ids.items():
+        stored, new = hashes.get(sid, ""), builder.step_hash(recipe, step)
+        if stored == new:
+            continue
+        if stored and stored == builder.legacy_step_hash(recipe, step):
+            fields = {"ingredient_keys": builder.ingredient_keys(recipe), "content_hash": new}
+            keys_only.append(partial_doc(sid, fields))
+        else:
+            changed.append(step)
+    return tuple(changed), keys_only
 
 
 class _LostCounter(RejectsWriter):
@@ -175,10 +209,29 @@ def update_index(
     ``jrs index --update --json`` prints (less ``rejects_file`` and ``device``): ``index``, ``alias``, ``read``
     = ``indexed`` + ``unchanged`` + ``rejected`` + ``deleted``, ``retries``, ``seconds``, ``count``
     (documents after the update), ``photo_drift`` and ``stopped_early``.
+
+    A document indexed before the content hash covered the ingredient keys, and otherwise unchanged, is sent
+    as a partial update (its keys and new hash; counted in ``indexed``), not rebuilt. A second update or a
+    load of the same alias (or index) with the same model directory while this one runs raises
+    :class:`~toolkit.locks.Busy` (:func:`~toolkit.index.indexer.load_lock`) before anything is written.
     """
     opts = options or UpdateOptions()
+    model = SearchModel.load(model_dir, opts.device)  # before the lock: a wrong directory is not written to
+    # a second update (or a load) of the same alias at once would do the same work into the same index
+    with load_lock(loads_dir(model_dir), opts.index or opts.alias):
+        return _update_index(es, dataset_root, model, opts, rejects_path, progress, on_batch)
+
+
+def _update_index(
+    es: Elasticsearch,
+    dataset_root: str | Path,
+    model: SearchModel,
+    opts: UpdateOptions,
+    rejects_path: str | Path | None,
+    progress: bool,
+    on_batch: Callable[[LoadCounts], None] | None,
+) -> dict[str, Any]:
     root = Path(dataset_root)
-    model = SearchModel.load(model_dir, opts.device)
     target = live_index(es, opts.alias, opts.index)
     info = lifecycle.check_index_model(es, target, model.fingerprint)
     lifecycle.ensure_added_fields(es, target)
@@ -201,6 +254,13 @@ def update_index(
         )
         deleted, delete_failed = delete_documents(es, target, plan.stale, rejects)
     es.indices.refresh(index=target)
+    if plan.keys_only:
+        log.info(
+            "%s: %d documents indexed before ingredient keys were given their keys only (texts and photos "
+            "not embedded again)",
+            target,
+            plan.keys_only,
+        )
     c = summary.counts
     result = {
         "index": target,

@@ -16,7 +16,9 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.client import es_errors
+from toolkit.index.centring import META_KEY as CENTRE_KEY
 from toolkit.index.centring import centre_from_meta, centred
+from toolkit.index.feature_stats import META_KEY as FEATURE_STATS_KEY
 from toolkit.index.feature_stats import FeatureStats, adapted
 from toolkit.index.hubness import (
     EXTRA_DIMS,
@@ -24,9 +26,10 @@ from toolkit.index.hubness import (
     correction_from_meta,
     layout_from_meta,
     lift_query,
+    recorded_settings,
     unlift_photo,
 )
-from toolkit.index.lifecycle import check_index_model, index_info
+from toolkit.index.lifecycle import IndexNotFound, check_index_model, index_info
 from toolkit.model import SearchModel, check_query_text
 from toolkit.search.fusion import linear_fuse, rrf_fuse
 from toolkit.search.queries import (
@@ -165,6 +168,9 @@ class _Target:
     fields: frozenset[str] = frozenset()
     #: the statistics the indices read photo features with (:mod:`toolkit.index.feature_stats`), or None
     feature_stats: FeatureStats | None = None
+    #: the indices were centred on different photo centres, or read their photo features with different
+    #: statistics (a photo query cannot be made like them all)
+    centres_differ: bool = False
 
 
 def given(value: object) -> str:
@@ -192,6 +198,14 @@ class Searcher:
     """Queries one index, alias or pattern with the model that built it (fingerprint checked on open, unless
     ``check=False``).
 
+    A name over several indices is searched as one when they share the model and the photo layout
+    (:data:`~toolkit.index.lifecycle.SHARED_META`; else :class:`~toolkit.index.lifecycle.IndexNotFound` naming
+    them); a photo query over indices centred on different photo centres is refused, naming them.
+
+    ``warm``: build what the first queries would build now (:meth:`warm_up`: the model's tokenizer and photo
+    encoder, and the index's photo hubness bank); None: when the model was warmed up
+    (``SearchModel.load(warm=True)``).
+
     It follows an alias that is swapped to a new index (``jrs index`` while a server runs): the concrete indices
     the name resolved to are remembered with their ``_meta`` (model fingerprint, photo centre, hubness
     correction); before a request, at most every ``recheck_s`` seconds, it asks again (one ``GET <name>/_alias``;
@@ -210,10 +224,13 @@ class Searcher:
         index: str,
         check: bool = True,
         recheck_s: float = RECHECK_S,
+        warm: bool | None = None,
     ) -> None:
         check_searcher_parts(es, model, index)
         if not isinstance(check, bool):
             raise ConfigError(f"check must be True or False, got {given(check)}")
+        if warm is not None and not isinstance(warm, bool):
+            raise ConfigError(f"warm must be True, False or None, got {given(warm)}")
         if isinstance(recheck_s, bool) or not isinstance(recheck_s, (int, float)) or not recheck_s >= 0:
             raise ConfigError(f"recheck_s must be a number of seconds >= 0, got {given(recheck_s)}")
         self.es = es
@@ -228,6 +245,18 @@ class Searcher:
         self._lock = threading.Lock()
         if check:
             self._load()
+        if model.warmed if warm is None else warm:  # None: as warm as the model
+            self.warm_up()
+
+    def warm_up(self) -> Searcher:
+        """Build what the first queries would otherwise build: the model's tokenizer and photo encoder
+        (:meth:`SearchModel.warm_up`) and, when the index's photos carry the hubness correction, its bank
+        (a photo query's first use: about 0.2 s). Returns the searcher."""
+        self.model.warm_up()
+        target = self._current()
+        if target.beta is not None:
+            self._hub(target)
+        return self
 
     # --- the index behind the name ---------------------------------------------------------------
     def _resolve(self) -> tuple[str, ...]:
@@ -247,17 +276,38 @@ class Searcher:
             else:
                 info = index_info(self.es, self.index)
         meta = info.meta
+        centres_differ = bool({CENTRE_KEY, FEATURE_STATS_KEY} & info.differing)
         target = _Target(
             indices,
             meta,
-            centre_from_meta(meta, self.model.dims),
+            None if centres_differ else centre_from_meta(meta, self.model.dims),
             layout_from_meta(meta),
+            hub=self._same_hub(meta),
             fields=info.fields,
-            feature_stats=FeatureStats.from_meta(meta, int(self.model.manifest["encoder"]["dim"])),
+            feature_stats=None
+            if centres_differ
+            else FeatureStats.from_meta(meta, int(self.model.manifest["encoder"]["dim"])),
+            centres_differ=centres_differ,
         )
         self._target = target
         self._checked_at = time.monotonic()
         return target
+
+    def _same_hub(self, meta: dict[str, Any]) -> HubCorrection | None:
+        """The hubness correction already built for the index read before, when ``meta`` records the same
+        settings (its bank comes from this model alike: a swap to a new version does not build it again)."""
+        old = self._target.hub if self._target is not None else None
+        if old is None or recorded_settings(meta) != (old.k, old.beta, len(old.bank)):
+            return None
+        return old
+
+    def _hub(self, target: _Target) -> HubCorrection:
+        """``target``'s hubness correction, its bank built from the model on first use."""
+        if target.hub is None:
+            hub = correction_from_meta(target.meta, self.model)  # the _meta read with the beta
+            assert hub is not None  # the index records a correction
+            target.hub = hub
+        return target.hub
 
     def _follow(self, force: bool = False) -> None:
         """Re-read the ``_meta`` when the name resolves to other indices than when it was read; asked at most
@@ -286,14 +336,20 @@ class Searcher:
         self._follow()
         return self._target or self._load()
 
-    def _photo_layout(self) -> tuple[np.ndarray | None, float | None]:
-        target = self._current()
-        return target.centre, target.beta
-
     @property
     def photo_centre(self) -> np.ndarray | None:
-        """The centre the index's photo vectors were centred on (``_meta.photo_centre``), or None."""
-        return self._photo_layout()[0]
+        """The centre the index's photo vectors were centred on (``_meta.photo_centre``), or None; an
+        :class:`~toolkit.index.lifecycle.IndexNotFound` naming them when the name covers indices centred on
+        different centres (a query photo cannot be centred like them all)."""
+        target = self._current()
+        if target.centres_differ:
+            raise IndexNotFound(
+                f"a photo query over {self.index!r} cannot be centred like its photos: the indices it covers "
+                f"({', '.join(target.indices)}) centred theirs on different photo centres (or read their photo "
+                "features with different statistics); search one of them "
+                "by photo (text and like-these queries search them all)"
+            )
+        return target.centre
 
     @property
     def photo_feature_stats(self) -> FeatureStats | None:
@@ -303,7 +359,7 @@ class Searcher:
     @property
     def photo_hubness_beta(self) -> float | None:
         """The hubness correction's ``beta`` when the index's photo vectors carry it, else None."""
-        return self._photo_layout()[1]
+        return self._current().beta
 
     def photo_query(self, vector: np.ndarray) -> np.ndarray:
         """A shared-space query vector in the form the ``image_vector`` field is searched with (with the
@@ -322,11 +378,7 @@ class Searcher:
         target = self._current()
         if target.beta is None:
             return vector
-        if target.hub is None:
-            hub = correction_from_meta(target.meta, self.model)  # the _meta read with the beta
-            assert hub is not None  # the index records a correction
-            target.hub = hub
-        return target.hub.photo_layout(np.asarray(vector, np.float32)[None])[0]
+        return self._hub(target).photo_layout(np.asarray(vector, np.float32)[None])[0]
 
     def field_vector(self, vector: np.ndarray, field: str) -> np.ndarray:
         """``vector`` in the form ``field`` is searched with: for ``image_vector`` a shared-space vector goes
@@ -352,9 +404,9 @@ class Searcher:
         """Shared-space vectors of query photos (paths, bytes, PIL images or arrays), read like the index's
         photos: their features with its feature statistics, then centred on its centre, so photo-to-photo
         cosines compare alike (raises ImageRejected for a photo that cannot be used)."""
-        target = self._current()
-        features = adapted(self.model.image_features(photos), target.feature_stats, self.model)
-        return centred(self.model.embed_image_features(features), target.centre)
+        centre = self.photo_centre  # refused where the indices behind the name made their photos differently
+        features = adapted(self.model.image_features(photos), self.photo_feature_stats, self.model)
+        return centred(self.model.embed_image_features(features), centre)
 
     def image_vector(self, path: str | Path) -> np.ndarray:
         from toolkit.image.loading import ImageRejected
@@ -401,10 +453,23 @@ class Searcher:
         return responses
 
     def mget(self, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
-        """The documents ``ids`` of the index with ``fields`` of their source (``found`` false when missing)."""
-        self._follow()
+        """The documents ``ids`` of the index with ``fields`` of their source (``found`` false when missing),
+        in the order asked. Over several indices (where ``_mget`` refuses an alias) they are searched for by
+        id, a step held by several taken from the last index by name (the newest version)."""
+        indices = self._current().indices
         with es_errors():
-            return self.es.mget(index=self.index, ids=list(ids), source_includes=list(fields))["docs"]
+            if len(indices) <= 1:
+                return self.es.mget(index=self.index, ids=list(ids), source_includes=list(fields))["docs"]
+            hits = self.es.search(
+                index=self.index,
+                query={"ids": {"values": list(ids)}},
+                source_includes=list(fields),
+                size=len(ids) * len(indices),
+            )["hits"]["hits"]
+        found: dict[str, dict[str, Any]] = {}
+        for h in sorted(hits, key=lambda h: h["_index"]):
+            found[h["_id"]] = {**h, "found": True}
+        return [found.get(i, {"_id": i, "found": False}) for i in ids]
 
     def _retrying(self, attempt: Callable[[], SearchResult]) -> SearchResult:
         """``attempt()``; once more when Elasticsearch refused its query vector's dimensions and the name was
