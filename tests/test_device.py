@@ -67,3 +67,34 @@ def test_cli_refuses_cuda_without_a_gpu_before_any_work(command: str, tmp_path) 
         assert result.exit_code == 2, result.output
         assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "model" / "manifest.json").exists()
+
+
+def _commands(group, path=()):  # every command of the CLI with its words (``es up``, ``evaluate-images``)
+    import click
+
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*path, name))
+        else:
+            yield " ".join((*path, name)), cmd
+
+
+def test_every_device_option_defaults_to_the_shared_default() -> None:
+    """``jrs evaluate-images`` (and its library function) defaulted to ``cpu`` where every other command that
+    runs torch defaults to ``auto``; no documented reason for it was found."""
+    import inspect
+
+    import click
+
+    from toolkit.cli.main import cli
+    from toolkit.device import DEFAULT_DEVICE
+    from toolkit.evaluation.image_retrieval import evaluate_image_encoders
+
+    defaults = {}
+    for words, cmd in _commands(cli):
+        for param in cmd.params:
+            if param.name == "device":
+                defaults[words] = param.get_default(click.Context(cmd), call=True)
+    assert "evaluate-images" in defaults and "simclr" in defaults and "build" in defaults, defaults
+    assert {w: d for w, d in defaults.items() if d != DEFAULT_DEVICE} == {}
+    assert inspect.signature(evaluate_image_encoders).parameters["device"].default == DEFAULT_DEVICE

@@ -182,6 +182,39 @@ def test_a_ca_certificate_with_a_plain_http_url_is_ignored_with_a_warning(
             settings_from_env(env={**CLEAN, "ES_URL": HTTPS, "ES_CA_CERTS": str(path)})
 
 
+def test_a_ca_certificate_given_in_code_for_a_plain_http_cluster_is_ignored_with_a_warning(
+    es_settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``make_client`` still refused "ES_CA_CERTS is for an https:// URL" where the settings came from code (or
+    ES_URL was unset and the local node is plain HTTP) although ``ES_CA_CERTS`` with an http:// ``ES_URL`` is
+    ignored with a warning: it is now ignored with a warning there too."""
+    from tests.conftest import TEST_NODE
+    from tests.logcapture import captured_log
+    from toolkit.es.client import resolve_settings
+    from toolkit.es.config import EsSettings
+
+    if not es_settings.url.startswith("http://"):
+        pytest.skip("needs a plain-HTTP cluster")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not used\n", encoding="utf-8")
+    given = [EsSettings(url=es_settings.url, ca_certs=str(ca))]
+    if not settings_from_env().url:  # the local node the tests started: ES_URL unset
+        given.append(EsSettings(ca_certs=str(ca)))
+    for settings in given:
+        caplog.clear()
+        with captured_log(caplog, "toolkit.es.client"):
+            es = make_client(settings, node_name=TEST_NODE)
+            assert es.cluster.health()["status"] in ("green", "yellow")
+            assert resolve_settings(settings, TEST_NODE).ca_certs is None
+        warning = (
+            f"ES_CA_CERTS ({ca}) is ignored: it applies to https:// URLs only, and Elasticsearch is at "
+            f"{es_settings.url}"
+        )
+        assert warning in caplog.messages, caplog.messages
+    https = make_client(EsSettings(url=HTTPS, ca_certs=str(ca)), check=False)  # where it applies, it is kept
+    assert https.transport.node_pool.all()[0].config.ca_certs == str(ca)
+
+
 def test_a_password_beyond_ascii_is_sent_as_utf8_basic_auth() -> None:
     es = make_client(
         settings_from_env(env={"ES_URL": "http://127.0.0.1:9", "ES_PASSWORD": "パスワード"}), check=False

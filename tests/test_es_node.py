@@ -163,3 +163,35 @@ def test_a_start_past_its_timeout_stops_the_node_it_started() -> None:
         for pid in _node_processes(ndir):  # never leave a node behind, whatever the assertions said
             os.kill(pid, signal.SIGKILL)
         node.destroy(name)
+
+
+def test_the_start_note_names_the_scheme_the_node_serves(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With TLS on, the start note said ``starting Elasticsearch ... on http://...``: the node serves HTTPS.
+    (A start cut short by a 1 s timeout: the note comes before the wait, and nothing is left running.)"""
+    from tests.logcapture import captured_log
+
+    name = node_name("scheme")
+    ndir = node.node_dir(name)
+    env = {"JRS_ES_HEAP": HEAP, "ES_URL": ""}
+    try:
+        result = CliRunner().invoke(
+            cli, ["es", "up", "--name", name, "--security", "--timeout", "1"], env=env
+        )
+        assert result.exit_code == 2, result.output
+        (note,) = [x for x in result.output.splitlines() if "starting Elasticsearch" in x]
+        assert re.search(r" on https://127\.0\.0\.1:\d+ \(java: ", note), note
+        monkeypatch.setenv("JRS_ES_HEAP", HEAP)
+        caplog.clear()  # the command's records too may have reached caplog
+        with captured_log(caplog, "toolkit.es.node"), pytest.raises(NodeError):
+            node.up(name, timeout=1)  # plain HTTP
+        # one record can reach caplog's handler twice (on the logger and, propagated, on the root logger)
+        (note,) = {
+            r.getMessage() for r in caplog.records if r.getMessage().startswith("starting Elasticsearch")
+        }
+        assert re.search(r" on http://127\.0\.0\.1:\d+ \(java: ", note), note
+    finally:
+        for pid in _node_processes(ndir):  # never leave a node behind, whatever the assertions said
+            os.kill(pid, signal.SIGKILL)
+        node.destroy(name)

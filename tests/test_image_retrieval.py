@@ -164,3 +164,17 @@ def test_queries_without_a_label_are_left_out() -> None:
     assert out["chance"] == pytest.approx(2 / 5)
     with pytest.raises(ValueError, match="no item has a label"):
         precision_at_k(x, [set()] * 6, k=1)
+
+
+def test_the_encoder_message_is_logged_once(sample_root: Path, tmp_path: Path, caplog) -> None:
+    """What an encoder chose (here ``weights=auto``: which ImageNet weights) was logged twice, by
+    ``create_encoder`` and again by the evaluation."""
+    from tests.logcapture import captured_log
+
+    with captured_log(caplog, "toolkit"):
+        evaluate_image_encoders(
+            sample_root, [EncoderSpec.parse("resnet18")], split="test", image_size=16, cache_dir=tmp_path
+        )
+    # one record can reach caplog's handler twice (on "toolkit" and, propagated, on the root logger)
+    notes = {id(r) for r in caplog.records if r.getMessage().startswith("weights=auto:")}
+    assert len(notes) == 1, caplog.messages

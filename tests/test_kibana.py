@@ -131,6 +131,29 @@ def test_import_posts_ndjson_with_xsrf_and_auth(fake_kibana: str) -> None:
     assert _Recorder.seen[-1]["path"] == "/kibana/api/saved_objects/_import?overwrite=true"
 
 
+def test_a_ca_certificate_for_a_plain_http_kibana_is_ignored_with_a_warning(
+    fake_kibana: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``KIBANA_CA_CERTS`` naming a missing file stopped an import into a plain-HTTP Kibana ("file not found",
+    exit 2) where ``ES_CA_CERTS`` with an http:// ``ES_URL`` is ignored with a warning: now it is too, given
+    as a variable, as ``--ca-certs`` or in code. For https:// a missing file is still refused (above)."""
+    from tests.logcapture import captured_log
+
+    missing = tmp_path / "ca.crt"
+    code, out = _kibana("import", env={"KIBANA_URL": fake_kibana, "KIBANA_CA_CERTS": str(missing)})
+    assert code == 0, out
+    assert (
+        f"KIBANA_CA_CERTS ({missing}) is ignored: it applies to https:// URLs only, and KIBANA_URL is" in out
+    )
+    code, out = _kibana("import", "--url", fake_kibana, "--ca-certs", str(missing))
+    assert code == 0 and f"--ca-certs ({missing}) is ignored" in out and "--url is" in out, out
+    assert len(_Recorder.seen) == 2
+    with captured_log(caplog, "toolkit.kibana"):
+        import_saved_objects(KibanaSettings(url=fake_kibana, ca_certs=str(missing)))
+    assert len(_Recorder.seen) == 3
+    assert any("is ignored: it applies to https:// URLs only" in m for m in caplog.messages), caplog.messages
+
+
 def test_import_failure_is_clear_and_hides_password(fake_kibana: str) -> None:
     _Recorder.status = 403
     settings = KibanaSettings.from_env(

@@ -230,6 +230,30 @@ def test_a_failed_atomic_write_names_the_target_not_its_temporary_file(tmp_path:
         assert list(tmp_path.iterdir()) == []  # the temporary file is gone
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_atomic_write_that_cannot_even_start_names_the_target(tmp_path: Path) -> None:
+    """The temporary file was made before the errors were turned into ones about the target: a directory
+    where no file can be created (/proc; a read-only one) said ``.../.x.json.abcd1234.tmp``, a file in the
+    place of a parent directory named only that parent."""
+    from toolkit.atomic import write_json_atomic
+    from toolkit.cli.common import file_error
+
+    for target in (
+        Path("/proc/x.json"),
+        tmp_path / "a-file" / "x.json",
+        tmp_path / "a-file" / "d" / "x.json",
+    ):
+        (tmp_path / "a-file").write_text("in the way\n", encoding="utf-8")
+        with pytest.raises(OSError) as info:
+            write_json_atomic(target, {"a": 1})
+        assert info.value.filename == str(target), info.value
+        message = str(file_error(info.value))
+        assert message.startswith(f"cannot write {target}: ") and ".tmp" not in message, message
+        if target.parent != Path("/proc"):  # the parent in the way is named in the reason
+            assert f"({target.parent})" in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
 def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(tmp_path: Path) -> None:
     """Two `jrs build` into one model directory, or two encodings into one feature directory, interleaved
     their files; the second is now refused by name (the lock goes with the first's process)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -453,6 +454,34 @@ def test_write_report_takes_plain_metrics_without_a_searcher(tmp_path: Path, bui
     assert "grid" not in _images(page) and "recall-curve" in _images(page)
     with pytest.raises(ModelDirError, match="evaluation.json"):
         write_report(tmp_path, tmp_path / "x.html")
+
+
+def test_a_figure_that_is_not_a_number_shows_as_missing() -> None:
+    """NaN (a metric over no query, a std of one draw) was written as "nan" where a missing figure shows "–"."""
+    from toolkit.viz.report import graded_section, metrics_table_html, through_index_section
+
+    nan = float("nan")
+    table = metrics_table_html(
+        {
+            "model": {
+                "pool": 9,
+                "text_to_image": {"R@1": nan, "R@10": 0.5, "MedR": nan, "MRR": nan},
+                "std": {"text_to_image": {"R@1": nan, "R@10": nan}},
+            },
+            "flat": {"R@1": float("inf"), "R@10": 0.25},
+        }
+    )
+    graded = "".join(graded_section({"model": {"k": 10, "main": nan, "method": 0.5, "both": nan}}, "G", "g"))
+    through = "".join(
+        through_index_section({"index": "i", "hnsw_recall@10": nan, "modes": {"knn": {"R@1": nan}}})
+    )
+    for page in (table, graded, through):
+        assert "nan" not in page.lower() and "inf" not in page.lower(), page
+    cells = re.findall(r'<td class="num"[^>]*>([^<]*)', table)
+    assert cells == ["9", "–", "50.0", "–", "–", "", "–", "25.0", "–", "–"], cells
+    assert "<small>" not in table  # no "± nan"
+    assert graded.count(">–<") == 2 and ">50.0<" in graded
+    assert "hnsw_recall@10: –" in through
 
 
 def test_recall_curve_from_ranks() -> None:

@@ -20,9 +20,15 @@ from toolkit.errors import is_disk_error
 def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
     """A fresh temporary path beside ``path``, renamed onto it when the block succeeds, removed when it fails."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:  # a directory that cannot be made (a file in the way, no permission): the target, and where
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _naming(e, target, os.fsdecode(e.filename) if e.filename is not None else None) from e
+    try:  # a directory where no file can be made (read-only, /proc): the target, not the temporary file
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as e:
+        raise _naming(e, target) from e
     tmp = Path(name)
     try:
         yield tmp
@@ -34,11 +40,20 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
         if (
             about_tmp
         ):  # the file being written (a full disk names none): say its name, not the temporary one's
-            raise OSError(e.errno, e.strerror, str(target)) from e
+            raise _naming(e, target) from e
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _naming(error: OSError, target: Path, where: str | None = None) -> OSError:
+    """``error`` (same errno, hence same subclass, and reason) about ``target``; ``where``, the path that
+    failed on the way (a parent directory), joins the reason."""
+    reason = error.strerror or str(error)
+    if where and where != str(target):
+        reason = f"{reason} ({where})"
+    return OSError(error.errno, reason, str(target))
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

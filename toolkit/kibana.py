@@ -61,6 +61,7 @@ class KibanaSettings:
         }
         _check(values, named)
         values["url"], user, password = split_url(values["url"], name=named["url"])
+        values["ca_certs"] = _ca_for(values["url"], values["ca_certs"], named["ca_certs"], named["url"])
         values["username"] = values["username"] or user
         values["password"] = values["password"] or password
         if not (values["api_key"] or values["username"] or values["password"]):
@@ -94,7 +95,24 @@ def _check(values: dict[str, Any], named: dict[str, str]) -> None:
         values["password"],
         (named["api_key"], named["username"], named["password"]),
     )
-    check_ca_certs(values["ca_certs"], named["ca_certs"])
+
+
+def _ca_for(url: str, ca_certs: str | None, name: str, url_name: str) -> str | None:
+    """The CA certificate to verify ``url`` with: ``ca_certs`` for an ``https://`` URL (:class:`ConfigError`
+    naming ``name`` when it is not a file); none for an ``http://`` one, with a warning when one was given
+    (nothing to verify: a CA kept for another Kibana, or a missing file, must not stop a plain-HTTP one), as
+    ``ES_CA_CERTS`` with an ``http://`` ``ES_URL``."""
+    if ca_certs and url.startswith("http://"):
+        logger.warning(
+            "%s (%s) is ignored: it applies to https:// URLs only, and %s is %s",
+            name,
+            ca_certs,
+            url_name,
+            url,
+        )
+        return None
+    check_ca_certs(ca_certs, name)
+    return ca_certs
 
 
 def _es_credentials(env: dict[str, str]) -> dict[str, str | None]:
@@ -181,16 +199,19 @@ def _why(error: Any) -> str:
 
 
 def _resolved(settings: KibanaSettings) -> KibanaSettings:
-    """``settings`` with a ``user:password@`` in a URL given in code as basic auth (the URL then printable)."""
+    """``settings`` with a ``user:password@`` in a URL given in code as basic auth (the URL then printable), and
+    without a CA certificate for an ``http://`` URL (with a warning)."""
     url, user, password = split_url(settings.url, name="the Kibana URL")
+    ca_certs = _ca_for(url, settings.ca_certs, "the Kibana CA certificate", "the Kibana URL")
     if user or password:
         return replace(
             settings,
             url=url,
             username=settings.username or user or "elastic",
             password=settings.password or password,
+            ca_certs=ca_certs,
         )
-    return replace(settings, url=url)
+    return replace(settings, url=url, ca_certs=ca_certs)
 
 
 def import_saved_objects(

@@ -15,7 +15,7 @@ from toolkit.cli.common import (
     refuse_model_dir,
     user_errors,
 )
-from toolkit.device import DEVICE_HELP
+from toolkit.device import DEFAULT_DEVICE, DEVICE_HELP
 
 
 def _where_rejects(rejects_path: Path | None) -> str:
@@ -93,7 +93,7 @@ def _select(items: list, max_photos: int | None, seed: int) -> list:
 )
 @click.option("--split-seed", default=0, show_default=True)
 @click.option("--max-photos", type=click.IntRange(min=2), help="Use a seeded sample of this many photos.")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--device", default=DEFAULT_DEVICE, show_default=True, help=DEVICE_HELP)
 @click.option(
     "--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader processes."
 )
@@ -220,7 +220,7 @@ def simclr_cmd(
     "--image-size", type=click.IntRange(min=1), help="Same crop for every encoder (compare like with like)."
 )
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default=DEFAULT_DEVICE, show_default=True, help=DEVICE_HELP)
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads [torch default].")
 @click.option(
     "--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep features here for reuse."

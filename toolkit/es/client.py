@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from elasticsearch.serializer import OrjsonSerializer
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es import node
 from toolkit.es.config import EsSettings, settings_from_env, split_url
+
+log = logging.getLogger(__name__)
 
 
 class EsUnavailable(ToolkitError):
@@ -50,7 +53,7 @@ def resolve_credentials(settings: EsSettings | None = None, node_name: str = DEF
         url, user, password = split_url(s.url)  # user:password@ in a URL given in code: basic auth too
         if user or password:
             s = replace(s, url=url, username=s.username or user or "elastic", password=s.password or password)
-        return s
+        return _without_ca_for_http(s)
     state, h = node.status(node_name)
     if state is None or h is None:
         return s
@@ -59,7 +62,21 @@ def resolve_credentials(settings: EsSettings | None = None, node_name: str = DEF
         s = replace(s, ca_certs=state.ca_certs)
     if state.security and not (s.api_key or s.password):
         s = replace(s, username="elastic", password=node.node_password(node_name))
-    return s
+    return _without_ca_for_http(s)
+
+
+def _without_ca_for_http(s: EsSettings) -> EsSettings:
+    """``s`` without its CA certificate when the URL it talks to is ``http://`` (settings built in code, or the
+    local node when ``ES_URL`` is unset), with a warning, as :func:`~toolkit.es.config.settings_from_env` does
+    for ``ES_URL``: there is nothing to verify, and a CA kept for another cluster must not stop this one."""
+    if not (s.ca_certs and s.url and s.url.startswith("http://")):
+        return s
+    log.warning(
+        "ES_CA_CERTS (%s) is ignored: it applies to https:// URLs only, and Elasticsearch is at %s",
+        s.ca_certs,
+        s.url,
+    )
+    return replace(s, ca_certs=None)
 
 
 #: The REST API version every request asks for: 8, which 8.x clusters speak natively and 9.x clusters through
@@ -109,8 +126,6 @@ def make_client(
         opts["api_key"] = s.api_key
     elif s.username:  # encoded here: elasticsearch-py encodes a (user, password) pair as ASCII only
         opts["basic_auth"] = base64.b64encode(f"{s.username}:{s.password or ''}".encode()).decode()
-    if s.ca_certs and not s.url.startswith("https://"):
-        raise ConfigError(f"ES_CA_CERTS is for an https:// URL, but Elasticsearch is at {s.url}")
     if s.ca_certs:
         opts["ca_certs"] = s.ca_certs
     if not s.verify_certs:

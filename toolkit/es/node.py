@@ -578,14 +578,15 @@ def up(
     (ndir / "tmp").mkdir(exist_ok=True)
     if os.geteuid() == 0:
         os.chown(ndir / "tmp", *_ensure_node_user())
-    _log.info(f"starting Elasticsearch {version} on http://127.0.0.1:{http_port} (java: {jhome})")
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{http_port}"
+    _log.info(f"starting Elasticsearch {version} on {url} (java: {jhome})")
     deadline = time.monotonic() + timeout
     launcher, proc, pid = _launch(cmd, env, ndir, pid_file, deadline, timeout)
     state = NodeState(
         name=name,
         version=version,
         pid=pid,
-        url=f"{'https' if tls else 'http'}://127.0.0.1:{http_port}",
+        url=url,
         http_port=http_port,
         transport_port=transport_port,
         home=str(ndir),

@@ -12,7 +12,6 @@ of a dataset's held-out photos with several encoders and compares them.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.device import resolve_device
+from toolkit.device import DEFAULT_DEVICE, resolve_device
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.evaluation.metrics import l2_normalize
-
-log = logging.getLogger(__name__)
 
 DEFAULT_CRITERIA: tuple[str, ...] = ("dish", "main", "dish|main")
 #: ``heldout`` is val + test: the photos a ``jrs simclr`` run on the train split never saw.
@@ -202,7 +199,7 @@ def evaluate_image_encoders(
     criteria: Sequence[str] = DEFAULT_CRITERIA,
     image_size: int | None = None,
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str = DEFAULT_DEVICE,
     cache_dir: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -234,9 +231,7 @@ def evaluate_image_encoders(
             kw: dict[str, Any] = {"device": resolve_device(device)}  # auto / a missing GPU: one clear answer
             if image_size:
                 kw["image_size"] = int(image_size)
-            enc = create_encoder(spec.name, weights=spec.weights or None, **kw)
-            if getattr(enc, "message", ""):
-                log.info(enc.message)
+            enc = create_encoder(spec.name, weights=spec.weights or None, **kw)  # logs its message
             out = Path(cache_dir) / enc.fingerprint
             # a cache: features of other photos (another split or dataset) are replaced, not refused
             extract_features(

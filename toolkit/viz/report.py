@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import json
+import math
 import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -96,9 +97,18 @@ def _metric_dicts(result: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
     return [("-", result)]
 
 
+#: What a cell shows for a figure that is missing or not a number (NaN, infinite)
+MISSING = "–"
+
+
+def _number(value: Any) -> bool:
+    """``value`` is a figure to print: a finite int or float (NaN, ``inf`` and ``True`` are not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _fmt(key: str, value: Any) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return "–"
+    if not _number(value):
+        return MISSING
     if key.startswith("R@"):
         return f"{100 * value:.1f}"
     return f"{value:.1f}" if key == "MedR" else f"{value:.3f}"
@@ -121,7 +131,7 @@ def metrics_table_html(results: dict[str, dict[str, Any]]) -> str:
         cells = []
         for k in keys:
             cell = _fmt(k, m.get(k))
-            if k in std and k.startswith("R@"):
+            if k.startswith("R@") and _number(std.get(k)):
                 cell += f" <small>± {100 * std[k]:.1f}</small>"
             cells.append(f'<td class="num" data-key="{html.escape(k)}">{cell}</td>')
         pool = result.get("pool", m.get("n", ""))
@@ -261,7 +271,11 @@ def through_index_section(result: dict[str, Any] | None) -> list[str]:
         for key in ("index", "queries", "gallery", "k", "num_candidates")
         if key in result
     ]
-    facts += [f"{key}: {value:.3f}" for key, value in result.items() if key.startswith("hnsw_recall")]
+    facts += [
+        f"{key}: {value:.3f}" if _number(value) else f"{key}: {MISSING}"
+        for key, value in result.items()
+        if key.startswith("hnsw_recall")
+    ]
     table = metrics_table_html(result["modes"]).replace('id="metrics"', 'id="through-index"', 1)
     return [
         "<h2>Through the index</h2>",
