@@ -132,6 +132,13 @@ def test_tables_show_a_criterion_no_query_has_as_a_dash():
     text = index_table(result)
     assert "3 queries (1 with no known word, 2 whose photo is not in the index left out)" in text
     assert "chance" in text
+    # a figure over no query (NaN) shows as "-", not "nan%"
+    result["modes"]["knn"] |= {"R@1": float("nan"), "MRR@10": float("nan")}
+    result["hnsw_recall@10"] = float("nan")
+    text = index_table(result)
+    assert "nan" not in text.lower()
+    assert text.splitlines()[2].split() == ["knn", "-", "33.3%", "100.0%", "-"]
+    assert "HNSW recall@10 (kNN top-10 vs exact top-10): -" in text
 
 
 def test_held_out_graded_precision_in_query_blocks_matches_the_dense_ranking(monkeypatch):

@@ -482,6 +482,11 @@ def test_a_figure_that_is_not_a_number_shows_as_missing() -> None:
     assert "<small>" not in table  # no "± nan"
     assert graded.count(">–<") == 2 and ">50.0<" in graded
     assert "hnsw_recall@10: –" in through
+    # numpy scalars are figures too (np.float32 is not a float): they were shown as missing
+    import numpy as np
+
+    cells = re.findall(r'<td class="num"[^>]*>([^<]*)', metrics_table_html({"m": {"R@10": np.float32(0.5)}}))
+    assert cells == ["", "50.0"], cells  # no pool; R@10
 
 
 def test_recall_curve_from_ranks() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,18 @@ def _percent(value: Any) -> str:
     return f"{100 * value:6.1f}" if isinstance(value, float) else "     -"
 
 
+def _finite(value: Any) -> bool:
+    """``value`` is a figure to print: a finite number (NaN, ``inf``, None and booleans are not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _mode_cell(key: str, value: Any) -> str:
+    """One cell of :func:`index_table`: R@K in percent, others to 3 places, "-" where there is no figure."""
+    if not _finite(value):
+        return f"{'-':>7}"
+    return f"{100 * value:6.1f}%" if key.startswith("R@") else f"{value:7.3f}"
+
+
 def index_table(result: dict[str, Any]) -> str:
     """Per-mode figures of :func:`toolkit.evaluation.through_index.evaluate_through_index`."""
     k = result["k"]
@@ -80,10 +94,11 @@ def index_table(result: dict[str, Any]) -> str:
         "mode        " + "  ".join(f"{key:>7}" for key in keys),
     ]
     for mode, m in result["modes"].items():
-        cells = [f"{100 * m[key]:6.1f}%" if key.startswith("R@") else f"{m[key]:7.3f}" for key in keys]
-        lines.append(f"{mode:<11} " + "  ".join(cells))
+        lines.append(f"{mode:<11} " + "  ".join(_mode_cell(key, m.get(key)) for key in keys))
     if f"hnsw_recall@{k}" in result:
-        lines.append(f"HNSW recall@{k} (kNN top-{k} vs exact top-{k}): {result[f'hnsw_recall@{k}']:.3f}")
+        recall = result[f"hnsw_recall@{k}"]
+        shown = f"{recall:.3f}" if _finite(recall) else "-"
+        lines.append(f"HNSW recall@{k} (kNN top-{k} vs exact top-{k}): {shown}")
     if result.get("rrf_fusion"):
         lines.append(f"rrf fusion: {result['rrf_fusion']}")
     if any(m.endswith("_exact") and m != "exact_knn" for m in result["modes"]):

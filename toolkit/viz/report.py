@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+import numbers
 import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -103,7 +104,7 @@ MISSING = "–"
 
 def _number(value: Any) -> bool:
     """``value`` is a figure to print: a finite int or float (NaN, ``inf`` and ``True`` are not)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _fmt(key: str, value: Any) -> str:
@@ -121,7 +122,7 @@ def metrics_table_html(results: dict[str, dict[str, Any]]) -> str:
         return "<p>(no metrics)</p>"
     keys: list[str] = []
     for _, _, m, _ in rows:
-        keys += [k for k in m if k not in keys and k not in META_KEYS and isinstance(m[k], (int, float))]
+        keys += [k for k in m if k not in keys and k not in META_KEYS and isinstance(m[k], numbers.Real)]
     recall = sorted((k for k in keys if k.startswith("R@")), key=lambda k: int(k[2:]))
     keys = recall + [k for k in keys if not k.startswith("R@")]
     head = "".join(f"<th>{html.escape(k)}{' %' if k.startswith('R@') else ''}</th>" for k in keys)
