@@ -427,7 +427,7 @@ def through_index(
             index_s = time.perf_counter() - t0
             model = SearchModel.load(model_dir)
             searcher = Searcher(es, model, name)
-            stats = FeatureStats.from_meta(index_info(es, name).meta, int(model.manifest["encoder"]["dim"]))
+            stats = FeatureStats.from_meta(index_info(es, name).meta, model.feature_dims)
             ids, vectors = indexed_photo_vectors(es, name)
             row_of = {i: r for r, i in enumerate(ids)}
             params, filters = KnnParams(K, 100), Filters()

@@ -48,8 +48,10 @@ from toolkit.es.config import EsSettings
 from toolkit.index.indexer import IndexOptions, index_dataset
 from toolkit.index.template import VectorIndexOptions
 es = make_client(EsSettings(url=sys.argv[1], request_timeout=300))
+# the model's plain vectors (no feature statistics, centre or hubness layout), as the truth check computes them
 opts = IndexOptions(index=sys.argv[4], vector_options=VectorIndexOptions(type=sys.argv[5]), restart=True,
-                    checkpoint_dir=Path(sys.argv[7]), device="cpu")
+                    checkpoint_dir=Path(sys.argv[7]), device="cpu", adapt_features=False, center_photos=False,
+                    hubness_correction=False)
 t = time.perf_counter()
 result = index_dataset(es, sys.argv[2], sys.argv[3], opts)
 from toolkit.memory import peak_rss_mb

@@ -16,7 +16,7 @@ from tests.photovectors import photo_vectors
 from toolkit.errors import ToolkitError
 from toolkit.index.centring import centred, collection_feature_stats, sample_features
 from toolkit.index.documents import DocumentBuilder
-from toolkit.index.feature_stats import META_KEY, FeatureStats, adapted, training_stats
+from toolkit.index.feature_stats import META_KEY, MIN_STD_RATIO, FeatureStats, adapted, training_stats
 from toolkit.index.indexer import IndexOptions, index_dataset
 from toolkit.index.lifecycle import index_info
 from toolkit.index.update import UpdateOptions, update_index
@@ -59,6 +59,26 @@ def test_a_collection_with_the_training_statistics_is_left_as_it_is(model: Searc
         adapted(x[:, :5], training_stats(model), model)
 
 
+def test_a_feature_almost_silent_in_the_collection_is_not_blown_up(model: SearchModel) -> None:
+    """A feature with almost no spread in the collection's sample would scale a later photo where it fires
+    without bound; its spread is read as at least MIN_STD_RATIO of the training one."""
+    x = _features(model)
+    x[:, 0] = 0.5  # silent in the sample
+    x[:, 0] += np.random.default_rng(2).normal(scale=1e-5, size=len(x)).astype(np.float32)
+    stats = FeatureStats.of(x)
+    train = training_stats(model)
+    firing = x[:1].copy()
+    firing[0, 0] = 0.5 + float(train.std[0])  # one training spread above the sample's level
+    moved = (adapted(firing, stats, model)[0, 0] - train.mean[0]) / train.std[0]
+    assert abs(moved) <= 1 / MIN_STD_RATIO + 1e-3
+    # features with a real spread are read exactly as (x - mean) / std
+    assert np.allclose(
+        (adapted(x, stats, model)[:, 1:] - train.mean[1:]) / train.std[1:],
+        (x[:, 1:] - stats.mean[1:]) / stats.std[1:],
+        atol=1e-3,
+    )
+
+
 def test_recorded_statistics_are_read_back_or_refused() -> None:
     stats = FeatureStats(np.array([0.5, -1.0], np.float32), np.array([2.0, 0.25], np.float32))
     back = FeatureStats.from_meta({META_KEY: stats.meta()}, 2)
@@ -68,7 +88,13 @@ def test_recorded_statistics_are_read_back_or_refused() -> None:
     for broken in ({"mean": [0.5, -1.0]}, [1, 2], {"mean": "x", "std": [1, 1]}):
         with pytest.raises(ToolkitError, match=f"_meta.{META_KEY} is broken"):
             FeatureStats.from_meta({META_KEY: broken}, 2)
-    for mean, std in (([0.5], [1.0]), ([0.5, float("nan")], [1, 1]), ([0.5, 1.0], [1.0, 0.0])):
+    for mean, std in (
+        ([0.5], [1.0]),
+        ([0.5, float("nan")], [1, 1]),
+        ([0.5, 1.0], [1.0, 0.0]),
+        ([0.5, 1.0], [float("inf"), 1.0]),
+        ([0.5, 1.0], [1e39, 1.0]),  # beyond float32
+    ):
         with pytest.raises(ToolkitError, match="2 finite means and positive standard deviations"):
             FeatureStats.from_meta({META_KEY: {"mean": mean, "std": std}}, 2)
 
@@ -188,3 +214,20 @@ def test_index_evaluation_baselines_read_the_features_the_index_read(
             want = [[gallery[j] for j in np.argsort(-row, kind="stable")[:10]] for row in scores]
             assert out[name]["top"] == want, name
     assert plain["cca"]["top"] != read["cca"]["top"]
+
+
+def test_a_load_into_an_index_with_broken_statistics_leaves_its_settings(
+    es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str
+) -> None:
+    """A broken ``_meta.photo_feature_stats`` is refused by name, and the index it was found on is not left in
+    its bulk-load settings (refresh off)."""
+    done = index_dataset(
+        es, sample_root, built_model, IndexOptions(index=index_name, hubness_correction=False)
+    )
+    assert done["photo_features_adapted"]
+    meta = es.indices.get_mapping(index=index_name)[index_name]["mappings"]["_meta"]
+    es.indices.put_mapping(index=index_name, meta={**meta, META_KEY: {"mean": [1.0], "std": [1.0]}})
+    with pytest.raises(ToolkitError, match=f"_meta.{META_KEY}"):
+        index_dataset(es, sample_root, built_model, IndexOptions(index=index_name, restart=True))
+    settings = es.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
+    assert settings.get("refresh_interval") != "-1"

@@ -91,6 +91,8 @@ def test_an_alias_over_indices_of_one_model_is_searched_as_one(
     assert search_text(read_apart, QUERY, k=5).hits
     with pytest.raises(IndexNotFound, match="different statistics"):
         search_photo(read_apart, _photo(sample_root), k=5)
+    with pytest.raises(IndexNotFound, match="different statistics"):  # jrs evaluate --index's baselines ask
+        _ = read_apart.photo_feature_stats
 
 
 def test_an_alias_over_indices_of_two_models_is_refused_naming_them(

@@ -195,6 +195,11 @@ class SearchModel:
         return int(self.manifest["dims"])
 
     @property
+    def feature_dims(self) -> int:
+        """Dimensions of the photo encoder's backbone features (what the image side reads)."""
+        return int(self.manifest["encoder"]["dim"])
+
+    @property
     def encoder_name(self) -> str:
         return self.manifest["encoder"]["name"]
 

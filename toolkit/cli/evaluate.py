@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +9,7 @@ import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.options import num_candidates_option, refuse_without_index, writable_file
+from toolkit.evaluation.metrics import is_figure
 from toolkit.search.modes import DEFAULT_K, TEXT_MODES
 
 #: Rows of the in-memory table: (label, key in evaluation.json).
@@ -60,17 +59,12 @@ def graded_table(graded: dict[str, dict[str, Any]], where: str) -> str:
 
 
 def _percent(value: Any) -> str:
-    return f"{100 * value:6.1f}" if isinstance(value, float) else "     -"
-
-
-def _finite(value: Any) -> bool:
-    """``value`` is a figure to print: a finite number (NaN, ``inf``, None and booleans are not)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    return f"{100 * value:6.1f}" if is_figure(value) else "     -"
 
 
 def _mode_cell(key: str, value: Any) -> str:
     """One cell of :func:`index_table`: R@K in percent, others to 3 places, "-" where there is no figure."""
-    if not _finite(value):
+    if not is_figure(value):
         return f"{'-':>7}"
     return f"{100 * value:6.1f}%" if key.startswith("R@") else f"{value:7.3f}"
 
@@ -97,7 +91,7 @@ def index_table(result: dict[str, Any]) -> str:
         lines.append(f"{mode:<11} " + "  ".join(_mode_cell(key, m.get(key)) for key in keys))
     if f"hnsw_recall@{k}" in result:
         recall = result[f"hnsw_recall@{k}"]
-        shown = f"{recall:.3f}" if _finite(recall) else "-"
+        shown = f"{recall:.3f}" if is_figure(recall) else "-"
         lines.append(f"HNSW recall@{k} (kNN top-{k} vs exact top-{k}): {shown}")
     if result.get("rrf_fusion"):
         lines.append(f"rrf fusion: {result['rrf_fusion']}")

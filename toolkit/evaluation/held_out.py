@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from toolkit.rejects import RejectsWriter
 from toolkit.stages.pairs import load_pairs, split_pairs
 from toolkit.text.tokens import TokenBags
 from toolkit.vectorset import load_vector_set
+
+if TYPE_CHECKING:
+    from toolkit.model import SearchModel
 
 GRADED_K = 10
 
@@ -174,13 +177,14 @@ def gallery_baselines(
     queries: list[tuple[str, np.ndarray]],
     k: int = GRADED_K,
     feature_stats: FeatureStats | None = None,
+    model: SearchModel | None = None,
 ) -> dict[str, Any]:
     """The linear baselines over an index's photo gallery, for the same queries (exact ranking).
 
     ``queries`` are ``(step_id, raw text feature)``; gallery photos are looked up in the model's own
     ``image_features`` by step id (photos it does not have are left out of the baselines' gallery and
     counted), and read with ``feature_stats`` when the index reads its photos with them (the same features
-    as the model's). Returns per method the ranks of each query's own photo (``None``: not in the gallery)
+    as the model's; ``model``: the loaded model of ``model_dir``, loaded here when not given). Returns per method the ranks of each query's own photo (``None``: not in the gallery)
     and the top-``k`` step ids.
     """
     d = Path(model_dir)
@@ -191,7 +195,7 @@ def gallery_baselines(
     if have and feature_stats is not None:
         from toolkit.model import SearchModel
 
-        gallery = adapted(gallery, feature_stats, SearchModel.load(d))
+        gallery = adapted(gallery, feature_stats, model or SearchModel.load(d))
     fitted = fit_model_baselines(model_pairs(d, split_seed))
     out: dict[str, Any] = {"gallery": len(have), "gallery_missing_features": len(gallery_ids) - len(have)}
     if not have or not queries:

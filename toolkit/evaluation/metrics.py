@@ -9,6 +9,8 @@ can score 1e-7 apart depending on where they sit in a matrix product) never brea
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -281,3 +283,9 @@ def metrics_table(results: dict[str, dict[str, Any]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *[line(b) for b in body]])
+
+
+def is_figure(value: object) -> bool:
+    """``value`` is a figure to print: a finite real number, numpy scalars included (NaN, ``inf``, None and
+    booleans are not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

@@ -206,7 +206,8 @@ def _baselines(
 
     text, ok = searcher.model.text_features([q.text for q in queries])
     kept = [(q.step_id, text[n]) for n, q in enumerate(queries) if ok[n]]
-    return gallery_baselines(model_dir, split_seed, gallery_ids, kept, k, searcher.photo_feature_stats)
+    stats = searcher.photo_feature_stats
+    return gallery_baselines(model_dir, split_seed, gallery_ids, kept, k, stats, searcher.model)
 
 
 def index_evaluation(

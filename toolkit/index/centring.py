@@ -79,8 +79,11 @@ def sample_features(builder: DocumentBuilder, sample: int = CENTRE_SAMPLE, seed:
     steps, total = sample_photo_steps(builder.root, sample, seed)
     wanted = [(i, step_id, rel) for i, (step_id, rel) in enumerate(steps)]
     features = builder._photo_features(wanted, RejectsWriter(None), DocStats())
-    dims = int(builder.model.manifest["encoder"]["dim"])
-    raw = np.stack([features[i] for i in sorted(features)]) if features else np.zeros((0, dims), np.float32)
+    raw = (
+        np.stack([features[i] for i in sorted(features)])
+        if features
+        else np.zeros((0, builder.model.feature_dims), np.float32)
+    )
     return PhotoSample(raw, total)
 
 

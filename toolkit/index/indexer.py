@@ -165,7 +165,9 @@ def options_fingerprint(opts: IndexOptions) -> str:
         opts.raw_features,
         opts.center_photos,
         opts.hubness_correction,
-        *(["adapt-features"] if opts.adapt_features else []),  # absent when off: older checkpoints resume
+        # absent when off, so the fingerprint is the one loads had before the option: a load interrupted
+        # before it resumes with --no-adapt-features (with the default it starts a new version, as README says)
+        *(["adapt-features"] if opts.adapt_features else []),
     )
 
 
@@ -274,7 +276,7 @@ def _index_dataset(
         fingerprint=model.fingerprint,
         dims=model.dims,
         backbone=model.encoder_name,
-        raw_feature_dims=model.manifest["encoder"]["dim"] if opts.raw_features else None,
+        raw_feature_dims=model.feature_dims if opts.raw_features else None,
     )
     in_fp, opt_fp = input_fingerprint(root), options_fingerprint(opts)
     ckpt_dir = opts.checkpoint_dir or loads_dir(model_dir)
@@ -359,13 +361,18 @@ def _index_dataset(
             Path(rejects_path).unlink(missing_ok=True)
     if opts.keep_replicas and opts.replicas:
         _keep_replicas(es, target, opts.replicas)
-    # what the index was created with (a resumed or existing index keeps its own centre, or none)
-    meta = lifecycle.index_info(es, target).meta
-    builder.feature_stats = FeatureStats.from_meta(meta, int(model.manifest["encoder"]["dim"]))
-    builder.photo_centre = centre_from_meta(meta, model.dims)
+    # what the index was created with (a resumed or existing index keeps its own statistics and centre, or
+    # none); a broken _meta is refused without leaving the index in its load settings (refresh off)
+    try:
+        meta = lifecycle.index_info(es, target).meta
+        builder.feature_stats = FeatureStats.from_meta(meta, model.feature_dims)
+        builder.photo_centre = centre_from_meta(meta, model.dims)
+        builder.photo_hub = hub if creating else correction_from_meta(meta, model)
+    except BaseException:
+        _restore_quietly(es, target, restore)
+        raise
     if opts.center_photos and builder.photo_centre is None and not creating:
         _log.info(f"{target} was created without a photo centre: its photo vectors stay uncentred")
-    builder.photo_hub = hub if creating else correction_from_meta(meta, model)
     notes = DocStats()
     try:
         with CountingRejects(rejects_path) as rejects:

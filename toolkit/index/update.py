@@ -239,9 +239,7 @@ def _update_index(
     hashes, by_recipe = indexed_hashes(es, target)
     features, written_ns = build_features(model, root)
     builder = DocumentBuilder(model, root, features, opts.image_base_url, opts.raw_features, written_ns)
-    builder.feature_stats = FeatureStats.from_meta(
-        info.meta, int(model.manifest["encoder"]["dim"])
-    )  # read alike
+    builder.feature_stats = FeatureStats.from_meta(info.meta, model.feature_dims)  # read alike
     builder.photo_centre = centre_from_meta(info.meta, model.dims)  # new photos centred like the others
     builder.photo_hub = correction_from_meta(info.meta, model)  # and corrected alike
     plan = _Plan()

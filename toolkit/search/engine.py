@@ -284,9 +284,7 @@ class Searcher:
             layout_from_meta(meta),
             hub=self._same_hub(meta),
             fields=info.fields,
-            feature_stats=None
-            if centres_differ
-            else FeatureStats.from_meta(meta, int(self.model.manifest["encoder"]["dim"])),
+            feature_stats=None if centres_differ else FeatureStats.from_meta(meta, self.model.feature_dims),
             centres_differ=centres_differ,
         )
         self._target = target
@@ -339,8 +337,12 @@ class Searcher:
     @property
     def photo_centre(self) -> np.ndarray | None:
         """The centre the index's photo vectors were centred on (``_meta.photo_centre``), or None; an
-        :class:`~toolkit.index.lifecycle.IndexNotFound` naming them when the name covers indices centred on
-        different centres (a query photo cannot be centred like them all)."""
+        :class:`~toolkit.index.lifecycle.IndexNotFound` naming them when the name covers indices that made their
+        photo vectors differently (a query photo cannot be made like them all)."""
+        return self._photo_target().centre
+
+    def _photo_target(self) -> _Target:
+        """The current target, refused (naming its indices) when a photo cannot be read like all of its photos."""
         target = self._current()
         if target.centres_differ:
             raise IndexNotFound(
@@ -349,12 +351,13 @@ class Searcher:
                 "features with different statistics); search one of them "
                 "by photo (text and like-these queries search them all)"
             )
-        return target.centre
+        return target
 
     @property
     def photo_feature_stats(self) -> FeatureStats | None:
-        """The statistics the index reads photo features with (``_meta.photo_feature_stats``), or None."""
-        return self._current().feature_stats
+        """The statistics the index reads photo features with (``_meta.photo_feature_stats``), or None; refused
+        like :attr:`photo_centre` where the indices behind the name differ."""
+        return self._photo_target().feature_stats
 
     @property
     def photo_hubness_beta(self) -> float | None:
@@ -404,9 +407,9 @@ class Searcher:
         """Shared-space vectors of query photos (paths, bytes, PIL images or arrays), read like the index's
         photos: their features with its feature statistics, then centred on its centre, so photo-to-photo
         cosines compare alike (raises ImageRejected for a photo that cannot be used)."""
-        centre = self.photo_centre  # refused where the indices behind the name made their photos differently
-        features = adapted(self.model.image_features(photos), self.photo_feature_stats, self.model)
-        return centred(self.model.embed_image_features(features), centre)
+        target = self._photo_target()  # one read: the statistics and the centre of one version of the alias
+        features = adapted(self.model.image_features(photos), target.feature_stats, self.model)
+        return centred(self.model.embed_image_features(features), target.centre)
 
     def image_vector(self, path: str | Path) -> np.ndarray:
         from toolkit.image.loading import ImageRejected

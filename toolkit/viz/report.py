@@ -11,7 +11,6 @@ import base64
 import html
 import io
 import json
-import math
 import numbers
 import re
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ import numpy as np
 
 from toolkit import __version__
 from toolkit.errors import ModelDirError, ToolkitError
-from toolkit.evaluation.metrics import DIRECTIONS, positive_ranks
+from toolkit.evaluation.metrics import DIRECTIONS, is_figure, positive_ranks
 from toolkit.search.engine import Searcher
 from toolkit.search.modes import DEFAULT_K
 
@@ -102,13 +101,8 @@ def _metric_dicts(result: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
 MISSING = "–"
 
 
-def _number(value: Any) -> bool:
-    """``value`` is a figure to print: a finite int or float (NaN, ``inf`` and ``True`` are not)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _fmt(key: str, value: Any) -> str:
-    if not _number(value):
+    if not is_figure(value):
         return MISSING
     if key.startswith("R@"):
         return f"{100 * value:.1f}"
@@ -132,7 +126,7 @@ def metrics_table_html(results: dict[str, dict[str, Any]]) -> str:
         cells = []
         for k in keys:
             cell = _fmt(k, m.get(k))
-            if k.startswith("R@") and _number(std.get(k)):
+            if k.startswith("R@") and is_figure(std.get(k)):
                 cell += f" <small>± {100 * std[k]:.1f}</small>"
             cells.append(f'<td class="num" data-key="{html.escape(k)}">{cell}</td>')
         pool = result.get("pool", m.get("n", ""))
@@ -273,7 +267,7 @@ def through_index_section(result: dict[str, Any] | None) -> list[str]:
         if key in result
     ]
     facts += [
-        f"{key}: {value:.3f}" if _number(value) else f"{key}: {MISSING}"
+        f"{key}: {value:.3f}" if is_figure(value) else f"{key}: {MISSING}"
         for key, value in result.items()
         if key.startswith("hnsw_recall")
     ]
