@@ -17,6 +17,7 @@ from elasticsearch import Elasticsearch, helpers
 from toolkit.cli.main import cli
 from toolkit.index import lifecycle
 from toolkit.index.centring import centre_from_meta, centred
+from toolkit.index.feature_stats import FeatureStats, adapted
 from toolkit.index.hubness import correction_from_meta
 from toolkit.index.indexer import IndexOptions, index_dataset
 from toolkit.index.lifecycle import index_info
@@ -46,19 +47,20 @@ def _docs(es: Elasticsearch, index: str) -> dict[str, dict]:
 
 
 def _same_as_fresh(es: Elasticsearch, root: Path, model: Path, updated: str) -> None:
-    """The updated index holds exactly the documents a fresh index of ``root`` holds, its photo vectors
-    centred on the centre the updated index recorded when it was created (``_meta.photo_centre``) and
-    corrected with its hubness correction (``_meta.photo_hubness``)."""
+    """The updated index holds exactly the documents a fresh index of ``root`` holds, its photo vectors made
+    from features read with the statistics the updated index recorded when it was created
+    (``_meta.photo_feature_stats``), centred on its centre (``_meta.photo_centre``) and corrected with its
+    hubness correction (``_meta.photo_hubness``)."""
     fresh = f"jrs-test-fresh-{uuid.uuid4().hex[:10]}"
     meta = index_info(es, updated).meta
     loaded = SearchModel.load(model)
+    stats = FeatureStats.from_meta(meta, loaded.feature_dims)
     centre = centre_from_meta(meta, loaded.dims)
     hub = correction_from_meta(meta, loaded)
-    assert hub is not None  # the default
+    assert hub is not None  # the default (stats: None for an index made before feature statistics)
+    plain = IndexOptions(alias=fresh, adapt_features=False, center_photos=False, hubness_correction=False)
     try:
-        index_dataset(
-            es, root, model, IndexOptions(alias=fresh, center_photos=False, hubness_correction=False)
-        )
+        index_dataset(es, root, model, plain)
         got, want = _docs(es, updated), _docs(es, fresh)
     finally:
         for idx in es.indices.get(index=f"{fresh}*", ignore_unavailable=True, allow_no_indices=True):
@@ -71,8 +73,9 @@ def _same_as_fresh(es: Elasticsearch, root: Path, model: Path, updated: str) -> 
             assert (field in doc) == (field in other), (i, field)
             if field in doc:
                 expected = np.asarray(doc[field], dtype=np.float32)
-                if field == "image_vector":
-                    expected = hub.photo_layout(centred(expected[None], centre))[0]
+                if field == "image_vector":  # the photo's features, read with the updated index's statistics
+                    read = adapted(loaded.image_features([root / doc["image_path"]]), stats, loaded)
+                    expected = hub.photo_layout(centred(loaded.embed_image_features(read), centre))[0]
                 assert np.allclose(expected, other.pop(field), atol=1e-5)
         assert {k: v for k, v in doc.items() if not k.endswith("_vector")} == other, i
 
