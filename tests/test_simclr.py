@@ -174,20 +174,17 @@ def test_bad_settings_are_named(sample_root: Path, tmp_path: Path, monkeypatch: 
     assert "r9:1" in (tmp_path / "rejects.jsonl").read_text(encoding="utf-8")
 
 
-def test_simclr_command_json(sample_root: Path, tmp_path: Path) -> None:
-    args = ["simclr", str(sample_root), str(tmp_path / "cli"), "--arch", "resnet18", "--init", "random"]
-    args += [
-        "--image-size",
-        "16",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--chunk-size",
-        "2",
-        "--max-photos",
-        "8",
+def _tiny_run_args(root: Path, out: Path, *extra: str) -> list[str]:
+    """`jrs simclr` arguments of a one-epoch run on 16 px photos from a random ResNet-18, then ``extra``."""
+    return [
+        *("simclr", str(root), str(out), "--arch", "resnet18", "--init", "random"),
+        *("--image-size", "16", "--epochs", "1", "--batch-size", "4", "--chunk-size", "2"),
+        *extra,
     ]
+
+
+def test_simclr_command_json(sample_root: Path, tmp_path: Path) -> None:
+    args = _tiny_run_args(sample_root, tmp_path / "cli", "--max-photos", "8")
     res = CliRunner().invoke(cli, [*args, "--json", "-q"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
@@ -358,19 +355,7 @@ def test_simclr_command_reports_rejects_and_bad_settings(tmp_path: Path) -> None
     root = _small_dataset(tmp_path / "data")
     photo = next(iter(sorted((root / "images").rglob("*.jpg"))))
     photo.unlink()
-    base = ["simclr", str(root), str(tmp_path / "run"), "--arch", "resnet18", "--init", "random"]
-    base += [
-        "--image-size",
-        "16",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--chunk-size",
-        "2",
-        "--split",
-        "all",
-    ]
+    base = _tiny_run_args(root, tmp_path / "run", "--split", "all")
     res = CliRunner().invoke(cli, [*base, "-q"])
     assert res.exit_code == 0, res.output
     assert f"images/{photo.parent.name}/{photo.name}" in res.output and "not found" in res.output

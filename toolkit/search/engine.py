@@ -170,7 +170,7 @@ class _Target:
     feature_stats: FeatureStats | None = None
     #: the indices were centred on different photo centres, or read their photo features with different
     #: statistics (a photo query cannot be made like them all)
-    centres_differ: bool = False
+    photos_made_apart: bool = False
 
 
 def given(value: object) -> str:
@@ -276,16 +276,18 @@ class Searcher:
             else:
                 info = index_info(self.es, self.index)
         meta = info.meta
-        centres_differ = bool({CENTRE_KEY, FEATURE_STATS_KEY} & info.differing)
+        photos_made_apart = bool({CENTRE_KEY, FEATURE_STATS_KEY} & info.differing)
         target = _Target(
             indices,
             meta,
-            None if centres_differ else centre_from_meta(meta, self.model.dims),
+            None if photos_made_apart else centre_from_meta(meta, self.model.dims),
             layout_from_meta(meta),
             hub=self._same_hub(meta),
             fields=info.fields,
-            feature_stats=None if centres_differ else FeatureStats.from_meta(meta, self.model.feature_dims),
-            centres_differ=centres_differ,
+            feature_stats=None
+            if photos_made_apart
+            else FeatureStats.from_meta(meta, self.model.feature_dims),
+            photos_made_apart=photos_made_apart,
         )
         self._target = target
         self._checked_at = time.monotonic()
@@ -344,7 +346,7 @@ class Searcher:
     def _photo_target(self) -> _Target:
         """The current target, refused (naming its indices) when a photo cannot be read like all of its photos."""
         target = self._current()
-        if target.centres_differ:
+        if target.photos_made_apart:
             raise IndexNotFound(
                 f"a photo query over {self.index!r} cannot be centred like its photos: the indices it covers "
                 f"({', '.join(target.indices)}) centred theirs on different photo centres (or read their photo "
