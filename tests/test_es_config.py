@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,36 @@ def test_a_password_beyond_ascii_is_sent_as_utf8_basic_auth() -> None:
     )
     sent = es._headers["authorization"]  # elasticsearch-py refused it (UnicodeEncodeError) before
     assert sent == "Basic " + base64.b64encode("elastic:パスワード".encode()).decode()
+
+
+def test_a_missing_ca_file_without_es_url_is_judged_by_the_local_nodes_url(
+    es_settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``ES_URL`` unset (the local plain-HTTP node), a missing ``ES_CA_CERTS`` file was refused ("file not
+    found", exit 2) before the node's URL was known, where with an http:// ``ES_URL`` it is ignored with a
+    warning: it is now ignored with the warning too; where the URL is https:// it is still refused by name."""
+    from tests.conftest import TEST_NODE
+    from tests.logcapture import captured_log
+    from toolkit.es.client import resolve_settings
+
+    if settings_from_env().url or not es_settings.url.startswith("http://"):
+        pytest.skip("needs the local plain-HTTP node the tests start (ES_URL unset)")
+    missing = tmp_path / "no-such-ca.crt"
+    settings = settings_from_env(env={**CLEAN, "ES_PASSWORD": "s3cret", "ES_CA_CERTS": str(missing)})
+    assert settings.url is None and settings.ca_certs == str(missing)
+    with captured_log(caplog, "toolkit.es.client"):
+        resolved = resolve_settings(settings, TEST_NODE)
+    assert resolved.url == es_settings.url and resolved.ca_certs is None
+    warning = (
+        f"ES_CA_CERTS ({missing}) is ignored: it applies to https:// URLs only, and Elasticsearch is at "
+    )
+    assert [m for m in caplog.messages if m.startswith(warning)], caplog.messages
+    assert not any("s3cret" in m for m in caplog.messages)
+    no_node = settings_from_env(env={**CLEAN, "ES_CA_CERTS": str(missing)})
+    with pytest.raises(ConfigError, match="no Elasticsearch to talk to"):  # not a CA complaint: no URL at all
+        resolve_settings(no_node, "no-such-node")
+    https = replace(settings, url=HTTPS)
+    for refuse in (lambda: resolve_settings(https, TEST_NODE), lambda: make_client(https, check=False)):
+        with pytest.raises(ConfigError, match=f"^ES_CA_CERTS file not found: {missing}$") as info:
+            refuse()
+        assert "s3cret" not in str(info.value)

@@ -6,8 +6,10 @@ import http.client
 import json
 import re
 import socket
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -22,7 +24,7 @@ from toolkit.search.engine import Searcher
 from toolkit.search.modes import TEXT_MODES
 from toolkit.web.api import ApiServer
 from toolkit.web.app import SearchApp
-from toolkit.web.server import READ_TIMEOUT_S, SearchServer, start_in_thread
+from toolkit.web.server import HEAD_TIMEOUT_S, READ_TIMEOUT_S, SearchServer, start_in_thread
 
 QUERY = "玉ねぎを薄切りにします。"
 SECRET = b"TOP-SECRET-OUTSIDE-THE-ROOT"
@@ -37,15 +39,24 @@ STACKS = ["stdlib", "fastapi"]
 
 
 def _serve(
-    app: SearchApp, stack: str, read_timeout: float = READ_TIMEOUT_S, allowed_hosts: tuple[str, ...] = ()
+    app: SearchApp,
+    stack: str,
+    read_timeout: float = READ_TIMEOUT_S,
+    allowed_hosts: tuple[str, ...] = (),
+    head_timeout: float = HEAD_TIMEOUT_S,
 ) -> Iterator[SearchServer]:
     if stack == "fastapi":
-        api = ApiServer(app, read_timeout=read_timeout, allowed_hosts=allowed_hosts).start()
+        api = ApiServer(
+            app, read_timeout=read_timeout, allowed_hosts=allowed_hosts, head_timeout=head_timeout
+        )
+        api.start()
         yield api  # type: ignore[misc]
         api.shutdown()
         api.server_close()
         return
-    server, thread = start_in_thread(app, read_timeout=read_timeout, allowed_hosts=allowed_hosts)
+    server, thread = start_in_thread(
+        app, read_timeout=read_timeout, allowed_hosts=allowed_hosts, head_timeout=head_timeout
+    )
     yield server
     server.shutdown()
     server.server_close()
@@ -372,6 +383,39 @@ def test_a_stalled_request_head_is_closed(searcher: Searcher, sample_root: Path)
         assert request(server, "GET", "/")[0] == 200
 
 
+def seconds_until_closed(server: SearchServer, head: bytes, every: float, limit: float) -> float | None:
+    """Send ``head`` one byte every ``every`` seconds: the seconds until the server closed the connection (None:
+    still open after ``limit`` seconds)."""
+    with socket.create_connection(server.server_address[:2], timeout=every) as sock:
+        started = time.monotonic()
+        for byte in head:
+            if time.monotonic() - started > limit:
+                return None
+            try:
+                sock.sendall(bytes([byte]))
+                if sock.recv(65536) == b"":
+                    return time.monotonic() - started
+            except TimeoutError:
+                continue
+            except OSError:  # reset: closed
+                return time.monotonic() - started
+    return None
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_request_head_sent_byte_by_byte_is_closed(
+    searcher: Searcher, sample_root: Path, stack: str
+) -> None:
+    """Slowloris: a head trickling in a byte every 0.25 s (well within the read timeout) held a connection (on
+    the stdlib server a thread) for ever on both servers; the connection is now closed once the head has taken
+    ``head_timeout`` seconds, and the server goes on serving."""
+    head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+    for server in _serve(SearchApp(searcher, sample_root), stack, read_timeout=STALL_S, head_timeout=STALL_S):
+        waited = seconds_until_closed(server, head, every=STALL_S / 4, limit=STALL_S * 8)
+        assert waited is not None and STALL_S * 0.9 <= waited < STALL_S * 5, waited
+        assert request(server, "GET", "/")[0] == 200
+
+
 #: Host names a loopback server answers, and names a page elsewhere could have pointed at 127.0.0.1
 LOOPBACK_HOSTS = [
     "127.0.0.1:{port}",
@@ -463,6 +507,85 @@ def test_web_command_allowed_hosts_from_flags_and_the_environment(
     )  # the flag replaces the variable
     assert res.exit_code == 0, res.output
     assert [c.allowed for c in seen] == [{"a.lan", "b.lan"}, {"c.lan"}]
+
+
+def _web_command(
+    args: list[str], es_settings, monkeypatch: pytest.MonkeyPatch, exercise: Callable[[SearchServer], None]
+):
+    """``jrs web ARGS --server stdlib --port 0``, with ``exercise(server)`` run while it serves; then it stops."""
+    serve = SearchServer.serve_forever
+
+    def serve_while_exercised(server: SearchServer) -> None:
+        thread = threading.Thread(target=serve, args=(server,), daemon=True)
+        thread.start()
+        try:
+            exercise(server)
+        finally:
+            server.shutdown()
+            thread.join(5)
+
+    monkeypatch.setattr(SearchServer, "serve_forever", serve_while_exercised)
+    return CliRunner().invoke(
+        cli, ["web", *args, "--server", "stdlib", "--port", "0"], env={"ES_URL": es_settings.url}
+    )
+
+
+def test_web_command_warms_up_before_it_serves(
+    built_model: Path, search_alias: str, sample_root: Path, es_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``jrs web`` built the tokenizer, the photo encoder and the index's hubness bank on the first requests
+    (the first search was slow); they are built before it listens now."""
+    searchers: list[Searcher] = []
+    args = ["--model", str(built_model), "--index", search_alias, "--dataset", str(sample_root)]
+    res = _web_command(args, es_settings, monkeypatch, lambda server: searchers.append(server.app.searcher))
+    assert res.exit_code == 0, res.output
+    (searcher,) = searchers
+    assert searcher.model.warmed
+    assert searcher._target is not None and searcher._target.hub is not None  # the photo hubness bank
+
+
+def test_web_command_started_before_its_index_serves_it_once_made(
+    es: Elasticsearch,
+    built_model: Path,
+    search_alias: str,
+    sample_root: Path,
+    es_settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``jrs web --index NAME`` before ``jrs index`` made NAME stopped at once (exit 2, index not found): it now
+    starts with a warning, answers a clear 400 while NAME is missing, refuses an index of another model once
+    NAME points at one, and searches NAME's index once it is this model's."""
+    from toolkit.index.lifecycle import alias_targets
+
+    late = f"jrs-test-late-{uuid.uuid4().hex[:8]}"
+    other = f"{late}-other-model"
+    (made,) = alias_targets(es, search_alias)
+    answers: list[tuple[int, dict]] = []
+
+    def exercise(server: SearchServer) -> None:
+        answers.append(search(server, q=QUERY, k=3))
+        es.indices.create(index=other, mappings={"_meta": {"model_fingerprint": "another-model"}})
+        es.indices.put_alias(index=other, name=late)
+        answers.append(search(server, q=QUERY, k=3))
+        es.indices.update_aliases(
+            actions=[{"remove": {"index": other, "alias": late}}, {"add": {"index": made, "alias": late}}]
+        )
+        answers.append(search(server, q=QUERY, k=3))
+        answers.append(get_json(server, "/api/info"))
+
+    try:
+        args = ["--model", str(built_model), "--index", late, "--dataset", str(sample_root)]
+        res = _web_command(args, es_settings, monkeypatch, exercise)
+    finally:
+        es.options(ignore_status=404).indices.delete_alias(index=made, name=late)
+        es.options(ignore_status=404).indices.delete(index=other)
+    assert res.exit_code == 0, res.output
+    assert f"index or alias {late!r} does not exist yet (build it with `jrs index`)" in res.output
+    (missing, mismatch, found, info) = answers
+    assert missing[0] == 400 and f"index or alias {late!r} does not exist" in missing[1]["error"], missing
+    assert mismatch[0] == 400 and "found another-model" in mismatch[1]["error"], mismatch
+    assert found[0] == 200 and len(found[1]["hits"]) == 3, found
+    assert info[0] == 200 and info[1]["documents"] > 0, info
 
 
 def _control_characters(text: str) -> list[str]:

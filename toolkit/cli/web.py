@@ -57,7 +57,10 @@ def web_cmd(
     stack: str,
     device: str,
 ) -> None:
-    """Serve the search page and its API until interrupted (Ctrl-C); the API is described at /docs."""
+    """Serve the search page and its API until interrupted (Ctrl-C); the API is described at /docs.
+
+    The model (and the index's photo hubness bank) is warmed up before it listens; an index that does not exist
+    yet is a warning, and is searched once `jrs index` has made it."""
     from toolkit.device import describe, resolve_device
     from toolkit.es.client import make_client
     from toolkit.model import SearchModel
@@ -69,7 +72,9 @@ def web_cmd(
     check = HostCheck.for_server(host, allowed_hosts)  # before any work: a bad name is a clear error
     device = resolve_device(device)  # so is a bad device spec or a missing GPU
     root = dataset_root_for(model_dir, dataset_root)
-    app = SearchApp(Searcher(make_client(), SearchModel.load(model_dir, device), index), root)
+    # warmed up now, not on the first request; an index that does not exist yet is read when it does
+    searcher = Searcher(make_client(), SearchModel.load(model_dir, device), index, warm=True, missing_ok=True)
+    app = SearchApp(searcher, root)
     try:
         if stack == "fastapi":
             from toolkit.web.api import ApiServer

@@ -18,7 +18,7 @@ from elasticsearch.serializer import OrjsonSerializer
 
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es import node
-from toolkit.es.config import EsSettings, settings_from_env, split_url
+from toolkit.es.config import EsSettings, check_ca_certs, settings_from_env, split_url
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +34,34 @@ DEFAULT_NODE = "default"
 def resolve_settings(settings: EsSettings | None = None, node_name: str = DEFAULT_NODE) -> EsSettings:
     """Use ``ES_URL`` when set; otherwise the running local node ``node_name`` (with its password when
     secured)."""
-    s = resolve_credentials(settings, node_name)
+    s = _located(settings, node_name)
     if not s.url:
         up = "jrs es up" if node_name == DEFAULT_NODE else f"jrs es up --name {node_name}"
         raise ConfigError(
             "no Elasticsearch to talk to: set ES_URL (and ES_API_KEY or ES_USERNAME/ES_PASSWORD) "
             f"or start the local node with `{up}`"
         )
-    return s
+    return _with_checked_ca(s)
 
 
 def resolve_credentials(settings: EsSettings | None = None, node_name: str = DEFAULT_NODE) -> EsSettings:
     """The URL and credentials the client signs in with: ``settings`` (default: ``ES_*`` variables and the
     credentials file) with a ``user:password@`` in the URL as basic auth, else the running local node's URL,
-    CA and password; ``url`` stays None when there is neither (Kibana falls back on these credentials)."""
+    CA and password; ``url`` stays None when there is neither (Kibana falls back on these credentials).
+    The CA certificate is left out (with a warning) for an ``http://`` URL, else :class:`ConfigError` naming
+    ``ES_CA_CERTS`` when it is not a file."""
+    return _with_checked_ca(_located(settings, node_name))
+
+
+def _located(settings: EsSettings | None, node_name: str) -> EsSettings:
+    """``settings`` (default: from the environment) with their URL's credentials split off, else with the
+    running local node's URL, CA and password; the CA certificate not checked yet."""
     s = settings or settings_from_env()
     if s.url:
         url, user, password = split_url(s.url)  # user:password@ in a URL given in code: basic auth too
         if user or password:
             s = replace(s, url=url, username=s.username or user or "elastic", password=s.password or password)
-        return _without_ca_for_http(s)
+        return s
     state, h = node.status(node_name)
     if state is None or h is None:
         return s
@@ -62,13 +70,22 @@ def resolve_credentials(settings: EsSettings | None = None, node_name: str = DEF
         s = replace(s, ca_certs=state.ca_certs)
     if state.security and not (s.api_key or s.password):
         s = replace(s, username="elastic", password=node.node_password(node_name))
-    return _without_ca_for_http(s)
+    return s
+
+
+def _with_checked_ca(s: EsSettings) -> EsSettings:
+    """``s`` without its CA certificate for an ``http://`` URL (:func:`_without_ca_for_http`), else with it
+    checked: :class:`ConfigError` naming ``ES_CA_CERTS`` and the path when it is not a file."""
+    s = _without_ca_for_http(s)
+    check_ca_certs(s.ca_certs, "ES_CA_CERTS")
+    return s
 
 
 def _without_ca_for_http(s: EsSettings) -> EsSettings:
     """``s`` without its CA certificate when the URL it talks to is ``http://`` (settings built in code, or the
     local node when ``ES_URL`` is unset), with a warning, as :func:`~toolkit.es.config.settings_from_env` does
-    for ``ES_URL``: there is nothing to verify, and a CA kept for another cluster must not stop this one."""
+    for ``ES_URL``: there is nothing to verify, and a CA kept for another cluster (or a missing file) must not
+    stop this one."""
     if not (s.ca_certs and s.url and s.url.startswith("http://")):
         return s
     log.warning(

@@ -127,7 +127,8 @@ def settings_from_env(
     env: dict[str, str] | None = None, credentials_file: str | Path | None = None, **overrides
 ) -> EsSettings:
     """Build settings from ``ES_*`` variables (and an optional 0600 credentials file), then flag overrides.
-    ``ES_CA_CERTS`` with an ``http://`` ``ES_URL`` is left out with a warning (it applies to HTTPS only)."""
+    ``ES_CA_CERTS`` with an ``http://`` ``ES_URL`` is left out with a warning (it applies to HTTPS only); without
+    ``ES_URL`` its file is not checked here: the local node's URL, known later, says whether it applies."""
     env = dict(os.environ if env is None else env)
     cred_path = credentials_file or env.get("ES_CREDENTIALS_FILE")
     if cred_path:
@@ -151,7 +152,8 @@ def settings_from_env(
         s = replace(s, username="elastic")
     check_credentials(s.api_key, s.username, s.password, ("ES_API_KEY", "ES_USERNAME", "ES_PASSWORD"))
     s = _without_ca_for_http(s)
-    check_ca_certs(s.ca_certs, "ES_CA_CERTS")
+    if s.url:  # no URL yet: checked once the local node's is known (toolkit.es.client.resolve_credentials)
+        check_ca_certs(s.ca_certs, "ES_CA_CERTS")
     return s
 
 

@@ -206,6 +206,11 @@ class Searcher:
     encoder, and the index's photo hubness bank); None: when the model was warmed up
     (``SearchModel.load(warm=True)``).
 
+    ``missing_ok`` (with ``check``): a name that names no index yet is no error on open (a warning is logged;
+    ``warm`` warms the model only): the index is read and checked before the first request that comes once it
+    exists (each request until then raises :class:`~toolkit.index.lifecycle.IndexNotFound`). For a server
+    started before ``jrs index`` made its index.
+
     It follows an alias that is swapped to a new index (``jrs index`` while a server runs): the concrete indices
     the name resolved to are remembered with their ``_meta`` (model fingerprint, photo centre, hubness
     correction); before a request, at most every ``recheck_s`` seconds, it asks again (one ``GET <name>/_alias``;
@@ -225,10 +230,12 @@ class Searcher:
         check: bool = True,
         recheck_s: float = RECHECK_S,
         warm: bool | None = None,
+        missing_ok: bool = False,
     ) -> None:
         check_searcher_parts(es, model, index)
-        if not isinstance(check, bool):
-            raise ConfigError(f"check must be True or False, got {given(check)}")
+        for flag, value in (("check", check), ("missing_ok", missing_ok)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{flag} must be True or False, got {given(value)}")
         if warm is not None and not isinstance(warm, bool):
             raise ConfigError(f"warm must be True, False or None, got {given(warm)}")
         if isinstance(recheck_s, bool) or not isinstance(recheck_s, (int, float)) or not recheck_s >= 0:
@@ -239,14 +246,33 @@ class Searcher:
         self.check = check
         self.recheck_s = float(recheck_s)
         self._server_rrf: bool | None = None
-        self._target: _Target | None = None  # read on open (check) or on the first photo query
+        self._target: _Target | None = None  # read on open (check), else on the first request that needs it
         self._checked_at = -math.inf  # when the alias was last resolved (time.monotonic)
         self._fields_checked_at = -math.inf  # when a field the index lacked was last looked for
         self._lock = threading.Lock()
-        if check:
-            self._load()
-        if model.warmed if warm is None else warm:  # None: as warm as the model
+        opened = self._open(missing_ok) if check else True
+        if not (model.warmed if warm is None else warm):  # None: as warm as the model
+            return
+        if opened:
             self.warm_up()
+        else:  # the index's part is built on first use
+            model.warm_up()
+
+    def _open(self, missing_ok: bool) -> bool:
+        """Read and check the index's ``_meta``; with ``missing_ok`` a name that names no index yet is left for
+        the first request (False, with a warning)."""
+        if missing_ok:
+            with es_errors():
+                missing = not self._resolve()
+            if missing:
+                log.warning(
+                    "index or alias %r does not exist yet (build it with `jrs index`): it is read and checked "
+                    "on the first request once it does",
+                    self.index,
+                )
+                return False
+        self._load()
+        return True
 
     def warm_up(self) -> Searcher:
         """Build what the first queries would otherwise build: the model's tokenizer and photo encoder
@@ -311,9 +337,14 @@ class Searcher:
 
     def _follow(self, force: bool = False) -> None:
         """Re-read the ``_meta`` when the name resolves to other indices than when it was read; asked at most
-        every ``recheck_s`` seconds, or now with ``force``. Nothing before the ``_meta`` was first read."""
+        every ``recheck_s`` seconds, or now with ``force``. Before the ``_meta`` was first read: nothing, or, for
+        a checked searcher opened before its index existed, read (and checked) now."""
         target = self._target
-        if target is None or (not force and time.monotonic() - self._checked_at < self.recheck_s):
+        if target is None:
+            if self.check:
+                self._open_late()
+            return
+        if not force and time.monotonic() - self._checked_at < self.recheck_s:
             return
         with self._lock:
             if self._target is not target:  # another thread just re-read it
@@ -332,9 +363,22 @@ class Searcher:
             self._checked_at = -math.inf  # asked again on the next request until the new _meta is accepted
             self._load(indices)
 
+    def _open_late(self) -> None:
+        """Read and check the ``_meta`` of an index that did not exist when the searcher was made
+        (:class:`~toolkit.index.lifecycle.IndexNotFound` while it still does not)."""
+        with self._lock:
+            if self._target is None:  # not read by another thread meanwhile
+                target = self._load()
+                log.info("%s exists now: searching %s", self.index, ", ".join(target.indices))
+
     def _current(self) -> _Target:
         self._follow()
         return self._target or self._load()
+
+    @property
+    def indices(self) -> tuple[str, ...]:
+        """The concrete indices the name points at (read, and with ``check`` checked, on first use)."""
+        return self._current().indices
 
     @property
     def photo_centre(self) -> np.ndarray | None:

@@ -3,8 +3,8 @@
 The same :class:`SearchApp` as the standard-library server: the same searches, the same parameter checks
 (:func:`toolkit.web.params.parse_search`: a 400 naming the parameter and the reason, word for word the
 stdlib server's), the same photo-path safety (photos only from the dataset root), the same upload limit and
-stall timeout, the same ``Host`` check (:mod:`toolkit.web.hosts`) and 404, and ``HEAD`` like ``GET`` without
-the body; FastAPI adds the documented schema.
+stall timeout and request-head timeout, the same ``Host`` check (:mod:`toolkit.web.hosts`) and 404, and
+``HEAD`` like ``GET`` without the body; FastAPI adds the documented schema.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from toolkit.web.app import MAX_UPLOAD_BYTES, NotFound, SearchApp
 from toolkit.web.hosts import LOOPBACK_ONLY, MISDIRECTED, HostCheck
 from toolkit.web.params import PHOTO_PARAMS, TEXT_PARAMS, openapi_parameters, query_params
 from toolkit.web.server import (
+    HEAD_TIMEOUT_S,
     READ_TIMEOUT_S,
     SECURITY_HEADERS,
     error_status,
@@ -273,9 +274,50 @@ def create_api(
     return api
 
 
+def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol closing a connection whose request head (request line and headers) has not all
+    come ``head_timeout`` seconds after the connection opened or its previous response ended. uvicorn has no
+    such limit (its keep-alive timeout ends at the first byte): a client sending its head byte by byte held a
+    connection for ever."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutH11(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm_head_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(head_timeout, self._head_timed_out)
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # no whole head yet
+                log.info(
+                    "closed the connection from %s: no whole request head in %g s", self.client, head_timeout
+                )
+                self.transport.close()
+
+    return HeadTimeoutH11
+
+
 class ApiServer:
     """uvicorn serving :func:`create_api` on a socket bound here (port 0: any free port), in a thread; on a
-    loopback ``host`` only loopback ``Host`` names and ``allowed_hosts`` are answered."""
+    loopback ``host`` only loopback ``Host`` names and ``allowed_hosts`` are answered. A connection whose
+    request head has not all come in ``head_timeout`` seconds is closed (:func:`head_timeout_protocol`)."""
 
     def __init__(
         self,
@@ -284,6 +326,7 @@ class ApiServer:
         port: int = 0,
         read_timeout: float = READ_TIMEOUT_S,
         allowed_hosts: Iterable[str] = (),
+        head_timeout: float = HEAD_TIMEOUT_S,
     ) -> None:
         import socket
         import threading
@@ -296,7 +339,9 @@ class ApiServer:
         self.sock.bind((host, port))
         self.server_address = self.sock.getsockname()
         api = create_api(app, read_timeout, self.host_check)
-        config = uvicorn.Config(api, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            api, http=head_timeout_protocol(head_timeout), log_level="warning", access_log=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

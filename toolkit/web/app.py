@@ -47,6 +47,7 @@ class SearchApp:
     def info(self) -> dict[str, Any]:
         """Model, index, the text modes (with what each does) and the most common ingredients (for the filter
         list)."""
+        self.searcher.indices  # noqa: B018 - read (and checked) first: an index made after the server started
         resp = self.searcher.es.search(
             index=self.searcher.index,
             size=0,

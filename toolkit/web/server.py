@@ -3,16 +3,21 @@
 Routes: ``GET /`` the page, ``GET /assets/font.ttf`` the shipped Japanese font, ``GET /api/info``,
 ``GET /api/search?q=&mode=&k=&ingredient=&recipe=``, ``POST /api/search/photo`` (body: the photo's
 bytes), ``GET /photo/<path under the dataset root>``; ``HEAD`` answers like ``GET`` without the body. Every
-read and write on a connection gives up after :data:`READ_TIMEOUT_S` seconds without progress. A server on a
+read and write on a connection gives up after :data:`READ_TIMEOUT_S` seconds without progress, and a request
+head (request line and headers) that has not all come :data:`HEAD_TIMEOUT_S` seconds after it began closes the
+connection (a client sending it byte by byte held a thread for ever). A server on a
 loopback address answers only loopback ``Host`` names and the allowed ones (:mod:`toolkit.web.hosts`).
 """
 
 from __future__ import annotations
 
 import html
+import io
 import json
 import logging
+import socket
 import threading
+import time
 import unicodedata
 from collections.abc import Iterable
 from http import HTTPStatus
@@ -41,6 +46,8 @@ SECURITY_HEADERS = {
 }
 #: seconds a connection may stay silent mid-request (both servers): then 408 (a stalled upload) or closed
 READ_TIMEOUT_S = 30.0
+#: seconds a request head (request line and headers) may take in all (both servers): then the connection closes
+HEAD_TIMEOUT_S = 30.0
 #: where the page's mode switch goes (filled from :data:`toolkit.search.modes.TEXT_MODES`)
 MODES_MARK = b"<!-- modes -->"
 
@@ -84,6 +91,29 @@ def mode_switch() -> str:
     )
 
 
+class DeadlineReader(io.RawIOBase):
+    """A connection's reads: each gives up (:class:`TimeoutError`) after ``timeout`` seconds without data and,
+    while ``deadline`` (a :func:`time.monotonic` time) is set, at that time too."""
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.timeout = timeout
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = self.timeout
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline - time.monotonic())
+            if timeout <= 0:
+                raise TimeoutError("the request head did not all come in time")
+        self.sock.settimeout(timeout)
+        return self.sock.recv_into(buffer)
+
+
 class Handler(BaseHTTPRequestHandler):
     """Routes requests to the :class:`SearchApp` set on the server."""
 
@@ -94,6 +124,23 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.read_timeout  # socket timeout for every read and write
         super().setup()
+        self.rfile.close()  # replaced by a reader that also keeps the request head's deadline
+        self.reader = DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        """One request, its head read within :attr:`SearchServer.head_timeout` (a :class:`TimeoutError` then:
+        the base class closes the connection)."""
+        self.reader.deadline = time.monotonic() + self.server.head_timeout
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        """Parse the request head (its headers read here); then only ``read_timeout`` applies again."""
+        try:
+            return super().parse_request()
+        finally:
+            self.reader.deadline = None
+            self.connection.settimeout(self.timeout)  # for the writes too
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler API
         log.info("%s %s", self.address_string(), visible(format % args))
@@ -216,9 +263,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class SearchServer(ThreadingHTTPServer):
-    """One thread per request; a connection silent for ``read_timeout`` seconds is answered or closed. On a
-    loopback ``host`` only loopback ``Host`` names and ``allowed_hosts`` are answered
-    (:meth:`HostCheck.for_server`)."""
+    """One thread per request; a connection silent for ``read_timeout`` seconds is answered or closed, and one
+    whose request head has not all come in ``head_timeout`` seconds is closed. On a loopback ``host`` only
+    loopback ``Host`` names and ``allowed_hosts`` are answered (:meth:`HostCheck.for_server`)."""
 
     daemon_threads = True
 
@@ -229,9 +276,11 @@ class SearchServer(ThreadingHTTPServer):
         port: int = 8000,
         read_timeout: float = READ_TIMEOUT_S,
         allowed_hosts: Iterable[str] = (),
+        head_timeout: float = HEAD_TIMEOUT_S,
     ) -> None:
         self.app = app
         self.read_timeout = read_timeout
+        self.head_timeout = head_timeout
         self.host_check = HostCheck.for_server(host, allowed_hosts)
         super().__init__((host, port), Handler)
 
@@ -247,9 +296,10 @@ def start_in_thread(
     port: int = 0,
     read_timeout: float = READ_TIMEOUT_S,
     allowed_hosts: Iterable[str] = (),
+    head_timeout: float = HEAD_TIMEOUT_S,
 ) -> tuple[SearchServer, threading.Thread]:
     """Serve in a background thread (port 0: any free port); stop with ``server.shutdown()``."""
-    server = SearchServer(app, host, port, read_timeout, allowed_hosts)
+    server = SearchServer(app, host, port, read_timeout, allowed_hosts, head_timeout)
     thread = threading.Thread(target=server.serve_forever, name="jrs-web", daemon=True)
     thread.start()
     return server, thread
