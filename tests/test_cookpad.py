@@ -241,3 +241,47 @@ def test_a_valid_row_after_a_rejected_one_of_the_same_id_is_kept(tmp_path):
     reasons = {r.record: r.reason for r in rejects}
     assert "title" in reasons["recipes.tsv:line 2"] and "recipes.tsv:line 3" not in reasons
     assert "not among the recipes read" in reasons["steps.tsv:line 3"]
+
+
+def test_an_unterminated_quote_loses_only_its_own_row(tmp_path):
+    """A '"' never closed would make the rest of a comma file one field: that row is rejected, the rows after
+    it are read as rows."""
+    src = tmp_path / "src"
+    src.mkdir()
+    recipes = 'id,title\na001,"肉じゃが\nb002,カレー\nc003,"豚汁, 具だくさん"\n'
+    (src / "recipes.csv").write_text(recipes, encoding="utf-8")
+    steps = 'recipe_id,position,memo\nb002,1,"煮込む。\nc003,1,"切る。\n2行目"\nc003,2,盛る。\n'
+    (src / "steps.csv").write_text(steps, encoding="utf-8")
+    summary, rejects = _convert(src, tmp_path / "out")
+    got = {r.recipe_id: (r.title, [s.text for s in r.steps]) for r in iter_recipes(tmp_path / "out")}
+    assert got == {"b002": ("カレー", []), "c003": ("豚汁, 具だくさん", ["切る。\n2行目", "盛る。"])}
+    reasons = {r.record: r.reason for r in rejects}
+    assert "quoted field opened on line 2 is never closed" in reasons["recipes.csv:line 2"]
+    assert "quoted field opened on line 2 is never closed" in reasons["steps.csv:line 2"]
+    assert summary.rejects == len(rejects) == 2
+
+
+def test_a_field_over_the_csv_module_limit_is_its_rows_reject(tmp_path):
+    """csv refuses a field over 128 KiB by default: the long text is refused by its length, not a traceback."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "recipes.csv").write_text(f"id,title,description\na001,長い,{'あ' * 200_000}\nb002,カレー,\n")
+    (src / "steps.csv").write_text("recipe_id,position,memo\nb002,1,煮込む。\n", encoding="utf-8")
+    summary, rejects = _convert(src, tmp_path / "out")
+    assert [r.recipe_id for r in iter_recipes(tmp_path / "out")] == ["b002"]
+    (reject,) = rejects
+    assert reject.record == "recipes.csv:line 2"
+    assert "description: text is 200000 characters, over the limit of 20000" in reject.reason
+
+
+def test_a_position_over_the_index_limit_names_its_row(tmp_path):
+    steps = f"recipe_id\tposition\tmemo\na001\t99999999999\t大きすぎる。\na001\t2\t煮る。\na001\t{'9' * 5000}\tx\n"
+    src = _tables(tmp_path / "src", "id\ttitle\na001\t肉じゃが\n", steps)
+    summary, rejects = _convert(src, tmp_path / "out")
+    assert summary.steps == 1
+    assert [r.record for r in rejects] == ["a001:99999999999", f"a001:{'9' * 5000}"]
+    assert rejects[0].reason == (
+        "steps.tsv line 2: position must be at most 2147483647 (the index stores it as an integer), "
+        "got '99999999999'"
+    )
+    assert rejects[1].reason.startswith("steps.tsv line 4: position must be at most 2147483647")

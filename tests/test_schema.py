@@ -192,3 +192,56 @@ def test_a_null_description_and_numeric_quantities_keep_the_recipe():
     assert [(i.name, i.quantity) for i in recipe.ingredients] == [("玉ねぎ", "2"), ("塩", "0.5"), ("水", "")]
     assert [r.record for r in rejects] == ["r1:ingredients[3]", "r1:ingredients[4]"]
     assert all("quantity: must be a string" in r.reason for r in rejects)
+
+
+@pytest.mark.parametrize(
+    ("rid", "shown"),
+    [
+        ("a\x00b", r"'\x00' at character 2"),
+        ("a\tb", r"'\t' at character 2"),
+        ("a\x1b[31mb", r"'\x1b' at character 2"),
+        ("ab\x7f", r"'\x7f' at character 3"),
+        ("a\x85b", r"'\x85' at character 2"),
+        ("a\u2028b", r"'\u2028' at character 2"),
+        ("a\x0bb", r"'\x0b' at character 2"),
+    ],
+)
+def test_a_recipe_id_with_a_control_character_or_a_unicode_line_break_is_refused(
+    rid: str, shown: str
+) -> None:
+    """Step ids are printed, logged, written one per line and sent as document ids: no character in a recipe
+    id may end a line (U+2028, NEL, ...) or drive a terminal (ESC, NUL, ...)."""
+    with pytest.raises(RecordError) as info:
+        parse_recipe(_recipe(recipe_id=rid), WHERE)
+    assert info.value.field == "recipe_id"
+    assert info.value.reason.startswith("must not contain a ")
+    assert shown in info.value.reason
+    assert rid not in str(info.value)  # the message itself shows the character escaped
+
+
+def test_a_recipe_id_of_letters_from_any_script_is_kept() -> None:
+    for rid in ("レシピ001", "r_1-2.3", "食譜 7", "🍳1"):
+        recipe, _ = parse_recipe(_recipe(recipe_id=rid), WHERE)
+        assert recipe.recipe_id == rid
+
+
+def test_a_text_of_only_invisible_characters_is_blank() -> None:
+    """Zero-width spaces, a BOM or variation selectors show nothing and carry no word (the tokenizer drops
+    them): a title or step of only those and whitespace is as blank as one of spaces."""
+    with pytest.raises(RecordError, match="field title: must not be blank .only whitespace or invisible"):
+        parse_recipe(_recipe(title="\u200b"), WHERE)
+    steps = [
+        {"position": 1, "text": "\u200b \u200d\ufeff"},
+        {"position": 2, "text": "\u3000\ufe0f\n"},
+        {"position": 3, "text": "玉ね\u200bぎを切る。"},
+        {"position": 4, "text": "❤\ufe0f"},
+    ]
+    recipe, rejects = parse_recipe(_recipe(steps=steps), WHERE)
+    assert [(s.position, s.text) for s in recipe.steps] == [(3, "玉ね\u200bぎを切る。"), (4, "❤\ufe0f")]
+    assert [(r.record, r.reason) for r in rejects] == [
+        ("r1:1", "field steps[0].text: must not be blank (only whitespace or invisible characters)"),
+        ("r1:2", "field steps[1].text: must not be blank (only whitespace or invisible characters)"),
+    ]
+    recipe, rejects = parse_recipe(_recipe(description="\u200b", tags=["\u2060"]), WHERE)
+    assert recipe.description == "\u200b" and recipe.tags == ()  # an optional text may be empty
+    assert rejects[0].record == "r1:tags[0]" and "blank" in rejects[0].reason

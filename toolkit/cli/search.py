@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from toolkit.chars import visible
 from toolkit.cli.common import emit, json_option, user_errors
 from toolkit.cli.options import default_from, index_option, model_option, num_candidates_option
 from toolkit.device import DEVICE_HELP
@@ -63,7 +64,9 @@ def _render(result) -> str:
     else:
         lines += [_line(rank, h) for rank, h in enumerate(result.hits, 1)]
     lines.append(f"took {result.took_ms:.0f} ms in Elasticsearch, {result.total_ms:.0f} ms round trip")
-    return "\n".join(lines)
+    return "\n".join(
+        visible(line) for line in lines
+    )  # an indexed text's CR, line break or ESC stays on its line
 
 
 @click.command("search")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ import sqlite3
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -30,6 +31,7 @@ from toolkit.data.jsonl import RECIPES_FILE, write_recipes_jsonl
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.data.schema import (
     DEFAULT_MAX_TEXT_LEN,
+    MAX_POSITION,
     Recipe,
     RecordError,
     Step,
@@ -112,8 +114,84 @@ def find_table(src: Path, table: str, required: bool = True) -> Path | None:
     return found[0]
 
 
+class _Lines:
+    """The physical lines of a table for ``csv.reader``, keeping those the row being read took (``taken``) and
+    whether the reader asked past the last one (``ended``: only a quoted field never closed does)."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self.taken: list[str] = []
+        self.ended = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self._lines)
+        except StopIteration:
+            self.ended = True
+            raise
+        self.taken.append(line)
+        return line
+
+    def after_first_taken(self) -> _Lines:
+        """The lines after the first one the last row took, then those not read yet."""
+        return _Lines(itertools.chain(self.taken[1:], self._lines))
+
+
+def _misquoted(lines: list[str], delimiter: str, quoting: int) -> bool:
+    """Whether the row read from ``lines`` only holds together by a quote that is not closed where it should be:
+    a ``"`` never closed, or closed with more text after it (``"..."x``) that pairs it with a later row's."""
+    try:
+        list(csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True))
+    except csv.Error:
+        return True
+    return False
+
+
+def _csv_rows(
+    lines: Iterable[str], delimiter: str, quoting: int
+) -> Iterator[tuple[int, list[str] | None, str]]:
+    """Yield (line number where the row ends, cells or None, reason when None) for each row of ``lines``.
+
+    A ``"`` that opens a field and is not closed where the field ends would swallow the following rows into
+    that field (the rest of the table, or up to the next row's quote): a row that only reads as several lines
+    that way is rejected at the line it starts on, and the lines after that one are read again as rows."""
+    source, before = _Lines(lines), 0
+    reader = csv.reader(source, delimiter=delimiter, quoting=quoting, strict=False)
+    while True:
+        source.taken = []
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # e.g. a field over csv.field_size_limit()
+            yield before + reader.line_num, None, f"unreadable row: {e}"
+            continue
+        end = before + reader.line_num
+        spans = source.ended or len(source.taken) > 1
+        if not spans or not _misquoted(source.taken, delimiter, quoting):
+            yield end, row, ""
+            continue
+        start = end - len(source.taken) + 1
+        log.debug("misquoted row on lines %d-%d; reading on from line %d", start, end, start + 1)
+        yield start, None, _misquoted_reason(start, end)
+        source, before = source.after_first_taken(), start
+        reader = csv.reader(source, delimiter=delimiter, quoting=quoting, strict=False)
+
+
+def _misquoted_reason(start: int, end: int) -> str:
+    """The reason a row whose quoted field opened on line ``start`` is not closed where it should be."""
+    lines = f"lines {start}-{end} would be one row" if end > start else "it runs to the end of the table"
+    return (
+        f"a quoted field opened on line {start} is never closed where it ends (a '\"' without its closing '\"', "
+        f"or text after the closing one): {lines}; row dropped, the lines after line {start} read as rows"
+    )
+
+
 def _sample_rows(text: str, delimiter: str, quoting: int) -> list[list[str]]:
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting))
+    rows = (row for _, row, _ in _csv_rows(io.StringIO(text), delimiter, quoting))
     return [r for r in rows if r][:50]
 
 
@@ -180,17 +258,11 @@ def _read_rows(tbl: _Table) -> Iterator[tuple[int, dict[str, str] | None, str]]:
     width = max(tbl.columns[c] for c in tbl.columns) + 1
     need = max(tbl.columns[c] for c in REQUIRED[tbl.kind]) + 1
     with tbl.path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        reader = csv.reader(fh, delimiter=tbl.delimiter, quoting=tbl.quoting, strict=False)
         first, header_pending = True, tbl.header
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                yield reader.line_num, None, f"unreadable row: {e}"
+        for line, row, why in _csv_rows(fh, tbl.delimiter, tbl.quoting):
+            if row is None:
+                yield line, None, why
                 continue
-            line = reader.line_num
             if first:
                 first = False
                 if row and row[0].startswith("\ufeff"):
@@ -248,8 +320,17 @@ class _Rejects:
             log.warning("rejected %s", reject)
 
 
-def _position(text: str) -> int | None:
-    return int(text) if text.isascii() and text.isdigit() and int(text) >= 1 else None
+def _position(text: str) -> tuple[int | None, str]:
+    """``(position, "")`` of a step row's position text, or ``(None, reason)``."""
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if not (text.isascii() and text.isdigit() and text.strip("0")):
+        return None, f"position must be a positive integer, got {shown!r}"
+    if len(text.lstrip("0")) > len(str(MAX_POSITION)) or int(text) > MAX_POSITION:
+        return (
+            None,
+            f"position must be at most {MAX_POSITION} (the index stores it as an integer), got {shown!r}",
+        )
+    return int(text), ""
 
 
 def _steps_for(
@@ -261,15 +342,9 @@ def _steps_for(
     good: dict[int, list[tuple[int, str]]] = {}
     for line, pos_text, memo in rows:
         where = f"{steps_name} line {line}"
-        pos = _position(pos_text)
+        pos, why = _position(pos_text)
         if pos is None:
-            sink.add(
-                Reject(
-                    f"{rid}:{pos_text}",
-                    "validate",
-                    f"{where}: position must be a positive integer, got {pos_text!r}",
-                )
-            )
+            sink.add(Reject(f"{rid}:{pos_text}", "validate", f"{where}: {why}"))
             continue
         text, why = check_text(memo, max_len, allow_empty=False)
         if text is None:
@@ -359,6 +434,23 @@ def convert_cookpad(
     src, out = Path(src_dir), Path(out_root)
     if not src.is_dir():
         raise CookpadError(f"Cookpad source {str(src)!r} is not a directory")
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long field is refused by its length, with its row
+    try:
+        return _convert(src, out, link_images, rejects, progress, max_text_len)
+    finally:
+        csv.field_size_limit(old_limit)
+
+
+def _convert(
+    src: Path,
+    out: Path,
+    link_images: bool,
+    rejects: RejectsWriter | None,
+    progress: bool,
+    max_text_len: int,
+) -> CookpadSummary:
+    """:func:`convert_cookpad` once the CSV field size limit is lifted."""
     recipes_tbl = sniff_table(find_table(src, "recipes"), "recipes")
     steps_tbl = sniff_table(find_table(src, "steps"), "steps")
     ing_path = find_table(src, "ingredients", required=False)
@@ -370,36 +462,29 @@ def convert_cookpad(
     sink = _Rejects(rejects)
     summary = CookpadSummary(out_file=str(out / RECIPES_FILE))
     photos = _Photos(src, out, link_images)
-    old_limit = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    try:
-        with tempfile.TemporaryDirectory(prefix=".cookpad-", dir=out) as tmp:
-            db = sqlite3.connect(Path(tmp) / "group.sqlite")
-            try:
-                db.execute("PRAGMA journal_mode = OFF")
-                db.execute("PRAGMA synchronous = OFF")
-                db.execute("CREATE TABLE steps (recipe_id TEXT, line INTEGER, position TEXT, memo TEXT)")
-                db.execute(
-                    "CREATE TABLE ingredients (recipe_id TEXT, line INTEGER, name TEXT, quantity TEXT)"
-                )
-                db.execute("CREATE TABLE seen (recipe_id TEXT PRIMARY KEY, line INTEGER)")
-                db.execute("CREATE TABLE rejected (recipe_id TEXT, line INTEGER)")
-                _load(db, steps_tbl, sink, progress)
-                if ing_tbl is not None:
-                    _load(db, ing_tbl, sink, progress)
-                else:
-                    db.execute("CREATE INDEX ingredients_by_recipe ON ingredients (recipe_id, line)")
-                recipes = _recipes(
-                    db, recipes_tbl, steps_tbl, ing_tbl, photos, sink, summary, max_text_len, progress
-                )
-                summary.recipes = write_recipes_jsonl(out / RECIPES_FILE, recipes)
-                _orphans(db, steps_tbl, sink)
-                if ing_tbl is not None:
-                    _orphans(db, ing_tbl, sink)
-            finally:
-                db.close()
-    finally:
-        csv.field_size_limit(old_limit)
+    with tempfile.TemporaryDirectory(prefix=".cookpad-", dir=out) as tmp:
+        db = sqlite3.connect(Path(tmp) / "group.sqlite")
+        try:
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            db.execute("CREATE TABLE steps (recipe_id TEXT, line INTEGER, position TEXT, memo TEXT)")
+            db.execute("CREATE TABLE ingredients (recipe_id TEXT, line INTEGER, name TEXT, quantity TEXT)")
+            db.execute("CREATE TABLE seen (recipe_id TEXT PRIMARY KEY, line INTEGER)")
+            db.execute("CREATE TABLE rejected (recipe_id TEXT, line INTEGER)")
+            _load(db, steps_tbl, sink, progress)
+            if ing_tbl is not None:
+                _load(db, ing_tbl, sink, progress)
+            else:
+                db.execute("CREATE INDEX ingredients_by_recipe ON ingredients (recipe_id, line)")
+            recipes = _recipes(
+                db, recipes_tbl, steps_tbl, ing_tbl, photos, sink, summary, max_text_len, progress
+            )
+            summary.recipes = write_recipes_jsonl(out / RECIPES_FILE, recipes)
+            _orphans(db, steps_tbl, sink)
+            if ing_tbl is not None:
+                _orphans(db, ing_tbl, sink)
+        finally:
+            db.close()
     summary.rejects = sink.count
     return summary
 

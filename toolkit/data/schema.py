@@ -8,10 +8,12 @@ One JSON object per recipe (see ``docs/data-format.md``). Whole-record problems 
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from toolkit.chars import is_blank
 from toolkit.data.step_ids import format_step_id
 from toolkit.errors import ToolkitError
 from toolkit.rejects import Reject
@@ -97,8 +99,13 @@ def check_text(value: Any, max_len: int, *, allow_empty: bool) -> tuple[str | No
     if why:
         return None, why
     text = value.strip()
-    if not text and not allow_empty:
-        return None, "must not be empty" if not value else "must not be blank (only whitespace)"
+    if not allow_empty and is_blank(text):
+        return (
+            None,
+            "must not be empty"
+            if not value
+            else "must not be blank (only whitespace or invisible characters)",
+        )
     if len(text) > max_len:
         return None, f"text is {len(text)} characters, over the limit of {max_len}"
     return text, ""
@@ -125,9 +132,22 @@ def check_recipe_id(value: Any) -> str:
         return f"must not have surrounding whitespace, got {value!r}"
     if ":" in value:
         return f"must not contain ':' (step ids are '<recipe_id>:<position>'), got {value!r}"
-    if "\n" in value or "\r" in value:
-        return "must not contain a line break"
-    return unencodable(value)
+    why = unencodable(value)
+    return why or _control_character(value)
+
+
+#: What ends a line for ``str.splitlines`` (and for Unicode): LF, CR, VT, FF, FS, GS, RS, NEL, U+2028, U+2029.
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _control_character(value: str) -> str:
+    """Why ``value`` cannot be an identifier for its first control character (C0, DEL, C1) or line or paragraph
+    separator, or ``""`` when it has none."""
+    for i, char in enumerate(value):
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            what = "line break" if char in LINE_BREAKS else "control character"
+            return f"must not contain a {what}, got {char!r} at character {i + 1}"
+    return ""
 
 
 def _check_position(value: Any) -> str:

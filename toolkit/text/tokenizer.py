@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 import fugashi
 
+from toolkit.chars import INVISIBLE
 from toolkit.errors import ConfigError
 from toolkit.fingerprint import fingerprint
 
@@ -57,15 +58,6 @@ DEFAULT_DROP_POS: tuple[str, ...] = ("助詞", "助動詞", "補助記号", "記
 _FAST_ARGS = r'-O "" -F%m\\t%phl\\t%phr\\n -U%m\\t%phl\\t%phr\\n -B@\\n -E@'
 _FULL_ARGS = r'-O "" -F%m\\t%phl\\t%phr\\t%f[0]\\t%f[7]\\n -U%m\\t%phl\\t%phr\\t%f[0]\\t*\\n -B@\\n -E@'
 _MARK = "@"
-
-#: Unicode's default-ignorable code points (DerivedCoreProperties.txt, Default_Ignorable_Code_Point): invisible
-#: characters that carry no letter (zero-width space/joiners, soft hyphen, word joiner, BOM, bidi controls,
-#: variation selectors, Hangul fillers, tags), removed before tagging with ``drop_invisible``.
-INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
-    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0000-\U000e0fff]+"
-)
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 

@@ -18,7 +18,6 @@ import logging
 import socket
 import threading
 import time
-import unicodedata
 from collections.abc import Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +25,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from toolkit.chars import visible
 from toolkit.data.paths import UnsafePathError
 from toolkit.errors import ToolkitError
 from toolkit.es.client import EsUnavailable, es_failure
@@ -65,15 +65,6 @@ def stalled_message(timeout: float) -> str:
 def not_found_message(raw_path: str) -> str:
     """The 404 of both servers: the path as requested (percent-encoded as sent), control characters escaped."""
     return f"no such page: {visible(raw_path)}"
-
-
-def visible(text: str) -> str:
-    """``text`` with its control characters (C0, DEL, C1, line and paragraph separators) written as escapes
-    (``\\r``, ``\\x7f``, ``\\u2028``): a response or a log line never carries one raw."""
-    return "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
-        for c in text
-    )
 
 
 def page_html() -> bytes:
