@@ -1,5 +1,6 @@
-"""Photos loaded into an index that sit off the photo centre it was created with are reported
-(:mod:`toolkit.index.drift`): a warning and ``photo_drift`` in the load's summary, on the real node."""
+"""Photos loaded into an index that sit off the photo centre it was created with, or whose features do not fit
+its feature statistics, are reported (:mod:`toolkit.index.drift`): a warning and ``photo_drift`` /
+``photo_feature_drift`` in the load's summary, on the real node."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ from tests.photovectors import unit
 from toolkit.cli.main import cli
 from toolkit.data.sample import generate_sample
 from toolkit.data.sample_variant import SampleVariant
-from toolkit.index.drift import DRIFT_MIN_PHOTOS, DRIFT_RATIO, CentreDrift
+from toolkit.index.drift import (
+    DRIFT_MIN_PHOTOS,
+    DRIFT_RATIO,
+    FEATURE_MEAN_SHIFT,
+    FEATURE_SPREAD_RATIO,
+    CentreDrift,
+    FeatureDrift,
+)
+from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.indexer import IndexOptions, index_dataset
 from toolkit.index.update import UpdateOptions, update_index
 
@@ -100,3 +109,72 @@ def test_a_live_update_says_when_its_photos_sit_off_the_centre(
     unchanged = CliRunner().invoke(cli, [*args, "--json"], env=env)
     assert unchanged.exit_code == 0, unchanged.output
     assert json.loads(unchanged.output)["photo_drift"] is None  # nothing new was loaded: nothing to judge
+
+
+def _features(rng: np.random.Generator, n: int, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    """``n`` ReLU-like backbone features of 64 dims: the collection's look, shifted / scaled per feature."""
+    base = np.abs(rng.normal(size=(n, 64))) * np.linspace(0.5, 2.0, 64)
+    return (base * scale + shift * np.linspace(0.5, 2.0, 64)).astype(np.float32)
+
+
+def _stats(rng: np.random.Generator) -> FeatureStats:
+    return FeatureStats.of(_features(rng, 2000))
+
+
+def test_feature_drift_adds_batches_up_and_flags_a_shifted_mean_or_spread() -> None:
+    rng = np.random.default_rng(2)
+    stats = _stats(rng)
+    floor = np.full(64, 1e-3)
+    same = FeatureDrift()
+    assert same.summary() is None and not same.shifted
+    batches = [_features(rng, 100) for _ in range(3)]
+    for batch in batches:
+        same.add(batch, stats, floor)
+    whole = np.concatenate(batches).astype(np.float64)
+    assert same.mean is not None and np.allclose(same.mean, whole.mean(axis=0))
+    assert same.m2 is not None and np.allclose(same.m2 / same.count, whole.var(axis=0))
+    summary = same.summary()
+    assert summary is not None and summary["photos"] == 300 and not summary["shifted"]
+    assert summary["mean_shift"] < FEATURE_MEAN_SHIFT / 2 and summary["spread_ratio"] < 1.2
+
+    moved, few, narrow = FeatureDrift(), FeatureDrift(), FeatureDrift()
+    moved.add(_features(rng, DRIFT_MIN_PHOTOS, shift=0.5), stats, floor)  # another look: every mean moves
+    few.add(_features(rng, DRIFT_MIN_PHOTOS - 1, shift=0.5), stats, floor)
+    narrow.add(
+        _features(rng, 300, scale=0.4) + stats.mean * 0.6, stats, floor
+    )  # same means, much less spread
+    assert moved.shifted and moved.mean_shift is not None and moved.mean_shift > FEATURE_MEAN_SHIFT
+    assert few.mean_shift is not None and few.mean_shift > FEATURE_MEAN_SHIFT and not few.shifted
+    assert narrow.mean_shift is not None and narrow.mean_shift < FEATURE_MEAN_SHIFT
+    assert narrow.shifted and narrow.spread_ratio is not None and narrow.spread_ratio > FEATURE_SPREAD_RATIO
+    text = moved.message("recipes-v2")
+    assert f"{moved.mean_shift:.2f} standard deviations" in text and "jrs index` without --update" in text
+
+
+def test_a_live_update_says_when_its_photos_do_not_fit_the_feature_statistics(
+    es: Elasticsearch,
+    sample_root: Path,
+    built_model: Path,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The drift warning looked at the photo centre only: photos whose backbone features no longer fit the
+    index's ``_meta.photo_feature_stats`` went unreported. Once per load, with figures; nothing else changes."""
+    created = index_dataset(es, sample_root, built_model, IndexOptions(alias=index_name))
+    assert created["photo_features_adapted"] and not created["photo_feature_drift"]["shifted"]
+    same = _new_recipes(tmp_path / "same", SampleVariant(id_prefix="n"), seed=5)
+    other = SampleVariant(style="ink", palette="warm", background="cloth", id_prefix="m")
+    for root, shifted in ((same, False), (_new_recipes(tmp_path / "other", other, seed=6), True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="toolkit.index.drift"):
+            result = update_index(es, root, built_model, UpdateOptions(alias=index_name))
+        drift = result["photo_feature_drift"]
+        assert drift["photos"] >= DRIFT_MIN_PHOTOS and drift["shifted"] is shifted, drift
+        assert (drift["mean_shift"] > FEATURE_MEAN_SHIFT) is shifted, drift
+        warned = [r.getMessage() for r in caplog.records if "photo feature statistics" in r.getMessage()]
+        assert len(warned) == int(shifted), warned
+        if shifted:
+            assert f"{drift['mean_shift']:.2f} standard deviations" in warned[0]
+            assert "`jrs index` without --update makes a new version" in warned[0]
+        assert result["indexed"] > 0 and result["rejected"] == 0  # a warning, nothing lost

@@ -85,17 +85,26 @@ def test_a_second_load_of_the_same_alias_is_refused_while_the_first_runs(
 ) -> None:
     """Two loads of one alias at once shared one checkpoint (the last to write won, and a rerun could resume
     into the other's index); the second is refused before it creates anything."""
+    from toolkit.index.locking import write_lock_path
     from toolkit.locks import Busy, exclusive
 
     root = tmp_path / "data"
     root.mkdir()
     (root / "recipes.jsonl").write_text(_recipe("a", 2, []) + "\n", encoding="utf-8")
     opts = IndexOptions(alias=index_name, checkpoint_dir=tmp_path / "ckpt")
-    lock = tmp_path / "ckpt" / f"{index_name}.checkpoint.lock"
-    lock.parent.mkdir()
+    lock = write_lock_path(es, index_name)
+    lock.parent.mkdir(parents=True, exist_ok=True)
     with (
         exclusive(lock, "the first load"),
         pytest.raises(Busy, match=f"a load or update of {index_name} is already running"),
+    ):
+        index_dataset(es, root, built_model, opts)
+    # the checkpoint is locked too: a load of the same name into another cluster shares it
+    checkpoint_lock = tmp_path / "ckpt" / f"{index_name}.checkpoint.lock"
+    checkpoint_lock.parent.mkdir()
+    with (
+        exclusive(checkpoint_lock, "the first load"),
+        pytest.raises(Busy, match="a load using the checkpoint"),
     ):
         index_dataset(es, root, built_model, opts)
     assert not list(es.indices.get(index=f"{index_name}*", allow_no_indices=True))

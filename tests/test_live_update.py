@@ -322,7 +322,8 @@ def test_a_second_update_of_the_same_alias_is_refused_while_one_runs(
     es: Elasticsearch, dataset: Path, built_model: Path, index_name: str, es_settings
 ) -> None:
     """``jrs index --update`` took no lock: two updates of one alias at once both did the work. It takes the
-    lock loads take (the alias's, in MODEL_DIR/loads): the second is refused, exit 2 naming the lock."""
+    lock loads take (the alias's on this cluster): the second is refused, exit 2 naming the lock."""
+    from toolkit.index.locking import write_lock_path
     from toolkit.locks import Busy, exclusive
 
     alias = index_name
@@ -330,7 +331,8 @@ def test_a_second_update_of_the_same_alias_is_refused_while_one_runs(
     _write(dataset, records)
     index_dataset(es, dataset, built_model, IndexOptions(alias=alias))
     n = _steps(records)
-    lock = built_model / "loads" / f"{alias}.checkpoint.lock"
+    lock = write_lock_path(es, alias)
+    lock.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(lock, "the first update"):
         with pytest.raises(Busy, match=f"a load or update of {alias} is already running"):
             update_index(es, dataset, built_model, UpdateOptions(alias=alias))

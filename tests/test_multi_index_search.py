@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
@@ -135,3 +136,67 @@ def test_a_warm_searcher_builds_its_index_hubness_bank_when_it_opens(
     assert len(banks) == 2
     with pytest.raises(Exception, match="warm must be True, False or None"):
         Searcher(es, cold.model, alias, warm="yes")  # type: ignore[arg-type]
+
+
+def test_an_alias_over_indices_with_and_without_raw_features_refuses_queries_on_them(
+    es: Elasticsearch, built_model: Path, sample_root: Path, index_name: str
+) -> None:
+    """An index loaded with ``--raw-features`` (``image_feature``, ``_meta.raw_feature_dims``) and one without
+    behind one alias were searched together: a kNN query on ``image_feature`` silently searched the first one
+    only. Such queries are refused, naming the indices and their sizes; the other queries search both."""
+    from toolkit.index.indexer import IndexOptions, index_dataset
+    from toolkit.search.like import like_vector
+    from toolkit.search.queries import Filters, KnnParams
+
+    loaded = index_dataset(es, sample_root, built_model, IndexOptions(alias=index_name, raw_features=True))
+    first = loaded["index"]
+    second = f"{index_name}plain"  # outside the template's pattern (<alias>-*), which maps image_feature
+    mapping = es.indices.get_mapping(index=first)[first]["mappings"]
+    dims = mapping["_meta"].pop("raw_feature_dims")
+    mapping["properties"].pop("image_feature")
+    es.indices.create(index=second, mappings=mapping)
+    docs = list(helpers.scan(es, index=first, query={"query": {"match_all": {}}}))
+    plain = [{k: v for k, v in h["_source"].items() if k != "image_feature"} for h in docs]
+    actions = [
+        {"_index": second, "_id": COPY + h["_id"], "_source": {**src, "step_id": COPY + h["_id"]}}
+        for h, src in zip(docs, plain, strict=True)
+    ]
+    helpers.bulk(es, actions, refresh=True)
+    es.indices.update_aliases(actions=[{"add": {"index": second, "alias": index_name}}])
+
+    searcher = Searcher(es, SearchModel.load(built_model), index_name)
+    ids = [h.step_id for h in search_text(searcher, QUERY, k=50).hits]
+    assert any(i.startswith(COPY) for i in ids) and any(not i.startswith(COPY) for i in ids)
+    photo_hits = [h.step_id for h in search_photo(searcher, _photo(sample_root), k=50).hits]
+    assert any(i.startswith(COPY) for i in photo_hits) and any(not i.startswith(COPY) for i in photo_hits)
+
+    raw = next(h["_source"]["image_feature"] for h in docs if "image_feature" in h["_source"])
+    params = KnnParams(k=5, num_candidates=50, field="image_feature")
+    with pytest.raises(IndexNotFound) as refused:
+        searcher.knn(np.asarray(raw, np.float32), params, Filters())
+    message = str(refused.value)
+    assert f"a kNN query on image_feature over {index_name!r} cannot search its indices alike" in message
+    assert f"{first}: {dims} dims, _meta.raw_feature_dims {dims}" in message
+    assert f"{second}: not mapped, _meta.raw_feature_dims none" in message, message
+    with pytest.raises(IndexNotFound, match="a kNN query on image_feature"):
+        like_vector(searcher, [ids[0]], field="image_feature")
+    alone = Searcher(es, SearchModel.load(built_model), first)  # one of them: searched as before
+    assert len(alone.knn(np.asarray(raw, np.float32), params, Filters()).hits) == 5
+
+
+def test_vector_fields_mapped_with_other_sizes_are_named_per_index() -> None:
+    from toolkit.index.lifecycle import vector_fields_apart
+
+    def mapping(image_dims: int, raw: int | None) -> dict[str, Any]:
+        props: dict[str, Any] = {"image_vector": {"type": "dense_vector", "dims": image_dims}, "text": {}}
+        props["text_vector"] = {"type": "dense_vector", "dims": 320}
+        if raw:
+            props["image_feature"] = {"type": "dense_vector", "dims": raw}
+        return {"mappings": {"_meta": {"raw_feature_dims": raw} if raw else {}, "properties": props}}
+
+    assert vector_fields_apart({"a": mapping(322, 512), "b": mapping(322, 512)}) == {}
+    apart = vector_fields_apart({"a": mapping(322, 512), "b": mapping(320, 1280)})
+    assert apart == {
+        "image_feature": "a: 512 dims, _meta.raw_feature_dims 512; b: 1280 dims, _meta.raw_feature_dims 1280",
+        "image_vector": "a: 322 dims; b: 320 dims",
+    }

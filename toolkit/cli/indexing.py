@@ -73,7 +73,8 @@ from toolkit.index.template import DEFAULT_ALIAS, INDEX_TYPES
     "standard deviation instead of the training photos' (from the same sample as the centre; stored in "
     "_meta.photo_feature_stats, used by later loads, --update and photo queries): helps a collection drawn or "
     "photographed unlike the training photos, changes little one like them. An existing index keeps what it "
-    "was created with.",
+    "was created with; a load into it warns when its photos do not fit those statistics (photo_feature_drift "
+    "in --json).",
 )
 @default_from(
     "toolkit.index.indexer:IndexOptions.center_photos",

@@ -19,8 +19,8 @@ from toolkit.data.schema import Recipe, Step
 from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
 from toolkit.index.centring import centred
-from toolkit.index.drift import CentreDrift
-from toolkit.index.feature_stats import FeatureStats, adapted
+from toolkit.index.drift import CentreDrift, FeatureDrift
+from toolkit.index.feature_stats import FeatureStats, adapted, spread_floor
 from toolkit.index.hubness import HubCorrection
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
@@ -100,6 +100,9 @@ class DocumentBuilder:
         self.photo_hub: HubCorrection | None = None
         #: how the photos built so far sit against ``photo_centre`` (:mod:`toolkit.index.drift`)
         self.centre_drift = CentreDrift()
+        #: how the photo features built so far sit against ``feature_stats`` (:mod:`toolkit.index.drift`)
+        self.feature_drift = FeatureDrift()
+        self._spread_floor: np.ndarray | None = None  # the model's, computed on first use
         self._ingredient_keys: dict[str, str] = {}  # name -> key (:data:`INGREDIENT_KEY_CACHE`)
 
     def ingredient_keys(self, recipe: Recipe) -> list[str]:
@@ -162,6 +165,12 @@ class DocumentBuilder:
             step.image,
             photo,
         ]
+
+    def spread_floor(self) -> np.ndarray:
+        """The least per-feature spread the model reads a collection's statistics with (computed once)."""
+        if self._spread_floor is None:
+            self._spread_floor = spread_floor(self.model)
+        return self._spread_floor
 
     def image_url(self, rel: str) -> str | None:
         """The ``image_url`` of the photo at ``rel`` (None without ``image_base_url``): a URL, a file name's
@@ -254,6 +263,8 @@ class DocumentBuilder:
         if feats:
             order = sorted(feats)
             raw = np.stack([feats[i] for i in order])
+            if self.feature_stats is not None:
+                self.feature_drift.add(raw, self.feature_stats, self.spread_floor())
             shared = self.model.embed_image_features(adapted(raw, self.feature_stats, self.model))
             if self.photo_centre is not None:
                 self.centre_drift.add(shared, self.photo_centre)

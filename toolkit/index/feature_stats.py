@@ -87,6 +87,12 @@ def training_stats(model: SearchModel) -> FeatureStats:
     return FeatureStats(stats["image_mean"], stats["image_std"])
 
 
+def spread_floor(model: SearchModel) -> np.ndarray:
+    """The least per-feature spread a collection's statistics are read with: :data:`MIN_STD_RATIO` of the
+    training photos'."""
+    return MIN_STD_RATIO * training_stats(model).std
+
+
 def adapted(features: np.ndarray, stats: FeatureStats | None, model: SearchModel) -> np.ndarray:
     """``features`` (``[N, D]``) moved from the collection's statistics ``stats`` to the model's training
     statistics, so that the image side standardises them with the collection's own (spreads floored at
@@ -99,5 +105,5 @@ def adapted(features: np.ndarray, stats: FeatureStats | None, model: SearchModel
             f"feature statistics have {stats.mean.shape[0]} dimensions, the features {x.shape[-1]}"
         )
     train = training_stats(model)
-    std = np.maximum(stats.std, MIN_STD_RATIO * train.std)
+    std = np.maximum(stats.std, spread_floor(model))
     return ((x - stats.mean) / std * train.std + train.mean).astype(np.float32)

@@ -14,7 +14,7 @@ from elasticsearch import Elasticsearch
 
 from toolkit.data.jsonl import iter_recipes, recipes_path
 from toolkit.device import DEFAULT_DEVICE
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.client import raising_toolkit_errors
 from toolkit.fingerprint import fingerprint
 from toolkit.index import lifecycle
@@ -31,6 +31,7 @@ from toolkit.index.feature_stats import META_KEY as FEATURE_META_KEY
 from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.hubness import EXTRA_DIMS, correction_for, correction_from_meta
 from toolkit.index.hubness import META_KEY as HUB_META_KEY
+from toolkit.index.locking import write_lock
 from toolkit.index.template import DEFAULT_ALIAS, IndexModelInfo, VectorIndexOptions
 from toolkit.locks import exclusive
 from toolkit.model import SearchModel
@@ -46,7 +47,7 @@ _log = logging.getLogger(__name__)
 
 
 def loads_dir(model_dir: str | Path) -> Path:
-    """Where loads keep their checkpoints and locks by default: ``MODEL_DIR/loads``."""
+    """Where loads keep their checkpoints by default: ``MODEL_DIR/loads``."""
     return Path(model_dir) / "loads"
 
 
@@ -55,13 +56,19 @@ def checkpoint_path(checkpoint_dir: str | Path, name: str) -> Path:
     return Path(checkpoint_dir) / f"{name}.checkpoint.json"
 
 
-def load_lock(checkpoint_dir: str | Path, name: str) -> AbstractContextManager[None]:
-    """The lock a load into ``name`` (an alias or index) and a live update of it hold while they write
-    (``NAME.checkpoint.lock`` next to the checkpoint): two at once would write one index, and two loads would
-    share one checkpoint. The second raises :class:`~toolkit.locks.Busy` naming the lock."""
+def checkpoint_lock(checkpoint_dir: str | Path, name: str) -> AbstractContextManager[None]:
+    """The lock of the checkpoint of loads into ``name`` (``NAME.checkpoint.lock`` next to it), held by a load
+    besides :func:`~toolkit.index.locking.write_lock`: loads of one name into two clusters with one
+    ``checkpoint_dir`` would otherwise share the checkpoint. The second raises :class:`~toolkit.locks.Busy`."""
     path = checkpoint_path(checkpoint_dir, name).with_suffix(".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return exclusive(path, f"a load or update of {name}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a read-only model directory
+        raise ConfigError(
+            f"cannot create {path.parent}, where a load keeps its checkpoint ({e.strerror or e}): make it "
+            "writable, or give the load another checkpoint directory (IndexOptions.checkpoint_dir)"
+        ) from e
+    return exclusive(path, f"a load using the checkpoint {checkpoint_path(checkpoint_dir, name)}")
 
 
 class CountingRejects(RejectsWriter):
@@ -249,11 +256,14 @@ def index_dataset(
       whether the index reads its photo features with the collection's statistics / centres / hubness-corrects
       its photo vectors; ``photo_drift``: ``{photos, ratio, expected, shifted}``, how
       this load's photos sit about the index's photo centre (:mod:`toolkit.index.drift`; None without a
-      centre or photos); ``count``: documents in ``index`` after the load
+      centre or photos); ``photo_feature_drift``: ``{photos, mean_shift, spread_ratio, shifted}``, how their
+      backbone features sit against the index's feature statistics (:class:`~toolkit.index.drift.FeatureDrift`;
+      None without statistics or photos); ``count``: documents in ``index`` after the load
 
-    A second load or a live update with the same checkpoint (the same alias or index, into the same model's
-    ``loads/``) while this one runs raises :class:`~toolkit.locks.Busy` (:func:`load_lock`) before it creates
-    anything.
+    A second load or a live update of the same alias or index on the same cluster while this one runs (whatever
+    its model or checkpoint directory), or a load with the same checkpoint, raises :class:`~toolkit.locks.Busy`
+    naming the lock (:func:`~toolkit.index.locking.write_lock`, :func:`checkpoint_lock`) before it creates
+    anything; a lock directory it cannot write raises :class:`~toolkit.errors.ConfigError` naming it.
     """
     with ExitStack() as held:  # the load's checkpoint locked once its path is known
         return _index_dataset(es, dataset_root, model_dir, options, rejects_path, progress, on_batch, held)
@@ -281,8 +291,10 @@ def _index_dataset(
     in_fp, opt_fp = input_fingerprint(root), options_fingerprint(opts)
     ckpt_dir = opts.checkpoint_dir or loads_dir(model_dir)
     ckpt_path = checkpoint_path(ckpt_dir, opts.index or opts.alias)
-    # two loads of one alias at once would share this checkpoint (and resume into each other's index)
-    held.enter_context(load_lock(ckpt_dir, opts.index or opts.alias))
+    # two runs writing one alias at once would interleave their work; two loads would also share this
+    # checkpoint (and resume into each other's index)
+    held.enter_context(write_lock(es, opts.index or opts.alias))
+    held.enter_context(checkpoint_lock(ckpt_dir, opts.index or opts.alias))
     ckpt = None if opts.restart else Checkpoint.load(ckpt_path)  # --restart: even a damaged one ignored
     expected = {
         "done": False,
@@ -425,6 +437,7 @@ def _index_dataset(
             "photos_centred": builder.photo_centre is not None,
             "photos_hubness_corrected": builder.photo_hub is not None,
             "photo_drift": builder.centre_drift.report(target),
+            "photo_feature_drift": builder.feature_drift.report(target),
             "count": count,
         }
     )

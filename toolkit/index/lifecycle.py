@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
@@ -35,6 +35,11 @@ SHARED_META = {
     "dims": "vector size",
     HUB_META_KEY: "photo hubness correction",
 }
+
+
+#: vector fields whose size an index's ``_meta`` also records, by field: indices of one model may map them
+#: differently (``image_feature``, the raw backbone feature: only loads with ``--raw-features`` map it)
+VECTOR_FIELD_META = {"image_feature": "raw_feature_dims"}
 
 
 def __getattr__(name: str) -> Any:
@@ -247,6 +252,9 @@ class IndexInfo:
     indices: tuple[str, ...] = ()
     #: the ``_meta`` entries the indices do not all share (never those of :data:`SHARED_META`)
     differing: frozenset[str] = frozenset()
+    #: the vector fields the indices map with different sizes (or some not at all): field -> what differs
+    #: (:func:`vector_fields_apart`); a kNN query on such a field cannot search them alike
+    vectors_apart: dict[str, str] = field(default_factory=dict)
 
 
 def index_info(es: Elasticsearch, target: str) -> IndexInfo:
@@ -272,8 +280,40 @@ def index_info(es: Elasticsearch, target: str) -> IndexInfo:
         *(frozenset(mappings[n]["mappings"].get("properties", {})) for n in names)
     )
     return IndexInfo(
-        name=name, meta=meta, count=count, fields=fields, indices=tuple(names), differing=differing
+        name=name,
+        meta=meta,
+        count=count,
+        fields=fields,
+        indices=tuple(names),
+        differing=differing,
+        vectors_apart=vector_fields_apart(mappings),
     )
+
+
+def vector_fields_apart(mappings: dict[str, Any]) -> dict[str, str]:
+    """The ``dense_vector`` fields that the indices (``mappings``: index -> its mapping, as ``GET _mapping``
+    gives it) do not all map with one size, by field, with what differs: each index's ``dims`` (or "not
+    mapped") and, for a field of :data:`VECTOR_FIELD_META`, the size its ``_meta`` records."""
+    layouts = {n: _vector_layout(m.get("mappings", {})) for n, m in sorted(mappings.items())}
+    names = sorted({f for layout in layouts.values() for f in layout})
+    apart: dict[str, str] = {}
+    for name in names:
+        by_index = {index: layout.get(name, "not mapped") for index, layout in layouts.items()}
+        if len(set(by_index.values())) > 1:
+            apart[name] = "; ".join(f"{index}: {what}" for index, what in by_index.items())
+    return apart
+
+
+def _vector_layout(mapping: dict[str, Any]) -> dict[str, str]:
+    """How one index maps its vector fields: field -> ``"N dims"`` (with the ``_meta`` size where recorded)."""
+    meta = mapping.get("_meta", {})
+    layout: dict[str, str] = {}
+    for name, spec in mapping.get("properties", {}).items():
+        if spec.get("type") == "dense_vector":
+            layout[name] = f"{spec.get('dims', '?')} dims"
+    for name, key in VECTOR_FIELD_META.items():
+        layout[name] = f"{layout.get(name, 'not mapped')}, _meta.{key} {meta.get(key, 'none')}"
+    return layout
 
 
 def check_shared_meta(target: str, metas: dict[str, dict[str, Any]]) -> None:

@@ -37,7 +37,7 @@ from toolkit.index.centring import centre_from_meta
 from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
 from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.hubness import correction_from_meta
-from toolkit.index.indexer import load_lock, loads_dir
+from toolkit.index.locking import write_lock
 from toolkit.index.template import DEFAULT_ALIAS
 from toolkit.model import SearchModel
 from toolkit.rejects import Reject, RejectsWriter
@@ -208,17 +208,18 @@ def update_index(
     ``progress``, ``on_batch`` and the errors as in :func:`toolkit.index.indexer.index_dataset`. Returns what
     ``jrs index --update --json`` prints (less ``rejects_file`` and ``device``): ``index``, ``alias``, ``read``
     = ``indexed`` + ``unchanged`` + ``rejected`` + ``deleted``, ``retries``, ``seconds``, ``count``
-    (documents after the update), ``photo_drift`` and ``stopped_early``.
+    (documents after the update), ``photo_drift``, ``photo_feature_drift`` and ``stopped_early``.
 
     A document indexed before the content hash covered the ingredient keys, and otherwise unchanged, is sent
     as a partial update (its keys and new hash; counted in ``indexed``), not rebuilt. A second update or a
-    load of the same alias (or index) with the same model directory while this one runs raises
-    :class:`~toolkit.locks.Busy` (:func:`~toolkit.index.indexer.load_lock`) before anything is written.
+    load of the same alias (or index) on the same cluster while this one runs, whatever its model or checkpoint
+    directory, raises :class:`~toolkit.locks.Busy` naming the lock (:func:`~toolkit.index.locking.write_lock`:
+    not in ``model_dir``, which may be read-only) before anything is written.
     """
     opts = options or UpdateOptions()
     model = SearchModel.load(model_dir, opts.device)  # before the lock: a wrong directory is not written to
     # a second update (or a load) of the same alias at once would do the same work into the same index
-    with load_lock(loads_dir(model_dir), opts.index or opts.alias):
+    with write_lock(es, opts.index or opts.alias):
         return _update_index(es, dataset_root, model, opts, rejects_path, progress, on_batch)
 
 
@@ -272,6 +273,7 @@ def _update_index(
         "seconds": round(time.monotonic() - start, 3),
         "count": int(es.count(index=target)["count"]),
         "photo_drift": builder.centre_drift.report(target),
+        "photo_feature_drift": builder.feature_drift.report(target),
         # --max-errors reached: the recipes after the stop were neither compared nor updated
         "stopped_early": summary.stopped_early,
     }

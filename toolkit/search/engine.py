@@ -171,6 +171,9 @@ class _Target:
     #: the indices were centred on different photo centres, or read their photo features with different
     #: statistics (a photo query cannot be made like them all)
     photos_made_apart: bool = False
+    #: the vector fields the indices map with different sizes, with what differs
+    #: (:attr:`~toolkit.index.lifecycle.IndexInfo.vectors_apart`): a kNN query on one is refused
+    vectors_apart: dict[str, str] = field(default_factory=dict)
 
 
 def given(value: object) -> str:
@@ -200,7 +203,8 @@ class Searcher:
 
     A name over several indices is searched as one when they share the model and the photo layout
     (:data:`~toolkit.index.lifecycle.SHARED_META`; else :class:`~toolkit.index.lifecycle.IndexNotFound` naming
-    them); a photo query over indices centred on different photo centres is refused, naming them.
+    them); a photo query over indices centred on different photo centres is refused, naming them, and so is
+    a kNN query on a vector field they map with different sizes (:meth:`check_vector_field`).
 
     ``warm``: build what the first queries would build now (:meth:`warm_up`: the model's tokenizer and photo
     encoder, and the index's photo hubness bank); None: when the model was warmed up
@@ -314,6 +318,7 @@ class Searcher:
             if photos_made_apart
             else FeatureStats.from_meta(meta, self.model.feature_dims),
             photos_made_apart=photos_made_apart,
+            vectors_apart=info.vectors_apart,
         )
         self._target = target
         self._checked_at = time.monotonic()
@@ -429,9 +434,24 @@ class Searcher:
             return vector
         return self._hub(target).photo_layout(np.asarray(vector, np.float32)[None])[0]
 
+    def check_vector_field(self, field: str) -> None:
+        """An :class:`~toolkit.index.lifecycle.IndexNotFound` naming the indices and their sizes when the name
+        covers indices that map the vector field ``field`` with different sizes, or not all of it (e.g. the raw
+        ``image_feature`` of a load with ``--raw-features`` beside one without): a kNN query on it would
+        search some of them only, or be refused by Elasticsearch."""
+        apart = self._current().vectors_apart.get(field)
+        if apart:
+            raise IndexNotFound(
+                f"a kNN query on {field} over {self.index!r} cannot search its indices alike: they map "
+                f"{field} differently ({apart}); search one of them, or point {self.index!r} at indices "
+                f"made alike (queries on other fields search them all)"
+            )
+
     def field_vector(self, vector: np.ndarray, field: str) -> np.ndarray:
         """``vector`` in the form ``field`` is searched with: for ``image_vector`` a shared-space vector goes
-        through :meth:`photo_query`, one already in the stored form (:meth:`as_stored_photo`) as it is."""
+        through :meth:`photo_query`, one already in the stored form (:meth:`as_stored_photo`) as it is.
+        Refused (:meth:`check_vector_field`) where the indices behind the name map ``field`` differently."""
+        self.check_vector_field(field)
         if field != "image_vector" or len(vector) != self.model.dims:
             return vector
         return self.photo_query(vector)

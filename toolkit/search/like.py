@@ -18,6 +18,7 @@ def like_vector(
 ) -> tuple[np.ndarray, str]:
     """normalise(mean of the steps' ``field`` vectors) [+ the text's vector]; a clear error naming each
     step that does not exist or has no photo."""
+    searcher.check_vector_field(field)  # a field some indices lack would name their steps "without" it
     ids = list(dict.fromkeys(s.strip() for s in step_ids if s.strip()))
     if not ids:
         raise ToolkitError("more-like-these needs at least one step id")

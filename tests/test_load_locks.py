@@ -1,0 +1,119 @@
+"""The lock loads and live updates of one alias take (:mod:`toolkit.index.locking`), on the real node: one file
+per (cluster, alias) whatever the model or checkpoint directory, and never in the model directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from elasticsearch import Elasticsearch
+
+from toolkit.cli.main import cli
+from toolkit.errors import ConfigError
+from toolkit.index.bulk import LoadCounts
+from toolkit.index.indexer import IndexOptions, index_dataset
+from toolkit.index.locking import LOCK_DIR_ENV, write_lock, write_lock_path
+from toolkit.index.update import UpdateOptions, update_index
+from toolkit.locks import Busy
+
+
+def _dataset(root: Path, recipes: int) -> Path:
+    """``recipes`` text-only recipes of two steps each (a load of them is quick)."""
+    root.mkdir(parents=True)
+    lines = [
+        json.dumps(
+            {
+                "recipe_id": f"k{i}",
+                "title": "玉ねぎの炒め物",
+                "steps": [{"position": p, "text": "玉ねぎを薄切りにして、中火で炒めます。"} for p in (1, 2)],
+            },
+            ensure_ascii=False,
+        )
+        for i in range(recipes)
+    ]
+    (root / "recipes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def _model_without_writable_loads(built_model: Path, dest: Path) -> Path:
+    """A copy of the model whose ``loads`` cannot be created (a file stands there): as a read-only model
+    directory is to a load's lock (the tests run as root, for whom a mode bit does not forbid a write)."""
+    shutil.copytree(built_model, dest, ignore=shutil.ignore_patterns("loads"))
+    (dest / "loads").write_text("not a directory\n", encoding="utf-8")
+    return dest
+
+
+def test_a_load_with_its_own_checkpoint_dir_and_an_update_exclude_each_other(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path, es_settings
+) -> None:
+    """A load locked ``CHECKPOINT_DIR/NAME.checkpoint.lock``, an update ``MODEL_DIR/loads/NAME.checkpoint.lock``:
+    with a checkpoint dir of its own the load did not keep an update of the same alias out, and an update needed
+    write access to ``MODEL_DIR/loads``. Both lock one file per (cluster, alias) now."""
+    root = _dataset(tmp_path / "data", 6)
+    alias = index_name
+    loading, release = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def held_open(_counts: LoadCounts) -> None:  # the load waits inside its lock after its first batch
+        loading.set()
+        release.wait(60)
+
+    def load() -> None:
+        opts = IndexOptions(alias=alias, checkpoint_dir=tmp_path / "ckpt", batch_steps=2)
+        try:
+            outcome.append(index_dataset(es, root, built_model, opts, on_batch=held_open))
+        except BaseException as e:  # reported by the assertion below
+            outcome.append(e)
+
+    runner = threading.Thread(target=load)
+    runner.start()
+    try:
+        assert loading.wait(120), outcome
+        lock = write_lock_path(es, alias)
+        assert built_model not in lock.parents and tmp_path not in lock.parents
+        with pytest.raises(Busy, match=f"a load or update of {alias} is already running") as busy:
+            update_index(es, root, built_model, UpdateOptions(alias=alias))
+        assert str(lock) in str(busy.value)
+        args = ["index", str(root), str(built_model), "--alias", alias, "--update"]
+        res = CliRunner().invoke(cli, args, env={"ES_URL": es_settings.url})
+        assert res.exit_code == 2, res.output
+        assert "is already running in another process" in res.output and str(lock) in res.output
+        with pytest.raises(
+            Busy, match=f"a load or update of {alias}"
+        ):  # a second load, another checkpoint dir
+            index_dataset(es, root, built_model, IndexOptions(alias=alias, checkpoint_dir=tmp_path / "other"))
+    finally:
+        release.set()
+        runner.join(120)
+    assert isinstance(outcome[0], dict) and outcome[0]["indexed"] == 12, outcome
+
+    read_only = _model_without_writable_loads(built_model, tmp_path / "model")
+    assert update_index(es, root, read_only, UpdateOptions(alias=alias))["unchanged"] == 12
+    with pytest.raises(ConfigError, match="where a load keeps its checkpoint") as refused:  # a load needs one
+        index_dataset(es, root, read_only, IndexOptions(alias=alias))
+    assert str(read_only / "loads") in str(refused.value) and "checkpoint_dir" in str(refused.value)
+
+
+def test_a_lock_directory_that_cannot_be_written_is_named_with_what_to_do(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _dataset(tmp_path / "data", 1)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    monkeypatch.setenv(LOCK_DIR_ENV, str(blocker / "locks"))
+    opts = IndexOptions(alias=index_name, checkpoint_dir=tmp_path / "ckpt")
+    with pytest.raises(ConfigError) as refused:
+        index_dataset(es, root, built_model, opts)
+    message = str(refused.value)
+    assert str(blocker / "locks") in message and f"set {LOCK_DIR_ENV} to a writable directory" in message
+    assert not list(es.indices.get(index=f"{index_name}*", allow_no_indices=True))  # nothing created
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
+    with write_lock(es, index_name) as path:
+        assert path.parent.parent == tmp_path / "locks"
+        with pytest.raises(Busy, match=f"a load or update of {index_name}"):
+            index_dataset(es, root, built_model, opts)
+    assert index_dataset(es, root, built_model, opts)["indexed"] == 2

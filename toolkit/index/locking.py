@@ -1,0 +1,93 @@
+"""The lock that loads (``jrs index``) and live updates (``jrs index --update``) of one index or alias take.
+
+Two runs writing one index at once would interleave their work, so each holds an exclusive lock
+(:func:`toolkit.locks.exclusive`) on one file per (Elasticsearch cluster, index or alias name) while it writes:
+``<lock dir>/<cluster>/<name>.lock``. The lock directory is ``JRS_LOCK_DIR``, else ``locks/`` under the toolkit's
+cache (``JRS_HOME``, default ``~/.cache/jrecipe-search``), never the model directory: a load with its own
+``checkpoint_dir`` and an update of a read-only model directory lock the same file. The cluster is named by its
+``cluster_uuid`` (the same through any URL or proxy), or by the client's URLs where the user may not read it.
+Runs exclude each other when they share the lock directory: runs of other users, machines or containers do when
+their ``JRS_LOCK_DIR`` is one shared directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from elasticsearch import ApiError, Elasticsearch
+
+from toolkit.errors import ConfigError
+from toolkit.fingerprint import fingerprint
+from toolkit.locks import exclusive
+
+log = logging.getLogger(__name__)
+
+LOCK_DIR_ENV = "JRS_LOCK_DIR"
+#: a lock file's name keeps the index name whole up to this many bytes (then a prefix and a hash)
+MAX_NAME_BYTES = 200
+
+
+def lock_root() -> Path:
+    """Where the locks of loads and updates live: ``JRS_LOCK_DIR``, else ``locks/`` in the toolkit's cache."""
+    env = os.environ.get(LOCK_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    from toolkit.es.node import toolkit_home
+
+    return toolkit_home() / "locks"
+
+
+def cluster_key(es: Elasticsearch) -> str:
+    """A file name for the cluster ``es`` talks to: its ``cluster_uuid``, or (a user not allowed to read it)
+    ``urls-`` and a hash of the client's node URLs."""
+    try:
+        state = es.cluster.state(metric="metadata", filter_path="metadata.cluster_uuid").body
+        uuid = str(state.get("metadata", {}).get("cluster_uuid") or "")
+    except ApiError as e:  # e.g. no monitor privilege: the URLs stand for the cluster
+        log.debug("cluster_uuid not readable (%s): locking by the client's URLs", e.meta.status)
+        uuid = ""
+    if uuid and uuid != "_na_" and "/" not in uuid:
+        return uuid
+    configs = [n.config for n in es.transport.node_pool.all()]
+    urls = sorted(f"{c.scheme}://{c.host}:{c.port}{c.path_prefix}" for c in configs)
+    return "urls-" + fingerprint(urls)
+
+
+def lock_file_name(name: str) -> str:
+    """``NAME.lock``; a name too long for a file name keeps a prefix and gains a hash."""
+    if len(name.encode("utf-8")) <= MAX_NAME_BYTES:
+        return f"{name}.lock"
+    return f"{name.encode('utf-8')[:100].decode('utf-8', 'ignore')}-{fingerprint(name)}.lock"
+
+
+def write_lock_path(es: Elasticsearch, name: str) -> Path:
+    """The lock file of loads and updates of ``name`` (an index or alias) on the cluster ``es`` talks to."""
+    return lock_root() / cluster_key(es) / lock_file_name(name)
+
+
+@contextmanager
+def write_lock(es: Elasticsearch, name: str) -> Iterator[Path]:
+    """Hold the lock of loads and updates of ``name`` (:func:`write_lock_path`, yielded) for the block:
+    :class:`~toolkit.locks.Busy` naming it when another run holds it, a :class:`ConfigError` naming it and
+    ``JRS_LOCK_DIR`` when it cannot be created (a read-only cache)."""
+    path = write_lock_path(es, name)
+    _check_writable(path, name)
+    with exclusive(path, f"a load or update of {name}"):
+        yield path
+
+
+def _check_writable(path: Path, name: str) -> None:
+    """Create ``path`` (and its directory) when missing; a :class:`ConfigError` saying what to do otherwise."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create the lock file {path} that a load or update of {name} holds while it writes "
+            f"({e.strerror or e}): set {LOCK_DIR_ENV} to a writable directory (the same one for every run "
+            "that loads or updates this cluster's indices)"
+        ) from e
