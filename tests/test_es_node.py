@@ -14,7 +14,7 @@ from elasticsearch import Elasticsearch
 from tests.localnodes import HEAP, node_name
 from toolkit.cli.main import cli
 from toolkit.es import node
-from toolkit.es.client import EsUnavailable, make_client
+from toolkit.es.client import EsUnavailable, es_failure, make_client
 from toolkit.es.config import EsSettings, settings_from_env
 from toolkit.es.node import NodeError, free_port
 
@@ -54,6 +54,51 @@ def test_unreachable_cluster_fails_fast_with_clear_message() -> None:
     port = free_port()
     with pytest.raises(EsUnavailable, match=f"127.0.0.1:{port} is unreachable"):
         make_client(EsSettings(url=f"http://127.0.0.1:{port}", request_timeout=2))
+
+
+def test_unreachable_cluster_says_why() -> None:
+    """Not the exception's class name ("ConnectionError"): the reason the connection failed, before and during a
+    command (a node that stops answering mid-command fails the same way)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with pytest.raises(EsUnavailable, match=f"^Elasticsearch at {url} is unreachable: Connection refused$"):
+        make_client(EsSettings(url=url, request_timeout=2))
+    client = Elasticsearch(url, request_timeout=2, max_retries=0)
+    with pytest.raises(Exception) as lost:
+        client.cluster.health()
+    failure = es_failure(lost.value)
+    assert isinstance(failure, EsUnavailable)
+    assert str(failure) == "Elasticsearch stopped answering: Connection refused"
+
+
+def test_a_server_that_is_not_elasticsearch_is_named_as_such() -> None:
+    """ES_URL pointing at another HTTP server (a web server, a proxy) answers 404 with no Elasticsearch error:
+    one line saying so, not "refused the request (HTTP 404): None"."""
+    import http.server
+    import threading
+
+    class NotElasticsearch(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotElasticsearch)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(EsUnavailable) as info:
+            make_client(EsSettings(url=url, request_timeout=2))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(info.value) == (
+        f"{url} answered HTTP 404 without an Elasticsearch error body: is it an Elasticsearch server "
+        "(check ES_URL)?"
+    )
 
 
 def test_settings_repr_never_shows_secrets() -> None:

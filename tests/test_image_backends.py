@@ -187,6 +187,19 @@ def test_environment_chooses_the_default_backend(monkeypatch: pytest.MonkeyPatch
         create_encoder("resnet18", weights="random", image_size=32)
 
 
+def test_a_bad_backend_from_the_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value the user never typed on the command line: the error says where it came from."""
+    monkeypatch.setenv("JRS_IMAGE_BACKEND", "bogus")
+    with pytest.raises(
+        ConfigError, match=r"JRS_IMAGE_BACKEND=bogus: unknown image backend 'bogus'; choose one"
+    ):
+        create_encoder("resnet18", weights="random", image_size=32)
+    with pytest.raises(
+        ConfigError, match=r"^unknown image backend 'tensorrt'"
+    ):  # a given one: no variable named
+        create_encoder("resnet18", weights="random", image_size=32, backend="tensorrt")
+
+
 @needs_runtime
 def test_a_finished_set_found_again_reports_its_own_backend(
     cache: Path, sample_root: Path, tmp_path: Path

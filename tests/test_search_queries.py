@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -193,3 +195,15 @@ def test_filter_and_fusion_values_are_type_checked() -> None:
         KnnParams(k=2.5)
     with pytest.raises(ConfigError, match="k must be a whole number >= 1, got str '5'"):
         knn_params("5")
+
+
+def test_per_group_without_group_is_refused(tmp_path: Path) -> None:
+    """Like ``jrs evaluate -k`` without ``--index``: an option of ``--group recipe`` given alone is a usage error
+    (it was silently ignored), before any model or cluster is read."""
+    result = CliRunner().invoke(
+        cli,
+        ["search", "玉ねぎ", "--model", str(tmp_path), "--per-group", "2"],
+        env={"ES_URL": "http://127.0.0.1:9"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "--per-group applies to --group recipe: add --group recipe" in result.output

@@ -10,7 +10,13 @@ import click
 
 from toolkit.chars import visible
 from toolkit.cli.common import emit, json_option, user_errors
-from toolkit.cli.options import default_from, index_option, model_option, num_candidates_option
+from toolkit.cli.options import (
+    default_from,
+    given_on_command_line,
+    index_option,
+    model_option,
+    num_candidates_option,
+)
 from toolkit.device import DEVICE_HELP
 from toolkit.search.modes import DEFAULT_K, TEXT_MODES, modes_help
 
@@ -126,7 +132,9 @@ def _render(result) -> str:
 @default_from("toolkit.model:SearchModel.device", "--device", help="Where --image is encoded: " + DEVICE_HELP)
 @json_option
 @user_errors
+@click.pass_context
 def search_cmd(
+    ctx: click.Context,
     text: str | None,
     mode: str,
     image: Path | None,
@@ -160,6 +168,8 @@ def search_cmd(
 
     if text is None and image is None and not like:
         raise click.UsageError("give a query TEXT, --image PATH or --like STEP_ID")
+    if group is None and given_on_command_line(ctx, "per_group"):
+        raise click.UsageError("--per-group applies to --group recipe: add --group recipe")
     if image is not None and text is not None and not (plus or minus):
         raise click.UsageError("give TEXT or --image, not both (or add --plus/--minus to compose)")
     if mode != "knn" and (image is not None or like or plus or minus):

@@ -162,13 +162,42 @@ def ping(client: Elasticsearch, settings: EsSettings) -> dict:
         raise EsUnavailable(f"Elasticsearch at {settings.url} refused the credentials (HTTP 401)") from e
     except es_exc.AuthorizationException as e:
         raise EsUnavailable(f"Elasticsearch at {settings.url}: the user lacks permission (HTTP 403)") from e
+    except es_exc.ApiError as e:
+        if not _has_es_error(e):  # another HTTP server (a web server, a proxy) answers at that URL
+            raise EsUnavailable(
+                f"{settings.url} answered HTTP {e.meta.status} without an Elasticsearch error body: "
+                "is it an Elasticsearch server (check ES_URL)?"
+            ) from e
+        raise
     except (es_exc.ConnectionError, es_exc.ConnectionTimeout) as e:
         if "CERTIFICATE_VERIFY_FAILED" in str(e) or isinstance(e, es_exc.SSLError):
             raise EsUnavailable(
                 f"the TLS certificate of Elasticsearch at {settings.url} could not be verified: "
                 "set ES_CA_CERTS to the CA certificate that signed it"
             ) from e
-        raise EsUnavailable(f"Elasticsearch at {settings.url} is unreachable: {type(e).__name__}") from e
+        raise EsUnavailable(f"Elasticsearch at {settings.url} is unreachable: {connection_reason(e)}") from e
+
+
+def _has_es_error(error: es_exc.ApiError) -> bool:
+    """Whether an error response carries Elasticsearch's JSON ``error`` (every error of a node does)."""
+    return isinstance(error.body, dict) and "error" in error.body
+
+
+def connection_reason(error: BaseException) -> str:
+    """Why a connection failed, from the innermost cause (``Connection refused``, ``Name or service not known``,
+    ``timed out``): its OS error text, never its message, which may quote the URL; else the cause's class."""
+    cause, seen = error, {id(error)}
+    while True:
+        inner = cause.__cause__ or cause.__context__
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        cause = inner
+    if isinstance(cause, OSError) and isinstance(cause.strerror, str) and cause.strerror:
+        return cause.strerror
+    if isinstance(cause, TimeoutError) or isinstance(error, es_exc.ConnectionTimeout):
+        return "timed out"
+    return type(cause).__name__
 
 
 def es_failure(error: BaseException) -> ToolkitError | None:
@@ -187,7 +216,7 @@ def es_failure(error: BaseException) -> ToolkitError | None:
         kind = EsUnavailable if status in (401, 403) else ToolkitError
         return kind(f"Elasticsearch refused the request (HTTP {status}): {reason}")
     if isinstance(error, TransportError):
-        return EsUnavailable(f"Elasticsearch stopped answering: {type(error).__name__}")
+        return EsUnavailable(f"Elasticsearch stopped answering: {connection_reason(error)}")
     return None
 
 

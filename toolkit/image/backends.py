@@ -75,14 +75,22 @@ Runtime = Callable[[np.ndarray], np.ndarray]
 
 
 def default_backend() -> str:
-    """``$JRS_IMAGE_BACKEND`` or ``auto``."""
-    return os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+    """``$JRS_IMAGE_BACKEND`` or ``auto``; a value that names no backend is a :class:`ConfigError` naming the
+    variable (the user never typed it on the command line)."""
+    value = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+    if value not in BACKENDS:
+        raise ConfigError(f"{BACKEND_ENV}={value}: {_unknown_backend(value)}")
+    return value
 
 
 def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
-        raise ConfigError(f"unknown image backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise ConfigError(_unknown_backend(backend))
     return backend
+
+
+def _unknown_backend(backend: str) -> str:
+    return f"unknown image backend {backend!r}; choose one of {', '.join(BACKENDS)}"
 
 
 def cache_root() -> Path:
