@@ -3,7 +3,10 @@ the index is missing or the model directory is incomplete (exit status 2, no tra
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -89,3 +92,44 @@ def test_es_ping_answers_for_a_reachable_cluster(es_settings: EsSettings) -> Non
             "yellow",
         )
     )
+
+
+def test_a_named_local_node_is_pinged_by_name_and_named_when_no_cluster_is_configured(
+    es_settings: EsSettings, tmp_path: Path
+) -> None:
+    """With only a node started by ``jrs es up --name X`` running, commands said "start the local node with
+    `jrs es up`" and ``jrs es ping`` had no ``--name``: the error now names the running node and how to use it,
+    and ``jrs es ping --name X`` pings it (whatever ES_URL says), as ``es up/down/status --name`` act on it."""
+    from tests.conftest import TEST_NODE
+    from toolkit.es import node
+
+    if os.environ.get("ES_URL"):
+        pytest.skip("the tests run against ES_URL, not a local node")
+    state = node.read_state(TEST_NODE)
+    assert state is not None
+    home = tmp_path / "home"  # a home where the only node is the test node under another name
+    (home / "nodes" / "other").mkdir(parents=True)
+    (home / "nodes" / "other" / "state.json").write_text(json.dumps({**asdict(state), "name": "other"}))
+    env = {
+        "JRS_HOME": str(home),
+        "ES_URL": "",
+        "ES_CREDENTIALS_FILE": "",
+        "ES_PASSWORD": "",
+        "ES_API_KEY": "",
+    }
+    code, out, _ = _run(COMMANDS["indices"], env)
+    assert code == 2 and "or start the local node with `jrs es up`; " in out, out
+    use = f"the local node 'other' is running at {state.url}: use it with ES_URL={state.url} "
+    assert use in out and "(Python: make_client(node_name='other'))" in out, out
+    code, out, _ = _run(COMMANDS["indices"], {**env, "ES_URL": state.url})  # as the error says
+    assert code == 0, out
+    for url in ("", "http://127.0.0.1:9"):  # --name: that node, whatever ES_URL says
+        code, out, _ = _run(["es", "ping", "--name", "other"], {**env, "ES_URL": url})
+        assert code == 0 and out.startswith(f"{state.url} (auth: none): "), out
+    code, out, _ = _run(["es", "ping", "--name", "missing", "--json"], env)
+    assert code == 3, out
+    assert "the local node 'missing' is not running: start it with `jrs es up --name missing`" in out
+    code, out, _ = _run(["es", "ping"], env)  # no --name, no ES_URL: the default node, absent here
+    assert code == 2 and use in out, out
+    code, out, _ = _run(["es", "ping", "--name", "../x"], env)
+    assert code == 2 and "node name '../x' is not allowed" in out, out

@@ -58,6 +58,37 @@ def test_an_ingredient_filter_matches_its_spelling_variants(
     assert _recipes(searcher, "キャベツ", mode) == {"cabbage"}
 
 
+def test_a_repeated_ingredient_filter_needs_every_one_and_the_help_says_so(
+    es_settings, built_model: Path, sample_root: Path, es: Elasticsearch, index_name: str, tmp_path: Path
+) -> None:
+    """Each ``--ingredient`` is one more filter clause: a recipe must have them all (not any), which the help
+    did not say."""
+    from click.testing import CliRunner
+
+    from toolkit.cli.main import cli
+
+    root = tmp_path / "data"
+    _write(root, next(sample_root.rglob("*.jpg")))
+    index_dataset(es, root, built_model, IndexOptions(alias=index_name))
+    base = ["search", "野菜を炒める", "--model", str(built_model), "--index", index_name, "--json"]
+    found = {}
+    for names in (["玉ねぎ"], ["塩"], ["玉ねぎ", "塩"], ["たまねぎ", "キャベツ"]):
+        args = [a for n in names for a in ("--ingredient", n)]
+        res = CliRunner().invoke(cli, [*base, *args], env={"ES_URL": es_settings.url})
+        assert res.exit_code == 0, res.output
+        found[" ".join(names)] = {h["recipe_id"] for h in json.loads(res.output)["hits"]}
+    assert found == {
+        "玉ねぎ": {"onion1", "onion2"},
+        "塩": {"onion1"},
+        "玉ねぎ 塩": {"onion1"},
+        "たまねぎ キャベツ": set(),
+    }
+    for command in (["search"], ["grid"]):
+        helped = CliRunner().invoke(cli, [*command, "--help"], terminal_width=200)
+        assert "--ingredient TEXT" in helped.output
+        assert "Only recipes with this ingredient. Repeatable: a recipe must have every one." in helped.output
+
+
 def test_an_index_made_before_ingredient_keys_is_given_the_field_and_still_filters(
     es: Elasticsearch, built_model: Path, sample_root: Path, index_name: str, tmp_path: Path
 ) -> None:

@@ -233,8 +233,57 @@ def test_an_invisible_character_inside_a_word_finds_what_the_word_finds(
 
 
 def test_more_like_unknown_steps_names_them(searcher: Searcher) -> None:
-    with pytest.raises(ToolkitError, match="not in .*: nope:1"):
-        search(searcher, like=["nope:1"], options=SearchOptions())
+    """It said "not in recipes: nope:1", which reads oddly of an alias called ``recipes``."""
+    found = search(searcher, QUERY, options=SearchOptions(k=1)).hits[0].step_id
+    with pytest.raises(ToolkitError) as info:
+        search(searcher, like=["nope:1", found, "nope:2"], options=SearchOptions())
+    assert str(info.value) == (
+        f"cannot search like these steps (step id(s) not found in index '{searcher.index}': nope:1, nope:2)"
+    )
+
+
+@pytest.mark.parametrize("mode", ["knn", "keyword", "hybrid", "rrf", "linear"])
+@pytest.mark.parametrize("text", ["の を に", "をにまで。", "。！"])
+def test_a_query_of_particles_alone_is_refused_in_every_mode(
+    searcher: Searcher, mode: str, text: str
+) -> None:
+    """The ``tokens`` field holds every token, particles included, and a keyword query is the query's every
+    token: a keyword search for 「の を に」 returned steps that matched particles only, where knn and hybrid
+    refused it. Every mode now refuses it with one message, before any request."""
+    every = searcher.model.tokenizer.tokenize_all(text)
+    with pytest.raises(ToolkitError) as info:
+        search(searcher, text, options=SearchOptions(mode=mode, k=3))
+    assert str(info.value) == (
+        "the query has no content word to search for: only particles, auxiliary verbs, symbols or stopwords "
+        f"({' '.join(every)})"
+    )
+    assert search(
+        searcher, "玉ねぎ " + text, options=SearchOptions(mode=mode, k=3)
+    ).hits  # with one: searched
+
+
+def test_a_query_over_the_length_limit_is_refused_before_any_request(
+    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """~12,000 distinct words reached Elasticsearch ("maxClauseCount is set to ..."): the library's search
+    functions now refuse a text over MAX_QUERY_CHARS (the web API's 2,000 characters), naming the limit."""
+    from toolkit.search.dispatch import search_text
+
+    words = " ".join(f"w{i}" for i in range(12_000))
+    sent: list[str] = []
+    real = searcher.es.perform_request
+    monkeypatch.setattr(searcher.es, "perform_request", lambda *a, **kw: sent.append(a[1]) or real(*a, **kw))
+    for mode in ("keyword", "knn", "hybrid"):
+        with pytest.raises(
+            ToolkitError, match=f"^the query is {len(words)} characters, over the limit of 2000$"
+        ):
+            search_text(searcher, words, mode=mode)
+    with pytest.raises(ToolkitError, match=r"^the minus text 'w0 w1 .*\.\.\.' \(--minus\) is \d+ characters"):
+        search(searcher, QUERY, minus=[words])
+    assert sent == []  # refused before any request
+    at_limit = ("玉ねぎ " * 500)[:2000]
+    assert search_text(searcher, at_limit, mode="keyword").hits
+    assert any(path.endswith("/_search") for path in sent), sent  # what a search sends is seen
 
 
 def test_cli_group_explain_and_like(built_model: Path, search_alias: str, es_settings) -> None:

@@ -207,3 +207,94 @@ def test_per_group_without_group_is_refused(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2, result.output
     assert "--per-group applies to --group recipe: add --group recipe" in result.output
+
+
+@pytest.mark.parametrize("flag", ["--keyword-boost", "--knn-boost"])
+@pytest.mark.parametrize(
+    "extra", [["--mode", "knn"], ["--mode", "keyword"], ["--mode", "rrf"], ["--plus", "塩"], []]
+)
+def test_a_boost_in_a_mode_that_ignores_it_is_a_usage_error(tmp_path: Path, flag: str, extra: list) -> None:
+    """``--keyword-boost``/``--knn-boost`` weigh hybrid and linear only: elsewhere they were silently ignored;
+    like ``--per-group`` without ``--group``, a usage error before any model or cluster is read."""
+    args = ["search", "玉ねぎ", "--model", str(tmp_path), flag, "2", *extra]
+    result = CliRunner().invoke(cli, args, env={"ES_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 2, result.output
+    mode = extra[1] if extra[:1] == ["--mode"] else "knn"
+    assert (
+        f"Error: {flag} applies to --mode hybrid or linear (--mode {mode} ignores it): "
+        "add --mode hybrid or --mode linear" in result.output
+    )
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "linear"])
+def test_a_boost_in_a_mode_that_uses_it_passes_the_options_check(tmp_path: Path, mode: str) -> None:
+    args = ["search", "玉ねぎ", "--model", str(tmp_path), "--mode", mode, "--keyword-boost", "0.5"]
+    result = CliRunner().invoke(cli, [*args, "--knn-boost", "2"], env={"ES_URL": "http://127.0.0.1:9"})
+    assert "applies to --mode" not in result.output
+    assert result.exit_code == 3 and "is unreachable" in result.output, (
+        result.output
+    )  # went on to the cluster
+
+
+@pytest.mark.parametrize(
+    ("mode", "field", "value", "used_by"),
+    [
+        ("knn", "keyword_boost", 2.0, "'hybrid' or 'linear'"),
+        ("keyword", "knn_boost", 0.5, "'hybrid' or 'linear'"),
+        ("rrf", "keyword_boost", 0.0, "'hybrid' or 'linear'"),
+        ("hybrid", "rank_constant", 10, "'rrf'"),
+        ("linear", "rank_constant", 10, "'rrf'"),
+        ("knn", "window", 100, "'rrf' or 'linear'"),
+        ("hybrid", "window", 100, "'rrf' or 'linear'"),
+    ],
+)
+def test_a_fusion_field_the_mode_ignores_is_refused(
+    mode: str, field: str, value: float, used_by: str
+) -> None:
+    """The library's ``SearchOptions(hybrid=HybridParams(...))``: a field the mode never reads was ignored."""
+    from toolkit.search.dispatch import SearchOptions
+
+    with pytest.raises(ConfigError, match=rf"^hybrid\.{field} applies to mode {used_by}, not '{mode}'"):
+        SearchOptions(mode=mode, hybrid=HybridParams(**{field: value}))
+    assert SearchOptions(mode=mode, hybrid=HybridParams()).hybrid == HybridParams()  # defaults are fine
+
+
+@pytest.mark.parametrize(
+    ("mode", "fields"),
+    [
+        ("hybrid", {"keyword_boost": 2.0, "knn_boost": 0.5}),
+        ("linear", {"keyword_boost": 0.3, "knn_boost": 2.0, "window": 30}),
+        ("rrf", {"rank_constant": 10, "window": 100}),
+    ],
+)
+def test_a_fusion_field_the_mode_uses_is_kept(mode: str, fields: dict) -> None:
+    from toolkit.search.dispatch import SearchOptions
+
+    assert SearchOptions(mode=mode, hybrid=HybridParams(**fields)).hybrid == HybridParams(**fields)
+
+
+def test_a_query_over_the_length_limit_is_refused_before_any_work(tmp_path: Path) -> None:
+    """~12,000 distinct words reached Elasticsearch, which refused them: "maxClauseCount is set to ...". The
+    limit the web API had (2,000 characters) is now every entry point's, checked before the model loads or the
+    cluster is asked (an unreachable ES_URL and an empty model directory: neither is reached)."""
+    from toolkit.model import MAX_QUERY_CHARS
+    from toolkit.search.dispatch import check_query_lengths
+    from toolkit.web.params import MAX_QUERY_CHARS as WEB_LIMIT
+
+    assert MAX_QUERY_CHARS == WEB_LIMIT == 2000
+    words = " ".join(f"w{i}" for i in range(12_000))
+    env = {"ES_URL": "http://127.0.0.1:9"}
+    for args, message in (
+        ([words], f"Error: the query is {len(words)} characters, over the limit of 2000"),
+        (
+            ["玉ねぎ", "--plus", words],
+            f"Error: the plus text 'w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11...' (--plus) is {len(words)} characters, over the limit of 2000",
+        ),
+        (["--like", "r1:1", "--minus", "あ" * 2001], "Error: the minus text 'あああ"),
+    ):
+        result = CliRunner().invoke(cli, ["search", *args, "--model", str(tmp_path)], env=env)
+        assert result.exit_code == 2 and message in result.output, result.output
+    check_query_lengths("あ" * 2000, ["い" * 2000], ["う" * 2000])  # at the limit: accepted
+    check_query_lengths("  " + "あ" * 2000 + "\n")  # counted after trimming, as the web API does
+    with pytest.raises(ToolkitError, match="^the query is 2001 characters, over the limit of 2000$"):
+        check_query_lengths("あ" * 2001)

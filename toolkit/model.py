@@ -97,6 +97,32 @@ def _parse_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+#: longest query text, in characters (after trimming): every entry point (the CLI, the library's search functions,
+#: the web API) refuses a longer one before anything reaches Elasticsearch. Each token of a keyword query is one
+#: clause of its ``match``, and Elasticsearch refuses a query of more clauses than its ``maxClauseCount`` with an
+#: error that names neither the query nor the limit (65,536 per GB of heap over the search threads, at least 1,024:
+#: 16,384 on the local 1 GB node with 4 search threads); 2,000 characters make at most about 2,000 tokens
+MAX_QUERY_CHARS = 2000
+
+
+def check_query_length(text: str, what: str = "the query") -> None:
+    """A :class:`ToolkitError` naming the limit when ``text`` (``what`` names it) is over
+    :data:`MAX_QUERY_CHARS` characters after trimming."""
+    n = len(text.strip())
+    if n > MAX_QUERY_CHARS:
+        raise ToolkitError(f"{what} is {n} characters, over the limit of {MAX_QUERY_CHARS}")
+
+
+def no_content_word(tokens: Sequence[str]) -> ToolkitError:
+    """The error of a query whose ``tokens`` (every token, :meth:`Tokenizer.tokenize_all`) hold no content word:
+    the one every mode raises (the vector has no word to be made of; BM25 would match particles alone)."""
+    shown = " ".join(tokens[:20]) + (" ..." if len(tokens) > 20 else "")
+    return ToolkitError(
+        "the query has no content word to search for: only particles, auxiliary verbs, symbols or stopwords "
+        f"({shown or 'none'})"
+    )
+
+
 def check_query_text(text: str | None) -> str:
     """``text`` unchanged, or a clear error when it is not a str, empty, only white space or not valid Unicode."""
     if text is not None and not isinstance(text, str):
@@ -310,9 +336,11 @@ class SearchModel:
         check_query_text(text)
         vec, ok = self.embed_texts([text])
         if not ok[0]:
-            tokens = self.tokenizer.tokenize(text)
+            every, tokens = self.tokenizer.tokenize_both(text)
+            if not tokens:
+                raise no_content_word(every)
             raise ToolkitError(
-                f"no word of the query is in the model's vocabulary (tokens after filtering: {tokens or 'none'})"
+                f"no word of the query is in the model's vocabulary (tokens after filtering: {tokens})"
             )
         return vec[0]
 

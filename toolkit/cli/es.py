@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 
 from toolkit.cli.common import emit, json_option, user_errors
 from toolkit.es import node
 from toolkit.versions import ES_VERSION
+
+if TYPE_CHECKING:
+    from toolkit.es.config import EsSettings
 
 
 def _node_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -119,19 +123,43 @@ def status_cmd(name: str, as_json: bool) -> None:
 
 
 @es_group.command("ping")
+@click.option(
+    "--name",
+    default="default",
+    show_default=True,
+    callback=_node_name,
+    help="The local node to ping when ES_URL is unset; given, that node (started by `jrs es up --name`) "
+    "whatever ES_URL says.",
+)
 @json_option
 @user_errors
-def ping_cmd(as_json: bool) -> None:
+@click.pass_context
+def ping_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
     """Check that the configured cluster (ES_URL, else the local node) answers with these credentials.
 
+    With --name NAME, the local node NAME with its own URL, CA and password (ES_* settings are not used).
     Exit status 3 with one line naming the URL (never a secret) when it does not (2: bad settings).
     """
+    from toolkit.cli.options import given_on_command_line
     from toolkit.es.client import make_client, ping, resolve_settings
 
-    settings = resolve_settings()
+    settings = _local_node_settings(name) if given_on_command_line(ctx, "name") else resolve_settings()
     health = ping(make_client(settings, check=False), settings)
     data = {"url": settings.url, "auth": settings.describe(), "status": health.get("status")}
     emit(data, as_json, f"{settings.describe()}: {health.get('status')}")
+
+
+def _local_node_settings(name: str) -> EsSettings:
+    """The settings of the running local node ``name`` alone; :class:`EsUnavailable` (exit 3) when it does not
+    answer."""
+    from toolkit.es.client import EsUnavailable, resolve_settings
+    from toolkit.es.config import EsSettings
+
+    state, health = node.status(name)
+    if health is None:
+        why = "is not running" if state is None else f"does not answer at {state.url}"
+        raise EsUnavailable(f"the local node {name!r} {why}: start it with `jrs es up --name {name}`")
+    return resolve_settings(EsSettings(), name)
 
 
 commands = [es_group]

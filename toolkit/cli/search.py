@@ -18,7 +18,7 @@ from toolkit.cli.options import (
     num_candidates_option,
 )
 from toolkit.device import DEVICE_HELP
-from toolkit.search.modes import DEFAULT_K, TEXT_MODES, modes_help
+from toolkit.search.modes import DEFAULT_K, HYBRID_FIELD_MODES, TEXT_MODES, modes_help
 
 
 def _line(rank: int | str, h) -> str:
@@ -75,6 +75,18 @@ def _render(result) -> str:
     )  # an indexed text's CR, line break or ESC stays on its line
 
 
+def _check_boosts(ctx: click.Context, mode: str) -> None:
+    """A usage error for ``--keyword-boost``/``--knn-boost`` given in a mode that ignores them."""
+    for name in given_on_command_line(ctx, "keyword_boost", "knn_boost"):
+        modes = HYBRID_FIELD_MODES[name]
+        if mode not in modes:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(
+                f"{flag} applies to --mode {' or '.join(modes)} (--mode {mode} ignores it): "
+                f"add {' or '.join(f'--mode {m}' for m in modes)}"
+            )
+
+
 @click.command("search")
 @click.argument("text", required=False)
 @click.option(
@@ -110,21 +122,26 @@ def _render(result) -> str:
 @click.option("-k", "k", type=int, default=DEFAULT_K, show_default=True)
 @num_candidates_option
 @click.option("--recipe", "recipes", multiple=True, help="Only these recipe ids.")
-@click.option("--ingredient", "ingredients", multiple=True, help="Only recipes with this ingredient.")
+@click.option(
+    "--ingredient",
+    "ingredients",
+    multiple=True,
+    help="Only recipes with this ingredient. Repeatable: a recipe must have every one.",
+)
 @click.option("--include-text-only", is_flag=True, help="Also return steps without a photo.")
 @click.option(
     "--keyword-boost",
     type=float,
     default=1.0,
     show_default=True,
-    help="hybrid: multiplies the BM25 score; linear: weight of the normalised keyword list.",
+    help="Only with --mode hybrid (multiplies the BM25 score) or linear (weight of the normalised keyword list).",
 )
 @click.option(
     "--knn-boost",
     type=float,
     default=1.0,
     show_default=True,
-    help="hybrid: multiplies the kNN score; linear: weight of the normalised kNN list.",
+    help="Only with --mode hybrid (multiplies the kNN score) or linear (weight of the normalised kNN list).",
 )
 @click.option(
     "--show-query", is_flag=True, help="Print the exact request body (paste into Kibana Dev Tools)."
@@ -162,7 +179,7 @@ def search_cmd(
     from toolkit.device import resolve_device
     from toolkit.es.client import make_client
     from toolkit.model import SearchModel
-    from toolkit.search.dispatch import SearchOptions, search
+    from toolkit.search.dispatch import SearchOptions, check_query_lengths, search
     from toolkit.search.engine import Searcher
     from toolkit.search.queries import Filters, HybridParams
 
@@ -176,6 +193,8 @@ def search_cmd(
         raise click.UsageError(
             f"--mode {mode} applies to a query TEXT alone: a photo, --like or --plus/--minus query is a kNN search"
         )
+    _check_boosts(ctx, mode)
+    check_query_lengths(text, plus, minus)  # before the model loads or the cluster is asked
     device = resolve_device(device)  # before any work: a bad spec or a missing GPU is a clear error
     filters = Filters(recipe_ids=recipes, ingredients=ingredients, include_text_only=include_text_only)
     options = SearchOptions(

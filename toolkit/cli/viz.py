@@ -61,7 +61,12 @@ def _out_option(check: Callable[[click.Context, click.Parameter, Path], Path], h
 @default_from(
     "toolkit.viz.grid:GridLayout.columns", "--columns", type=click.IntRange(min=1), help="Photos per row."
 )
-@click.option("--ingredient", "ingredients", multiple=True, help="Only recipes with this ingredient.")
+@click.option(
+    "--ingredient",
+    "ingredients",
+    multiple=True,
+    help="Only recipes with this ingredient. Repeatable: a recipe must have every one.",
+)
 @_out_option(_grid_out, "Picture to write; its suffix picks the format: .png, .jpg/.jpeg or .webp.")
 @json_option
 @user_errors

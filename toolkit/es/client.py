@@ -36,12 +36,40 @@ def resolve_settings(settings: EsSettings | None = None, node_name: str = DEFAUL
     secured)."""
     s = _located(settings, node_name)
     if not s.url:
-        up = "jrs es up" if node_name == DEFAULT_NODE else f"jrs es up --name {node_name}"
-        raise ConfigError(
-            "no Elasticsearch to talk to: set ES_URL (and ES_API_KEY or ES_USERNAME/ES_PASSWORD) "
-            f"or start the local node with `{up}`"
-        )
+        raise _no_cluster(node_name)
     return _with_checked_ca(s)
+
+
+#: running nodes of other names an error names (each one's URL and how to use it)
+NAMED_IN_ERRORS = 3
+
+
+def _no_cluster(node_name: str) -> ConfigError:
+    """The error of a command with no ``ES_URL`` and no local node ``node_name``: how to get one, and how to use
+    each other local node that is running (started with ``jrs es up --name``)."""
+    up = "jrs es up" if node_name == DEFAULT_NODE else f"jrs es up --name {node_name}"
+    message = (
+        "no Elasticsearch to talk to: set ES_URL (and ES_API_KEY or ES_USERNAME/ES_PASSWORD) "
+        f"or start the local node with `{up}`"
+    )
+    others = [s for s in node.running_nodes() if s.name != node_name]
+    hints = [_how_to_use(s) for s in others[:NAMED_IN_ERRORS]]
+    if len(others) > NAMED_IN_ERRORS:
+        hints.append(f"{len(others) - NAMED_IN_ERRORS} more (`jrs es status --name NAME`)")
+    return ConfigError(message + "".join(f"; {h}" for h in hints))
+
+
+def _how_to_use(state: node.NodeState) -> str:
+    """How to talk to the running local node ``state`` (never a secret: where its password is kept)."""
+    env = f"ES_URL={state.url}"
+    if state.ca_certs:
+        env += f" ES_CA_CERTS={state.ca_certs}"
+    if state.security:
+        env += f' ES_PASSWORD="$(cat {node.node_dir(state.name) / "elastic-password"})"'
+    return (
+        f"the local node {state.name!r} is running at {state.url}: use it with {env} "
+        f"(Python: make_client(node_name={state.name!r}))"
+    )
 
 
 def resolve_credentials(settings: EsSettings | None = None, node_name: str = DEFAULT_NODE) -> EsSettings:

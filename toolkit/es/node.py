@@ -493,6 +493,24 @@ def status(name: str = "default") -> tuple[NodeState | None, dict | None]:
     return state, health(state)
 
 
+def running_nodes() -> list[NodeState]:
+    """The local nodes that answer now, by name: each ``<home>/nodes/<name>/state.json`` whose process runs and
+    whose cluster health answers (an unreadable state file is skipped)."""
+    root = toolkit_home() / "nodes"
+    found: list[NodeState] = []
+    for ndir in sorted(root.iterdir()) if root.is_dir() else []:
+        if not NODE_NAME.fullmatch(ndir.name):
+            continue
+        try:
+            state, h = status(ndir.name)
+        except (OSError, ValueError, TypeError) as e:  # a state file half written or of another version
+            _log.debug("skipping node %s: %s", ndir.name, e)
+            continue
+        if state is not None and h is not None:
+            found.append(state)
+    return found
+
+
 def up(
     name: str = "default",
     version: str | None = None,

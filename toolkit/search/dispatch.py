@@ -13,9 +13,9 @@ import numpy as np
 
 from toolkit.data.schema import unencodable
 from toolkit.errors import ConfigError, ToolkitError
-from toolkit.model import check_query_text
+from toolkit.model import check_query_length, check_query_text
 from toolkit.search.engine import Searcher, SearchResult, check_searcher_parts, given
-from toolkit.search.modes import DEFAULT_K, TEXT_MODES
+from toolkit.search.modes import DEFAULT_K, HYBRID_FIELD_MODES, TEXT_MODES
 from toolkit.search.queries import (
     Filters,
     Grouping,
@@ -39,7 +39,9 @@ GROUPS = ("recipe",)
 @dataclass(frozen=True)
 class SearchOptions:
     """How to search: mode, size, filters, fusion weights, grouping and explanation; checked when made
-    (a :class:`~toolkit.errors.ConfigError` names the bad field). ``filters``/``hybrid`` None: the defaults."""
+    (a :class:`~toolkit.errors.ConfigError` names the bad field). ``filters``/``hybrid`` None: the defaults; a
+    ``hybrid`` field the mode does not use (:data:`~toolkit.search.modes.HYBRID_FIELD_MODES`: the boosts weigh
+    ``hybrid`` and ``linear`` only) must stay at its default."""
 
     mode: str = "knn"
     k: int = DEFAULT_K
@@ -68,6 +70,7 @@ class SearchOptions:
                     f"{name} must be a toolkit.{kind.__name__} (e.g. {kind.__name__}(**{name}) for a dict), "
                     f"got {given(value)}"
                 )
+        _check_hybrid_fields(self.mode, self.hybrid)
         if self.group is not None and not isinstance(self.group, str):
             raise ConfigError(f"group must be None or one of {', '.join(GROUPS)}, got {given(self.group)}")
         object.__setattr__(self, "per_group", whole_number("per_group", self.per_group, None))
@@ -81,6 +84,29 @@ class SearchOptions:
         if self.group not in GROUPS:
             raise ConfigError(f"unknown grouping {self.group!r}; choose one of {', '.join(GROUPS)}")
         return Grouping(per_group=self.per_group)
+
+
+def _check_hybrid_fields(mode: str, hybrid: HybridParams) -> None:
+    """A :class:`ConfigError` naming a ``hybrid`` field set (not at its default) that ``mode`` does not use
+    (:data:`~toolkit.search.modes.HYBRID_FIELD_MODES`): it would be ignored."""
+    defaults = HybridParams()
+    for name, modes in HYBRID_FIELD_MODES.items():
+        value = getattr(hybrid, name)
+        if mode not in modes and value != getattr(defaults, name):
+            raise ConfigError(
+                f"hybrid.{name} applies to mode {' or '.join(map(repr, modes))}, not {mode!r} (which ignores "
+                f"it): leave it at {getattr(defaults, name)!r} or choose one of those modes"
+            )
+
+
+def check_query_lengths(text: str | None, plus: Sequence[str] = (), minus: Sequence[str] = ()) -> None:
+    """A :class:`ToolkitError` naming the text and the limit when the query or a plus/minus text is over
+    :data:`~toolkit.model.MAX_QUERY_CHARS` characters (what the CLI checks before anything loads)."""
+    if text is not None:
+        check_query_length(text)
+    for what, parts in (("plus", plus), ("minus", minus)):
+        for part in parts:
+            check_query_length(part, f"the {what} text {_shown(part)} (--{what})")
 
 
 def search(
@@ -97,7 +123,8 @@ def search(
     image file, a ``PIL.Image`` or an ``H x W x 3`` / ``H x W`` ``uint8`` array), or ``like`` (step ids: the
     mean of their photo vectors, plus ``text`` when given); ``plus``/``minus`` texts compose a vector query
     (kNN). ``like``, ``plus`` and ``minus`` take a sequence of str, or one str as one item. A clear
-    :class:`~toolkit.errors.ToolkitError` for a bad argument, mode, k, grouping or a missing query."""
+    :class:`~toolkit.errors.ToolkitError` for a bad argument, mode, k, grouping, a missing query or a text over
+    :data:`~toolkit.model.MAX_QUERY_CHARS` characters, before any request."""
     _check_searcher(searcher)
     if options is not None and not isinstance(options, SearchOptions):
         raise ConfigError(f"options must be a toolkit.SearchOptions, got {given(options)}")
@@ -111,6 +138,7 @@ def search(
         raise ToolkitError("the query is empty: give a text, a photo or steps to search like")
     if text is not None:
         check_query_text(text)  # clear errors before any tokenising: blank, or not valid Unicode
+    check_query_lengths(text, plus, minus)  # before any request: Elasticsearch's own limit names nothing
     for what, parts in (("plus", plus), ("minus", minus)):
         for part in parts:
             try:
@@ -311,6 +339,11 @@ def _check_searcher(searcher: object) -> None:
             f"got {given(searcher)}"
         )
     check_searcher_parts(searcher.es, searcher.model, searcher.index)
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _check_text_type(name: str, value: object) -> None:

@@ -30,7 +30,7 @@ from toolkit.index.hubness import (
     unlift_photo,
 )
 from toolkit.index.lifecycle import IndexNotFound, check_index_model, index_info
-from toolkit.model import SearchModel, check_query_text
+from toolkit.model import SearchModel, check_query_text, no_content_word
 from toolkit.search.fusion import linear_fuse, rrf_fuse
 from toolkit.search.queries import (
     Filters,
@@ -498,10 +498,15 @@ class Searcher:
         return compose(base, [self.text_vector(p) for p in plus], [self.text_vector(m) for m in minus])
 
     def tokens(self, text: str) -> list[str]:
-        tokens = self.model.tokenizer.tokenize_all(check_query_text(text))
-        if not tokens:
+        """The BM25 tokens of ``text`` (every token, particles included, as the ``tokens`` field holds them); a
+        :class:`ToolkitError` when it has none, or no content word (what the vector modes refuse too: particles
+        alone would match every step that has them)."""
+        every, content = self.model.tokenizer.tokenize_both(check_query_text(text))
+        if not every:
             raise ToolkitError(f"the query {text!r} has no searchable token")
-        return tokens
+        if not content:
+            raise no_content_word(every)
+        return every
 
     # --- requests --------------------------------------------------------------------------------
     def msearch(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -621,7 +626,7 @@ class Searcher:
 
     def keyword(self, text: str, k: int, filters: Filters, group: Grouping | None = None) -> SearchResult:
         """BM25 on the step tokens; a note when no step matched, or when no word of the text is in the model's
-        vocabulary (the other modes cannot search it)."""
+        vocabulary (the other modes cannot search it). A text with no content word is refused (:meth:`tokens`)."""
         tokens = self.tokens(text)
         filters = self.keyed(filters)
         result = self._run("keyword", keyword_request(tokens, k, filters), group=group, k=k)

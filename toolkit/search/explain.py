@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 SUGGESTIONS = 5
 EXPLAINED_HITS = 5
 #: distinct unknown words given suggestions, and distinct words left out one by one: each costs a scan of the
-#: whole vocabulary or one more search, so a long query of many words (up to 2,000 characters through the web
-#: page) must not cost that per word
+#: whole vocabulary or one more search, so a long query of many words (up to 2,000 characters:
+#: :data:`~toolkit.model.MAX_QUERY_CHARS`) must not cost that per word
 SUGGESTED_WORDS = 10
 EXPLAINED_WORDS = 30
 
@@ -89,13 +89,13 @@ def vocabulary_split(model: SearchModel, text: str) -> tuple[list[str], list[str
 
 def unknown_words_note(model: SearchModel, text: str) -> str | None:
     """A note for a text none of whose words the model knows (what the vector modes refuse with an error, said
-    of a keyword search, which needs no vocabulary): the unknown words; else None. No nearest-word suggestions
-    here: they scan the vocabulary per word, too slow for every keyword query (``explain`` gives them)."""
+    of a keyword search, which needs no vocabulary): the unknown words; else None (also for a text with no content
+    word at all, which every mode refuses: :meth:`~toolkit.search.engine.Searcher.tokens`). No nearest-word
+    suggestions here: they scan the vocabulary per word, too slow for every keyword query (``explain`` gives
+    them)."""
     tokens, known, unknown = vocabulary_split(model, text)
-    if known:
+    if known or not tokens:
         return None
-    if not tokens:
-        return "the query has no word the model embeds (the vector modes refuse it): only a keyword search finds it"
     return (
         f"no word of the query is in the model's vocabulary (unknown: {', '.join(dict.fromkeys(unknown))}): "
         "only a keyword search finds it"

@@ -30,7 +30,7 @@ def like_vector(
     if missing or no_photo:
         parts = []
         if missing:
-            parts.append(f"not in {searcher.index}: {', '.join(missing)}")
+            parts.append(f"step id(s) not found in index {searcher.index!r}: {', '.join(missing)}")
         if no_photo:
             parts.append(f"without a photo vector: {', '.join(no_photo)}")
         raise ToolkitError("cannot search like these steps (" + "; ".join(parts) + ")")

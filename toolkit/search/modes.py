@@ -11,6 +11,14 @@ MODE_HELP = {
     "linear": "both lists' scores min-max normalised, then summed with the boosts as weights",
 }
 TEXT_MODES = tuple(MODE_HELP)
+#: each :class:`~toolkit.search.queries.HybridParams` field -> the modes that use it (elsewhere a value other
+#: than its default is refused: it would be ignored)
+HYBRID_FIELD_MODES = {
+    "keyword_boost": ("hybrid", "linear"),
+    "knn_boost": ("hybrid", "linear"),
+    "rank_constant": ("rrf",),
+    "window": ("rrf", "linear"),
+}
 #: hits per query where none is asked for (search, grid, report samples, evaluation through an index)
 DEFAULT_K = 10
 

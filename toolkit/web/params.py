@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from toolkit.errors import ToolkitError
+from toolkit.model import MAX_QUERY_CHARS  # the one limit of the CLI, the library and this API
 from toolkit.search.dispatch import SearchOptions
 from toolkit.search.modes import TEXT_MODES, modes_help
 from toolkit.search.queries import Filters
@@ -23,8 +24,6 @@ DEFAULT_K = 12
 MAX_K = 100
 DEFAULT_PER_GROUP = 3
 MAX_PER_GROUP = 10
-#: longest query text, in characters (after trimming)
-MAX_QUERY_CHARS = 2000
 DEFAULT_PHOTO_NAME = "uploaded photo"
 GROUPS = ("recipe",)
 FLAGS = {
@@ -47,7 +46,7 @@ SEARCH_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "q": ({"type": "string", "maxLength": MAX_QUERY_CHARS}, "the query text (optional with `like`)"),
     "mode": ({"type": "string", "enum": list(TEXT_MODES), "default": "knn"}, modes_help()),
     "k": ({"type": "integer", "minimum": 1, "maximum": MAX_K, "default": DEFAULT_K}, "how many hits"),
-    "ingredient": (_STRINGS, "only recipes with this ingredient"),
+    "ingredient": (_STRINGS, "only recipes with this ingredient (repeated: every one)"),
     "recipe": (_STRINGS, "only these recipe ids"),
     "group": (
         {"type": "string", "enum": list(GROUPS)},
