@@ -69,7 +69,12 @@ from pathlib import Path
 work, alias, examples = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 ev = json.loads((work / "model" / "evaluation.json").read_text(encoding="utf-8"))
 print(f"data:   {work / 'data'} (recipes.jsonl + images/)")
-print(f"model:  {work / 'model'} (manifest.json, evaluation.json, rejects.jsonl)")
+rejects = work / "model" / "rejects.jsonl"  # written by the build only when it rejected something
+if rejects.is_file():
+    n = sum(1 for line in rejects.read_text(encoding="utf-8").splitlines() if line.strip())
+    print(f"model:  {work / 'model'} (manifest.json, evaluation.json, rejects.jsonl: {n} rejected)")
+else:
+    print(f"model:  {work / 'model'} (manifest.json, evaluation.json; nothing rejected)")
 print(f"index:  alias {alias}")
 t2i = ev.get("model_pooled", {}).get("text_to_image", {})
 if "R@10" in t2i:

@@ -206,6 +206,9 @@ def test_validate_names_the_same_records_without_a_cluster(messy_root: Path, tmp
     lost = [r for r in report.rejects if r.stage in ("read", "validate")]
     _assert_rows(lost, LOST)
     assert (report.missing_images, report.unsafe_paths) == (1, 3)
+    # a text with no word at all (emoji) is named before any build; odd-text:1 (MeCab keeps an interjection)
+    # and odd-text:2 (English) have words that only the model's vocabulary can judge
+    assert [r.record for r in report.rejects if r.stage == "text"] == ["odd-text:3"]
 
     # --decode: the photos build and index will not use are named with the same reasons, before any build
     decoded = validate_dataset(messy_root, decode_images=True)

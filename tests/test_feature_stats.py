@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,29 @@ def test_recorded_statistics_are_read_back_or_refused() -> None:
     ):
         with pytest.raises(ToolkitError, match="2 finite means and positive standard deviations"):
             FeatureStats.from_meta({META_KEY: {"mean": mean, "std": std}}, 2)
+
+
+@pytest.mark.parametrize("big", [1e39, -1e39, 1e300])
+def test_statistics_beyond_float32_are_refused_without_a_numpy_warning(big: float) -> None:
+    """A number beyond float32 in ``_meta`` was refused, but numpy first warned "overflow encountered in cast"
+    (a RuntimeWarning, an error where warnings are errors): refused by name now, without it."""
+    from toolkit.index.centring import META_KEY as CENTRE_KEY
+    from toolkit.index.centring import centre_from_meta
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for mean, std in (([0.5, big], [1.0, 1.0]), ([0.5, 1.0], [big, 1.0])):
+            with pytest.raises(ToolkitError, match="2 finite means and positive standard deviations"):
+                FeatureStats.from_meta({META_KEY: {"mean": mean, "std": std}}, 2)
+        with pytest.raises(ToolkitError, match=f"_meta.{CENTRE_KEY} is not 2 finite numbers"):
+            centre_from_meta({CENTRE_KEY: [big, 0.0]}, 2)
+        with pytest.raises(ToolkitError, match=f"_meta.{CENTRE_KEY} is not 2 finite numbers"):
+            centre_from_meta({CENTRE_KEY: ["x", 0.0]}, 2)
+        with pytest.raises(ToolkitError, match=f"_meta.{META_KEY} is broken"):
+            FeatureStats.from_meta({META_KEY: {"mean": [10**400, 0], "std": [1, 1]}}, 2)
+        top = float(np.finfo(np.float32).max)  # the largest float32 is still read
+        read = FeatureStats.from_meta({META_KEY: {"mean": [top, -top], "std": [top, 1.0]}}, 2)
+        assert read is not None and np.isfinite(read.mean).all() and read.std[0] == np.float32(top)
 
 
 def test_too_few_photos_leave_the_features_as_they_are(sample_root: Path, model: SearchModel) -> None:

@@ -137,8 +137,11 @@ def test_validate_dataset_reports_counts_and_rejects(corpus):
     assert report.steps_with_image == len(EXPECTED["photos"])
     assert (report.missing_images, report.unsafe_paths) == (2, 3)  # r008:4 missing, r016:4 a directory
     assert not report.ok
-    _assert_rejects(report.rejects, EXPECTED["rejects"] + EXPECTED["image_rejects"])
+    _assert_rejects(
+        report.rejects, EXPECTED["rejects"] + EXPECTED["text_rejects"] + EXPECTED["image_rejects"]
+    )
     assert json.loads(json.dumps(report.to_dict()))["ok"] is False
+    assert report.steps_without_words == len(EXPECTED["text_rejects"])
 
     unchecked = validate_dataset(corpus, check_images=False)
     assert unchecked.steps_with_image == len(EXPECTED["photos"]) + 5
@@ -242,14 +245,16 @@ def test_cli_validate(corpus, tmp_path):
     n_recipes, n_steps = len(EXPECTED["recipes"]), len(EXPECTED["steps"])
     assert f"{n_recipes} recipes, {n_steps} steps (2 with a usable photo)" in result.output
     assert "recipes.jsonl:line 2 [read]: malformed JSON" in result.output
-    assert len(list(read_rejects(rejects_file))) == len(EXPECTED["rejects"]) + len(EXPECTED["image_rejects"])
+    expected = EXPECTED["rejects"] + EXPECTED["text_rejects"] + EXPECTED["image_rejects"]
+    assert len(list(read_rejects(rejects_file))) == len(expected)
+    assert "r009:1 [text]: the text has no word the tokenizer keeps" in result.output
 
     result = runner.invoke(validate, [str(corpus), "--json", "--no-images"])
     data = json.loads(result.output)
     assert (
         result.exit_code == 1
         and data["recipes"] == n_recipes
-        and len(data["rejects"]) == len(EXPECTED["rejects"])
+        and len(data["rejects"]) == len(EXPECTED["rejects"]) + len(EXPECTED["text_rejects"])
     )
 
     clean = tmp_path / "clean"
@@ -260,3 +265,35 @@ def test_cli_validate(corpus, tmp_path):
 
     result = runner.invoke(validate, [str(tmp_path / "missing")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_a_text_without_a_word_is_noted_by_validate_as_the_build_will_note_it(tmp_path):
+    """An emoji-only step passed `jrs validate` and was first named by the build's text stage (no text vector):
+    validate names it now, kept, with the reason the build gives for the same steps."""
+    import numpy as np
+
+    from toolkit.text.step_vectors import step_vectors
+    from toolkit.text.tokenizer import NO_WORD_REASON, Tokenizer
+    from toolkit.text.word2vec import WordVectors
+
+    steps = (Step(1, "🍳🔥"), Step(2, "をにまで"), Step(3, "玉ねぎを炒めます。"))
+    write_recipes_jsonl(tmp_path / RECIPES_FILE, [Recipe("e", "t", steps=steps)])
+    report = validate_dataset(tmp_path)
+    assert (report.steps, report.steps_without_words, report.ok) == (3, 2, False)
+    assert [(r.record, r.stage) for r in report.rejects] == [("e:1", "text"), ("e:2", "text")]
+    assert all(r.reason.startswith(NO_WORD_REASON) and "step is kept" in r.reason for r in report.rejects)
+    result = CliRunner().invoke(validate, [str(tmp_path)])
+    assert result.exit_code == 1 and f"e:1 [text]: {NO_WORD_REASON}" in result.output
+    assert "steps without a text vector (no word the tokenizer keeps): 2" in result.output
+
+    tokenizer = Tokenizer()
+    matrix = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    built = step_vectors(
+        ["e:1", "e:2", "e:3"],
+        [s.text for s in steps],
+        tokenizer,
+        WordVectors(["玉葱", "炒める"], matrix, tokenizer.config),
+    )
+    assert list(built.ids) == ["e:3"]
+    assert [r.record for r in built.rejects] == ["e:1", "e:2"]
+    assert all(r.stage == "text" and NO_WORD_REASON in r.reason for r in built.rejects)

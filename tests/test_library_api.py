@@ -374,3 +374,35 @@ def test_the_documented_rejects_are_the_ones_validate_writes(tmp_path: Path) -> 
     shutil.copytree(FIXTURES / "jsonl_corpus", root)
     written = [asdict(r) for r in validate_dataset(root).rejects]
     assert documented and [d for d in documented if d not in written] == []
+
+
+# --- 10. a model or searcher is one process's: pickling says what to do instead ----------------------
+
+
+def test_pickling_a_model_or_searcher_says_what_to_do_and_copy_still_works(
+    es: Elasticsearch, built_model: Path
+) -> None:
+    """Pickling failed with "cannot pickle '_thread.RLock' object", which said neither why nor what to do."""
+    import copy
+    import pickle
+
+    from toolkit.model import SearchModel
+    from toolkit.search.engine import Searcher
+
+    model = SearchModel.load(built_model)
+    searcher = Searcher(es, model, "no-such-index", check=False)
+    for obj, instead in (
+        (model, f"SearchModel.load({str(built_model)!r})"),
+        (searcher, f"Searcher(make_client(), SearchModel.load({str(built_model)!r}), 'no-such-index')"),
+    ):
+        name = type(obj).__name__
+        for refused in (pickle.dumps, copy.deepcopy):
+            with pytest.raises(TypeError, match=f"a {name} cannot be pickled or deep-copied") as e:
+                refused(obj)
+            assert instead in str(e.value) and "RLock" not in str(e.value)
+    model_copy = copy.copy(model)  # a shallow copy shares the loaded parts, as before
+    assert model_copy is not model and model_copy.mapping is model.mapping
+    assert (model_copy.embed_query("玉ねぎを炒める") == model.embed_query("玉ねぎを炒める")).all()
+    searcher_copy = copy.copy(searcher)
+    searcher_copy.es = Elasticsearch("http://127.0.0.1:9")
+    assert searcher_copy.model is model and searcher.es is es and searcher_copy.index == searcher.index

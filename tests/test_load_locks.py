@@ -19,6 +19,7 @@ from toolkit.index.indexer import IndexOptions, index_dataset
 from toolkit.index.locking import LOCK_DIR_ENV, write_lock, write_lock_path
 from toolkit.index.update import UpdateOptions, update_index
 from toolkit.locks import Busy
+from toolkit.rejects import read_rejects
 
 
 def _dataset(root: Path, recipes: int) -> Path:
@@ -117,3 +118,49 @@ def test_a_lock_directory_that_cannot_be_written_is_named_with_what_to_do(
         with pytest.raises(Busy, match=f"a load or update of {index_name}"):
             index_dataset(es, root, built_model, opts)
     assert index_dataset(es, root, built_model, opts)["indexed"] == 2
+
+
+def _recipe_line(recipe_id: str) -> str:
+    steps = [{"position": 1, "text": "人参を乱切りにして、鍋で煮ます。"}]
+    return json.dumps({"recipe_id": recipe_id, "title": "人参の煮物", "steps": steps}, ensure_ascii=False)
+
+
+def test_an_update_of_a_read_only_model_directory_writes_its_rejects_outside_it(
+    es: Elasticsearch,
+    built_model: Path,
+    index_name: str,
+    tmp_path: Path,
+    es_settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``jrs index --update`` wrote its rejects to ``MODEL_DIR/loads`` by default: with a read-only model
+    directory, an update that rejected a record stopped part-way, at its first reject. The default is in the
+    cache (``JRS_HOME``) now, and a rejects file that cannot be written stops an update before any work."""
+    root = _dataset(tmp_path / "data", 2)
+    alias = index_name
+    index_dataset(es, root, built_model, IndexOptions(alias=alias, checkpoint_dir=tmp_path / "ckpt"))
+    read_only = _model_without_writable_loads(built_model, tmp_path / "model")
+    with (root / "recipes.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"recipe_id": "bad"}\n' + _recipe_line("new1") + "\n")
+    monkeypatch.setenv("JRS_HOME", str(tmp_path / "home"))
+    args = ["index", str(root), str(read_only), "--alias", alias, "--update", "--json"]
+    env = {"ES_URL": es_settings.url}
+    res = CliRunner().invoke(cli, args, env=env)
+    assert res.exit_code == 1, res.output
+    data = json.loads(res.output)
+    assert (data["indexed"], data["rejected"]) == (1, 1)
+    rejects = Path(data["rejects_file"])
+    assert (
+        rejects.name == f"{alias}.update-rejects.jsonl" and tmp_path / "home" / "rejects" in rejects.parents
+    )
+    assert [r.record for r in read_rejects(rejects)] == ["recipes.jsonl:line 3"]
+
+    with (root / "recipes.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(_recipe_line("new2") + "\n")
+    blocked = tmp_path / "a-file" / "rejects.jsonl"
+    blocked.parent.write_text("", encoding="utf-8")
+    res = CliRunner().invoke(cli, [*args, "--rejects", str(blocked)], env=env)
+    assert res.exit_code == 2, res.output
+    assert f"cannot write the rejects file {blocked}" in res.output and "--rejects" in res.output
+    es.indices.refresh(index=alias)
+    assert es.count(index=alias, query={"term": {"recipe_id": "new2"}})["count"] == 0  # nothing was sent

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_quickstart.py"
@@ -59,3 +62,25 @@ def test_stopped_early_fails(tmp_path: Path) -> None:
     assert "example 'by photo' never ran" in problems and "example 'composed' never ran" in problems
     assert any("stopped early" in p for p in problems)
     assert check_quickstart.main([str(log)]) == 1
+
+
+def _summary(work: Path) -> str:
+    """The quickstart's closing summary (the Python between its PYEOF markers) run for ``work``."""
+    script = (SCRIPT.parent / "quickstart.sh").read_text(encoding="utf-8")
+    code = script.split("<<'PYEOF'\n", 1)[1].split("\nPYEOF\n", 1)[0]
+    argv = [sys.executable, "-", str(work), "recipes", "kNN: a sentence"]
+    return subprocess.run(argv, input=code, text=True, capture_output=True, check=True).stdout
+
+
+def test_the_summary_names_the_rejects_file_only_when_the_build_wrote_one(tmp_path: Path) -> None:
+    """The summary listed ``rejects.jsonl`` in the model directory always; the build writes it only when it
+    rejected something."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "evaluation.json").write_text(json.dumps({"split": "test"}), encoding="utf-8")
+    clean = _summary(tmp_path)
+    assert f"model:  {model} (manifest.json, evaluation.json; nothing rejected)" in clean
+    assert "rejects.jsonl" not in clean
+    row = {"record": "r1:2", "stage": "text", "reason": "x"}
+    (model / "rejects.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
+    assert "(manifest.json, evaluation.json, rejects.jsonl: 2 rejected)" in _summary(tmp_path)

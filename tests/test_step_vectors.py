@@ -21,7 +21,7 @@ from toolkit.text.step_vectors import (
     save_step_vectors,
     step_vectors,
 )
-from toolkit.text.tokenizer import Tokenizer, TokenizerConfig
+from toolkit.text.tokenizer import NO_WORD_REASON, Tokenizer, TokenizerConfig
 from toolkit.text.word2vec import WordVectors
 from toolkit.vectorset import load_vector_set
 
@@ -88,8 +88,8 @@ def test_step_vectors_means_and_rejects(tokenizer: Tokenizer, wv: WordVectors) -
             assert step_id not in by_id
     reasons = {r.record: r for r in result.rejects}
     assert all(r.stage == "text" for r in result.rejects)
-    assert reasons["r1:2"].reason == "no in-vocabulary token after filtering: (none)"
-    assert reasons["r1:3"].reason == "no in-vocabulary token after filtering: (none)"
+    assert reasons["r1:2"].reason == f"no in-vocabulary token after filtering: {NO_WORD_REASON}"
+    assert reasons["r1:3"].reason == f"no in-vocabulary token after filtering: {NO_WORD_REASON}"
     assert "duplicate" in [r for r in result.rejects if r.record == "r1:1"][0].reason
     assert "r1:1" in result.ids  # the first occurrence is kept
     assert not np.any(np.all(result.vectors == 0, axis=1))

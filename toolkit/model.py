@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, SupportsIndex, TypeVar
 
 import numpy as np
 
@@ -63,6 +63,23 @@ class _built_once(Generic[T]):  # noqa: N801 - used as a decorator, like functoo
             if self.name not in obj.__dict__:
                 obj.__dict__[self.name] = self.build(obj)
             return obj.__dict__[self.name]
+
+
+def refuse_pickling(obj: object, instead: str) -> NoReturn:
+    """Raise the ``TypeError`` that pickling (or deep-copying) ``obj`` gives, saying what to do ``instead``
+    (not pickle's "cannot pickle '_thread.RLock' object")."""
+    name = type(obj).__name__
+    raise TypeError(
+        f"a {name} cannot be pickled or deep-copied: it holds locks, loaded networks and connections that "
+        f"belong to one process; {instead} (copy.copy makes a shallow copy within a process)"
+    )
+
+
+def shallow_copy(obj: T) -> T:
+    """What ``copy.copy`` gave before :func:`refuse_pickling`: a new instance sharing ``obj``'s attributes."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
 
 
 def model_fingerprint(word2vec_fp: str, encoder_fp: str, mapping_fp: str) -> str:
@@ -156,6 +173,14 @@ class SearchModel:
     _encoder: Any = field(default=None, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False, compare=False)
     _warmed: bool = field(default=False, repr=False, compare=False)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        refuse_pickling(
+            self, f"load the model in each process instead: SearchModel.load({str(self.directory)!r})"
+        )
+
+    def __copy__(self) -> SearchModel:
+        return shallow_copy(self)
 
     @classmethod
     def load(

@@ -62,6 +62,23 @@ class RejectsWriter:
         self.close()
 
 
+def start_rejects_file(path: str | Path, fix: str) -> None:
+    """Make ``path`` ready for a run's rejects before the run does any work: an old file is removed, the
+    directory created, and a file created there once (and removed again: none is left when nothing is
+    rejected). A :class:`~toolkit.errors.ConfigError` naming ``path`` and saying ``fix`` when it cannot be
+    written, so that a run never stops part-way at its first reject."""
+    from toolkit.errors import ConfigError
+
+    target = Path(path)
+    try:
+        target.unlink(missing_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.open("a", encoding="utf-8").close()
+        target.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the rejects file {target} ({e.strerror or e}): {fix}") from e
+
+
 def stage_counts(by_stage: Mapping[str, int]) -> str:
     """``"image 1, read 2"``: reject counts by stage, stages sorted (messages for people)."""
     return ", ".join(f"{stage} {n}" for stage, n in sorted(by_stage.items()))

@@ -146,6 +146,10 @@ def _validation_text(report: ValidationReport, rejects_file: Path | None, decode
         f"missing photos: {report.missing_images}, unsafe photo paths: {report.unsafe_paths}"
         + (f", photos that do not decode: {report.undecodable_images}" if decoded else ""),
     ]
+    if report.steps_without_words:
+        lines.append(
+            f"steps without a text vector (no word the tokenizer keeps): {report.steps_without_words}"
+        )
     if report.ok:
         checked = (
             "photos decoded"

@@ -60,8 +60,8 @@ from toolkit.index.template import DEFAULT_ALIAS, INDEX_TYPES
     "rejects_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="JSON-lines file of the records not indexed and why (default: MODEL_DIR/loads/ALIAS.rejects.jsonl, "
-    "ALIAS.update-rejects.jsonl with --update).",
+    help="JSON-lines file of the records not indexed and why (default: MODEL_DIR/loads/ALIAS.rejects.jsonl; "
+    "with --update, which only reads MODEL_DIR: $JRS_HOME/rejects/CLUSTER/ALIAS.update-rejects.jsonl).",
 )
 @click.option("--image-base-url", default=None, help="Prefix for image_url (Kibana thumbnails, web page).")
 @click.option("--raw-features", is_flag=True, help="Also index the raw backbone feature (image_feature).")
@@ -273,7 +273,7 @@ def _update(
 ) -> None:
     """``jrs index --update``: the live index updated in place, counts reconciled."""
     from toolkit.es.client import make_client
-    from toolkit.index.update import UpdateOptions, update_index
+    from toolkit.index.update import UpdateOptions, default_rejects_path, update_index
 
     opts = UpdateOptions(
         alias=alias,
@@ -283,10 +283,10 @@ def _update(
         raw_features=raw_features,
         device=device,
     )
-    rejects_path = rejects_path or (model_dir / "loads" / f"{index_name or alias}.update-rejects.jsonl")
-    result = update_index(
-        make_client(), dataset_root, model_dir, opts, rejects_path=rejects_path, progress=progress
-    )
+    es = make_client()
+    # not in the model directory, which an update only reads (it may be read-only)
+    rejects_path = rejects_path or default_rejects_path(es, index_name or alias)
+    result = update_index(es, dataset_root, model_dir, opts, rejects_path=rejects_path, progress=progress)
     result["rejects_file"] = (
         str(rejects_path) if rejects_path.is_file() else None
     )  # as other commands: None when none

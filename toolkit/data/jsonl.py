@@ -12,13 +12,16 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.atomic import atomic_path
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.data.schema import DEFAULT_MAX_TEXT_LEN, Recipe, RecordError, parse_recipe, recipe_to_json
 from toolkit.errors import ToolkitError
 from toolkit.rejects import Reject, RejectsWriter
+
+if TYPE_CHECKING:
+    from toolkit.text.tokenizer import Tokenizer
 
 RECIPES_FILE = "recipes.jsonl"
 
@@ -202,6 +205,24 @@ def iter_recipes(
         yield recipe
 
 
+#: Stage of the notes on steps kept without a text vector (as the build's text stage and the index name them).
+TEXT_STAGE = "text"
+
+
+def wordless_steps(recipe: Recipe, tokenizer: Tokenizer) -> list[Reject]:
+    """A note (stage ``text``) per step of ``recipe`` whose text gives no filtered token (emoji, symbols or
+    particles only): such a step is kept, but it can have no text vector, whatever the Word2Vec model."""
+    from toolkit.text.tokenizer import NO_WORD_REASON
+
+    reason = (
+        f"{NO_WORD_REASON}: the step is kept (indexed for its photo and keywords) without a text vector, "
+        "so it is not used to train the model nor found by text-vector (kNN) search"
+    )
+    return [
+        Reject(recipe.step_id(s), TEXT_STAGE, reason) for s in recipe.steps if not tokenizer.tokenize(s.text)
+    ]
+
+
 @dataclass
 class ValidationReport:
     """What :func:`validate_dataset` found; ``ok`` when nothing was rejected."""
@@ -212,6 +233,8 @@ class ValidationReport:
     missing_images: int = 0
     unsafe_paths: int = 0
     undecodable_images: int = 0
+    #: steps kept without a text vector: their text has no word the tokenizer keeps (:func:`wordless_steps`)
+    steps_without_words: int = 0
     #: whether photos were decoded (``decode_images``), not only checked for presence and safe paths
     decoded: bool = False
     rejects: list[Reject] = field(default_factory=list)
@@ -238,13 +261,17 @@ def validate_dataset(
 
     ``steps_with_image`` counts steps whose photo is usable (safe and present when
     ``check_images``, and decodable too with ``decode_images``, the check build and index make;
-    merely declared otherwise).
+    merely declared otherwise). A step whose text has no word the default tokenizer keeps is noted with
+    stage ``text`` (:func:`wordless_steps`): the earliest a build would know it has no text vector.
     """
+    from toolkit.text.tokenizer import Tokenizer
+
     if decode_images and not check_images:
         raise ValueError("decode_images needs check_images")
     path = recipes_path(root)
     report = ValidationReport(decoded=decode_images)
     tally = _ImageCheck()
+    tokenizer = Tokenizer()
 
     def keep(found: list[Reject]) -> None:
         report.rejects.extend(found)
@@ -258,6 +285,9 @@ def validate_dataset(
         if check_images:
             recipe, found = _check_images(Path(root), recipe, tally, decode_images)
             keep(found)
+        found = wordless_steps(recipe, tokenizer)
+        report.steps_without_words += len(found)
+        keep(found)
         report.recipes += 1
         report.steps += len(recipe.steps)
         report.steps_with_image += sum(1 for s in recipe.steps if s.image is not None)

@@ -23,7 +23,7 @@ import numpy as np
 
 from toolkit.data.jsonl import iter_recipes
 from toolkit.errors import ToolkitError
-from toolkit.index.feature_stats import FeatureStats, adapted
+from toolkit.index.feature_stats import FeatureStats, adapted, float32_values
 from toolkit.rejects import RejectsWriter
 
 if TYPE_CHECKING:
@@ -146,7 +146,10 @@ def centre_from_meta(meta: dict[str, Any], dims: int) -> np.ndarray | None:
     value = meta.get(META_KEY)
     if value is None:
         return None
-    centre = np.asarray(value, dtype=np.float32)
+    try:
+        centre = float32_values(value)
+    except (TypeError, ValueError, OverflowError):
+        centre = np.empty(0, np.float32)  # no numbers: refused below, as a wrong shape
     if centre.shape != (dims,) or not np.all(np.isfinite(centre)):
         raise ToolkitError(
             f"the index's _meta.{META_KEY} is not {dims} finite numbers: re-index (`jrs index` makes a new version)"

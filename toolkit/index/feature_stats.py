@@ -36,6 +36,15 @@ META_KEY = "photo_feature_stats"
 MIN_STD_RATIO = 0.1
 
 
+def float32_values(value: Any) -> np.ndarray:
+    """``value`` (numbers read from an index's ``_meta``) as float32, a number beyond float32's range as
+    ``inf`` (so a finiteness check refuses it), without numpy's "overflow encountered in cast" warning.
+    ``TypeError``/``ValueError``/``OverflowError`` when ``value`` holds no numbers."""
+    wide = np.asarray(value, dtype=np.float64)
+    fits = np.abs(wide) <= np.finfo(np.float32).max  # NaN fits nowhere: it stays non-finite too
+    return np.where(fits, wide, np.inf).astype(np.float32)
+
+
 @dataclass(frozen=True, eq=False)
 class FeatureStats:
     """Per-feature mean and standard deviation of a collection's backbone photo features."""
@@ -63,9 +72,9 @@ class FeatureStats:
         if value is None:
             return None
         try:
-            mean = np.asarray(value["mean"], dtype=np.float32)
-            std = np.asarray(value["std"], dtype=np.float32)
-        except (TypeError, KeyError, ValueError) as e:
+            mean = float32_values(value["mean"])  # beyond float32: inf, refused below as not finite
+            std = float32_values(value["std"])
+        except (TypeError, KeyError, ValueError, OverflowError) as e:
             raise ToolkitError(f"the index's _meta.{META_KEY} is broken ({e}): re-index (`jrs index`)") from e
         if (
             mean.shape != (dims,)

@@ -37,12 +37,15 @@ from toolkit.index.centring import centre_from_meta
 from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
 from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.hubness import correction_from_meta
-from toolkit.index.locking import write_lock
+from toolkit.index.locking import cluster_key, lock_file_name, write_lock
 from toolkit.index.template import DEFAULT_ALIAS
 from toolkit.model import SearchModel
-from toolkit.rejects import Reject, RejectsWriter
+from toolkit.rejects import Reject, RejectsWriter, start_rejects_file
 
 log = logging.getLogger(__name__)
+
+#: What to do when an update's rejects file cannot be written (checked before the update does any work).
+REJECTS_FIX = "give a writable file with --rejects (update_index's rejects_path)"
 
 
 @dataclass
@@ -192,6 +195,19 @@ def delete_documents(
 
 
 @raising_toolkit_errors
+def default_rejects_path(es: Elasticsearch, name: str) -> Path:
+    """Where ``jrs index --update`` of ``name`` (an alias or index) writes its rejects by default:
+    ``rejects/<cluster>/<name>.update-rejects.jsonl`` in the toolkit's cache (``JRS_HOME``, beside the default
+    ``locks/``), not in the model directory, which an update only reads (it may be read-only). The cluster is
+    named as its locks are (:func:`~toolkit.index.locking.cluster_key`), so updates of two clusters never share
+    the file, and one update at a time writes it (they hold the lock)."""
+    from toolkit.es.node import toolkit_home
+
+    stem = lock_file_name(name).removesuffix(".lock")
+    return toolkit_home() / "rejects" / cluster_key(es) / f"{stem}.update-rejects.jsonl"
+
+
+@raising_toolkit_errors
 def update_index(
     es: Elasticsearch,
     dataset_root: str | Path,
@@ -214,12 +230,16 @@ def update_index(
     as a partial update (its keys and new hash; counted in ``indexed``), not rebuilt. A second update or a
     load of the same alias (or index) on the same cluster while this one runs, whatever its model or checkpoint
     directory, raises :class:`~toolkit.locks.Busy` naming the lock (:func:`~toolkit.index.locking.write_lock`:
-    not in ``model_dir``, which may be read-only) before anything is written.
+    not in ``model_dir``, which may be read-only) before anything is written. ``rejects_path`` (None: rejects
+    are logged) starts afresh; one that cannot be written is a :class:`ConfigError` naming it, before any work.
     """
     opts = options or UpdateOptions()
     model = SearchModel.load(model_dir, opts.device)  # before the lock: a wrong directory is not written to
     # a second update (or a load) of the same alias at once would do the same work into the same index
     with write_lock(es, opts.index or opts.alias):
+        # this update's rejects only; a file that cannot be written stops it here, before any work
+        if rejects_path is not None:
+            start_rejects_file(rejects_path, REJECTS_FIX)
         return _update_index(es, dataset_root, model, opts, rejects_path, progress, on_batch)
 
 
@@ -244,8 +264,6 @@ def _update_index(
     builder.photo_centre = centre_from_meta(info.meta, model.dims)  # new photos centred like the others
     builder.photo_hub = correction_from_meta(info.meta, model)  # and corrected alike
     plan = _Plan()
-    if rejects_path is not None:  # this update's rejects only
-        Path(rejects_path).unlink(missing_ok=True)
     with _LostCounter(rejects_path) as rejects:
         batches = _update_batches(root, builder, rejects, hashes, by_recipe, opts.batch_steps, plan)
         summary: LoadSummary = bulk_load(

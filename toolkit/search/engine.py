@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
 
 import numpy as np
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
@@ -30,7 +30,7 @@ from toolkit.index.hubness import (
     unlift_photo,
 )
 from toolkit.index.lifecycle import IndexNotFound, check_index_model, index_info
-from toolkit.model import SearchModel, check_query_text, no_content_word
+from toolkit.model import SearchModel, check_query_text, no_content_word, refuse_pickling, shallow_copy
 from toolkit.search.fusion import linear_fuse, rrf_fuse
 from toolkit.search.queries import (
     Filters,
@@ -261,6 +261,17 @@ class Searcher:
             self.warm_up()
         else:  # the index's part is built on first use
             model.warm_up()
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        model_dir = str(self.model.directory)
+        refuse_pickling(
+            self,
+            f"make one in each process instead: Searcher(make_client(), SearchModel.load({model_dir!r}), "
+            f"{self.index!r})",
+        )
+
+    def __copy__(self) -> Searcher:
+        return shallow_copy(self)
 
     def _open(self, missing_ok: bool) -> bool:
         """Read and check the index's ``_meta``; with ``missing_ok`` a name that names no index yet is left for

@@ -28,7 +28,7 @@ from toolkit.memory import release_pages
 from toolkit.progress import track
 from toolkit.quiet import silenced
 from toolkit.rejects import Reject
-from toolkit.text.tokenizer import Tokenizer
+from toolkit.text.tokenizer import NO_WORD_REASON, Tokenizer
 from toolkit.text.tokens import TokenBags, save_token_bags
 from toolkit.text.word2vec import WordVectors
 from toolkit.torch_threads import torch_threads as _torch_threads
@@ -187,7 +187,9 @@ def tokenize_steps(
         lengths = np.diff(offsets)
         rows = np.asarray(chunk_rows, dtype=np.int64)
         for k in np.flatnonzero(lengths == 0).tolist():
-            reason = f"{NO_TOKEN_REASON}: {_show_tokens(chunk_tokens[k])}"
+            reason = (
+                f"{NO_TOKEN_REASON}: {_show_tokens(chunk_tokens[k]) if chunk_tokens[k] else NO_WORD_REASON}"
+            )
             no_token.append(Reject(column[int(rows[k])], STAGE, reason))
         keep[rows[lengths > 0]] = True
         id_parts.append(flat.astype(np.int32))

@@ -51,6 +51,8 @@ from toolkit.fingerprint import fingerprint
 Form = Literal["lemma", "surface"]
 
 DEFAULT_DROP_POS: tuple[str, ...] = ("助詞", "助動詞", "補助記号", "記号")
+#: Why a text gives no filtered token at all: ``jrs validate`` and the text stage of a build say it alike.
+NO_WORD_REASON = "the text has no word the tokenizer keeps (only emoji, symbols or particles)"
 
 # MeCab output formats (escaped for MeCab's own argument parser). The fast format is what the cache is
 # keyed on; the full one adds pos1 and lemma (unknown words have no lemma field: "*"). The "@" lines
