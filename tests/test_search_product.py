@@ -394,3 +394,32 @@ def test_explanation_json_says_which_unknown_words_were_not_looked_up(searcher: 
     assert unknown[explain.SUGGESTED_WORDS :] == [
         {"word": w, "looked_up": False, "suggestions": None} for w in words[explain.SUGGESTED_WORDS :]
     ]
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\u200b\u2060 \ufeff"])
+def test_a_query_of_invisible_characters_only_is_empty_in_every_mode(searcher: Searcher, text: str) -> None:
+    """Records of only invisible characters are refused as blank, but such a query was not: a keyword search
+    said "the query '\\u200b' has no searchable token" and a vector one "no content word ... (none)". Every
+    mode now says what an empty query gets, and a like-these query ignores the invisible text as it does a blank
+    one."""
+    for mode in ("knn", "keyword", "hybrid", "rrf", "linear"):
+        with pytest.raises(ToolkitError) as info:
+            search(searcher, text, options=SearchOptions(mode=mode, k=3))
+        assert str(info.value) == "the query is empty: give a text, a photo or steps to search like", mode
+        with pytest.raises(ToolkitError, match="^the query is empty$"):
+            searcher.tokens(text)
+    found = search(searcher, QUERY, options=SearchOptions(k=1)).hits[0].step_id
+    assert search(searcher, text, like=[found], options=SearchOptions(k=3)).hits
+
+
+def test_a_report_sample_of_a_long_step_text_is_still_searched(searcher: Searcher, sample_root: Path) -> None:
+    """An evaluation report's sample queries are the dataset's own step texts (up to 20,000 characters): the
+    2,000-character limit on typed queries turned a long one into an error entry, where it was searched."""
+    from toolkit.model import MAX_QUERY_CHARS
+    from toolkit.viz.report import sample_sections
+
+    long_step = "玉ねぎを薄切りにして、弱火でじっくり炒めます。" * 100
+    assert len(long_step) > MAX_QUERY_CHARS
+    (section,) = sample_sections(searcher, sample_root, [(long_step, None)], 3, "knn")
+    assert "error" not in section, section
+    assert len(section["hits"]) == 3

@@ -298,3 +298,14 @@ def test_a_query_over_the_length_limit_is_refused_before_any_work(tmp_path: Path
     check_query_lengths("  " + "あ" * 2000 + "\n")  # counted after trimming, as the web API does
     with pytest.raises(ToolkitError, match="^the query is 2001 characters, over the limit of 2000$"):
         check_query_lengths("あ" * 2001)
+
+
+def test_grid_refuses_a_query_over_the_length_limit_before_any_work(tmp_path: Path) -> None:
+    """``jrs grid TEXT`` searches through the same library function as ``jrs search`` but asked the cluster
+    (exit 3 here) and loaded the model before the limit refused the text: it is now checked first, as
+    ``jrs search`` does (the README: "before the model loads or anything reaches Elasticsearch")."""
+    text = "あ" * 2001
+    args = ["grid", text, "--model", str(tmp_path), "--out", str(tmp_path / "g.png")]
+    result = CliRunner().invoke(cli, args, env={"ES_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 2, result.output
+    assert "Error: the query is 2001 characters, over the limit of 2000" in result.output

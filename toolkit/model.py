@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, SupportsIndex, TypeVar
 
 import numpy as np
 
+from toolkit.chars import is_blank
 from toolkit.device import DEFAULT_DEVICE, is_cuda, resolve_device
 from toolkit.errors import ConfigError, ModelDirError, ToolkitError
 from toolkit.fingerprint import check_fingerprint, fingerprint
@@ -141,11 +142,12 @@ def no_content_word(tokens: Sequence[str]) -> ToolkitError:
 
 
 def check_query_text(text: str | None) -> str:
-    """``text`` unchanged, or a clear error when it is not a str, empty, only white space or not valid Unicode."""
+    """``text`` unchanged, or a clear error when it is not a str, empty, only white space or invisible characters
+    (:func:`~toolkit.chars.is_blank`: what a record's text may not be either) or not valid Unicode."""
     if text is not None and not isinstance(text, str):
         hint = ": decode it first (e.g. data.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
         raise ConfigError(f"the query must be a str, got {type(text).__name__}{hint}")
-    if text is None or not text.strip():
+    if text is None or is_blank(text):
         raise ToolkitError("the query is empty")
     from toolkit.data.schema import unencodable
 

@@ -86,7 +86,7 @@ def grid_cmd(
     """Render the top-k photos for TEXT (or --image) as one picture with rank, score, title and step text."""
     from toolkit.es.client import make_client
     from toolkit.model import SearchModel
-    from toolkit.search.dispatch import search_photo, search_text
+    from toolkit.search.dispatch import check_query_lengths, search_photo, search_text
     from toolkit.search.engine import Searcher
     from toolkit.search.queries import Filters
     from toolkit.viz.grid import GridLayout, write_grid
@@ -96,6 +96,7 @@ def grid_cmd(
         raise click.UsageError("give a query TEXT or --image PATH (one of them)")
     if image is not None and mode != "knn":
         raise click.UsageError(f"--mode {mode} applies to a query TEXT alone: a photo query is a kNN search")
+    check_query_lengths(text)  # as `jrs search`: before the model loads or the cluster is asked
     root = dataset_root_for(model_dir, dataset_root)
     searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
     filters = Filters(ingredients=ingredients)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from toolkit.chars import is_blank
 from toolkit.data.schema import unencodable
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.model import check_query_length, check_query_text
@@ -132,7 +133,7 @@ def search(
     if text is not None:
         _check_text_type("text", text)
     like, plus, minus = _texts("like", like), _texts("plus", plus), _texts("minus", minus)
-    if text is not None and not text.strip():
+    if text is not None and is_blank(text):  # only white space or invisible characters: no text
         text = None
     if text is None and photo is None and not like:
         raise ToolkitError("the query is empty: give a text, a photo or steps to search like")
@@ -305,10 +306,24 @@ def search_text(
     """Run ``text`` in ``mode`` (one of ``TEXT_MODES``); a clear error for a bad argument, mode or k."""
     _check_searcher(searcher)
     _check_text_type("text", text)
-    if not text.strip():
+    if is_blank(text):
         raise ToolkitError("the query text is empty")
     opts = SearchOptions(mode, k, num_candidates, filters, hybrid)
     return search(searcher, text, options=opts)
+
+
+def search_step_text(searcher: Searcher, text: str, mode: str = "knn", k: int = DEFAULT_K) -> SearchResult:
+    """:func:`search_text` of a dataset's own step text (an evaluation report's sample queries): the same
+    search, without :data:`~toolkit.model.MAX_QUERY_CHARS`, which bounds what a person types, not a step (up to
+    :data:`~toolkit.data.schema.DEFAULT_MAX_TEXT_LEN` characters), so no step is refused that searched before."""
+    _check_searcher(searcher)
+    _check_text_type("text", text)
+    check_query_text(text)
+    opts = SearchOptions(mode, k)
+    text, notes, _ = _prepare_text(searcher, text, opts)
+    result = _run_text(searcher, text, opts, knn_params(opts.k, opts.num_candidates), opts.grouping())
+    result.notes[:0] = notes
+    return result
 
 
 def search_photo(

@@ -513,9 +513,7 @@ class Searcher:
         :class:`ToolkitError` when it has none, or no content word (what the vector modes refuse too: particles
         alone would match every step that has them)."""
         every, content = self.model.tokenizer.tokenize_both(check_query_text(text))
-        if not every:
-            raise ToolkitError(f"the query {text!r} has no searchable token")
-        if not content:
+        if not content:  # none at all included: the vector modes' message, word for word
             raise no_content_word(every)
         return every
 

@@ -221,13 +221,13 @@ def sample_sections(
 ) -> list[dict[str, Any]]:
     """Search each query and render its grid; ``found_at`` is the rank of the query's own step, if any."""
     from toolkit.progress import track
-    from toolkit.search.dispatch import search_text
+    from toolkit.search.dispatch import search_step_text
     from toolkit.viz.grid import GridLayout, png_bytes, render_grid
 
     out = []
     for text, own in track(queries, progress, "sample queries", "query"):
         try:
-            result = search_text(searcher, text, mode, k)
+            result = search_step_text(searcher, text, mode, k)  # a step: not bound by the typed-query limit
         except ToolkitError as e:
             out.append({"query": text, "error": str(e)})
             continue
