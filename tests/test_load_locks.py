@@ -120,6 +120,34 @@ def test_a_lock_directory_that_cannot_be_written_is_named_with_what_to_do(
     assert index_dataset(es, root, built_model, opts)["indexed"] == 2
 
 
+def test_a_shared_lock_directory_gives_its_write_bits_to_what_a_run_creates(
+    es: Elasticsearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README says users share one JRS_LOCK_DIR: the cluster directory and lock file a run creates there
+    take the directory's group/other write bits (created 0755 / 0644 under the usual umask, another user
+    could not create or open a lock beside them); a private lock directory keeps them private."""
+    import os
+    import stat
+
+    old_umask = os.umask(0o022)
+    try:
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        os.chmod(shared, 0o2777)
+        monkeypatch.setenv(LOCK_DIR_ENV, str(shared))
+        with write_lock(es, index_name) as path:
+            assert stat.S_IMODE(path.parent.stat().st_mode) == 0o2777
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666
+        private = tmp_path / "private"
+        private.mkdir(mode=0o700)
+        monkeypatch.setenv(LOCK_DIR_ENV, str(private))
+        with write_lock(es, index_name) as path:
+            assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(old_umask)
+
+
 def _recipe_line(recipe_id: str) -> str:
     steps = [{"position": 1, "text": "人参を乱切りにして、鍋で煮ます。"}]
     return json.dumps({"recipe_id": recipe_id, "title": "人参の煮物", "steps": steps}, ensure_ascii=False)

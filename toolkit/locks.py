@@ -23,6 +23,12 @@ class Busy(ToolkitError):
     """Another process holds the lock: the same output is being written by another run."""
 
 
+def _only_readable(path: Path) -> bool:
+    """An existing lock file this process may read but not write (another user's in a shared lock directory):
+    ``flock`` locks it through a read-only descriptor all the same."""
+    return path.exists() and os.access(path, os.R_OK) and not os.access(path, os.W_OK)
+
+
 @contextmanager
 def exclusive(path: str | Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (an existing directory, or a lock file created if missing) for the
@@ -31,7 +37,11 @@ def exclusive(path: str | Path, what: str) -> Iterator[None]:
         yield
         return
     p = Path(path)
-    fd = os.open(p, os.O_RDONLY) if p.is_dir() else os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = (
+        os.open(p, os.O_RDONLY)
+        if p.is_dir() or _only_readable(p)
+        else os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    )
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -80,11 +80,28 @@ def write_lock(es: Elasticsearch, name: str) -> Iterator[Path]:
         yield path
 
 
+def _shared_like(path: Path, directory: Path, mask: int) -> None:
+    """Give ``path`` (just made by this run) the write bits its lock directory gives group and others, so that
+    every user who may write a shared ``JRS_LOCK_DIR`` may open and lock what another user created there."""
+    wanted = (directory.stat().st_mode & mask) | (path.stat().st_mode & 0o7777)
+    if wanted != path.stat().st_mode & 0o7777:
+        os.chmod(path, wanted)
+
+
 def _check_writable(path: Path, name: str) -> None:
-    """Create ``path`` (and its directory) when missing; a :class:`ConfigError` saying what to do otherwise."""
+    """Create ``path`` (and its cluster directory) when missing, as writable for group and others as the lock
+    directory is; a :class:`ConfigError` saying what to do when that fails. A lock file another user made and
+    this one may only read still locks (``flock`` needs no write access)."""
+    root, cluster = path.parent.parent, path.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        if not cluster.is_dir():
+            cluster.mkdir(exist_ok=True)
+            _shared_like(cluster, root, 0o2077)  # write and search bits, and setgid: a group keeps its files
+        if path.exists() and os.access(path, os.R_OK):
+            return
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+        _shared_like(path, cluster, 0o066)
     except OSError as e:
         raise ConfigError(
             f"cannot create the lock file {path} that a load or update of {name} holds while it writes "
