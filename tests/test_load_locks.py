@@ -120,6 +120,32 @@ def test_a_lock_directory_that_cannot_be_written_is_named_with_what_to_do(
     assert index_dataset(es, root, built_model, opts)["indexed"] == 2
 
 
+def test_a_load_whose_rejects_file_cannot_be_written_stops_before_any_work(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    """A full load wrote its rejects file at its first reject: with an unwritable --rejects path it stopped
+    part-way, an index half loaded. It is now refused before anything is created, naming the file and the
+    option; a resumed load's existing rejects are kept."""
+    root = _dataset(tmp_path / "data", 1)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    opts = IndexOptions(alias=index_name, checkpoint_dir=tmp_path / "ckpt")
+    with pytest.raises(ConfigError) as refused:
+        index_dataset(es, root, built_model, opts, rejects_path=blocker / "rejects.jsonl")
+    assert str(blocker / "rejects.jsonl") in str(refused.value) and "--rejects" in str(refused.value)
+    assert not list(es.indices.get(index=f"{index_name}*", allow_no_indices=True))  # nothing created
+    kept = tmp_path / "old.rejects.jsonl"
+    kept.write_text('{"record": "x", "stage": "read", "reason": "old"}\n', encoding="utf-8")
+    from toolkit.rejects import check_rejects_file
+
+    check_rejects_file(kept, "fix")
+    assert kept.read_text(encoding="utf-8").count("old") == 1
+    fresh = tmp_path / "new" / "r.jsonl"
+    check_rejects_file(fresh, "fix")
+    assert not fresh.exists()
+    assert index_dataset(es, root, built_model, opts, rejects_path=fresh)["indexed"] == 2
+
+
 def test_a_shared_lock_directory_gives_its_write_bits_to_what_a_run_creates(
     es: Elasticsearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

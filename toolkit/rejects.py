@@ -79,6 +79,22 @@ def start_rejects_file(path: str | Path, fix: str) -> None:
         raise ConfigError(f"cannot write the rejects file {target} ({e.strerror or e}): {fix}") from e
 
 
+def check_rejects_file(path: str | Path, fix: str) -> None:
+    """A :class:`~toolkit.errors.ConfigError` naming ``path`` and saying ``fix`` when a run could not write its
+    rejects there; what is there already is kept (a resumed run adds to it), and nothing is left behind."""
+    from toolkit.errors import ConfigError
+
+    target = Path(path)
+    existed = target.exists()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.open("a", encoding="utf-8").close()
+        if not existed:
+            target.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the rejects file {target} ({e.strerror or e}): {fix}") from e
+
+
 def stage_counts(by_stage: Mapping[str, int]) -> str:
     """``"image 1, read 2"``: reject counts by stage, stages sorted (messages for people)."""
     return ", ".join(f"{stage} {n}" for stage, n in sorted(by_stage.items()))

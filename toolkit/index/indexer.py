@@ -35,7 +35,7 @@ from toolkit.index.locking import write_lock
 from toolkit.index.template import DEFAULT_ALIAS, IndexModelInfo, VectorIndexOptions
 from toolkit.locks import exclusive
 from toolkit.model import SearchModel
-from toolkit.rejects import Reject, RejectsWriter
+from toolkit.rejects import Reject, RejectsWriter, check_rejects_file
 from toolkit.resume import decide_resume
 
 #: Reject stages that are notes on a record still indexed (a photo dropped, no text vector), not losses.
@@ -263,8 +263,11 @@ def index_dataset(
     A second load or a live update of the same alias or index on the same cluster while this one runs (whatever
     its model or checkpoint directory), or a load with the same checkpoint, raises :class:`~toolkit.locks.Busy`
     naming the lock (:func:`~toolkit.index.locking.write_lock`, :func:`checkpoint_lock`) before it creates
-    anything; a lock directory it cannot write raises :class:`~toolkit.errors.ConfigError` naming it.
+    anything; a lock directory it cannot write raises :class:`~toolkit.errors.ConfigError` naming it, and so
+    does a ``rejects_path`` it could not write (before anything is read or created, not at the first reject).
     """
+    if rejects_path is not None:
+        check_rejects_file(rejects_path, "give a writable file with --rejects (index_dataset's rejects_path)")
     with ExitStack() as held:  # the load's checkpoint locked once its path is known
         return _index_dataset(es, dataset_root, model_dir, options, rejects_path, progress, on_batch, held)
 
