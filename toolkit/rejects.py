@@ -63,27 +63,20 @@ class RejectsWriter:
 
 
 def start_rejects_file(path: str | Path, fix: str) -> None:
-    """Make ``path`` ready for a run's rejects before the run does any work: an old file is removed, the
-    directory created, and a file created there once (and removed again: none is left when nothing is
-    rejected). A :class:`~toolkit.errors.ConfigError` naming ``path`` and saying ``fix`` when it cannot be
-    written, so that a run never stops part-way at its first reject."""
-    from toolkit.errors import ConfigError
-
+    """Make ``path`` ready for a run's rejects before the run does any work: an old file is removed, and
+    :func:`check_rejects_file` (none is left when nothing is rejected), so that a run never stops part-way at
+    its first reject."""
     target = Path(path)
     try:
         target.unlink(missing_ok=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.open("a", encoding="utf-8").close()
-        target.unlink()
     except OSError as e:
-        raise ConfigError(f"cannot write the rejects file {target} ({e.strerror or e}): {fix}") from e
+        raise _cannot_write(target, e, fix) from e
+    check_rejects_file(target, fix)
 
 
 def check_rejects_file(path: str | Path, fix: str) -> None:
     """A :class:`~toolkit.errors.ConfigError` naming ``path`` and saying ``fix`` when a run could not write its
     rejects there; what is there already is kept (a resumed run adds to it), and nothing is left behind."""
-    from toolkit.errors import ConfigError
-
     target = Path(path)
     existed = target.exists()
     try:
@@ -92,7 +85,14 @@ def check_rejects_file(path: str | Path, fix: str) -> None:
         if not existed:
             target.unlink()
     except OSError as e:
-        raise ConfigError(f"cannot write the rejects file {target} ({e.strerror or e}): {fix}") from e
+        raise _cannot_write(target, e, fix) from e
+
+
+def _cannot_write(target: Path, error: OSError, fix: str) -> Exception:
+    """The :class:`~toolkit.errors.ConfigError` of a rejects file that cannot be written, saying ``fix``."""
+    from toolkit.errors import ConfigError
+
+    return ConfigError(f"cannot write the rejects file {target} ({error.strerror or error}): {fix}")
 
 
 def stage_counts(by_stage: Mapping[str, int]) -> str:
