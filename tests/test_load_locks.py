@@ -16,7 +16,7 @@ from toolkit.cli.main import cli
 from toolkit.errors import ConfigError
 from toolkit.index.bulk import LoadCounts
 from toolkit.index.indexer import IndexOptions, index_dataset
-from toolkit.index.locking import LOCK_DIR_ENV, write_lock, write_lock_path
+from toolkit.index.locking import LOCK_DIR_ENV, related_names, write_lock, write_lock_path
 from toolkit.index.update import UpdateOptions, update_index
 from toolkit.locks import Busy
 from toolkit.rejects import read_rejects
@@ -218,3 +218,34 @@ def test_an_update_of_a_read_only_model_directory_writes_its_rejects_outside_it(
     assert f"cannot write the rejects file {blocked}" in res.output and "--rejects" in res.output
     es.indices.refresh(index=alias)
     assert es.count(index=alias, query={"term": {"recipe_id": "new2"}})["count"] == 0  # nothing was sent
+
+
+def test_a_run_given_the_index_and_one_given_its_alias_exclude_each_other(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    """Locks were keyed by the name as given: ``--index recipes-000001`` and the alias ``recipes`` behind which
+    it is live took different files, so an update of the index could run during a load of the alias (whose
+    swap then hides the update's writes), or two updates of one index by its two names at once."""
+    root = _dataset(tmp_path / "data", 2)
+    alias = index_name
+    index_dataset(es, root, built_model, IndexOptions(alias=alias, checkpoint_dir=tmp_path / "ckpt"))
+    (concrete,) = es.indices.get_alias(name=alias).body
+    es.indices.put_alias(index=concrete, name=f"{alias}-also")  # a second alias of the live index
+    es.indices.create(index=f"{alias}-other")  # unrelated: no lock in common
+    try:
+        assert related_names(es, alias) == sorted({alias, concrete, f"{alias}-also"})
+        assert related_names(es, concrete) == related_names(es, alias)
+        assert related_names(es, f"{alias}-none") == [f"{alias}-none"]  # nothing there yet: the name alone
+        with write_lock(es, alias) as path:
+            assert path == write_lock_path(es, alias)
+            for name in (concrete, f"{alias}-also"):
+                with pytest.raises(Busy, match="a load or update of .* is already running"):
+                    update_index(es, root, built_model, UpdateOptions(index=name))
+            with write_lock(es, f"{alias}-other"):  # another index entirely is not held up
+                pass
+        # and the other way round: a load of the alias waits for a run given the index
+        with write_lock(es, concrete), pytest.raises(Busy, match=f"a load or update of {alias}"):
+            index_dataset(es, root, built_model, IndexOptions(alias=alias, checkpoint_dir=tmp_path / "c2"))
+        assert update_index(es, root, built_model, UpdateOptions(index=concrete))["unchanged"] == 4
+    finally:
+        es.indices.delete(index=f"{alias}-other", ignore_unavailable=True)

@@ -2,7 +2,8 @@
 
 Two runs writing one index at once would interleave their work, so each holds an exclusive lock
 (:func:`toolkit.locks.exclusive`) on one file per (Elasticsearch cluster, index or alias name) while it writes:
-``<lock dir>/<cluster>/<name>.lock``. The lock directory is ``JRS_LOCK_DIR``, else ``locks/`` under the toolkit's
+``<lock dir>/<cluster>/<name>.lock``, for the name it was given and for the indices and aliases related to it
+(:func:`related_names`), so a run given an alias and one given the index behind it exclude each other. The lock directory is ``JRS_LOCK_DIR``, else ``locks/`` under the toolkit's
 cache (``JRS_HOME``, default ``~/.cache/jrecipe-search``), never the model directory: a load with its own
 ``checkpoint_dir`` and an update of a read-only model directory lock the same file. The cluster is named by its
 ``cluster_uuid`` (the same through any URL or proxy), or by the client's URLs where the user may not read it.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from elasticsearch import ApiError, Elasticsearch
@@ -69,15 +70,36 @@ def write_lock_path(es: Elasticsearch, name: str) -> Path:
     return lock_root() / cluster_key(es) / lock_file_name(name)
 
 
+def related_names(es: Elasticsearch, name: str) -> list[str]:
+    """``name``, the indices it names (itself, or those behind the alias ``name``) and every alias of those
+    indices, sorted: what a load or update of ``name`` writes or makes live. Runs that give an index and its
+    alias (``--index recipes-000003`` and ``--alias recipes``) share a name here, so they lock a common file.
+    Names the user may not read stay out (the lock is then by ``name`` alone)."""
+    names = {name}
+    try:
+        found = es.indices.get_alias(index=name, ignore_unavailable=True, allow_no_indices=True).body
+    except ApiError as e:  # e.g. not allowed to read aliases: the name as given is the lock
+        log.debug("aliases of %s not readable (%s): locking by the name alone", name, e.meta.status)
+        return [name]
+    for index, entry in found.items():
+        names.add(index)
+        names.update((entry or {}).get("aliases") or {})
+    return sorted(names)
+
+
 @contextmanager
 def write_lock(es: Elasticsearch, name: str) -> Iterator[Path]:
-    """Hold the lock of loads and updates of ``name`` (:func:`write_lock_path`, yielded) for the block:
-    :class:`~toolkit.locks.Busy` naming it when another run holds it, a :class:`ConfigError` naming it and
-    ``JRS_LOCK_DIR`` when it cannot be created (a read-only cache)."""
-    path = write_lock_path(es, name)
-    _check_writable(path, name)
-    with exclusive(path, f"a load or update of {name}"):
-        yield path
+    """Hold the locks of loads and updates of ``name`` (:func:`write_lock_path` of each of its
+    :func:`related_names`; that of ``name`` yielded) for the block: :class:`~toolkit.locks.Busy` naming the
+    index or alias when another run holds one of them, a :class:`ConfigError` naming it and ``JRS_LOCK_DIR``
+    when it cannot be created (a read-only cache)."""
+    cluster = lock_root() / cluster_key(es)
+    with ExitStack() as held:
+        for related in related_names(es, name):  # sorted: every run takes them in one order
+            path = cluster / lock_file_name(related)
+            _check_writable(path, related)
+            held.enter_context(exclusive(path, f"a load or update of {related}"))
+        yield cluster / lock_file_name(name)
 
 
 def _shared_like(path: Path, directory: Path, mask: int) -> None:
