@@ -125,3 +125,23 @@ def _missing_from_a_folder(path: str) -> bool:
         return os.path.isdir(os.path.dirname(os.path.abspath(path))) and not os.path.lexists(path)
     except (OSError, ValueError):
         return False
+
+
+#: what ``torch.load(..., weights_only=True)`` says before the reason of an unpickling failure
+_WEIGHTS_ONLY_MARK = "WeightsUnpickler error:"
+
+
+def torch_load_reason(path: str | os.PathLike[str], error: BaseException) -> str:
+    """One line on why ``torch.load(path, weights_only=True)`` failed: torch's own message runs to several
+    lines of advice (re-run with ``weights_only=False``, file an issue) around a one-line reason."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+    except OSError:
+        pass
+    text = str(error)
+    if _WEIGHTS_ONLY_MARK in text:
+        after = [line.strip() for line in text.split(_WEIGHTS_ONLY_MARK, 1)[1].splitlines() if line.strip()]
+        return f"not a torch.save file of tensors ({after[0][:200] if after else type(error).__name__})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(error).__name__

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
+from toolkit.cli.common import (
+    emit,
+    json_option,
+    progress_enabled,
+    quiet_option,
+    refuse_model_dir,
+    user_errors,
+)
 from toolkit.data.sample_variant import BACKGROUNDS, COMBOS, PALETTES, PHOTO_RATIO, PHRASINGS, STYLES
 
 if TYPE_CHECKING:
@@ -120,6 +127,7 @@ def sample_data(
     from toolkit.data.sample_variant import SampleVariant
 
     variant = SampleVariant(style, palette, background, phrasing, extra, combos, id_prefix=id_prefix)
+    refuse_model_dir(out_dir, "sample-data")
     summary = generate_sample(
         out_dir,
         n_recipes,
@@ -230,6 +238,7 @@ def import_cookpad(
     from toolkit.data.cookpad import convert_cookpad
     from toolkit.rejects import RejectsWriter, stage_counts
 
+    refuse_model_dir(out, "import-cookpad")
     rejects_file = rejects_file or out / "import_rejects.jsonl"
     rejects_file.unlink(missing_ok=True)
     with RejectsWriter(rejects_file) as writer:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.common import progress_enabled, quiet_option, user_errors
+from toolkit.cli.common import progress_enabled, quiet_option, refuse_model_dir, user_errors
 from toolkit.device import DEVICE_HELP
 from toolkit.rejects import Reject, RejectsWriter
 from toolkit.stages.images import ImageOptions
@@ -137,6 +137,7 @@ def embed_images_cmd(
         shard=shard,
     )
     check_dataset_root(dataset_root)
+    refuse_model_dir(out_dir, "embed-images")
     if malloc_tuning:
         tune_malloc_for_inference()
     if threads is not None:

@@ -360,6 +360,8 @@ def indices_cmd(ctx: click.Context, alias: str, remove_old: bool, keep: int, as_
 
     if given_on_command_line(ctx, "keep") and not remove_old:
         raise click.UsageError("--keep applies to --remove-old: add --remove-old to delete old versions")
+    # as `jrs index` and `jrs delete`: a name Elasticsearch refuses is exit 2
+    lifecycle.check_target(alias, None)
     es = make_client()
     removed = lifecycle.remove_old_versions(es, alias, keep) if remove_old else []
     live = lifecycle.alias_targets(es, alias)

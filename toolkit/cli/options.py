@@ -152,6 +152,15 @@ index_option = click.option(
 )
 
 
+def non_blank(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Click callback of a repeatable filter (``--recipe``, ``--ingredient``): a blank value would match
+    nothing and end in "no hits"; it is refused, as `jrs delete --recipe ''` is."""
+    for value in values:
+        if not value.strip():
+            raise click.BadParameter(f"{value!r} is blank: give a non-blank value", ctx, param)
+    return values
+
+
 def given_on_command_line(ctx: click.Context, *names: str) -> list[str]:
     """Which of the parameters ``names`` the user set (on the command line or by an environment variable),
     not left at their default: options that only apply with another one are refused when given alone."""

@@ -15,6 +15,7 @@ from toolkit.cli.options import (
     given_on_command_line,
     index_option,
     model_option,
+    non_blank,
     num_candidates_option,
 )
 from toolkit.device import DEVICE_HELP
@@ -121,11 +122,12 @@ def _check_boosts(ctx: click.Context, mode: str) -> None:
 @index_option
 @click.option("-k", "k", type=int, default=DEFAULT_K, show_default=True)
 @num_candidates_option
-@click.option("--recipe", "recipes", multiple=True, help="Only these recipe ids.")
+@click.option("--recipe", "recipes", multiple=True, callback=non_blank, help="Only these recipe ids.")
 @click.option(
     "--ingredient",
     "ingredients",
     multiple=True,
+    callback=non_blank,
     help="Only recipes with this ingredient. Repeatable: a recipe must have every one.",
 )
 @click.option("--include-text-only", is_flag=True, help="Also return steps without a photo.")

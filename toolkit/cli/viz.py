@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
-from toolkit.cli.options import default_from, index_option, model_option, refuse_without_index, writable_file
+from toolkit.cli.options import (
+    default_from,
+    index_option,
+    model_option,
+    non_blank,
+    refuse_without_index,
+    writable_file,
+)
 from toolkit.search.modes import DEFAULT_K, TEXT_MODES, modes_help
 
 dataset_option = click.option(
@@ -65,6 +72,7 @@ def _out_option(check: Callable[[click.Context, click.Parameter, Path], Path], h
     "--ingredient",
     "ingredients",
     multiple=True,
+    callback=non_blank,
     help="Only recipes with this ingredient. Repeatable: a recipe must have every one.",
 )
 @_out_option(_grid_out, "Picture to write; its suffix picks the format: .png, .jpg/.jpeg or .webp.")
@@ -158,8 +166,8 @@ def embedding_map_cmd(
         raise ToolkitError(
             f"need --max-pairs >= 2, --categories >= 1 and --threads >= 0, got {max_pairs}, {categories}, {threads}"
         )
-    root = dataset_root_for(model_dir, dataset_root)
     opts = MapOptions(color_by, projection, max_pairs, categories, seed, split, threads or None)
+    root = dataset_root_for(model_dir, dataset_root)
     summary = write_embedding_map(SearchModel.load(model_dir), out, root, queries, opts)
     cats = ", ".join(f"{c} {n}" for c, n in summary["categories"].items())
     emit(summary, as_json, f"wrote {out}: {summary['points']} points ({projection}); {color_by}: {cats}")

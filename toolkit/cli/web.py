@@ -13,6 +13,15 @@ from toolkit.errors import ToolkitError
 from toolkit.web.hosts import ALLOWED_HOSTS_ENV, HostCheck, is_loopback
 
 
+def _host(value: str) -> str:
+    """``--host``: an empty address listens on every interface; that takes saying so (0.0.0.0)."""
+    if not value.strip():
+        raise click.BadParameter(
+            "empty address: give one, e.g. 127.0.0.1 (0.0.0.0 listens on every interface)"
+        )
+    return value
+
+
 @click.command("web")
 @model_option
 @index_option
@@ -23,8 +32,16 @@ from toolkit.web.hosts import ALLOWED_HOSTS_ENV, HostCheck, is_loopback
     default=None,
     help="Dataset root: the only place photos are served from [default: the model's dataset].",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    callback=lambda ctx, param, value: _host(value),
+    help="Address to listen on (0.0.0.0: every interface).",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port."
+)
 @click.option(
     "--allowed-host",
     "allowed_hosts",

@@ -59,7 +59,7 @@ from torch.nn import functional as F
 
 from toolkit.atomic import atomic_path
 from toolkit.device import inference_autocast, is_cuda
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, torch_load_reason
 from toolkit.fingerprint import fingerprint
 from toolkit.image.backends import Selected, check_backend, select_backend
 from toolkit.image.encoders import register_encoder
@@ -381,7 +381,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ConfigError(f"weights file {str(p)!r} is not a readable torch state_dict: {e}") from e
+        raise ConfigError(
+            f"weights file {str(p)!r} is not a readable torch state_dict: {torch_load_reason(p, e)}"
+        ) from e
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

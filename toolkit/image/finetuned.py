@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, torch_load_reason
 from toolkit.image.encoders import create_encoder, register_encoder
 
 #: The file ``jrs simclr`` writes into its output directory for feature extraction.
@@ -37,7 +37,7 @@ def read_backbone_meta(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ConfigError(f"{str(p)!r} is not a readable torch file: {e}") from e
+        raise ConfigError(f"{str(p)!r} is not a readable torch file: {torch_load_reason(p, e)}") from e
     meta = obj.get("jrs_simclr") if isinstance(obj, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != BACKBONE_FORMAT:
         raise ConfigError(

@@ -15,6 +15,7 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.model import SearchModel
+from toolkit.seeding import check_seed
 from toolkit.viz.space import OTHER, category_of, paired_space, step_texts, subsample, top_categories
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ class MapOptions:
     seed: int = 0
     split: str | None = None
     threads: int = 1
+
+    def __post_init__(self) -> None:
+        # t-SNE takes 0 to 2**32 - 1: refused here, not by scikit-learn
+        check_seed("embedding map seed", self.seed)
 
 
 def project(x: np.ndarray, method: str, seed: int = 0, threads: int | None = 1) -> np.ndarray:
