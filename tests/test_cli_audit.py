@@ -119,3 +119,19 @@ def test_unreadable_weights_file_is_one_line(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(ConfigError, match=r"empty file \(0 bytes\)$"):
         load_state_dict_file(empty)
+
+
+def test_python_m_toolkit_cli_runs_jrs() -> None:
+    """``python -m toolkit.cli`` failed ("'toolkit.cli' is a package and cannot be directly executed"): there
+    was no ``__main__``; it now runs the same command as the ``jrs`` script, under that name."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "indices", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("Usage: jrs indices") and "--remove-old" in res.stdout

@@ -17,7 +17,16 @@ from toolkit.cli.common import (
     refuse_model_dir,
     user_errors,
 )
-from toolkit.data.sample_variant import BACKGROUNDS, COMBOS, PALETTES, PHOTO_RATIO, PHRASINGS, STYLES
+from toolkit.cli.options import default_from
+from toolkit.data.sample_variant import (
+    BACKGROUNDS,
+    COMBOS,
+    PALETTES,
+    PHOTO_RATIO,
+    PHRASINGS,
+    SAMPLE_IMAGE_SIZE,
+    STYLES,
+)
 
 if TYPE_CHECKING:
     from toolkit.data.jsonl import ValidationReport
@@ -40,7 +49,11 @@ def _styles(value: str) -> str:
 @click.option("--recipes", "n_recipes", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
-    "--image-size", type=click.IntRange(16, 1024), default=96, show_default=True, help="Photo side (px)."
+    "--image-size",
+    type=click.IntRange(16, 1024),
+    default=SAMPLE_IMAGE_SIZE,
+    show_default=True,
+    help="Photo side (px).",
 )
 @click.option(
     "--photo-ratio",
@@ -55,47 +68,47 @@ def _styles(value: str) -> str:
 @click.option(
     "--overwrite", is_flag=True, help="Replace recipes.jsonl and images/ if OUT_DIR already has them."
 )
-@click.option(
+@default_from(
+    "toolkit.data.sample_variant:SampleVariant.style",
     "--style",
-    default="flat",
-    show_default=True,
     callback=lambda ctx, param, value: _styles(value),
     help=f"Drawing style: {'|'.join(STYLES)}; several joined by + (flat+mosaic) alternate by photo.",
 )
-@click.option(
-    "--palette", type=click.Choice(PALETTES), default="natural", show_default=True, help="Colour grading."
+@default_from(
+    "toolkit.data.sample_variant:SampleVariant.palette",
+    "--palette",
+    type=click.Choice(PALETTES),
+    help="Colour grading.",
 )
-@click.option(
+@default_from(
+    "toolkit.data.sample_variant:SampleVariant.background",
     "--background",
     type=click.Choice(BACKGROUNDS),
-    default="kitchen",
-    show_default=True,
     help="Background set.",
 )
-@click.option(
+@default_from(
+    "toolkit.data.sample_variant:SampleVariant.phrasing",
     "--phrasing",
     type=click.Choice(PHRASINGS),
-    default="plain",
-    show_default=True,
     help="Step sentences: the plain grammar, or paraphrased (other templates, endings, synonyms).",
 )
-@click.option(
+@default_from(
+    "toolkit.data.sample_variant:SampleVariant.extra",
     "--extra-ingredient",
     "extra",
     type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    show_default=True,
     help="Share of photos that also show an ingredient the step does not name.",
 )
-@click.option(
+@default_from(
+    "toolkit.data.sample_variant:SampleVariant.combos",
     "--combos",
     type=click.Choice(COMBOS),
-    default="all",
-    show_default=True,
     help="Ingredient x cooking-method pairs: all, or only the seen / the held-out half.",
 )
-@click.option(
-    "--id-prefix", default="r", show_default=True, help="Recipe id prefix (keep collections apart)."
+@default_from(
+    "toolkit.data.sample_variant:SampleVariant.id_prefix",
+    "--id-prefix",
+    help="Recipe id prefix (keep collections apart).",
 )
 @json_option
 @quiet_option

@@ -9,7 +9,7 @@ import click
 from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option, user_errors
 from toolkit.cli.options import default_from, given_on_command_line, refuse_given
 from toolkit.device import DEVICE_HELP
-from toolkit.index.template import DEFAULT_ALIAS, INDEX_TYPES
+from toolkit.index.template import DEFAULT_ALIAS, INDEX_TYPES, KEEP_OLD_VERSIONS
 
 
 @click.command("index")
@@ -346,7 +346,7 @@ def delete_cmd(recipes: tuple[str, ...], alias: str, index_name: str | None, as_
 @click.option(
     "--keep",
     type=click.IntRange(min=0),
-    default=1,
+    default=KEEP_OLD_VERSIONS,
     show_default=True,
     help="Old versions kept with --remove-old (0: none).",
 )

@@ -90,12 +90,8 @@ def _check_boosts(ctx: click.Context, mode: str) -> None:
 
 @click.command("search")
 @click.argument("text", required=False)
-@click.option(
-    "--mode",
-    type=click.Choice(TEXT_MODES),
-    default="knn",
-    show_default=True,
-    help=modes_help(),
+@default_from(
+    "toolkit.search.dispatch:SearchOptions.mode", "--mode", type=click.Choice(TEXT_MODES), help=modes_help()
 )
 @click.option(
     "--image", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by photo."
@@ -108,8 +104,11 @@ def _check_boosts(ctx: click.Context, mode: str) -> None:
     help="More like these steps: the mean of their photo vectors (plus TEXT when given). Repeatable.",
 )
 @click.option("--group", type=click.Choice(["recipe"]), default=None, help="One hit per recipe (best step).")
-@click.option(
-    "--per-group", type=int, default=3, show_default=True, help="Steps shown per recipe with --group."
+@default_from(
+    "toolkit.search.dispatch:SearchOptions.per_group",
+    "--per-group",
+    type=int,
+    help="Steps shown per recipe with --group.",
 )
 @click.option(
     "--explain",
@@ -131,18 +130,16 @@ def _check_boosts(ctx: click.Context, mode: str) -> None:
     help="Only recipes with this ingredient. Repeatable: a recipe must have every one.",
 )
 @click.option("--include-text-only", is_flag=True, help="Also return steps without a photo.")
-@click.option(
+@default_from(
+    "toolkit.search.queries:HybridParams.keyword_boost",
     "--keyword-boost",
     type=float,
-    default=1.0,
-    show_default=True,
     help="Only with --mode hybrid (multiplies the BM25 score) or linear (weight of the normalised keyword list).",
 )
-@click.option(
+@default_from(
+    "toolkit.search.queries:HybridParams.knn_boost",
     "--knn-boost",
     type=float,
-    default=1.0,
-    show_default=True,
     help="Only with --mode hybrid (multiplies the kNN score) or linear (weight of the normalised kNN list).",
 )
 @click.option(

@@ -15,6 +15,7 @@ from toolkit.cli.common import (
     refuse_model_dir,
     user_errors,
 )
+from toolkit.cli.options import default_from
 from toolkit.device import DEFAULT_DEVICE, DEVICE_HELP
 
 
@@ -54,33 +55,41 @@ def _select(items: list, max_photos: int | None, seed: int) -> list:
 @click.option(
     "--arch", help="Backbone: resnet18, resnet50, efficientnet-lite0 [resnet50 with a GPU, else resnet18]."
 )
-@click.option(
+@default_from(
+    "toolkit.image.simclr:SimCLRConfig.init",
     "--init",
-    default="auto",
-    show_default=True,
     help="Starting weights: auto (ImageNet when available offline, else random), imagenet, random or a state_dict.",
 )
-@click.option("--image-size", default=64, show_default=True, type=click.IntRange(min=16), help="Crop side.")
-@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option(
+@default_from(
+    "toolkit.image.simclr:SimCLRConfig.image_size",
+    "--image-size",
+    type=click.IntRange(min=16),
+    help="Crop side.",
+)
+@default_from("toolkit.image.simclr:SimCLRConfig.epochs", "--epochs", type=click.IntRange(min=1))
+@default_from(
+    "toolkit.image.simclr:SimCLRConfig.batch_size",
     "--batch-size",
-    default=256,
-    show_default=True,
     type=click.IntRange(min=2),
     help="Effective batch (the in-batch negatives), whatever --chunk-size.",
 )
-@click.option(
+@default_from(
+    "toolkit.image.simclr:SimCLRConfig.chunk_size",
     "--chunk-size",
-    default=32,
-    show_default=True,
     type=click.IntRange(min=2),
     help="Images per forward pass (GradCache accumulation); bounds memory. At least 2: batch-norm "
     "needs two images.",
 )
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--weight-decay", default=1e-6, show_default=True, type=click.FloatRange(min=0))
-@click.option("--temperature", default=0.5, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--proj-dim", default=128, show_default=True, type=click.IntRange(min=1))
+@default_from("toolkit.image.simclr:SimCLRConfig.lr", "--lr", type=click.FloatRange(min=0, min_open=True))
+@default_from(
+    "toolkit.image.simclr:SimCLRConfig.weight_decay", "--weight-decay", type=click.FloatRange(min=0)
+)
+@default_from(
+    "toolkit.image.simclr:SimCLRConfig.temperature",
+    "--temperature",
+    type=click.FloatRange(min=0, min_open=True),
+)
+@default_from("toolkit.image.simclr:SimCLRConfig.proj_dim", "--proj-dim", type=click.IntRange(min=1))
 @click.option(
     "--max-steps", type=click.IntRange(min=1), help="Cap the schedule at this many optimiser steps."
 )
@@ -94,12 +103,20 @@ def _select(items: list, max_photos: int | None, seed: int) -> list:
 @click.option("--split-seed", default=0, show_default=True)
 @click.option("--max-photos", type=click.IntRange(min=2), help="Use a seeded sample of this many photos.")
 @click.option("--device", default=DEFAULT_DEVICE, show_default=True, help=DEVICE_HELP)
-@click.option(
-    "--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader processes."
+@default_from(
+    "toolkit.image.simclr:SimCLRConfig.num_workers",
+    "--workers",
+    type=click.IntRange(min=0),
+    help="DataLoader processes.",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads [torch default].")
-@click.option("--checkpoint-every", default=50, show_default=True, type=click.IntRange(min=1), help="Steps.")
-@click.option("--seed", default=0, show_default=True)
+@default_from(
+    "toolkit.image.simclr:SimCLRConfig.checkpoint_every",
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    help="Steps.",
+)
+@default_from("toolkit.image.simclr:SimCLRConfig.seed", "--seed", type=int)
 @click.option(
     "--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path), help="Append rejects."
 )

@@ -63,7 +63,9 @@ def _out_option(check: Callable[[click.Context, click.Parameter, Path], Path], h
 @index_option
 @dataset_option
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by photo.")
-@click.option("--mode", type=click.Choice(TEXT_MODES), default="knn", show_default=True, help=modes_help())
+@default_from(
+    "toolkit.search.dispatch:SearchOptions.mode", "--mode", type=click.Choice(TEXT_MODES), help=modes_help()
+)
 @click.option("-k", "k", type=int, default=DEFAULT_K, show_default=True, help="Photos in the grid.")
 @default_from(
     "toolkit.viz.grid:GridLayout.columns", "--columns", type=click.IntRange(min=1), help="Photos per row."
@@ -123,20 +125,34 @@ def grid_cmd(
 @model_option
 @dataset_option
 @_out_option(_png_out, "PNG to write.")
-@click.option(
+@default_from(
+    "toolkit.viz.embedding_map:MapOptions.color_by",
     "--color-by",
-    default="method",
-    show_default=True,
     help="Category: method (cooking method), main (main ingredient), ingredient, or tag:PREFIX.",
 )
-@click.option("--projection", type=click.Choice(["tsne", "pca"]), default="tsne", show_default=True)
+@default_from(
+    "toolkit.viz.embedding_map:MapOptions.projection", "--projection", type=click.Choice(["tsne", "pca"])
+)
 @click.option("--query", "queries", multiple=True, help="Query text to mark on the map (repeatable).")
-@click.option("--max-pairs", type=int, default=400, show_default=True, help="Text/photo pairs to draw.")
-@click.option("--categories", type=int, default=8, show_default=True, help="Most frequent categories kept.")
+@default_from(
+    "toolkit.viz.embedding_map:MapOptions.max_pairs",
+    "--max-pairs",
+    type=int,
+    help="Text/photo pairs to draw.",
+)
+@default_from(
+    "toolkit.viz.embedding_map:MapOptions.categories",
+    "--categories",
+    type=int,
+    help="Most frequent categories kept.",
+)
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None, help="Only this split.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--threads", type=int, default=1, show_default=True, help="Threads for the projection (0: all)."
+@default_from("toolkit.viz.embedding_map:MapOptions.seed", "--seed", type=int)
+@default_from(
+    "toolkit.viz.embedding_map:MapOptions.threads",
+    "--threads",
+    type=int,
+    help="Threads for the projection (0: all).",
 )
 @json_option
 @quiet_option

@@ -22,7 +22,7 @@ from toolkit.data import sample_grammar as grammar
 from toolkit.data.jsonl import RECIPES_FILE, write_recipes_jsonl
 from toolkit.data.sample_draw import step_photo_jpeg
 from toolkit.data.sample_grammar import paraphrase_step, step_labels
-from toolkit.data.sample_variant import PHOTO_RATIO, SampleVariant
+from toolkit.data.sample_variant import PHOTO_RATIO, SAMPLE_IMAGE_SIZE, SampleVariant
 from toolkit.data.schema import Ingredient, Recipe, Step
 from toolkit.errors import ConfigError
 from toolkit.progress import track
@@ -162,7 +162,7 @@ def generate_sample(
     root: str | Path,
     n_recipes: int,
     seed: int = 0,
-    image_size: int = 96,
+    image_size: int = SAMPLE_IMAGE_SIZE,
     photo_ratio: float = PHOTO_RATIO,
     workers: int = 1,
     *,

@@ -28,6 +28,8 @@ COMBOS = ("all", "seen", "unseen")
 CONTENTS = ("recipes", "concepts")
 #: share of a generated collection's steps that get a photo (``jrs sample-data --photo-ratio``)
 PHOTO_RATIO = 0.9
+#: side of a generated collection's photos in pixels (``jrs sample-data --image-size``)
+SAMPLE_IMAGE_SIZE = 96
 
 
 @dataclass(frozen=True)

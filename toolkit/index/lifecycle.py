@@ -13,7 +13,7 @@ from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.client import raising_toolkit_errors
 from toolkit.fingerprint import FingerprintMismatch
 from toolkit.index.hubness import META_KEY as HUB_META_KEY
-from toolkit.index.template import IndexModelInfo, VectorIndexOptions, render_template
+from toolkit.index.template import KEEP_OLD_VERSIONS, IndexModelInfo, VectorIndexOptions, render_template
 
 LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
 #: What Elasticsearch refuses in an index or alias name (besides upper case and a leading ``-_+``).
@@ -218,7 +218,7 @@ def swap_alias(es: Elasticsearch, alias: str, index: str) -> list[str]:
 
 
 @raising_toolkit_errors
-def remove_old_versions(es: Elasticsearch, alias: str, keep: int = 1) -> list[str]:
+def remove_old_versions(es: Elasticsearch, alias: str, keep: int = KEEP_OLD_VERSIONS) -> list[str]:
     """Delete versions older than the one behind the alias, keeping the newest ``keep`` of them. Only on
     request (``jrs indices --remove-old``); returns the indices deleted. Versions newer than it (a load still
     running, or one made with ``--no-swap``) are never removed, nor is anything while the alias points at no

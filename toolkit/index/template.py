@@ -31,6 +31,8 @@ def load_template() -> dict[str, Any]:
 #: the alias every command loads, searches and changes where none is given (``jrs index --alias``,
 #: ``jrs search --index``, ``JRS_INDEX``, the Kibana data view)
 DEFAULT_ALIAS = "recipes"
+#: old versions ``jrs indices --remove-old`` (:func:`~toolkit.index.lifecycle.remove_old_versions`) keeps
+KEEP_OLD_VERSIONS = 1
 
 #: Lucene's limits on HNSW m and ef_construction: an index mapped beyond them is created, and then
 #: refuses every document (checked here instead)
