@@ -9,7 +9,7 @@ import re
 import shutil
 import uuid
 import warnings
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pytest
@@ -137,6 +137,17 @@ def test_index_dataset_translates_a_request_elasticsearch_refuses(
     refused = raising_toolkit_errors(lambda: es.indices.create(index="Upper"))
     with pytest.raises(ToolkitError, match=r"\(HTTP 400\): Invalid index name \[Upper\], must be lowercase"):
         refused()
+
+
+def test_make_client_translates_a_request_elasticsearch_refuses(es_settings: EsSettings) -> None:
+    """The first request of ``make_client`` (cluster health) under a path prefix the node does not serve: the
+    node answers HTTP 400 with its own error body (``BadRequestError`` before), as the CLI reports it."""
+    settings = replace(es_settings, url=f"{es_settings.url}/no-such-prefix")
+    with pytest.raises(
+        ToolkitError, match=r"Elasticsearch refused the request \(HTTP 400\): no handler"
+    ) as info:
+        make_client(settings)
+    assert isinstance(info.value.__cause__, BadRequestError)
 
 
 # --- 4. the error classes are exported -------------------------------------------------------------

@@ -54,7 +54,7 @@ def es_group() -> None:
     "--port",
     type=click.IntRange(1, 65535),
     default=None,
-    help="HTTP port (default: 9200 if free, else any free port).",
+    help="HTTP port (default: 9200 for the node 'default' when free, else any free port).",
 )
 @click.option(
     "--security/--no-security",

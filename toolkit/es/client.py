@@ -183,7 +183,8 @@ def make_client(
 
 
 def ping(client: Elasticsearch, settings: EsSettings) -> dict:
-    """Cluster health, or :class:`EsUnavailable` naming the URL (never the secrets)."""
+    """Cluster health, or :class:`EsUnavailable` naming the URL (never the secrets); a request the node refuses
+    is the toolkit error :func:`es_failure` makes of it, as the CLI reports it."""
     try:
         return client.options(request_timeout=10, max_retries=0).cluster.health().body
     except es_exc.AuthenticationException as e:
@@ -196,7 +197,10 @@ def ping(client: Elasticsearch, settings: EsSettings) -> dict:
                 f"{settings.url} answered HTTP {e.meta.status} without an Elasticsearch error body: "
                 "is it an Elasticsearch server (check ES_URL)?"
             ) from e
-        raise
+        failure = es_failure(e)  # as the CLI reports it: e.g. HTTP 400 for a path prefix the node lacks
+        if failure is None:
+            raise
+        raise failure from e
     except (es_exc.ConnectionError, es_exc.ConnectionTimeout) as e:
         if "CERTIFICATE_VERIFY_FAILED" in str(e) or isinstance(e, es_exc.SSLError):
             raise EsUnavailable(
