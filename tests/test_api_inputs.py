@@ -288,6 +288,11 @@ def test_messages_make_sense_from_python_and_the_cli(searcher: Searcher, sample_
     _, photo = _photo_step(sample_root)
     result = toolkit.query(searcher, photo=photo, options=SearchOptions(mode="keyword", k=3))
     assert any(n.startswith("mode 'keyword' (--mode) applies to a text alone") for n in result.notes)
+    # --explain with a photo was ignored without a word; it is noted as --mode is
+    explained = toolkit.query(searcher, photo=photo, options=SearchOptions(k=3, explain=True))
+    assert explained.explanation is None
+    assert any(n.startswith("explain (--explain) applies to a text alone") for n in explained.notes)
+    assert not any("--explain" in n for n in toolkit.query(searcher, QUERY, options=SearchOptions(k=3)).notes)
     with pytest.raises(ToolkitError, match=r"the plus/minus texts \(--plus/--minus\) cancel its base out"):
         toolkit.query(searcher, "玉ねぎ", minus="玉ねぎ")
     with pytest.raises(

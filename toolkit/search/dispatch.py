@@ -157,12 +157,23 @@ def search(
     image = _decoded_photo(photo, searcher) if photo is not None else None
     params = knn_params(opts.k, opts.num_candidates)
     group = opts.grouping()
-    ignored = (
-        f"mode {opts.mode!r} (--mode) applies to a text alone: a photo, like-these or composed query is a "
-        "kNN search"
-        if opts.mode != "knn" and (photo is not None or like or plus or minus)
-        else None
-    )
+    not_text_alone = photo is not None or bool(like or plus or minus)
+    ignored = [
+        note
+        for note, applies in (
+            (
+                f"mode {opts.mode!r} (--mode) applies to a text alone: a photo, like-these or composed query "
+                "is a kNN search",
+                opts.mode != "knn",
+            ),
+            (
+                "explain (--explain) applies to a text alone: a photo, like-these or composed query has no "
+                "words of its own to explain",
+                opts.explain,
+            ),
+        )
+        if applies and not_text_alone
+    ]
     composed_notes = (
         _composed_notes(searcher, None if photo is not None else text, plus, minus)
         if like or photo is not None or plus or minus
@@ -198,8 +209,7 @@ def search(
 
             explanation["contributions"] = contributions(searcher, text, opts, params, result)
             result.explanation = explanation
-    if ignored:
-        result.notes.append(ignored)
+    result.notes.extend(ignored)
     if opts.filters.ingredients and not searcher.has_field("ingredient_keys"):
         result.notes.append(
             "this index was made before ingredient keys: --ingredient matches names as written only (たまねぎ "
