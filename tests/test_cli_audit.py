@@ -135,3 +135,17 @@ def test_python_m_toolkit_cli_runs_jrs() -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("Usage: jrs indices") and "--remove-old" in res.stdout
+
+
+@pytest.mark.parametrize("command", ["grid", "embedding-map"])
+def test_a_picture_path_under_a_file_is_refused_while_the_options_are_read(
+    tmp_path: Path, command: str
+) -> None:
+    """`jrs grid --out FILE/x.png` searched, then failed with "cannot write FILE: File exists"; the picture's
+    folder is now checked with the options, as every other output file is, naming the file in the way."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("", encoding="utf-8")
+    args = [command, *(["玉ねぎ"] if command == "grid" else []), "--model", str(tmp_path)]
+    res = CliRunner().invoke(cli, [*args, "--out", str(blocker / "x.png")])
+    assert res.exit_code == 2, res.output
+    assert f"cannot write {blocker / 'x.png'}: {blocker} is not a writable directory" in res.output

@@ -59,7 +59,11 @@ def test_an_output_path_that_cannot_be_created_is_one_error_line(
 ) -> None:
     out = work["blocker"] / "out"
     args = [a.format(out=out, **work) for a in command]
-    assert _one_error(_jrs(*args)) == f"Error: cannot write {out}: Not a directory"
+    blocker = work["blocker"]
+    assert (
+        _one_error(_jrs(*args))
+        == f"Error: cannot write {out}: Not a directory ({blocker} is a file, not a folder)"
+    )
 
 
 def test_file_errors_say_read_or_write_and_others_propagate(
@@ -80,9 +84,20 @@ def test_file_errors_say_read_or_write_and_others_propagate(
     assert capsys.readouterr().err.splitlines() == [
         f"Error: cannot read {missing}: No such file or directory",
         f"Error: cannot write {missing}: No such file or directory",
-        f"Error: cannot write {tmp_path / 'f' / 'x'}: Not a directory",
+        f"Error: cannot write {tmp_path / 'f' / 'x'}: Not a directory ({tmp_path / 'f'} is a file, not a folder)",
         f"Error: cannot read {source}: No such file or directory",
     ]
+    # "File exists" named no culprit: a folder to make where a file stands, further up
+    run_reporting_errors(
+        lambda: (tmp_path / "f" / "a" / "b").mkdir(parents=True, exist_ok=True), exits.append
+    )
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f": Not a directory ({tmp_path / 'f'} is a file, not a folder)")
+    )
+    run_reporting_errors(lambda: (tmp_path / "f").mkdir(), exits.append)  # the path itself: nothing to add
+    assert capsys.readouterr().err.strip() == f"Error: cannot write {tmp_path / 'f'}: File exists"
 
     def broken_pipe() -> None:
         raise BrokenPipeError(32, "Broken pipe")

@@ -14,9 +14,11 @@ Exit codes (documented in the README, "Exit codes"):
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -120,7 +122,18 @@ def file_error(error: OSError) -> ToolkitError | None:
     if path is None:
         return None
     reason = error.strerror or type(error).__name__
+    blocker = _file_in_the_way(path) if error.errno in (errno.EEXIST, errno.ENOTDIR) else None
+    if blocker is not None:  # "File exists" alone does not say which
+        reason += f" ({blocker} is a file, not a folder)"
     return ToolkitError(f"cannot {os_error_verb(error)} {path}: {reason}")
+
+
+def _file_in_the_way(path: str) -> str | None:
+    """The nearest existing folder of ``path`` (``path`` itself excluded) when it is not a folder but a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while folder and not os.path.lexists(folder) and folder != os.path.dirname(folder):
+        folder = os.path.dirname(folder)
+    return folder if os.path.lexists(folder) and not os.path.isdir(folder) else None
 
 
 def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) -> Any:

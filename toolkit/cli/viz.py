@@ -46,13 +46,14 @@ def _png_out(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
 
 
 def _out_option(check: Callable[[click.Context, click.Parameter, Path], Path], help_text: str) -> Callable:
-    """The required ``--out`` / ``-o`` picture path, checked by ``check`` while the options are read."""
+    """The required ``--out`` / ``-o`` picture path, checked by ``check`` and :func:`writable_file` (a folder
+    it can be written in) while the options are read."""
     return click.option(
         "--out",
         "-o",
         type=click.Path(dir_okay=False, path_type=Path),
         required=True,
-        callback=check,
+        callback=lambda ctx, param, value: writable_file(ctx, param, check(ctx, param, value)),
         help=help_text,
     )
 
