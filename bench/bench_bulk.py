@@ -81,18 +81,22 @@ def raw_load(url: str, index: str, path: Path, offsets: list[int], concurrency: 
     def worker() -> None:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
         bodies_ready.wait()
-        while True:
-            with lock:
-                i = next(todo, None)
-            if i is None:
-                break
-            body = os.pread(fd, offsets[i + 1] - offsets[i], offsets[i])
-            conn.request("POST", f"/{index}/_bulk", body, {"Content-Type": "application/x-ndjson"})
-            resp = conn.getresponse()
-            data = resp.read()
-            if resp.status != 200 or orjson.loads(data)["errors"]:
-                errors.append(f"HTTP {resp.status}: {data[:300]!r}")
-        conn.close()
+        try:
+            while True:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    break
+                body = os.pread(fd, offsets[i + 1] - offsets[i], offsets[i])
+                conn.request("POST", f"/{index}/_bulk", body, {"Content-Type": "application/x-ndjson"})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status != 200 or orjson.loads(data)["errors"]:
+                    errors.append(f"HTTP {resp.status}: {data[:300]!r}")
+        except Exception as e:  # a dead thread would leave batches unsent and the ceiling look faster
+            errors.append(f"{type(e).__name__}: {e}")
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for t in threads:

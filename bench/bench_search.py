@@ -48,22 +48,30 @@ def build_model(root: Path) -> tuple[Any, list[str]]:
     """A small real model and the step texts of its dataset (the query texts)."""
     from toolkit.data.jsonl import iter_recipes
     from toolkit.data.sample import generate_sample
+    from toolkit.mapping.train import MappingConfig
     from toolkit.model import SearchModel
     from toolkit.pipeline import BuildOptions, build
 
     generate_sample(root / "data", 120, seed=0, image_size=64)
+    # the default mapping appends its linear branch's dimensions to the towers' (256 + 64): the towers are
+    # narrowed so that the query vectors have the indexed documents' dims (bulkdata.DIMS)
+    defaults = MappingConfig()
+    linear_dims = defaults.linear_dims if defaults.linear_weight > 0 else 0
     options = BuildOptions(
         encoder="resnet18",
         weights="random",
         image_size=64,
-        mapping={"epochs": 3},
+        mapping={"epochs": 3, "dim": bulkdata.DIMS - linear_dims},
         eval_draws=1,
         progress=False,
     )
     build(root / "data", root / "model", options)
+    model = SearchModel.load(root / "model")
+    if model.dims != bulkdata.DIMS:
+        raise RuntimeError(f"the model's query vectors have {model.dims} dims, the index's {bulkdata.DIMS}")
     with RejectsWriter(None) as rejects:
         texts = [s.text for r in iter_recipes(root / "data", rejects) for s in r.steps]
-    return SearchModel.load(root / "model"), texts
+    return model, texts
 
 
 def load_index(es: Any, n: int) -> str:
