@@ -128,7 +128,7 @@ class BuildOptions:
 
 
 def _keyword_baseline(
-    steps: Sequence[StepRecord], test_ids: list[str], tokenizer: Any, opts: EvaluateOptions
+    steps: Sequence[StepRecord], test_ids: Sequence[str], tokenizer: Any, opts: EvaluateOptions
 ) -> dict[str, Any]:
     """BM25 overlap between a held-out step's text and the text beside each photo (an oracle-ish
     text-only reference: a photo search has no such text); skipped when a step has no token."""

@@ -8,6 +8,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 _lock = threading.Lock()
 #: (category, message) -> [threads inside, the filter entry added for them (None: it was there already)]
@@ -28,7 +29,13 @@ def silenced(category: type[Warning], message: str = "") -> Iterator[None]:
     with _lock:
         state = _active.get(key)
         if state is None:
-            entry = ("ignore", re.compile(message, re.I) if message else None, category, None, 0)
+            entry: tuple[Any, ...] | None = (
+                "ignore",
+                re.compile(message, re.I) if message else None,
+                category,
+                None,
+                0,
+            )
             if entry in warnings.filters:
                 entry = None
             else:
@@ -44,6 +51,7 @@ def silenced(category: type[Warning], message: str = "") -> Iterator[None]:
                 del _active[key]
                 if state[1] is not None:
                     with contextlib.suppress(ValueError):  # the application reset the filters meanwhile
-                        warnings.filters.remove(state[1])
+                        # typeshed declares the filters a Sequence: they are a list (what filterwarnings edits)
+                        warnings.filters.remove(state[1])  # type: ignore[attr-defined]
                     # as warnings.filterwarnings does: caches of which warning was shown where start again
                     getattr(warnings, "_filters_mutated", lambda: None)()

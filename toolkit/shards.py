@@ -120,7 +120,12 @@ def _locate_rejects(d: Path, positions: np.ndarray) -> None:
 
 
 def _write_shard_info(
-    d: Path, shard: Shard, all_items_fingerprint: str, total: int, ids: list[str], position_of: dict[str, int]
+    d: Path,
+    shard: Shard,
+    all_items_fingerprint: str,
+    total: int,
+    ids: Sequence[str],
+    position_of: dict[str, int],
 ) -> None:
     positions = np.asarray([position_of[i] for i in ids], dtype=np.int64)
     with atomic_path(d / POSITIONS) as tmp, tmp.open("wb") as f:
@@ -322,7 +327,7 @@ def merge_vector_sets(
     if all(src is not None for src in shard_sources):  # the merged set knows its photo files too
         save_sources(
             out,
-            [shard_sources[k][m] for k, m in zip(src_sorted.tolist(), local_sorted.tolist(), strict=True)],  # type: ignore[index]
+            [shard_sources[k][m] for k, m in zip(src_sorted.tolist(), local_sorted.tolist(), strict=True)],
         )
     rejects_file = _write_photo_rejects(out, photo_rejects)
     write_json_atomic(out / META, {**meta, "count": len(ids), "dim": dim})

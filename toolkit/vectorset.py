@@ -70,6 +70,7 @@ def save_vector_set(
     if _has_newline(ids):
         raise ValueError("ids must not contain newlines")
     if in_place:
+        assert isinstance(vectors, np.memmap)  # what _maps_file checked
         vectors.flush()
         release_pages(vectors)
     else:
@@ -371,7 +372,8 @@ def _pread_rows(
     fd = os.open(path, os.O_RDONLY)
     try:
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            view, pos = memoryview(buf[a:b]).cast("B"), offset + int(rows[a]) * row_bytes
+            # numpy declares ndarray.__buffer__ for Python >= 3.12 only (the Buffer protocol is new there)
+            view, pos = memoryview(buf[a:b]).cast("B"), offset + int(rows[a]) * row_bytes  # type: ignore[arg-type]
             while len(view):
                 got = os.preadv(fd, [view], pos)
                 if got <= 0:

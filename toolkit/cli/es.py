@@ -118,7 +118,7 @@ def status_cmd(name: str, as_json: bool) -> None:
     state, health = node.status(name)
     running = health is not None
     data = {"running": running, "node": asdict(state) if state else None, "health": health}
-    emit(data, as_json, f"{state.url} {health['status']}" if running and state else "not running")
+    emit(data, as_json, f"{state.url} {health['status']}" if health is not None and state else "not running")
     raise SystemExit(0 if running else 1)
 
 

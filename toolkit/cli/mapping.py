@@ -310,6 +310,7 @@ def evaluate_vectors_cmd(
     pairs = load_pairs(text_vecset, image_vecset)
     loaded = load_mapping(mapping_dir, expected=pairs.fingerprints)
     trained = _training_recipes(mapping_dir, loaded)
+    warning: str | None
     if trained is None:
         warning = (
             f"the mapping in {mapping_dir} does not record which recipes it was trained on: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ def _where_rejects(rejects_path: Path | None) -> str:
     return f"see {rejects_path}" if rejects_path else "listed above"
 
 
-def _check_photos(items: list, split: str, root: Path, image_rejects: int, rejects_path: Path | None) -> None:
+def _check_photos(
+    items: Sequence[tuple[str, Path]], split: str, root: Path, image_rejects: int, rejects_path: Path | None
+) -> None:
     """A clear error when the split has fewer than the 2 photos SimCLR needs."""
     if len(items) >= 2:
         return
@@ -40,7 +43,9 @@ def _check_photos(items: list, split: str, root: Path, image_rejects: int, rejec
     )
 
 
-def _select(items: list, max_photos: int | None, seed: int) -> list:
+def _select(
+    items: Sequence[tuple[str, Path]], max_photos: int | None, seed: int
+) -> Sequence[tuple[str, Path]]:
     if max_photos is None or len(items) <= max_photos:
         return items
     import numpy as np
@@ -186,7 +191,9 @@ def simclr_cmd(
     )
     config.check()  # before reading the photos
     with EchoRejects(rejects_path) as rejects:
-        items = photo_items(read_steps(dataset_root, rejects, ReadOptions(split_seed=split_seed)), split)
+        items: Sequence[tuple[str, Path]] = photo_items(
+            read_steps(dataset_root, rejects, ReadOptions(split_seed=split_seed)), split
+        )
         _check_photos(items, split, dataset_root, rejects.by_stage["image"], rejects_path)
         items = _select(items, max_photos, seed)
         result = train_simclr(items, config, out_dir, rejects=rejects, overwrite=overwrite)

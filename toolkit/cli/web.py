@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,10 @@ from toolkit.cli.options import default_from, index_option, model_option
 from toolkit.device import DEVICE_HELP
 from toolkit.errors import ToolkitError
 from toolkit.web.hosts import ALLOWED_HOSTS_ENV, HostCheck, is_loopback
+
+if TYPE_CHECKING:
+    from toolkit.web.api import ApiServer
+    from toolkit.web.server import SearchServer
 
 
 def _host(value: str) -> str:
@@ -92,6 +97,7 @@ def web_cmd(
     # warmed up now, not on the first request; an index that does not exist yet is read when it does
     searcher = Searcher(make_client(), SearchModel.load(model_dir, device), index, warm=True, missing_ok=True)
     app = SearchApp(searcher, root)
+    server: ApiServer | SearchServer
     try:
         if stack == "fastapi":
             from toolkit.web.api import ApiServer

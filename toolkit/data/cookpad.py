@@ -83,12 +83,16 @@ class CookpadSummary:
         return asdict(self)
 
 
+#: How a table's fields are quoted: ``csv.QUOTE_MINIMAL`` or ``csv.QUOTE_NONE``
+Quoting = Literal[0, 3]
+
+
 @dataclass(frozen=True)
 class _Table:
     kind: str  # recipes, ingredients or steps
     path: Path
     delimiter: str
-    quoting: int
+    quoting: Quoting
     header: bool
     columns: dict[str, int]
 
@@ -140,7 +144,7 @@ class _Lines:
         return _Lines(itertools.chain(self.taken[1:], self._lines))
 
 
-def _misquoted(lines: list[str], delimiter: str, quoting: int) -> bool:
+def _misquoted(lines: list[str], delimiter: str, quoting: Quoting) -> bool:
     """Whether the row read from ``lines`` only holds together by a quote that is not closed where it should be:
     a ``"`` never closed, or closed with more text after it (``"..."x``) that pairs it with a later row's."""
     try:
@@ -151,7 +155,7 @@ def _misquoted(lines: list[str], delimiter: str, quoting: int) -> bool:
 
 
 def _csv_rows(
-    lines: Iterable[str], delimiter: str, quoting: int
+    lines: Iterable[str], delimiter: str, quoting: Quoting
 ) -> Iterator[tuple[int, list[str] | None, str]]:
     """Yield (line number where the row ends, cells or None, reason when None) for each row of ``lines``.
 
@@ -190,7 +194,7 @@ def _misquoted_reason(start: int, end: int) -> str:
     )
 
 
-def _sample_rows(text: str, delimiter: str, quoting: int) -> list[list[str]]:
+def _sample_rows(text: str, delimiter: str, quoting: Quoting) -> list[list[str]]:
     rows = (row for _, row, _ in _csv_rows(io.StringIO(text), delimiter, quoting))
     return [r for r in rows if r][:50]
 
@@ -207,9 +211,9 @@ def sniff_table(path: Path, table: str) -> _Table:
     # without a header the recipes table's columns are Cookpad's order (title third); a header names them
     headless_need = len(REQUIRED[table]) if table != "recipes" else 3
     need = headless_need
-    candidates: list[tuple[str, int, list[list[str]]]] = []
+    candidates: list[tuple[str, Quoting, list[list[str]]]] = []
     for delimiter in ("\t", ","):
-        quoting = csv.QUOTE_MINIMAL
+        quoting: Quoting = csv.QUOTE_MINIMAL
         if delimiter == "\t" and not text.startswith('"'):
             quoting = csv.QUOTE_NONE
         rows = _sample_rows(text, delimiter, quoting)

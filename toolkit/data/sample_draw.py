@@ -145,6 +145,7 @@ def _piece(
 ) -> None:
     """Draw one piece of food of shape ``kind`` and size ``s`` (pixels) centred at (cx, cy)."""
     a = rng.uniform(0, 2 * math.pi)
+    r: float | np.ndarray  # one radius, or one per vertex
     if kind in ("round", "small"):
         r = s * rng.uniform(0.85, 1.1)
         draw.polygon(_ellipse(cx, cy, r, r * rng.uniform(0.85, 1.0), a), fill=edge)
@@ -225,6 +226,7 @@ def _background(rng: np.random.Generator, size: int, kind: str = "kitchen") -> I
     base = _jitter(rng, base, 14)
     img = Image.new("RGB", (size, size), base)
     draw = ImageDraw.Draw(img)
+    step: int | float
     if pattern == "wood":
         darker = _mix(base, (60, 35, 15), 0.25)
         for _ in range(int(rng.integers(6, 12))):
@@ -458,7 +460,7 @@ def _photometric(img: Image.Image, rng: np.random.Generator) -> Image.Image:
         g = np.linspace(-1.0, 1.0, size, dtype=np.float32)
         _GRIDS[size] = (g[None, :], g[:, None])
     gx, gy = _GRIDS[size]
-    arr = np.asarray(img, dtype=np.float32)
+    arr: np.ndarray = np.asarray(img, dtype=np.float32)
     ang = rng.uniform(0, 2 * math.pi)
     light = 1.0 + np.float32(rng.uniform(0.0, 0.18)) * (
         np.float32(math.cos(ang)) * gx + np.float32(math.sin(ang)) * gy

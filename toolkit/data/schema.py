@@ -177,6 +177,7 @@ def _parse_steps(raw: list[Any], recipe_id: str, max_len: int, rejects: list[Rej
         if why:
             rejects.append(Reject(f"{recipe_id}:{field}", "validate", f"field {field}.position: {why}"))
             continue
+        assert isinstance(position, int)  # what _check_position passed
         name = format_step_id(recipe_id, position)
         if "text" not in item:
             rejects.append(Reject(name, "validate", f"field {field}.text: missing"))

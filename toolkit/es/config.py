@@ -10,6 +10,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import overload
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from toolkit.errors import ConfigError
@@ -216,6 +217,12 @@ def url_secrets(url: str) -> tuple[str, ...]:
     userinfo = _userinfo(url.strip())[1] or ""
     password = userinfo.partition(":")[2]
     return (userinfo, unquote(userinfo), password, unquote(password)) if password else ()
+
+
+@overload
+def split_url(url: str, name: str = ...) -> tuple[str, str | None, str | None]: ...
+@overload
+def split_url(url: str | None, name: str = ...) -> tuple[str | None, str | None, str | None]: ...
 
 
 def split_url(url: str | None, name: str = "ES_URL") -> tuple[str | None, str | None, str | None]:

@@ -578,7 +578,8 @@ def up(
         uid, gid = _ensure_node_user()
         _chown_tree(ndir, uid, gid)
         os.chmod(ndir.parent, 0o755)
-        (ndir / "elastic-password").exists() and os.chown(ndir / "elastic-password", 0, 0)
+        if (ndir / "elastic-password").exists():
+            os.chown(ndir / "elastic-password", 0, 0)
         cmd = [
             _which_or_fail("runuser", "needed to start Elasticsearch as a non-root user"),
             "-u",

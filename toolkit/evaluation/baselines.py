@@ -29,6 +29,7 @@ from toolkit.evaluation.metrics import (
 from toolkit.mapping.towers import TwoTower, input_stats
 from toolkit.mapping.train import MappingConfig
 from toolkit.seeding import torch_seeded
+from toolkit.vectorset import Rows
 
 KEYWORD_METHODS = ("bm25", "jaccard")
 
@@ -92,8 +93,8 @@ def tower_arch(spec: dict[str, Any] | MappingConfig, text_dim: int, image_dim: i
 
 
 def random_tower_metrics(
-    text: np.ndarray,
-    image: np.ndarray,
+    text: np.ndarray | Rows,
+    image: np.ndarray | Rows,
     arch: dict[str, Any] | MappingConfig,
     seed: int = 0,
     stats: dict[str, np.ndarray] | None = None,

@@ -8,9 +8,10 @@ mapping saw. Used by ``jrs evaluate`` (in memory, and for the same gallery throu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -44,7 +45,7 @@ GRADED_K = 10
 class SplitPairs:
     """The model's aligned (step vector, backbone feature) pairs of one split."""
 
-    ids: list[str]
+    ids: Sequence[str]
     text: np.ndarray
     image: np.ndarray
     tokens: TokenBags | None = None
@@ -81,7 +82,7 @@ def recipe_labels(dataset_root: str | Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def labels_of_steps(step_ids: list[str], by_recipe: dict[str, dict[str, str]]) -> list[Labels]:
+def labels_of_steps(step_ids: Sequence[str], by_recipe: dict[str, dict[str, str]]) -> list[Labels]:
     return [by_recipe.get(recipe_of(i), {}) for i in step_ids]
 
 
@@ -210,7 +211,7 @@ def gallery_baselines(
         # a rank <= k exactly when the photo is in the top k
         ranks: list[int | None] = [None] * len(queries)
         if found.size:
-            at = order_ranks(scores[found], [own[r] for r in found])
+            at = order_ranks(scores[found], cast("list[int]", [own[r] for r in found]))  # found: not None
             for r, rank in zip(found, at, strict=True):
                 ranks[r] = int(rank)
         top = top_k_indices(scores, k)

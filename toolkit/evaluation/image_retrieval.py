@@ -46,7 +46,7 @@ def precision_at_k(
     k: int = 10,
     groups: Sequence[str] | None = None,
     block: int = 1024,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Mean precision@k of cosine nearest neighbours, each item querying all the others.
 
     ``labels[i]`` is item ``i``'s label set (or one label): a neighbour is relevant when the sets
@@ -66,7 +66,7 @@ def precision_at_k(
     if len(labels) != n or (groups is not None and len(groups) != n):
         raise ValueError(f"{n} vectors but {len(labels)} label sets and {len(groups or [])} groups")
     lab = _label_matrix(labels)
-    labelled = lab.any(axis=1)
+    labelled = np.asarray(lab.any(axis=1))
     group_ids = np.unique(np.asarray(groups), return_inverse=True)[1] if groups is not None else np.arange(n)
     precisions, chances = [], []
     for start in range(0, n, block):

@@ -49,7 +49,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -202,7 +202,8 @@ class TorchEncoder:
         self.device = torch.device(device)
         # The shortest side preprocessing needs: lets the loader decode big JPEGs at reduced size.
         self.load_size = int(getattr(preprocess, "resize", 0) or getattr(preprocess, "crop", 0))
-        self.model = model.eval().requires_grad_(False).to(self.device, memory_format=torch.channels_last)
+        # torch's stubs lack the (device, memory_format=...) overload that Module.to accepts
+        self.model = model.eval().requires_grad_(False).to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         digest = state_dict_digest(self.model.state_dict())
         self.fingerprint = fingerprint("image-encoder/1", name, weights_kind, digest, config)
         self.requested_backend = "torch"
@@ -401,7 +402,10 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], drop_prefix: st
         raise ConfigError(f"weights {what} do not fit the model: {' '.join(first[:3])[:500]}") from e
 
 
-def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _seeded(seed: int, build: Callable[[], _M]) -> _M:
     with torch_seeded(seed):
         return build()
 
@@ -470,7 +474,7 @@ class _LitePooled(nn.Module):
     It offers no ``split_stem``: with the stem in f32 and the rest in bf16 its vectors still fall just
     under the backends' tolerance on drawn photos (minimum cosine 0.99887 to torch fp32)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:  # an efficientnet_lite_pytorch.EfficientNet (untyped)
         super().__init__()
         self.net = net
 
@@ -493,7 +497,7 @@ class _LiteMultiScale(nn.Module):
     concatenated (the head convolution is not run)."""
 
     def __init__(
-        self, net: nn.Module, taps: tuple[int, ...], pool: str = "mean", unit_blocks: bool = False
+        self, net: Any, taps: tuple[int, ...], pool: str = "mean", unit_blocks: bool = False
     ) -> None:
         super().__init__()
         if not taps or list(taps) != sorted(set(taps)) or taps[0] < 1 or taps[-1] >= len(net._blocks):
@@ -604,7 +608,7 @@ def _lite(
     pre = _cnn_preprocess(LITE_CROPS[arch] if image_size is None else image_size, LITE_MEAN, LITE_STD)
 
     # Static 'SAME' padding is computed for the input size, so build for the crop size.
-    def trunk() -> nn.Module:
+    def trunk() -> _LitePooled | _LiteMultiScale:
         net = EfficientNet.from_name(arch, image_size=pre.crop)
         return (
             _LitePooled(net) if taps is None else _LiteMultiScale(net, taps, pool, pool in UNIT_BLOCK_POOLS)
@@ -621,7 +625,9 @@ def _lite(
     else:
         _load_into(model.net, load_state_dict_file(weights), "_fc.", repr(weights))
         kind, source = "file", f"file ({Path(weights).resolve()})"
-    name, dim = (arch, 1280) if taps is None else (f"{arch}-{variant}", _tap_dim(model))
+    name, dim = (
+        (arch, 1280) if taps is None else (f"{arch}-{variant}", _tap_dim(cast(_LiteMultiScale, model)))
+    )
     config: dict[str, Any] = {"arch": arch, "preprocess": pre.config()}
     if taps is not None:
         config["taps"] = list(taps)
@@ -632,7 +638,7 @@ def _lite(
     return TorchEncoder(name, model, pre, dim, source, kind, config, device, message)
 
 
-def _tap_dim(model: nn.Module) -> int:
+def _tap_dim(model: _LiteMultiScale) -> int:
     """Output width of a multi-scale trunk (the tapped blocks' channels)."""
     blocks = model.net._blocks
     return sum(int(blocks[i]._block_args.output_filters) for i in model.taps)

@@ -78,7 +78,7 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
     finally:
         for m, momentum, tracked in saved:
             m.momentum = momentum
-            if tracked is not None:
+            if tracked is not None and m.num_batches_tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
 
 

@@ -390,7 +390,7 @@ def _report(reject: Reject, rejects: RejectsWriter | None) -> None:
 
 def _open_state(
     work: Path, total: int, dim: int, header: dict[str, Any], state: dict[str, Any] | None
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.memmap, np.memmap, int]:
     """Open the memmaps of an unfinished run (``state``: its commit file) or create fresh ones."""
     fpath, spath = work / _FEATURES, work / _STATUS
     if state is not None:
@@ -419,7 +419,7 @@ def _open_state(
 def _finalize(
     out_dir: Path,
     work: Path,
-    items: Sequence[tuple[str, Path]],
+    items: PhotoItems,
     feats: np.ndarray,
     status: np.ndarray,
     meta: dict[str, Any],

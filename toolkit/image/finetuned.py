@@ -58,7 +58,7 @@ def make_simclr(
     path = resolve_backbone_path(weights).resolve()
     meta = read_backbone_meta(path)
     size = int(image_size or meta["image_size"])
-    enc = create_encoder(
+    enc: Any = create_encoder(  # a TorchEncoder (backend torch), given the attributes below
         str(meta["arch"]), weights=str(path), device=device, image_size=size, seed=seed, backend="torch"
     )
     enc.name = "simclr"

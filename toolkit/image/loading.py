@@ -138,7 +138,7 @@ def _decode(img: Image.Image, max_pixels: int, draft_size: int | None) -> Image.
 
 
 def load_image(
-    path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+    path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
 ) -> Image.Image:
     """Open ``path`` as an 8-bit RGB image, or raise :class:`ImageRejected` naming the reason.
 

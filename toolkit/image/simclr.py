@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -269,7 +269,8 @@ class PhotoViews(Dataset):
         if min(img.size) > 2 * size:  # crops are resized to `size`: more pixels only cost time
             scale = 2 * size / min(img.size)
             img = img.resize(
-                (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR
+                (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                Image.Resampling.BILINEAR,
             )
         with torch_seeded(derived_seed(self.seed, AUGMENT_STREAM, epoch, i)):
             a, b = self.augment(img)
@@ -416,7 +417,8 @@ def train_simclr(
         return result
 
     model = SimCLRModel(enc.model, int(enc.dim), config.proj_hidden, config.proj_dim)
-    model.requires_grad_(True).train().to(device, memory_format=torch.channels_last)
+    # torch's stubs lack the (device, memory_format=...) overload that Module.to accepts
+    model.requires_grad_(True).train().to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     losses: list[float] = []
     bad: dict[int, str] = {}
@@ -459,7 +461,7 @@ def train_simclr(
     pre = enc.preprocess
     augment = SimCLRAugment(
         config.image_size,
-        crop_scale=tuple(config.crop_scale),
+        crop_scale=cast("tuple[float, float]", tuple(config.crop_scale)),
         jitter=config.jitter,
         blur_p=config.blur_p,
         mean=tuple(getattr(pre, "mean", SimCLRAugment.mean)),

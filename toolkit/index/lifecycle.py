@@ -194,7 +194,7 @@ def finish_load(es: Elasticsearch, index: str, restore: dict[str, Any]) -> None:
 #: them first (an additive mapping change; the mapping is strict): the per-document content hash live
 #: updates compare (``jrs index --update``), the spelling-free keys of the recipe's ingredient names
 #: (:func:`toolkit.text.ingredients.ingredient_key`)
-ADDED_FIELDS = {
+ADDED_FIELDS: dict[str, dict[str, Any]] = {
     "content_hash": {"type": "keyword", "index": False},
     "ingredient_keys": {"type": "keyword"},
 }

@@ -279,7 +279,7 @@ def _update_index(
             plan.keys_only,
         )
     c = summary.counts
-    result = {
+    result: dict[str, Any] = {
         "index": target,
         "alias": None if opts.index else opts.alias,
         "read": c.read + plan.unchanged + len(plan.stale),

@@ -46,6 +46,13 @@ class LinearBranch(nn.Module):
     mapping, part of its fingerprint, untouched by the optimiser.
     """
 
+    # buffers (register_buffer); merge only with maps > 1
+    text_weight: torch.Tensor
+    text_bias: torch.Tensor
+    image_weight: torch.Tensor
+    image_bias: torch.Tensor
+    merge: torch.Tensor
+
     def __init__(self, text_dim: int, image_dim: int, dims: int, vocab: int = 0, maps: int = 1) -> None:
         super().__init__()
         if min(text_dim, image_dim, dims, maps) < 1 or vocab < 0:

@@ -7,7 +7,7 @@ Elasticsearch ``dense_vector`` with ``similarity: cosine``/``dot_product``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from toolkit.evaluation.linear import LinearMap
 from toolkit.mapping.linear_branch import LinearBranch, fuse
 from toolkit.torch_threads import torch_threads
 
+if TYPE_CHECKING:
+    from toolkit.vectorset import Rows
+
 NORMS = ("layer", "batch")
 ACTIVATIONS = ("gelu", "relu")
 #: Standard deviations below this are treated as constant features (no scaling).
@@ -26,8 +29,10 @@ STD_FLOOR = 1e-6
 SMALL_BATCH = 64
 
 
-def input_stats(x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and standard deviation (float64 accumulation, chunked so memmaps stay cheap).
+def input_stats(x: Any, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of ``[N, D]`` ``x`` (an array, or anything read by row slices
+    with ``ndim`` and ``shape``: a :class:`~toolkit.vectorset.Rows`, token bags' means), in float64, chunked so
+    memmaps stay cheap.
 
     Features with (near) zero spread get std 1 so standardising leaves them centred but unscaled.
     """
@@ -49,6 +54,9 @@ def input_stats(x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarra
 
 class Standardize(nn.Module):
     """Fixed ``(x - mean) / std`` with statistics from the training set, kept as buffers (saved with weights)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -126,8 +134,9 @@ class Tower(nn.Module):
         )
         if arch == "residual":
             self.project = nn.Linear(in_dim, dim)
-            nn.init.zeros_(self.net[-1].weight)
-            nn.init.zeros_(self.net[-1].bias)
+            last = cast(nn.Linear, self.net[-1])
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def set_projection(self, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
         """Set the linear projection of a residual or pca tower (``weight`` is ``[dim, in_dim]``)."""
@@ -220,7 +229,7 @@ class TextEnsemble(nn.Module):
 
     @property
     def in_dim(self) -> int:
-        return int(self.members[0].in_dim)
+        return int(cast("Tower | BagTower", self.members[0]).in_dim)
 
     @property
     def vocab(self) -> int:
@@ -228,7 +237,7 @@ class TextEnsemble(nn.Module):
 
     @property
     def standardize(self) -> Standardize:
-        return self.members[0].standardize
+        return cast("Tower | BagTower", self.members[0]).standardize
 
     def forward(self, *x: torch.Tensor) -> torch.Tensor:
         return F.normalize(torch.stack([m(*x) for m in self.members]).mean(dim=0), dim=-1)
@@ -311,7 +320,8 @@ class TwoTower(nn.Module):
             self._add_linear(linear_dims, linear_weight, linear_maps)
 
     def _add_linear(self, dims: int, weight: float, maps: int) -> None:
-        vocab = self.text.vocab if self.text_input == "tokens" else 0
+        # a tokens text side is a BagTower or an ensemble of them
+        vocab = cast("BagTower | TextEnsemble", self.text).vocab if self.text_input == "tokens" else 0
         self.linear = LinearBranch(self.text_dim, self.image_dim, dims, vocab, maps)
         self.linear_weight = float(weight)
         self.dim = self.tower_dim + dims
@@ -379,7 +389,7 @@ class TwoTower(nn.Module):
         if self.text_input != "tokens":
             raise ValueError("only a bag text tower has word vectors")
         for tower in self.text_towers():
-            tower.set_word_vectors(matrix)  # type: ignore[union-attr]
+            cast(BagTower, tower).set_word_vectors(matrix)  # a tokens text side: bag towers
 
     def embed_text(self, x: Any, batch_size: int = 4096) -> np.ndarray:
         """Numpy ``[N, text_dim]`` step means (or :class:`~toolkit.text.tokens.TokenBags` for a bag tower)
@@ -401,7 +411,7 @@ class TwoTower(nn.Module):
             raise ValueError(
                 f"this mapping's text tower reads token ids (TokenBags), got {type(bags).__name__}"
             )
-        bags.check(self.text.vocab)
+        bags.check(cast("BagTower | TextEnsemble", self.text).vocab)
         device = next(self.parameters()).device
         out = np.empty((len(bags), self.dim), dtype=np.float32)
         was_training = self.training
@@ -423,15 +433,13 @@ class TwoTower(nn.Module):
                 self.train(True)
         return out
 
-    def embed_image(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def embed_image(self, x: np.ndarray | Rows, batch_size: int = 4096) -> np.ndarray:
         """Numpy ``[N, image_dim]`` -> unit-length float32 ``[N, dim]`` (eval mode, batched, no grad)."""
         return self._embed(
             self.image, x, "image", batch_size, None if self.linear is None else self.linear.image
         )
 
-    def _embed(
-        self, tower: Tower, x: np.ndarray, what: str, batch_size: int, linear: Any = None
-    ) -> np.ndarray:
+    def _embed(self, tower: nn.Module, x: Any, what: str, batch_size: int, linear: Any = None) -> np.ndarray:
         if not hasattr(x, "gather"):  # Rows of a memory-mapped vector set are read block by block
             x = np.asarray(x)
         if x.ndim == 1:

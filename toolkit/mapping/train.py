@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,7 +26,16 @@ from toolkit.evaluation.metrics import pooled_metrics_of
 from toolkit.mapping.cca import fit_cca, leading_directions
 from toolkit.mapping.linear_branch import fit_merge
 from toolkit.mapping.losses import MINING, BidirectionalTripletLoss, SymmetricInfoNCE
-from toolkit.mapping.towers import ACTIVATIONS, ARCHS, NORMS, TEXT_TOWERS, BagTower, TwoTower, input_stats
+from toolkit.mapping.towers import (
+    ACTIVATIONS,
+    ARCHS,
+    NORMS,
+    TEXT_TOWERS,
+    BagTower,
+    Tower,
+    TwoTower,
+    input_stats,
+)
 from toolkit.progress import track
 from toolkit.seeding import check_seed, seed_everything
 from toolkit.text.tokens import TokenBags
@@ -44,7 +53,7 @@ INITS = ("random", "cca")
 #: The largest learning rate taken: Adam steps of that size already wreck unit-scale weights
 MAX_LR = 1.0
 #: Values of options that mappings saved before they existed were trained with (absent keys mean these).
-LEGACY = {
+LEGACY: dict[str, Any] = {
     "arch": "mlp",
     "init": "random",
     "cca_shrinkage": 0.3,
@@ -264,11 +273,11 @@ def init_from_cca(model: TwoTower, text: np.ndarray, image: np.ndarray, config: 
     t = (text - stats["text_mean"]) / stats["text_std"]
     i = (image - stats["image_mean"]) / stats["image_std"]
     cca = fit_cca(t, i, config.dim, shrinkage=config.cca_shrinkage, power=config.cca_power)
-    model.text.set_projection(cca.text_weight)
+    cast(Tower, model.text).set_projection(cca.text_weight)  # init cca: arch residual, a mean tower
     model.image.set_projection(cca.image_weight)
 
 
-def init_image_pca(model: TwoTower, image: np.ndarray, chunk: int = 8192) -> None:
+def init_image_pca(model: TwoTower, image: np.ndarray | Rows, chunk: int = 8192) -> None:
     """Set the fixed image projection of ``arch="fixed_image"`` to the leading principal directions of the
     standardised training features (covariance accumulated in blocks, so memmaps stay cheap; deterministic
     signs); directions past the features' rank are zero."""
@@ -289,7 +298,7 @@ def init_image_pca(model: TwoTower, image: np.ndarray, chunk: int = 8192) -> Non
     model.image.set_projection(weight)
 
 
-def build_loss(config: MappingConfig) -> nn.Module:
+def build_loss(config: MappingConfig) -> BidirectionalTripletLoss | SymmetricInfoNCE:
     if config.loss == "triplet":
         return BidirectionalTripletLoss(margin=config.margin, mining=config.mining)
     return SymmetricInfoNCE(init_temperature=config.temperature, learnable=config.learnable_temperature)
@@ -464,9 +473,9 @@ def _val_recalls(
 
 
 def train_mapping(
-    train_text: np.ndarray | Rows,
+    train_text: np.ndarray | Rows | TokenBags,
     train_img: np.ndarray | Rows,
-    val_text: np.ndarray | Rows | None,
+    val_text: np.ndarray | Rows | TokenBags | None,
     val_img: np.ndarray | Rows | None,
     config: MappingConfig | None = None,
     train_groups: Sequence[Any] | np.ndarray | None = None,
@@ -503,14 +512,18 @@ def train_mapping(
         if val_text is None or val_img is None:
             raise ValueError("give both val_text and val_img, or neither")
         val_text, val_img = _checked_inputs("validation", val_text, val_img, bag, vocab)
-        text_dims = (None, None) if bag else (val_text.shape[1], train_text.shape[1])
+        # step means (arrays or Rows) without a bag tower
+        means = cast("tuple[np.ndarray, np.ndarray]", (val_text, train_text))
+        text_dims = (None, None) if bag else (means[0].shape[1], means[1].shape[1])
         if text_dims[0] != text_dims[1] or val_img.shape[1] != train_img.shape[1]:
             raise ValueError(
                 f"validation dims ({text_dims[0]}, {val_img.shape[1]}) differ from training "
                 f"({text_dims[1]}, {train_img.shape[1]})"
             )
     inputs = (train_text, train_img, val_text, val_img)
-    results, shared = [], {}
+    results: list[TrainResult] = []
+    shared: dict[str, Any] = {}
+    assert config.text_members is not None  # set by __post_init__
     for j in range(config.text_members):
         if config.text_members > 1:
             log.info("text tower %d of %d", j + 1, config.text_members)
@@ -567,10 +580,11 @@ class _WeightAverage:
 
 
 def _train_towers(
-    train_text: np.ndarray | Rows,
+    # as train_mapping checked them: TokenBags for a bag text tower, else step means; val_* both None or not
+    train_text: Any,
     train_img: np.ndarray | Rows,
-    val_text: np.ndarray | Rows | None,
-    val_img: np.ndarray | Rows | None,
+    val_text: Any,
+    val_img: Any,
     config: MappingConfig,
     train_groups: Sequence[Any] | np.ndarray | None,
     progress: bool,
@@ -580,6 +594,7 @@ def _train_towers(
     """One member of :func:`train_mapping` (one text tower), on checked inputs, without the linear branch;
     ``shared`` keeps what every member starts from alike (input statistics, the fixed image side)."""
     bag = config.text_tower == "bag"
+    assert config.mix_share is not None  # set by __post_init__
     has_val = val_text is not None
     n = len(train_text) if bag else train_text.shape[0]
     codes = None if train_groups is None else torch.from_numpy(group_codes(train_groups, n))
@@ -587,16 +602,17 @@ def _train_towers(
 
     seed_everything(config.seed)
     if bag:
+        assert word_vectors is not None  # train_mapping checked it
         model = build_model(word_vectors.shape[1], train_img.shape[1], config, vocab=word_vectors.shape[0])
         model.set_word_vectors(word_vectors)
     else:
         model = build_model(train_text.shape[1], train_img.shape[1], config)
     if "stats" not in shared:  # a pass over all pairs: once for every member
-        text_stats = input_stats(_BagMeans(train_text, word_vectors) if bag else train_text)
+        text_stats = input_stats(_BagMeans(train_text, cast(np.ndarray, word_vectors)) if bag else train_text)
         shared["stats"] = (*text_stats, *input_stats(train_img))
     model.set_input_stats(*shared["stats"])
     if config.init == "cca":
-        init_from_cca(model, train_text, train_img, config)
+        init_from_cca(model, train_text, np.asarray(train_img), config)
     if config.arch == "fixed_image":  # the fixed image side: the same PCA for every member
         if "image" not in shared:
             init_image_pca(model, train_img)
@@ -642,7 +658,9 @@ def _train_towers(
             if idx.numel() < 2:
                 continue  # a lone leftover pair has no negatives (and breaks BatchNorm)
             text_batch = (
-                _bag_batch(text_t, idx.cpu().numpy(), config.word_dropout, dropout_rng, device)
+                _bag_batch(
+                    cast(TokenBags, text_t), idx.cpu().numpy(), config.word_dropout, dropout_rng, device
+                )
                 if bag
                 else _batch(text_t, idx, device)
             )
@@ -650,7 +668,10 @@ def _train_towers(
             batch_codes = None if codes is None else codes[idx]
             if config.mix_share > 0:
                 text_batch, img_batch, batch_codes = _mix_pairs(
-                    text_batch, img_batch, batch_codes, config.mix_share
+                    cast("tuple[torch.Tensor, torch.Tensor]", text_batch),  # mixing: a bag tower's token ids
+                    img_batch,
+                    batch_codes,
+                    config.mix_share,
                 )
             t, i = model(text_batch, img_batch)
             loss = loss_fn(t, i, batch_codes)
@@ -661,7 +682,7 @@ def _train_towers(
                 o.step()
             for sched in schedulers:
                 sched.step()
-            if hasattr(loss_fn, "clamp_parameters"):
+            if isinstance(loss_fn, SymmetricInfoNCE):  # the loss with a learnable temperature
                 loss_fn.clamp_parameters()
             total_loss += float(loss.detach())
             batches += 1
@@ -684,7 +705,9 @@ def _train_towers(
         stats.seconds = time.perf_counter() - start
         result.history.append(stats)
         # Best = highest val R@10; ties (common once R@10 saturates) go to the higher MRR.
-        score = (stats.val_r10, stats.val_mrr) if has_val else (float(epoch), 0.0)
+        score = (
+            cast("tuple[float, float]", (stats.val_r10, stats.val_mrr)) if has_val else (float(epoch), 0.0)
+        )
         if score > best_score:
             best_score, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
             result.best_epoch = epoch

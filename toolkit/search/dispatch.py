@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -318,7 +318,13 @@ def search_text(
     _check_text_type("text", text)
     if is_blank(text):
         raise ToolkitError("the query text is empty")
-    opts = SearchOptions(mode, k, num_candidates, filters, hybrid)
+    opts = SearchOptions(
+        mode,
+        k,
+        num_candidates,
+        Filters() if filters is None else filters,
+        HybridParams() if hybrid is None else hybrid,
+    )
     return search(searcher, text, options=opts)
 
 
@@ -344,7 +350,9 @@ def search_photo(
     _check_searcher(searcher)
     if photo is None:
         raise ConfigError("search_photo needs a photo: a path, bytes, a PIL.Image or a uint8 array")
-    return search(searcher, photo=photo, options=SearchOptions(k=k, filters=filters))
+    return search(
+        searcher, photo=photo, options=SearchOptions(k=k, filters=Filters() if filters is None else filters)
+    )
 
 
 def knn_params(k: int, num_candidates: int | None = None) -> KnnParams:
@@ -425,6 +433,6 @@ def _photo_label(photo: Any) -> str:
 def _photo_vector(searcher: Searcher, photo: PhotoSource, image: Image.Image | None) -> np.ndarray:
     """The shared-space vector of a query photo, centred like the indexed photos."""
     if image is None:
-        return searcher.image_vector(photo)  # type: ignore[arg-type] - a path
+        return searcher.image_vector(cast("str | os.PathLike[str]", photo))  # a path: see _decoded_photo
     # Searcher.image_vector takes a path: a photo given as data is read like the index's photos here
     return searcher.photo_vectors([image])[0]

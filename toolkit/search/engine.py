@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -488,7 +489,7 @@ class Searcher:
         features = adapted(self.model.image_features(photos), target.feature_stats, self.model)
         return centred(self.model.embed_image_features(features), target.centre)
 
-    def image_vector(self, path: str | Path) -> np.ndarray:
+    def image_vector(self, path: str | os.PathLike[str]) -> np.ndarray:
         from toolkit.image.loading import ImageRejected
 
         try:

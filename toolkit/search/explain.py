@@ -200,6 +200,8 @@ def contributions(
         return {"method": None, "note": note}
     ids = [h.step_id for h in hits]
     zeros = np.zeros(len(hits))
+    vec_without: dict[str, np.ndarray]
+    kw_without: dict[str, np.ndarray]
     vec_full, vec_without = zeros, {}
     kw_full, kw_without = zeros, {}
     if opts.mode in ("knn", "hybrid"):
@@ -224,7 +226,7 @@ def contributions(
         w: vec_without.get(w, vec_full) + kw_without.get(w, kw_full)
         for w in dict.fromkeys([*vec_without, *kw_without])
     }
-    words = [
+    words: list[dict[str, Any]] = [
         {
             "word": w,
             "mean_delta": round(float(np.mean(total - s)), 6),

@@ -196,7 +196,7 @@ class HybridParams:
                 raise ConfigError(
                     f"{name} must be a finite number >= 0, got {type(value).__name__} {value!r}"
                 )
-            if not (math.isfinite(value) and value >= 0):
+            if not (math.isfinite(value) and float(value) >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
         for name in ("rank_constant", "window"):
             object.__setattr__(self, name, whole_number(name, getattr(self, name), None))

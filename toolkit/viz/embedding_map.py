@@ -47,7 +47,7 @@ class MapOptions:
     categories: int = 8
     seed: int = 0
     split: str | None = None
-    threads: int = 1
+    threads: int | None = 1  # None: all cores
 
     def __post_init__(self) -> None:
         # t-SNE takes 0 to 2**32 - 1: refused here, not by scikit-learn

@@ -143,7 +143,9 @@ def _photo_tile(root: Path, rel: str | None, size: tuple[int, int]) -> tuple[Ima
     except (UnsafePathError, ImageRejected) as e:
         return tile, f"unavailable: {e}"
     scale = min(size[0] / img.width, size[1] / img.height)
-    fitted = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+    fitted = img.resize(
+        (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS
+    )
     tile.paste(fitted, ((size[0] - fitted.width) // 2, (size[1] - fitted.height) // 2))
     return tile, "ok"
 
@@ -159,13 +161,13 @@ def _lines(
 
 
 def _lines_h(lines: Sequence[_Line]) -> int:
-    return sum(font.size + 8 for _, font, _ in lines)
+    return sum(int(font.size) + 8 for _, font, _ in lines)
 
 
 def _draw_lines(draw: ImageDraw.ImageDraw, lines: Sequence[_Line], x: int, y: int) -> None:
     for text, font, fill in lines:
         draw.text((x, y), text, font=font, fill=fill)
-        y += font.size + 8
+        y += int(font.size) + 8
 
 
 def _canvas_width(lay: GridLayout, columns: int, texts: Sequence[tuple[str, ImageFont.FreeTypeFont]]) -> int:

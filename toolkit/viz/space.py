@@ -8,8 +8,10 @@ Elasticsearch is needed. Splits are recomputed from recipe ids with the manifest
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +85,7 @@ def step_texts(dataset_root: str | Path) -> dict[str, dict[str, object]]:
     return out
 
 
-def category_of(step: dict[str, object] | None, color_by: str) -> str:
+def category_of(step: Mapping[str, Any] | None, color_by: str) -> str:
     """The category of a step: ``method``/``main`` (parsed from its text), ``tag:PREFIX`` (the recipe tag
     ``PREFIX:value``) or ``ingredient`` (the recipe's first ingredient); ``その他`` when unknown."""
     if step is None:
@@ -95,11 +97,11 @@ def category_of(step: dict[str, object] | None, color_by: str) -> str:
         return str(value) if value else OTHER
     if color_by.startswith("tag:"):
         prefix = color_by[4:] + ":"
-        tags = [t for t in step["tags"] if isinstance(t, str) and t.startswith(prefix)]  # type: ignore[union-attr]
+        tags = [t for t in step["tags"] if isinstance(t, str) and t.startswith(prefix)]
         return tags[0][len(prefix) :] if tags else OTHER
     if color_by == "ingredient":
         ingredients = step["ingredients"]
-        return str(ingredients[0]) if ingredients else OTHER  # type: ignore[index]
+        return str(ingredients[0]) if ingredients else OTHER
     raise ToolkitError(f"unknown category {color_by!r}: use method, main, ingredient or tag:PREFIX")
 
 

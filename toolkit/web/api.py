@@ -144,7 +144,7 @@ def _serve_docs(api: FastAPI) -> None:
     except ImportError:
         swagger_ui_path = None
         log.warning("swagger-ui-bundle is not installed: /docs loads Swagger UI from a CDN (blank offline)")
-    assets: dict[str, str] = {}
+    assets: dict[str, Any] = {}
     if swagger_ui_path is not None:
         from starlette.staticfiles import StaticFiles
 
@@ -285,7 +285,7 @@ def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:
     class HeadTimeoutH11(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
             self._arm_head_timer()
 

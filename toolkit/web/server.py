@@ -113,7 +113,9 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
-        self.timeout = self.server.read_timeout  # socket timeout for every read and write
+        # socket timeout for every read and write (typeshed declares it a ClassVar; socketserver reads it
+        # from the instance)
+        self.timeout = self.server.read_timeout  # type: ignore[misc]
         super().setup()
         self.rfile.close()  # replaced by a reader that also keeps the request head's deadline
         self.reader = DeadlineReader(self.connection, self.timeout)
@@ -278,7 +280,7 @@ class SearchServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host}:{port}/"  # type: ignore[str-bytes-safe]  # bytes only for AF_UNIX
 
 
 def start_in_thread(
