@@ -9,6 +9,7 @@ bash scripts/bootstrap.sh >/dev/null
 . .venv/bin/activate
 ruff check toolkit tests bench scripts
 ruff format --check toolkit tests bench scripts
+mypy  # the package ships py.typed: its annotations are checked ([tool.mypy] in pyproject.toml)
 if [ "$#" -gt 0 ]; then
   exec python -m pytest "$@"
 fi
