@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from toolkit.cli.main import cli
-from toolkit.errors import ModelDirError
+from toolkit.errors import ModelDirError, ToolkitError
 from toolkit.model import SearchModel
 from toolkit.search.engine import Hit, Searcher
 from toolkit.search.queries import Filters, KnnParams
@@ -522,6 +522,23 @@ def test_report_refuses_a_query_that_is_not_utf8(
         (line,) = res.stderr.splitlines()
         assert line.startswith("Error: the query ") and why in line, line
         assert not out.exists()
+
+
+def test_report_refuses_a_sample_query_over_the_length_limit(
+    tmp_path: Path, built_model: Path, search_alias: str, env
+) -> None:
+    """A typed ``--query`` went to the step-text search, which the query length limit does not bind: a
+    12,000-character query reached Elasticsearch. It is refused before any work, as `jrs search` does."""
+    from toolkit.model import MAX_QUERY_CHARS
+
+    out, long = tmp_path / "r.html", "玉ねぎを炒める。" * (MAX_QUERY_CHARS // 8 + 1)
+    args = ["report", str(built_model), "--out", str(out), "--index", search_alias, "--query", long]
+    res = CliRunner().invoke(cli, args, env=env)
+    assert res.exit_code == 2, res.output
+    assert f"over the limit of {MAX_QUERY_CHARS}" in res.stderr and "the --query text" in res.stderr
+    assert not out.exists()
+    with pytest.raises(ToolkitError, match=f"the sample query .* over the limit of {MAX_QUERY_CHARS}"):
+        write_report(built_model, out, None, queries=[long])
 
 
 def test_write_report_refuses_an_evaluation_that_is_not_a_dict(tmp_path: Path, built_model: Path) -> None:

@@ -247,7 +247,7 @@ def report_cmd(
 
     --query, --samples and -k shape the sample grids, which need --index (they are searched there).
     """
-    from toolkit.model import check_query_text, read_manifest
+    from toolkit.model import check_query_length, check_query_text, read_manifest
     from toolkit.viz.report import write_report
 
     if not index:
@@ -259,6 +259,7 @@ def report_cmd(
         )
     for q in queries:
         check_query_text(q)
+        check_query_length(q, f"the --query text {q[:40]!r}...")
     read_manifest(model_dir)  # a damaged model directory is an error, not a note in the page
     searcher = None
     if index:

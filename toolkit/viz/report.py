@@ -381,10 +381,14 @@ def write_report(
     ``evaluation`` defaults to ``MODEL_DIR/evaluation.json``; the output of ``jrs evaluate --json``
     (``in_memory`` + ``through_index``) is accepted as is. ``through_index`` (the per-mode figures of
     :func:`toolkit.evaluation.through_index.evaluate_through_index`) adds a table. With a ``searcher``,
-    ``queries`` (or ``sample_count`` step texts of the evaluation split) are searched and shown as grids.
+    ``queries`` (or ``sample_count`` step texts of the evaluation split) are searched and shown as grids;
+    a query over :data:`~toolkit.model.MAX_QUERY_CHARS` characters is refused before any work (the sampled
+    step texts are not bound by it).
     """
-    from toolkit.model import SearchModel
+    from toolkit.model import SearchModel, check_query_length
 
+    for query in queries:
+        check_query_length(query, f"the sample query {query[:40]!r}...")
     model_dir = Path(model_dir)
     evaluation = evaluation if evaluation is not None else load_evaluation(model_dir)
     if not isinstance(evaluation, dict):
