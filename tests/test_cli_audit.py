@@ -149,3 +149,11 @@ def test_a_picture_path_under_a_file_is_refused_while_the_options_are_read(
     res = CliRunner().invoke(cli, [*args, "--out", str(blocker / "x.png")])
     assert res.exit_code == 2, res.output
     assert f"cannot write {blocker / 'x.png'}: {blocker} is not a writable directory" in res.output
+
+
+@pytest.mark.parametrize("command", [["search", "玉ねぎ"], ["grid", "玉ねぎ", "--out", "x.png"], ["web"]])
+def test_a_blank_index_is_refused_by_its_flag(tmp_path: Path, command: list[str]) -> None:
+    """`--index ""` said "the searcher's index must be an index or alias name, got str ''", naming no flag."""
+    res = CliRunner().invoke(cli, [*command, "--model", str(tmp_path), "--index", " "])
+    assert res.exit_code == 2, res.output
+    assert "Invalid value for '--index'" in res.output and "empty: give an alias or index name" in res.output

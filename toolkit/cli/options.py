@@ -141,13 +141,23 @@ model_option = click.option(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Model directory (from `jrs build`).",
 )
+
+
 #: ``--index``: the alias or index searched (or ``JRS_INDEX``)
+def _named_index(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--index``: a blank name (``--index ""``, an empty ``JRS_INDEX``) is refused by its flag."""
+    if not value.strip():
+        raise click.BadParameter("empty: give an alias or index name", ctx, param)
+    return value
+
+
 index_option = click.option(
     "--index",
     default=DEFAULT_ALIAS,
     show_default=True,
     envvar="JRS_INDEX",
     show_envvar=True,
+    callback=_named_index,
     help="Alias or index.",
 )
 
