@@ -233,8 +233,9 @@ def test_a_run_given_the_index_and_one_given_its_alias_exclude_each_other(
     es.indices.put_alias(index=concrete, name=f"{alias}-also")  # a second alias of the live index
     es.indices.create(index=f"{alias}-other")  # unrelated: no lock in common
     try:
-        assert related_names(es, alias) == sorted({alias, concrete, f"{alias}-also"})
-        assert related_names(es, concrete) == related_names(es, alias)
+        assert related_names(es, alias) == sorted({alias, concrete})
+        assert related_names(es, f"{alias}-also") == sorted({f"{alias}-also", concrete})
+        assert related_names(es, concrete) == [concrete]
         assert related_names(es, f"{alias}-none") == [f"{alias}-none"]  # nothing there yet: the name alone
         with write_lock(es, alias) as path:
             assert path == write_lock_path(es, alias)
@@ -249,3 +250,24 @@ def test_a_run_given_the_index_and_one_given_its_alias_exclude_each_other(
         assert update_index(es, root, built_model, UpdateOptions(index=concrete))["unchanged"] == 4
     finally:
         es.indices.delete(index=f"{alias}-other", ignore_unavailable=True)
+
+
+def test_loads_of_two_aliases_under_one_wider_alias_do_not_exclude_each_other(
+    es: Elasticsearch, index_name: str
+) -> None:
+    """An alias over several indices (``all-recipes`` over the live version of ``recipes`` and of ``sweets``)
+    is nothing a load of ``recipes`` writes or moves: it locked it all the same, so a load of ``sweets`` was
+    refused as "a load or update of all-recipes is already running" though no run was given that name. A run
+    given the wider alias itself, which names both indices, still waits for either."""
+    a, b, wide = f"{index_name}-a", f"{index_name}-b", f"{index_name}-all"
+    for alias in (a, b):
+        es.indices.create(index=f"{alias}-000001", aliases={alias: {}, wide: {}})
+    with write_lock(es, a):
+        with write_lock(es, b):  # another alias's load: nothing in common
+            pass
+        with (
+            pytest.raises(Busy, match=f"a load or update of {a}-000001 is already running"),
+            write_lock(es, wide),
+        ):
+            pass
+    assert related_names(es, a) == [a, f"{a}-000001"]

@@ -541,6 +541,17 @@ def test_report_refuses_a_sample_query_over_the_length_limit(
         write_report(built_model, out, None, queries=[long])
 
 
+def test_write_report_length_check_passes_a_query_that_is_not_a_str(
+    tmp_path: Path, built_model: Path
+) -> None:
+    """The length check of the sample queries sliced and stripped every one: a query that is not a str crashed
+    it (TypeError: 'int' object is not subscriptable) before any work, where it used to be what the search said
+    of it (a grid's error); with no searcher nothing is searched, and the report is written as before."""
+    out = tmp_path / "r.html"
+    assert write_report(built_model, out, None, queries=[123])["path"] == str(out)  # type: ignore[list-item]
+    assert out.exists()
+
+
 def test_write_report_refuses_an_evaluation_that_is_not_a_dict(tmp_path: Path, built_model: Path) -> None:
     from toolkit.errors import ToolkitError
 

@@ -145,7 +145,8 @@ model_option = click.option(
 
 #: ``--index``: the alias or index searched (or ``JRS_INDEX``)
 def _named_index(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """``--index``: a blank name (``--index ""``, an empty ``JRS_INDEX``) is refused by its flag."""
+    """``--index``: a blank name (``--index ""``, a ``JRS_INDEX`` of spaces) is refused by its flag (an empty
+    ``JRS_INDEX`` is unset to click: the default alias)."""
     if not value.strip():
         raise click.BadParameter("empty: give an alias or index name", ctx, param)
     return value

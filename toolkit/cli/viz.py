@@ -259,7 +259,7 @@ def report_cmd(
         )
     for q in queries:
         check_query_text(q)
-        check_query_length(q, f"the --query text {q[:40]!r}...")
+        check_query_length(q, f"the --query text {q[:40]!r}{'...' if len(q) > 40 else ''}")
     read_manifest(model_dir)  # a damaged model directory is an error, not a note in the page
     searcher = None
     if index:

@@ -2,10 +2,11 @@
 
 Two runs writing one index at once would interleave their work, so each holds an exclusive lock
 (:func:`toolkit.locks.exclusive`) on one file per (Elasticsearch cluster, index or alias name) while it writes:
-``<lock dir>/<cluster>/<name>.lock``, for the name it was given and for the indices and aliases related to it
-(:func:`related_names`), so a run given an alias and one given the index behind it exclude each other. The lock directory is ``JRS_LOCK_DIR``, else ``locks/`` under the toolkit's
-cache (``JRS_HOME``, default ``~/.cache/jrecipe-search``), never the model directory: a load with its own
-``checkpoint_dir`` and an update of a read-only model directory lock the same file. The cluster is named by its
+``<lock dir>/<cluster>/<name>.lock``, for the name it was given and for the indices it names
+(:func:`related_names`), so a run given an alias and one given the index behind it exclude each other. The
+lock directory is ``JRS_LOCK_DIR``, else ``locks/`` under the toolkit's cache (``JRS_HOME``, default
+``~/.cache/jrecipe-search``), never the model directory: a load with its own ``checkpoint_dir`` and an update
+of a read-only model directory lock the same file. The cluster is named by its
 ``cluster_uuid`` (the same through any URL or proxy), or by the client's URLs where the user may not read it.
 Runs exclude each other when they share the lock directory: runs of other users, machines or containers do when
 their ``JRS_LOCK_DIR`` is one shared directory.
@@ -71,19 +72,19 @@ def write_lock_path(es: Elasticsearch, name: str) -> Path:
 
 
 def related_names(es: Elasticsearch, name: str) -> list[str]:
-    """``name``, the indices it names (itself, or those behind the alias ``name``) and every alias of those
-    indices, sorted: what a load or update of ``name`` writes or makes live. Runs that give an index and its
-    alias (``--index recipes-000003`` and ``--alias recipes``) share a name here, so they lock a common file.
-    Names the user may not read stay out (the lock is then by ``name`` alone)."""
+    """``name`` and the indices it names (itself, or those behind the alias ``name``), sorted: what a load or
+    update of ``name`` writes or moves an alias off. Runs that give an index and its alias (``--index
+    recipes-000003`` and ``--alias recipes``), or two aliases of one index, share that index here, so they lock
+    a common file. The other aliases of those indices stay out: an alias over several collections
+    (``all-recipes``) is not written by a load of one of them, and would hold up loads of the others. Names the
+    user may not read stay out too (the lock is then by ``name`` alone)."""
     names = {name}
     try:
         found = es.indices.get_alias(index=name, ignore_unavailable=True, allow_no_indices=True).body
     except ApiError as e:  # e.g. not allowed to read aliases: the name as given is the lock
         log.debug("aliases of %s not readable (%s): locking by the name alone", name, e.meta.status)
         return [name]
-    for index, entry in found.items():
-        names.add(index)
-        names.update((entry or {}).get("aliases") or {})
+    names.update(found)
     return sorted(names)
 
 

@@ -388,7 +388,8 @@ def write_report(
     from toolkit.model import SearchModel, check_query_length
 
     for query in queries:
-        check_query_length(query, f"the sample query {query[:40]!r}...")
+        if isinstance(query, str):  # another type is the grid's error, as before (search_step_text says why)
+            check_query_length(query, f"the sample query {query[:40]!r}{'...' if len(query) > 40 else ''}")
     model_dir = Path(model_dir)
     evaluation = evaluation if evaluation is not None else load_evaluation(model_dir)
     if not isinstance(evaluation, dict):
