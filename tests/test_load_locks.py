@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,33 @@ def _model_without_writable_loads(built_model: Path, dest: Path) -> Path:
     return dest
 
 
+@contextmanager
+def _load_held_open(es: Elasticsearch, root: Path, model: Path, opts: IndexOptions) -> Iterator[list[object]]:
+    """A load of ``root`` in a thread, waiting inside its locks after its first batch for the block; yields the
+    list that then holds its summary (or the error it raised)."""
+    loading, release = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def held_open(_counts: LoadCounts) -> None:
+        loading.set()
+        release.wait(60)
+
+    def load() -> None:
+        try:
+            outcome.append(index_dataset(es, root, model, opts, on_batch=held_open))
+        except BaseException as e:  # reported by the caller's assertion
+            outcome.append(e)
+
+    runner = threading.Thread(target=load)
+    runner.start()
+    try:
+        assert loading.wait(120), outcome
+        yield outcome
+    finally:
+        release.set()
+        runner.join(120)
+
+
 def test_a_load_with_its_own_checkpoint_dir_and_an_update_exclude_each_other(
     es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path, es_settings
 ) -> None:
@@ -56,24 +85,8 @@ def test_a_load_with_its_own_checkpoint_dir_and_an_update_exclude_each_other(
     write access to ``MODEL_DIR/loads``. Both lock one file per (cluster, alias) now."""
     root = _dataset(tmp_path / "data", 6)
     alias = index_name
-    loading, release = threading.Event(), threading.Event()
-    outcome: list[object] = []
-
-    def held_open(_counts: LoadCounts) -> None:  # the load waits inside its lock after its first batch
-        loading.set()
-        release.wait(60)
-
-    def load() -> None:
-        opts = IndexOptions(alias=alias, checkpoint_dir=tmp_path / "ckpt", batch_steps=2)
-        try:
-            outcome.append(index_dataset(es, root, built_model, opts, on_batch=held_open))
-        except BaseException as e:  # reported by the assertion below
-            outcome.append(e)
-
-    runner = threading.Thread(target=load)
-    runner.start()
-    try:
-        assert loading.wait(120), outcome
+    opts = IndexOptions(alias=alias, checkpoint_dir=tmp_path / "ckpt", batch_steps=2)
+    with _load_held_open(es, root, built_model, opts) as outcome:
         lock = write_lock_path(es, alias)
         assert built_model not in lock.parents and tmp_path not in lock.parents
         with pytest.raises(Busy, match=f"a load or update of {alias} is already running") as busy:
@@ -87,9 +100,6 @@ def test_a_load_with_its_own_checkpoint_dir_and_an_update_exclude_each_other(
             Busy, match=f"a load or update of {alias}"
         ):  # a second load, another checkpoint dir
             index_dataset(es, root, built_model, IndexOptions(alias=alias, checkpoint_dir=tmp_path / "other"))
-    finally:
-        release.set()
-        runner.join(120)
     assert isinstance(outcome[0], dict) and outcome[0]["indexed"] == 12, outcome
 
     read_only = _model_without_writable_loads(built_model, tmp_path / "model")
@@ -271,3 +281,22 @@ def test_loads_of_two_aliases_under_one_wider_alias_do_not_exclude_each_other(
         ):
             pass
     assert related_names(es, a) == [a, f"{a}-000001"]
+
+
+def test_a_run_given_the_version_a_load_is_writing_waits_for_it(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    """A load of an alias writes a new version that no alias names until the swap: a run given that version
+    by ``--index`` took another lock file and wrote into it at the same time."""
+    root = _dataset(tmp_path / "data", 6)
+    alias = index_name
+    opts = IndexOptions(alias=alias, checkpoint_dir=tmp_path / "ckpt", batch_steps=2)
+    with _load_held_open(es, root, built_model, opts) as outcome:
+        (version,) = es.indices.get(index=f"{alias}-0*").body  # the load's new version, behind no alias yet
+        assert not es.indices.exists_alias(name=alias)
+        with pytest.raises(Busy, match=f"a load or update of {version} is already running"):
+            update_index(es, root, built_model, UpdateOptions(index=version))
+        with pytest.raises(Busy, match=f"a load or update of {version}"):
+            index_dataset(es, root, built_model, IndexOptions(index=version, checkpoint_dir=tmp_path / "c2"))
+    assert isinstance(outcome[0], dict) and outcome[0]["indexed"] == 12, outcome
+    assert update_index(es, root, built_model, UpdateOptions(index=version))["unchanged"] == 12
