@@ -41,6 +41,25 @@ def test_import_toolkit_loads_neither_torch_nor_the_client() -> None:
         toolkit.no_such_name  # noqa: B018
 
 
+def test_the_mapping_options_load_without_torch() -> None:
+    """`jrs build --help` and `jrs train-mapping --help` show MappingConfig's defaults: they took 2 s, importing
+    torch through toolkit.mapping. The options module and the package's names now load without it."""
+    code = (
+        "import sys, toolkit.mapping, toolkit.mapping.config as c; from toolkit.cli.options import dataclass_default\n"
+        "assert dataclass_default('toolkit.mapping.config:MappingConfig.dim') == c.MappingConfig().dim\n"
+        "print(sorted(m for m in ('torch',) if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr
+    import toolkit.mapping
+    from toolkit.mapping.train import MappingConfig, train_mapping  # the old import path still works
+
+    assert toolkit.mapping.MappingConfig is MappingConfig and toolkit.mapping.train_mapping is train_mapping
+    assert set(toolkit.mapping.__all__) >= {"MappingConfig", "TwoTower", "load_mapping", "train_mapping"}
+    with pytest.raises(AttributeError):
+        toolkit.mapping.no_such_name  # noqa: B018
+
+
 @pytest.mark.parametrize("first", ["Searcher", "query", "search_text"])
 def test_every_public_name_resolves_whatever_is_loaded_first(first: str) -> None:
     """A name loaded first imports its subpackage (``toolkit.search``), which must not shadow another export."""

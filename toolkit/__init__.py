@@ -20,8 +20,7 @@ does not answer); progress bars are off unless asked for.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from toolkit.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -70,14 +69,7 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, _, attribute = module.partition(":")
-    value = getattr(importlib.import_module(module), attribute or name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

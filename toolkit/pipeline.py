@@ -111,7 +111,7 @@ class BuildOptions:
         )
 
     def mapping_config(self) -> Any:
-        from toolkit.mapping.train import MappingConfig
+        from toolkit.mapping.config import MappingConfig
 
         try:
             return MappingConfig(**{"device": self.device, **self.mapping})

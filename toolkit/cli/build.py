@@ -14,7 +14,7 @@ from toolkit.device import DEVICE_HELP
 from toolkit.pipeline import BuildOptions
 from toolkit.stages.text import FORMS
 
-CONFIG = "toolkit.mapping.train:MappingConfig"
+CONFIG = "toolkit.mapping.config:MappingConfig"
 
 
 def _table(result: dict, model_dir: Path) -> str:

@@ -30,7 +30,7 @@ from toolkit.stages.read import ReadOptions
 
 log = logging.getLogger(__name__)
 
-CONFIG = "toolkit.mapping.train:MappingConfig"
+CONFIG = "toolkit.mapping.config:MappingConfig"
 #: mapping options that only one loss reads (MappingConfig field -> that loss)
 LOSS_ONLY = {"margin": "triplet", "mining": "triplet"}
 
@@ -190,7 +190,7 @@ def train_mapping_cmd(
     --val-text/--val-image, the pairs are split by recipe exactly as `jrs build` splits them (the seeded
     hash split): training on the train split, early stopping on the val split; the test split is left out.
     """
-    from toolkit.mapping.train import MappingConfig
+    from toolkit.mapping.config import MappingConfig
     from toolkit.stages.mapping import train_mapping_model
     from toolkit.stages.pairs import check_same_sources, load_pairs, split_pairs
 

@@ -1,6 +1,6 @@
 """Click options whose defaults come from the library's option dataclasses (declared once, there).
 
-``default_from("toolkit.mapping.train:MappingConfig.dim")`` reads the dataclass field's default when the
+``default_from("toolkit.mapping.config:MappingConfig.dim")`` reads the dataclass field's default when the
 option is used or its help is shown, so naming a torch-backed config does not import torch at start-up.
 """
 

@@ -26,8 +26,8 @@ from toolkit.evaluation.metrics import (
     pooled_metrics_of,
     ranks_from_scores,
 )
+from toolkit.mapping.config import MappingConfig
 from toolkit.mapping.towers import TwoTower, input_stats
-from toolkit.mapping.train import MappingConfig
 from toolkit.seeding import torch_seeded
 from toolkit.vectorset import Rows
 

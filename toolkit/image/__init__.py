@@ -5,8 +5,7 @@ Names are imported lazily so that ``import toolkit.image`` does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from toolkit.lazy import lazy_getattr
 
 _EXPORTS = {
     "ImageEncoder": "toolkit.image.encoders",
@@ -25,8 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -19,8 +19,8 @@ import torch
 from toolkit.atomic import atomic_path, write_text_atomic
 from toolkit.errors import ModelDirError
 from toolkit.fingerprint import FingerprintMismatch, fingerprint
+from toolkit.mapping.config import MappingConfig
 from toolkit.mapping.towers import TwoTower
-from toolkit.mapping.train import MappingConfig
 
 WEIGHTS = "mapping.pt"
 META = "mapping.json"

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MINING = ("hard", "semihard")
+from toolkit.mapping.config import MINING  # noqa: F401 - re-exported
 
 
 def similarity_matrix(a: torch.Tensor, b: torch.Tensor, normalize: bool = False) -> torch.Tensor:

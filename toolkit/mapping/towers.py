@@ -15,14 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.evaluation.linear import LinearMap
+from toolkit.mapping.config import ACTIVATIONS, ARCHS, NORMS, TEXT_TOWERS  # noqa: F401 - re-exported
 from toolkit.mapping.linear_branch import LinearBranch, fuse
 from toolkit.torch_threads import torch_threads
 
 if TYPE_CHECKING:
     from toolkit.vectorset import Rows
 
-NORMS = ("layer", "batch")
-ACTIVATIONS = ("gelu", "relu")
 #: Standard deviations below this are treated as constant features (no scaling).
 STD_FLOOR = 1e-6
 #: inputs of at most this many rows are embedded on one thread
@@ -76,10 +75,6 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-ARCHS = ("mlp", "residual", "fixed_image")
-#: What the text tower reads: ``mean`` the fixed Word2Vec step mean; ``bag`` the step's token ids, through
-#: word vectors that start as the Word2Vec ones and are fine-tuned (:class:`BagTower`).
-TEXT_TOWERS = ("mean", "bag")
 #: What one tower can be: ``fixed_image`` is an MLP text tower next to a ``pca`` image tower.
 TOWER_ARCHS = ("mlp", "residual", "pca")
 
