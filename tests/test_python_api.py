@@ -41,18 +41,30 @@ def test_import_toolkit_loads_neither_torch_nor_the_client() -> None:
         toolkit.no_such_name  # noqa: B018
 
 
-def test_the_mapping_options_load_without_torch() -> None:
-    """`jrs build --help` and `jrs train-mapping --help` show MappingConfig's defaults: they took 2 s, importing
-    torch through toolkit.mapping. The options module and the package's names now load without it."""
+@pytest.mark.parametrize("command", ["build", "train-mapping", "simclr"])
+def test_help_shows_the_training_defaults_without_loading_torch(command: str) -> None:
+    """`jrs build --help`, `train-mapping --help` and `simclr --help` show MappingConfig's / SimCLRConfig's
+    defaults: they took 2-4 s, importing torch to read them. The options now live in modules without it."""
     code = (
-        "import sys, toolkit.mapping, toolkit.mapping.config as c; from toolkit.cli.options import dataclass_default\n"
-        "assert dataclass_default('toolkit.mapping.config:MappingConfig.dim') == c.MappingConfig().dim\n"
-        "print(sorted(m for m in ('torch',) if m in sys.modules))"
+        "import contextlib, io, sys\n"
+        "from toolkit.cli.main import cli\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    cli([{command!r}, '--help'], standalone_mode=False)\n"
+        "assert '[default: ' in out.getvalue(), out.getvalue()\n"
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_training_options_keep_their_old_import_paths() -> None:
     import toolkit.mapping
-    from toolkit.mapping.train import MappingConfig, train_mapping  # the old import path still works
+    from toolkit.image.simclr import SimCLRConfig
+    from toolkit.image.simclr_config import SimCLRConfig as LightSimCLRConfig
+    from toolkit.mapping.train import MappingConfig, train_mapping  # the old import paths still work
+
+    assert SimCLRConfig is LightSimCLRConfig
 
     assert toolkit.mapping.MappingConfig is MappingConfig and toolkit.mapping.train_mapping is train_mapping
     assert set(toolkit.mapping.__all__) >= {"MappingConfig", "TwoTower", "load_mapping", "train_mapping"}

@@ -61,40 +61,40 @@ def _select(
     "--arch", help="Backbone: resnet18, resnet50, efficientnet-lite0 [resnet50 with a GPU, else resnet18]."
 )
 @default_from(
-    "toolkit.image.simclr:SimCLRConfig.init",
+    "toolkit.image.simclr_config:SimCLRConfig.init",
     "--init",
     help="Starting weights: auto (ImageNet when available offline, else random), imagenet, random or a state_dict.",
 )
 @default_from(
-    "toolkit.image.simclr:SimCLRConfig.image_size",
+    "toolkit.image.simclr_config:SimCLRConfig.image_size",
     "--image-size",
     type=click.IntRange(min=16),
     help="Crop side.",
 )
-@default_from("toolkit.image.simclr:SimCLRConfig.epochs", "--epochs", type=click.IntRange(min=1))
+@default_from("toolkit.image.simclr_config:SimCLRConfig.epochs", "--epochs", type=click.IntRange(min=1))
 @default_from(
-    "toolkit.image.simclr:SimCLRConfig.batch_size",
+    "toolkit.image.simclr_config:SimCLRConfig.batch_size",
     "--batch-size",
     type=click.IntRange(min=2),
     help="Effective batch (the in-batch negatives), whatever --chunk-size.",
 )
 @default_from(
-    "toolkit.image.simclr:SimCLRConfig.chunk_size",
+    "toolkit.image.simclr_config:SimCLRConfig.chunk_size",
     "--chunk-size",
     type=click.IntRange(min=2),
     help="Images per forward pass (GradCache accumulation); bounds memory. At least 2: batch-norm "
     "needs two images.",
 )
-@default_from("toolkit.image.simclr:SimCLRConfig.lr", "--lr", type=click.FloatRange(min=0, min_open=True))
+@default_from("toolkit.image.simclr_config:SimCLRConfig.lr", "--lr", type=click.FloatRange(min=0, min_open=True))
 @default_from(
-    "toolkit.image.simclr:SimCLRConfig.weight_decay", "--weight-decay", type=click.FloatRange(min=0)
+    "toolkit.image.simclr_config:SimCLRConfig.weight_decay", "--weight-decay", type=click.FloatRange(min=0)
 )
 @default_from(
-    "toolkit.image.simclr:SimCLRConfig.temperature",
+    "toolkit.image.simclr_config:SimCLRConfig.temperature",
     "--temperature",
     type=click.FloatRange(min=0, min_open=True),
 )
-@default_from("toolkit.image.simclr:SimCLRConfig.proj_dim", "--proj-dim", type=click.IntRange(min=1))
+@default_from("toolkit.image.simclr_config:SimCLRConfig.proj_dim", "--proj-dim", type=click.IntRange(min=1))
 @click.option(
     "--max-steps", type=click.IntRange(min=1), help="Cap the schedule at this many optimiser steps."
 )
@@ -109,19 +109,19 @@ def _select(
 @click.option("--max-photos", type=click.IntRange(min=2), help="Use a seeded sample of this many photos.")
 @click.option("--device", default=DEFAULT_DEVICE, show_default=True, help=DEVICE_HELP)
 @default_from(
-    "toolkit.image.simclr:SimCLRConfig.num_workers",
+    "toolkit.image.simclr_config:SimCLRConfig.num_workers",
     "--workers",
     type=click.IntRange(min=0),
     help="DataLoader processes.",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads [torch default].")
 @default_from(
-    "toolkit.image.simclr:SimCLRConfig.checkpoint_every",
+    "toolkit.image.simclr_config:SimCLRConfig.checkpoint_every",
     "--checkpoint-every",
     type=click.IntRange(min=1),
     help="Steps.",
 )
-@default_from("toolkit.image.simclr:SimCLRConfig.seed", "--seed", type=int)
+@default_from("toolkit.image.simclr_config:SimCLRConfig.seed", "--seed", type=int)
 @click.option(
     "--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path), help="Append rejects."
 )
