@@ -2,9 +2,9 @@
 
 Default config (dim 256, hidden 512, batch 128, InfoNCE; one text tower of the default bag kind over a
 1k-word table, so figures are per ensemble member) on random token bags and 2048-d image features.
-Full run: 10k and 100k pairs (train_epoch_s is the 100k figure); ``--quick``: 1k and 10k. The ratio
-it is judged by is ``scaling_ratio`` = epoch time at 10x the pairs / epoch time at 1x (ideal: 10,
-linear; well above 10 means per-epoch work grows faster than the data).
+Full run: 10k and 100k pairs (train_epoch_s is the 100k figure); ``--quick``: 1k and 10k. It reports
+``scaling_ratio`` = epoch time at 10x the pairs / epoch time at 1x (ideal: 10, linear; well above 10 means
+per-epoch work grows faster than the data); ``bench/run_all.py`` judges ``vocab_ratio`` below.
 
 The bag tower fine-tunes its word vectors, so its cost may also grow with the vocabulary: the 10k-pair
 epoch (Zipf-distributed words) with a 1k and a 100k-word vocabulary (``--quick``: 1k pairs, 1k and 20k
