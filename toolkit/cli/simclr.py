@@ -85,7 +85,9 @@ def _select(
     help="Images per forward pass (GradCache accumulation); bounds memory. At least 2: batch-norm "
     "needs two images.",
 )
-@default_from("toolkit.image.simclr_config:SimCLRConfig.lr", "--lr", type=click.FloatRange(min=0, min_open=True))
+@default_from(
+    "toolkit.image.simclr_config:SimCLRConfig.lr", "--lr", type=click.FloatRange(min=0, min_open=True)
+)
 @default_from(
     "toolkit.image.simclr_config:SimCLRConfig.weight_decay", "--weight-decay", type=click.FloatRange(min=0)
 )
