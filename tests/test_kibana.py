@@ -72,6 +72,19 @@ def test_thumbnail_url_is_the_indexed_url_unescaped() -> None:
     assert params["urlTemplate"] in (None, "{{rawValue}}")
 
 
+def test_type_versions_are_known_to_kibana_8_19_and_9() -> None:
+    # Kibana refuses (HTTP 400 "belongs to a more recent version of Kibana") an object whose typeMigrationVersion
+    # is above the latest its type knows; a lower one is migrated up. The search type's model version 6 (10.6.0,
+    # Discover tabs) came in 9.2: 8.19 and 9.0/9.1 know 10.5.0 at most.
+    def parts(version: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in version.split("."))
+
+    newest = {"index-pattern": "8.0.0", "search": "10.5.0"}
+    for o in saved_objects("recipes"):
+        assert parts(o["typeMigrationVersion"]) <= parts(newest[o["type"]]), o["id"]
+        assert parts(o["coreMigrationVersion"]) <= parts("8.8.0"), o["id"]
+
+
 def test_alias_is_configurable() -> None:
     dv = next(o for o in saved_objects("kitchen") if o["type"] == "index-pattern")
     assert dv["attributes"]["title"] == "kitchen"
