@@ -128,12 +128,18 @@ def file_error(error: OSError) -> ToolkitError | None:
     return ToolkitError(f"cannot {os_error_verb(error)} {path}: {reason}")
 
 
+def nearest_existing_parent(path: str | Path) -> Path:
+    """The nearest parent of ``path`` (``path`` itself excluded) that exists: where creating it would start."""
+    folder = Path(path).parent  # a relative path stays relative (messages name what was given)
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def _file_in_the_way(path: str) -> str | None:
-    """The nearest existing folder of ``path`` (``path`` itself excluded) when it is not a folder but a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    while folder and not os.path.lexists(folder) and folder != os.path.dirname(folder):
-        folder = os.path.dirname(folder)
-    return folder if os.path.lexists(folder) and not os.path.isdir(folder) else None
+    """The nearest existing parent of ``path`` when it is not a folder but a file."""
+    folder = nearest_existing_parent(path)
+    return str(folder) if os.path.lexists(folder) and not folder.is_dir() else None
 
 
 def run_reporting_errors(call: Callable[[], Any], exit: Callable[[int], Any]) -> Any:

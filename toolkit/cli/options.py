@@ -172,6 +172,16 @@ def non_blank(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
     return values
 
 
+#: ``--ingredient`` (repeatable, each non-blank): the recipe filter of `jrs search` and `jrs grid`
+ingredient_option = click.option(
+    "--ingredient",
+    "ingredients",
+    multiple=True,
+    callback=non_blank,
+    help="Only recipes with this ingredient. Repeatable: a recipe must have every one.",
+)
+
+
 def given_on_command_line(ctx: click.Context, *names: str) -> list[str]:
     """Which of the parameters ``names`` the user set (on the command line or by an environment variable),
     not left at their default: options that only apply with another one are refused when given alone."""
@@ -188,9 +198,9 @@ def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None
         return value
     import os
 
-    folder = value.parent if str(value.parent) else Path(".")
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    from toolkit.cli.common import nearest_existing_parent
+
+    folder = nearest_existing_parent(value)
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise click.BadParameter(f"cannot write {value}: {folder} is not a writable directory", ctx, param)
     return value

@@ -14,6 +14,7 @@ from toolkit.cli.options import (
     default_from,
     given_on_command_line,
     index_option,
+    ingredient_option,
     model_option,
     non_blank,
     num_candidates_option,
@@ -122,13 +123,7 @@ def _check_boosts(ctx: click.Context, mode: str) -> None:
 @click.option("-k", "k", type=int, default=DEFAULT_K, show_default=True)
 @num_candidates_option
 @click.option("--recipe", "recipes", multiple=True, callback=non_blank, help="Only these recipe ids.")
-@click.option(
-    "--ingredient",
-    "ingredients",
-    multiple=True,
-    callback=non_blank,
-    help="Only recipes with this ingredient. Repeatable: a recipe must have every one.",
-)
+@ingredient_option
 @click.option("--include-text-only", is_flag=True, help="Also return steps without a photo.")
 @default_from(
     "toolkit.search.queries:HybridParams.keyword_boost",

@@ -11,8 +11,8 @@ from toolkit.cli.common import emit, json_option, progress_enabled, quiet_option
 from toolkit.cli.options import (
     default_from,
     index_option,
+    ingredient_option,
     model_option,
-    non_blank,
     refuse_without_index,
     writable_file,
 )
@@ -71,13 +71,7 @@ def _out_option(check: Callable[[click.Context, click.Parameter, Path], Path], h
 @default_from(
     "toolkit.viz.grid:GridLayout.columns", "--columns", type=click.IntRange(min=1), help="Photos per row."
 )
-@click.option(
-    "--ingredient",
-    "ingredients",
-    multiple=True,
-    callback=non_blank,
-    help="Only recipes with this ingredient. Repeatable: a recipe must have every one.",
-)
+@ingredient_option
 @_out_option(_grid_out, "Picture to write; its suffix picks the format: .png, .jpg/.jpeg or .webp.")
 @json_option
 @user_errors

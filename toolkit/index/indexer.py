@@ -31,7 +31,7 @@ from toolkit.index.feature_stats import META_KEY as FEATURE_META_KEY
 from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.hubness import EXTRA_DIMS, correction_for, correction_from_meta
 from toolkit.index.hubness import META_KEY as HUB_META_KEY
-from toolkit.index.locking import related_names, write_lock
+from toolkit.index.locking import hold_write_locks
 from toolkit.index.template import DEFAULT_ALIAS, IndexModelInfo, VectorIndexOptions
 from toolkit.locks import exclusive
 from toolkit.model import SearchModel
@@ -272,13 +272,6 @@ def index_dataset(
         return _index_dataset(es, dataset_root, model_dir, options, rejects_path, progress, on_batch, held)
 
 
-def _lock_version(es: Elasticsearch, target: str, locked: set[str], held: ExitStack) -> None:
-    """Lock ``target`` too when the run's own lock does not cover it: a version this load creates (or resumes)
-    is behind no alias yet, and a run given its name by ``--index`` would otherwise write it at once."""
-    if target not in locked:
-        held.enter_context(write_lock(es, target))
-
-
 def _index_dataset(
     es: Elasticsearch,
     dataset_root: str | Path,
@@ -303,8 +296,7 @@ def _index_dataset(
     ckpt_path = checkpoint_path(ckpt_dir, opts.index or opts.alias)
     # two runs writing one alias at once would interleave their work; two loads would also share this
     # checkpoint (and resume into each other's index)
-    locked = set(related_names(es, opts.index or opts.alias))
-    held.enter_context(write_lock(es, opts.index or opts.alias))
+    locked = hold_write_locks(es, opts.index or opts.alias, held)
     held.enter_context(checkpoint_lock(ckpt_dir, opts.index or opts.alias))
     ckpt = None if opts.restart else Checkpoint.load(ckpt_path)  # --restart: even a damaged one ignored
     expected = {
@@ -347,7 +339,8 @@ def _index_dataset(
     if resumable:
         assert ckpt is not None
         target = ckpt.index
-        _lock_version(es, target, locked, held)
+        # a new (or resumed) version no alias names yet: a run given it by --index waits for this one
+        hold_write_locks(es, target, held, skip=locked)
         _log.info(f"resuming the load into {target} after {ckpt.position} recipes")
         restore = {"index.refresh_interval": "1s", "index.number_of_replicas": opts.replicas}
         lifecycle.ensure_added_fields(es, target)
@@ -367,7 +360,8 @@ def _index_dataset(
         else:
             lifecycle.put_template(es, opts.alias, info, opts.vector_options, opts.replicas)
             target = lifecycle.create_version(es, opts.alias)
-        _lock_version(es, target, locked, held)
+        # a new (or resumed) version no alias names yet: a run given it by --index waits for this one
+        hold_write_locks(es, target, held, skip=locked)
         restore = lifecycle.begin_load(es, target)
         restore["index.number_of_replicas"] = opts.replicas
         ckpt = Checkpoint(

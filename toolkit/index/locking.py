@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -88,19 +88,33 @@ def related_names(es: Elasticsearch, name: str) -> list[str]:
     return sorted(names)
 
 
+def hold_write_locks(es: Elasticsearch, name: str, held: ExitStack, skip: Collection[str] = ()) -> list[str]:
+    """Take the locks of loads and updates of ``name`` (:func:`write_lock_path` of each of its
+    :func:`related_names` not in ``skip``, which ``held`` already holds) into ``held``; the names locked, or
+    :class:`~toolkit.locks.Busy` naming the index or alias when another run holds one of them, a
+    :class:`ConfigError` naming it and ``JRS_LOCK_DIR`` when it cannot be created (a read-only cache)."""
+    return _hold(es, lock_root() / cluster_key(es), name, held, skip)
+
+
 @contextmanager
 def write_lock(es: Elasticsearch, name: str) -> Iterator[Path]:
-    """Hold the locks of loads and updates of ``name`` (:func:`write_lock_path` of each of its
-    :func:`related_names`; that of ``name`` yielded) for the block: :class:`~toolkit.locks.Busy` naming the
-    index or alias when another run holds one of them, a :class:`ConfigError` naming it and ``JRS_LOCK_DIR``
-    when it cannot be created (a read-only cache)."""
+    """Hold the locks of loads and updates of ``name`` (:func:`hold_write_locks`) for the block; yields the
+    lock file of ``name`` itself."""
     cluster = lock_root() / cluster_key(es)
     with ExitStack() as held:
-        for related in related_names(es, name):  # sorted: every run takes them in one order
-            path = cluster / lock_file_name(related)
-            _check_writable(path, related)
-            held.enter_context(exclusive(path, f"a load or update of {related}"))
+        _hold(es, cluster, name, held)
         yield cluster / lock_file_name(name)
+
+
+def _hold(
+    es: Elasticsearch, cluster: Path, name: str, held: ExitStack, skip: Collection[str] = ()
+) -> list[str]:
+    names = [n for n in related_names(es, name) if n not in skip]
+    for related in names:  # sorted: every run takes them in one order
+        path = cluster / lock_file_name(related)
+        _check_writable(path, related)
+        held.enter_context(exclusive(path, f"a load or update of {related}"))
+    return names
 
 
 def _shared_like(path: Path, directory: Path, mask: int) -> None:
