@@ -39,6 +39,10 @@ LOST = [
     ("odd-uni:1", "validate", "text: is not valid Unicode: an unpaired surrogate '\\ud800' at character 5"),
     ("odd-uni:steps[2]", "validate", "position: must be at most 2147483647"),
     ("recipes.jsonl:line 15", "validate", "field recipe_id: is not valid Unicode"),
+    # a key given twice in one object (JSON would keep the last silently): the object it is in is dropped
+    ("recipes.jsonl:line 16", "validate", "recipe dup-steps: field steps: key given 2 times"),
+    ("dup-text:1", "validate", "field steps[0].text: key given 2 times"),
+    ("dup-text:ingredients[0]", "validate", "field ingredients[0].name: key given 2 times"),
 ]
 #: Notes on steps that are still indexed: the photo was not used, or the text has no vector.
 NOTES = [
@@ -78,6 +82,7 @@ TEXT_ONLY = [
     "paths:3",
 ]
 TEXT_ONLY += [f"img-bad:{i}" for i in range(1, 6)]
+TEXT_ONLY += ["dup-text:2"]  # its step 1 and ingredient 1 repeat a key; an unknown key given twice is ignored
 
 
 def _png_header_only(path: Path, width: int, height: int) -> None:

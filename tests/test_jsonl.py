@@ -164,6 +164,22 @@ def test_bom_crlf_and_blank_lines_are_accepted(tmp_path):
     assert writer.count == 0
 
 
+def test_files_joined_with_their_byte_order_marks_lose_no_record(tmp_path):
+    """``cat a.jsonl b.jsonl`` of two files saved with a UTF-8 BOM put one mid-file: the record after it was
+    rejected ("Unexpected UTF-8 BOM (decode using utf-8-sig)"). A BOM opening any line is read past (offsets in
+    the line count from after it, as on line 1; those in the file count it)."""
+    one, two = (json.dumps({"recipe_id": i, "title": "t"}).encode() for i in "ab")
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / RECIPES_FILE).write_bytes(bom + one + b"\r\n" + bom + two + b"\r\n" + bom + b"{\xff}\r\n")
+    writer = RejectsWriter(tmp_path / "rejects.jsonl")
+    assert [r.recipe_id for r in iter_recipes(tmp_path, writer)] == ["a", "b"]
+    writer.close()
+    [bad] = read_rejects(tmp_path / "rejects.jsonl")
+    start = 2 * len(bom) + len(one) + len(two) + 4
+    assert bad.record == f"{RECIPES_FILE}:line 3" and bad.stage == "read"
+    assert f"at byte offset 1 of the line (byte {start + 4} of the file)" in bad.reason  # as on line 1
+
+
 def test_records_run_together_on_one_line_are_named_as_such(tmp_path):
     """Bare-CR line ends (classic Mac) make the whole file one line: the reject says why, not just "Extra data"."""
     one, two = (json.dumps({"recipe_id": i, "title": "t"}) for i in "ab")
@@ -297,3 +313,49 @@ def test_a_text_without_a_word_is_noted_by_validate_as_the_build_will_note_it(tm
     assert list(built.ids) == ["e:3"]
     assert [r.record for r in built.rejects] == ["e:1", "e:2"]
     assert all(r.stage == "text" and NO_WORD_REASON in r.reason for r in built.rejects)
+
+
+def test_a_key_given_twice_is_a_reject_naming_the_record_and_the_key(tmp_path):
+    """JSON's last value silently won: two "steps" keys left a recipe without steps, and two "recipe_id" keys
+    indexed it under the second. The object holding the repeated key is now dropped (a record, a step, an
+    ingredient), named with the key; unknown keys, ignored anyway, may repeat, and so may a key with the same
+    value."""
+    step = '{"position": 1, "text": "玉ねぎを炒めます。"}'
+    lines = [
+        '{"recipe_id": "r1", "title": "t", "steps": [' + step + '], "steps": []}',
+        '{"recipe_id": "x", "title": "t", "recipe_id": "r2", "steps": [' + step + "]}",
+        '{"recipe_id": "r3", "title": "a", "title": "b", "tags": [], "tags": ["c"], "steps": []}',
+        '{"recipe_id": "r4", "title": "t", "steps": [{"position": 1, "text": "a", "text": "b"}, '
+        '{"position": 2, "position": 3, "text": "c"}, {"position": 4, "text": "d", "note": 1, "note": 2}], '
+        '"ingredients": [{"name": "卵", "name": "塩"}, {"name": "酢", "quantity": "1", "quantity": "2"}, '
+        '{"name": "油"}], "source": {"a": 1, "a": 2}, "source": "web"}',
+        '{"recipe_id": "r5", "title": "t", "steps": [' + step + "]}",
+        '{"recipe_id": "r6", "title": "t", "title": "t", "steps": ['
+        + step
+        + "]}",  # the same value: harmless
+    ]
+    (tmp_path / RECIPES_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rejects_file = tmp_path / "rejects.jsonl"
+    with RejectsWriter(rejects_file) as writer:
+        recipes = list(iter_recipes(tmp_path, writer))
+    twice = "key given 2 times in one JSON object"
+    _assert_rejects(
+        list(read_rejects(rejects_file)),
+        [
+            (f"{RECIPES_FILE}:line 1", "validate", f"recipe r1: field steps: {twice}"),
+            (f"{RECIPES_FILE}:line 2", "validate", f"field recipe_id: {twice}"),
+            (f"{RECIPES_FILE}:line 3", "validate", f"recipe r3: field title, tags: {twice}"),
+            ("r4:1", "validate", f"field steps[0].text: {twice}"),
+            ("r4:steps[1]", "validate", f"field steps[1].position: {twice}"),
+            ("r4:ingredients[0]", "validate", f"field ingredients[0].name: {twice}"),
+            ("r4:ingredients[1]", "validate", f"field ingredients[1].quantity: {twice}"),
+        ],
+    )
+    assert [r.recipe_id for r in recipes] == ["r4", "r5", "r6"]
+    r4 = recipes[0]
+    assert [s.text for s in r4.steps] == ["d"] and [i.name for i in r4.ingredients] == ["油"]
+    assert "recipe r2" not in next(read_rejects(rejects_file)).reason  # which id is meant is not known
+
+    result = CliRunner().invoke(validate, [str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"{RECIPES_FILE}:line 1 [validate]: recipe r1: field steps: {twice}" in result.output

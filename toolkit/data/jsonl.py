@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit.atomic import atomic_path
 from toolkit.data.paths import UnsafePathError, resolve_under_root
-from toolkit.data.schema import DEFAULT_MAX_TEXT_LEN, Recipe, RecordError, parse_recipe, recipe_to_json
+from toolkit.data.schema import (
+    DEFAULT_MAX_TEXT_LEN,
+    Recipe,
+    RecordError,
+    json_object,
+    parse_recipe,
+    recipe_to_json,
+)
 from toolkit.errors import ToolkitError
 from toolkit.rejects import Reject, RejectsWriter
 
@@ -55,6 +62,8 @@ def _emit(reject: Reject, sink: RejectsWriter | None) -> None:
         log.warning("rejected %s", reject)
 
 
+#: A UTF-8 byte order mark: read past at the start of any line.
+_UTF8_BOM = b"\xef\xbb\xbf"
 #: How a UTF-16 or UTF-32 file starts: a byte order mark, or a record's ``{`` as two or four bytes.
 _WIDE_STARTS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"{\x00", b"\x00{", b"\x00\x00\x00{")
 
@@ -67,7 +76,7 @@ def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, lis
         for lineno, raw in enumerate(fh, start=1):
             start, offset = offset, offset + len(raw)
             name = f"{RECIPES_FILE}:line {lineno}"
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            if raw.startswith(_UTF8_BOM):  # the file's, or, mid-file, that of a file joined to it (cat a b)
                 raw, start = raw[3:], start + 3
             if lineno == 1 and raw[:4].startswith(_WIDE_STARTS):
                 # a UTF-16/32 byte order mark, or a record's "{" as two or four bytes
@@ -84,7 +93,7 @@ def _records(path: Path, max_text_len: int) -> Iterator[tuple[Recipe | None, lis
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line.rstrip())
+                obj = json.loads(line.rstrip(), object_pairs_hook=json_object)
             except json.JSONDecodeError as e:
                 reason = f"malformed JSON: {e.msg} (column {e.pos + 1})"
                 if e.msg == "Extra data" and "\r" in line.rstrip():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +150,52 @@ def _control_character(value: str) -> str:
     return ""
 
 
+class RepeatedKeys(dict[str, Any]):
+    """A JSON object that gives some key more than once with different values (:func:`json_object`):
+    ``repeated`` maps each such key to how many times it is given; the value kept is the last, as with plain
+    ``json``."""
+
+    repeated: dict[str, int]
+
+
+def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for reading records with :mod:`json`: a plain ``dict``, or a :class:`RepeatedKeys`
+    when a key is given more than once with different values (plain ``json`` keeps the last one silently; the
+    same value repeated is harmless)."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    times = Counter(k for k, _ in pairs)
+    repeated = {k: n for k, n in times.items() if n > 1 and any(v != obj[k] for key, v in pairs if key == k)}
+    if not repeated:
+        return obj
+    marked = RepeatedKeys(obj)
+    marked.repeated = repeated
+    return marked
+
+
+def _repeated(obj: dict[str, Any], known: tuple[str, ...], prefix: str = "") -> tuple[list[str], str]:
+    """``(keys, reason)``: the keys of ``known`` that ``obj`` gives more than once (:func:`json_object`) and the
+    reject reason naming them as fields (``prefix`` + key), or ``([], "")``. Other keys are ignored on reading,
+    so they may repeat."""
+    repeated: dict[str, int] = getattr(obj, "repeated", {})
+    keys = [k for k in known if k in repeated]
+    if not keys:
+        return [], ""
+    times = " / ".join(sorted({f"{repeated[k]} times" for k in keys}))
+    fields = ", ".join(prefix + k for k in keys)
+    return keys, (
+        f"field {fields}: key given {times} in one JSON object, so which value is meant is ambiguous "
+        "(a JSON reader keeps the last one silently): give it once"
+    )
+
+
+#: the keys a record, a step and an ingredient are read from (others are ignored)
+RECIPE_KEYS = ("recipe_id", "title", "description", "ingredients", "steps", "tags")
+STEP_KEYS = ("position", "text", "image")
+INGREDIENT_KEYS = ("name", "quantity")
+
+
 def _check_position(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int):
         hint = " (a string; write it as a JSON number)" if isinstance(value, str) else ""
@@ -172,13 +218,20 @@ def _parse_steps(raw: list[Any], recipe_id: str, max_len: int, rejects: list[Rej
                 )
             )
             continue
+        keys, twice = _repeated(item, STEP_KEYS, f"{field}.")
         position = item.get("position")
         why = "missing" if "position" not in item else _check_position(position)
+        if twice and (why or "position" in keys):  # no position to name the step by
+            rejects.append(Reject(f"{recipe_id}:{field}", "validate", twice))
+            continue
         if why:
             rejects.append(Reject(f"{recipe_id}:{field}", "validate", f"field {field}.position: {why}"))
             continue
         assert isinstance(position, int)  # what _check_position passed
         name = format_step_id(recipe_id, position)
+        if twice:
+            rejects.append(Reject(name, "validate", twice))
+            continue
         if "text" not in item:
             rejects.append(Reject(name, "validate", f"field {field}.text: missing"))
             continue
@@ -248,6 +301,10 @@ def _parse_ingredients(raw: list[Any], recipe_id: str, rejects: list[Reject]) ->
         if not isinstance(item, dict):
             rejects.append(Reject(record, "validate", f"field {field}: must be an object, got {_show(item)}"))
             continue
+        _, twice = _repeated(item, INGREDIENT_KEYS, f"{field}.")
+        if twice:
+            rejects.append(Reject(record, "validate", twice))
+            continue
         if "name" not in item:
             rejects.append(Reject(record, "validate", f"field {field}.name: missing"))
             continue
@@ -282,10 +339,16 @@ def parse_recipe(
     ``where`` names the record in errors (e.g. ``"recipes.jsonl:line 12"``). Raises
     :class:`RecordError` when the record is unusable; otherwise returns the recipe (steps sorted
     by position) and the rejects for the steps, ingredients or tags that were dropped.
-    Unknown keys are ignored.
+    Unknown keys are ignored; a key that is read, given twice with different values (an object decoded with
+    :func:`json_object`), drops the record, step or ingredient holding it.
     """
     if not isinstance(obj, dict):
         raise RecordError(where, None, f"must be a JSON object, got {_show(obj)}")
+    keys, twice = _repeated(obj, RECIPE_KEYS)
+    if twice:  # the recipe is named unless its id is what is given twice (or is not a valid one)
+        rid = obj.get("recipe_id")
+        named = rid if "recipe_id" not in keys and not check_recipe_id(rid) else None
+        raise RecordError(where, None, twice, named)
     if "recipe_id" not in obj:
         raise RecordError(where, "recipe_id", "missing")
     why = check_recipe_id(obj["recipe_id"])
