@@ -2,7 +2,9 @@
 
 Input (``src_dir``): ``recipes``, ``ingredients`` (optional) and ``steps`` tables, each one file
 named ``<table>.txt``, ``.tsv`` or ``.csv``, tab- or comma-separated (sniffed), with or without a
-header row; step photos at ``images/steps/<first char of id>/<recipe_id>_<position>.jpg``.
+header row; step photos at ``images/steps/<first char of id>/<recipe_id>_<position>.jpg``. A row with more cells
+than columns has a separator inside a text field: it is joined back into a last free-text column (steps' memo),
+and rejected where that cannot be told (``TEXT_COLUMNS``).
 
 Text and photo are paired by step *position*, never by row order. Steps and ingredients are
 grouped by recipe in a temporary SQLite file, so memory stays flat whatever the corpus size and
@@ -59,6 +61,16 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "ingredients": ("recipe_id", "name"),
     "steps": ("recipe_id", "position", "memo"),
 }
+#: Columns of free text, which may hold the separator (ids, positions and dates never do). A row with more
+#: cells than columns has a separator inside one of them: the cells are only put back together when the last
+#: column is the one free-text column (see :func:`_spill_column`).
+TEXT_COLUMNS: dict[str, frozenset[str]] = {
+    "recipes": frozenset({"title", "description", "serving_for", "advice", "history"}),
+    "ingredients": frozenset({"name", "quantity"}),
+    "steps": frozenset({"memo"}),
+}
+#: A header-less table is refused when most of this many or more sampled rows have more cells than its columns.
+MIN_ROWS_FOR_LAYOUT = 5
 _ALIASES = {"recipe_id": "id"}  # a recipes header may say recipe_id instead of id
 _BAD_UTF8 = re.compile("[\udc80-\udcff]")
 _BATCH = 5000
@@ -95,10 +107,23 @@ class _Table:
     quoting: Quoting
     header: bool
     columns: dict[str, int]
+    names: tuple[str, ...]  # every column a row has, in order: the header's, or COLUMNS[kind]
 
     @property
     def name(self) -> str:
         return self.path.name
+
+
+def _spill_column(names: tuple[str, ...], table: str) -> int | None:
+    """Index of the column that a row's cells beyond ``names`` belong to, or None when that cannot be told.
+
+    Only the last column, when it is the table's one free-text column and every column before it is a known
+    id, number or date (steps: ``recipe_id, position, memo``), can be the field the separator split."""
+    *before, last = names
+    text = TEXT_COLUMNS[table]
+    if last not in text or any(n in text or n not in COLUMNS[table] for n in before):
+        return None
+    return len(names) - 1
 
 
 @overload
@@ -239,11 +264,26 @@ def sniff_table(path: Path, table: str) -> _Table:
             f"{path.name}: the first row names the columns {', '.join(known)} but not {', '.join(missing)} "
             f"(a {table} table needs {', '.join(REQUIRED[table])})"
         )
-    if header:
-        columns = {name: i for i, name in reversed(list(enumerate(named)))}
-    else:
-        columns = {name: i for i, name in enumerate(COLUMNS[table])}
-    return _Table(table, path, delimiter, quoting, header, columns)
+    while header and not named[-1]:  # a separator at the end of the header names no column
+        named.pop()
+    names = tuple(named) if header else COLUMNS[table]
+    if not header:
+        _refuse_more_columns(path, table, rows, len(names))
+    columns = {name: i for i, name in reversed(list(enumerate(names)))}
+    return _Table(table, path, delimiter, quoting, header, columns, names)
+
+
+def _refuse_more_columns(path: Path, table: str, rows: list[list[str]], width: int) -> None:
+    """A header-less table whose rows mostly have text beyond its ``width`` known columns has columns of its
+    own, not separators inside a text: joining or rejecting every row would be wrong, so it is refused."""
+    longer = [r for r in rows if any(c.strip() for c in r[width:])]
+    if len(rows) >= MIN_ROWS_FOR_LAYOUT and len(longer) >= 0.8 * len(rows):
+        cells = Counter(len(r) for r in longer).most_common(1)[0][0]
+        raise CookpadError(
+            f"{path.name}: {len(longer)} of the first {len(rows)} rows have {cells} or more columns, and a {table} "
+            f"table without a header has {width} ({', '.join(COLUMNS[table])}): add a header row naming the "
+            "columns (those the toolkit does not use are ignored)"
+        )
 
 
 def _header_names(row: list[str], table: str) -> list[str]:
@@ -258,9 +298,15 @@ def _is_header(row: list[str], table: str) -> bool:
 
 
 def _read_rows(tbl: _Table) -> Iterator[tuple[int, dict[str, str] | None, str]]:
-    """Yield (line number, row as {column: stripped text} or None, reason when None)."""
-    width = max(tbl.columns[c] for c in tbl.columns) + 1
+    """Yield (line number, row as {column: stripped text} or None, reason when None).
+
+    A row with more cells than columns has the separator inside a text field: its extra cells are joined back
+    into the last column when that is the free-text one (:func:`_spill_column`), else the row is rejected.
+    Extra cells that are empty (separators at the end of the line) hold no text and are ignored."""
+    width, spill = len(tbl.names), _spill_column(tbl.names, tbl.kind)
     need = max(tbl.columns[c] for c in REQUIRED[tbl.kind]) + 1
+    sep = "tab" if tbl.delimiter == "\t" else "comma"
+    rows = joined = first_joined = 0
     with tbl.path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
         first, header_pending = True, tbl.header
         for line, row, why in _csv_rows(fh, tbl.delimiter, tbl.quoting):
@@ -284,8 +330,45 @@ def _read_rows(tbl: _Table) -> Iterator[tuple[int, dict[str, str] | None, str]]:
             if len(row) < need:
                 yield line, None, f"has {len(row)} columns, expected at least {need}"
                 continue
+            if len(row) > width and any(c.strip() for c in row[width:]):
+                if spill is None:
+                    yield line, None, _too_many_reason(tbl, len(row), sep)
+                    continue
+                log.debug("%s:line %d: %d columns, the last ones kept as one", tbl.name, line, len(row))
+                row[spill] = tbl.delimiter.join(row[spill:])
+                joined, first_joined = joined + 1, first_joined or line
             row = row + [""] * (width - len(row))
+            rows += 1
             yield line, {c: row[i].strip() for c, i in tbl.columns.items()}, ""
+    if joined:
+        _warn_joined(tbl, joined, rows, first_joined, sep)
+
+
+def _warn_joined(tbl: _Table, joined: int, rows: int, first: int, sep: str) -> None:
+    """Say once per table how many rows had their extra cells joined back into the last column."""
+    hint = ""
+    if joined == rows > 1 and not tbl.header:
+        hint = f"; every row did: if the file has more columns than {', '.join(tbl.names)}, add a header row naming them"
+    log.warning(
+        "%s: %d row(s) had more than %d columns (first on line %d): the extra cells were kept as part of %s, "
+        "joined by a %s (likely a %s inside the text)%s",
+        tbl.name,
+        joined,
+        len(tbl.names),
+        first,
+        tbl.names[-1],
+        sep,
+        sep,
+        hint,
+    )
+
+
+def _too_many_reason(tbl: _Table, cells: int, sep: str) -> str:
+    """Why a row with ``cells`` cells, more than its table's columns, is dropped."""
+    return (
+        f"has {cells} columns, expected {len(tbl.names)} ({', '.join(tbl.names)}): likely a {sep} inside a text "
+        "field, and which field cannot be told, so the row cannot be split into its columns; row dropped"
+    )
 
 
 def _load(db: sqlite3.Connection, tbl: _Table, sink: _Rejects, progress: bool) -> None:
