@@ -42,8 +42,9 @@ LOST = [
     # a key given twice in one object (JSON would keep the last silently): the object it is in is dropped
     ("recipes.jsonl:line 16", "validate", "recipe dup-steps: field steps: key given 2 times"),
     ("dup-text:1", "validate", "field steps[0].text: key given 2 times"),
-    ("dup-text:ingredients[0]", "validate", "field ingredients[0].name: key given 2 times"),
 ]
+#: Ingredients and tags dropped from a recipe whose steps are still indexed: named, but no step is lost.
+PARTS = [("dup-text:ingredients[0]", "validate", "field ingredients[0].name: key given 2 times")]
 #: Notes on steps that are still indexed: the photo was not used, or the text has no vector.
 NOTES = [
     ("img-bad:1", "image", "image file not found"),
@@ -158,9 +159,9 @@ def test_messy_corpus_through_jrs_index(
     out = json.loads(result.stdout)
 
     rows = list(read_rejects(rejects_file))
-    _assert_rows([r for r in rows if r.stage in ("read", "validate")], LOST)
+    _assert_rows([r for r in rows if r.stage in ("read", "validate")], LOST + PARTS)
     _assert_rows([r for r in rows if r.stage in ("image", "text")], NOTES)
-    assert len(rows) == len(LOST) + len(NOTES)
+    assert len(rows) == len(LOST) + len(PARTS) + len(NOTES)
 
     valid = set(WITH_PHOTO) | set(TEXT_ONLY)
     assert (out["read"], out["indexed"], out["rejected"], out["skipped"]) == (
@@ -171,6 +172,7 @@ def test_messy_corpus_through_jrs_index(
     )
     assert out["read"] == out["indexed"] + out["rejected"] + out["skipped"]
     assert out["photos_dropped"] == 9 and out["no_text_vector"] == 3 and out["count"] == len(valid)
+    assert out["ingredients_or_tags_dropped"] == len(PARTS)
 
     es.indices.refresh(index=out["index"])
     hits = es.search(index=out["index"], size=100, query={"match_all": {}})["hits"]["hits"]
@@ -199,7 +201,10 @@ def test_messy_corpus_through_jrs_index(
         cli, [*text_args, "-q"], env={"ES_URL": es_settings.url}, catch_exceptions=False
     )
     assert text.exit_code == 1 and f"rejected {len(LOST)}" in text.stdout, text.output
-    noted = f"noted: 9 photos not used (their steps indexed text-only), 3 steps without a text vector; reasons in {tmp_path / 'r2'}"
+    noted = (
+        "noted: 9 photos not used (their steps indexed text-only), 3 steps without a text vector, 1 ingredients "
+        f"or tags dropped (their steps indexed); reasons in {tmp_path / 'r2'}"
+    )
     assert noted in text.stdout, text.stdout
 
 
@@ -209,7 +214,7 @@ def test_validate_names_the_same_records_without_a_cluster(messy_root: Path, tmp
 
     report = validate_dataset(messy_root)
     lost = [r for r in report.rejects if r.stage in ("read", "validate")]
-    _assert_rows(lost, LOST)
+    _assert_rows(lost, LOST + PARTS)
     assert (report.missing_images, report.unsafe_paths) == (1, 3)
     # a text with no word at all (emoji) is named before any build; odd-text:1 (MeCab keeps an interjection)
     # and odd-text:2 (English) have words that only the model's vocabulary can judge

@@ -109,3 +109,33 @@ def test_a_second_load_of_the_same_alias_is_refused_while_the_first_runs(
         index_dataset(es, root, built_model, opts)
     assert not list(es.indices.get(index=f"{index_name}*", allow_no_indices=True))
     assert index_dataset(es, root, built_model, opts)["indexed"] == 2  # free again
+
+
+def test_a_dropped_ingredient_or_tag_is_noted_and_loses_no_step(
+    es: Elasticsearch, es_settings, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    """An ingredient or tag that breaks the format is dropped from its recipe, whose steps are indexed: it was
+    counted as a record read and rejected (read exceeded the steps in the file, exit 1); it is a note now."""
+    from click.testing import CliRunner
+
+    from toolkit.cli.main import cli
+
+    root = tmp_path / "data"
+    root.mkdir()
+    # an empty tag, an empty ingredient name and an ingredient whose name is given twice
+    parts = ', "ingredients": [{"name": "玉ねぎ"}, {"name": ""}, {"name": "塩", "name": "油"}]}'
+    lines = [_recipe("ok", 3, []), _recipe("bad-parts", 2, ["main:玉ねぎ", ""])[:-1] + parts]
+    (root / "recipes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rejects = tmp_path / "rejects.jsonl"
+    args = ["index", str(root), str(built_model), "--alias", index_name, "--rejects", str(rejects)]
+    result = CliRunner().invoke(cli, [*args, "--json", "-q"], env={"ES_URL": es_settings.url})
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["read"], out["indexed"], out["rejected"], out["ingredients_or_tags_dropped"]) == (5, 5, 0, 3)
+    assert sorted(r.record for r in read_rejects(rejects)) == [
+        "bad-parts:ingredients[1]",
+        "bad-parts:ingredients[2]",
+        "bad-parts:tags[1]",
+    ]
+    text = CliRunner().invoke(cli, [*args, "-q"], env={"ES_URL": es_settings.url})
+    assert text.exit_code == 0 and "noted: 3 ingredients or tags dropped (their steps indexed)" in text.stdout

@@ -255,6 +255,10 @@ def _notes_line(result: dict, rejects_path: Path) -> str:
         parts.append(f"{result['photos_dropped']} photos not used (their steps indexed text-only)")
     if result.get("no_text_vector"):
         parts.append(f"{result['no_text_vector']} steps without a text vector")
+    if result.get("ingredients_or_tags_dropped"):
+        parts.append(
+            f"{result['ingredients_or_tags_dropped']} ingredients or tags dropped (their steps indexed)"
+        )
     return f"\nnoted: {', '.join(parts)}; reasons in {rejects_path}" if parts else ""
 
 

@@ -8,6 +8,7 @@ One JSON object per recipe (see ``docs/data-format.md``). Whole-record problems 
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -293,11 +294,27 @@ def _quantity_text(value: Any) -> Any:
     return value
 
 
+def part_record(recipe_id: str, field: str, i: int) -> str:
+    """How a reject names a recipe's ingredient or tag (``field`` ``ingredients`` or ``tags``):
+    ``<recipe_id>:<field>[i]``."""
+    return f"{recipe_id}:{field}[{i}]"
+
+
+_PART_RECORD = re.compile(r":(?:ingredients|tags)\[\d+\]\Z")
+
+
+def is_part_record(record: str) -> bool:
+    """Whether a reject names a recipe's ingredient or tag (:func:`part_record`), not a step or a record: the
+    recipe's steps are kept. A step is named ``<recipe_id>:<position>`` or ``<recipe_id>:steps[i]``, so the
+    suffix tells them apart whatever the recipe id holds."""
+    return _PART_RECORD.search(record) is not None
+
+
 def _parse_ingredients(raw: list[Any], recipe_id: str, rejects: list[Reject]) -> tuple[Ingredient, ...]:
     out: list[Ingredient] = []
     for i, item in enumerate(raw):
         field = f"ingredients[{i}]"
-        record = f"{recipe_id}:{field}"
+        record = part_record(recipe_id, "ingredients", i)
         if not isinstance(item, dict):
             rejects.append(Reject(record, "validate", f"field {field}: must be an object, got {_show(item)}"))
             continue
@@ -325,7 +342,7 @@ def _parse_tags(raw: list[Any], recipe_id: str, rejects: list[Reject]) -> tuple[
     for i, item in enumerate(raw):
         tag, why = check_text(item, 1000, allow_empty=False)
         if tag is None:
-            rejects.append(Reject(f"{recipe_id}:tags[{i}]", "validate", f"field tags[{i}]: {why}"))
+            rejects.append(Reject(part_record(recipe_id, "tags", i), "validate", f"field tags[{i}]: {why}"))
             continue
         out.append(tag)
     return tuple(out)

@@ -13,6 +13,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from toolkit.data.jsonl import iter_recipes, recipes_path
+from toolkit.data.schema import is_part_record
 from toolkit.device import DEFAULT_DEVICE
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.es.client import raising_toolkit_errors
@@ -42,6 +43,17 @@ from toolkit.resume import decide_resume
 NOTE_STAGES = ("image", "text")
 #: Stage of the rejects that ``bulk_load`` writes and counts itself.
 LOADER_STAGE = "index"
+
+
+def loses_a_record(reject: Reject) -> bool:
+    """Whether ``reject`` is a step (or input line) not indexed, as ``rejected`` counts them: not a note on a
+    step still indexed (:data:`NOTE_STAGES`), not a dropped ingredient or tag of a recipe whose steps are
+    indexed (:func:`~toolkit.data.schema.is_part_record`), and not a document Elasticsearch refused
+    (:data:`LOADER_STAGE`: ``bulk_load`` counts those)."""
+    if reject.stage in NOTE_STAGES or reject.stage == LOADER_STAGE:
+        return False
+    return not (reject.stage == "validate" and is_part_record(reject.record))
+
 
 _log = logging.getLogger(__name__)
 
@@ -73,20 +85,24 @@ def checkpoint_lock(checkpoint_dir: str | Path, name: str) -> AbstractContextMan
 
 class CountingRejects(RejectsWriter):
     """A rejects file that tells records lost (``lost``) from notes on records still indexed (stages in
-    :data:`NOTE_STAGES`; ``photos_dropped`` counts stage ``image``). While ``muted`` (re-reading the part a
-    resumed load already did) it counts without writing."""
+    :data:`NOTE_STAGES`; ``photos_dropped`` counts stage ``image``) and from ingredients or tags dropped from a
+    recipe whose steps are indexed (``parts_dropped``). While ``muted`` (re-reading the part a resumed load
+    already did) it counts without writing."""
 
     def __init__(self, path: str | Path | None) -> None:
         super().__init__(path)
         self.lost = 0
         self.photos_dropped = 0
+        self.parts_dropped = 0
         self.muted = False
 
     def write(self, reject: Reject) -> None:
         if reject.stage == "image":
             self.photos_dropped += 1
-        elif reject.stage not in NOTE_STAGES and reject.stage != LOADER_STAGE:
-            self.lost += 1  # per-document Elasticsearch errors (LOADER_STAGE) are counted by bulk_load
+        elif loses_a_record(reject):
+            self.lost += 1
+        elif reject.stage == "validate":
+            self.parts_dropped += 1
         if not self.muted:
             super().write(reject)
 
@@ -251,7 +267,8 @@ def index_dataset(
       was not moved)
     - ``text_only`` (steps indexed without a photo), ``no_text_vector`` (steps without a text vector),
       ``photos_encoded_now`` (photos not in the build's features, encoded by this load), ``photos_dropped``
-      (photos that could not be used: their steps indexed text-only)
+      (photos that could not be used: their steps indexed text-only), ``ingredients_or_tags_dropped``
+      (an ingredient or tag that breaks the format: its recipe's steps indexed without it)
     - ``model_fingerprint``; ``photo_features_adapted`` / ``photos_centred`` / ``photos_hubness_corrected``:
       whether the index reads its photo features with the collection's statistics / centres / hubness-corrects
       its photo vectors; ``photo_drift``: ``{photos, ratio, expected, shifted}``, how
@@ -406,7 +423,7 @@ def _index_dataset(
                 on_batch=on_batch,
                 mark_done=False,  # done once the alias is swapped: a rerun after a stop in between resumes
             )
-            photos_dropped = rejects.photos_dropped
+            photos_dropped, parts_dropped = rejects.photos_dropped, rejects.parts_dropped
         lifecycle.finish_load(es, target, restore)
     except BaseException:
         # a load that fails (or is interrupted) leaves no index with refresh off: what it loaded is searchable
@@ -439,6 +456,7 @@ def _index_dataset(
             "no_text_vector": notes.no_text_vector,
             "photos_encoded_now": notes.encoded_now,
             "photos_dropped": photos_dropped,
+            "ingredients_or_tags_dropped": parts_dropped,
             "model_fingerprint": model.fingerprint,
             "photo_features_adapted": builder.feature_stats is not None,
             "photos_centred": builder.photo_centre is not None,

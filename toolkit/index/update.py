@@ -170,9 +170,9 @@ class _LostCounter(RejectsWriter):
         self.lost = 0
 
     def write(self, reject: Reject) -> None:
-        from toolkit.index.indexer import LOADER_STAGE, NOTE_STAGES
+        from toolkit.index.indexer import loses_a_record
 
-        if reject.stage not in NOTE_STAGES and reject.stage != LOADER_STAGE:
+        if loses_a_record(reject):
             self.lost += 1
         super().write(reject)
 
