@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,19 +18,20 @@ from toolkit.evaluation.image_retrieval import evaluate_image_encoders
 from toolkit.evaluation.through_index import evaluate_through_index
 from toolkit.image.augment import SimCLRAugment
 from toolkit.image.simclr import train_simclr
+from toolkit.image.simclr_config import SimCLRConfig
 from toolkit.index.bulk import bulk_load
 from toolkit.index.indexer import index_dataset
 from toolkit.index.template import VectorIndexOptions
 from toolkit.index.update import update_index
 from toolkit.mapping.train import MappingConfig, train_mapping
-from toolkit.pipeline import build
+from toolkit.pipeline import BuildOptions, build
 from toolkit.search.queries import Grouping, KnnParams
 from toolkit.seeding import torch_seeded
 from toolkit.stages.evaluate import EvaluateOptions
 from toolkit.stages.images import ImageOptions
 from toolkit.stages.read import ReadOptions
 from toolkit.text.word2vec import Word2VecConfig
-from toolkit.viz.embedding_map import write_embedding_map
+from toolkit.viz.embedding_map import MapOptions, write_embedding_map
 
 STAGES: list[Callable] = [
     build,
@@ -81,6 +85,56 @@ def test_no_logging_callables_and_progress_is_a_flag(fn: Callable) -> None:
 def test_option_classes_raise_config_errors(make: Callable) -> None:
     with pytest.raises(ConfigError):
         make()
+
+
+def _simclr(seed: Any) -> SimCLRConfig:
+    config = SimCLRConfig(arch="resnet18", seed=seed)
+    config.check()  # SimCLR checks its configuration when training starts
+    return config
+
+
+# every public seed: how to make an object with it, the attribute it lands in, the name an error gives
+SEEDS = [
+    pytest.param(lambda s: MappingConfig(seed=s), "seed", "mapping seed", id="mapping"),
+    pytest.param(lambda s: Word2VecConfig(seed=s), "seed", "word2vec seed", id="word2vec"),
+    pytest.param(lambda s: ImageOptions(seed=s), "seed", "image seed", id="image"),
+    pytest.param(lambda s: EvaluateOptions(seed=s), "seed", "evaluation seed", id="evaluation"),
+    pytest.param(lambda s: EvaluateOptions(baseline_seed=s), "baseline_seed", "baseline seed", id="baseline"),
+    pytest.param(lambda s: ReadOptions(split_seed=s), "split_seed", "split seed", id="split"),
+    pytest.param(lambda s: MapOptions(seed=s), "seed", "embedding map seed", id="embedding-map"),
+    pytest.param(_simclr, "seed", "simclr seed", id="simclr"),
+    pytest.param(lambda s: BuildOptions(split_seed=s), "split_seed", "split seed", id="build-split"),
+    pytest.param(lambda s: BuildOptions(w2v_seed=s), "w2v_seed", "word2vec seed", id="build-word2vec"),
+    pytest.param(lambda s: BuildOptions(image_seed=s), "image_seed", "image seed", id="build-image"),
+]
+
+
+@pytest.mark.parametrize(("make", "attr", "name"), SEEDS)
+@pytest.mark.parametrize("seed", [np.int64(3), np.uint32(3), np.int8(3)], ids=repr)
+def test_a_numpy_integer_seed_is_taken_and_kept_as_an_int(
+    make: Callable, attr: str, name: str, seed: Any
+) -> None:
+    # a seed computed with NumPy was refused ("must be an integer"); kept as NumPy's, it would not be JSON
+    value = getattr(make(seed), attr)
+    assert type(value) is int and value == 3
+
+
+@pytest.mark.parametrize(("make", "attr", "name"), SEEDS)
+@pytest.mark.parametrize("seed", [True, 3.0, np.float64(3), "3", np.int64(-1)], ids=repr)
+def test_a_seed_that_is_no_integer_is_refused_by_name(
+    make: Callable, attr: str, name: str, seed: Any
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name} must be an integer from 0 to"):
+        make(seed)
+
+
+def test_a_numpy_seed_leaves_fingerprints_and_manifests_as_an_int_seed_does() -> None:
+    assert MappingConfig(seed=np.int64(3)).fingerprint_dict() == MappingConfig(seed=3).fingerprint_dict()
+    assert _simclr(np.int64(3)).identity() == _simclr(3).identity()
+    options = BuildOptions(split_seed=np.int64(2), w2v_seed=np.int64(4), mapping={"seed": np.int64(5)})
+    recorded = options.to_json()  # the manifest's build_options: NumPy integers became strings ("2")
+    assert (recorded["split_seed"], recorded["w2v_seed"], recorded["mapping"]["seed"]) == (2, 4, 5)
+    assert json.loads(json.dumps(recorded)) == recorded
 
 
 def test_torch_seeded_repeats_and_leaves_the_global_generator_alone() -> None:

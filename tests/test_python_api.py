@@ -11,6 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from elasticsearch import Elasticsearch
 
@@ -114,3 +115,164 @@ def test_readme_python_example_runs(
             es.indices.delete(index=idx, ignore_unavailable=True)
         es.options(ignore_status=404).indices.delete_index_template(name=f"{alias}-template")
     assert os.path.isfile(tmp_path / "model" / "manifest.json")
+
+
+# --- what a user's type checker sees ----------------------------------------------------------------------------
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """Public name -> ``module`` / ``module:attribute`` as the ``if TYPE_CHECKING:`` block of toolkit/__init__.py
+    imports it."""
+    import ast
+
+    tree = ast.parse(Path(toolkit.__file__).read_text(encoding="utf-8"))
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    names: dict[str, str] = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names:
+            names[alias.asname or alias.name] = node.module + (f":{alias.name}" if alias.asname else "")
+    return names
+
+
+def test_type_checkers_see_every_public_name_as_it_is_loaded() -> None:
+    """The names were loaded by a module ``__getattr__`` only, so to mypy and IDEs every one of them was ``Any``:
+    a user's typed script was checked against nothing. They are imported for type checkers now, as loaded."""
+    assert _type_checking_imports() == toolkit._EXPORTS
+    assert toolkit.__all__ == ["__version__", *sorted(toolkit._EXPORTS)]
+
+
+def test_mypy_checks_a_users_script_against_the_public_api(tmp_path: Path) -> None:
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import toolkit\n"
+        "def run(searcher: toolkit.Searcher) -> float:\n"
+        "    result: toolkit.SearchResult = toolkit.search_text(searcher, '玉ねぎ', k=5)\n"
+        "    toolkit.search_text(searcher, 5)\n"
+        "    toolkit.build('data/', 'model/', toolkit.IndexOptions())\n"
+        "    return result.hits[0].score\n",
+        encoding="utf-8",
+    )
+    repo = Path(toolkit.__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=repo,  # the repository's mypy settings and cache
+    )
+    errors = re.findall(r"user_script\.py:(\d+): error: (.*)", out.stdout)
+    assert [line for line, _ in errors] == ["4", "5"], out.stdout + out.stderr
+    assert '"search_text" has incompatible type "int"; expected "str"' in errors[0][1]
+    assert '"build" has incompatible type "IndexOptions"' in errors[1][1]
+
+
+# --- library calls leave nothing running ------------------------------------------------------------------------
+
+
+def test_a_call_without_progress_bars_starts_no_thread(
+    es_settings: EsSettings, built_model: Path, search_alias: str
+) -> None:
+    """A bar that is off was a ``tqdm(disable=True)``, which starts tqdm's monitor thread: ``evaluate`` through an
+    index left a ``tqdm_monitor`` thread running in the user's process (it wakes every 10 s, for good)."""
+    code = (
+        "import sys, threading, toolkit\n"
+        "from toolkit.progress import progress_bar, track\n"
+        "assert list(track(range(3), False, 'x', 'x')) == [0, 1, 2]\n"
+        "with progress_bar(False, 'x', 'x', total=3) as bar:\n"
+        "    bar.update(1); bar.set_postfix(loss='1')\n"
+        "es = toolkit.make_client(toolkit.EsSettings(url=sys.argv[1]))\n"
+        "result = toolkit.evaluate(sys.argv[2], es, sys.argv[3], modes='knn', limit=3)\n"
+        "print(sorted(result['through_index']['modes']))\n"
+        "print(sorted(t.name for t in threading.enumerate()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, es_settings.url or "", str(built_model), search_alias],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    modes, threads = out.stdout.strip().splitlines()[-2:]
+    assert "'knn'" in modes and "'keyword'" not in modes  # one str is one mode (it was 'k', 'n', 'n')
+    assert threads == "['MainThread']", out.stdout
+
+
+# --- arguments of the wrong type at the entry points ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda es: toolkit.build("data/", "model/", {"encoder": "pixels"}),
+            r"^options must be .*BuildOptions",
+        ),
+        (lambda es: toolkit.index_dataset(None, "data/", "model/"), r"^es must be an Elasticsearch client"),
+        (
+            lambda es: toolkit.index_dataset(es, "data/", "model/", {"alias": "x"}),
+            r"^options must be .*IndexOpt",
+        ),
+        (
+            lambda es: toolkit.update_index(es, "data/", "model/", {"alias": "x"}),
+            r"^options must be .*UpdateOpt",
+        ),
+        (lambda es: toolkit.delete_recipes("http://x", ["r1"]), r"^es must be an Elasticsearch client"),
+        (lambda es: toolkit.remove_old_versions(None, "recipes"), r"^es must be an Elasticsearch client"),
+        (
+            lambda es: toolkit.evaluate("model/", "http://x", "recipes"),
+            r"^es must be an Elasticsearch client",
+        ),
+        (lambda es: toolkit.evaluate("model/", es, "recipes", modes=["fuzzy"]), r"unknown evaluation mode"),
+        (lambda es: toolkit.make_client("http://127.0.0.1:9200"), r"^settings must be .*EsSettings.*got str"),
+        (lambda es: toolkit.IndexOptions(vector_options={"type": "flat"}), r"^index vector_options must be"),
+        (
+            lambda es: toolkit.IndexOptions(bulk={"chunk_size": 10}),
+            r"^index bulk must be a toolkit.BulkOptions",
+        ),
+        (
+            lambda es: toolkit.UpdateOptions(bulk={"chunk_size": 10}),
+            r"^update bulk must be a toolkit.BulkOpt",
+        ),
+    ],
+)
+def test_entry_points_name_an_argument_of_the_wrong_type(es: Elasticsearch, call, message: str) -> None:
+    """Each was an ``AttributeError`` deep inside (``'dict' object has no attribute 'read_options'``), or work
+    done first (the evaluation in memory before a mode was checked)."""
+    with pytest.raises(toolkit.ConfigError, match=message):
+        call(es)
+
+
+# --- encoding texts and photos in batches -----------------------------------------------------------------------
+
+
+def test_batches_of_texts_and_photos(built_model: Path, sample_root: Path) -> None:
+    from toolkit.image.loading import ImageRejected
+
+    model = toolkit.SearchModel.load(built_model)
+    photo = next((sample_root / "images").rglob("*.jpg"))
+    with pytest.raises(toolkit.ConfigError, match=r"^texts must be a list of texts \(one text: \[text\]\)"):
+        model.embed_texts("玉ねぎを炒める")  # type: ignore[arg-type]  # was embedded character by character
+    with pytest.raises(toolkit.ConfigError, match=r"^every item of texts must be a str, got int 5"):
+        model.embed_texts(["玉ねぎ", 5])  # type: ignore[list-item]
+    with pytest.raises(
+        toolkit.ConfigError, match=r"^photos must be a list of photos \(one photo: \[photo\]\)"
+    ):
+        model.embed_photos(str(photo))  # was 'image file not found' (of the path's first character)
+    empty = model.embed_photos([])  # was torch's RuntimeError: stack expects a non-empty TensorList
+    assert empty.shape == (0, model.dims) and empty.dtype == np.float32
+    vectors = model.embed_photos([photo, photo.read_bytes()])
+    assert vectors.shape == (2, model.dims) and np.allclose(vectors[0], vectors[1], atol=1e-5)
+    with pytest.raises(ImageRejected, match=r"^photo 1 \(nope\.jpg\): image file not found$"):
+        model.embed_photos([photo, "nope.jpg"])  # which one of the batch
+
+
+def test_a_model_and_a_searcher_have_short_useful_reprs(
+    es: Elasticsearch, built_model: Path, search_alias: str
+) -> None:
+    model = toolkit.SearchModel.load(built_model)
+    assert repr(model) == (
+        f"SearchModel(directory={str(built_model)!r}, fingerprint={model.fingerprint!r}, "
+        f"encoder='resnet18', dims={model.dims}, device='cpu')"
+    )  # was the whole manifest, training history included (kB)
+    searcher = toolkit.Searcher(es, model, search_alias)
+    assert repr(searcher) == f"Searcher(index={search_alias!r} ({search_alias}-000001), model={model!r})"
+    assert "not read yet" in repr(toolkit.Searcher(es, model, search_alias, check=False))

@@ -171,6 +171,21 @@ def test_bad_arguments_are_refused(tmp_path, kwargs):
     assert not (tmp_path / "recipes.jsonl").exists()
 
 
+def test_a_numpy_integer_seed_draws_what_the_same_int_does(sample, tmp_path):
+    # was accepted unchecked (a bool or a float too), and returned as given in the summary
+    root, _ = sample
+    summary = generate_sample(tmp_path / "np", 12, seed=np.int64(3), image_size=64)
+    assert type(summary.seed) is int and summary.seed == 3
+    assert _files(tmp_path / "np") == _files(root)
+
+
+@pytest.mark.parametrize("seed", [True, 3.5, np.float64(3)], ids=repr)
+def test_a_seed_that_is_no_integer_is_refused(tmp_path, seed):
+    with pytest.raises(ConfigError, match="seed must be a non-negative integer"):
+        generate_sample(tmp_path, 2, seed=seed)
+    assert not (tmp_path / "images").exists()
+
+
 def test_cli_sample_data(tmp_path):
     runner = CliRunner()
     out = tmp_path / "s"

@@ -20,7 +20,30 @@ does not answer); progress bars are off unless asked for.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from toolkit.lazy import lazy_getattr
+
+# What type checkers and IDEs see (listed in the literal ``__all__``: re-exported); at run time each name loads
+# on first use, through __getattr__ and _EXPORTS (tests/test_python_api.py keeps the three alike).
+if TYPE_CHECKING:
+    from toolkit.data.jsonl import DatasetError
+    from toolkit.errors import ConfigError, ModelDirError, ToolkitError
+    from toolkit.es.client import EsUnavailable, make_client
+    from toolkit.es.config import EsSettings
+    from toolkit.evaluation.through_index import evaluate_model as evaluate
+    from toolkit.fingerprint import FingerprintMismatch
+    from toolkit.index.bulk import BulkOptions
+    from toolkit.index.indexer import IndexOptions, index_dataset
+    from toolkit.index.lifecycle import IndexNotFound, remove_old_versions
+    from toolkit.index.template import VectorIndexOptions
+    from toolkit.index.update import UpdateOptions, delete_recipes, update_index
+    from toolkit.model import SearchModel
+    from toolkit.pipeline import BuildOptions, build
+    from toolkit.search.dispatch import SearchOptions, search_photo, search_text
+    from toolkit.search.dispatch import search as query
+    from toolkit.search.engine import Hit, Searcher, SearchResult
+    from toolkit.search.queries import Filters, HybridParams
 
 __version__ = "0.1.0"
 
@@ -66,7 +89,40 @@ _EXPORTS = {
     "HybridParams": "toolkit.search.queries",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+#: A literal list, so that type checkers count these names as exported.
+__all__ = [
+    "__version__",
+    "BuildOptions",
+    "BulkOptions",
+    "ConfigError",
+    "DatasetError",
+    "EsSettings",
+    "EsUnavailable",
+    "Filters",
+    "FingerprintMismatch",
+    "Hit",
+    "HybridParams",
+    "IndexNotFound",
+    "IndexOptions",
+    "ModelDirError",
+    "SearchModel",
+    "SearchOptions",
+    "SearchResult",
+    "Searcher",
+    "ToolkitError",
+    "UpdateOptions",
+    "VectorIndexOptions",
+    "build",
+    "delete_recipes",
+    "evaluate",
+    "index_dataset",
+    "make_client",
+    "query",
+    "remove_old_versions",
+    "search_photo",
+    "search_text",
+    "update_index",
+]
 
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -28,6 +28,20 @@ class VectorError(ToolkitError, ValueError):
     """Vectors that cannot be ranked: not a 2-D array, NaN or infinite values, or a row of zeros."""
 
 
+def given(value: object) -> str:
+    """``value`` for an error message: its type and a short repr."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def check_argument(name: str, value: object, kind: type | tuple[type, ...], expected: str) -> None:
+    """A :class:`ConfigError` naming the argument ``name`` and what it got unless ``value`` is a ``kind``
+    (``expected``: what to pass, e.g. ``"a toolkit.IndexOptions"``), so that a wrong type passed to an entry point
+    fails at once, not in a deep ``AttributeError``."""
+    if not isinstance(value, kind):
+        raise ConfigError(f"{name} must be {expected}, got {given(value)}")
+
+
 #: errors of a file system that cannot take what is written (full, over quota, file too big, read-only): the
 #: ``OSError`` of a ``write`` names no file. Not EIO: a failing disk says so on reads too
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})

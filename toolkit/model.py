@@ -24,7 +24,7 @@ import numpy as np
 
 from toolkit.chars import is_blank
 from toolkit.device import DEFAULT_DEVICE, is_cuda, resolve_device
-from toolkit.errors import ConfigError, ModelDirError, ToolkitError
+from toolkit.errors import ConfigError, ModelDirError, ToolkitError, given
 from toolkit.fingerprint import check_fingerprint, fingerprint
 
 if TYPE_CHECKING:
@@ -183,6 +183,13 @@ class SearchModel:
 
     def __copy__(self) -> SearchModel:
         return shallow_copy(self)
+
+    def __repr__(self) -> str:  # not the manifest (its training history runs to kilobytes)
+        m, encoder = self.manifest, self.manifest.get("encoder") or {}
+        return (
+            f"SearchModel(directory={str(self.directory)!r}, fingerprint={m.get('fingerprint')!r}, "
+            f"encoder={encoder.get('name')!r}, dims={m.get('dims')!r}, device={self.device!r})"
+        )
 
     @classmethod
     def load(
@@ -345,7 +352,12 @@ class SearchModel:
         return (bags if ok.all() else bags.take(ok)), ok
 
     def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Shared-space vectors of ``texts``; rows where the mask is False have no known token (zeros)."""
+        """Shared-space vectors of ``texts`` (a list: one text is ``[text]``), ``[n, dims]`` float32; rows where
+        the mask is False have no known token (zeros). A text that is no str is a :class:`ConfigError`."""
+        _check_batch("texts", texts, "text")
+        for text in texts:
+            if not isinstance(text, str):
+                raise ConfigError(f"every item of texts must be a str, got {given(text)}")
         mapping = self.mapping.model
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
         if mapping.text_input == "tokens":
@@ -376,20 +388,56 @@ class SearchModel:
         return self.mapping.model.embed_image(np.asarray(features, dtype=np.float32))
 
     def image_features(self, photos: Sequence[PhotoSource]) -> np.ndarray:
-        """Backbone features of photos: files, or anything :func:`toolkit.image.loading.load_photo` takes
-        (raises ImageRejected for a photo that cannot be used)."""
+        """Backbone features of photos (a list: one photo is ``[photo]``): files, or anything
+        :func:`toolkit.image.loading.load_photo` takes. A photo that cannot be used raises ImageRejected, which
+        names it by its place and what it is when there are several."""
         import torch
 
-        from toolkit.image.loading import load_photo
+        from toolkit.image.loading import ImageRejected, load_photo
 
+        _check_batch("photos", photos, "photo")
+        if not len(photos):
+            return np.zeros((0, self.feature_dims), dtype=np.float32)
         enc = self.encoder()
         draft = self.photo_draft_size()
-        batch = torch.stack([enc.preprocess(load_photo(p, draft_size=draft)) for p in photos])
-        return enc.encode_batch(batch)
+        tensors = []
+        for i, photo in enumerate(photos):
+            try:
+                tensors.append(enc.preprocess(load_photo(photo, draft_size=draft)))
+            except ImageRejected as e:
+                if len(photos) == 1:
+                    raise
+                raise ImageRejected(f"photo {i} ({_photo_name(photo)}): {e.reason}") from e
+        return enc.encode_batch(torch.stack(tensors))
 
     def embed_photos(self, photos: Sequence[PhotoSource]) -> np.ndarray:
-        """Shared-space vectors of photos (paths, bytes, PIL images or uint8 arrays; see ``load_photo``)."""
+        """Shared-space vectors of photos (a list of paths, bytes, PIL images or uint8 arrays; one photo is
+        ``[photo]``; see ``load_photo``), ``[n, dims]`` float32."""
+        _check_batch("photos", photos, "photo")
+        if not len(photos):
+            return np.zeros((0, self.dims), dtype=np.float32)
         return self.embed_image_features(self.image_features(photos))
 
     def embed_image_files(self, paths: Sequence[Path]) -> np.ndarray:
         return self.embed_photos(paths)
+
+
+def _check_batch(name: str, values: object, one: str) -> None:
+    """A :class:`ConfigError` naming ``name`` when ``values`` is one item (a str, bytes, a path, an image)
+    rather than a sequence of them: a str would be taken as its characters."""
+    single = isinstance(values, (str, bytes, bytearray, memoryview, os.PathLike)) or hasattr(
+        values, "getpixel"
+    )
+    if single or not isinstance(values, Sequence) and not isinstance(values, np.ndarray):
+        raise ConfigError(f"{name} must be a list of {one}s (one {one}: [{one}]), got {given(values)}")
+
+
+def _photo_name(photo: object) -> str:
+    """A photo of a batch in an error message: its path, or what it is."""
+    if isinstance(photo, (str, os.PathLike)):
+        return str(photo)
+    if isinstance(photo, np.ndarray):
+        return f"a {'x'.join(map(str, photo.shape))} {photo.dtype} array"
+    if isinstance(photo, (bytes, bytearray, memoryview)):
+        return f"{memoryview(photo).nbytes} bytes"
+    return type(photo).__name__

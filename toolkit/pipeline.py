@@ -19,7 +19,7 @@ from typing import Any
 from toolkit import __version__
 from toolkit.atomic import write_json_atomic
 from toolkit.data.jsonl import RECIPES_FILE
-from toolkit.errors import ConfigError, ToolkitError, os_error_path
+from toolkit.errors import ConfigError, ToolkitError, check_argument, os_error_path
 from toolkit.locks import exclusive
 from toolkit.model import MANIFEST, model_fingerprint
 from toolkit.rejects import RejectsWriter, stage_counts
@@ -75,11 +75,15 @@ class BuildOptions:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        self.read_options()
+        # each stage checks its own options; the seeds come back plain ints (a NumPy one included) for the
+        # stages and the manifest (build_options)
+        self.split_seed = self.read_options().split_seed
         self.tokenize_options()
-        self.word2vec_config()
-        self.image_options()
-        self.mapping_config()
+        self.w2v_seed = self.word2vec_config().seed
+        self.image_seed = self.image_options().seed
+        mapping = self.mapping_config()
+        if "seed" in self.mapping:
+            self.mapping = {**self.mapping, "seed": mapping.seed}
         self.evaluate_options()
 
     def read_options(self) -> ReadOptions:
@@ -175,6 +179,8 @@ def build(
     A model directory that is (or holds) a dataset is refused, and a file the system refuses (a model
     directory that cannot be created, a full disk) raises :class:`ToolkitError` naming it, before or
     instead of the :class:`OSError`."""
+    if options is not None:
+        check_argument("options", options, BuildOptions, "None or a toolkit.BuildOptions")
     out = Path(model_dir)
     try:
         with ExitStack() as held:  # the model directory's lock, taken once it exists

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +15,21 @@ from toolkit.errors import ConfigError
 MAX_SEED = 2**32 - 1
 
 
-def check_seed(name: str, value: object, allow_none: bool = False) -> None:
-    """:class:`ConfigError` unless ``value`` is an integer seed from 0 to :data:`MAX_SEED` (or None, allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise ConfigError(f"{name} must be an integer from 0 to {MAX_SEED}, got {value!r}")
+def check_seed(name: str, value: object, maximum: int | None = MAX_SEED) -> int:
+    """``value`` as a plain int: any integer (``numbers.Integral``, NumPy's included; not a bool) from 0 to
+    ``maximum`` (None: no upper bound), else :class:`ConfigError` naming ``name``."""
+    wanted = f"an integer from 0 to {maximum}" if maximum is not None else "a non-negative integer"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
+    seed = int(value)
+    if seed < 0 or (maximum is not None and seed > maximum):
+        raise ConfigError(f"{name} must be {wanted}, got {seed}")
+    return seed
+
+
+def check_optional_seed(name: str, value: object) -> int | None:
+    """:func:`check_seed`, with None (the default seed of whatever takes it) passed through."""
+    return None if value is None else check_seed(name, value)
 
 
 def seed_everything(seed: int) -> None:

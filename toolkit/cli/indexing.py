@@ -12,6 +12,16 @@ from toolkit.device import DEVICE_HELP
 from toolkit.index.template import DEFAULT_ALIAS, INDEX_TYPES, KEEP_OLD_VERSIONS
 
 
+def _image_base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--image-base-url``: refused before any work when it cannot prefix photo paths into URLs."""
+    from toolkit.index.documents import image_base_url_refusal
+
+    refusal = image_base_url_refusal(value)
+    if refusal is not None:
+        raise click.BadParameter(refusal, ctx, param)
+    return value
+
+
 @click.command("index")
 @click.argument("dataset_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -63,7 +73,13 @@ from toolkit.index.template import DEFAULT_ALIAS, INDEX_TYPES, KEEP_OLD_VERSIONS
     help="JSON-lines file of the records not indexed and why (default: MODEL_DIR/loads/ALIAS.rejects.jsonl; "
     "with --update, which only reads MODEL_DIR: $JRS_HOME/rejects/CLUSTER/ALIAS.update-rejects.jsonl).",
 )
-@click.option("--image-base-url", default=None, help="Prefix for image_url (Kibana thumbnails, web page).")
+@click.option(
+    "--image-base-url",
+    default=None,
+    callback=_image_base_url,
+    help="Prefix of each photo's image_url (Kibana thumbnails; Hit.image_url): an http(s) URL or a path from "
+    "the server root, e.g. http://127.0.0.1:8000/photo/ while `jrs web` serves the photos.",
+)
 @click.option("--raw-features", is_flag=True, help="Also index the raw backbone feature (image_feature).")
 @click.option("--restart", is_flag=True, help="Ignore an unfinished load's checkpoint.")
 @default_from(

@@ -26,6 +26,7 @@ from toolkit.data.sample_variant import PHOTO_RATIO, SAMPLE_IMAGE_SIZE, SampleVa
 from toolkit.data.schema import Ingredient, Recipe, Step
 from toolkit.errors import ConfigError
 from toolkit.progress import track
+from toolkit.seeding import check_seed
 
 __all__ = ["SampleSummary", "SampleVariant", "generate_sample", "make_recipe", "grammar", "step_labels"]
 
@@ -134,11 +135,9 @@ def _build_concept(job: tuple[str, int, int, int, int, float, SampleVariant]) ->
     return record
 
 
-def _check_args(n_recipes: int, seed: int, image_size: int, photo_ratio: float, workers: int) -> None:
+def _check_args(n_recipes: int, image_size: int, photo_ratio: float, workers: int) -> None:
     if n_recipes < 1:
         raise ConfigError(f"number of recipes must be at least 1, got {n_recipes}")
-    if seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     if not 16 <= image_size <= 1024:
         raise ConfigError(f"image size must be between 16 and 1024 pixels, got {image_size}")
     if not 0.0 <= photo_ratio <= 1.0:
@@ -184,7 +183,8 @@ def generate_sample(
             raise ConfigError(
                 f"the concepts collection has at most {len(NOUNS)} concepts, asked for {n_recipes}"
             )
-    _check_args(n_recipes, seed, image_size, photo_ratio, workers)
+    _check_args(n_recipes, image_size, photo_ratio, workers)
+    seed = check_seed("seed", seed, maximum=None)  # NumPy's generators take any size; recorded as an int
     root = Path(root)
     out_file, images = root / RECIPES_FILE, root / IMAGES_DIR
     if out_file.exists() or images.exists():

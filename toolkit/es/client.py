@@ -16,7 +16,7 @@ from elasticsearch import Elasticsearch
 from elasticsearch import exceptions as es_exc
 from elasticsearch.serializer import OrjsonSerializer
 
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError, ToolkitError, check_argument
 from toolkit.es import node
 from toolkit.es.config import EsSettings, check_ca_certs, settings_from_env, split_url
 
@@ -159,6 +159,10 @@ def make_client(
     ``settings`` default to the ``ES_*`` variables; when they name no URL, the client talks to the running
     local node ``node_name`` (``jrs es up --name NAME``). ``kwargs`` go to the elasticsearch-py client.
     JSON goes through orjson (several times faster than the stdlib on vectors and large responses)."""
+    if settings is not None:
+        check_argument(
+            "settings", settings, EsSettings, "None or a toolkit.EsSettings (e.g. EsSettings(url=URL))"
+        )
     s = resolve_settings(settings, node.check_name(node_name))
     opts: dict = {
         "serializer": OrjsonSerializer(),
@@ -270,6 +274,11 @@ def es_errors() -> Iterator[None]:
         if failure is None:
             raise
         raise failure from e
+
+
+def check_client(es: object) -> None:
+    """A :class:`ConfigError` naming the argument ``es`` unless it is an Elasticsearch client."""
+    check_argument("es", es, Elasticsearch, "an Elasticsearch client (toolkit.make_client())")
 
 
 def raising_toolkit_errors(fn: Callable[P, R]) -> Callable[P, R]:

@@ -23,6 +23,7 @@ import numpy as np
 from toolkit.device import DEFAULT_DEVICE, resolve_device
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.evaluation.metrics import l2_normalize
+from toolkit.seeding import check_seed
 
 DEFAULT_CRITERIA: tuple[str, ...] = ("dish", "main", "dish|main")
 #: ``heldout`` is val + test: the photos a ``jrs simclr`` run on the train split never saw.
@@ -215,6 +216,7 @@ def evaluate_image_encoders(
     if not specs:
         raise ConfigError("name at least one encoder to evaluate")
     check_labels(specs)
+    split_seed = check_seed("split seed", split_seed)  # recorded in the result (JSON)
     photos = collect_photos(root, split, split_seed)
     if len(photos.items) < 2:
         raise ToolkitError(

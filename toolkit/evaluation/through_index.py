@@ -26,7 +26,7 @@ from elasticsearch import Elasticsearch, helpers
 from toolkit.data.jsonl import RECIPES_FILE
 from toolkit.data.step_ids import recipe_of
 from toolkit.errors import ConfigError, ToolkitError
-from toolkit.es.client import make_client, raising_toolkit_errors
+from toolkit.es.client import check_client, make_client, raising_toolkit_errors
 from toolkit.evaluation.graded import Labels, graded_precision
 from toolkit.progress import track
 from toolkit.search.dispatch import knn_params
@@ -265,10 +265,17 @@ def evaluate_model(
     ``limit`` apply; given without ``index`` they raise :class:`~toolkit.errors.ConfigError`, as ``jrs
     evaluate`` refuses them without ``--index``). ``report`` also writes the HTML report there (``report`` in
     the result). Elasticsearch failures raise :class:`~toolkit.errors.ToolkitError`, as in
-    :func:`toolkit.index.indexer.index_dataset`."""
+    :func:`toolkit.index.indexer.index_dataset`. ``modes`` takes one str as one mode; a bad argument is a
+    :class:`~toolkit.errors.ConfigError` before any work."""
     from toolkit.evaluation.held_out import model_evaluation
     from toolkit.model import SearchModel, read_manifest
 
+    if es is not None:
+        check_client(es)
+    modes = (modes,) if isinstance(modes, str) else tuple(modes)
+    unknown = [m for m in modes if m not in INDEX_MODES]
+    if unknown:
+        raise ConfigError(f"unknown evaluation mode(s) {unknown}; choose from {INDEX_MODES}")
     if not index:
         given = [
             name
@@ -286,6 +293,9 @@ def evaluate_model(
                 "index: pass index=ALIAS"
             )
     k = DEFAULT_K if k is None else k
+    knn_params(
+        k, num_candidates
+    )  # a bad k or num_candidates: a ConfigError now, not after the in-memory part
 
     data: dict[str, Any] = {
         "model_dir": str(model_dir),

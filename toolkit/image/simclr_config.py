@@ -58,7 +58,7 @@ class SimCLRConfig:
     def check(self) -> None:
         if self.arch not in FINETUNABLE:
             raise ConfigError(f"cannot fine-tune {self.arch!r}; supported: {', '.join(FINETUNABLE)}")
-        check_seed("simclr seed", self.seed)
+        self.seed = check_seed("simclr seed", self.seed)
         for name in ("image_size", "epochs", "batch_size", "chunk_size", "proj_hidden", "proj_dim"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"simclr {name} must be >= 1, got {getattr(self, name)}")

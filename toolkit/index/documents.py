@@ -10,12 +10,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import numpy as np
 
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.data.schema import Recipe, Step
+from toolkit.errors import ConfigError
 from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
 from toolkit.index.centring import centred
@@ -32,6 +33,52 @@ log = logging.getLogger(__name__)
 #: ingredient names whose key a builder remembers (cleared when full): a key is asked for every step's hash, and
 #: the same few hundred names (塩, 砂糖, 醤油...) recur across a collection's recipes
 INGREDIENT_KEY_CACHE = 100_000
+
+
+#: the schemes an ``image_url`` is shown with (a Kibana thumbnail, a browser's ``<img>``)
+IMAGE_URL_SCHEMES = ("http", "https")
+_URL_FIX = (
+    "give an http:// or https:// URL or a path from the server root (/...), e.g. http://127.0.0.1:8000/photo/"
+)
+
+
+def image_base_url_problem(value: str) -> str | None:
+    """Why ``value`` cannot prefix ``image_url`` (None: it can). Each ``image_url`` is ``value`` with one ``/``
+    at its end, then the photo's path percent-encoded (:meth:`DocumentBuilder.image_url`): an http(s) URL, a
+    ``//host/...`` one or a path from the server root (shown by a page of that server, e.g. a Kibana behind the
+    proxy that serves the photos) all make one; a relative path depends on the page showing it."""
+    if not value.strip():
+        return "it is empty"
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "it holds whitespace or control characters (write a space as %20)"
+    if "?" in value or "#" in value:
+        return "it holds '?' or '#': the photo path would land in its query string or fragment"
+    try:
+        parts = urlsplit(value)
+    except ValueError as e:  # e.g. an unclosed [IPv6 address
+        return f"it is not a URL ({e})"
+    if parts.scheme and parts.scheme.lower() not in IMAGE_URL_SCHEMES:
+        return f"its scheme {parts.scheme!r} is not http or https; {_URL_FIX}"
+    if parts.scheme and not parts.netloc:
+        return f"it names no host; {_URL_FIX}"
+    if not parts.scheme and not value.startswith("/"):
+        return f"a relative path resolves against whichever page shows it; {_URL_FIX}"
+    return None
+
+
+def image_base_url_refusal(value: object) -> str | None:
+    """Why ``value`` is refused, as a message naming it (None: taken; None is no ``image_url`` at all)."""
+    if value is None:
+        return None
+    problem = image_base_url_problem(value) if isinstance(value, str) else f"it is a {type(value).__name__}"
+    return None if problem is None else f"{value!r} cannot prefix the photo paths of image_url: {problem}"
+
+
+def check_image_base_url(name: str, value: object) -> None:
+    """:class:`ConfigError` naming ``name`` when ``value`` cannot prefix ``image_url`` (None: no ``image_url``)."""
+    refusal = image_base_url_refusal(value)
+    if refusal is not None:
+        raise ConfigError(f"{name} {refusal}")
 
 
 @dataclass

@@ -15,8 +15,8 @@ from elasticsearch import Elasticsearch
 from toolkit.data.jsonl import iter_recipes, recipes_path
 from toolkit.data.schema import is_part_record
 from toolkit.device import DEFAULT_DEVICE
-from toolkit.errors import ConfigError, ToolkitError
-from toolkit.es.client import raising_toolkit_errors
+from toolkit.errors import ConfigError, ToolkitError, check_argument
+from toolkit.es.client import check_client, raising_toolkit_errors
 from toolkit.fingerprint import fingerprint
 from toolkit.index import lifecycle
 from toolkit.index.bulk import Batch, BulkOptions, Checkpoint, LoadCounts, LoadSummary, bulk_load, check_int
@@ -27,7 +27,13 @@ from toolkit.index.centring import (
     collection_feature_stats,
     sample_features,
 )
-from toolkit.index.documents import DocStats, DocumentBuilder, build_features, recipe_batches
+from toolkit.index.documents import (
+    DocStats,
+    DocumentBuilder,
+    build_features,
+    check_image_base_url,
+    recipe_batches,
+)
 from toolkit.index.feature_stats import META_KEY as FEATURE_META_KEY
 from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.hubness import EXTRA_DIMS, correction_for, correction_from_meta
@@ -153,6 +159,11 @@ class IndexOptions:
         lifecycle.check_target(self.alias, self.index)
         check_int("index replicas", self.replicas, 0)
         check_int("index batch_steps", self.batch_steps, 1)
+        check_image_base_url("index image_base_url", self.image_base_url)
+        check_argument(
+            "index vector_options", self.vector_options, VectorIndexOptions, "a toolkit.VectorIndexOptions"
+        )
+        check_argument("index bulk", self.bulk, BulkOptions, "a toolkit.BulkOptions")
 
 
 _RESUME_LABELS = {
@@ -283,6 +294,9 @@ def index_dataset(
     anything; a lock directory it cannot write raises :class:`~toolkit.errors.ConfigError` naming it, and so
     does a ``rejects_path`` it could not write (before anything is read or created, not at the first reject).
     """
+    check_client(es)
+    if options is not None:
+        check_argument("options", options, IndexOptions, "None or a toolkit.IndexOptions")
     if rejects_path is not None:
         check_rejects_file(rejects_path, "give a writable file with --rejects (index_dataset's rejects_path)")
     with ExitStack() as held:  # the load's checkpoint locked once its path is known

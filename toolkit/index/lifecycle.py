@@ -10,7 +10,7 @@ from typing import Any
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 
 from toolkit.errors import ConfigError, ToolkitError
-from toolkit.es.client import raising_toolkit_errors
+from toolkit.es.client import check_client, raising_toolkit_errors
 from toolkit.fingerprint import FingerprintMismatch
 from toolkit.index.hubness import META_KEY as HUB_META_KEY
 from toolkit.index.template import KEEP_OLD_VERSIONS, IndexModelInfo, VectorIndexOptions, render_template
@@ -224,6 +224,7 @@ def remove_old_versions(es: Elasticsearch, alias: str, keep: int = KEEP_OLD_VERS
     running, or one made with ``--no-swap``) are never removed, nor is anything while the alias points at no
     version. A negative ``keep`` is refused; Elasticsearch failures raise :class:`~toolkit.errors.ToolkitError`
     (``EsUnavailable`` when it stops answering)."""
+    check_client(es)
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise ConfigError(f"keep must be a whole number >= 0 (old versions kept), got {keep!r}")
     live = set(alias_targets(es, alias))

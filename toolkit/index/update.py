@@ -21,8 +21,8 @@ from elasticsearch import Elasticsearch, helpers
 from toolkit.data.jsonl import iter_recipes
 from toolkit.data.schema import Recipe, Step
 from toolkit.device import DEFAULT_DEVICE
-from toolkit.errors import ConfigError, ToolkitError
-from toolkit.es.client import raising_toolkit_errors
+from toolkit.errors import ConfigError, ToolkitError, check_argument
+from toolkit.es.client import check_client, raising_toolkit_errors
 from toolkit.index import lifecycle
 from toolkit.index.bulk import (
     Batch,
@@ -34,7 +34,7 @@ from toolkit.index.bulk import (
     partial_doc,
 )
 from toolkit.index.centring import centre_from_meta
-from toolkit.index.documents import DocumentBuilder, build_features, recipe_batches
+from toolkit.index.documents import DocumentBuilder, build_features, check_image_base_url, recipe_batches
 from toolkit.index.feature_stats import FeatureStats
 from toolkit.index.hubness import correction_from_meta
 from toolkit.index.locking import cluster_key, lock_file_name, write_lock
@@ -69,6 +69,8 @@ class UpdateOptions:
     def __post_init__(self) -> None:
         lifecycle.check_target(self.alias, self.index)
         check_int("update batch_steps", self.batch_steps, 1)
+        check_image_base_url("update image_base_url", self.image_base_url)
+        check_argument("update bulk", self.bulk, BulkOptions, "a toolkit.BulkOptions")
 
 
 @dataclass
@@ -233,6 +235,9 @@ def update_index(
     not in ``model_dir``, which may be read-only) before anything is written. ``rejects_path`` (None: rejects
     are logged) starts afresh; one that cannot be written is a :class:`ConfigError` naming it, before any work.
     """
+    check_client(es)
+    if options is not None:
+        check_argument("options", options, UpdateOptions, "None or a toolkit.UpdateOptions")
     opts = options or UpdateOptions()
     model = SearchModel.load(model_dir, opts.device)  # before the lock: a wrong directory is not written to
     # a second update (or a load) of the same alias at once would do the same work into the same index
@@ -325,6 +330,7 @@ def delete_recipes(
     """Remove every step of ``recipe_ids`` from the live index (``jrs delete``): returns ``index``, ``recipes``
     (the ids asked for), ``missing`` (those not found), ``read`` (steps found) = ``deleted`` + ``rejected``,
     and ``count`` (documents left). Errors as in :func:`toolkit.index.indexer.index_dataset`."""
+    check_client(es)
     lifecycle.check_target(alias, index)
     wanted = recipe_ids_to_delete(recipe_ids)
     target = live_index(es, alias, index)

@@ -167,7 +167,7 @@ class MappingConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        check_seed("mapping seed", self.seed)
+        self.seed = check_seed("mapping seed", self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
 import numpy as np
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError, ToolkitError, given
 from toolkit.es.client import es_errors
 from toolkit.index.centring import META_KEY as CENTRE_KEY
 from toolkit.index.centring import centre_from_meta, centred
@@ -177,12 +177,6 @@ class _Target:
     vectors_apart: dict[str, str] = field(default_factory=dict)
 
 
-def given(value: object) -> str:
-    """``value`` for an error message: its type and a short repr."""
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
-
-
 def check_searcher_parts(es: object, model: object, index: object) -> None:
     """A :class:`ConfigError` unless ``es`` is an Elasticsearch client, ``model`` a :class:`SearchModel` and
     ``index`` an index or alias name (what a :class:`Searcher` needs)."""
@@ -273,6 +267,11 @@ class Searcher:
 
     def __copy__(self) -> Searcher:
         return shallow_copy(self)
+
+    def __repr__(self) -> str:
+        target = self._target
+        indices = "not read yet" if target is None else ", ".join(target.indices)
+        return f"Searcher(index={self.index!r} ({indices}), model={self.model!r})"
 
     def _open(self, missing_ok: bool) -> bool:
         """Read and check the index's ``_meta``; with ``missing_ok`` a name that names no index yet is left for

@@ -25,8 +25,8 @@ class EvaluateOptions:
             raise ConfigError(f"evaluation pool must be at least 2 pairs, got {self.pool}")
         if self.draws < 1:
             raise ConfigError(f"evaluation draws must be at least 1, got {self.draws}")
-        check_seed("evaluation seed", self.seed)
-        check_seed("baseline seed", self.baseline_seed)
+        object.__setattr__(self, "seed", check_seed("evaluation seed", self.seed))  # frozen
+        object.__setattr__(self, "baseline_seed", check_seed("baseline seed", self.baseline_seed))
 
 
 def evaluate_mapping(model: Any, pairs: Pairs, options: EvaluateOptions | None = None) -> dict[str, Any]:

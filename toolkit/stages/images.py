@@ -12,7 +12,7 @@ from toolkit.device import DEFAULT_DEVICE, resolve_device
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.image.loading import DEFAULT_MAX_PIXELS
 from toolkit.rejects import RejectsWriter
-from toolkit.seeding import check_seed
+from toolkit.seeding import check_optional_seed
 from toolkit.shards import extract_shard_features, parse_shard
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class ImageOptions:
         positive("image_size", self.image_size, allow_none=True)
         if self.image_size is not None and self.image_size > MAX_IMAGE_SIZE:
             raise ConfigError(f"image image_size must be at most {MAX_IMAGE_SIZE} px, got {self.image_size}")
-        check_seed("image seed", self.seed, allow_none=True)
+        object.__setattr__(self, "seed", check_optional_seed("image seed", self.seed))  # frozen
         positive("max_pixels", self.max_pixels)
         resolve_device(self.device)
         if self.shard is not None:

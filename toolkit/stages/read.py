@@ -46,7 +46,7 @@ class ReadOptions:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        check_seed("split seed", self.split_seed)
+        object.__setattr__(self, "split_seed", check_seed("split seed", self.split_seed))  # frozen
 
 
 def check_split(split: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.progress import track
+from toolkit.seeding import check_optional_seed, check_seed
 from toolkit.stages.read import StepRecord, check_split, recipe_count, step_columns, steps_of_split
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def train_word2vec_model(
     from toolkit.text.word2vec import Word2VecConfig, train_word2vec
 
     config = config or Word2VecConfig()
+    split_seed = check_optional_seed("split seed", split_seed)  # recorded with the model (JSON)
     tokenizer = (tokenize or TokenizeOptions()).tokenizer()
     train = steps_of_split(steps, "train")
     if not train:
@@ -117,6 +119,7 @@ def write_step_vectors(
     from toolkit.text.tokenizer import Tokenizer
 
     check_split(split)
+    split_seed = check_seed("split seed", split_seed)  # recorded with the vectors (JSON)
     if split != "all":  # a split's vectors: held out (or not) the way the Word2Vec model was
         check_split_seed(wv, split_seed, f"step vectors of the {split} split")
     chosen = steps_of_split(steps, split)

@@ -54,7 +54,7 @@ class Word2VecConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"word2vec {name} must be a positive integer, got {value!r}")
-        check_seed("word2vec seed", self.seed)
+        object.__setattr__(self, "seed", check_seed("word2vec seed", self.seed))  # frozen
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "sg": 0}

@@ -51,7 +51,7 @@ class MapOptions:
 
     def __post_init__(self) -> None:
         # t-SNE takes 0 to 2**32 - 1: refused here, not by scikit-learn
-        check_seed("embedding map seed", self.seed)
+        self.seed = check_seed("embedding map seed", self.seed)
 
 
 def project(x: np.ndarray, method: str, seed: int = 0, threads: int | None = 1) -> np.ndarray:
