@@ -412,7 +412,7 @@ def test_report_command_writes_a_self_contained_page(
     assert len(images["grid"]) == 2 == len(summary["samples"])
     for data, sample in zip(images["grid"], summary["samples"], strict=True):
         assert _png(data).width > 400 and len(sample["hits"]) == 4
-        assert f"「{sample['query']}」" in text
+        assert f"「<bdi>{sample['query']}</bdi>」" in text
     assert summary["curve_points"] == evaluation["pairs"]["test"]
 
 

@@ -112,6 +112,9 @@ def check_text(value: Any, max_len: int, *, allow_empty: bool) -> tuple[str | No
     return text, ""
 
 
+#: longest ingredient name, quantity or tag, in characters
+MAX_NAME_CHARS = 1000
+
 #: longest recipe id, in UTF-8 bytes: a step id (``<recipe_id>:<position>``) is an Elasticsearch document id,
 #: at most 512 bytes
 MAX_RECIPE_ID_BYTES = 480
@@ -325,11 +328,11 @@ def _parse_ingredients(raw: list[Any], recipe_id: str, rejects: list[Reject]) ->
         if "name" not in item:
             rejects.append(Reject(record, "validate", f"field {field}.name: missing"))
             continue
-        name, why = check_text(item["name"], 1000, allow_empty=False)
+        name, why = check_text(item["name"], MAX_NAME_CHARS, allow_empty=False)
         if name is None:
             rejects.append(Reject(record, "validate", f"field {field}.name: {why}"))
             continue
-        quantity, why = check_text(_quantity_text(item.get("quantity")), 1000, allow_empty=True)
+        quantity, why = check_text(_quantity_text(item.get("quantity")), MAX_NAME_CHARS, allow_empty=True)
         if quantity is None:
             rejects.append(Reject(record, "validate", f"field {field}.quantity: {why}"))
             continue
@@ -340,7 +343,7 @@ def _parse_ingredients(raw: list[Any], recipe_id: str, rejects: list[Reject]) ->
 def _parse_tags(raw: list[Any], recipe_id: str, rejects: list[Reject]) -> tuple[str, ...]:
     out: list[str] = []
     for i, item in enumerate(raw):
-        tag, why = check_text(item, 1000, allow_empty=False)
+        tag, why = check_text(item, MAX_NAME_CHARS, allow_empty=False)
         if tag is None:
             rejects.append(Reject(part_record(recipe_id, "tags", i), "validate", f"field tags[{i}]: {why}"))
             continue

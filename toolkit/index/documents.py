@@ -57,6 +57,8 @@ def image_base_url_problem(value: str) -> str | None:
         parts = urlsplit(value)
     except ValueError as e:  # e.g. an unclosed [IPv6 address
         return f"it is not a URL ({e})"
+    if parts.username is not None or parts.password is not None:
+        return "it carries a user or password, which every document's image_url would show"
     if parts.scheme and parts.scheme.lower() not in IMAGE_URL_SCHEMES:
         return f"its scheme {parts.scheme!r} is not http or https; {_URL_FIX}"
     if parts.scheme and not parts.netloc:
@@ -71,7 +73,21 @@ def image_base_url_refusal(value: object) -> str | None:
     if value is None:
         return None
     problem = image_base_url_problem(value) if isinstance(value, str) else f"it is a {type(value).__name__}"
-    return None if problem is None else f"{value!r} cannot prefix the photo paths of image_url: {problem}"
+    return (
+        None if problem is None else f"{_shown(value)} cannot prefix the photo paths of image_url: {problem}"
+    )
+
+
+def _shown(value: object) -> str:
+    """``value`` for a message, its user and password (``http://user:pw@host/``) left out."""
+    if isinstance(value, str) and "@" in value:
+        try:
+            parts = urlsplit(value)
+            if parts.username is not None or parts.password is not None:
+                return repr(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl())
+        except ValueError:
+            pass
+    return repr(value)
 
 
 def check_image_base_url(name: str, value: object) -> None:

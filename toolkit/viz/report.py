@@ -247,6 +247,13 @@ def sample_sections(
     return out
 
 
+#: the report runs no script and loads nothing: should collection text ever get past the escaping, a browser
+#: still runs none of it and fetches nothing (pictures and the font are inlined ``data:`` URIs)
+CSP_META = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+    "style-src 'unsafe-inline'; font-src data:; base-uri 'none'; form-action 'none'\">"
+)
+
 STYLE = """
 body{font-family:'IPAexGothic','Noto Sans CJK JP','Hiragino Sans',sans-serif;margin:2em auto;max-width:1400px;
 color:#222;padding:0 1em}
@@ -320,7 +327,7 @@ def render_html(
     )
     pairs = evaluation.get("pairs", {})
     parts = [
-        f'<!DOCTYPE html><html lang="ja"><head><meta charset="utf-8"><title>{esc(title)}</title>',
+        f'<!DOCTYPE html><html lang="ja"><head><meta charset="utf-8">{CSP_META}<title>{esc(title)}</title>',
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f'<p class="note">jrecipe-search {esc(__version__)}, '
@@ -342,14 +349,15 @@ def render_html(
     if not samples:
         parts.append('<p class="note">no sample queries (give an index to search to see photo grids)</p>')
     for i, s in enumerate(samples, 1):
-        parts.append(f'<section class="query" id="query-{i}"><h3>「{esc(s["query"])}」</h3>')
+        # collection text in <bdi>: a right-to-left override in it must not reorder what follows
+        parts.append(f'<section class="query" id="query-{i}"><h3>「<bdi>{esc(s["query"])}</bdi>」</h3>')
         if "error" in s:
             parts.append(f'<p class="error">{esc(s["error"])}</p></section>')
             continue
         found = s.get("found_at")
         if s.get("step_id"):
             where = f"found at rank {found}" if found else "not in the top hits"
-            parts.append(f'<p class="note">own photo ({esc(s["step_id"])}): {where}</p>')
+            parts.append(f'<p class="note">own photo (<bdi>{esc(s["step_id"])}</bdi>): {where}</p>')
         parts.append(
             f'<img class="grid" alt="results for query {i}" src="{_png_data_uri(s["png"])}"></section>'
         )

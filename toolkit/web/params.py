@@ -3,7 +3,11 @@
 Both servers hand the raw query string to :func:`query_params` and the search to :func:`parse_search` (through
 :class:`toolkit.web.app.SearchApp`), so an odd spelling gets the same status and message from either: a
 single-valued parameter given twice is an error, a blank value means the default, a whole number is ASCII
-digits, a flag is 1/0, true/false, yes/no or on/off, unknown parameters are ignored.
+digits, a flag is 1/0, true/false, yes/no or on/off, unknown parameters are ignored. A repeatable filter takes
+up to :data:`MAX_FILTER_VALUES` values, each no longer than any value it can match (an ingredient name of
+:data:`~toolkit.data.schema.MAX_NAME_CHARS` characters, a recipe id of
+:data:`~toolkit.data.schema.MAX_RECIPE_ID_BYTES` bytes, a step id of :data:`MAX_STEP_ID_BYTES` bytes): a 60,000
+character ingredient once held the search lock for seconds while it was tokenised.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from toolkit.data.schema import MAX_NAME_CHARS, MAX_RECIPE_ID_BYTES
 from toolkit.errors import ToolkitError
 from toolkit.model import MAX_QUERY_CHARS  # the one limit of the CLI, the library and this API
 from toolkit.search.dispatch import SearchOptions
+from toolkit.search.like import MAX_LIKE
 from toolkit.search.modes import TEXT_MODES, modes_help
 from toolkit.search.queries import Filters
 
@@ -38,16 +44,24 @@ FLAGS = {
 }
 #: longest slice of a bad value quoted back in an error
 SHOWN_CHARS = 40
+#: most values of ``ingredient`` or ``recipe`` (``like``: :data:`~toolkit.search.like.MAX_LIKE` distinct ids)
+MAX_FILTER_VALUES = MAX_LIKE
+#: longest ``like`` value in UTF-8 bytes: a step id is an Elasticsearch document id
+MAX_STEP_ID_BYTES = 512
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+_FILTER = {"type": "array", "maxItems": MAX_FILTER_VALUES, "items": {"type": "string"}}
 #: name -> (JSON schema, description): the parameters :func:`parse_search` reads (``array``: repeatable)
 SEARCH_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "q": ({"type": "string", "maxLength": MAX_QUERY_CHARS}, "the query text (optional with `like`)"),
     "mode": ({"type": "string", "enum": list(TEXT_MODES), "default": "knn"}, modes_help()),
     "k": ({"type": "integer", "minimum": 1, "maximum": MAX_K, "default": DEFAULT_K}, "how many hits"),
-    "ingredient": (_STRINGS, "only recipes with this ingredient (repeated: every one)"),
-    "recipe": (_STRINGS, "only these recipe ids"),
+    "ingredient": (
+        {**_FILTER, "items": {"type": "string", "maxLength": MAX_NAME_CHARS}},
+        "only recipes with this ingredient (repeated: every one)",
+    ),
+    "recipe": (_FILTER, f"only these recipe ids (each up to {MAX_RECIPE_ID_BYTES} bytes in UTF-8)"),
     "group": (
         {"type": "string", "enum": list(GROUPS)},
         "`recipe`: one hit per recipe, its best steps inside",
@@ -57,7 +71,10 @@ SEARCH_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
         "steps shown per recipe (with `group`)",
     ),
     "explain": ({"type": "boolean", "default": False}, "add the tokens and each word's effect"),
-    "like": (_STRINGS, "step ids: more like these photos"),
+    "like": (
+        _STRINGS,
+        f"step ids: more like these photos (up to {MAX_LIKE}, each up to {MAX_STEP_ID_BYTES} bytes)",
+    ),
     "name": ({"type": "string", "default": DEFAULT_PHOTO_NAME}, "the uploaded photo's name (in messages)"),
 }
 TEXT_PARAMS = ("q", "mode", "k", "ingredient", "recipe", "group", "per_group", "explain", "like")
@@ -89,7 +106,7 @@ def parse_search(params: Mapping[str, Sequence[str]], *, photo: bool = False) ->
     Raises :class:`BadRequest` with the parameter and the reason."""
     text = _single(params, "q")
     mode = _choice(params, "mode", TEXT_MODES) or "knn"
-    like = tuple(v.strip() for v in params.get("like", ()) if v.strip())
+    like = _values(params, "like", MAX_STEP_ID_BYTES, "bytes in UTF-8", count=None)
     if not photo and not text and not like:
         raise BadRequest("type a query")
     if len(text) > MAX_QUERY_CHARS:
@@ -153,9 +170,31 @@ def _flag(params: Mapping[str, Sequence[str]], name: str) -> bool:
 
 
 def _filters(params: Mapping[str, Sequence[str]]) -> Filters:
-    ingredients = tuple(v for v in params.get("ingredient", ()) if v.strip())
-    recipes = tuple(v.strip() for v in params.get("recipe", ()) if v.strip())
+    ingredients = _values(params, "ingredient", MAX_NAME_CHARS, "characters", strip=False)
+    recipes = _values(params, "recipe", MAX_RECIPE_ID_BYTES, "bytes in UTF-8")
     return Filters(recipe_ids=recipes, ingredients=ingredients)
+
+
+def _values(
+    params: Mapping[str, Sequence[str]],
+    name: str,
+    longest: int,
+    unit: str,
+    *,
+    strip: bool = True,
+    count: int | None = MAX_FILTER_VALUES,
+) -> tuple[str, ...]:
+    """The non-blank values of the repeatable ``name`` (trimmed with ``strip``): at most ``count`` (None: any
+    number), each at most ``longest`` characters, or UTF-8 bytes when ``unit`` says bytes."""
+    values = tuple(v.strip() if strip else v for v in params.get(name, ()) if v.strip())
+    if count is not None and len(values) > count:
+        raise BadRequest(f"{name} is given {len(values)} times, over the limit of {count}")
+    for value in values:
+        size = len(value.encode("utf-8", "surrogatepass")) if "bytes" in unit else len(value)
+        if size > longest:
+            shown = f"{value[:SHOWN_CHARS]!r}{'...' if len(value) > SHOWN_CHARS else ''}"
+            raise BadRequest(f"{name} {shown} is {size} {unit}, over the limit of {longest}")
+    return values
 
 
 def _show(value: str) -> str:
