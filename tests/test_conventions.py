@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,6 +137,96 @@ def test_a_numpy_seed_leaves_fingerprints_and_manifests_as_an_int_seed_does() ->
     recorded = options.to_json()  # the manifest's build_options: NumPy integers became strings ("2")
     assert (recorded["split_seed"], recorded["w2v_seed"], recorded["mapping"]["seed"]) == (2, 4, 5)
     assert json.loads(json.dumps(recorded)) == recorded
+
+
+# a wrong value for each BuildOptions field, and what its error says (the field's name, and what it takes)
+BAD_BUILD_OPTIONS: dict[str, tuple[Any, str]] = {
+    "encoder": ("resnet5", r"unknown image encoder 'resnet5'; available: .*resnet18"),
+    "weights": ("nope", r"image weights must be one of auto, imagenet, random or the path of a weights file"),
+    "image_size": ("64", r"image image_size must be an integer >= 1"),
+    "image_seed": (-1, r"image seed must be an integer from 0"),
+    "device": (0, r"device must be one of auto .* cpu \| cuda \| cuda:N; got int 0"),
+    "backend": ("gpu", r"unknown image backend 'gpu'; choose one of auto"),
+    "batch_size": (0, r"image batch_size must be an integer >= 1"),
+    "workers": ("2", r"image workers must be an integer >= 0"),
+    "form": ("kana", r"tokenizer form must be one of lemma, surface"),
+    "stopwords_file": (5, r"stopwords_file must be None or a path, got int 5"),
+    "w2v_vector_size": ("300", r"word2vec vector_size must be a positive integer"),
+    "w2v_window": (0, r"word2vec window must be a positive integer"),
+    "w2v_min_count": (0, r"word2vec min_count must be a positive integer"),
+    "w2v_max_vocab": (1.5, r"word2vec max_vocab must be a positive integer"),
+    "w2v_epochs": (None, r"word2vec epochs must be a positive integer"),
+    "w2v_seed": (-1, r"word2vec seed must be an integer from 0"),
+    "split_seed": (-1, r"split seed must be an integer from 0"),
+    "mapping": ([("dim", 8)], r"mapping must be a dict of MappingConfig fields"),
+    "eval_pool": ("1000", r"evaluation pool must be an integer, got str '1000'"),
+    "eval_draws": (2.5, r"evaluation draws must be an integer, got float 2.5"),
+    "progress": ("yes", r"progress must be True or False, got str 'yes'"),
+}
+
+
+def test_every_build_option_is_checked_when_the_options_are_made() -> None:
+    """``BuildOptions(weights="nope")`` and ``BuildOptions(progress="yes")`` were taken, to fail in the middle
+    of a build; a wrong type elsewhere gave an AttributeError or a TypeError. Every field is checked at once."""
+    assert set(BAD_BUILD_OPTIONS) == {f.name for f in dataclasses.fields(BuildOptions)}, (
+        "a field is not tried"
+    )
+    for name, (value, message) in BAD_BUILD_OPTIONS.items():
+        with pytest.raises(ConfigError, match=message):
+            BuildOptions(**{"encoder": "resnet18", name: value})
+
+
+def test_weights_are_a_choice_or_a_path_and_a_plug_in_reads_its_own(tmp_path: Path) -> None:
+    weights = tmp_path / "backbone.pt"
+    weights.write_bytes(b"")  # not read before the encoder is built
+    assert BuildOptions(encoder="resnet18", weights=weights).weights == str(weights)  # a Path, kept as text
+    assert BuildOptions(encoder="resnet18", weights="random").image_options().weights == "random"
+    with pytest.raises(ConfigError, match="no such weights file"):
+        ImageOptions(encoder="resnet18", weights=str(tmp_path / "missing.pt"))
+
+
+def _numeric_mapping_fields(kind: str) -> list[str]:
+    return [
+        f.name
+        for f in dataclasses.fields(MappingConfig)
+        if str(f.type).removesuffix(" | None") == kind and f.name != "seed"  # the seed: its own tests
+    ]
+
+
+@pytest.mark.parametrize("name", _numeric_mapping_fields("int"))
+@pytest.mark.parametrize("value", ["1", True, 2.0, None], ids=repr)
+def test_an_integer_mapping_option_of_another_type_is_named(name: str, value: Any) -> None:
+    """``mapping={"epochs": "1"}`` said "'>=' not supported between instances of 'str' and 'int'"."""
+    if value is None and name == "text_members":
+        pytest.skip("None: the default member count")
+    with pytest.raises(ConfigError, match=rf"^{name} must be an integer, got "):
+        MappingConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name", _numeric_mapping_fields("float"))
+@pytest.mark.parametrize("value", ["0.1", False, float("nan"), float("inf")], ids=repr)
+def test_a_real_mapping_option_of_another_type_is_named(name: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=rf"^{name} must be a finite number, got "):
+        MappingConfig(**{name: value})
+
+
+def test_a_build_names_the_mapping_option_of_the_wrong_type() -> None:
+    with pytest.raises(ConfigError, match=r"^mapping: epochs must be an integer, got str '1'$"):
+        BuildOptions(encoder="resnet18", mapping={"epochs": "1"})
+
+
+def test_numpy_numbers_are_mapping_options_and_come_back_plain() -> None:
+    options = BuildOptions(encoder="resnet18", mapping={"epochs": np.int64(3), "lr": np.float32(0.5)})
+    assert options.mapping == {"epochs": 3, "lr": 0.5}
+    assert type(options.mapping["epochs"]) is int and type(options.mapping["lr"]) is float
+    config = options.mapping_config()
+    assert (type(config.epochs), type(config.lr)) == (int, float)
+    assert json.loads(json.dumps(options.to_json()))["mapping"] == {"epochs": 3, "lr": 0.5}
+
+
+def test_an_unknown_mapping_option_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown MappingConfig field 'epoch'; known: .*\bepochs\b"):
+        BuildOptions(encoder="resnet18", mapping={"epoch": 3})
 
 
 def test_torch_seeded_repeats_and_leaves_the_global_generator_alone() -> None:

@@ -7,6 +7,7 @@ import base64
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -14,7 +15,7 @@ from tests.cliassert import one_clear_error_line
 from toolkit.cli.main import cli
 from toolkit.errors import ConfigError
 from toolkit.es.client import make_client
-from toolkit.es.config import known_secrets, settings_from_env, split_url
+from toolkit.es.config import EsSettings, known_secrets, settings_from_env, split_url
 
 #: What a test's ``jrs es ping`` must not inherit from the shell running the tests
 CLEAN = {"ES_API_KEY": "", "ES_PASSWORD": "", "ES_USERNAME": "", "ES_CREDENTIALS_FILE": "", "ES_CA_CERTS": ""}
@@ -192,7 +193,6 @@ def test_a_ca_certificate_given_in_code_for_a_plain_http_cluster_is_ignored_with
     from tests.conftest import TEST_NODE
     from tests.logcapture import captured_log
     from toolkit.es.client import resolve_settings
-    from toolkit.es.config import EsSettings
 
     if not es_settings.url.startswith("http://"):
         pytest.skip("needs a plain-HTTP cluster")
@@ -255,3 +255,45 @@ def test_a_missing_ca_file_without_es_url_is_judged_by_the_local_nodes_url(
         with pytest.raises(ConfigError, match=f"^ES_CA_CERTS file not found: {missing}$") as info:
             refuse()
         assert "s3cret" not in str(info.value)
+
+
+SECRETS = {"api_key": "s3cret-key", "password": "s3cret-pw"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("request_timeout", -1, r"request_timeout \(ES_TIMEOUT\) must be a number of seconds > 0, got -1$"),
+        ("request_timeout", 0, r"request_timeout \(ES_TIMEOUT\) must be a number of seconds > 0, got 0$"),
+        ("request_timeout", "30", r"request_timeout \(ES_TIMEOUT\) must be .*, got str '30'$"),
+        ("request_timeout", float("nan"), r"request_timeout \(ES_TIMEOUT\) must be .*, got float nan$"),
+        ("request_timeout", True, r"request_timeout \(ES_TIMEOUT\) must be .*, got bool True$"),
+        ("verify_certs", "no", r"verify_certs \(ES_VERIFY_CERTS\) must be True or False, got str 'no'$"),
+        ("url", 9200, r"url \(ES_URL\) must be None or a string, got int 9200$"),
+        ("api_key", b"s3cret-key", r"api_key \(ES_API_KEY\) must be None or a string, got bytes$"),
+        ("password", b"s3cret-pw", r"password \(ES_PASSWORD\) must be None or a string, got bytes$"),
+    ],
+)
+def test_settings_of_the_wrong_type_or_range_are_refused_by_name_without_secrets(
+    field: str, value: object, message: str
+) -> None:
+    """``EsSettings(request_timeout=-1)`` was taken, for every request to time out at once (or the client to
+    fail on its first one); in code, from the environment or replaced, a bad field is a ConfigError naming it
+    and its variable, and no secret's value is ever shown."""
+    made = [lambda: EsSettings(**{**SECRETS, field: value})]
+    if field not in SECRETS:
+        made.append(lambda: replace(EsSettings(url="http://h:1", **SECRETS), **{field: value}))
+    for make in made:
+        with pytest.raises(ConfigError, match=f"^EsSettings {message}") as info:
+            make()
+        assert "s3cret" not in str(info.value)
+
+
+def test_a_bad_timeout_from_the_environment_names_its_variable_without_secrets() -> None:
+    env = {"ES_URL": "http://u:s3cret-url@h:1", "ES_API_KEY": "s3cret-key", "ES_TIMEOUT": "-1"}
+    with pytest.raises(ConfigError, match=r"^ES_TIMEOUT must be a number of seconds > 0, got '-1'$") as info:
+        settings_from_env(env)
+    assert "s3cret" not in str(info.value)
+    settings = settings_from_env({**env, "ES_TIMEOUT": "2.5"}, request_timeout=np.float64(4))
+    assert settings.request_timeout == 4.0 and type(settings.request_timeout) is float
+    assert EsSettings(request_timeout=np.int64(5)).request_timeout == 5.0

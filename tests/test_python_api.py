@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import pkgutil
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -120,12 +122,13 @@ def test_readme_python_example_runs(
 # --- what a user's type checker sees ----------------------------------------------------------------------------
 
 
-def _type_checking_imports() -> dict[str, str]:
-    """Public name -> ``module`` / ``module:attribute`` as the ``if TYPE_CHECKING:`` block of toolkit/__init__.py
-    imports it."""
+def _type_checking_imports(package: ModuleType) -> dict[str, str]:
+    """Public name -> ``module`` / ``module:attribute`` as the ``if TYPE_CHECKING:`` block of ``package``'s
+    ``__init__.py`` imports it."""
     import ast
 
-    tree = ast.parse(Path(toolkit.__file__).read_text(encoding="utf-8"))
+    assert package.__file__
+    tree = ast.parse(Path(package.__file__).read_text(encoding="utf-8"))
     block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
     names: dict[str, str] = {}
     for node in block.body:
@@ -135,11 +138,23 @@ def _type_checking_imports() -> dict[str, str]:
     return names
 
 
-def test_type_checkers_see_every_public_name_as_it_is_loaded() -> None:
+@pytest.mark.parametrize("name", ["toolkit", "toolkit.mapping", "toolkit.image"])
+def test_type_checkers_see_every_public_name_as_it_is_loaded(name: str) -> None:
     """The names were loaded by a module ``__getattr__`` only, so to mypy and IDEs every one of them was ``Any``:
-    a user's typed script was checked against nothing. They are imported for type checkers now, as loaded."""
-    assert _type_checking_imports() == toolkit._EXPORTS
-    assert toolkit.__all__ == ["__version__", *sorted(toolkit._EXPORTS)]
+    a user's typed script was checked against nothing. They are imported for type checkers now, as loaded, in
+    ``toolkit`` and in the subpackages that load their names lazily too."""
+    package = importlib.import_module(name)
+    assert _type_checking_imports(package) == package._EXPORTS
+    assert package.__all__ == [*(["__version__"] if name == "toolkit" else []), *sorted(package._EXPORTS)]
+
+
+def test_the_types_of_public_signatures_are_exported() -> None:
+    """``SearchResult.groups`` holds ``Group``s and the photo queries take a ``PhotoSource``: both public."""
+    from toolkit.image.loading import PhotoSource
+    from toolkit.search.engine import Group
+
+    assert toolkit.Group is Group and toolkit.PhotoSource is PhotoSource
+    assert {"Group", "PhotoSource"} <= set(toolkit.__all__)
 
 
 def test_mypy_checks_a_users_script_against_the_public_api(tmp_path: Path) -> None:

@@ -622,3 +622,149 @@ def test_explanation_says_which_unknown_words_were_not_looked_up(server: SearchS
     unknown = data["explanation"]["unknown"]
     assert [u["looked_up"] for u in unknown] == [True] * SUGGESTED_WORDS + [False] * 2
     assert [u["suggestions"] is None for u in unknown] == [False] * SUGGESTED_WORDS + [True] * 2
+
+
+#: a "simple" cross-site POST a page elsewhere can make a browser send: a form upload of a photo
+FORM_BODY = (
+    b'--b\r\nContent-Disposition: form-data; name="photo"; filename="x.jpg"\r\n'
+    b"Content-Type: image/jpeg\r\n\r\n" + b"\xff\xd8" * 8 + b"\r\n--b--\r\n"
+)
+FORM = {"Content-Type": "multipart/form-data; boundary=b"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_requests_other_sites_pages_send_are_refused(
+    searcher: Searcher, sample_root: Path, stack: str
+) -> None:
+    """Cross-site request forgery: any page could have a visitor's browser POST a photo search here (a model
+    inference each; both servers ran it). A method other than GET/HEAD whose Origin is not the server's own, or
+    marked Sec-Fetch-Site: cross-site, is now a 403 in the page's JSON shape with the security headers; the
+    server's own origin (an allowed host's too), requests without Origin (curl, scripts) and GETs are answered."""
+    for server in _serve(SearchApp(searcher, sample_root), stack, allowed_hosts=("recipes.lan",)):
+        port = server.server_address[1]
+        own = f"127.0.0.1:{port}"
+        refused = [
+            {"Origin": "http://evil.example"},
+            {"Origin": "null"},  # a sandboxed frame or a file:// page
+            {"Origin": f"http://127.0.0.1:{port + 1}"},  # another server on this machine
+            {"Origin": f"http://localhost:{port}"},  # the same server, but another origin than Host's
+            {"Origin": f"http://{own}/path"},
+            {"Origin": f"http://{own}", "Sec-Fetch-Site": "cross-site"},
+            {"Sec-Fetch-Site": "cross-site"},
+        ]
+        for extra in refused:
+            for method in ("POST", "PUT", "DELETE", "PATCH"):
+                status, headers, body = request(
+                    server, method, "/api/search/photo?k=1", FORM_BODY, {"Host": own, **FORM, **extra}
+                )
+                assert status == 403, (extra, method, status, body)
+                error = json.loads(body)["error"]
+                assert "is not answered here" in error and method in error, error
+                assert headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in headers
+                assert headers["Connection"] == "close"
+        # a request for another host is refused as one first (421), whatever its Origin
+        status, _, _ = request(
+            server,
+            "POST",
+            "/api/search/photo",
+            FORM_BODY,
+            {"Host": "evil.example", "Origin": "http://evil.example"},
+        )
+        assert status == 421
+        # answered: the search reaches the app (which finds the form no photo: 400 "not an image")
+        answered = [
+            {"Host": own},  # no Origin: curl, scripts
+            {"Host": own, "Origin": f"http://{own}", "Sec-Fetch-Site": "same-origin"},  # the page itself
+            {"Host": f"localhost:{port}", "Origin": f"http://LOCALHOST:{port}"},
+            {"Host": "recipes.lan", "Origin": "http://recipes.lan"},  # an allowed host, port 80
+            {"Host": "recipes.lan:443", "Origin": "https://recipes.lan"},  # behind a TLS reverse proxy
+            {"Host": own, "Sec-Fetch-Site": "none"},  # typed by the user
+            # a reverse proxy that rewrites Host to the server's address: the page's origin is an allowed name
+            {"Host": own, "Origin": "https://recipes.lan"},
+            {"Host": own, "Origin": "https://recipes.lan:8443"},
+        ]
+        for extra in answered:
+            status, _, body = request(server, "POST", "/api/search/photo?k=1", FORM_BODY, {**FORM, **extra})
+            assert status == 400 and "not an image" in json.loads(body)["error"], (extra, body)
+        for method in ("GET", "HEAD"):  # reading is left to the browser's same-origin policy
+            status, _, _ = request(server, method, "/api/info", None, {"Origin": "http://evil.example"})
+            assert status == 200
+        photo = (sample_root / search(server, q=QUERY, k=1)[1]["hits"][0]["image_path"]).read_bytes()
+        status, _, body = request(
+            server,
+            "POST",
+            "/api/search/photo?k=1",
+            photo,
+            {"Content-Type": "image/jpeg", "Origin": f"http://{own}"},
+        )
+        assert status == 200 and json.loads(body)["hits"], body
+
+
+def test_which_origins_are_the_servers_own() -> None:
+    """An Origin is the server's own when it names Host's host and port (as the Host check reads them)."""
+    from toolkit.web.hosts import cross_site_refusal, is_own_origin
+
+    for origin, host in [
+        ("http://127.0.0.1:8000", "127.0.0.1:8000"),
+        ("http://localhost", "localhost:80"),
+        ("http://Recipes.LAN:80", "recipes.lan"),
+        ("https://recipes.lan", "recipes.lan:443"),
+        ("https://recipes.lan", "recipes.lan"),  # a reverse proxy forwarding Host as the browser sent it
+        ("http://[::1]:8000", "[0:0::1]:8000"),
+    ]:
+        assert is_own_origin(origin, host), (origin, host)
+    for origin, host in [
+        ("http://127.0.0.1:8001", "127.0.0.1:8000"),
+        ("http://localhost:8000", "127.0.0.1:8000"),
+        ("https://recipes.lan", "recipes.lan:80"),
+        ("ftp://recipes.lan", "recipes.lan"),
+        ("http://user@recipes.lan", "recipes.lan"),
+        ("http://recipes.lan/", "recipes.lan"),
+        ("null", "recipes.lan"),
+        ("http://recipes.lan", "not a host"),
+    ]:
+        assert not is_own_origin(origin, host), (origin, host)
+    assert cross_site_refusal("GET", ["a"], ["http://evil.example"], ["cross-site"]) is None
+    assert cross_site_refusal("POST", [], [], []) is None
+    assert cross_site_refusal("POST", ["a", "a"], ["http://a"], []) is not None  # which Host?
+    assert cross_site_refusal("OPTIONS", ["a"], ["http://b"], []) is not None
+    # an allowed name (jrs web --allowed-host) is the origin of a reverse proxy's pages, whatever Host it forwards
+    allowed = frozenset({"recipes.lan"})
+    assert cross_site_refusal("POST", ["127.0.0.1:8000"], ["https://recipes.lan"], [], allowed) is None
+    for origin in (
+        "https://evil.example",
+        "ftp://recipes.lan",
+        "https://recipes.lan/x",
+        "https://u@recipes.lan",
+    ):
+        assert cross_site_refusal("POST", ["127.0.0.1:8000"], [origin], [], allowed) is not None, origin
+    assert cross_site_refusal("POST", ["127.0.0.1:8000"], ["https://recipes.lan"], ["cross-site"], allowed)
+
+
+def test_the_docs_are_not_sniffed(server: SearchServer) -> None:
+    """/docs, /openapi.json and Swagger UI's assets went without nosniff and Referrer-Policy (left out with the
+    page's CSP, which Swagger UI's own scripts cannot run under: it stays left out there)."""
+    if not isinstance(server, ApiServer):
+        pytest.skip("the docs come with the FastAPI server")
+    for path in ("/docs", "/openapi.json", "/docs-assets/swagger-ui-bundle.js"):
+        status, headers, _ = request(server, "GET", path)
+        assert status == 200, path
+        assert (
+            headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+        ), path
+        assert "Content-Security-Policy" not in headers, path
+
+
+@pytest.mark.parametrize("ask", [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n"])
+def test_a_request_no_server_can_parse_is_a_json_400_with_the_security_headers(
+    server: SearchServer, ask: bytes
+) -> None:
+    """uvicorn answered a request h11 cannot parse with plain text and none of the security headers. (The stdlib
+    server's own refusals: tests/test_hostile_data.py; to a request line it cannot read at all it answers as
+    to HTTP/0.9, a body without status line or headers.)"""
+    if not isinstance(server, ApiServer):
+        pytest.skip("uvicorn's own 400")
+    status, headers, body = head_and_body(raw_exchange(server, ask))
+    assert status == 400 and headers["content-type"].startswith("application/json"), (headers, body)
+    assert json.loads(body)["error"] and headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" in headers and headers["connection"] == "close"

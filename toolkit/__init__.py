@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from toolkit.es.config import EsSettings
     from toolkit.evaluation.through_index import evaluate_model as evaluate
     from toolkit.fingerprint import FingerprintMismatch
+    from toolkit.image.loading import PhotoSource
     from toolkit.index.bulk import BulkOptions
     from toolkit.index.indexer import IndexOptions, index_dataset
     from toolkit.index.lifecycle import IndexNotFound, remove_old_versions
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from toolkit.pipeline import BuildOptions, build
     from toolkit.search.dispatch import SearchOptions, search_photo, search_text
     from toolkit.search.dispatch import search as query
-    from toolkit.search.engine import Hit, Searcher, SearchResult
+    from toolkit.search.engine import Group, Hit, Searcher, SearchResult
     from toolkit.search.queries import Filters, HybridParams
 
 __version__ = "0.1.0"
@@ -81,9 +82,11 @@ _EXPORTS = {
     "Searcher": "toolkit.search.engine",
     "SearchResult": "toolkit.search.engine",
     "Hit": "toolkit.search.engine",
+    "Group": "toolkit.search.engine",
     "query": "toolkit.search.dispatch:search",
     "search_text": "toolkit.search.dispatch",
     "search_photo": "toolkit.search.dispatch",
+    "PhotoSource": "toolkit.image.loading",
     "SearchOptions": "toolkit.search.dispatch",
     "Filters": "toolkit.search.queries",
     "HybridParams": "toolkit.search.queries",
@@ -100,11 +103,13 @@ __all__ = [
     "EsUnavailable",
     "Filters",
     "FingerprintMismatch",
+    "Group",
     "Hit",
     "HybridParams",
     "IndexNotFound",
     "IndexOptions",
     "ModelDirError",
+    "PhotoSource",
     "SearchModel",
     "SearchOptions",
     "SearchResult",

@@ -13,7 +13,7 @@ import re
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, given
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ def resolve_device(spec: str | None = DEFAULT_DEVICE) -> str:
     Raises :class:`~toolkit.errors.ConfigError` naming the spec and the reason when it is
     malformed, asks for CUDA where torch sees none, or names a GPU index that does not exist.
     """
+    if spec is not None and not isinstance(spec, str):
+        raise ConfigError(f"device must be one of {DEVICE_HELP.rstrip('.')}; got {given(spec)}")
     text = (spec or DEFAULT_DEVICE).strip().lower()
     m = _SPEC.match(text)
     if m is None or (m.group(2) is not None and m.group(1) != "cuda"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,11 +80,13 @@ class BuildOptions:
         self.split_seed = self.read_options().split_seed
         self.tokenize_options()
         self.w2v_seed = self.word2vec_config().seed
-        self.image_seed = self.image_options().seed
+        image = self.image_options()
+        self.image_seed, self.weights = image.seed, image.weights
         mapping = self.mapping_config()
-        if "seed" in self.mapping:
-            self.mapping = {**self.mapping, "seed": mapping.seed}
-        self.evaluate_options()
+        self.mapping = {name: getattr(mapping, name) for name in self.mapping}  # NumPy numbers made plain
+        evaluate = self.evaluate_options()
+        self.eval_pool, self.eval_draws = evaluate.pool, evaluate.draws
+        check_argument("progress", self.progress, bool, "True or False")
 
     def read_options(self) -> ReadOptions:
         return ReadOptions(split_seed=self.split_seed)
@@ -117,10 +119,9 @@ class BuildOptions:
     def mapping_config(self) -> Any:
         from toolkit.mapping.config import MappingConfig
 
+        check_argument("mapping", self.mapping, Mapping, "a dict of MappingConfig fields, e.g. {'dim': 128}")
         try:
-            return MappingConfig(**{"device": self.device, **self.mapping})
-        except TypeError as e:
-            raise ConfigError(f"bad mapping option: {e}") from e
+            return MappingConfig.from_options({"device": self.device, **self.mapping})
         except ValueError as e:
             raise ConfigError(f"mapping: {e}") from e
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import re
 import stat
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import overload
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, given
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ ENV_VARS = (
 #: so the one scrubber (:func:`known_secrets`) covers every command.
 SECRET_VARS = ("ES_API_KEY", "ES_PASSWORD", "KIBANA_API_KEY", "KIBANA_PASSWORD")
 URL_VARS = ("ES_URL", "KIBANA_URL")
+
+#: What a request timeout takes (``EsSettings.request_timeout``, ``ES_TIMEOUT``), in words
+_SECONDS = "a number of seconds > 0"
 
 #: The port of an ``http(s)://`` URL that names none
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -50,6 +54,35 @@ class EsSettings:
     ca_certs: str | None = None
     verify_certs: bool = True
     request_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        """:class:`ConfigError` naming the field (and the ``ES_*`` variable it is read from) for a value of the
+        wrong type or out of range; a secret's value is never shown, only its type."""
+        for name, var in (("url", "ES_URL"), ("username", "ES_USERNAME"), ("ca_certs", "ES_CA_CERTS")):
+            value = getattr(self, name)
+            if name == "ca_certs" and isinstance(value, os.PathLike):
+                object.__setattr__(self, name, value := os.fspath(value))  # frozen
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"EsSettings {name} ({var}) must be None or a string, got {given(value)}")
+        for name, var in (("api_key", "ES_API_KEY"), ("password", "ES_PASSWORD")):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):  # its type only: the value is a secret
+                raise ConfigError(
+                    f"EsSettings {name} ({var}) must be None or a string, got {type(value).__name__}"
+                )
+        if not isinstance(self.verify_certs, bool):
+            raise ConfigError(
+                f"EsSettings verify_certs (ES_VERIFY_CERTS) must be True or False, got {given(self.verify_certs)}"
+            )
+        timeout = self.request_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not math.isfinite(timeout):
+            raise ConfigError(
+                f"EsSettings request_timeout (ES_TIMEOUT) must be {_SECONDS}, got {given(timeout)}"
+            )
+        if timeout <= 0:
+            raise ConfigError(f"EsSettings request_timeout (ES_TIMEOUT) must be {_SECONDS}, got {timeout}")
+        if type(timeout) not in (int, float):
+            object.__setattr__(self, "request_timeout", float(timeout))  # a NumPy number made plain
 
     def __repr__(self) -> str:
         return (
@@ -289,7 +322,7 @@ def _timeout(value: str) -> float:
     except ValueError:
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigError(f"ES_TIMEOUT must be a number of seconds > 0, got {value!r}")
+        raise ConfigError(f"ES_TIMEOUT must be {_SECONDS}, got {value!r}")
     return seconds
 
 

@@ -5,7 +5,18 @@ Imported lazily, so that :mod:`toolkit.mapping.config` (the options and their de
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from toolkit.lazy import lazy_getattr
+
+# What type checkers and IDEs see (listed in the literal ``__all__``: re-exported); at run time each name loads
+# on first use, through __getattr__ and _EXPORTS (tests/test_python_api.py keeps the three alike).
+if TYPE_CHECKING:
+    from toolkit.mapping.checkpoint import LoadedMapping, load_mapping, save_mapping
+    from toolkit.mapping.config import MappingConfig
+    from toolkit.mapping.losses import BidirectionalTripletLoss, SymmetricInfoNCE, similarity_matrix
+    from toolkit.mapping.towers import TwoTower
+    from toolkit.mapping.train import TrainResult, train_mapping
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -21,7 +32,19 @@ _EXPORTS = {
     "train_mapping": "toolkit.mapping.train",
 }
 
-__all__ = sorted(_EXPORTS)
+#: A literal list, so that type checkers count these names as exported.
+__all__ = [
+    "BidirectionalTripletLoss",
+    "LoadedMapping",
+    "MappingConfig",
+    "SymmetricInfoNCE",
+    "TrainResult",
+    "TwoTower",
+    "load_mapping",
+    "save_mapping",
+    "similarity_matrix",
+    "train_mapping",
+]
 
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

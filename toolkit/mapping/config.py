@@ -3,10 +3,13 @@ torch, so that the CLI shows the defaults (``jrs build --help``) without loading
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, check_argument, given
 from toolkit.evaluation.linear import DEFAULT_CCA_COMPONENTS
 from toolkit.seeding import check_seed
 
@@ -102,6 +105,7 @@ class MappingConfig:
             self.text_members = DEFAULT_TEXT_MEMBERS if self.arch == "fixed_image" else 1
         if self.mix_share is None:
             self.mix_share = DEFAULT_MIX_SHARE if self.text_tower == "bag" else 0.0
+        self._check_numbers()
         checks = [
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.mining in MINING, f"mining must be one of {MINING}, got {self.mining!r}"),
@@ -168,6 +172,40 @@ class MappingConfig:
             if not ok:
                 raise ConfigError(message)
         self.seed = check_seed("mapping seed", self.seed)
+
+    def _check_numbers(self) -> None:
+        """:class:`ConfigError` naming the field unless each ``int`` field (as annotated) holds an integer
+        (NumPy's included, made a plain int; not a bool) and each ``float`` field a finite real number (not a
+        bool; NumPy's made a plain float), so that the range checks compare numbers."""
+        for f in fields(self):
+            annotation = str(f.type)
+            kind = {"int": int, "float": float}.get(annotation.removesuffix(" | None"))
+            value = getattr(self, f.name)
+            if kind is None or f.name == "seed" or (value is None and annotation.endswith(" | None")):
+                continue  # the seed: check_seed, below
+            if kind is int:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                    raise ConfigError(f"{f.name} must be an integer, got {given(value)}")
+                if type(value) is not int:
+                    setattr(self, f.name, int(value))
+            else:
+                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                    raise ConfigError(f"{f.name} must be a finite number, got {given(value)}")
+                if type(value) not in (int, float):
+                    setattr(self, f.name, float(value))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> MappingConfig:
+        """A config from the options a user gave (``BuildOptions.mapping``): :class:`ConfigError` for something
+        other than a mapping, or a key that names no field (the known ones listed)."""
+        check_argument("mapping", options, Mapping, "a dict of MappingConfig fields, e.g. {'dim': 128}")
+        names = [f.name for f in fields(cls)]
+        unknown = [repr(k) for k in options if k not in names]
+        if unknown:
+            raise ConfigError(
+                f"unknown MappingConfig field {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            )
+        return cls(**options)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

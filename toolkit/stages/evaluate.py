@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, given
 from toolkit.seeding import check_seed
 from toolkit.stages.pairs import Pairs
 
@@ -21,6 +22,11 @@ class EvaluateOptions:
     full: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("pool", "draws"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"evaluation {name} must be an integer, got {given(value)}")
+            object.__setattr__(self, name, int(value))  # frozen; a NumPy integer made plain
         if self.pool < 2:
             raise ConfigError(f"evaluation pool must be at least 2 pairs, got {self.pool}")
         if self.draws < 1:

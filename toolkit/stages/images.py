@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.device import DEFAULT_DEVICE, resolve_device
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError, ToolkitError, given
 from toolkit.image.loading import DEFAULT_MAX_PIXELS
 from toolkit.rejects import RejectsWriter
 from toolkit.seeding import check_optional_seed
@@ -66,6 +67,24 @@ class ImageOptions:
         names = available_encoders()
         if self.encoder not in names:
             raise ConfigError(f"unknown image encoder {self.encoder!r}; available: {', '.join(names)}")
+        object.__setattr__(self, "weights", self._checked_weights())
+
+    def _checked_weights(self) -> str:
+        """``weights`` as a string: one of ``WEIGHTS_CHOICES`` or the path of a file or directory (a ``jrs
+        simclr`` run) that exists, for a built-in encoder; any string for a plug-in (its own to read)."""
+        from toolkit.image.backbones import WEIGHTS_CHOICES
+        from toolkit.image.encoders import describe_encoders
+
+        wanted = f"one of {', '.join(WEIGHTS_CHOICES)} or the path of a weights file"
+        if not isinstance(self.weights, (str, os.PathLike)) or not os.fspath(self.weights):
+            raise ConfigError(f"image weights must be {wanted}, got {given(self.weights)}")
+        weights = os.fspath(self.weights)
+        if not isinstance(weights, str):  # a bytes path
+            raise ConfigError(f"image weights must be {wanted}, got {given(self.weights)}")
+        builtin = any(e.name == self.encoder and e.origin == "builtin" for e in describe_encoders())
+        if builtin and weights not in WEIGHTS_CHOICES and not Path(weights).exists():
+            raise ConfigError(f"image weights must be {wanted}, got {weights!r}: no such weights file")
+        return weights
 
     def encoder_kwargs(self) -> dict[str, Any]:
         """The factory keyword arguments that were set (``image_size``, ``seed``)."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError, ToolkitError, given
 from toolkit.progress import track
 from toolkit.seeding import check_optional_seed, check_seed
 from toolkit.stages.read import StepRecord, check_split, recipe_count, step_columns, steps_of_split
@@ -28,6 +29,8 @@ class TokenizeOptions:
     def __post_init__(self) -> None:
         if self.form not in FORMS:
             raise ConfigError(f"tokenizer form must be one of {', '.join(FORMS)}, got {self.form!r}")
+        if self.stopwords_file is not None and not isinstance(self.stopwords_file, (str, os.PathLike)):
+            raise ConfigError(f"stopwords_file must be None or a path, got {given(self.stopwords_file)}")
         if self.stopwords_file is not None and not Path(self.stopwords_file).is_file():
             raise ConfigError(f"stopword file {self.stopwords_file} does not exist")
 

@@ -3,13 +3,14 @@
 The same :class:`SearchApp` as the standard-library server: the same searches, the same parameter checks
 (:func:`toolkit.web.params.parse_search`: a 400 naming the parameter and the reason, word for word the
 stdlib server's), the same photo-path safety (photos only from the dataset root), the same upload limit and
-stall timeout and request-head timeout, the same ``Host`` check (:mod:`toolkit.web.hosts`) and 404, and
-``HEAD`` like ``GET`` without the body; FastAPI adds the documented schema.
+stall timeout and request-head timeout, the same ``Host`` and cross-site checks (:mod:`toolkit.web.hosts`) and
+404, and ``HEAD`` like ``GET`` without the body; FastAPI adds the documented schema.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -26,7 +27,7 @@ from toolkit.data.paths import UnsafePathError
 from toolkit.errors import ToolkitError
 from toolkit.es.client import es_failure
 from toolkit.web.app import MAX_UPLOAD_BYTES, NotFound, SearchApp
-from toolkit.web.hosts import LOOPBACK_ONLY, MISDIRECTED, HostCheck
+from toolkit.web.hosts import CROSS_SITE, LOOPBACK_ONLY, MISDIRECTED, HostCheck, cross_site_refusal
 from toolkit.web.params import PHOTO_PARAMS, TEXT_PARAMS, openapi_parameters, query_params
 from toolkit.web.server import (
     HEAD_TIMEOUT_S,
@@ -85,6 +86,34 @@ class HostGuard:
         log.warning("refused a request from %s: %s", scope.get("client"), visible(why))
         response = _error(MISDIRECTED, why)
         response.headers.update({**SECURITY_HEADERS, "Connection": "close"})
+        await response(scope, receive, send)
+
+
+class CrossSiteGuard:
+    """ASGI middleware: a request other than ``GET`` or ``HEAD`` that another site's page had a browser send
+    (:func:`~toolkit.web.hosts.cross_site_refusal`) is answered :data:`~toolkit.web.hosts.CROSS_SITE` before
+    any route."""
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.allowed = allowed  # jrs web --allowed-host: the names a reverse proxy's pages have
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, list[str]] = {b"host": [], b"origin": [], b"sec-fetch-site": []}
+        for name, value in scope["headers"]:
+            if name in headers:
+                headers[name].append(value.decode("latin-1"))
+        hosts, origins, sites = headers.values()
+        why = cross_site_refusal(scope["method"], hosts, origins, sites, self.allowed)
+        if why is None:
+            await self.app(scope, receive, send)
+            return
+        log.warning("refused a request from %s: %s", scope.get("client"), visible(why))
+        response = _error(CROSS_SITE, why)
+        response.headers.update({**SECURITY_HEADERS, "Connection": "close"})  # its body is left unread
         await response(scope, receive, send)
 
 
@@ -169,6 +198,10 @@ def create_api(
     that stalls for ``read_timeout`` seconds is answered 408, a ``Host`` that ``host_check`` refuses 421
     (default: loopback names only; None: any)."""
     api = FastAPI(title="jrecipe-search", version="1", description=__doc__, docs_url=None)
+    allowed = host_check.allowed if host_check is not None else frozenset()
+    api.add_middleware(
+        CrossSiteGuard, allowed=allowed
+    )  # inside HostGuard: a request for another host is refused first
     if host_check is not None:  # before any route (inside HeadAsGet: a refused HEAD has no body either)
         api.add_middleware(HostGuard, check=host_check)
     api.add_middleware(HeadAsGet)
@@ -177,8 +210,9 @@ def create_api(
     @api.middleware("http")
     async def security_headers(request: Request, call_next):
         response = await call_next(request)
-        if not request.url.path.startswith(("/docs", "/openapi.json")):  # the docs page loads its own assets
-            for name, value in SECURITY_HEADERS.items():
+        docs = request.url.path.startswith(("/docs", "/openapi.json"))
+        for name, value in SECURITY_HEADERS.items():
+            if not (docs and name == "Content-Security-Policy"):  # the docs page loads its own assets
                 response.headers[name] = value
         return response
 
@@ -278,7 +312,8 @@ def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol closing a connection whose request head (request line and headers) has not all
     come ``head_timeout`` seconds after the connection opened or its previous response ended. uvicorn has no
     such limit (its keep-alive timeout ends at the first byte): a client sending its head byte by byte held a
-    connection for ever."""
+    connection for ever. Its 400 to a request it cannot parse is JSON with the security headers, like every
+    other answer."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -310,6 +345,28 @@ def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:
                     "closed the connection from %s: no whole request head in %g s", self.client, head_timeout
                 )
                 self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            """uvicorn's answer to a request h11 cannot parse, in the page's JSON shape with the security
+            headers (uvicorn's own is plain text without them); the connection closes."""
+            body = json.dumps({"error": msg}).encode("utf-8")
+            headers = [
+                (b"content-type", b"application/json; charset=utf-8"),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"cache-control", b"no-store"),
+                *(
+                    (name.lower().encode("ascii"), value.encode("ascii"))
+                    for name, value in SECURITY_HEADERS.items()
+                ),
+                (b"connection", b"close"),
+            ]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event) or b"")
+            self.transport.close()
 
     return HeadTimeoutH11
 

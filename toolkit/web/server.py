@@ -6,7 +6,8 @@ bytes), ``GET /photo/<path under the dataset root>``; ``HEAD`` answers like ``GE
 read and write on a connection gives up after :data:`READ_TIMEOUT_S` seconds without progress, and a request
 head (request line and headers) that has not all come :data:`HEAD_TIMEOUT_S` seconds after it began closes the
 connection (a client sending it byte by byte held a thread for ever). A server on a
-loopback address answers only loopback ``Host`` names and the allowed ones (:mod:`toolkit.web.hosts`).
+loopback address answers only loopback ``Host`` names and the allowed ones, and a request other than ``GET`` or
+``HEAD`` that another site's page had a browser send is refused (:mod:`toolkit.web.hosts`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from toolkit.errors import ToolkitError
 from toolkit.es.client import EsUnavailable, es_failure
 from toolkit.search.modes import MODE_HELP, TEXT_MODES
 from toolkit.web.app import MAX_UPLOAD_BYTES, NotFound, SearchApp
-from toolkit.web.hosts import MISDIRECTED, HostCheck
+from toolkit.web.hosts import CROSS_SITE, MISDIRECTED, HostCheck, cross_site_refusal
 from toolkit.web.params import query_params
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,14 @@ class Handler(BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def parse_request(self) -> bool:
-        """Parse the request head (its headers read here); then only ``read_timeout`` applies again."""
+        """Parse the request head (its headers read here); then only ``read_timeout`` applies again. A request
+        for another host, or sent by another site's page, is answered here, before any route (False)."""
         try:
-            return super().parse_request()
+            parsed = super().parse_request()
         finally:
             self.reader.deadline = None
             self.connection.settimeout(self.timeout)  # for the writes too
+        return parsed and not self._host_refused() and not self._cross_site_refused()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler API
         log.info("%s %s", self.address_string(), visible(format % args))
@@ -178,12 +181,12 @@ class Handler(BaseHTTPRequestHandler):
         body = json.dumps({"error": visible(reason)}, ensure_ascii=False).encode("utf-8")
         self._send(code, body, "application/json; charset=utf-8", close=True)
 
-    def _json(self, status: int, data: Any) -> None:
+    def _json(self, status: int, data: Any, close: bool = False) -> None:
         body = json.dumps(data, ensure_ascii=False).encode("utf-8")
-        self._send(status, body, "application/json; charset=utf-8")
+        self._send(status, body, "application/json; charset=utf-8", close=close)
 
-    def _error(self, status: int, message: str) -> None:
-        self._json(status, {"error": message})
+    def _error(self, status: int, message: str, close: bool = False) -> None:
+        self._json(status, {"error": message}, close)
 
     def _host_refused(self) -> bool:
         """Answer :data:`~toolkit.web.hosts.MISDIRECTED` (and close) for a ``Host`` this server does not
@@ -194,7 +197,24 @@ class Handler(BaseHTTPRequestHandler):
             return False
         log.warning("refused a request from %s: %s", self.address_string(), visible(why))
         self.close_connection = True  # an upload's body is left unread
-        self._error(MISDIRECTED, why)
+        self._error(MISDIRECTED, why, close=True)
+        return True
+
+    def _cross_site_refused(self) -> bool:
+        """Answer :data:`~toolkit.web.hosts.CROSS_SITE` (and close) for a request other than ``GET`` or
+        ``HEAD`` that another site's page had a browser send; False when it is not one."""
+        why = cross_site_refusal(
+            self.command,
+            self.headers.get_all("Host") or [],
+            self.headers.get_all("Origin") or [],
+            self.headers.get_all("Sec-Fetch-Site") or [],
+            self.server.host_check.allowed if self.server.host_check else frozenset(),
+        )
+        if why is None:
+            return False
+        log.warning("refused a request from %s: %s", self.address_string(), visible(why))
+        self.close_connection = True  # its body is left unread
+        self._error(CROSS_SITE, why, close=True)
         return True
 
     def _guard(self, fn) -> None:
@@ -222,8 +242,6 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
-        if self._host_refused():
-            return
         url = urlsplit(self.path)
         app = self.server.app
         if url.path in ("/", "/index.html"):
@@ -242,8 +260,6 @@ class Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.NOT_FOUND, not_found_message(url.path))
 
     def do_POST(self) -> None:
-        if self._host_refused():
-            return
         url = urlsplit(self.path)
         if url.path != "/api/search/photo":
             self._error(HTTPStatus.NOT_FOUND, not_found_message(url.path))
