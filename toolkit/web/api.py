@@ -198,10 +198,9 @@ def create_api(
     that stalls for ``read_timeout`` seconds is answered 408, a ``Host`` that ``host_check`` refuses 421
     (default: loopback names only; None: any)."""
     api = FastAPI(title="jrecipe-search", version="1", description=__doc__, docs_url=None)
+    # inside HostGuard: a request for another host is refused first
     allowed = host_check.allowed if host_check is not None else frozenset()
-    api.add_middleware(
-        CrossSiteGuard, allowed=allowed
-    )  # inside HostGuard: a request for another host is refused first
+    api.add_middleware(CrossSiteGuard, allowed=allowed)
     if host_check is not None:  # before any route (inside HeadAsGet: a refused HEAD has no body either)
         api.add_middleware(HostGuard, check=host_check)
     api.add_middleware(HeadAsGet)
