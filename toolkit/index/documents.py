@@ -17,6 +17,7 @@ import numpy as np
 from toolkit.data.paths import UnsafePathError, resolve_under_root
 from toolkit.data.schema import Recipe, Step
 from toolkit.errors import ConfigError
+from toolkit.es.config import redact_url
 from toolkit.fingerprint import fingerprint
 from toolkit.image.loading import ImageRejected
 from toolkit.index.centring import centred
@@ -80,14 +81,7 @@ def image_base_url_refusal(value: object) -> str | None:
 
 def _shown(value: object) -> str:
     """``value`` for a message, its user and password (``http://user:pw@host/``) left out."""
-    if isinstance(value, str) and "@" in value:
-        try:
-            parts = urlsplit(value)
-            if parts.username is not None or parts.password is not None:
-                return repr(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl())
-        except ValueError:
-            pass
-    return repr(value)
+    return repr(redact_url(value) if isinstance(value, str) else value)
 
 
 def check_image_base_url(name: str, value: object) -> None:

@@ -76,27 +76,33 @@ def host_and_port(value: str) -> tuple[str, str] | None:
         return None if value.startswith("[") else (host, port)
 
 
+def _origin(origin: str) -> tuple[str, str, str] | None:
+    """``(scheme, host, port)`` of an ``Origin`` header value that is a plain http(s) origin (no path, query,
+    fragment or user; host and port as :func:`host_and_port` reads them, the port ``""`` when it names none), else
+    None."""
+    url = urlsplit(origin.strip())
+    if url.scheme not in DEFAULT_PORTS or url.path or url.query or url.fragment or "@" in url.netloc:
+        return None
+    split = host_and_port(url.netloc)
+    return None if split is None else (url.scheme, *split)
+
+
 def is_own_origin(origin: str, host: str) -> bool:
     """``origin`` (an ``Origin`` header value) is that of the server a request with ``Host: host`` came to: the
     same host (as :func:`host_name` reads both) and port, over http (or https, as behind a reverse proxy
     forwarding ``Host``)."""
-    url = urlsplit(origin.strip())
-    if url.scheme not in DEFAULT_PORTS or url.path or url.query or url.fragment or "@" in url.netloc:
-        return False
-    theirs, ours = host_and_port(url.netloc), host_and_port(host)
+    theirs, ours = _origin(origin), host_and_port(host)
     if theirs is None or ours is None:
         return False
-    default = DEFAULT_PORTS[url.scheme]
-    return (theirs[0], theirs[1] or default) == (ours[0], ours[1] or default)
+    scheme, name, port = theirs
+    default = DEFAULT_PORTS[scheme]
+    return (name, port or default) == (ours[0], ours[1] or default)
 
 
 def is_allowed_origin(origin: str, allowed: frozenset[str]) -> bool:
     """``origin`` is an http(s) origin (any port) whose host is one of the ``allowed`` names."""
-    url = urlsplit(origin.strip())
-    if url.scheme not in DEFAULT_PORTS or url.path or url.query or url.fragment or "@" in url.netloc:
-        return False
-    split = host_and_port(url.netloc)
-    return split is not None and split[0] in allowed
+    theirs = _origin(origin)
+    return theirs is not None and theirs[1] in allowed
 
 
 def cross_site_refusal(
