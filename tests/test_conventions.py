@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -185,15 +186,15 @@ def test_weights_are_a_choice_or_a_path_and_a_plug_in_reads_its_own(tmp_path: Pa
         ImageOptions(encoder="resnet18", weights=str(tmp_path / "missing.pt"))
 
 
-def _numeric_mapping_fields(kind: str) -> list[str]:
+def _typed_fields(kind: str, cls: type = MappingConfig) -> list[str]:
     return [
         f.name
-        for f in dataclasses.fields(MappingConfig)
+        for f in dataclasses.fields(cls)
         if str(f.type).removesuffix(" | None") == kind and f.name != "seed"  # the seed: its own tests
     ]
 
 
-@pytest.mark.parametrize("name", _numeric_mapping_fields("int"))
+@pytest.mark.parametrize("name", _typed_fields("int"))
 @pytest.mark.parametrize("value", ["1", True, 2.0, None], ids=repr)
 def test_an_integer_mapping_option_of_another_type_is_named(name: str, value: Any) -> None:
     """``mapping={"epochs": "1"}`` said "'>=' not supported between instances of 'str' and 'int'"."""
@@ -203,11 +204,38 @@ def test_an_integer_mapping_option_of_another_type_is_named(name: str, value: An
         MappingConfig(**{name: value})
 
 
-@pytest.mark.parametrize("name", _numeric_mapping_fields("float"))
+@pytest.mark.parametrize("name", _typed_fields("float"))
 @pytest.mark.parametrize("value", ["0.1", False, float("nan"), float("inf")], ids=repr)
 def test_a_real_mapping_option_of_another_type_is_named(name: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=rf"^{name} must be a finite number, got "):
         MappingConfig(**{name: value})
+
+
+def test_the_bool_mapping_options_are_tried() -> None:
+    assert _typed_fields("bool") == ["weight_average", "sparse_words", "learnable_temperature"]
+
+
+@pytest.mark.parametrize("name", _typed_fields("bool"))
+@pytest.mark.parametrize("value", ["false", "", 0, 1, None], ids=repr)
+def test_a_bool_mapping_option_of_another_type_is_named(name: str, value: Any) -> None:
+    """``mapping={"weight_average": "false"}`` was taken, and counted as true."""
+    with pytest.raises(ConfigError, match=rf"^{name} must be True or False, got {type(value).__name__} "):
+        MappingConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name", _typed_fields("bool"))
+def test_a_numpy_bool_mapping_option_is_taken_and_kept_as_a_bool(name: str) -> None:
+    for value in (np.False_, np.True_):
+        kept = getattr(MappingConfig(**{name: value}), name)
+        assert type(kept) is bool and kept is bool(value)
+    options = BuildOptions(encoder="resnet18", mapping={name: np.False_})
+    assert json.loads(json.dumps(options.to_json()))["mapping"] == {name: False}
+    assert MappingConfig.from_dict(MappingConfig(**{name: False}).to_dict()) == MappingConfig(**{name: False})
+
+
+def test_a_build_names_the_bool_mapping_option_of_the_wrong_type() -> None:
+    with pytest.raises(ConfigError, match=r"^mapping: weight_average must be True or False, got str 'no'$"):
+        BuildOptions(encoder="resnet18", mapping={"weight_average": "no"})
 
 
 def test_a_build_names_the_mapping_option_of_the_wrong_type() -> None:
@@ -222,6 +250,57 @@ def test_numpy_numbers_are_mapping_options_and_come_back_plain() -> None:
     config = options.mapping_config()
     assert (type(config.epochs), type(config.lr)) == (int, float)
     assert json.loads(json.dumps(options.to_json()))["mapping"] == {"epochs": 3, "lr": 0.5}
+
+
+#: each integer option of Word2VecConfig and ImageOptions besides the seed: a maker and its bad-value message
+INTEGER_OPTIONS = {
+    **{
+        ("word2vec", name): (Word2VecConfig, f"word2vec {name} must be a positive integer, got ")
+        for name in _typed_fields("int", Word2VecConfig)
+    },
+    **{
+        ("image", name): (ImageOptions, rf"image {name} must be an integer >= [01], got ")
+        for name in _typed_fields("int", ImageOptions)
+    },
+}
+
+
+INTEGER_IDS = [f"{kind}-{name}" for kind, name in INTEGER_OPTIONS]
+
+
+def test_the_integer_options_tried_are_every_one() -> None:
+    assert sorted(INTEGER_OPTIONS) == sorted(
+        [("word2vec", n) for n in ("vector_size", "window", "min_count", "max_vocab", "epochs", "workers")]
+        + [("image", n) for n in ("image_size", "batch_size", "workers", "max_pixels")]
+    )
+
+
+@pytest.mark.parametrize(("kind", "name"), list(INTEGER_OPTIONS), ids=INTEGER_IDS)
+@pytest.mark.parametrize("value", [np.int64(5), np.int32(5), np.uint16(5)], ids=repr)
+def test_a_numpy_integer_option_is_taken_and_kept_as_an_int(kind: str, name: str, value: Any) -> None:
+    """``Word2VecConfig(epochs=np.int64(5))`` was refused ("must be a positive integer") as seeds no longer were."""
+    make, _ = INTEGER_OPTIONS[kind, name]
+    kept = getattr(make(**{name: value}), name)
+    assert type(kept) is int and kept == 5
+
+
+@pytest.mark.parametrize(("kind", "name"), list(INTEGER_OPTIONS), ids=INTEGER_IDS)
+@pytest.mark.parametrize("value", [True, 5.0, np.float64(5), "5", np.int64(-1)], ids=repr)
+def test_an_integer_option_that_is_no_integer_is_refused_by_name(kind: str, name: str, value: Any) -> None:
+    make, message = INTEGER_OPTIONS[kind, name]
+    with pytest.raises(ConfigError, match=f"^{message}{re.escape(repr(value))}$"):
+        make(**{name: value})
+
+
+def test_numpy_integer_build_options_reach_the_manifest_as_ints() -> None:
+    """``BuildOptions.to_json`` writes what JSON cannot hold as a string: a NumPy integer kept would be "5"."""
+    names = ["w2v_vector_size", "w2v_window", "w2v_min_count", "w2v_max_vocab", "w2v_epochs"]
+    names += ["image_size", "batch_size", "workers"]
+    options = BuildOptions(**dict.fromkeys(names, np.int64(5)))
+    recorded = options.to_json()
+    assert {name: recorded[name] for name in names} == dict.fromkeys(names, 5)
+    assert all(type(getattr(options, name)) is int for name in names)
+    assert options.word2vec_config() == Word2VecConfig(5, 5, 5, 5, 5)
 
 
 def test_an_unknown_mapping_option_is_refused_with_the_known_ones() -> None:

@@ -11,6 +11,7 @@ import uuid
 import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -322,6 +323,27 @@ def test_evaluate_returns_what_jrs_evaluate_json_prints(
     assert json.loads(res.stdout) == json.loads(json.dumps(data, default=str))
     no_index = toolkit.evaluate(built_model)  # in memory only: no cluster needed
     assert "through_index" not in no_index and no_index["in_memory"] == data["in_memory"]
+    assert es.cluster.health()["status"]  # the caller's client stays open
+
+
+def test_evaluate_closes_the_client_it_made(
+    es_settings: EsSettings, built_model: Path, search_alias: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``es`` it makes a client (``ES_*``) and closes it at the end: it used to stay open."""
+    import toolkit.evaluation.through_index as through_index
+
+    made: list[Elasticsearch] = []
+    real = through_index.make_client
+
+    def recording(*args: Any, **kwargs: Any) -> Elasticsearch:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(through_index, "make_client", recording)
+    monkeypatch.setenv("ES_URL", es_settings.url or "")
+    data = toolkit.evaluate(built_model, index=search_alias, modes=["knn"], limit=2)
+    assert data["through_index"]["queries"] <= 2 and len(made) == 1
+    assert all(node.pool.pool is None for node in made[0].transport.node_pool.all())  # urllib3: closed
 
 
 @pytest.mark.parametrize(
@@ -417,3 +439,25 @@ def test_pickling_a_model_or_searcher_says_what_to_do_and_copy_still_works(
     searcher_copy = copy.copy(searcher)
     searcher_copy.es = Elasticsearch("http://127.0.0.1:9")
     assert searcher_copy.model is model and searcher.es is es and searcher_copy.index == searcher.index
+
+
+# --- 11. a searcher closes its client: ``with Searcher(...)`` or ``close()`` --------------------------
+
+
+def test_a_searcher_used_in_a_with_block_closes_its_client(
+    es_settings: EsSettings, built_model: Path, search_alias: str
+) -> None:
+    """The README said ``searcher.es.close()``: a Searcher was no context manager and had no ``close()``."""
+    from toolkit.model import SearchModel
+    from toolkit.search.dispatch import search_text
+    from toolkit.search.engine import Searcher
+
+    client = make_client(es_settings, max_retries=0)
+    with Searcher(client, SearchModel.load(built_model), search_alias, recheck_s=0) as searcher:
+        assert search_text(searcher, "玉ねぎを炒める", k=3).hits  # open: it searches
+    assert all(node.pool.pool is None for node in client.transport.node_pool.all())  # urllib3: closed
+    with pytest.raises(TransportConnectionError):
+        client.info()  # the client itself is closed, not only the searcher
+    with pytest.raises(ToolkitError, match=f"the searcher of '{search_alias}' is closed.*make a new one"):
+        search_text(searcher, "玉ねぎを炒める", k=3)  # said so, not "Elasticsearch stopped answering"
+    searcher.close()  # closing again is harmless

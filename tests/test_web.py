@@ -24,6 +24,7 @@ from toolkit.search.engine import Searcher
 from toolkit.search.modes import TEXT_MODES
 from toolkit.web.api import ApiServer
 from toolkit.web.app import SearchApp
+from toolkit.web.params import MAX_PHOTO_NAME_CHARS
 from toolkit.web.server import HEAD_TIMEOUT_S, READ_TIMEOUT_S, SearchServer, start_in_thread
 
 QUERY = "玉ねぎを薄切りにします。"
@@ -164,6 +165,27 @@ def test_upload_a_photo_finds_its_own_step(server: SearchServer, sample_root: Pa
     assert status == 200, result
     assert result["mode"] == "image" and result["hits"][0]["step_id"] == hit["step_id"]
     assert result["hits"][0]["score"] > 0.99
+
+
+def test_an_uploaded_photo_name_is_capped_at_a_file_name_length(
+    server: SearchServer, sample_root: Path
+) -> None:
+    """A photo's ``name`` (quoted back in the answer and in errors) was capped only by the URL's length."""
+    _, data = search(server, q=QUERY, mode="knn", k=1)
+    photo = (sample_root / data["hits"][0]["image_path"]).read_bytes()
+    longest = "玉" * (MAX_PHOTO_NAME_CHARS - 4) + ".jpg"
+
+    def upload(name: str) -> tuple[int, dict]:
+        path = "/api/search/photo?" + urlencode({"k": 1, "name": name})
+        status, _, body = request(server, "POST", path, photo, {"Content-Type": "image/jpeg"})
+        return status, json.loads(body)
+
+    status, result = upload(longest)
+    assert status == 200 and result["query"] == longest, result
+    status, result = upload(longest + "x")
+    assert status == 400, result
+    assert result["error"] == f"name {longest[:40]!r}... is 256 characters, over the limit of 255"
+    assert upload(" " + longest + " ")[0] == 200  # trimmed first, as every parameter is
 
 
 def test_recipe_groups_explanations_and_more_like_these(server: SearchServer) -> None:

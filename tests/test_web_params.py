@@ -125,3 +125,7 @@ def test_parameters_mean_what_they_say() -> None:
         parse("q=x&k=" + "9" * 5000)
     with pytest.raises(BadRequest, match="choose one of " + ", ".join(TEXT_MODES)):
         parse("q=x&mode=bm25")
+    assert parse("name=" + "a" * 255, photo=True).name == "a" * 255
+    with pytest.raises(BadRequest, match=r"^name 'a{40}'\.\.\. is 256 characters, over the limit of 255$"):
+        parse("name=" + "a" * 256, photo=True)
+    assert parse("q=x&name=" + "a" * 256).text == "x"  # a text search reads no photo name

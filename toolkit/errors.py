@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import io
+import numbers
 import os
 from types import FrameType
 
@@ -32,6 +33,14 @@ def given(value: object) -> str:
     """``value`` for an error message: its type and a short repr."""
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def plain_int(value: object) -> int | None:
+    """``value`` as a plain ``int`` when it is an integer (``numbers.Integral``, NumPy's included; not a bool),
+    else None: the caller raises its own message."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
 
 
 def check_argument(name: str, value: object, kind: type | tuple[type, ...], expected: str) -> None:

@@ -75,13 +75,16 @@ class BuildOptions:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        # each stage checks its own options; the seeds come back plain ints (a NumPy one included) for the
-        # stages and the manifest (build_options)
+        # each stage checks its own options; the integers come back plain ints (a NumPy one included) for
+        # the stages and the manifest (build_options)
         self.split_seed = self.read_options().split_seed
         self.tokenize_options()
-        self.w2v_seed = self.word2vec_config().seed
+        w2v = self.word2vec_config()
+        self.w2v_vector_size, self.w2v_window, self.w2v_min_count = w2v.vector_size, w2v.window, w2v.min_count
+        self.w2v_max_vocab, self.w2v_epochs, self.w2v_seed = w2v.max_vocab, w2v.epochs, w2v.seed
         image = self.image_options()
         self.image_seed, self.weights = image.seed, image.weights
+        self.image_size, self.batch_size, self.workers = image.image_size, image.batch_size, image.workers
         mapping = self.mapping_config()
         self.mapping = {name: getattr(mapping, name) for name in self.mapping}  # NumPy numbers made plain
         evaluate = self.evaluate_options()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, plain_int
 
 #: the largest seed every generator takes (NumPy's and gensim's are 32-bit)
 MAX_SEED = 2**32 - 1
@@ -19,9 +18,9 @@ def check_seed(name: str, value: object, maximum: int | None = MAX_SEED) -> int:
     """``value`` as a plain int: any integer (``numbers.Integral``, NumPy's included; not a bool) from 0 to
     ``maximum`` (None: no upper bound), else :class:`ConfigError` naming ``name``."""
     wanted = f"an integer from 0 to {maximum}" if maximum is not None else "a non-negative integer"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    seed = plain_int(value)
+    if seed is None:
         raise ConfigError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
-    seed = int(value)
     if seed < 0 or (maximum is not None and seed > maximum):
         raise ConfigError(f"{name} must be {wanted}, got {seed}")
     return seed

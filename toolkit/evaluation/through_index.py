@@ -305,21 +305,26 @@ def evaluate_model(
     searcher = None
     if index:
         searcher = Searcher(es if es is not None else make_client(), SearchModel.load(model_dir), index)
-        data["through_index"] = index_evaluation(
-            searcher, model_dir, dataset_root, k, num_candidates, modes, limit, progress
-        )
-    if report is not None:
-        from toolkit.viz.report import write_report
+    try:
+        if searcher is not None:
+            data["through_index"] = index_evaluation(
+                searcher, model_dir, dataset_root, k, num_candidates, modes, limit, progress
+            )
+        if report is not None:
+            from toolkit.viz.report import write_report
 
-        write_report(
-            model_dir,
-            report,
-            searcher,
-            evaluation=data["in_memory"],
-            through_index=data.get("through_index"),
-            dataset_root=dataset_root,
-            k=k,
-            progress=progress,
-        )
-        data["report"] = str(report)
+            write_report(
+                model_dir,
+                report,
+                searcher,
+                evaluation=data["in_memory"],
+                through_index=data.get("through_index"),
+                dataset_root=dataset_root,
+                k=k,
+                progress=progress,
+            )
+            data["report"] = str(report)
+    finally:
+        if searcher is not None and es is None:
+            searcher.close()  # the client made here; one given by the caller stays open
     return data

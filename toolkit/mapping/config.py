@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from toolkit.errors import ConfigError, check_argument, given
+import numpy as np
+
+from toolkit.errors import ConfigError, check_argument, given, plain_int
 from toolkit.evaluation.linear import DEFAULT_CCA_COMPONENTS
 from toolkit.seeding import check_seed
 
@@ -105,7 +107,7 @@ class MappingConfig:
             self.text_members = DEFAULT_TEXT_MEMBERS if self.arch == "fixed_image" else 1
         if self.mix_share is None:
             self.mix_share = DEFAULT_MIX_SHARE if self.text_tower == "bag" else 0.0
-        self._check_numbers()
+        self._check_types()
         checks = [
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.mining in MINING, f"mining must be one of {MINING}, got {self.mining!r}"),
@@ -173,21 +175,27 @@ class MappingConfig:
                 raise ConfigError(message)
         self.seed = check_seed("mapping seed", self.seed)
 
-    def _check_numbers(self) -> None:
+    def _check_types(self) -> None:
         """:class:`ConfigError` naming the field unless each ``int`` field (as annotated) holds an integer
-        (NumPy's included, made a plain int; not a bool) and each ``float`` field a finite real number (not a
-        bool; NumPy's made a plain float), so that the range checks compare numbers."""
+        (NumPy's included, made a plain int; not a bool), each ``float`` field a finite real number (not a
+        bool; NumPy's made a plain float) and each ``bool`` field True or False (NumPy's made a plain bool; not
+        a string such as ``"false"``, which would count as true), so that the range checks compare numbers."""
         for f in fields(self):
             annotation = str(f.type)
-            kind = {"int": int, "float": float}.get(annotation.removesuffix(" | None"))
+            kind = {"int": int, "float": float, "bool": bool}.get(annotation.removesuffix(" | None"))
             value = getattr(self, f.name)
             if kind is None or f.name == "seed" or (value is None and annotation.endswith(" | None")):
                 continue  # the seed: check_seed, below
-            if kind is int:
-                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            if kind is bool:
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ConfigError(f"{f.name} must be True or False, got {given(value)}")
+                setattr(self, f.name, bool(value))
+            elif kind is int:
+                number = plain_int(value)
+                if number is None:
                     raise ConfigError(f"{f.name} must be an integer, got {given(value)}")
                 if type(value) is not int:
-                    setattr(self, f.name, int(value))
+                    setattr(self, f.name, number)
             else:
                 if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                     raise ConfigError(f"{f.name} must be a finite number, got {given(value)}")

@@ -219,7 +219,11 @@ class Searcher:
     Elasticsearch refuses for its dimensions (a swap within ``recheck_s``) makes it ask at once and, when the
     target changed, run the search once more. Elasticsearch failures raise the :class:`ToolkitError` they stand
     for (:func:`toolkit.es.client.es_failure`: :class:`~toolkit.es.client.EsUnavailable` when unreachable, exit
-    status 3 in the CLI), chained from the original."""
+    status 3 in the CLI), chained from the original.
+
+    ``close()`` (or leaving a ``with Searcher(...) as searcher:`` block) closes the client ``es`` it was given,
+    with its connections: a searcher owns no other resource, so closing it means closing its client. Close it
+    only once nothing else (another searcher, a copy of this one, an indexing run) still uses that client."""
 
     def __init__(
         self,
@@ -249,6 +253,7 @@ class Searcher:
         self._checked_at = -math.inf  # when the alias was last resolved (time.monotonic)
         self._fields_checked_at = -math.inf  # when a field the index lacked was last looked for
         self._lock = threading.Lock()
+        self._closed = False
         opened = self._open(missing_ok) if check else True
         if not (model.warmed if warm is None else warm):  # None: as warm as the model
             return
@@ -256,6 +261,18 @@ class Searcher:
             self.warm_up()
         else:  # the index's part is built on first use
             model.warm_up()
+
+    def close(self) -> None:
+        """Close the Elasticsearch client the searcher was given, with its connections; a request through the
+        searcher after it raises a :class:`ToolkitError` saying it is closed."""
+        self._closed = True
+        self.es.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
         model_dir = str(self.model.directory)
@@ -354,7 +371,12 @@ class Searcher:
     def _follow(self, force: bool = False) -> None:
         """Re-read the ``_meta`` when the name resolves to other indices than when it was read; asked at most
         every ``recheck_s`` seconds, or now with ``force``. Before the ``_meta`` was first read: nothing, or, for
-        a checked searcher opened before its index existed, read (and checked) now."""
+        a checked searcher opened before its index existed, read (and checked) now. Refused once it is closed."""
+        if self._closed:
+            raise ToolkitError(
+                f"the searcher of {self.index!r} is closed, and its Elasticsearch client with it (close() or the "
+                "end of its with block): make a new one with a new client (toolkit.make_client())"
+            )
         target = self._target
         if target is None:
             if self.check:

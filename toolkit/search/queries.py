@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, plain_int
 from toolkit.search.modes import DEFAULT_K
 
 SOURCE_FIELDS = [
@@ -32,12 +32,13 @@ SOURCE_FIELDS = [
 def whole_number(name: str, value: object, minimum: int | None = 1) -> int:
     """``value`` as an ``int`` (a Python or NumPy integer, not a bool), or a :class:`ConfigError` naming it
     (and ``minimum`` when it is smaller; None: the caller checks the range)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    number = plain_int(value)
+    if number is None:
         at_least = "" if minimum is None else f" >= {minimum}"
         raise ConfigError(f"{name} must be a whole number{at_least}, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
+    if minimum is not None and number < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value}")
-    return int(value)
+    return number
 
 
 @dataclass(frozen=True)

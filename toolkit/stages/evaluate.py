@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit.errors import ConfigError, given
+from toolkit.errors import ConfigError, given, plain_int
 from toolkit.seeding import check_seed
 from toolkit.stages.pairs import Pairs
 
@@ -24,9 +23,10 @@ class EvaluateOptions:
     def __post_init__(self) -> None:
         for name in ("pool", "draws"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            number = plain_int(value)
+            if number is None:
                 raise ConfigError(f"evaluation {name} must be an integer, got {given(value)}")
-            object.__setattr__(self, name, int(value))  # frozen; a NumPy integer made plain
+            object.__setattr__(self, name, number)  # frozen; a NumPy integer made plain
         if self.pool < 2:
             raise ConfigError(f"evaluation pool must be at least 2 pairs, got {self.pool}")
         if self.draws < 1:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.device import DEFAULT_DEVICE, resolve_device
-from toolkit.errors import ConfigError, ToolkitError, given
+from toolkit.errors import ConfigError, ToolkitError, given, plain_int
 from toolkit.image.loading import DEFAULT_MAX_PIXELS
 from toolkit.rejects import RejectsWriter
 from toolkit.seeding import check_optional_seed
@@ -44,19 +44,23 @@ class ImageOptions:
     def __post_init__(self) -> None:
         from toolkit.image.encoders import available_encoders
 
-        def positive(name: str, value: Any, allow_none: bool = False, minimum: int = 1) -> None:
+        def positive(name: str, allow_none: bool = False, minimum: int = 1) -> None:
+            """The field ``name`` as a plain int (a NumPy integer included) of at least ``minimum``."""
+            value = getattr(self, name)
             if value is None and allow_none:
                 return
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            number = plain_int(value)
+            if number is None or number < minimum:
                 raise ConfigError(f"image {name} must be an integer >= {minimum}, got {value!r}")
+            object.__setattr__(self, name, number)  # frozen
 
-        positive("batch_size", self.batch_size)
-        positive("workers", self.workers, allow_none=True, minimum=0)
-        positive("image_size", self.image_size, allow_none=True)
+        positive("batch_size")
+        positive("workers", allow_none=True, minimum=0)
+        positive("image_size", allow_none=True)
         if self.image_size is not None and self.image_size > MAX_IMAGE_SIZE:
             raise ConfigError(f"image image_size must be at most {MAX_IMAGE_SIZE} px, got {self.image_size}")
         object.__setattr__(self, "seed", check_optional_seed("image seed", self.seed))  # frozen
-        positive("max_pixels", self.max_pixels)
+        positive("max_pixels")
         resolve_device(self.device)
         if self.shard is not None:
             parse_shard(self.shard)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ConfigError, ModelDirError, ToolkitError
+from toolkit.errors import ConfigError, ModelDirError, ToolkitError, plain_int
 from toolkit.fingerprint import check_fingerprint, fingerprint
 from toolkit.seeding import check_seed
 from toolkit.text.tokenizer import TokenizerConfig
@@ -52,8 +52,10 @@ class Word2VecConfig:
     def __post_init__(self) -> None:
         for name in ("vector_size", "window", "min_count", "max_vocab", "epochs", "workers"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            number = plain_int(value)  # a NumPy integer made plain (the manifest's JSON)
+            if number is None or number < 1:
                 raise ConfigError(f"word2vec {name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, number)  # frozen
         object.__setattr__(self, "seed", check_seed("word2vec seed", self.seed))  # frozen
 
     def to_json(self) -> dict[str, Any]:

@@ -7,7 +7,8 @@ digits, a flag is 1/0, true/false, yes/no or on/off, unknown parameters are igno
 up to :data:`MAX_FILTER_VALUES` values, each no longer than any value it can match (an ingredient name of
 :data:`~toolkit.data.schema.MAX_NAME_CHARS` characters, a recipe id of
 :data:`~toolkit.data.schema.MAX_RECIPE_ID_BYTES` bytes, a step id of :data:`MAX_STEP_ID_BYTES` bytes): a 60,000
-character ingredient once held the search lock for seconds while it was tokenised.
+character ingredient once held the search lock for seconds while it was tokenised. An uploaded photo's ``name``
+takes up to :data:`MAX_PHOTO_NAME_CHARS` characters (a file name's length), not a URL's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ MAX_K = 100
 DEFAULT_PER_GROUP = 3
 MAX_PER_GROUP = 10
 DEFAULT_PHOTO_NAME = "uploaded photo"
+#: longest uploaded photo ``name`` (characters): a file name's length; it is quoted back in messages
+MAX_PHOTO_NAME_CHARS = 255
 GROUPS = ("recipe",)
 FLAGS = {
     "1": True,
@@ -75,7 +78,10 @@ SEARCH_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
         _STRINGS,
         f"step ids: more like these photos (up to {MAX_LIKE}, each up to {MAX_STEP_ID_BYTES} bytes)",
     ),
-    "name": ({"type": "string", "default": DEFAULT_PHOTO_NAME}, "the uploaded photo's name (in messages)"),
+    "name": (
+        {"type": "string", "maxLength": MAX_PHOTO_NAME_CHARS, "default": DEFAULT_PHOTO_NAME},
+        "the uploaded photo's name (in messages)",
+    ),
 }
 TEXT_PARAMS = ("q", "mode", "k", "ingredient", "recipe", "group", "per_group", "explain", "like")
 PHOTO_PARAMS = ("k", "name", "group", "ingredient", "recipe")
@@ -119,7 +125,10 @@ def parse_search(params: Mapping[str, Sequence[str]], *, photo: bool = False) ->
         per_group=_whole(params, "per_group", DEFAULT_PER_GROUP, MAX_PER_GROUP),
         explain=_flag(params, "explain"),
     )
-    return SearchRequest(text, like, _single(params, "name") or DEFAULT_PHOTO_NAME, options)
+    name = _single(params, "name")
+    if photo and len(name) > MAX_PHOTO_NAME_CHARS:
+        raise _too_long("name", name, len(name), "characters", MAX_PHOTO_NAME_CHARS)
+    return SearchRequest(text, like, name or DEFAULT_PHOTO_NAME, options)
 
 
 def openapi_parameters(names: Sequence[str]) -> list[dict[str, Any]]:
@@ -192,9 +201,14 @@ def _values(
     for value in values:
         size = len(value.encode("utf-8", "surrogatepass")) if "bytes" in unit else len(value)
         if size > longest:
-            shown = f"{value[:SHOWN_CHARS]!r}{'...' if len(value) > SHOWN_CHARS else ''}"
-            raise BadRequest(f"{name} {shown} is {size} {unit}, over the limit of {longest}")
+            raise _too_long(name, value, size, unit, longest)
     return values
+
+
+def _too_long(name: str, value: str, size: int, unit: str, longest: int) -> BadRequest:
+    """The error for a ``value`` of parameter ``name`` that is ``size`` ``unit`` long, over ``longest``."""
+    shown = f"{value[:SHOWN_CHARS]!r}{'...' if len(value) > SHOWN_CHARS else ''}"
+    return BadRequest(f"{name} {shown} is {size} {unit}, over the limit of {longest}")
 
 
 def _show(value: str) -> str:
