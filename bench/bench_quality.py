@@ -435,7 +435,7 @@ def through_index(
             t0 = time.perf_counter()
             for q in np.flatnonzero(keep):
                 vec = searcher.text_vector(gallery.texts[q])
-                hits = [h.step_id for h in searcher.knn(vec, params, filters).hits]
+                hits = [h.step_id for h in searcher.text_knn(gallery.texts[q], params, filters).hits]
                 own = gallery.ids[q]
                 top_ranks.append(hits.index(own) + 1 if own in hits else K + 1)
                 s = vectors @ searcher.photo_query(vec)

@@ -212,7 +212,12 @@ def test_a_real_mapping_option_of_another_type_is_named(name: str, value: Any) -
 
 
 def test_the_bool_mapping_options_are_tried() -> None:
-    assert _typed_fields("bool") == ["weight_average", "sparse_words", "learnable_temperature"]
+    assert _typed_fields("bool") == [
+        "weight_average",
+        "sparse_words",
+        "word_grounding",
+        "learnable_temperature",
+    ]
 
 
 @pytest.mark.parametrize("name", _typed_fields("bool"))

@@ -121,6 +121,7 @@ def build_cmd(
     mix_share: float | None,
     weight_average: bool,
     linear_strong_reg: float | None,
+    word_grounding: bool,
     split_seed: int,
     as_json: bool,
     quiet: bool,
@@ -160,6 +161,7 @@ def build_cmd(
             "mix_share": mix_share,
             "weight_average": weight_average,
             "linear_strong_reg": linear_strong_reg,
+            "word_grounding": word_grounding,
         },
         progress=progress_enabled(quiet),
     )

@@ -58,8 +58,17 @@ WEIGHT_AVERAGE_HELP = (
 )
 
 
+#: ``--word-grounding/--no-word-grounding`` of ``jrs build`` and ``jrs train-mapping``.
+WORD_GROUNDING_HELP = (
+    "Bag text tower: fit one classifier per word on the photo vectors (toolkit.mapping.grounding); a query "
+    "with a word the model lacks then has its kNN candidates reranked by its known words, with a weight "
+    "picked on the validation pairs (0 where it does not help them)."
+)
+
+
 def tower_options(config: str) -> Callable[[Callable], Callable]:
-    """``--text-members``, ``--mix-share``, ``--weight-average`` and ``--linear-strong-reg`` with the
+    """``--text-members``, ``--mix-share``, ``--weight-average``, ``--linear-strong-reg`` and
+    ``--word-grounding`` with the
     defaults of ``config`` (the ``"module:MappingConfig"`` spec), for every command that trains the
     mapping."""
     decorators = [
@@ -78,6 +87,9 @@ def tower_options(config: str) -> Callable[[Callable], Callable]:
             type=click.FloatRange(min=0.0),
             callback=_zero_is_none,
             help=LINEAR_STRONG_REG_HELP,
+        ),
+        default_from(
+            f"{config}.word_grounding", "--word-grounding/--no-word-grounding", help=WORD_GROUNDING_HELP
         ),
     ]
 

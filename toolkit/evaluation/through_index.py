@@ -148,7 +148,9 @@ def evaluate_through_index(
             if mode == "knn":
                 result = searcher.knn(vec, params, filters)
                 hit_ids = [h.step_id for h in result.hits]
-                overlap.append(len(set(hit_ids) & set(exact)) / len(exact))
+                overlap.append(len(set(hit_ids) & set(exact)) / len(exact))  # HNSW recall: before any rerank
+                if searcher.grounded_words(q.text) is not None:  # what `jrs search` answers: reranked
+                    result = searcher.text_knn(q.text, params, filters)
             elif mode == "keyword":
                 result = searcher.keyword(q.text, k, filters)
             elif mode == "hybrid":

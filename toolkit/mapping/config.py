@@ -46,6 +46,7 @@ LEGACY: dict[str, Any] = {
     "weight_average": False,
     "sparse_words": False,
     "linear_strong_reg": None,
+    "word_grounding": False,
 }
 
 
@@ -79,6 +80,9 @@ class MappingConfig:
     # alone. Screened 2026-12-07 (docs/quality-log.md): neutral on 22 rows at the sets' size (-0.13 R@10),
     # +1.35 on 18 rows with 3-10x the training recipes (mixed +3.4)
     linear_strong_reg: float | None = 100.0
+    # bag tower: per-word classifiers on the photo vectors (toolkit.mapping.grounding) that rerank the kNN
+    # candidates of a query with a word the model lacks, with a share picked on the validation pairs (0: none)
+    word_grounding: bool = True
     # text towers trained apart (seeds seed, seed + 1, ...) and averaged (TextEnsemble); more than one
     # only with arch fixed_image (one image side); None: DEFAULT_TEXT_MEMBERS there, 1 with other archs
     text_members: int | None = None

@@ -16,6 +16,7 @@ from torch import nn
 
 from toolkit.evaluation.linear import LinearMap
 from toolkit.mapping.config import ACTIVATIONS, ARCHS, NORMS, TEXT_TOWERS  # noqa: F401 - re-exported
+from toolkit.mapping.grounding import WordGrounding
 from toolkit.mapping.linear_branch import LinearBranch, fuse
 from toolkit.torch_threads import torch_threads
 
@@ -261,6 +262,8 @@ class TwoTower(nn.Module):
         linear_weight: float = 0.0,
         text_members: int = 1,
         linear_maps: int = 1,
+        grounding_words: int = 0,
+        grounding_share: float = 0.0,
     ) -> None:
         super().__init__()
         if text_tower not in TEXT_TOWERS:
@@ -313,6 +316,23 @@ class TwoTower(nn.Module):
         self.linear_weight = 0.0
         if linear_dims:
             self._add_linear(linear_dims, linear_weight, linear_maps)
+        self.grounding: WordGrounding | None = None
+        if grounding_words:
+            self._add_grounding(grounding_words, grounding_share)
+
+    def _add_grounding(self, n_words: int, share: float) -> None:
+        self.grounding = WordGrounding(n_words, self.dim, share)
+        self._arch |= {"grounding_words": n_words, "grounding_share": float(share)}
+
+    def set_grounding(self, grounding: WordGrounding, share: float) -> None:
+        """Attach fitted word classifiers (:mod:`toolkit.mapping.grounding`) used with ``share`` (0: none)."""
+        if share <= 0:
+            return
+        device = next(self.parameters()).device
+        self._add_grounding(int(grounding.words.shape[0]), share)
+        assert self.grounding is not None
+        self.grounding.load_state_dict(grounding.state_dict())
+        self.grounding.to(device)
 
     def _add_linear(self, dims: int, weight: float, maps: int) -> None:
         # a tokens text side is a BagTower or an ensemble of them

@@ -78,6 +78,8 @@ class TrainResult:
     #: with several text towers: each member's best epoch and whether it stopped early (the history and
     #: best epoch above are the first member's)
     members: list[dict[str, Any]] = field(default_factory=list)
+    #: what the word grounding fitted (toolkit.mapping.grounding.fit_grounding); empty when none was
+    grounding: dict[str, Any] = field(default_factory=dict)
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
@@ -382,6 +384,13 @@ def train_mapping(
     model.eval()
     if config.linear_weight > 0:
         fit_linear_branch(model, *inputs, config, word_vectors)
+    if config.word_grounding and isinstance(train_text, TokenBags) and isinstance(val_text, TokenBags):
+        from toolkit.mapping.grounding import fit_grounding
+
+        codes = (
+            np.arange(len(train_text)) if train_groups is None else group_codes(train_groups, len(train_text))
+        )
+        result.grounding = fit_grounding(model, train_text, train_img, codes, val_text, val_img, config.seed)
     return result
 
 

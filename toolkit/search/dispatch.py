@@ -222,7 +222,7 @@ def _run_text(
     searcher: Searcher, text: str, opts: SearchOptions, params: KnnParams, group: Grouping | None
 ) -> SearchResult:
     if opts.mode == "knn":
-        return searcher.knn(searcher.text_vector(text), params, opts.filters, group=group)
+        return searcher.text_knn(text, params, opts.filters, group=group)
     if opts.mode == "keyword":
         return searcher.keyword(text, opts.k, opts.filters, group=group)
     if opts.mode == "hybrid":

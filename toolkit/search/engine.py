@@ -34,6 +34,7 @@ from toolkit.index.lifecycle import IndexNotFound, check_index_model, index_info
 from toolkit.model import SearchModel, check_query_text, no_content_word, refuse_pickling, shallow_copy
 from toolkit.search.fusion import linear_fuse, rrf_fuse
 from toolkit.search.queries import (
+    MAX_NUM_CANDIDATES,
     Filters,
     Grouping,
     HybridParams,
@@ -601,15 +602,19 @@ class Searcher:
         if group is not None:
             body = group.apply(body, k or int(body["size"]))
         self._follow()
-        t = time.perf_counter()
-        with es_errors():
-            resp = self.es.search(index=self.index, **body)
-        total = (time.perf_counter() - t) * 1000
+        resp, total = self._search(body)
         raw = resp["hits"]["hits"]
         result = SearchResult(mode, [Hit.from_es(h) for h in raw], [body], float(resp["took"]), total, fusion)
         if group is not None:
             result.groups = [Group.from_es(h) for h in raw]
         return result
+
+    def _search(self, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """Elasticsearch's answer to one search ``body`` and the round trip in milliseconds."""
+        t = time.perf_counter()
+        with es_errors():
+            resp = self.es.search(index=self.index, **body)
+        return resp.body, (time.perf_counter() - t) * 1000
 
     def has_field(self, name: str) -> bool:
         """Whether the index (every index behind the name) maps field ``name``; a field it lacked is looked for
@@ -652,6 +657,72 @@ class Searcher:
             self._follow()
             query = self.field_vector(self._relayout(vector, made_under), params.field)
             return self._run(mode, knn_request(query, params, filters), group=group, k=params.k)
+
+        return self._retrying(attempt)
+
+    def text_knn(
+        self, text: str, params: KnnParams, filters: Filters, group: Grouping | None = None
+    ) -> SearchResult:
+        """kNN for a text: its query vector against the photos (:meth:`knn`); a text with a word the model
+        lacks, and words it has grounded (:mod:`toolkit.mapping.grounding`), gets its best
+        :data:`~toolkit.mapping.grounding.DEPTH` candidates reranked by them (not in a grouped search)."""
+        vector = self.text_vector(text)
+        words = self.grounded_words(text) if group is None and params.field == "image_vector" else None
+        if words is None:
+            return self.knn(vector, params, filters, group=group)
+        return self._grounded_knn(vector, words, params, filters)
+
+    def grounded_words(self, text: str) -> np.ndarray | None:
+        """The token ids of ``text`` that the model's word grounding reranks with, when it has a word the
+        model lacks and the grounding has a share; None otherwise."""
+        from toolkit.search.explain import vocabulary_split
+
+        grounding = self.model.mapping.model.grounding
+        if grounding is None or not vocabulary_split(self.model, text)[2]:
+            return None
+        bags, ok = self.model.text_tokens([text])
+        if not ok[0]:
+            return None
+        ids = np.asarray(bags.ids[bags.offsets[0] : bags.offsets[1]], dtype=np.int64)
+        return ids if len(grounding.rows_of(ids)) else None
+
+    def _grounded_knn(
+        self, vector: np.ndarray, words: np.ndarray, params: KnnParams, filters: Filters
+    ) -> SearchResult:
+        from toolkit.mapping.grounding import DEPTH
+
+        grounding = self.model.mapping.model.grounding
+        assert grounding is not None
+        made_under = self._target
+        filters = self.keyed(filters)
+        depth = min(max(params.k, DEPTH), MAX_NUM_CANDIDATES)
+        wide = KnnParams(depth, max(params.num_candidates, depth), params.field, params.boost)
+
+        def attempt() -> SearchResult:
+            self._follow()
+            query = self.field_vector(self._relayout(vector, made_under), params.field)
+            body = knn_request(query, wide, filters)
+            body["_source"] = [*body["_source"], params.field]
+            resp, total = self._search(body)
+            raw = resp["hits"]["hits"]
+            if not raw:
+                return SearchResult("knn", [], [body], float(resp["took"]), total)
+            photos = self.stored_photo_vector(
+                np.asarray([h["_source"][params.field] for h in raw], np.float32)
+            )
+            cos = np.asarray([2.0 * float(h["_score"] or 0.0) / params.boost - 1.0 for h in raw])
+            scores = cos + grounding.share * grounding.log_probs(words, photos)
+            hits = []
+            for i in np.argsort(-scores, kind="stable")[: params.k]:
+                hit = Hit.from_es(raw[i])
+                hit.score = float((1.0 + scores[i]) / 2.0 * params.boost)
+                hits.append(hit)
+            result = SearchResult("knn", hits, [body], float(resp["took"]), total)
+            result.notes.append(
+                f"the {len(raw)} best photos were reranked by how well they show the query's known words "
+                "(it has a word the model lacks)"
+            )
+            return result
 
         return self._retrying(attempt)
 

@@ -100,6 +100,7 @@ def train_mapping_model(
         "stopped_early": result.stopped_early,
         "averaged_epochs": result.averaged_epochs,
         **({"text_members": result.members} if result.members else {}),
+        **({"word_grounding": result.grounding} if result.grounding else {}),
         "history": result.history_dicts(),
         "val_metrics": val_metrics,
     }
