@@ -4,6 +4,7 @@ against a real Elasticsearch node."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,7 @@ def test_a_query_with_an_unknown_word_is_reranked_through_the_index(
     """Against the real node: the candidates of a query with a word the model lacks come back in the order of
     cosine + share x grounding score (computed here from the stored photo vectors); a query of known words
     only, and a grouped search, are plain kNN."""
+    from toolkit.index.hubness import photo_scale
     from toolkit.model import SearchModel
     from toolkit.search.dispatch import SearchOptions, search, search_text
     from toolkit.search.engine import Searcher
@@ -193,11 +195,18 @@ def test_a_query_with_an_unknown_word_is_reranked_through_the_index(
         source=["image_vector"])["hits"]["hits"]}  # fmt: skip
     photos = searcher.stored_photo_vector(np.asarray([docs[h.step_id] for h in plain.hits], np.float32))
     words = searcher.grounded_words(unknown)
-    expected = np.asarray([2 * h.score - 1 for h in plain.hits]) + 0.5 * mapping.grounding.log_probs(
-        words, photos
-    )
-    order = [plain.hits[i].step_id for i in np.argsort(-expected, kind="stable")[:5]]
+    # the share weighs cosines: on a hubness-corrected index (the default) Elasticsearch's cosine is the
+    # CSLS score times s / sqrt(2) (toolkit.index.hubness), so it is brought back to that scale
+    beta = searcher.photo_hubness_beta
+    assert beta is not None
+    csls = np.asarray([2 * h.score - 1 for h in plain.hits]) * np.sqrt(2.0) / photo_scale(beta)
+    expected = csls + 0.5 * mapping.grounding.log_probs(words, photos)
+    top = np.argsort(-expected, kind="stable")[:5]
+    order = [plain.hits[i].step_id for i in top]
     assert [h.step_id for h in reranked.hits] == order
+    # each score stays on Elasticsearch's scale: (1 + the expected score's cosine scale back) / 2
+    scale = photo_scale(beta) / np.sqrt(2.0)
+    np.testing.assert_allclose([h.score for h in reranked.hits], (1 + scale * expected[top]) / 2, atol=1e-5)
     assert order != [h.step_id for h in plain.hits[:5]]  # the rerank moved something
     same = search_text(searcher, known, k=5)
     assert [h.step_id for h in same.hits] == [
@@ -205,3 +214,10 @@ def test_a_query_with_an_unknown_word_is_reranked_through_the_index(
     ]
     grouped = search(searcher, unknown, options=SearchOptions(k=3, group="recipe"))
     assert not any("reranked" in n for n in grouped.notes)
+    # --explain recomputes the reranked scores, and leaves each word out of the grounding as well
+    explained = search(searcher, unknown, options=SearchOptions(k=5, explain=True))
+    assert [h.step_id for h in explained.hits] == order
+    assert explained.explanation is not None
+    hits = explained.explanation["contributions"]["hits"]
+    np.testing.assert_allclose([h["recomputed"] for h in hits], [h["score"] for h in hits], atol=1e-4)
+    json.dumps(explained.as_dict())  # what `jrs search --json` and the web API send

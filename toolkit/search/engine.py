@@ -27,6 +27,7 @@ from toolkit.index.hubness import (
     correction_from_meta,
     layout_from_meta,
     lift_query,
+    photo_scale,
     recorded_settings,
     unlift_photo,
 )
@@ -686,13 +687,25 @@ class Searcher:
         ids = np.asarray(bags.ids[bags.offsets[0] : bags.offsets[1]], dtype=np.int64)
         return ids if len(grounding.rows_of(ids)) else None
 
+    def grounding_term(
+        self, words: np.ndarray, stored: np.ndarray, boost: float, beta: float | None = None
+    ) -> np.ndarray:
+        """What the word grounding of ``words`` (:meth:`grounded_words`) adds to the Elasticsearch kNN score of
+        each stored ``image_vector`` row of ``stored``: ``boost * share * sum_w log sigmoid(logit_w) / 2``, times
+        ``s / sqrt(2)`` on an index with the hubness correction ``beta`` (:mod:`toolkit.index.hubness`: its
+        cosine is the CSLS score times that, and the share was picked on unscaled cosines)."""
+        grounding = self.model.mapping.model.grounding
+        assert grounding is not None
+        stored = np.asarray(stored, np.float32)
+        photos = stored if beta is None else unlift_photo(stored, self.model.dims, beta)
+        scale = 1.0 if beta is None else photo_scale(beta) / math.sqrt(2.0)
+        return boost * scale * grounding.share * grounding.log_probs(words, photos) / 2.0
+
     def _grounded_knn(
         self, vector: np.ndarray, words: np.ndarray, params: KnnParams, filters: Filters
     ) -> SearchResult:
         from toolkit.mapping.grounding import DEPTH
 
-        grounding = self.model.mapping.model.grounding
-        assert grounding is not None
         made_under = self._target
         filters = self.keyed(filters)
         depth = min(max(params.k, DEPTH), MAX_NUM_CANDIDATES)
@@ -700,6 +713,7 @@ class Searcher:
 
         def attempt() -> SearchResult:
             self._follow()
+            target = self._current()  # the layout the hits' vectors are stored in, read once
             query = self.field_vector(self._relayout(vector, made_under), params.field)
             body = knn_request(query, wide, filters)
             body["_source"] = [*body["_source"], params.field]
@@ -707,15 +721,13 @@ class Searcher:
             raw = resp["hits"]["hits"]
             if not raw:
                 return SearchResult("knn", [], [body], float(resp["took"]), total)
-            photos = self.stored_photo_vector(
-                np.asarray([h["_source"][params.field] for h in raw], np.float32)
-            )
-            cos = np.asarray([2.0 * float(h["_score"] or 0.0) / params.boost - 1.0 for h in raw])
-            scores = cos + grounding.share * grounding.log_probs(words, photos)
+            stored = np.asarray([h["_source"][params.field] for h in raw], np.float32)
+            scores = np.asarray([float(h["_score"] or 0.0) for h in raw])
+            scores = scores + self.grounding_term(words, stored, params.boost, target.beta)
             hits = []
             for i in np.argsort(-scores, kind="stable")[: params.k]:
                 hit = Hit.from_es(raw[i])
-                hit.score = float((1.0 + scores[i]) / 2.0 * params.boost)
+                hit.score = float(scores[i])
                 hits.append(hit)
             result = SearchResult("knn", hits, [body], float(resp["took"]), total)
             result.notes.append(

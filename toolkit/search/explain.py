@@ -186,8 +186,9 @@ def contributions(
 ) -> dict[str, Any]:
     """Leave-one-word-out: how much each word adds to the score of each of the top hits.
 
-    kNN: the cosine score with the word's vector left out of the mean; keyword: BM25 without the token;
-    hybrid: the boosted sum of both, as Elasticsearch adds them (the cosine only for hits among the kNN
+    kNN: the cosine score with the word's vector left out of the mean (plus, for a query the word grounding
+    reranks, :meth:`~toolkit.search.engine.Searcher.text_knn`, its term with the word left out of it too);
+    keyword: BM25 without the token; hybrid: the boosted sum of both, as Elasticsearch adds them (the cosine only for hits among the kNN
     section's nearest). ``recomputed`` is the full score recomputed this way, next to the returned one.
     RRF scores come from ranks and linear fusion's from each list's range: neither is explained."""
     hits = result.hits[:EXPLAINED_HITS]
@@ -210,6 +211,14 @@ def contributions(
         vectors = np.array([d["_source"][params.field] for d in docs], dtype=np.float32)
         boost = opts.hybrid.knn_boost if opts.mode == "hybrid" else 1.0
         vec_full, vec_without = _vector_scores(searcher, known, vectors, boost, params.field)
+        grounded = searcher.grounded_words(text) if opts.mode == "knn" and opts.grouping() is None else None
+        if grounded is not None and params.field == "image_vector":  # reranked so (Searcher.text_knn)
+            beta, index = searcher.photo_hubness_beta, searcher.model.word_vectors.index
+            vec_full = vec_full + searcher.grounding_term(grounded, vectors, 1.0, beta)
+            vec_without = {
+                w: v + searcher.grounding_term(grounded[grounded != index[w]], vectors, 1.0, beta)
+                for w, v in vec_without.items()
+            }
     if opts.mode in ("keyword", "hybrid"):
         tokens = searcher.model.tokenizer.tokenize_all(text)
         boost = opts.hybrid.keyword_boost if opts.mode == "hybrid" else 1.0
