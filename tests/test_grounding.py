@@ -123,19 +123,20 @@ def trained() -> tuple[object, TokenBags]:
 
 
 def test_training_fits_the_grounding_and_records_it(trained: tuple) -> None:
+    """On steps that each name one of their photo's two looks, grounding ranks held-out pairs better: the
+    validation pairs pick a share above 0, and the mapping carries the look words' classifiers."""
     result, _ = trained
     assert result.grounding["words"] == 8  # the 8 look words; the object names are each one recipe's
     assert result.grounding["val_pairs"] == 48 and set(result.grounding["val_mrr"]) == {
         str(s) for s in g.SHARES
     }
+    mrr = result.grounding["val_mrr"]
     share = result.grounding["share"]
+    assert share > 0 and mrr[str(share)] > mrr["0.0"] + 0.02
     grounding = result.model.grounding
-    if share == 0:
-        assert grounding is None and "grounding_words" not in result.model.arch()
-    else:
-        assert grounding is not None and grounding.share == share
-        assert result.model.arch()["grounding_share"] == share
-        assert grounding.words.tolist() == list(range(1, 9))
+    assert grounding is not None and grounding.share == share
+    assert result.model.arch()["grounding_share"] == share
+    assert grounding.words.tolist() == list(range(1, 9))
 
 
 def test_a_saved_grounding_loads_with_the_mapping_and_its_fingerprint(trained: tuple, tmp_path: Path) -> None:
