@@ -92,7 +92,35 @@ def test_only_grounded_words_count() -> None:
 
 def test_a_share_needs_enough_validation_pairs() -> None:
     share, picked = g.pick_share(None, _two_word_grounding(), _bags([[3]] * (g.MIN_VAL_PAIRS - 1)), None)
-    assert share == 0.0 and picked == {"val_pairs": g.MIN_VAL_PAIRS - 1}
+    assert share == 0.0 and picked == {"val_pairs": g.MIN_VAL_PAIRS - 1, "val_queries": g.MIN_VAL_PAIRS - 1}
+
+
+def test_the_share_is_picked_on_validation_pairs_with_an_unknown_word() -> None:
+    """Only queries with an unknown word are reranked, so only such validation pairs pick the share: a
+    collection whose validation steps have too few (recipes, in the sets) gets none."""
+    n = g.MIN_VAL_PAIRS + 5
+    unknown = np.zeros(n, dtype=np.int32)
+    unknown[: g.MIN_VAL_PAIRS - 1] = 1
+    share, picked = g.pick_share(None, _two_word_grounding(), _bags([[3]] * n), None, unknown)
+    assert share == 0.0 and picked == {"val_pairs": n, "val_queries": g.MIN_VAL_PAIRS - 1}
+
+
+def test_a_collection_without_unknown_words_in_validation_gets_no_grounding() -> None:
+    tr_bags, tr_img, groups = _concept_pairs(30, 0)
+    va_bags, va_img, _ = _concept_pairs(12, 1)
+    words = np.random.default_rng(2).normal(0, 1, (100, 8)).astype(np.float32)
+    config = MappingConfig(dim=16, hidden=32, epochs=2, batch_size=32, linear_dims=4, seed=0)
+    none_unknown = np.zeros(len(va_bags), dtype=np.int32)
+    result = train_mapping(
+        tr_bags, tr_img, va_bags, va_img, config, groups, word_vectors=words, val_unknown=none_unknown
+    )
+    assert result.model.grounding is None
+    assert result.grounding["share"] == 0.0 and result.grounding["val_queries"] == 0
+    every = np.ones(len(va_bags), dtype=np.int32)  # like the concept set's validation steps: names unknown
+    result = train_mapping(
+        tr_bags, tr_img, va_bags, va_img, config, groups, word_vectors=words, val_unknown=every
+    )
+    assert result.grounding["val_queries"] == len(va_bags) and result.grounding["share"] > 0
 
 
 def _concept_pairs(n_recipes: int, seed: int) -> tuple[TokenBags, np.ndarray, np.ndarray]:

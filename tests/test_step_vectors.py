@@ -189,3 +189,23 @@ def test_cli_step_vectors(tmp_path) -> None:
         step_vectors_cmd, [str(root), str(model), str(out), "--expect-fingerprint", "0" * 16, "--quiet"]
     )
     assert result.exit_code == 2 and "fingerprint mismatch" in result.output
+
+
+def test_step_vectors_count_the_words_the_model_lacks(
+    tokenizer: Tokenizer, wv: WordVectors, tmp_path
+) -> None:
+    """Each usable step's count of words dropped as unknown is kept with the vectors (the word grounding picks
+    its share on validation steps that have one), and paired and split with them."""
+    from toolkit.stages.pairs import Pairs
+    from toolkit.text.tokens import load_unknown_counts
+
+    ids, texts = ["a:1", "a:2", "a:3"], ["人参を切る", "人参とスパイスを切る", "牛乳"]
+    result = step_vectors(ids, texts, tokenizer, wv)
+    expected = [sum(t not in wv.index for t in tokenizer.tokenize(texts[ids.index(i)])) for i in result.ids]
+    assert result.unknown is not None and result.unknown.tolist() == expected
+    assert expected[1] > 0 and expected[0] == expected[2] == 0  # スパイス is not in the test vocabulary
+    save_step_vectors(tmp_path / "sv", result, wv)
+    assert load_unknown_counts(tmp_path / "sv", len(result.ids)).tolist() == expected
+    assert load_unknown_counts(tmp_path, 3) is None  # a set written before the counts
+    pairs = Pairs(list(result.ids), result.vectors, result.vectors, "w", "e", unknown=result.unknown)
+    assert pairs.subset(np.array([len(expected) - 1, 0])).unknown.tolist() == [expected[-1], expected[0]]

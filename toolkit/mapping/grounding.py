@@ -10,8 +10,9 @@ candidates (the :data:`DEPTH` best) are then reranked by ``cos + share * sum_w l
 grounded words: a product of experts, so that a photo must look red *and* round.
 
 ``share`` is picked on the validation pairs from :data:`SHARES` (mean reciprocal rank of each pair's photo
-among the validation photos): 0, no reranking, where grounding does not rank held-out pairs better (recipes
-whose steps show different things; docs/quality-log.md, 2026-12-07). The classifiers are buffers of the
+among the validation photos; the pairs whose text has a word the Word2Vec model lacks are the queries, where
+the step vectors count them): 0, no reranking, where grounding does not rank such held-out pairs better, or
+where fewer than :data:`MIN_VAL_PAIRS` have one (recipe collections; docs/quality-log.md, 2026-12-07). The classifiers are buffers of the
 mapping: saved with it and part of its fingerprint.
 """
 
@@ -174,27 +175,39 @@ def _fit_block(features: torch.Tensor, target: torch.Tensor, penalty: float) -> 
 
 
 def pick_share(
-    model: Any, grounding: WordGrounding, val_tokens: TokenBags, val_img: Any
+    model: Any,
+    grounding: WordGrounding,
+    val_tokens: TokenBags,
+    val_img: Any,
+    val_unknown: np.ndarray | None = None,
 ) -> tuple[float, dict]:
     """The share of :data:`SHARES` whose reranking gives the validation pairs' photos the best mean reciprocal
-    rank among the validation photos (ties: the smaller); 0 with fewer than :data:`MIN_VAL_PAIRS` pairs."""
+    rank among the validation photos (ties: the smaller). With ``val_unknown`` (per pair, how many words of its
+    text the Word2Vec model lacks) only the pairs with an unknown word are queries, as only such queries are
+    reranked; 0 with fewer than :data:`MIN_VAL_PAIRS` queries."""
     n = min(len(val_tokens), MAX_VAL)
-    if n < MIN_VAL_PAIRS:
-        return 0.0, {"val_pairs": n}
-    rows = np.arange(n)
-    bags = val_tokens.take(rows)
+    queries = np.arange(n) if val_unknown is None else np.flatnonzero(np.asarray(val_unknown)[:n] > 0)
+    if len(queries) < MIN_VAL_PAIRS:
+        return 0.0, {"val_pairs": n, "val_queries": int(len(queries))}
+    bags = val_tokens.take(np.arange(n))
     photos = centred_rows(model.embed_image(np.asarray(val_img[:n], np.float32)))
-    scores = model.embed_text(bags) @ photos.T
+    scores = model.embed_text(bags.take(queries)) @ photos.T
     ground = np.stack(
-        [grounding.log_probs(bags.ids[bags.offsets[q] : bags.offsets[q + 1]], photos) for q in rows]
+        [grounding.log_probs(bags.ids[bags.offsets[q] : bags.offsets[q + 1]], photos) for q in queries]
     )
+    rows = np.arange(len(queries))
     mrr = {}
     for share in SHARES:
         s = scores + share * ground
-        own = s[rows, rows]
+        own = s[rows, queries]
         mrr[share] = float(np.mean(1.0 / (1.0 + (s > own[:, None]).sum(axis=1))))
     best = max(SHARES, key=lambda share: (mrr[share], -share))
-    return best, {"val_pairs": n, "val_mrr": {str(k): round(v, 4) for k, v in mrr.items()}}
+    picked = {
+        "val_pairs": n,
+        "val_queries": int(len(queries)),
+        "val_mrr": {str(k): round(v, 4) for k, v in mrr.items()},
+    }
+    return best, picked
 
 
 def fit_grounding(
@@ -205,10 +218,12 @@ def fit_grounding(
     val_tokens: TokenBags,
     val_img: Any,
     seed: int = 0,
+    val_unknown: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fit the word grounding of a trained ``model`` (:class:`~toolkit.mapping.towers.TwoTower` with a bag
-    text tower) and attach it with the share picked on the validation pairs; what was fitted, for the log and
-    the summary. Nothing is attached when no word qualifies."""
+    text tower) and attach it with the share picked on the validation pairs (those with an unknown word, given
+    ``val_unknown``: :func:`pick_share`); what was fitted, for the log and the summary. Nothing is attached
+    when no word qualifies, or the share is 0."""
     recipe_of, words_of_recipe = recipe_words(train_tokens, train_groups)
     words = grounded_words(words_of_recipe)
     if not len(words):
@@ -224,12 +239,12 @@ def fit_grounding(
     bias = bias - weight @ mean
     grounding = WordGrounding(len(words), photos.shape[1])
     grounding.set(words, weight, bias)
-    share, picked = pick_share(model, grounding, val_tokens, val_img)
+    share, picked = pick_share(model, grounding, val_tokens, val_img, val_unknown)
     model.set_grounding(grounding, share)
     log.info(
-        "word grounding: %d words, share %g (picked on %d validation pairs)",
+        "word grounding: %d words, share %g (picked on %d validation queries)",
         len(words),
         share,
-        picked["val_pairs"],
+        picked["val_queries"],
     )
     return {"words": int(len(words)), "share": share, **picked}

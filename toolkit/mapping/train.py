@@ -320,6 +320,7 @@ def train_mapping(
     train_groups: Sequence[Any] | np.ndarray | None = None,
     progress: bool = True,
     word_vectors: np.ndarray | None = None,
+    val_unknown: np.ndarray | None = None,
 ) -> TrainResult:
     """Train the towers on paired rows (``train_text[i]`` goes with ``train_img[i]``).
 
@@ -337,6 +338,10 @@ def train_mapping(
     seed (``seed``, ``seed + 1``, ...) and with its own early stopping, against the same fixed image side,
     and averaged (:class:`~toolkit.mapping.towers.TextEnsemble`): the members' errors are partly their own,
     and their mean ranks better than any of them, most where training pairs are few.
+
+    With ``config.word_grounding`` a bag tower's word grounding is fitted last
+    (:func:`~toolkit.mapping.grounding.fit_grounding`); ``val_unknown`` (per validation pair, how many words of
+    its text the Word2Vec model lacks) has its share picked on the validation pairs with an unknown word.
     """
     config = config or MappingConfig()
     bag = config.text_tower == "bag"
@@ -390,7 +395,9 @@ def train_mapping(
         codes = (
             np.arange(len(train_text)) if train_groups is None else group_codes(train_groups, len(train_text))
         )
-        result.grounding = fit_grounding(model, train_text, train_img, codes, val_text, val_img, config.seed)
+        result.grounding = fit_grounding(
+            model, train_text, train_img, codes, val_text, val_img, config.seed, val_unknown
+        )
     return result
 
 

@@ -87,6 +87,7 @@ def train_mapping_model(
         train.recipe_codes()[0],  # 8 bytes per pair while training, not a list of recipe ids
         progress=progress,
         word_vectors=matrix,
+        val_unknown=val.unknown,
     )
     model = result.model
     val_metrics = pooled_metrics_of(

@@ -13,7 +13,7 @@ from toolkit.data.splits import SPLITS, split_of
 from toolkit.data.step_ids import SEPARATOR
 from toolkit.errors import ToolkitError
 from toolkit.fingerprint import check_fingerprint
-from toolkit.text.tokens import TokenBags, has_token_bags, load_token_bags
+from toolkit.text.tokens import TokenBags, has_token_bags, load_token_bags, load_unknown_counts
 from toolkit.vectorset import Rows, VectorSet, align_rows, load_vector_set
 
 TEXT_FP = "word2vec_fingerprint"
@@ -28,6 +28,8 @@ class Pairs:
     vector sets (what :func:`load_pairs` gives: nothing is copied until a stage reads a block).
     ``tokens`` are the token ids of the texts (row for row), where the text vector set has them.
     ``ids`` are a :class:`~toolkit.data.columns.StringColumn` when loaded (any sequence of step ids will do).
+    ``unknown``: per pair, how many words of its text the Word2Vec model lacks (None for step vectors written
+    before they were counted).
     """
 
     ids: Sequence[str]
@@ -38,6 +40,7 @@ class Pairs:
     unpaired_text: int = 0
     unpaired_image: int = 0
     tokens: TokenBags | None = None
+    unknown: np.ndarray | None = None
 
     def subset(self, rows: np.ndarray) -> Pairs:
         def part(x: np.ndarray | Rows) -> np.ndarray | Rows:
@@ -45,7 +48,10 @@ class Pairs:
 
         ids = StringColumn.from_strings(self.ids).take(rows)
         tokens = None if self.tokens is None else self.tokens.take(rows)
-        return Pairs(ids, part(self.text), part(self.image), self.word2vec, self.encoder, 0, 0, tokens)
+        unknown = None if self.unknown is None else self.unknown[rows]
+        return Pairs(
+            ids, part(self.text), part(self.image), self.word2vec, self.encoder, 0, 0, tokens, unknown
+        )
 
     def text_for(self, text_input: str) -> np.ndarray | Rows | TokenBags:
         """What a text tower reads (``TwoTower.text_input``): ``"tokens"`` the token ids (a bag tower),
@@ -145,9 +151,18 @@ class _PairedSets:
             if has_token_bags(self.text_dir)
             else None
         )
+        counts = load_unknown_counts(self.text_dir, len(self.text_vs.ids))
+        unknown = None if counts is None else counts[text_rows]
         unpaired = (len(self.text_vs.ids) - len(self.ids), len(self.image_vs.ids) - len(self.ids))
         return Pairs(
-            ids, text, image, self.word2vec, self.encoder, *(unpaired if rows is None else (0, 0)), tokens
+            ids,
+            text,
+            image,
+            self.word2vec,
+            self.encoder,
+            *(unpaired if rows is None else (0, 0)),
+            tokens,
+            unknown,
         )
 
 

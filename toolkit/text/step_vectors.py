@@ -29,7 +29,7 @@ from toolkit.progress import track
 from toolkit.quiet import silenced
 from toolkit.rejects import Reject
 from toolkit.text.tokenizer import NO_WORD_REASON, Tokenizer
-from toolkit.text.tokens import TokenBags, save_token_bags
+from toolkit.text.tokens import TokenBags, save_token_bags, save_unknown_counts
 from toolkit.text.word2vec import WordVectors
 from toolkit.torch_threads import torch_threads as _torch_threads
 from toolkit.vectorset import create_vectors, save_vector_set
@@ -127,6 +127,8 @@ class StepVectorResult:
     vectors: np.ndarray
     rejects: list[Reject] = field(default_factory=list)
     tokens: TokenBags | None = None
+    #: per row, how many of the step's words the Word2Vec model lacks
+    unknown: np.ndarray | None = None
 
     @property
     def rejected_ids(self) -> list[str]:
@@ -156,6 +158,8 @@ class StepTokens:
     ids: StringColumn
     tokens: TokenBags
     rejects: list[Reject]
+    #: per usable step, how many of its words the Word2Vec model lacks (dropped from its bag)
+    unknown: np.ndarray | None = None
 
 
 def tokenize_steps(
@@ -179,6 +183,7 @@ def tokenize_steps(
     no_token: list[Reject] = []  # reported after the other rejects, as one list
     id_parts: list[np.ndarray] = []
     length_parts: list[np.ndarray] = []
+    unknown_parts: list[np.ndarray] = []
     chunk_rows: list[int] = []
     chunk_tokens: list[list[str]] = []
 
@@ -194,6 +199,8 @@ def tokenize_steps(
         keep[rows[lengths > 0]] = True
         id_parts.append(flat.astype(np.int32))
         length_parts.append(lengths[lengths > 0])
+        total = np.fromiter(map(len, chunk_tokens), dtype=np.int64, count=len(chunk_tokens))
+        unknown_parts.append((total - lengths)[lengths > 0].astype(np.int32))
         chunk_rows.clear()
         chunk_tokens.clear()
 
@@ -214,7 +221,7 @@ def tokenize_steps(
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     bags = TokenBags(np.concatenate(id_parts), offsets)
-    return StepTokens(column.take(keep), bags, rejects + no_token)
+    return StepTokens(column.take(keep), bags, rejects + no_token, np.concatenate(unknown_parts))
 
 
 def step_vectors(
@@ -232,7 +239,7 @@ def step_vectors(
     """
     st = tokenize_steps(ids, texts, tokenizer, wv, progress=progress)
     vectors, _ = mean_vectors(st.tokens.ids, st.tokens.offsets, wv.matrix)
-    return StepVectorResult(st.ids, vectors, st.rejects, st.tokens)
+    return StepVectorResult(st.ids, vectors, st.rejects, st.tokens, st.unknown)
 
 
 def query_vector(text: str, tokenizer: Tokenizer, wv: WordVectors) -> np.ndarray:
@@ -264,6 +271,10 @@ def save_step_vectors(
         if len(result.tokens) != len(result.ids):
             raise ValueError(f"{len(result.tokens)} token bags for {len(result.ids)} step vectors")
         save_token_bags(directory, result.tokens)
+    if result.unknown is not None:
+        if len(result.unknown) != len(result.ids):
+            raise ValueError(f"{len(result.unknown)} unknown-word counts for {len(result.ids)} step vectors")
+        save_unknown_counts(directory, result.unknown)
     return save_vector_set(directory, result.ids, result.vectors, full_meta)
 
 
@@ -283,6 +294,6 @@ def write_step_vectors_to(
     st = tokenize_steps(ids, texts, tokenizer, wv, progress=progress)
     out = create_vectors(directory, len(st.ids), wv.dim)
     mean_vectors(st.tokens.ids, st.tokens.offsets, wv.matrix, out=out)
-    result = StepVectorResult(st.ids, out, st.rejects, st.tokens)
+    result = StepVectorResult(st.ids, out, st.rejects, st.tokens, st.unknown)
     save_step_vectors(directory, result, wv, meta)
     return result

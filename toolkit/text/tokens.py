@@ -19,6 +19,9 @@ from toolkit.errors import ModelDirError
 
 TOKEN_IDS = "token_ids.npy"
 TOKEN_OFFSETS = "token_offsets.npy"
+#: per step, how many of its words the Word2Vec model lacks (dropped from its bag): what a query with an
+#: unknown word looks like, for choices made on validation steps (toolkit.mapping.grounding)
+TOKEN_UNKNOWN = "token_unknown.npy"
 #: Bags gathered at a time by :meth:`TokenBags.take`.
 TAKE_CHUNK_ROWS = 65536
 
@@ -89,6 +92,25 @@ def save_token_bags(directory: str | Path, bags: TokenBags) -> None:
     for name, arr in ((TOKEN_IDS, bags.ids.astype(np.int32)), (TOKEN_OFFSETS, bags.offsets)):
         with atomic_path(d / name) as tmp, open(tmp, "wb") as fh:
             np.save(fh, arr)
+
+
+def save_unknown_counts(directory: str | Path, counts: np.ndarray) -> None:
+    """Write :data:`TOKEN_UNKNOWN` (int32, one count per step) into ``directory`` atomically."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    with atomic_path(d / TOKEN_UNKNOWN) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(counts, dtype=np.int32))
+
+
+def load_unknown_counts(directory: str | Path, rows: int) -> np.ndarray | None:
+    """The unknown-word counts of a step-vector set's ``rows`` steps; None for sets written before them."""
+    path = Path(directory) / TOKEN_UNKNOWN
+    if not path.is_file():
+        return None
+    counts = np.load(path)
+    if counts.shape != (rows,):
+        raise ModelDirError(f"{path}: {len(counts)} unknown-word counts for {rows} step vectors")
+    return counts
 
 
 def has_token_bags(directory: str | Path) -> bool:
