@@ -92,10 +92,12 @@ class WordGrounding(nn.Module):
 
 
 def centred_rows(x: np.ndarray) -> np.ndarray:
-    """Rows moved by their mean and scaled to unit length (photo vectors as an index of them stores them)."""
+    """Rows centred on their own mean as an index centres its photo vectors (:func:`toolkit.index.centring.
+    centred`: moved, then unit length again)."""
+    from toolkit.index.centring import centred
+
     x = np.asarray(x, np.float32)
-    x = x - x.mean(axis=0, keepdims=True)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return centred(x, x.mean(axis=0))
 
 
 def recipe_words(bags: TokenBags, groups: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

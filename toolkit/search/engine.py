@@ -668,10 +668,20 @@ class Searcher:
         lacks, and words it has grounded (:mod:`toolkit.mapping.grounding`), gets its best
         :data:`~toolkit.mapping.grounding.DEPTH` candidates reranked by them (not in a grouped search)."""
         vector = self.text_vector(text)
-        words = self.grounded_words(text) if group is None and params.field == "image_vector" else None
+        words = self.reranked_words(text, params, group)
         if words is None:
             return self.knn(vector, params, filters, group=group)
         return self._grounded_knn(vector, words, params, filters)
+
+    def reranked_words(
+        self, text: str, params: KnnParams, group: Grouping | None = None
+    ) -> np.ndarray | None:
+        """The grounded words :meth:`text_knn` reranks ``text``'s candidates with (a search of the photos, not
+        grouped: :meth:`grounded_words`), None when it answers plain kNN: the one rule of the search, its
+        ``--explain`` and the evaluation."""
+        if group is not None or params.field != "image_vector":
+            return None
+        return self.grounded_words(text)
 
     def grounded_words(self, text: str) -> np.ndarray | None:
         """The token ids of ``text`` that the model's word grounding reranks with, when it has a word the

@@ -211,8 +211,8 @@ def contributions(
         vectors = np.array([d["_source"][params.field] for d in docs], dtype=np.float32)
         boost = opts.hybrid.knn_boost if opts.mode == "hybrid" else 1.0
         vec_full, vec_without = _vector_scores(searcher, known, vectors, boost, params.field)
-        grounded = searcher.grounded_words(text) if opts.mode == "knn" and opts.grouping() is None else None
-        if grounded is not None and params.field == "image_vector":  # reranked so (Searcher.text_knn)
+        grounded = searcher.reranked_words(text, params, opts.grouping()) if opts.mode == "knn" else None
+        if grounded is not None:  # reranked so (Searcher.text_knn)
             beta, index = searcher.photo_hubness_beta, searcher.model.word_vectors.index
             vec_full = vec_full + searcher.grounding_term(grounded, vectors, 1.0, beta)
             vec_without = {
