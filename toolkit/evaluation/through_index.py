@@ -33,6 +33,7 @@ from toolkit.search.dispatch import knn_params
 from toolkit.search.engine import Searcher
 from toolkit.search.modes import DEFAULT_K, TEXT_MODES
 from toolkit.search.queries import Filters, HybridParams
+from toolkit.search.stored import source_vectors
 from toolkit.stages.read import ReadOptions, read_steps, steps_of_split
 
 INDEX_MODES = TEXT_MODES
@@ -53,12 +54,12 @@ def held_out_queries(dataset_root: str | Path, split_seed: int, split: str = "te
 def indexed_photo_vectors(es: Elasticsearch, index: str) -> tuple[list[str], np.ndarray]:
     """Every ``image_vector`` in the index (scan), for the exact brute-force ranking."""
     ids: list[str] = []
-    rows: list[list[float]] = []
+    rows: list[np.ndarray] = []
     for hit in helpers.scan(
         es, index=index, query={"query": {"exists": {"field": "image_vector"}}}, _source=["image_vector"]
     ):
         ids.append(hit["_id"])
-        rows.append(hit["_source"]["image_vector"])
+        rows.append(source_vectors([hit], "image_vector", index, "the evaluation's exact ranking")[0])
     if not rows:
         raise ToolkitError(f"index {index} has no photo vectors to evaluate against")
     x = np.asarray(rows, dtype=np.float32)

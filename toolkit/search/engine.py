@@ -47,6 +47,7 @@ from toolkit.search.queries import (
     knn_request,
     rrf_retriever_request,
 )
+from toolkit.search.stored import VectorsNotReturned, source_vectors
 
 if TYPE_CHECKING:
     from toolkit.image.loading import PhotoSource
@@ -731,19 +732,25 @@ class Searcher:
             raw = resp["hits"]["hits"]
             if not raw:
                 return SearchResult("knn", [], [body], float(resp["took"]), total)
-            stored = np.asarray([h["_source"][params.field] for h in raw], np.float32)
             scores = np.asarray([float(h["_score"] or 0.0) for h in raw])
-            scores = scores + self.grounding_term(words, stored, params.boost, target.beta)
+            try:
+                stored = source_vectors(raw, params.field, self.index, "the word grounding's rerank")
+            except VectorsNotReturned as e:  # the hits stand as Elasticsearch ranked them
+                log.warning("%s", e)
+                note = "not reranked by the query's known words: the index returns no photo vectors"
+            else:
+                scores = scores + self.grounding_term(words, stored, params.boost, target.beta)
+                note = (
+                    f"the {len(raw)} best photos were reranked by how well they show the query's known words "
+                    "(it has a word the model lacks)"
+                )
             hits = []
             for i in np.argsort(-scores, kind="stable")[: params.k]:
                 hit = Hit.from_es(raw[i])
                 hit.score = float(scores[i])
                 hits.append(hit)
             result = SearchResult("knn", hits, [body], float(resp["took"]), total)
-            result.notes.append(
-                f"the {len(raw)} best photos were reranked by how well they show the query's known words "
-                "(it has a word the model lacks)"
-            )
+            result.notes.append(note)
             return result
 
         return self._retrying(attempt)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from toolkit.search.queries import KnnParams, match_clause
+from toolkit.search.stored import source_vectors
 
 if TYPE_CHECKING:
     from toolkit.model import SearchModel
@@ -208,7 +209,7 @@ def contributions(
     if opts.mode in ("knn", "hybrid"):
         _, known, _ = vocabulary_split(searcher.model, text)
         docs = searcher.mget(ids, [params.field])
-        vectors = np.array([d["_source"][params.field] for d in docs], dtype=np.float32)
+        vectors = source_vectors(docs, params.field, searcher.index, "--explain")
         boost = opts.hybrid.knn_boost if opts.mode == "hybrid" else 1.0
         vec_full, vec_without = _vector_scores(searcher, known, vectors, boost, params.field)
         grounded = searcher.reranked_words(text, params, opts.grouping()) if opts.mode == "knn" else None

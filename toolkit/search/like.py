@@ -9,6 +9,7 @@ import numpy as np
 from toolkit.errors import ToolkitError
 from toolkit.search.engine import Searcher
 from toolkit.search.queries import compose, normalize
+from toolkit.search.stored import source_vectors
 
 MAX_LIKE = 100
 
@@ -24,9 +25,12 @@ def like_vector(
         raise ToolkitError("more-like-these needs at least one step id")
     if len(ids) > MAX_LIKE:
         raise ToolkitError(f"more-like-these takes up to {MAX_LIKE} steps, got {len(ids)}")
-    docs = searcher.mget(ids, [field])
+    docs = searcher.mget(ids, [field, "has_image"])
     missing = [d["_id"] for d in docs if not d.get("found")]
-    no_photo = [d["_id"] for d in docs if d.get("found") and field not in d.get("_source", {})]
+    no_photo = [d["_id"] for d in docs if d.get("found") and field not in (d.get("_source") or {})]
+    kept_out = [d for d in docs if d["_id"] in no_photo and (d.get("_source") or {}).get("has_image")]
+    if kept_out:  # steps with a photo whose vector the index does not return: a clear error naming them
+        source_vectors(kept_out, field, searcher.index, "more-like-these")
     if missing or no_photo:
         parts = []
         if missing:
@@ -34,7 +38,7 @@ def like_vector(
         if no_photo:
             parts.append(f"without a photo vector: {', '.join(no_photo)}")
         raise ToolkitError("cannot search like these steps (" + "; ".join(parts) + ")")
-    stored = [np.asarray(d["_source"][field], dtype=np.float32) for d in docs]
+    stored = list(source_vectors(docs, field, searcher.index, "more-like-these"))
     if field == "image_vector":  # back in the shared space (an index may store corrected photo vectors)
         stored = [searcher.stored_photo_vector(v) for v in stored]
     mean = np.mean([normalize(v) for v in stored], axis=0)
