@@ -4,6 +4,7 @@ against a real Elasticsearch node."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -188,6 +189,20 @@ def test_grounding_can_be_turned_off_and_old_configs_have_none() -> None:
     result = train_mapping(tr_bags, tr_img, va_bags, va_img, config, groups, word_vectors=words)
     assert result.model.grounding is None and result.grounding == {}
     assert MappingConfig.from_dict({}).word_grounding is False  # mappings saved before it: none
+
+
+def test_a_share_of_zero_takes_an_attached_grounding_off(trained: tuple) -> None:
+    result, _ = trained
+    model = copy.deepcopy(result.model)
+    before = model.arch()
+    grounding = g.WordGrounding(2, model.dim)
+    grounding.set(np.array([1, 2]), np.ones((2, model.dim)), np.zeros(2))
+    model.set_grounding(grounding, 0.1)
+    assert model.grounding is not None and model.arch()["grounding_share"] == 0.1
+    model.set_grounding(grounding, 0.0)
+    assert model.grounding is None
+    assert not any(k.startswith("grounding") for k in model.state_dict())
+    assert model.arch() == {k: v for k, v in before.items() if not k.startswith("grounding_")}
 
 
 def test_a_query_with_an_unknown_word_is_reranked_through_the_index(

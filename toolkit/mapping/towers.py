@@ -325,8 +325,11 @@ class TwoTower(nn.Module):
         self._arch |= {"grounding_words": n_words, "grounding_share": float(share)}
 
     def set_grounding(self, grounding: WordGrounding, share: float) -> None:
-        """Attach fitted word classifiers (:mod:`toolkit.mapping.grounding`) used with ``share`` (0: none)."""
+        """Attach fitted word classifiers (:mod:`toolkit.mapping.grounding`) used with ``share``; a share of 0
+        leaves the model without any (one attached before is taken off)."""
         if share <= 0:
+            self.grounding = None
+            self._arch = {k: v for k, v in self._arch.items() if not k.startswith("grounding_")}
             return
         device = next(self.parameters()).device
         self._add_grounding(int(grounding.words.shape[0]), share)
