@@ -265,3 +265,10 @@ def test_a_query_with_an_unknown_word_is_reranked_through_the_index(
     hits = explained.explanation["contributions"]["hits"]
     np.testing.assert_allclose([h["recomputed"] for h in hits], [h["score"] for h in hits], atol=1e-4)
     json.dumps(explained.as_dict())  # what `jrs search --json` and the web API send
+    # `jrs evaluate` through the index ranks such a query as `jrs search` answers it: reranked
+    from toolkit.evaluation.through_index import Query, evaluate_through_index
+
+    moved = next(i for i, h in enumerate(plain.hits[:5]) if h.step_id != order[i])
+    result = evaluate_through_index(searcher, [Query(order[moved], unknown)], k=5, modes=("knn",))
+    assert result["modes"]["knn"]["R@1"] == float(moved == 0)
+    assert result["modes"]["knn"]["MRR@5"] == pytest.approx(1.0 / (moved + 1))

@@ -150,8 +150,9 @@ def evaluate_through_index(
                 result = searcher.knn(vec, params, filters)
                 hit_ids = [h.step_id for h in result.hits]
                 overlap.append(len(set(hit_ids) & set(exact)) / len(exact))  # HNSW recall: before any rerank
-                if searcher.reranked_words(q.text, params) is not None:  # what `jrs search` answers: reranked
-                    result = searcher.text_knn(q.text, params, filters)
+                words = searcher.reranked_words(q.text, params)
+                if words is not None:  # what `jrs search` answers: reranked
+                    result = searcher.grounded_knn(vec, words, params, filters)
             elif mode == "keyword":
                 result = searcher.keyword(q.text, k, filters)
             elif mode == "hybrid":

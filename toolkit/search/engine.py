@@ -652,13 +652,24 @@ class Searcher:
         mode: str = "knn",
         group: Grouping | None = None,
     ) -> SearchResult:
-        made_under = self._target  # a photo in the stored form was made for this index's layout
         filters = self.keyed(filters)
+        return self._knn_with(
+            vector,
+            params.field,
+            lambda query: self._run(mode, knn_request(query, params, filters), group=group, k=params.k),
+        )
+
+    def _knn_with(
+        self, vector: np.ndarray, field: str, answer: Callable[[np.ndarray], SearchResult]
+    ) -> SearchResult:
+        """``answer(query)`` with ``vector`` in the form ``field`` is searched with by the index the name points
+        at (:meth:`field_vector`), tried again once where the name was found to point at another index since
+        (:meth:`_retrying`)."""
+        made_under = self._target  # a photo in the stored form was made for this index's layout
 
         def attempt() -> SearchResult:
             self._follow()
-            query = self.field_vector(self._relayout(vector, made_under), params.field)
-            return self._run(mode, knn_request(query, params, filters), group=group, k=params.k)
+            return answer(self.field_vector(self._relayout(vector, made_under), field))
 
         return self._retrying(attempt)
 
@@ -672,7 +683,7 @@ class Searcher:
         words = self.reranked_words(text, params, group)
         if words is None:
             return self.knn(vector, params, filters, group=group)
-        return self._grounded_knn(vector, words, params, filters)
+        return self.grounded_knn(vector, words, params, filters)
 
     def reranked_words(
         self, text: str, params: KnnParams, group: Grouping | None = None
@@ -712,20 +723,19 @@ class Searcher:
         scale = 1.0 if beta is None else photo_scale(beta) / math.sqrt(2.0)
         return boost * scale * grounding.share * grounding.log_probs(words, photos) / 2.0
 
-    def _grounded_knn(
+    def grounded_knn(
         self, vector: np.ndarray, words: np.ndarray, params: KnnParams, filters: Filters
     ) -> SearchResult:
+        """kNN of a text's ``vector`` whose best :data:`~toolkit.mapping.grounding.DEPTH` candidates (``k`` if
+        more) are reranked by the grounded ``words`` (:meth:`reranked_words`: what :meth:`text_knn` does)."""
         from toolkit.mapping.grounding import DEPTH
 
-        made_under = self._target
         filters = self.keyed(filters)
         depth = min(max(params.k, DEPTH), MAX_NUM_CANDIDATES)
         wide = KnnParams(depth, max(params.num_candidates, depth), params.field, params.boost)
 
-        def attempt() -> SearchResult:
-            self._follow()
+        def answer(query: np.ndarray) -> SearchResult:
             target = self._current()  # the layout the hits' vectors are stored in, read once
-            query = self.field_vector(self._relayout(vector, made_under), params.field)
             body = knn_request(query, wide, filters)
             body["_source"] = [*body["_source"], params.field]
             resp, total = self._search(body)
@@ -753,7 +763,7 @@ class Searcher:
             result.notes.append(note)
             return result
 
-        return self._retrying(attempt)
+        return self._knn_with(vector, params.field, answer)
 
     def keyword(self, text: str, k: int, filters: Filters, group: Grouping | None = None) -> SearchResult:
         """BM25 on the step tokens; a note when no step matched, or when no word of the text is in the model's
