@@ -202,18 +202,18 @@ def search_cmd(
         explain=explain,
     )  # built before the model loads: bad boosts or groupings are refused before any work
     t0 = time.perf_counter()
-    searcher = Searcher(make_client(), SearchModel.load(model_dir, device), index)
-    load_ms = (time.perf_counter() - t0) * 1000
-    compose_text = text if image is not None else None
-    result = search(
-        searcher,
-        None if image is not None else text,
-        photo=image,
-        like=like,
-        plus=plus + ((compose_text,) if compose_text else ()),
-        minus=minus,
-        options=options,
-    )
+    with Searcher(make_client(), SearchModel.load(model_dir, device), index) as searcher:
+        load_ms = (time.perf_counter() - t0) * 1000
+        compose_text = text if image is not None else None
+        result = search(
+            searcher,
+            None if image is not None else text,
+            photo=image,
+            like=like,
+            plus=plus + ((compose_text,) if compose_text else ()),
+            minus=minus,
+            options=options,
+        )
     if show_query:
         for body in result.requests:
             click.echo(f"POST {index}/_search\n{json.dumps(body, ensure_ascii=False, indent=2)}", err=as_json)

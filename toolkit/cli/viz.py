@@ -103,14 +103,14 @@ def grid_cmd(
         raise click.UsageError(f"--mode {mode} applies to a query TEXT alone: a photo query is a kNN search")
     check_query_lengths(text)  # as `jrs search`: before the model loads or the cluster is asked
     root = dataset_root_for(model_dir, dataset_root)
-    searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
     filters = Filters(ingredients=ingredients)
-    if image is not None:
-        result = search_photo(searcher, image, k, filters)
-        query = f"写真: {image.name}"
-    else:
-        result = search_text(searcher, text, mode, k, filters)  # type: ignore[arg-type]
-        query = text  # type: ignore[assignment]
+    with Searcher(make_client(), SearchModel.load(model_dir), index) as searcher:
+        if image is not None:
+            result = search_photo(searcher, image, k, filters)
+            query = f"写真: {image.name}"
+        else:
+            result = search_text(searcher, text, mode, k, filters)  # type: ignore[arg-type]
+            query = text  # type: ignore[assignment]
     subtitle = f"mode {result.mode}, top {k}, index {index}"
     summary = write_grid(query, result.hits, root, out, subtitle, GridLayout(columns=columns))
     emit(summary, as_json, f"wrote {out} ({summary['width']}x{summary['height']}, {len(result.hits)} photos)")
@@ -262,16 +262,20 @@ def report_cmd(
         from toolkit.search.engine import Searcher
 
         searcher = Searcher(make_client(), SearchModel.load(model_dir), index)
-    summary = write_report(
-        model_dir,
-        out,
-        searcher,
-        dataset_root=dataset_root,
-        queries=queries,
-        sample_count=samples,
-        k=k,
-        progress=progress_enabled(quiet),
-    )
+    try:
+        summary = write_report(
+            model_dir,
+            out,
+            searcher,
+            dataset_root=dataset_root,
+            queries=queries,
+            sample_count=samples,
+            k=k,
+            progress=progress_enabled(quiet),
+        )
+    finally:
+        if searcher is not None:
+            searcher.close()
     emit(
         summary, as_json, f"wrote {out} ({summary['bytes']} bytes, {len(summary['samples'])} sample queries)"
     )

@@ -124,6 +124,7 @@ def web_cmd(
         pass
     finally:
         server.server_close()
+        searcher.close()
 
 
 commands = [web_cmd]
