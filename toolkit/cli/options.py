@@ -27,7 +27,7 @@ LINEAR_WEIGHT_HELP = (
 TEXT_MEMBERS_HELP = (
     "Text towers trained from seeds SEED, SEED+1, ... and averaged (an ensemble against the one fixed "
     "image side: better ranking, most with few training pairs; each costs one more training run). "
-    "Default: toolkit.mapping.train.DEFAULT_TEXT_MEMBERS (3)."
+    "Default: toolkit.mapping.config.DEFAULT_TEXT_MEMBERS (3)."
 )
 
 
@@ -35,7 +35,7 @@ TEXT_MEMBERS_HELP = (
 MIX_SHARE_HELP = (
     "Bag text tower: mixed pairs added to each training batch, as a share of it (two steps' tokens "
     "together with the mean of their photo features; MixGen); 0 turns it off. "
-    "Default: toolkit.mapping.train.DEFAULT_MIX_SHARE (0.5) with --text-tower bag, 0 with mean."
+    "Default: toolkit.mapping.config.DEFAULT_MIX_SHARE (0.5) with --text-tower bag, 0 with mean."
 )
 
 
