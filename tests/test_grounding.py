@@ -106,6 +106,29 @@ def test_the_share_is_picked_on_validation_pairs_with_an_unknown_word() -> None:
     assert share == 0.0 and picked == {"val_pairs": n, "val_queries": g.MIN_VAL_PAIRS - 1}
 
 
+def test_over_max_val_pairs_the_share_is_picked_on_a_sample_of_the_whole_validation_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Queries with an unknown word late in a large validation set still count (they were cut off with the
+    rows after the first MAX_VAL); the sample is seeded, and holds every query's own photo."""
+    monkeypatch.setattr(g, "MAX_VAL", 100)
+    unknown = np.zeros(300, np.int32)
+    unknown[250:] = 1  # 50 queries, all after the first 100 rows
+    rows, queries = g.validation_sample(300, unknown, seed=0)
+    assert len(rows) == 100 and np.all(np.diff(rows) > 0)
+    assert sorted(rows[queries].tolist()) == list(range(250, 300))
+    again, same = g.validation_sample(300, unknown, seed=0)
+    assert np.array_equal(again, rows) and np.array_equal(same, queries)
+    assert not np.array_equal(g.validation_sample(300, unknown, seed=1)[0], rows)
+    many = np.ones(300, np.int32)  # more queries than MAX_VAL: a sample of them, no other photo
+    rows, queries = g.validation_sample(300, many, seed=0)
+    assert len(rows) == 100 and len(queries) == 100
+    small, asked = g.validation_sample(40, unknown[:40] + 1, seed=3)  # up to MAX_VAL: every row, in order
+    assert small.tolist() == list(range(40)) and asked.tolist() == list(range(40))
+    share, picked = g.pick_share(None, _two_word_grounding(), _bags([[3]] * 300), None, np.zeros(300))
+    assert share == 0.0 and picked == {"val_pairs": 100, "val_queries": 0}
+
+
 def test_a_collection_without_unknown_words_in_validation_gets_no_grounding() -> None:
     tr_bags, tr_img, groups = _concept_pairs(30, 0)
     va_bags, va_img, _ = _concept_pairs(12, 1)
@@ -272,3 +295,27 @@ def test_a_query_with_an_unknown_word_is_reranked_through_the_index(
     result = evaluate_through_index(searcher, [Query(order[moved], unknown)], k=5, modes=("knn",))
     assert result["modes"]["knn"]["R@1"] == float(moved == 0)
     assert result["modes"]["knn"]["MRR@5"] == pytest.approx(1.0 / (moved + 1))
+    mapping.grounding.share = (
+        0.0  # a grounding built with no share (TwoTower(grounding_words=n)) reranks nothing
+    )
+    assert searcher.grounded_words(unknown) is None
+    assert not any("reranked" in n for n in searcher.text_knn(unknown, params, Filters()).notes)
+
+
+def test_a_grounding_of_other_dims_leaves_the_model_as_it_was() -> None:
+    """A refused grounding (its classifiers of another size than the model's vectors) attaches nothing: no
+    zero classifiers left behind with a share, no changed architecture or fingerprint."""
+    from toolkit.mapping.towers import TwoTower
+
+    model = TwoTower(text_dim=4, image_dim=6, dim=8, hidden=16, text_tower="bag", vocab=20)
+    before, state = model.arch(), set(model.state_dict())
+    grounding = g.WordGrounding(2, 5)
+    grounding.set(np.array([1, 2]), np.ones((2, 5)), np.zeros(2))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        model.set_grounding(grounding, 0.1)
+    assert model.grounding is None and model.arch() == before and set(model.state_dict()) == state
+    fitted = g.WordGrounding(2, 8)
+    fitted.set(np.array([1, 2]), np.ones((2, 8)), np.zeros(2))
+    model.set_grounding(fitted, 0.1)
+    assert model.grounding is not None and model.grounding.share == 0.1
+    assert torch.equal(model.grounding.weight, fitted.weight) and model.arch()["grounding_words"] == 2

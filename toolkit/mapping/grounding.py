@@ -182,26 +182,28 @@ def pick_share(
     val_tokens: TokenBags,
     val_img: Any,
     val_unknown: np.ndarray | None = None,
+    seed: int = 0,
 ) -> tuple[float, dict]:
     """The share of :data:`SHARES` whose reranking gives the validation pairs' photos the best mean reciprocal
     rank among the validation photos (ties: the smaller). With ``val_unknown`` (per pair, how many words of its
     text the Word2Vec model lacks) only the pairs with an unknown word are queries, as only such queries are
-    reranked; 0 with fewer than :data:`MIN_VAL_PAIRS` queries."""
-    n = min(len(val_tokens), MAX_VAL)
-    queries = np.arange(n) if val_unknown is None else np.flatnonzero(np.asarray(val_unknown)[:n] > 0)
+    reranked; 0 with fewer than :data:`MIN_VAL_PAIRS` queries. Over more than :data:`MAX_VAL` pairs, the
+    queries and then the other photos are a sample (``seed``) of the whole validation set."""
+    rows, queries = validation_sample(len(val_tokens), val_unknown, seed)
+    n = len(rows)
     if len(queries) < MIN_VAL_PAIRS:
         return 0.0, {"val_pairs": n, "val_queries": int(len(queries))}
-    bags = val_tokens.take(np.arange(n))
-    photos = centred_rows(model.embed_image(np.asarray(val_img[:n], np.float32)))
+    bags = val_tokens.take(rows)
+    photos = centred_rows(model.embed_image(np.asarray(val_img[rows], np.float32)))
     scores = model.embed_text(bags.take(queries)) @ photos.T
     ground = np.stack(
         [grounding.log_probs(bags.ids[bags.offsets[q] : bags.offsets[q + 1]], photos) for q in queries]
     )
-    rows = np.arange(len(queries))
+    asked = np.arange(len(queries))
     mrr = {}
     for share in SHARES:
         s = scores + share * ground
-        own = s[rows, queries]
+        own = s[asked, queries]
         mrr[share] = float(np.mean(1.0 / (1.0 + (s > own[:, None]).sum(axis=1))))
     best = max(SHARES, key=lambda share: (mrr[share], -share))
     picked = {
@@ -210,6 +212,25 @@ def pick_share(
         "val_mrr": {str(k): round(v, 4) for k, v in mrr.items()},
     }
     return best, picked
+
+
+def validation_sample(
+    n_pairs: int, val_unknown: np.ndarray | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, queries)``: the validation rows the share is picked on (sorted; every row up to
+    :data:`MAX_VAL`) and the positions in ``rows`` of its queries (the rows with an unknown word, given
+    ``val_unknown``; else every row). Over :data:`MAX_VAL` rows the queries are a seeded sample of every such
+    row, and the rest of ``rows`` a sample of the others."""
+    flagged = np.ones(n_pairs, bool) if val_unknown is None else np.asarray(val_unknown)[:n_pairs] > 0
+    if n_pairs <= MAX_VAL:
+        return np.arange(n_pairs), np.flatnonzero(flagged)
+    rng = np.random.default_rng(seed)
+    asked = np.flatnonzero(flagged)
+    asked = np.sort(rng.choice(asked, min(len(asked), MAX_VAL), replace=False))
+    others = np.flatnonzero(~flagged)
+    others = np.sort(rng.choice(others, min(len(others), MAX_VAL - len(asked)), replace=False))
+    rows = np.union1d(asked, others)
+    return rows, np.flatnonzero(np.isin(rows, asked))
 
 
 def fit_grounding(
@@ -241,7 +262,7 @@ def fit_grounding(
     bias = bias - weight @ mean
     grounding = WordGrounding(len(words), photos.shape[1])
     grounding.set(words, weight, bias)
-    share, picked = pick_share(model, grounding, val_tokens, val_img, val_unknown)
+    share, picked = pick_share(model, grounding, val_tokens, val_img, val_unknown, seed)
     model.set_grounding(grounding, share)
     log.info(
         "word grounding: %d words, share %g (picked on %d validation queries)",

@@ -332,10 +332,10 @@ class TwoTower(nn.Module):
             self._arch = {k: v for k, v in self._arch.items() if not k.startswith("grounding_")}
             return
         device = next(self.parameters()).device
+        fitted = WordGrounding(int(grounding.words.shape[0]), self.dim, share)
+        fitted.load_state_dict(grounding.state_dict())  # other dims fail here, before the model is changed
         self._add_grounding(int(grounding.words.shape[0]), share)
-        assert self.grounding is not None
-        self.grounding.load_state_dict(grounding.state_dict())
-        self.grounding.to(device)
+        self.grounding = fitted.to(device)
 
     def _add_linear(self, dims: int, weight: float, maps: int) -> None:
         # a tokens text side is a BagTower or an ensemble of them

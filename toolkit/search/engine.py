@@ -701,7 +701,7 @@ class Searcher:
         from toolkit.search.explain import vocabulary_split
 
         grounding = self.model.mapping.model.grounding
-        if grounding is None or not vocabulary_split(self.model, text)[2]:
+        if grounding is None or grounding.share <= 0 or not vocabulary_split(self.model, text)[2]:
             return None
         bags, ok = self.model.text_tokens([text])
         if not ok[0]:
