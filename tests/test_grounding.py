@@ -188,6 +188,9 @@ def test_training_fits_the_grounding_and_records_it(trained: tuple) -> None:
     grounding = result.model.grounding
     assert grounding is not None and grounding.share == share
     assert result.model.arch()["grounding_share"] == share
+    from toolkit.evaluation.baselines import random_towers, untrained_arch
+
+    assert random_towers(untrained_arch(result.model.arch())).grounding is None  # fitted, not untrained
     assert grounding.words.tolist() == list(range(1, 9))
 
 

@@ -72,9 +72,10 @@ def untrained_arch(arch: dict[str, Any]) -> dict[str, Any]:
 
     An untrained bag text tower still has its Word2Vec vectors (:class:`~toolkit.mapping.towers.BagTower`
     starts from them), so it is exactly a mean tower with random MLP weights on the Word2Vec step mean.
-    A linear branch (a CCA fitted on the training pairs) is left out: it is not untrained.
+    A linear branch (a CCA fitted on the training pairs) and a word grounding (classifiers fitted on them) are
+    left out: they are not untrained.
     """
-    dropped = ("text_tower", "vocab", "linear_dims", "linear_weight")
+    dropped = ("text_tower", "vocab", "linear_dims", "linear_weight", "grounding_words", "grounding_share")
     return {k: v for k, v in arch.items() if k not in dropped}
 
 
