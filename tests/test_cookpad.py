@@ -285,3 +285,45 @@ def test_a_position_over_the_index_limit_names_its_row(tmp_path):
         "got '99999999999'"
     )
     assert rejects[1].reason.startswith("steps.tsv line 4: position must be at most 2147483647")
+
+
+def test_tables_with_bare_cr_line_ends_are_read_row_by_row(tmp_path):
+    """Classic Mac exports end lines with a bare CR: the delimiter is sniffed from those rows, as they are read."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "recipes.tsv").write_bytes("id\ttitle\ra001\t肉じゃが\rb002\tカレー\r".encode())
+    (src / "steps.tsv").write_bytes(
+        "recipe_id\tposition\tmemo\ra001\t1\t切る。\rb002\t1\t煮る。\rb002\t2\t盛る。\r".encode()
+    )
+    summary, rejects = _convert(src, tmp_path / "out")
+    assert (summary.recipes, summary.steps, rejects) == (2, 3, [])
+    assert [len(r.steps) for r in iter_recipes(tmp_path / "out")] == [1, 2]
+
+
+def test_a_recipe_id_too_long_for_a_photo_file_name_keeps_its_steps_text_only(tmp_path):
+    """A valid 300-character id makes a photo name over the file system's 255 bytes: a reject, not an abort."""
+    rid = "a" * 300
+    src = _tables(
+        tmp_path / "src",
+        f"id\ttitle\n{rid}\t長い\nb002\tカレー\n",
+        f"recipe_id\tposition\tmemo\n{rid}\t1\t切る。\nb002\t1\t煮る。\n",
+    )
+    (src / "images" / "steps" / "a").mkdir(parents=True)
+    summary, rejects = _convert(src, tmp_path / "out")
+    assert (summary.recipes, summary.steps, summary.paired) == (2, 2, 0)
+    (reject,) = rejects
+    assert (reject.record, reject.stage) == (f"{rid}:1", "image")
+    assert "File name too long" in reject.reason and reject.reason.endswith("step kept as text-only")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_utf16_table_is_refused_as_such(tmp_path, encoding):
+    """Excel's "Unicode text" export is UTF-16: the error says so, not that the delimiter cannot be told."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "recipes.tsv").write_text("id\ttitle\na001\t肉じゃが\n", encoding="utf-8")
+    (src / "steps.tsv").write_bytes("recipe_id\tposition\tmemo\na001\t1\t切る。\n".encode(encoding))
+    with pytest.raises(
+        CookpadError, match=r"steps.tsv is UTF-16 or UTF-32 encoded, not UTF-8: save it as UTF-8"
+    ):
+        convert_cookpad(src, tmp_path / "out")

@@ -220,12 +220,17 @@ def _misquoted_reason(start: int, end: int) -> str:
 
 
 def _sample_rows(text: str, delimiter: str, quoting: Quoting) -> list[list[str]]:
-    rows = (row for _, row, _ in _csv_rows(io.StringIO(text), delimiter, quoting))
+    rows = (row for _, row, _ in _csv_rows(io.StringIO(text, newline=""), delimiter, quoting))
     return [r for r in rows if r][:50]
 
 
 def sniff_table(path: Path, table: str) -> _Table:
     """Work out the delimiter (tab or comma), quoting and header of a table file."""
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    # a UTF-16/32 byte order mark, or an ASCII character as two or four bytes
+    if head in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
+        raise CookpadError(f"{path.name} is UTF-16 or UTF-32 encoded, not UTF-8: save it as UTF-8")
     with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
         text = fh.read(256 * 1024)
         truncated = bool(fh.read(1))
@@ -483,8 +488,11 @@ class _Photos:
             source = resolve_under_root(self.src, rel)
         except UnsafePathError as e:
             return None, f"unsafe photo path: {e}; step kept as text-only"
-        if not source.is_file():
-            return None, ""
+        try:
+            if not source.is_file():
+                return None, ""
+        except OSError as e:  # e.g. a recipe id too long for a file name (ENAMETOOLONG)
+            return None, f"photo {rel!r} cannot be looked up ({e.strerror or e}); step kept as text-only"
         if self.in_place:
             return rel, ""
         dest = self.out / rel
