@@ -214,6 +214,30 @@ def test_a_load_rerun_with_other_index_options_starts_a_new_version(
     assert resumed["index"] == third and resumed["skipped"] > 0
 
 
+def test_a_load_does_not_resume_into_its_index_made_again_by_another_model(
+    es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str, tmp_path
+) -> None:
+    """The checkpoint's version deleted and made again by a load of another model (the next version number is
+    free again): a rerun resumed into it, writing this model's vectors over the other's under its ``_meta``,
+    and moved the alias onto the mixture. Now it starts a new version and leaves that index alone."""
+    import pytest
+
+    from toolkit.index import lifecycle
+
+    opts = IndexOptions(alias=index_name, batch_steps=32, checkpoint_dir=tmp_path)
+    with pytest.raises(StopLoad):
+        index_dataset(es, sample_root, built_model, opts, on_batch=stop_after_a_batch)
+    (first,) = lifecycle.list_versions(es, index_name)
+    # what a load of another model into that version leaves: its fingerprint in _meta
+    meta = es.indices.get_mapping(index=first)[first]["mappings"]["_meta"]
+    es.indices.put_mapping(index=first, meta={**meta, "model_fingerprint": "another-model"})
+    before = es.count(index=first)["count"]
+    result = index_dataset(es, sample_root, built_model, opts)
+    assert result["index"] != first and result["skipped"] == 0 and result["resumed_from"] == 0
+    assert es.count(index=first)["count"] == before  # not written to
+    assert lifecycle.alias_targets(es, index_name) == [result["index"]]
+
+
 def test_a_load_interrupted_before_the_upgrade_still_resumes(
     es: Elasticsearch, sample_root: Path, built_model: Path, index_name: str, tmp_path
 ) -> None:

@@ -80,6 +80,32 @@ def test_a_load_whose_every_record_is_rejected_leaves_the_alias_where_it_was(
     assert "not moved (every record was rejected)" in _alias_line(second)
 
 
+def test_a_load_of_an_empty_input_leaves_the_alias_on_the_documents_it_serves(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    """An empty recipes file (truncated, or caught mid-export) read 0 records, rejected none, and moved the
+    alias onto the empty version: every search then found nothing (and ``--remove-old`` could drop the data)."""
+    good, empty = tmp_path / "good", tmp_path / "empty"
+    for root, text in ((good, _recipe("ok", 2, []) + "\n"), (empty, "")):
+        root.mkdir()
+        (root / "recipes.jsonl").write_text(text, encoding="utf-8")
+    opts = IndexOptions(alias=index_name, checkpoint_dir=tmp_path / "ckpt")
+    first = index_dataset(es, good, built_model, opts)
+    second = index_dataset(es, empty, built_model, opts)
+    assert (second["read"], second["rejected"], second["count"], second["swapped"]) == (0, 0, 0, False)
+    assert list(es.indices.get_alias(name=index_name)) == [first["index"]]
+    assert es.count(index=index_name)["count"] == 2
+    from toolkit.cli.indexing import _alias_line
+
+    assert "not moved (the input holds no recipe)" in _alias_line(second)
+    # a first load of an empty collection still makes the alias (it serves nothing either way)
+    fresh = IndexOptions(alias=f"{index_name}-fresh", checkpoint_dir=tmp_path / "ckpt")
+    try:
+        assert index_dataset(es, empty, built_model, fresh)["swapped"]
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-fresh-template")
+
+
 def test_a_second_load_of_the_same_alias_is_refused_while_the_first_runs(
     es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
 ) -> None:

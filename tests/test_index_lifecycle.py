@@ -55,6 +55,19 @@ def test_alias_swap_is_atomic_and_old_versions_kept_until_asked(es: Elasticsearc
     assert lifecycle.list_versions(es, alias) == [v3, v4]
 
 
+def test_remove_old_keeps_a_version_another_alias_still_names(es: Elasticsearch, index_name: str) -> None:
+    """``jrs indices --remove-old`` deleted an old version that another alias (a rollback alias, an alias over
+    several collections) still pointed at: that alias then answered nothing."""
+    alias = index_name
+    lifecycle.put_template(es, alias, MODEL)
+    v1, v2, v3 = (lifecycle.create_version(es, alias) for _ in range(3))
+    lifecycle.swap_alias(es, alias, v3)
+    es.indices.put_alias(index=v1, name=f"{alias}-rollback")
+    assert lifecycle.remove_old_versions(es, alias, keep=0) == [v2]
+    assert lifecycle.list_versions(es, alias) == [v1, v3]
+    assert lifecycle.alias_targets(es, f"{alias}-rollback") == [v1]
+
+
 def test_finish_load_restores_settings(es: Elasticsearch, index_name: str) -> None:
     es.indices.create(index=index_name, settings={"refresh_interval": "5s", "number_of_replicas": 0})
     restore = lifecycle.begin_load(es, index_name)

@@ -259,6 +259,8 @@ def _alias_line(result: dict) -> str:
         why = "the load stopped early (--max-errors)"
     elif result["count"] == 0 and result["rejected"]:
         why = "every record was rejected"
+    elif result["count"] == 0 and result["read"] == 0:
+        why = "the input holds no recipe"
     else:
         why = "--no-swap"
     return f"alias {result['alias']} not moved ({why}); {result['index']} holds this load"
@@ -362,7 +364,11 @@ def delete_cmd(recipes: tuple[str, ...], alias: str, index_name: str | None, as_
 
 @click.command("indices")
 @click.option("--alias", default=DEFAULT_ALIAS, show_default=True)
-@click.option("--remove-old", is_flag=True, help="Delete versions the alias does not point at.")
+@click.option(
+    "--remove-old",
+    is_flag=True,
+    help="Delete versions the alias does not point at (not one another alias names).",
+)
 @click.option(
     "--keep",
     type=click.IntRange(min=0),

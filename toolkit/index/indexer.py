@@ -348,6 +348,14 @@ def _index_dataset(
     )
     # a mismatch (other input, model or index options, or a finished load) starts a new load
     resumable = decision.action == "resume" and ckpt is not None and es.indices.exists(index=ckpt.index)
+    if resumable and ckpt is not None and not _made_by(es, ckpt.index, model.fingerprint):
+        # the checkpoint's index was deleted and made again by a load of another model: resuming would write this
+        # model's vectors into it (and move the alias onto the mixture)
+        _log.info(
+            f"not resuming the unfinished load into {ckpt.index}: it now holds another model's vectors; "
+            "starting a new one"
+        )
+        resumable = False
     if decision.action == "mismatch" and ckpt is not None and not ckpt.done:
         changed = "; ".join(decision.differences)
         _log.info(f"not resuming the unfinished load into {ckpt.index} ({changed}): starting a new one")
@@ -455,6 +463,16 @@ def _index_dataset(
             "to it (see the rejects file)"
         )
         swapped = False
+    elif swapped and count == 0:
+        # no record read at all (an empty or truncated recipes file): the alias keeps the documents it serves
+        live = [i for i in lifecycle.alias_targets(es, opts.alias) if i != target]
+        serving = int(es.count(index=live)["count"]) if live else 0
+        if serving:
+            _log.warning(
+                f"{target} is empty (the input holds no recipe): alias {opts.alias} not moved off "
+                f"{', '.join(live)} ({serving} documents)"
+            )
+            swapped = False
     if swapped:
         previous = lifecycle.swap_alias(es, opts.alias, target)
     if not summary.stopped_early:
@@ -483,6 +501,15 @@ def _index_dataset(
     if summary.counts.read != summary.counts.indexed + summary.counts.rejected + summary.counts.skipped:
         raise ToolkitError(f"internal accounting error: {result}")
     return result
+
+
+def _made_by(es: Elasticsearch, index: str, model_fingerprint: str) -> bool:
+    """Whether ``index`` records ``model_fingerprint`` in its ``_meta`` (the model whose vectors it holds)."""
+    mappings = es.indices.get_mapping(index=index).body
+    return all(
+        m.get("mappings", {}).get("_meta", {}).get("model_fingerprint") == model_fingerprint
+        for m in mappings.values()
+    )
 
 
 def _restore_quietly(es: Elasticsearch, index: str, restore: dict[str, Any]) -> None:

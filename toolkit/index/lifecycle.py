@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from toolkit.es.client import check_client, raising_toolkit_errors
 from toolkit.fingerprint import FingerprintMismatch
 from toolkit.index.hubness import META_KEY as HUB_META_KEY
 from toolkit.index.template import KEEP_OLD_VERSIONS, IndexModelInfo, VectorIndexOptions, render_template
+
+log = logging.getLogger(__name__)
 
 LOAD_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
 #: What Elasticsearch refuses in an index or alias name (besides upper case and a leading ``-_+``).
@@ -222,7 +225,8 @@ def remove_old_versions(es: Elasticsearch, alias: str, keep: int = KEEP_OLD_VERS
     """Delete versions older than the one behind the alias, keeping the newest ``keep`` of them. Only on
     request (``jrs indices --remove-old``); returns the indices deleted. Versions newer than it (a load still
     running, or one made with ``--no-swap``) are never removed, nor is anything while the alias points at no
-    version. A negative ``keep`` is refused; Elasticsearch failures raise :class:`~toolkit.errors.ToolkitError`
+    version, nor a version another alias still names (a rollback or cross-collection alias searches it).
+    A negative ``keep`` is refused; Elasticsearch failures raise :class:`~toolkit.errors.ToolkitError`
     (``EsUnavailable`` when it stops answering)."""
     check_client(es)
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
@@ -233,10 +237,22 @@ def remove_old_versions(es: Elasticsearch, alias: str, keep: int = KEEP_OLD_VERS
     if newest_live is None:
         return []
     old = [v for v in versions if v not in live and v < newest_live]
+    aliased = _aliases_of(es, old)
+    for name in sorted(aliased):
+        log.info(f"{name} kept: the alias(es) {', '.join(aliased[name])} still point at it")
+    old = [v for v in old if v not in aliased]
     doomed = old[: max(0, len(old) - keep)]
     for name in doomed:
         es.indices.delete(index=name)
     return doomed
+
+
+def _aliases_of(es: Elasticsearch, indices: list[str]) -> dict[str, list[str]]:
+    """Each of ``indices`` that some alias names -> those aliases, sorted (indices no alias names left out)."""
+    if not indices:
+        return {}
+    found = es.indices.get_alias(index=",".join(indices), ignore_unavailable=True, allow_no_indices=True).body
+    return {name: sorted(body.get("aliases", {})) for name, body in found.items() if body.get("aliases")}
 
 
 @dataclass(frozen=True)
