@@ -106,6 +106,31 @@ def test_a_load_of_an_empty_input_leaves_the_alias_on_the_documents_it_serves(
         es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-fresh-template")
 
 
+def test_a_load_into_an_existing_index_keeps_its_replicas_unless_given(
+    es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
+) -> None:
+    """``--index`` on a live index set to 1 replica: a full load kept it at 0 afterwards (the option's default),
+    silently dropping its redundancy; it now restores the index's own count, and ``replicas`` still sets one."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "recipes.jsonl").write_text(_recipe("r1", 2, []) + "\n", encoding="utf-8")
+    target = f"{index_name}-live"
+
+    def replicas() -> str:
+        return es.indices.get_settings(index=target, name="index.number_of_replicas")[target]["settings"][
+            "index"
+        ]["number_of_replicas"]
+
+    opts = IndexOptions(alias=index_name, index=target, checkpoint_dir=tmp_path / "ckpt")
+    assert index_dataset(es, root, built_model, opts)["count"] == 2
+    assert replicas() == "0"  # made by the load: 0, as a new version
+    es.indices.put_settings(index=target, settings={"index.number_of_replicas": 1})
+    index_dataset(es, root, built_model, opts)
+    assert replicas() == "1"
+    index_dataset(es, root, built_model, IndexOptions(alias=index_name, index=target, replicas=0))
+    assert replicas() == "0"
+
+
 def test_a_second_load_of_the_same_alias_is_refused_while_the_first_runs(
     es: Elasticsearch, built_model: Path, index_name: str, tmp_path: Path
 ) -> None:

@@ -41,8 +41,11 @@ def _image_base_url(ctx: click.Context, param: click.Parameter, value: str | Non
     type=int,
     help="HNSW ef_construction (candidates kept while linking a vector: better graph, slower load).",
 )
-@default_from(
-    "toolkit.index.indexer:IndexOptions.replicas", "--replicas", type=int, help="Replicas after the load."
+@click.option(
+    "--replicas",
+    type=int,
+    default=None,
+    help="Replicas after the load [default: 0 for a new version; an existing --index keeps its own].",
 )
 @click.option(
     "--keep-replicas",
@@ -132,7 +135,7 @@ def index_cmd(
     index_type: str,
     hnsw_m: int,
     ef_construction: int,
-    replicas: int,
+    replicas: int | None,
     keep_replicas: bool,
     chunk_size: int,
     max_chunk_bytes: int,

@@ -121,8 +121,9 @@ class IndexOptions:
       ``<alias>-template``) and then points at
     - ``index``: load into this concrete index (or the one index behind this alias) instead of a new version
     - ``vector_options``: how the vector fields are indexed (HNSW, int8, bbq, flat)
-    - ``replicas``: replicas after the load; ``keep_replicas``: keep them during the load too (slower; the load
-      survives losing a node of the cluster)
+    - ``replicas``: replicas after the load (None: 0 for a new index or version; an existing index given by
+      ``index`` keeps its own); ``keep_replicas``: keep them during the load too (slower; the load survives
+      losing a node of the cluster)
     - ``batch_steps``: steps per batch (each batch is checkpointed once acknowledged); ``bulk``: how batches
       are sent
     - ``image_base_url``: prefix of each document's ``image_url``; ``raw_features``: also index the raw
@@ -141,7 +142,7 @@ class IndexOptions:
     alias: str = DEFAULT_ALIAS
     index: str | None = None
     vector_options: VectorIndexOptions = field(default_factory=VectorIndexOptions)
-    replicas: int = 0
+    replicas: int | None = None
     keep_replicas: bool = False
     batch_steps: int = 256
     bulk: BulkOptions = field(default_factory=BulkOptions)
@@ -157,7 +158,8 @@ class IndexOptions:
 
     def __post_init__(self) -> None:
         lifecycle.check_target(self.alias, self.index)
-        check_int("index replicas", self.replicas, 0)
+        if self.replicas is not None:
+            check_int("index replicas", self.replicas, 0)
         check_int("index batch_steps", self.batch_steps, 1)
         check_image_base_url("index image_base_url", self.image_base_url)
         check_argument(
@@ -381,14 +383,19 @@ def _index_dataset(
         # a new (or resumed) version no alias names yet: a run given it by --index waits for this one
         hold_write_locks(es, target, held, skip=locked)
         _log.info(f"resuming the load into {target} after {ckpt.position} recipes")
-        restore = {"index.refresh_interval": "1s", "index.number_of_replicas": opts.replicas}
+        restore: dict[str, Any] = {
+            "index.refresh_interval": "1s",
+            "index.number_of_replicas": opts.replicas or 0,
+        }
         lifecycle.ensure_added_fields(es, target)
         lifecycle.begin_load(es, target)
     else:
+        existed = False
         if opts.index:
             target = opts.index
-            if not es.indices.exists(index=target):
-                lifecycle.put_template(es, target, info, opts.vector_options, opts.replicas)
+            existed = bool(es.indices.exists(index=target))
+            if not existed:
+                lifecycle.put_template(es, target, info, opts.vector_options, opts.replicas or 0)
                 es.indices.create(index=target, **_template_body(es, target))
                 # the template only made this one index: left behind it would shape any later `<name>-*`
                 es.indices.delete_index_template(name=lifecycle.template_name(target))
@@ -397,12 +404,13 @@ def _index_dataset(
                 lifecycle.check_index_model(es, target, model.fingerprint)
                 lifecycle.ensure_added_fields(es, target)
         else:
-            lifecycle.put_template(es, opts.alias, info, opts.vector_options, opts.replicas)
+            lifecycle.put_template(es, opts.alias, info, opts.vector_options, opts.replicas or 0)
             target = lifecycle.create_version(es, opts.alias)
         # a new (or resumed) version no alias names yet: a run given it by --index waits for this one
         hold_write_locks(es, target, held, skip=locked)
-        restore = lifecycle.begin_load(es, target)
-        restore["index.number_of_replicas"] = opts.replicas
+        restore = lifecycle.begin_load(es, target)  # an existing index's own replicas, unless given
+        if opts.replicas is not None or not (opts.index and existed):
+            restore["index.number_of_replicas"] = opts.replicas or 0
         ckpt = Checkpoint(
             path=ckpt_path,
             index=target,
@@ -417,8 +425,8 @@ def _index_dataset(
             raise
         if rejects_path is not None:  # a new load's rejects only (a resumed one adds to its own)
             Path(rejects_path).unlink(missing_ok=True)
-    if opts.keep_replicas and opts.replicas:
-        _keep_replicas(es, target, opts.replicas)
+    if opts.keep_replicas and restore["index.number_of_replicas"]:
+        _keep_replicas(es, target, int(restore["index.number_of_replicas"]))
     # what the index was created with (a resumed or existing index keeps its own statistics and centre, or
     # none); a broken _meta is refused without leaving the index in its load settings (refresh off)
     try:
