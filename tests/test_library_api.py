@@ -374,6 +374,14 @@ def test_delete_and_remove_old_versions_through_the_package(
     gone = toolkit.delete_recipes(es, [recipe, "no-such-recipe"], alias=index_name)
     assert gone["missing"] == ["no-such-recipe"] and gone["deleted"] == gone["read"] > 0
     assert gone["count"] == second["count"] - gone["deleted"]
+    from toolkit.index.locking import write_lock
+    from toolkit.locks import Busy
+
+    other = es.search(index=index_name, size=1)["hits"]["hits"][0]["_source"]["recipe_id"]
+    # while a load or update of the alias runs (it could write the steps back), a delete is refused
+    with write_lock(es, index_name), pytest.raises(Busy, match=f"a load or update of {index_name}"):
+        toolkit.delete_recipes(es, [other], alias=index_name)
+    assert es.count(index=index_name, query={"term": {"recipe_id": other}})["count"] > 0
     for bad in ([recipe, " "], [None]):  # a blank id was dropped without a word; None failed in strip
         with pytest.raises(ConfigError, match="recipe ids must be non-blank strings"):
             toolkit.delete_recipes(es, bad, alias=index_name)  # type: ignore[list-item]

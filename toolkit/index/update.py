@@ -329,11 +329,19 @@ def delete_recipes(
 ) -> dict[str, Any]:
     """Remove every step of ``recipe_ids`` from the live index (``jrs delete``): returns ``index``, ``recipes``
     (the ids asked for), ``missing`` (those not found), ``read`` (steps found) = ``deleted`` + ``rejected``,
-    and ``count`` (documents left). Errors as in :func:`toolkit.index.indexer.index_dataset`."""
+    and ``count`` (documents left). Errors as in :func:`toolkit.index.indexer.index_dataset`; a
+    :class:`~toolkit.locks.Busy` naming the index while a load or update of it runs (it could write the
+    deleted steps back, or hold documents not yet searchable)."""
     check_client(es)
     lifecycle.check_target(alias, index)
     wanted = recipe_ids_to_delete(recipe_ids)
-    target = live_index(es, alias, index)
+    with write_lock(es, index or alias):
+        return _delete_steps(es, wanted, live_index(es, alias, index), rejects_path)
+
+
+def _delete_steps(
+    es: Elasticsearch, wanted: list[str], target: str, rejects_path: str | Path | None
+) -> dict[str, Any]:
     found: dict[str, list[str]] = {}
     for hit in helpers.scan(
         es, index=target, query={"query": {"terms": {"recipe_id": wanted}}}, _source=["recipe_id"]
