@@ -129,3 +129,12 @@ def test_bad_fingerprints_are_not_saved(tmp_path: Path, trained) -> None:
     with pytest.raises(TypeError, match="set"):
         save_mapping(tmp_path, model, config, FPS, {"ids": {"a", "b"}})
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_the_same_mapping_saved_twice_gives_the_same_bytes(tmp_path: Path, trained) -> None:
+    """Same seed, same model, same files: the weights file does not record the temporary name it was written
+    under (torch.save names its archive after the file it is given)."""
+    model, config, _, _ = trained
+    save_mapping(tmp_path / "a", model, config, FPS)
+    save_mapping(tmp_path / "b", model, config, FPS)
+    assert (tmp_path / "a" / "mapping.pt").read_bytes() == (tmp_path / "b" / "mapping.pt").read_bytes()

@@ -255,8 +255,10 @@ def learning_rate(step: int, total: int, base: float, warmup_fraction: float) ->
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # through a file object: given a path, torch names the archive inside after it (the random temporary
+    # name), and the same weights would give other bytes each time
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        torch.save(obj, fh)
 
 
 def epoch_means(losses: Sequence[float], steps_per_epoch: int) -> list[float]:

@@ -93,8 +93,10 @@ def save_mapping(
         "extra": extra_meta or {},
     }
     text = json.dumps(meta, ensure_ascii=False, indent=2, default=_json_default)  # fail before writing
-    with atomic_path(d / WEIGHTS) as tmp:
-        torch.save(state, tmp)
+    # through a file object: given a path, torch names the archive inside after it (the random temporary
+    # name), and the same weights would give other bytes each time
+    with atomic_path(d / WEIGHTS) as tmp, tmp.open("wb") as fh:
+        torch.save(state, fh)
     write_text_atomic(d / META, text)
     return d
 
