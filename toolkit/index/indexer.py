@@ -350,7 +350,8 @@ def _index_dataset(
     )
     # a mismatch (other input, model or index options, or a finished load) starts a new load
     resumable = decision.action == "resume" and ckpt is not None and es.indices.exists(index=ckpt.index)
-    if resumable and ckpt is not None and not _made_by(es, ckpt.index, model.fingerprint):
+    made_by = lifecycle.index_info(es, ckpt.index).meta if resumable and ckpt is not None else {}
+    if ckpt is not None and resumable and made_by.get("model_fingerprint") != model.fingerprint:
         # the checkpoint's index was deleted and made again by a load of another model: resuming would write this
         # model's vectors into it (and move the alias onto the mixture)
         _log.info(
@@ -509,15 +510,6 @@ def _index_dataset(
     if summary.counts.read != summary.counts.indexed + summary.counts.rejected + summary.counts.skipped:
         raise ToolkitError(f"internal accounting error: {result}")
     return result
-
-
-def _made_by(es: Elasticsearch, index: str, model_fingerprint: str) -> bool:
-    """Whether ``index`` records ``model_fingerprint`` in its ``_meta`` (the model whose vectors it holds)."""
-    mappings = es.indices.get_mapping(index=index).body
-    return all(
-        m.get("mappings", {}).get("_meta", {}).get("model_fingerprint") == model_fingerprint
-        for m in mappings.values()
-    )
 
 
 def _restore_quietly(es: Elasticsearch, index: str, restore: dict[str, Any]) -> None:
